@@ -1,0 +1,61 @@
+// Command geniehive is GenieHive's one binary: the edge, the node agent, the
+// all-in-one dev stack, and the operator tools.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/geniehive/geniehive/internal/cli"
+)
+
+const usage = `GenieHive: one OpenAI-compatible endpoint for a fleet of self-hosted LLM hosts.
+
+Usage: geniehive <command> [flags]
+
+Commands:
+`
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func run(args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		if len(args) > 1 && args[0] == "help" {
+			return run([]string{args[1], "--help"})
+		}
+		printUsage()
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, ok := cli.Lookup(args[0])
+	if !ok {
+		fmt.Fprintf(os.Stderr, "geniehive: unknown command %q\n\n", args[0])
+		printUsage()
+		return 2
+	}
+	err := cmd.Run(args[1:])
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, cli.ErrUsage):
+		fmt.Fprintf(os.Stderr, "geniehive %s: %v\nRun 'geniehive %s --help' for usage.\n", cmd.Name, err, cmd.Name)
+		return 2
+	default:
+		fmt.Fprintf(os.Stderr, "geniehive %s: %v\n", cmd.Name, err)
+		return 1
+	}
+}
+
+func printUsage() {
+	fmt.Fprint(os.Stderr, usage)
+	for _, c := range cli.Commands() {
+		fmt.Fprintf(os.Stderr, "  %-10s %s\n", c.Name, c.Summary)
+	}
+	fmt.Fprint(os.Stderr, "\nRun 'geniehive <command> --help' for a command's flags.\nSettings come from flags, GENIEHIVE_* environment variables, or a YAML file (--config).\n")
+}

@@ -1,0 +1,168 @@
+// Package cli is the small command framework behind the geniehive binary:
+// subcommands register themselves, and each command's settings come, in
+// increasing precedence, from defaults, a YAML config file (--config), a
+// GENIEHIVE_* environment variable, and a flag.
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Command is one geniehive subcommand.
+type Command struct {
+	Name    string
+	Summary string // one line for `geniehive --help`
+	// Usage is printed above the flag list by --help.
+	Usage string
+	// Run executes the command with its arguments (after the name).
+	Run func(args []string) error
+}
+
+var commands = map[string]*Command{}
+
+// Register adds a command; called from init functions.
+func Register(c *Command) {
+	if _, dup := commands[c.Name]; dup {
+		panic("cli: duplicate command " + c.Name)
+	}
+	commands[c.Name] = c
+}
+
+// Lookup returns the named command.
+func Lookup(name string) (*Command, bool) { c, ok := commands[name]; return c, ok }
+
+// Commands returns every command, sorted by name.
+func Commands() []*Command {
+	out := make([]*Command, 0, len(commands))
+	for _, c := range commands {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// ErrUsage marks an error caused by bad arguments (exit status 2).
+var ErrUsage = errors.New("usage error")
+
+// EnvName is the environment variable that sets a flag: GENIEHIVE_ plus the
+// flag name upper-cased with '-' and '.' turned into '_'
+// (--redis-url -> GENIEHIVE_REDIS_URL).
+func EnvName(flagName string) string {
+	r := strings.NewReplacer("-", "_", ".", "_")
+	return "GENIEHIVE_" + strings.ToUpper(r.Replace(flagName))
+}
+
+// NewFlagSet returns a flag set whose --help output names the env variable
+// of every flag and prints usage first.
+func NewFlagSet(cmd *Command) *flag.FlagSet {
+	fs := flag.NewFlagSet("geniehive "+cmd.Name, flag.ContinueOnError)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: geniehive %s\n\n", cmd.Usage)
+		fmt.Fprintf(w, "Flags (each also settable as the environment variable shown, or in the YAML config):\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			def := ""
+			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "[]" {
+				def = " (default " + f.DefValue + ")"
+			}
+			fmt.Fprintf(w, "  --%s  [%s]\n      %s%s\n", f.Name, EnvName(f.Name), f.Usage, def)
+		})
+	}
+	return fs
+}
+
+// Parse parses args into fs, then, when configPath points at a file after
+// parsing, decodes that YAML file into cfg (strictly: unknown fields are
+// errors), then re-applies GENIEHIVE_* variables and explicitly set flags so
+// that they win over the file. Flags must be bound to fields of cfg.
+//
+// configPath may be nil for commands without a config file.
+//
+// # Errors
+// flag.ErrHelp for --help; ErrUsage-wrapped errors for bad flags, bad
+// environment values, and an unreadable or invalid config file (the message
+// names the file and line).
+func Parse(fs *flag.FlagSet, args []string, configPath *string, cfg any) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	explicit := map[string]string{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = f.Value.String() })
+	// Env may name the config file too.
+	if configPath != nil {
+		if _, set := explicit["config"]; !set {
+			if v, ok := os.LookupEnv(EnvName("config")); ok {
+				*configPath = v
+			}
+		}
+		if *configPath != "" {
+			if err := LoadYAML(*configPath, cfg); err != nil {
+				return fmt.Errorf("%w: %w", ErrUsage, err)
+			}
+		}
+	}
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, set := explicit[f.Name]; set || f.Name == "config" {
+			return
+		}
+		if v, ok := os.LookupEnv(EnvName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil && envErr == nil {
+				envErr = fmt.Errorf("%w: %s=%q: %w", ErrUsage, EnvName(f.Name), v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return envErr
+	}
+	for name, v := range explicit {
+		if name == "config" {
+			continue
+		}
+		if err := fs.Set(name, v); err != nil {
+			return fmt.Errorf("%w: --%s: %w", ErrUsage, name, err)
+		}
+	}
+	return nil
+}
+
+// LoadYAML decodes a YAML file strictly into v; errors name the file.
+func LoadYAML(path string, v any) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// StringList is a flag.Value for repeated or comma-separated strings.
+type StringList []string
+
+func (s *StringList) String() string { return strings.Join(*s, ",") }
+
+// Set appends comma-separated values.
+func (s *StringList) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*s = append(*s, p)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,213 @@
+// Package testredis gives tests a real Redis.
+//
+// New returns a client on a shared server and a key prefix no other test
+// uses. The server is GENIEHIVE_TEST_REDIS (a redis:// URL) when set;
+// otherwise one redis-server per test binary, started on a free loopback
+// port and killed with the binary (Pdeathsig). Private starts a dedicated
+// server a test may flush, stop and restart.
+//
+// When no redis-server can be found or started, tests are skipped, except
+// under CI=true, where that is a failure.
+package testredis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+var (
+	sharedOnce sync.Once
+	sharedURL  string
+	sharedErr  error
+	sharedSrv  *Server
+)
+
+// unavailable skips, or fails under CI=true.
+func unavailable(t testing.TB, err error) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("redis is required under CI=true: %v", err)
+	}
+	t.Skipf("no redis available (install redis-server or set GENIEHIVE_TEST_REDIS): %v", err)
+}
+
+// URL returns the shared test server's URL, starting it if needed.
+func URL(t testing.TB) string {
+	t.Helper()
+	sharedOnce.Do(func() {
+		if u := os.Getenv("GENIEHIVE_TEST_REDIS"); u != "" {
+			sharedURL = u
+			return
+		}
+		sharedSrv, sharedErr = start("")
+		if sharedErr == nil {
+			sharedURL = sharedSrv.URL()
+		}
+	})
+	if sharedErr != nil {
+		unavailable(t, sharedErr)
+	}
+	return sharedURL
+}
+
+// New returns a client on the shared server and a fresh key prefix ending in
+// ':'. Keys under the prefix are deleted when the test ends.
+func New(t testing.TB) (redis.UniversalClient, string) {
+	t.Helper()
+	u := URL(t)
+	opt, err := redis.ParseURL(u)
+	if err != nil {
+		t.Fatalf("GENIEHIVE_TEST_REDIS: %v", err)
+	}
+	opt.ContextTimeoutEnabled = true
+	c := redis.NewClient(opt)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		c.Close()
+		unavailable(t, err)
+	}
+	prefix := "ght:" + randHex(6) + ":"
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			c.Del(ctx, iter.Val())
+		}
+		c.Close()
+	})
+	return c, prefix
+}
+
+// Server is a redis-server process owned by a test.
+type Server struct {
+	port int
+	dir  string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Private starts a dedicated redis-server for one test; it is stopped when
+// the test ends.
+func Private(t testing.TB) *Server {
+	t.Helper()
+	s, err := start(t.TempDir())
+	if err != nil {
+		unavailable(t, err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// URL is the server's redis:// URL.
+func (s *Server) URL() string { return "redis://127.0.0.1:" + strconv.Itoa(s.port) + "/0" }
+
+// Addr is host:port.
+func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+
+// Client returns a new client to this server, closed with the test.
+func (s *Server) Client(t testing.TB) redis.UniversalClient {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), ContextTimeoutEnabled: true})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Stop kills the server (SIGKILL: nothing is saved).
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
+	s.cmd = nil
+}
+
+// Restart stops the server and starts a fresh, empty one on the same port.
+func (s *Server) Restart() error {
+	s.Stop()
+	return s.run()
+}
+
+func start(dir string) (*Server, error) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return nil, err
+	}
+	if dir == "" {
+		d, err := os.MkdirTemp("", "geniehive-redis-")
+		if err != nil {
+			return nil, err
+		}
+		dir = d
+	}
+	var lastErr error
+	for i := 0; i < 5; i++ {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		s := &Server{port: port, dir: dir}
+		if lastErr = s.run(); lastErr == nil {
+			return s, nil
+		}
+	}
+	return nil, lastErr
+}
+
+func (s *Server) run() error {
+	cmd := exec.Command("redis-server",
+		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no",
+		"--dir", s.dir, "--logfile", filepath.Join(s.dir, "redis.log"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	s.cmd = cmd
+	s.done = make(chan struct{})
+	go func() { _ = cmd.Wait(); close(s.done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", s.Addr(), 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-s.done:
+			b, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+			return fmt.Errorf("redis-server exited: %s", b)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	s.Stop()
+	return fmt.Errorf("redis-server on port %d did not come up", s.port)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,153 @@
+package policies
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/geniehive/geniehive/state"
+)
+
+// SchemaVersion is the version of the Input, Data and Decision documents.
+const SchemaVersion = 1
+
+// Input is the per-request document every engine evaluates (input.* in Rego).
+type Input struct {
+	SchemaVersion int `json:"schema_version"`
+	// Operation is the kind the request's route implies.
+	Operation state.Kind `json:"operation"`
+	// Model is the requested model or role exactly as sent.
+	Model string `json:"model"`
+	// ModelKey is Model normalised for lookups (see NormalizeModel).
+	ModelKey string `json:"model_key"`
+	Stream   bool   `json:"stream"`
+	// MaxTokens is the request's max_tokens / max_completion_tokens (0 = unset).
+	MaxTokens int `json:"max_tokens"`
+	// Thinking is the request's explicit thinking preference, when it sets one
+	// (chat_template_kwargs.enable_thinking, think, or reasoning_effort).
+	Thinking  *bool `json:"thinking,omitempty"`
+	BodyBytes int   `json:"body_bytes"`
+	Key       Key   `json:"key"`
+	// Headers holds selected request headers, lower-cased names.
+	Headers map[string]string `json:"headers,omitempty"`
+	// Body is the raw request body; only set when the policy declares it
+	// needs it.
+	Body json.RawMessage `json:"body,omitempty"`
+}
+
+// Key describes the caller's credential (never the secret).
+type Key struct {
+	ID    string      `json:"id"`
+	Scope state.Scope `json:"scope"`
+	Roles []string    `json:"roles,omitempty"`
+}
+
+// Data is the slow-changing document (data.* in Rego), rebuilt when the
+// snapshot's catalog or registry changes and handed to engines once per
+// version, never per request.
+type Data struct {
+	SchemaVersion int `json:"schema_version"`
+	// Roles by name.
+	Roles map[string]state.Role `json:"roles"`
+	// Aliases maps a lower-cased role name or alias to the role name.
+	Aliases map[string]string `json:"aliases"`
+	// Models maps every lookup form of an asset name (see NormalizeModel
+	// and ModelKeys) to the asset names it matches, sorted.
+	Models map[string][]string `json:"models"`
+	// Services maps a lower-cased service id to its kind and assets.
+	Services map[string]ServiceData `json:"services"`
+	// Assets holds metadata per asset name.
+	Assets map[string]AssetData `json:"assets"`
+	// AssetPolicies are per-asset request policies, by asset name.
+	AssetPolicies map[string]*state.RequestPolicy `json:"asset_policies"`
+}
+
+// AssetData is what policies know of an asset.
+type AssetData struct {
+	Family   string       `json:"family"`
+	Kinds    []state.Kind `json:"kinds"` // kinds of the services that offer it, sorted
+	Thinking bool         `json:"thinking"`
+	// Qwen3 is true for Qwen3 / Qwen3.5 family models (thinking on by default upstream).
+	Qwen3 bool     `json:"qwen3"`
+	Tags  []string `json:"tags,omitempty"`
+}
+
+// ServiceData is what policies know of a service.
+type ServiceData struct {
+	ID     string     `json:"id"`
+	Kind   state.Kind `json:"kind"`
+	Assets []string   `json:"assets"`
+}
+
+// Target kinds.
+const (
+	TargetAsset   = "asset"
+	TargetService = "service"
+)
+
+// Decision is what an engine returns for one request.
+type Decision struct {
+	SchemaVersion int `json:"schema_version"`
+	// Targets is the ordered list of things to try. Targets sharing a Group
+	// are alternatives the routing strategy chooses among; groups are tried
+	// in order (a role's candidates, then its fallback roles').
+	Targets []Target `json:"targets"`
+	// StripReasoning removes reasoning_content / reasoning from the reply.
+	StripReasoning bool `json:"strip_reasoning"`
+	// Headers are added to the response.
+	Headers map[string]string `json:"headers,omitempty"`
+	// Deny, when set, refuses the request.
+	Deny *Denial `json:"deny,omitempty"`
+	// Tried lists what resolution looked at, for error messages
+	// ("role coder: no candidate of kind chat", "cycle at role x").
+	Tried []string `json:"tried,omitempty"`
+}
+
+// Target is one asset (or service) the request may go to.
+type Target struct {
+	Kind      string     `json:"kind"` // asset | service
+	Name      string     `json:"name"` // asset name or service id
+	Operation state.Kind `json:"operation"`
+	// Role is the role this target came from ("" for a direct match).
+	Role     string `json:"role,omitempty"`
+	Group    int    `json:"group"`
+	Strategy string `json:"strategy,omitempty"` // role's strategy override
+	// Patch is the merged request policy for this target (asset policy
+	// under role policy; the role wins on prompts).
+	Patch *Patch `json:"patch,omitempty"`
+}
+
+// Patch is the body rewrite the edge applies for a target, in the dialect of
+// the service it picks.
+type Patch struct {
+	Defaults     map[string]any      `json:"defaults,omitempty"`
+	Overrides    map[string]any      `json:"overrides,omitempty"`
+	SystemPrompt *state.SystemPrompt `json:"system_prompt,omitempty"`
+	// DisableThinking turns thinking off (chat_template_kwargs for
+	// OpenAI-compatible servers, think:false for Ollama).
+	DisableThinking bool `json:"disable_thinking,omitempty"`
+}
+
+// Denial refuses a request.
+type Denial struct {
+	Status int    `json:"status"` // HTTP status, 403 when unset
+	Code   string `json:"code"`   // OpenAI error code, e.g. "policy_denied"
+	Reason string `json:"reason"`
+}
+
+// Engine evaluates decisions. Implementations are safe for concurrent use.
+type Engine interface {
+	// Name is the engine's name: "go", "rego", "wasm" or "module".
+	Name() string
+	// Version identifies the loaded policy (bundle version or hash).
+	Version() string
+	// SetData installs a new data document; later Evals see it, Evals in
+	// flight finish on the one they started with.
+	SetData(ctx context.Context, d *Data) error
+	// Eval decides one request. out is reset and filled.
+	//
+	// # Errors
+	// Evaluation errors, timeouts (context deadline) and malformed policy
+	// output; the edge answers them with a 500.
+	Eval(ctx context.Context, in *Input, out *Decision) error
+	Close() error
+}

@@ -1,0 +1,41 @@
+// Package state owns GenieHive's shared state: the Redis key schema, every
+// read and write of it, and the edge's local snapshot cache.
+//
+// # Key schema
+//
+// Every key and channel starts with one configurable prefix (default "gh:").
+// Keys are grouped by hash tag (the part in braces) so that every multi-key
+// atomic operation touches one Redis Cluster slot.
+//
+//	key                              type    writer  TTL              holds
+//	gh:node:{<host>}:state           string  node    heartbeat TTL    NodeState JSON (host, services, assets, metrics)
+//	gh:catalog                       string  operator none            Catalog JSON (role catalog + asset policies)
+//	gh:keys                          hash    operator none            key id -> APIKey JSON (SHA-256 only)
+//	gh:policy:bundle                 string  operator none            PolicyBundle JSON
+//	gh:{rr}:<target>                 string  edge    24h idle         round-robin counter (INCR)
+//	gh:{if}:<service>                zset    edge    lease            in-flight leases: member=<edge>:<seq>, score=deadline ms
+//	gh:{health}:cool:<service>       string  edge    cooldown length  passive-health cooldown deadline
+//	gh:{health}:fail:<service>       string  edge    failure window   consecutive failure counter
+//	gh:probe                         hash    edge    none             service -> ProbeResult JSON
+//	gh:lease:probe                   string  edge    lease length     id of the edge that probes
+//	gh:stats                         hash    edge    none             service -> ServiceStats JSON (batched)
+//	gh:edges                         hash    edge    deadline field   edge id -> EdgeInfo JSON
+//	gh:bench:{<asset>}:<workload>    list    edge    none, capped     BenchSample JSON, newest first
+//	gh:bench:index                   set     edge    none             "<asset>\x00<workload>" of every bench list
+//
+// A node writes only keys under gh:node:{<host>}: and publishes only on
+// gh:events:node:<host>, so an ACL such as
+//
+//	user node-a on >secret ~gh:node:{node-a}:* &gh:events:node:node-a +@write +@read +@pubsub
+//
+// confines it. See ACL in the README.
+//
+// # Change events
+//
+// Writers publish on gh:events:<what> (node:<host>, catalog, keys, policy,
+// health, bench, stats). Edges PSUBSCRIBE gh:events:* and refresh their
+// snapshot within milliseconds; a periodic resync covers lost messages and
+// expiry (which announces nothing). Every snapshot entry carries the deadline
+// its key's TTL implies, so an expired node is not routable even before the
+// next resync.
+package state

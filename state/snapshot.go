@@ -1,0 +1,106 @@
+package state
+
+import (
+	"crypto/sha256"
+	"time"
+)
+
+// HostEntry is a host as seen in a Snapshot, with the deadline past which it
+// is no longer trusted (its Redis key's TTL, taken when it was read).
+type HostEntry struct {
+	Host
+	Deadline time.Time
+}
+
+// ServiceEntry is a service as seen in a Snapshot. Fields are read-only: a
+// Snapshot is shared by every request that loaded it.
+type ServiceEntry struct {
+	Service
+	// Deadline is when the node's heartbeat key expires. Past it the entry
+	// is not routable even if no resync has dropped it yet.
+	Deadline time.Time
+	// CooldownUntil is set while passive health checks hold the service out
+	// of rotation (shared across edges through Redis).
+	CooldownUntil time.Time
+	// Stats are the figures edges observed for this service.
+	Stats ServiceStats
+	// Probe is the last active-probe verdict, if any.
+	Probe *ProbeResult
+}
+
+// ProbeResult is one active health probe of a service, written by the edge
+// that holds the probe lease.
+type ProbeResult struct {
+	Healthy   bool      `json:"healthy"`
+	Error     string    `json:"error,omitempty"`
+	LatencyMS float64   `json:"latency_ms"`
+	At        time.Time `json:"at"`
+}
+
+// Live reports whether the entry's heartbeat is still within its TTL.
+func (s *ServiceEntry) Live(now time.Time) bool { return now.Before(s.Deadline) }
+
+// InCooldown reports whether passive health checks hold the service out.
+func (s *ServiceEntry) InCooldown(now time.Time) bool { return now.Before(s.CooldownUntil) }
+
+// Healthy reports the service's health: the node's verdict, overridden by a
+// failed active probe.
+func (s *ServiceEntry) IsHealthy() bool {
+	if s.Probe != nil && !s.Probe.Healthy {
+		return false
+	}
+	return s.Service.Healthy
+}
+
+// Routable reports whether a request may be sent to the service now:
+// live, healthy and not in cooldown. Concurrency limits are the router's.
+func (s *ServiceEntry) Routable(now time.Time) bool {
+	return s.Live(now) && s.IsHealthy() && !s.InCooldown(now)
+}
+
+// Asset returns the service's asset with that exact name.
+func (s *ServiceEntry) Asset(name string) (*Asset, bool) {
+	for i := range s.Assets {
+		if s.Assets[i].Name == name {
+			return &s.Assets[i], true
+		}
+	}
+	return nil, false
+}
+
+// Snapshot is an immutable view of the shared state, built from Redis and
+// swapped atomically by a Watcher. Nothing in it may be modified after it is
+// published; readers hold it for the life of one request.
+type Snapshot struct {
+	// Version increases with every rebuild in this process.
+	Version uint64
+	BuiltAt time.Time
+	// RedisOK is false when the last refresh failed; the snapshot then
+	// holds the last state read successfully.
+	RedisOK bool
+
+	Hosts    map[string]*HostEntry
+	Services []*ServiceEntry // sorted by ID
+	ByID     map[string]*ServiceEntry
+	// AssetServices maps an asset name to the services that offer it,
+	// sorted by service ID (the order round-robin counts in).
+	AssetServices map[string][]*ServiceEntry
+
+	Catalog *Catalog // never nil; empty when none is loaded
+	// CatalogVersion changes whenever the stored catalog changes.
+	CatalogVersion string
+
+	// Keys maps the SHA-256 of a secret to its key.
+	Keys map[[sha256.Size]byte]*APIKey
+
+	// Bench maps asset name to its per-workload benchmark summaries.
+	Bench map[string][]BenchSummary
+
+	// Policy is the bundle pushed into Redis, nil when none.
+	Policy *PolicyBundle
+}
+
+// Role returns the role with that name or alias (case-insensitive).
+func (s *Snapshot) Role(name string) (*Role, bool) {
+	return s.Catalog.Role(name)
+}
