@@ -1,0 +1,134 @@
+// Package route holds the small types shared by the edge and the routing
+// strategies: what the edge knows about a request (RequestFacts), what a
+// strategy answers (Plan: ordered Candidates), the Router interface the edge
+// calls, and the typed errors it maps to HTTP statuses.
+//
+// It is a leaf package (it imports only state and policies) so that edge and
+// routing can both import it without a cycle. Values are plain data; a Plan
+// belongs to the one request that asked for it.
+package route
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/state"
+)
+
+// RequestFacts is what the edge extracted from a request before routing.
+type RequestFacts struct {
+	// Operation is the kind the route implies (chat, embeddings, ...).
+	Operation state.Kind
+	// Model is the requested model or role exactly as sent.
+	Model  string
+	Stream bool
+	// BodyBytes is the request body size.
+	BodyBytes int
+	// KeyID is the caller's key id ("" when auth is off).
+	KeyID string
+	// Now is the request's arrival time; strategies judge liveness against it.
+	Now time.Time
+}
+
+// Candidate is one concrete place to send the request.
+type Candidate struct {
+	// Service is the snapshot entry picked (read-only, shared).
+	Service *state.ServiceEntry
+	// Asset is the upstream model name to put in the body.
+	Asset string
+	// Target is the decision target this candidate serves (carries the body
+	// patch and the role it came from). Never nil.
+	Target *policies.Target
+	// Leased is true when the strategy already took an in-flight lease for
+	// this candidate (least_loaded does, atomically with its pick); the
+	// edge then ends Lease instead of calling Inflight.Begin itself.
+	Leased bool
+	Lease  state.Lease
+}
+
+// Plan is a strategy's answer: candidates in the order the edge tries them.
+// The first is the strategy's pick; the rest are failover alternatives
+// (other services of the same target group first, then later groups).
+type Plan struct {
+	Candidates []Candidate
+	// Tried describes what was considered, for error messages and logs.
+	Tried []string
+	// Strategy names the strategy that produced the plan (for metrics/logs).
+	Strategy string
+}
+
+// Router turns a policy decision into a plan using live state.
+//
+// Implementations are safe for concurrent use. Plan must not block on
+// anything but the at-most-one Redis round trip its strategy needs.
+//
+// # Errors
+// A *NoCandidatesError (errors.Is(err, ErrNoCandidates)) when no target has
+// a routable service of the right kind (the edge answers 503); a
+// *SaturatedError (errors.Is(err, ErrSaturated)) when candidates exist but
+// all are at their concurrency limit (429 with Retry-After). Any other error
+// (Redis down for round_robin/least_loaded, ...) is answered 503 as well.
+type Router interface {
+	Plan(ctx context.Context, snap *state.Snapshot, dec *policies.Decision, req *RequestFacts) (Plan, error)
+}
+
+// Feedback is optionally implemented by a Router that wants to learn the
+// outcome of each attempt (e.g. to adapt scores). The edge calls it off the
+// response path; implementations must not block.
+type Feedback interface {
+	Observe(c *Candidate, ok bool, latency time.Duration)
+}
+
+// Sentinel errors, for errors.Is.
+var (
+	ErrNoCandidates = errors.New("no routable candidate")
+	ErrSaturated    = errors.New("every candidate is saturated")
+)
+
+// NoCandidatesError says what was looked at when nothing was routable.
+type NoCandidatesError struct {
+	Model string
+	Tried []string
+}
+
+func (e *NoCandidatesError) Error() string {
+	var b strings.Builder
+	b.WriteString("no routable service for ")
+	b.WriteString(strconv.Quote(e.Model))
+	if len(e.Tried) > 0 {
+		b.WriteString(" (tried: ")
+		b.WriteString(strings.Join(e.Tried, "; "))
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+// Is makes errors.Is(err, ErrNoCandidates) true.
+func (e *NoCandidatesError) Is(target error) bool { return target == ErrNoCandidates }
+
+// SaturatedError says every candidate is at its concurrency limit.
+type SaturatedError struct {
+	Model      string
+	RetryAfter time.Duration // 0 = 1s
+	Tried      []string
+}
+
+func (e *SaturatedError) Error() string {
+	var b strings.Builder
+	b.WriteString("every service for ")
+	b.WriteString(strconv.Quote(e.Model))
+	b.WriteString(" is at its concurrency limit")
+	if len(e.Tried) > 0 {
+		b.WriteString(" (")
+		b.WriteString(strings.Join(e.Tried, "; "))
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+// Is makes errors.Is(err, ErrSaturated) true.
+func (e *SaturatedError) Is(target error) bool { return target == ErrSaturated }
