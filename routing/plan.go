@@ -1,0 +1,500 @@
+package routing
+
+import (
+	"context"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/state"
+)
+
+// targetOp is the operation a target routes to.
+func targetOp(t *policies.Target, f *Facts) state.Kind {
+	if t.Operation != "" {
+		return t.Operation
+	}
+	return f.Operation
+}
+
+// serviceAsset is the asset a service target sends: its first loaded asset,
+// else its first, else nil (the edge then keeps the request's model).
+func serviceAsset(svc *state.ServiceEntry) *state.Asset {
+	for i := range svc.Assets {
+		if svc.Assets[i].Loaded {
+			return &svc.Assets[i]
+		}
+	}
+	if len(svc.Assets) > 0 {
+		return &svc.Assets[0]
+	}
+	return nil
+}
+
+// latencyOf is the best latency figure for a service (0 = unknown).
+func latencyOf(svc *state.ServiceEntry) float64 {
+	if svc.Stats.Requests > 0 && svc.Stats.LatencyMS > 0 {
+		return svc.Stats.LatencyMS
+	}
+	if svc.Metrics.LatencyMS > 0 {
+		return svc.Metrics.LatencyMS
+	}
+	if svc.Probe != nil && svc.Probe.LatencyMS > 0 {
+		return svc.Probe.LatencyMS
+	}
+	return 0
+}
+
+// collect fills w.cands with every routable (service, asset) of every
+// target, scored, and returns how many are saturated (by the local estimate).
+func (r *Router) collect(w *work, snap *state.Snapshot, dec *policies.Decision, f *Facts, now time.Time) int {
+	w.cands = w.cands[:0]
+	w.order = w.order[:0]
+	w.leased = state.Lease{}
+	text := f.Text
+	if len(text) > r.cfg.TextChars {
+		text = text[:r.cfg.TextChars]
+	}
+	var rt requestText
+	rt[0] = f.Model
+	rt[3] = text
+	in := scoreInput{text: &rt}
+	lastRole := "\x00"
+	var role *state.Role
+	nowNS := now.UnixNano()
+	sat := 0
+	for ti := range dec.Targets {
+		t := &dec.Targets[ti]
+		if t.Role != lastRole {
+			lastRole = t.Role
+			role = nil
+			if t.Role != "" {
+				role, _ = snap.Role(t.Role)
+			}
+			rt[1], rt[2] = "", ""
+			if role != nil {
+				rt[1], rt[2] = role.Name, role.Description
+			}
+		}
+		in.hasText = rt[0] != "" || rt[1] != "" || rt[2] != "" || rt[3] != ""
+		pos, n := 0, 0
+		for k := range dec.Targets {
+			if dec.Targets[k].Group == t.Group {
+				if k < ti {
+					pos++
+				}
+				n++
+			}
+		}
+		op := targetOp(t, f)
+		var list []*state.ServiceEntry
+		var one [1]*state.ServiceEntry
+		if t.Kind == policies.TargetService {
+			if svc, ok := snap.ByID[t.Name]; ok {
+				one[0] = svc
+				list = one[:]
+			}
+		} else {
+			list = snap.AssetServices[t.Name]
+		}
+		for _, svc := range list {
+			if op != "" && svc.Kind != op || !svc.Routable(now) {
+				continue
+			}
+			l := r.peekLoc(svc.ID)
+			var localIn int64
+			if l != nil {
+				if l.coolUntil.Load() > nowNS {
+					continue
+				}
+				localIn = l.inflight.Load()
+			}
+			var asset *state.Asset
+			if t.Kind == policies.TargetService {
+				asset = serviceAsset(svc)
+			} else {
+				asset, _ = svc.Asset(t.Name)
+			}
+			dup := false
+			for k := range w.cands {
+				if w.cands[k].svc == svc && w.cands[k].asset == asset {
+					dup = true
+					break
+				}
+			}
+			if dup {
+				continue
+			}
+			est := localIn
+			if rep := int64(svc.Metrics.InFlight); rep > est {
+				est = rep
+			}
+			w.cands = append(w.cands, cand{svc: svc, asset: asset, target: t, group: t.Group, pos: pos, inflight: est})
+			c := &w.cands[len(w.cands)-1]
+			c.saturated = svc.MaxConcurrency > 0 && est >= int64(svc.MaxConcurrency)
+			if c.saturated {
+				sat++
+			}
+			in.svc, in.asset, in.role, in.pos, in.n, in.inflight = svc, asset, role, pos, n, est
+			in.host, in.bench = nil, nil
+			if svc.Metrics.VRAMTotalBytes <= 0 {
+				in.host = snap.Hosts[svc.HostID]
+			}
+			if asset != nil {
+				in.bench = snap.Bench[asset.Name]
+			}
+			r.score(&in, &c.sig)
+			c.score = c.sig.Sum()
+		}
+	}
+	return sat
+}
+
+// less orders candidates: earlier group, higher score, then service id and
+// asset name so every replica agrees.
+func less(a, b *cand) bool {
+	if a.group != b.group {
+		return a.group < b.group
+	}
+	if a.score != b.score {
+		return a.score > b.score
+	}
+	if a.svc.ID != b.svc.ID {
+		return a.svc.ID < b.svc.ID
+	}
+	return assetName(a.asset) < assetName(b.asset)
+}
+
+func assetName(a *state.Asset) string {
+	if a == nil {
+		return ""
+	}
+	return a.Name
+}
+
+// sortIdx sorts idx by less over cands (insertion sort: n is small and this
+// neither allocates nor moves the large cand values).
+func sortIdx(idx []int, cands []cand, lessFn func(a, b *cand) bool) {
+	for i := 1; i < len(idx); i++ {
+		for j := i; j > 0 && lessFn(&cands[idx[j]], &cands[idx[j-1]]); j-- {
+			idx[j], idx[j-1] = idx[j-1], idx[j]
+		}
+	}
+}
+
+func (r *Router) strategyOf(t *policies.Target) string {
+	if t.Strategy != "" && ValidStrategy(t.Strategy) {
+		return t.Strategy
+	}
+	return r.cfg.DefaultStrategy
+}
+
+// rrKey names the round-robin counter of a group: a hash of its set of
+// targets (order-independent), so every replica and every request that
+// resolves to the same set shares one rotation.
+func rrKey(dec *policies.Decision, group int) string {
+	var sum uint64
+	for i := range dec.Targets {
+		t := &dec.Targets[i]
+		if t.Group != group {
+			continue
+		}
+		h := uint64(14695981039346656037)
+		for k := 0; k < len(t.Kind); k++ {
+			h = (h ^ uint64(t.Kind[k])) * 1099511628211
+		}
+		h = (h ^ 0) * 1099511628211
+		for k := 0; k < len(t.Name); k++ {
+			h = (h ^ uint64(t.Name[k])) * 1099511628211
+		}
+		sum += h
+	}
+	var buf [18]byte
+	b := append(buf[:0], 'g', ':')
+	b = strconv.AppendUint(b, sum, 16)
+	return string(b)
+}
+
+// order fills w.order with the plan: the strategy's pick, the rest of its
+// group by score, then later groups by score. Saturated candidates are left
+// out. dry makes round_robin peek and least_loaded read counts without
+// taking a lease. It returns the strategy applied.
+func (r *Router) order(ctx context.Context, w *work, dec *policies.Decision, dry bool) (string, error) {
+	idx := w.order[:0]
+	for i := range w.cands {
+		idx = append(idx, i)
+	}
+	sortIdx(idx, w.cands, less)
+	w.order = idx
+	// g: the first group with a usable candidate. least_loaded groups are
+	// usable even when the local estimate says saturated: the cluster-wide
+	// count decides.
+	gi := -1
+	for k, i := range idx {
+		c := &w.cands[i]
+		if !c.saturated || r.strategyOf(c.target) == StrategyLeastLoaded && r.inflight != nil {
+			gi = k
+			break
+		}
+	}
+	if gi < 0 {
+		w.order = w.order[:0]
+		return r.cfg.DefaultStrategy, nil
+	}
+	g := w.cands[idx[gi]].group
+	strategy := r.strategyOf(w.cands[idx[gi]].target)
+	ge := gi
+	for ge < len(idx) && w.cands[idx[ge]].group == g {
+		ge++
+	}
+	grp := idx[gi:ge]
+	switch strategy {
+	case StrategyLeastLoaded:
+		if r.inflight == nil || r.store == nil {
+			strategy = StrategyScored
+			break
+		}
+		if err := r.leastLoaded(ctx, w, grp, dry); err != nil {
+			return strategy, err
+		}
+	case StrategyRoundRobin:
+		if r.store == nil {
+			strategy = StrategyScored
+			break
+		}
+		if err := r.roundRobin(ctx, w, dec, g, grp, dry); err != nil {
+			return strategy, err
+		}
+	}
+	// Drop saturated candidates, keeping order.
+	out := idx[:0]
+	for _, i := range idx {
+		if !w.cands[i].saturated {
+			out = append(out, i)
+		}
+	}
+	w.order = out
+	return strategy, nil
+}
+
+// moveFirst moves grp[k] to grp[0], shifting the others down.
+func moveFirst(grp []int, k int) {
+	v := grp[k]
+	copy(grp[1:k+1], grp[:k])
+	grp[0] = v
+}
+
+func byID(a, b *cand) bool {
+	if a.svc.ID != b.svc.ID {
+		return a.svc.ID < b.svc.ID
+	}
+	return assetName(a.asset) < assetName(b.asset)
+}
+
+func (r *Router) roundRobin(ctx context.Context, w *work, dec *policies.Decision, g int, grp []int, dry bool) error {
+	ids := w.queue[:0] // reuse as an index list
+	for k, i := range grp {
+		if !w.cands[i].saturated {
+			ids = append(ids, int64(k))
+		}
+	}
+	w.queue = ids
+	if len(ids) == 0 {
+		return nil
+	}
+	// Order the usable members by service id (what every replica agrees on).
+	for a := 1; a < len(ids); a++ {
+		for b := a; b > 0 && byID(&w.cands[grp[ids[b]]], &w.cands[grp[ids[b-1]]]); b-- {
+			ids[b], ids[b-1] = ids[b-1], ids[b]
+		}
+	}
+	key := rrKey(dec, g)
+	var n uint64
+	var err error
+	if dry {
+		n, err = r.store.PeekRR(ctx, key)
+		n++
+	} else {
+		n, err = r.store.NextRR(ctx, key)
+	}
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		n = 1
+	}
+	pick := int(ids[(n-1)%uint64(len(ids))])
+	moveFirst(grp, pick)
+	return nil
+}
+
+func (r *Router) leastLoaded(ctx context.Context, w *work, grp []int, dry bool) error {
+	// Pass services in latency order (unknown last): the script's tie-break
+	// is the first minimum.
+	ord := w.lat[:0]
+	for _, i := range grp {
+		l := latencyOf(w.cands[i].svc)
+		if l <= 0 {
+			l = math.MaxFloat64
+		}
+		ord = append(ord, l)
+	}
+	w.lat = ord
+	perm := w.perm[:0] // positions in grp, latency-sorted
+	for k := range grp {
+		perm = append(perm, k)
+	}
+	w.perm = perm
+	for a := 1; a < len(perm); a++ {
+		for b := a; b > 0 && (ord[perm[b]] < ord[perm[b-1]] || ord[perm[b]] == ord[perm[b-1]] && w.cands[grp[perm[b]]].svc.ID < w.cands[grp[perm[b-1]]].svc.ID); b-- {
+			perm[b], perm[b-1] = perm[b-1], perm[b]
+		}
+	}
+	ids := w.ids[:0]
+	q := w.queue[:0]
+	for _, k := range perm {
+		c := &w.cands[grp[k]]
+		ids = append(ids, c.svc.ID)
+		q = append(q, int64(c.svc.Metrics.QueueDepth))
+	}
+	w.ids, w.queue = ids, q
+	var pk int
+	var counts []int64
+	if dry {
+		cs, err := r.store.InflightCounts(ctx, ids)
+		if err != nil {
+			return err
+		}
+		counts = cs
+		pk = -1
+		best := int64(math.MaxInt64)
+		for k := range ids {
+			if load := cs[k] + q[k]; load < best {
+				pk, best = k, load
+			}
+		}
+	} else {
+		k, cs, lease, err := r.inflight.PickLeastLoaded(ctx, ids, q)
+		if err != nil {
+			return err
+		}
+		pk, counts = k, cs
+		w.leased = lease
+		if k >= 0 {
+			counts[k]-- // figures without this request, like the others
+		}
+	}
+	if w.counts == nil || cap(w.counts) < len(w.cands) {
+		w.counts = make([]int64, len(w.cands))
+	}
+	w.counts = w.counts[:len(w.cands)]
+	for i := range w.counts {
+		w.counts[i] = -1
+	}
+	// Saturation by the cluster-wide count.
+	for j, k := range perm {
+		c := &w.cands[grp[k]]
+		w.counts[grp[k]] = counts[j]
+		c.inflight = counts[j]
+		c.saturated = c.svc.MaxConcurrency > 0 && counts[j] >= int64(c.svc.MaxConcurrency)
+	}
+	if pk >= 0 && w.cands[grp[perm[pk]]].saturated {
+		// The least loaded is full: hand its lease back and pick the least
+		// loaded of the rest that has room (the edge will Begin it).
+		if w.leased.Valid() {
+			r.inflight.End(w.leased)
+			w.leased = state.Lease{}
+		}
+		pk = -1
+		best := int64(math.MaxInt64)
+		for j, k := range perm {
+			if c := &w.cands[grp[k]]; !c.saturated && counts[j]+q[j] < best {
+				pk, best = j, counts[j]+q[j]
+			}
+		}
+	}
+	if pk >= 0 {
+		target := perm[pk]
+		moveFirst(grp, target)
+	}
+	return nil
+}
+
+// tried describes, for an error message, every target and why each of its
+// services was not used. Built on the failure path only.
+func (r *Router) tried(snap *state.Snapshot, dec *policies.Decision, f *Facts, now time.Time) []string {
+	out := append([]string(nil), dec.Tried...)
+	for ti := range dec.Targets {
+		t := &dec.Targets[ti]
+		op := targetOp(t, f)
+		var b strings.Builder
+		b.WriteString(t.Kind)
+		b.WriteString(" ")
+		b.WriteString(t.Name)
+		if t.Role != "" {
+			b.WriteString(" (role ")
+			b.WriteString(t.Role)
+			b.WriteString(")")
+		}
+		b.WriteString(": ")
+		var list []*state.ServiceEntry
+		if t.Kind == policies.TargetService {
+			if svc, ok := snap.ByID[t.Name]; ok {
+				list = []*state.ServiceEntry{svc}
+			}
+		} else {
+			list = snap.AssetServices[t.Name]
+		}
+		if len(list) == 0 {
+			b.WriteString("no service offers it")
+		}
+		for k, svc := range list {
+			if k > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(svc.ID)
+			b.WriteString(" ")
+			b.WriteString(r.whyNot(svc, op, now))
+		}
+		out = append(out, b.String())
+	}
+	if len(dec.Targets) == 0 && len(out) == 0 {
+		out = append(out, "nothing matched the model, a role or an alias")
+	}
+	return out
+}
+
+// whyNot says why a service is not usable now ("ok" when it is).
+func (r *Router) whyNot(svc *state.ServiceEntry, op state.Kind, now time.Time) string {
+	switch {
+	case op != "" && svc.Kind != op:
+		return "serves " + string(svc.Kind) + ", not " + string(op)
+	case !svc.Live(now):
+		return "heartbeat expired"
+	case !svc.IsHealthy():
+		msg := "unhealthy"
+		if svc.Probe != nil && !svc.Probe.Healthy && svc.Probe.Error != "" {
+			msg += " (probe: " + svc.Probe.Error + ")"
+		} else if svc.HealthError != "" {
+			msg += " (" + svc.HealthError + ")"
+		}
+		return msg
+	case svc.InCooldown(now):
+		return "in cooldown until " + svc.CooldownUntil.UTC().Format(time.RFC3339)
+	}
+	if l := r.peekLoc(svc.ID); l != nil && l.coolUntil.Load() > now.UnixNano() {
+		return "in cooldown (set by this edge)"
+	}
+	if svc.MaxConcurrency > 0 {
+		est := int64(svc.Metrics.InFlight)
+		if l := r.peekLoc(svc.ID); l != nil && l.inflight.Load() > est {
+			est = l.inflight.Load()
+		}
+		if est >= int64(svc.MaxConcurrency) {
+			return "at max concurrency " + strconv.Itoa(svc.MaxConcurrency)
+		}
+	}
+	return "ok"
+}

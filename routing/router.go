@@ -1,0 +1,173 @@
+package routing
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/geniehive/geniehive/edge/route"
+	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/state"
+)
+
+// Router implements route.Router and route.Feedback over a shared Store.
+// Create it with New; it is safe for concurrent use.
+type Router struct {
+	cfg      Config
+	store    *state.Store    // nil: round_robin and least_loaded unavailable, health local only
+	inflight *state.Inflight // nil: least_loaded falls back to scored
+
+	local atomic.Pointer[map[string]*svcLocal] // copy-on-write
+	mu    sync.Mutex                           // serialises writers of local
+
+	health  chan healthOp
+	dropped atomic.Int64
+
+	pool sync.Pool // *work
+}
+
+// svcLocal is what this process knows about a service beyond the snapshot.
+type svcLocal struct {
+	inflight  atomic.Int64 // requests this edge has open to it (Begin/End)
+	failed    atomic.Bool  // a failure was reported and no success since
+	coolUntil atomic.Int64 // unix ns; local copy of a cooldown this edge set
+}
+
+// New returns a Router. store may be nil in unit tests (round_robin and
+// least_loaded then fail with an error); inflight may be nil (least_loaded
+// then behaves as scored).
+//
+// # Errors
+// Those of Config.Provision.
+func New(cfg Config, store *state.Store, inflight *state.Inflight) (*Router, error) {
+	c, err := cfg.Provision()
+	if err != nil {
+		return nil, err
+	}
+	r := &Router{cfg: c, store: store, inflight: inflight, health: make(chan healthOp, 4096)}
+	m := map[string]*svcLocal{}
+	r.local.Store(&m)
+	r.pool.New = func() any { return new(work) }
+	return r, nil
+}
+
+// Config returns the provisioned configuration.
+func (r *Router) Config() Config { return r.cfg }
+
+func (r *Router) loc(id string) *svcLocal {
+	if l, ok := (*r.local.Load())[id]; ok {
+		return l
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := *r.local.Load()
+	if l, ok := old[id]; ok {
+		return l
+	}
+	m := make(map[string]*svcLocal, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	l := &svcLocal{}
+	m[id] = l
+	r.local.Store(&m)
+	return l
+}
+
+func (r *Router) peekLoc(id string) *svcLocal { return (*r.local.Load())[id] }
+
+// cand is one (service, asset) under consideration.
+type cand struct {
+	svc       *state.ServiceEntry
+	asset     *state.Asset
+	target    *policies.Target
+	group     int
+	pos       int // target position within its group
+	sig       Signals
+	score     float64
+	inflight  int64 // local estimate
+	saturated bool
+}
+
+// work is the per-call scratch, pooled.
+type work struct {
+	cands []cand
+	ids   []string
+	queue []int64
+	order []int
+	lat   []float64
+	perm  []int
+	// leased is the lease least_loaded took for the pick, handed to the plan.
+	leased state.Lease
+	// counts are the cluster-wide in-flight figures least_loaded read,
+	// parallel to cands (-1 = not read).
+	counts []int64
+}
+
+// Facts is what routing reads about a request: route.RequestFacts plus the
+// optional prompt prefix for the text signal.
+type Facts struct {
+	Operation state.Kind
+	Model     string
+	// Text is the start of the prompt (or a free-text task); only the first
+	// Config.TextChars bytes are read. Never logged.
+	Text string
+	Now  time.Time
+}
+
+// Plan implements route.Router.
+func (r *Router) Plan(ctx context.Context, snap *state.Snapshot, dec *policies.Decision, req *route.RequestFacts) (route.Plan, error) {
+	f := Facts{Operation: req.Operation, Model: req.Model, Now: req.Now}
+	return r.Route(ctx, snap, dec, &f)
+}
+
+// Route is Plan with the prompt text available to the text signal.
+//
+// # Errors
+// *route.NoCandidatesError, *route.SaturatedError (see route.Router), or a
+// Redis error from round_robin / least_loaded.
+func (r *Router) Route(ctx context.Context, snap *state.Snapshot, dec *policies.Decision, f *Facts) (route.Plan, error) {
+	w := r.pool.Get().(*work)
+	defer r.pool.Put(w)
+	now := f.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	nSat := r.collect(w, snap, dec, f, now)
+	strategy, err := r.order(ctx, w, dec, false)
+	if err != nil {
+		return route.Plan{}, err
+	}
+	if len(w.order) == 0 {
+		if nSat > 0 || anySaturated(w) {
+			return route.Plan{}, &route.SaturatedError{Model: f.Model, RetryAfter: r.cfg.RetryAfter, Tried: r.tried(snap, dec, f, now)}
+		}
+		return route.Plan{}, &route.NoCandidatesError{Model: f.Model, Tried: r.tried(snap, dec, f, now)}
+	}
+	p := route.Plan{Strategy: strategy, Candidates: make([]route.Candidate, len(w.order))}
+	for i, k := range w.order {
+		c := &w.cands[k]
+		rc := &p.Candidates[i]
+		rc.Service = c.svc
+		rc.Target = c.target
+		if c.asset != nil {
+			rc.Asset = c.asset.Name
+		}
+	}
+	if w.leased.Valid() {
+		p.Candidates[0].Leased = true
+		p.Candidates[0].Lease = w.leased
+		w.leased = state.Lease{}
+	}
+	return p, nil
+}
+
+func anySaturated(w *work) bool {
+	for i := range w.cands {
+		if w.cands[i].saturated {
+			return true
+		}
+	}
+	return false
+}
