@@ -1,0 +1,263 @@
+package state
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// In-flight accounting is cluster-wide and crash-safe. Each request in
+// flight is a member "<edge>:<seq>" of the sorted set gh:{if}:<service> with
+// its lease deadline (unix ms) as score. Counting drops members past their
+// deadline, so an edge that dies mid-request leaks its count for at most one
+// lease; a live edge refreshes the deadline of its open requests every
+// leaseTTL/3. All in-flight keys share the {if} hash tag, so the least-loaded
+// pick is one atomic Lua call, also on Redis Cluster.
+
+// Lease is one request's in-flight entry.
+type Lease struct {
+	Service string
+	seq     uint64
+}
+
+// Valid reports whether l was issued (the zero Lease is not).
+func (l Lease) Valid() bool { return l.seq != 0 }
+
+type inflightOp struct {
+	add     bool
+	service string
+	seq     uint64
+}
+
+// Inflight tracks this edge's requests in the shared in-flight sets.
+// It is safe for concurrent use. Begin and End only queue work; Run flushes
+// it in pipelined batches off the request path.
+type Inflight struct {
+	s      *Store
+	edgeID string
+	ttl    time.Duration
+	seq    atomic.Uint64
+
+	mu      sync.Mutex
+	pending []inflightOp
+	open    map[uint64]string // seq -> service, for lease refresh
+	kick    chan struct{}
+}
+
+// NewInflight returns a tracker for edge edgeID; leaseTTL bounds how long a
+// crashed edge's entries count (default 2m when <= 0). Requests that run
+// longer stay counted because Run refreshes their deadline.
+func NewInflight(s *Store, edgeID string, leaseTTL time.Duration) *Inflight {
+	if leaseTTL <= 0 {
+		leaseTTL = 2 * time.Minute
+	}
+	return &Inflight{s: s, edgeID: edgeID, ttl: leaseTTL, open: map[uint64]string{}, kick: make(chan struct{}, 1)}
+}
+
+func (f *Inflight) key(service string) string { return f.s.prefix + "{if}:" + service }
+
+func (f *Inflight) member(seq uint64) string {
+	return f.edgeID + ":" + strconv.FormatUint(seq, 10)
+}
+
+// Begin counts a request to service. No round trip: the add is batched.
+func (f *Inflight) Begin(service string) Lease {
+	l := Lease{Service: service, seq: f.seq.Add(1)}
+	f.mu.Lock()
+	f.pending = append(f.pending, inflightOp{add: true, service: service, seq: l.seq})
+	f.open[l.seq] = service
+	f.mu.Unlock()
+	f.poke()
+	return l
+}
+
+// End uncounts a request. Safe to call once per lease; the zero Lease is ignored.
+func (f *Inflight) End(l Lease) {
+	if !l.Valid() {
+		return
+	}
+	f.mu.Lock()
+	if _, ok := f.open[l.seq]; ok {
+		delete(f.open, l.seq)
+		f.pending = append(f.pending, inflightOp{service: l.Service, seq: l.seq})
+	}
+	f.mu.Unlock()
+	f.poke()
+}
+
+// Open returns how many requests this edge holds open.
+func (f *Inflight) Open() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.open)
+}
+
+func (f *Inflight) poke() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run flushes queued changes (batched, at most every 5ms) and refreshes open
+// leases, until ctx is done; it then flushes once more, removing this edge's
+// open entries is left to their deadline unless Close is called.
+func (f *Inflight) Run(ctx context.Context) {
+	refresh := time.NewTicker(f.ttl / 3)
+	defer refresh.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			f.Flush(fctx)
+			cancel()
+			return
+		case <-f.kick:
+			f.Flush(ctx)
+			time.Sleep(5 * time.Millisecond) // let a batch gather
+		case <-refresh.C:
+			f.refresh(ctx)
+		}
+	}
+}
+
+// Flush writes queued adds and removes now, in one pipeline.
+func (f *Inflight) Flush(ctx context.Context) {
+	f.mu.Lock()
+	ops := f.pending
+	f.pending = nil
+	f.mu.Unlock()
+	if len(ops) == 0 {
+		return
+	}
+	dl := float64(time.Now().Add(f.ttl).UnixMilli())
+	_, err := f.s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, op := range ops {
+			if op.add {
+				p.ZAdd(ctx, f.key(op.service), redis.Z{Score: dl, Member: f.member(op.seq)})
+			} else {
+				p.ZRem(ctx, f.key(op.service), f.member(op.seq))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		// Redis is away: removes are retried (they must not leak); adds of
+		// requests still open are restored by the next refresh.
+		f.mu.Lock()
+		for _, op := range ops {
+			if !op.add {
+				f.pending = append(f.pending, op)
+			}
+		}
+		f.mu.Unlock()
+	}
+}
+
+func (f *Inflight) refresh(ctx context.Context) {
+	f.mu.Lock()
+	open := make(map[uint64]string, len(f.open))
+	for k, v := range f.open {
+		open[k] = v
+	}
+	f.mu.Unlock()
+	now := time.Now()
+	dl := float64(now.Add(f.ttl).UnixMilli())
+	touched := map[string]bool{}
+	_, _ = f.s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for seq, svc := range open {
+			p.ZAdd(ctx, f.key(svc), redis.Z{Score: dl, Member: f.member(seq)})
+			touched[svc] = true
+		}
+		for svc := range touched {
+			p.ZRemRangeByScore(ctx, f.key(svc), "-inf", strconv.FormatInt(now.UnixMilli(), 10))
+		}
+		return nil
+	})
+}
+
+// InflightCounts returns the live in-flight count of each service, summed
+// over every edge, in one pipelined round trip.
+func (s *Store) InflightCounts(ctx context.Context, services []string) ([]int64, error) {
+	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	cmds := make([]*redis.IntCmd, len(services))
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, svc := range services {
+			cmds[i] = p.ZCount(ctx, s.prefix+"{if}:"+svc, "("+now, "+inf")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int64, len(services))
+	for i, c := range cmds {
+		out[i] = c.Val()
+	}
+	return out, nil
+}
+
+// pickScript counts live members of each key (dropping expired ones), adds
+// the caller's lease to the key with the lowest count+queue (first wins a
+// tie: callers order keys by latency), and returns {index, counts...}.
+// ARGV: now_ms, deadline_ms, member, queue_1..queue_n.
+var pickScript = redis.NewScript(`
+local now = tonumber(ARGV[1])
+local best, bestLoad = 0, nil
+local res = {0}
+for i, k in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
+  local c = redis.call('ZCARD', k)
+  res[i+1] = c
+  local load = c + tonumber(ARGV[3+i] or '0')
+  if bestLoad == nil or load < bestLoad then best, bestLoad = i, load end
+end
+if best > 0 then
+  redis.call('ZADD', KEYS[best], ARGV[2], ARGV[3])
+  res[best+1] = res[best+1] + 1
+end
+res[1] = best - 1
+return res
+`)
+
+// PickLeastLoaded atomically picks, among services, the one with the lowest
+// cluster-wide in-flight count plus queueDepth (ties: the earlier one, so
+// order services by latency), and counts this request against it. One round
+// trip. counts are the in-flight figures including this request.
+func (f *Inflight) PickLeastLoaded(ctx context.Context, services []string, queueDepth []int64) (idx int, counts []int64, l Lease, err error) {
+	if len(services) == 0 {
+		return -1, nil, Lease{}, nil
+	}
+	keys := make([]string, len(services))
+	for i, svc := range services {
+		keys[i] = f.key(svc)
+	}
+	seq := f.seq.Add(1)
+	now := time.Now()
+	args := make([]any, 3, 3+len(services))
+	args[0] = now.UnixMilli()
+	args[1] = now.Add(f.ttl).UnixMilli()
+	args[2] = f.member(seq)
+	for i := range services {
+		var q int64
+		if i < len(queueDepth) {
+			q = queueDepth[i]
+		}
+		args = append(args, q)
+	}
+	res, err := pickScript.Run(ctx, f.s.c, keys, args...).Int64Slice()
+	if err != nil {
+		return -1, nil, Lease{}, err
+	}
+	idx = int(res[0])
+	counts = res[1:]
+	l = Lease{Service: services[idx], seq: seq}
+	f.mu.Lock()
+	f.open[seq] = l.Service
+	f.mu.Unlock()
+	return idx, counts, l, nil
+}

@@ -1,0 +1,374 @@
+package state_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/geniehive/geniehive/internal/testredis"
+	"github.com/geniehive/geniehive/state"
+)
+
+func node(id string, svcs ...string) *state.NodeState {
+	st := &state.NodeState{Host: state.Host{ID: id, UpdatedAt: time.Now()}}
+	for _, s := range svcs {
+		st.Services = append(st.Services, state.Service{
+			ID: id + "/" + s, HostID: id, Name: s, Kind: state.KindChat, Endpoint: "http://127.0.0.1:1",
+			Healthy: true, Assets: []state.Asset{{Name: "m-" + s, Loaded: true}},
+		})
+	}
+	return st
+}
+
+func TestHeartbeatReachesOtherWatcher(t *testing.T) {
+	c, prefix := testredis.New(t)
+	writer := state.New(c, prefix)
+	c2, _ := testredis.New(t) // a separate connection, as another process would have
+	w := state.NewWatcher(state.New(c2, prefix), state.WatcherOptions{Resync: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changes := w.Changes()
+	go w.Run(ctx)
+	waitFor(t, 2*time.Second, func() bool { return w.Current().RedisOK })
+
+	if err := writer.WriteHeartbeat(ctx, node("a", "ollama"), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, func() bool { _, ok := w.Current().ByID["a/ollama"]; return ok })
+	snap := w.Current()
+	e := snap.ByID["a/ollama"]
+	if !e.Routable(time.Now()) || len(snap.AssetServices["m-ollama"]) != 1 {
+		t.Fatalf("service not routable / indexed: %+v", e)
+	}
+	if d := time.Until(e.Deadline); d < 8*time.Second || d > 11*time.Second {
+		t.Fatalf("deadline %s from now, want ~10s", d)
+	}
+	if e.Routable(time.Now().Add(11 * time.Second)) {
+		t.Fatal("entry past its deadline must not be routable")
+	}
+	<-changes
+	if err := writer.RemoveNode(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, func() bool { _, ok := w.Current().ByID["a/ollama"]; return !ok })
+}
+
+func TestHeartbeatRejectsForeignServices(t *testing.T) {
+	c, prefix := testredis.New(t)
+	s := state.New(c, prefix)
+	st := node("a", "x")
+	st.Services[0].HostID = "b"
+	if err := s.WriteHeartbeat(context.Background(), st, 5*time.Second); !errors.Is(err, state.ErrInvalid) {
+		t.Fatalf("want ErrInvalid, got %v", err)
+	}
+	if err := s.WriteHeartbeat(context.Background(), node("bad{id}"), 5*time.Second); !errors.Is(err, state.ErrInvalid) {
+		t.Fatalf("want ErrInvalid for brace id, got %v", err)
+	}
+	if n, _ := c.Exists(context.Background(), s.NodeKey("a"), s.NodeKey("b")).Result(); n != 0 {
+		t.Fatal("rejected heartbeat wrote keys")
+	}
+}
+
+func TestTwoNodesKeepOwnKeys(t *testing.T) {
+	c, prefix := testredis.New(t)
+	s := state.New(c, prefix)
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		if err := s.WriteHeartbeat(ctx, node("a", "x"), 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WriteHeartbeat(ctx, node("b", "x"), 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, err := s.ReadNodes(ctx)
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("got %d nodes, err %v", len(recs), err)
+	}
+	for _, r := range recs {
+		if r.State.Services[0].ID != r.State.Host.ID+"/x" {
+			t.Fatalf("node %s holds %s", r.State.Host.ID, r.State.Services[0].ID)
+		}
+	}
+}
+
+func TestRoundRobinSharedExactlyOnce(t *testing.T) {
+	_, prefix := testredis.New(t)
+	const clients, per = 3, 200
+	stores := make([]*state.Store, clients)
+	for i := range stores {
+		c, _ := testredis.New(t)
+		stores[i] = state.New(c, prefix)
+	}
+	var mu sync.Mutex
+	seen := map[uint64]int{}
+	var wg sync.WaitGroup
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func(s *state.Store) {
+			defer wg.Done()
+			for j := 0; j < per; j++ {
+				n, err := s.NextRR(context.Background(), "role:coder")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				seen[n]++
+				mu.Unlock()
+			}
+		}(stores[i])
+	}
+	wg.Wait()
+	if len(seen) != clients*per {
+		t.Fatalf("%d distinct values, want %d", len(seen), clients*per)
+	}
+	for v := uint64(1); v <= clients*per; v++ {
+		if seen[v] != 1 {
+			t.Fatalf("value %d handed out %d times", v, seen[v])
+		}
+	}
+	// Each index of a 3-way rotation therefore goes out exactly per times.
+	counts := [3]int{}
+	for v := range seen {
+		counts[(v-1)%3]++
+	}
+	if counts != [3]int{per, per, per} {
+		t.Fatalf("rotation counts %v", counts)
+	}
+}
+
+func TestInflightReturnsToZeroAfterCrash(t *testing.T) {
+	c, prefix := testredis.New(t)
+	s := state.New(c, prefix)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// A healthy edge: begin/end balance out.
+	live := state.NewInflight(s, "edge-live", time.Minute)
+	go live.Run(ctx)
+	var ls []state.Lease
+	for i := 0; i < 10; i++ {
+		ls = append(ls, live.Begin("svc-a"))
+	}
+	waitFor(t, 2*time.Second, func() bool { n, _ := s.InflightCounts(ctx, []string{"svc-a"}); return n[0] == 10 })
+	for _, l := range ls {
+		live.End(l)
+		live.End(l) // a double End must not go negative or remove others
+	}
+	waitFor(t, 2*time.Second, func() bool { n, _ := s.InflightCounts(ctx, []string{"svc-a"}); return n[0] == 0 })
+
+	// A crashing edge: its leases stop counting after their TTL.
+	crashCtx, crash := context.WithCancel(ctx)
+	dying := state.NewInflight(s, "edge-dying", 1500*time.Millisecond)
+	go dying.Run(crashCtx)
+	for i := 0; i < 5; i++ {
+		dying.Begin("svc-a")
+	}
+	dying.Flush(ctx)
+	_, _, _, err := dying.PickLeastLoaded(ctx, []string{"svc-a", "svc-b"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, func() bool {
+		n, _ := s.InflightCounts(ctx, []string{"svc-a", "svc-b"})
+		return n[0] == 5 && n[1] == 1
+	})
+	crash() // never calls End
+	waitFor(t, 4*time.Second, func() bool {
+		n, _ := s.InflightCounts(ctx, []string{"svc-a", "svc-b"})
+		return n[0] == 0 && n[1] == 0
+	})
+}
+
+func TestLeastLoadedPicksClusterWideMinimum(t *testing.T) {
+	c, prefix := testredis.New(t)
+	s := state.New(c, prefix)
+	ctx := context.Background()
+	e1 := state.NewInflight(s, "e1", time.Minute)
+	e2 := state.NewInflight(s, "e2", time.Minute)
+	svcs := []string{"a", "b", "c"}
+	// Six picks alternating between two edges spread 2/2/2.
+	for i := 0; i < 6; i++ {
+		e := e1
+		if i%2 == 1 {
+			e = e2
+		}
+		if _, _, _, err := e.PickLeastLoaded(ctx, svcs, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, _ := s.InflightCounts(ctx, svcs)
+	if fmt.Sprint(n) != "[2 2 2]" {
+		t.Fatalf("counts %v, want [2 2 2]", n)
+	}
+	// Queue depth counts as load: b reports 5 queued, so a and c win.
+	idx, _, _, _ := e1.PickLeastLoaded(ctx, svcs, []int64{0, 5, 0})
+	if idx != 0 {
+		t.Fatalf("picked %d, want 0", idx)
+	}
+	idx, _, _, _ = e2.PickLeastLoaded(ctx, svcs, []int64{0, 5, 0})
+	if idx != 2 {
+		t.Fatalf("picked %d, want 2", idx)
+	}
+}
+
+func TestCooldownSharedAndCleared(t *testing.T) {
+	c, prefix := testredis.New(t)
+	s := state.New(c, prefix)
+	ctx := context.Background()
+	for i := 1; i <= 3; i++ {
+		cooled, err := s.RecordFailure(ctx, "h/svc", 3, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cooled != (i == 3) {
+			t.Fatalf("failure %d: cooled=%v", i, cooled)
+		}
+	}
+	cd, _ := s.Cooldowns(ctx, []string{"h/svc", "h/other"})
+	if until, ok := cd["h/svc"]; !ok || time.Until(until) < time.Second {
+		t.Fatalf("cooldown not recorded: %v", cd)
+	}
+	if _, ok := cd["h/other"]; ok {
+		t.Fatal("unrelated service in cooldown")
+	}
+	if err := s.RecordSuccess(ctx, "h/svc"); err != nil {
+		t.Fatal(err)
+	}
+	if cd, _ := s.Cooldowns(ctx, []string{"h/svc"}); len(cd) != 0 {
+		t.Fatalf("success did not clear cooldown: %v", cd)
+	}
+}
+
+func TestLeaseTakeoverAfterExpiry(t *testing.T) {
+	c, prefix := testredis.New(t)
+	s := state.New(c, prefix)
+	ctx := context.Background()
+	ok, _ := s.AcquireLease(ctx, "probe", "e1", 300*time.Millisecond)
+	if !ok {
+		t.Fatal("e1 could not take a free lease")
+	}
+	if ok, _ := s.AcquireLease(ctx, "probe", "e2", 300*time.Millisecond); ok {
+		t.Fatal("e2 took a held lease")
+	}
+	if ok, _ := s.AcquireLease(ctx, "probe", "e1", 300*time.Millisecond); !ok {
+		t.Fatal("e1 could not renew")
+	}
+	waitFor(t, 2*time.Second, func() bool { ok, _ := s.AcquireLease(ctx, "probe", "e2", time.Second); return ok })
+	if h, _ := s.LeaseHolder(ctx, "probe"); h != "e2" {
+		t.Fatalf("holder %q", h)
+	}
+}
+
+func TestFlushAllThenHeartbeatRestores(t *testing.T) {
+	srv := testredis.Private(t)
+	c := srv.Client(t)
+	s := state.New(c, "")
+	ctx := context.Background()
+	w := state.NewWatcher(state.New(srv.Client(t), ""), state.WatcherOptions{Resync: 200 * time.Millisecond})
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go w.Run(wctx)
+	if err := s.WriteHeartbeat(ctx, node("a", "x"), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, func() bool { return len(w.Current().Services) == 1 })
+	c.FlushAll(ctx)
+	waitFor(t, 2*time.Second, func() bool { return len(w.Current().Services) == 0 })
+	if err := s.WriteHeartbeat(ctx, node("a", "x"), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, func() bool { return len(w.Current().Services) == 1 })
+	// Redis restart: the watcher keeps its last snapshot meanwhile, then recovers.
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteHeartbeat(ctx, node("a", "x", "y"), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, func() bool { return len(w.Current().Services) == 2 && w.Current().RedisOK })
+}
+
+func TestCatalogErrorsNameFileLineField(t *testing.T) {
+	cases := []struct{ yaml, want string }{
+		{"roles:\n  - name: coder\n    candidates: [a]\n    operation: painting\n", "cat.yaml:4: roles[0].operation: unknown operation"},
+		{"roles:\n  - name: a\n    candidates: [x]\n  - name: b\n    aliases: [A]\n    candidates: [x]\n", "cat.yaml:5: roles[1].aliases[0]: alias \"A\" is already used"},
+		{"roles:\n  - name: a\n    fallback_roles: [ghost]\n", "cat.yaml:3: roles[0].fallback_roles[0]: unknown role \"ghost\""},
+		{"roles:\n  - name: a\n    candidates: [x]\n    colour: red\n", "cat.yaml:4: field colour not found"},
+		{"roles:\n  - name: a\n    candidates: [x]\n    request_policy:\n      system_prompt: {mode: shout, text: hi}\n", "cat.yaml:5: roles[0].request_policy.system_prompt.mode: unknown mode"},
+	}
+	for _, tc := range cases {
+		_, err := state.ParseCatalog("cat.yaml", []byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, state.ErrInvalid) {
+			t.Errorf("yaml %q: got %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+	good := "roles:\n  - name: coder\n    aliases: [code]\n    candidates: [qwen3:8b]\n    fallback_roles: [general]\n  - name: general\n    preferred_families: [llama]\n"
+	c, err := state.ParseCatalog("ok.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := c.Role("CODE"); !ok || r.Name != "coder" || r.Operation != state.KindChat {
+		t.Fatalf("alias lookup: %+v %v", r, ok)
+	}
+}
+
+func TestCatalogStoreRoundTrip(t *testing.T) {
+	c, prefix := testredis.New(t)
+	s := state.New(c, prefix)
+	ctx := context.Background()
+	cat, err := state.ParseCatalog("x", []byte("roles:\n  - name: coder\n    candidates: [a]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutCatalog(ctx, cat); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetCatalog(ctx)
+	if err != nil || len(got.Roles) != 1 || got.Version == "" {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+	bad := &state.Catalog{Roles: []state.Role{{Name: "x"}}}
+	if err := s.PutCatalog(ctx, bad); !errors.Is(err, state.ErrInvalid) {
+		t.Fatalf("invalid catalog stored: %v", err)
+	}
+	if again, _ := s.GetCatalog(ctx); again.Version != got.Version {
+		t.Fatal("refused catalog changed the stored one")
+	}
+}
+
+func TestBenchSamplesBounded(t *testing.T) {
+	c, prefix := testredis.New(t)
+	s := state.New(c, prefix)
+	ctx := context.Background()
+	var samples []state.BenchSample
+	for i := 0; i < 30; i++ {
+		samples = append(samples, state.BenchSample{Workload: "w", Model: "m", Quality: 0.5, LatencyMS: 10})
+	}
+	if err := s.AddBenchSamples(ctx, samples, 20); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := s.BenchSummaries(ctx)
+	if err != nil || len(sum) != 1 || sum[0].Samples != 20 || sum[0].Quality != 0.5 {
+		t.Fatalf("summaries %+v %v", sum, err)
+	}
+	if err := s.AddBenchSamples(ctx, []state.BenchSample{{Workload: "w", Model: "m", Quality: 2}}, 20); !errors.Is(err, state.ErrInvalid) {
+		t.Fatalf("quality 2 accepted: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("condition not met within %s", d)
+}

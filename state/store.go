@@ -1,0 +1,502 @@
+package state
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultPrefix is the key prefix used when none is configured.
+const DefaultPrefix = "gh:"
+
+// Options says how to reach Redis.
+type Options struct {
+	// URL is one of:
+	//   redis://[user:pass@]host:port/db       a single server
+	//   rediss://...                            the same over TLS
+	//   redis-sentinel://[user:pass@]h1:p,h2:p/db?master=NAME   Sentinel
+	//   redis-cluster://[user:pass@]h1:p,h2:p   Redis Cluster
+	//   host:port                               shorthand for redis://host:port
+	// Default: redis://127.0.0.1:6379/0.
+	URL string
+	// Prefix is put before every key and channel. Default "gh:".
+	Prefix string
+	// Username and Password override credentials in URL (so secrets can
+	// come from the environment rather than a URL in a config file).
+	Username, Password string
+}
+
+// Connect builds a UniversalClient from o and pings it.
+//
+// # Errors
+// An invalid URL, or a server that does not answer PING within ctx.
+func Connect(ctx context.Context, o Options) (redis.UniversalClient, error) {
+	c, err := NewClient(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Ping(ctx).Err(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("redis %s: %w", RedactURL(o.URL), err)
+	}
+	return c, nil
+}
+
+// NewClient builds a UniversalClient from o without contacting the server.
+func NewClient(o Options) (redis.UniversalClient, error) {
+	raw := o.URL
+	if raw == "" {
+		raw = "redis://127.0.0.1:6379/0"
+	}
+	if !strings.Contains(raw, "://") {
+		raw = "redis://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("redis url %s: %w", RedactURL(raw), err)
+	}
+	var uo *redis.UniversalOptions
+	switch u.Scheme {
+	case "redis", "rediss", "unix":
+		opt, err := redis.ParseURL(raw)
+		if err != nil {
+			return nil, fmt.Errorf("redis url %s: %w", RedactURL(raw), err)
+		}
+		opt.ContextTimeoutEnabled = true
+		if o.Username != "" {
+			opt.Username = o.Username
+		}
+		if o.Password != "" {
+			opt.Password = o.Password
+		}
+		return redis.NewClient(opt), nil
+	case "redis-sentinel", "redis-cluster":
+		uo = &redis.UniversalOptions{Addrs: strings.Split(u.Host, ",")}
+		if u.User != nil {
+			uo.Username = u.User.Username()
+			uo.Password, _ = u.User.Password()
+		}
+		if u.Scheme == "redis-sentinel" {
+			uo.MasterName = u.Query().Get("master")
+			if uo.MasterName == "" {
+				return nil, fmt.Errorf("redis url %s: sentinel needs ?master=NAME", RedactURL(raw))
+			}
+			if p := strings.Trim(u.Path, "/"); p != "" {
+				fmt.Sscanf(p, "%d", &uo.DB)
+			}
+		} else {
+			uo.IsClusterMode = true
+		}
+	default:
+		return nil, fmt.Errorf("redis url %s: unknown scheme %q", RedactURL(raw), u.Scheme)
+	}
+	uo.ContextTimeoutEnabled = true
+	if o.Username != "" {
+		uo.Username = o.Username
+	}
+	if o.Password != "" {
+		uo.Password = o.Password
+	}
+	return redis.NewUniversalClient(uo), nil
+}
+
+// RedactURL hides the password in a Redis URL for logs.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// Store reads and writes GenieHive's shared state. It is safe for concurrent
+// use; it does not own the client (Close it yourself).
+type Store struct {
+	c      redis.UniversalClient
+	prefix string
+
+	kCatalog, kKeys, kPolicy, kProbe, kStats, kEdges, kBenchIndex string
+	chPrefix                                                      string
+}
+
+// New returns a Store over c with every key under prefix ("" = "gh:").
+func New(c redis.UniversalClient, prefix string) *Store {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	s := &Store{c: c, prefix: prefix}
+	s.kCatalog = prefix + "catalog"
+	s.kKeys = prefix + "keys"
+	s.kPolicy = prefix + "policy:bundle"
+	s.kProbe = prefix + "probe"
+	s.kStats = prefix + "stats"
+	s.kEdges = prefix + "edges"
+	s.kBenchIndex = prefix + "bench:index"
+	s.chPrefix = prefix + "events:"
+	return s
+}
+
+// Client returns the underlying client.
+func (s *Store) Client() redis.UniversalClient { return s.c }
+
+// Prefix returns the key prefix.
+func (s *Store) Prefix() string { return s.prefix }
+
+// Key joins parts under the prefix with ':'.
+func (s *Store) Key(parts ...string) string { return s.prefix + strings.Join(parts, ":") }
+
+// Event channel suffixes (the channel is <prefix>events:<suffix>).
+const (
+	EventCatalog = "catalog"
+	EventKeys    = "keys"
+	EventPolicy  = "policy"
+	EventHealth  = "health"
+	EventBench   = "bench"
+	EventNode    = "node:" // + host id
+)
+
+// Channel returns the full pub/sub channel for an event suffix.
+func (s *Store) Channel(event string) string { return s.chPrefix + event }
+
+// NodeKey is the key holding a node's NodeState.
+func (s *Store) NodeKey(hostID string) string { return s.prefix + "node:{" + hostID + "}:state" }
+
+func (s *Store) nodeKeyPattern() string { return s.prefix + "node:{*}:state" }
+
+// hostFromNodeKey extracts the host id from a node key.
+func (s *Store) hostFromNodeKey(k string) (string, bool) {
+	rest, ok := strings.CutPrefix(k, s.prefix+"node:{")
+	if !ok {
+		return "", false
+	}
+	id, ok := strings.CutSuffix(rest, "}:state")
+	return id, ok
+}
+
+// ErrInvalid marks bad input rejected before anything was written.
+var ErrInvalid = errors.New("invalid")
+
+// ValidID reports whether id is usable as a host or service id: 1–128 bytes
+// of letters, digits and . _ - / (no braces, colons or spaces, which would
+// break the key schema or ACL patterns).
+func ValidID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-', c == '/':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// WriteHeartbeat stores st under the node's key with ttl and announces it, in
+// one MULTI/EXEC (both keys share nothing cross-slot: PUBLISH has no key).
+//
+// # Errors
+// ErrInvalid for a bad host id, ttl < 1s or services of another host;
+// Redis errors otherwise.
+func (s *Store) WriteHeartbeat(ctx context.Context, st *NodeState, ttl time.Duration) error {
+	if !ValidID(st.Host.ID) {
+		return fmt.Errorf("%w: host id %q", ErrInvalid, st.Host.ID)
+	}
+	if ttl < time.Second {
+		return fmt.Errorf("%w: heartbeat ttl %s < 1s", ErrInvalid, ttl)
+	}
+	for i := range st.Services {
+		if st.Services[i].HostID != st.Host.ID {
+			return fmt.Errorf("%w: service %q belongs to host %q, not %q", ErrInvalid, st.Services[i].ID, st.Services[i].HostID, st.Host.ID)
+		}
+	}
+	st.TTLSeconds = int(ttl / time.Second)
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	_, err = s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, s.NodeKey(st.Host.ID), b, ttl)
+		p.Publish(ctx, s.Channel(EventNode+st.Host.ID), "up")
+		return nil
+	})
+	return err
+}
+
+// RemoveNode deletes a node's keys at once (graceful stop) and announces it.
+func (s *Store) RemoveNode(ctx context.Context, hostID string) error {
+	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, s.NodeKey(hostID))
+		p.Publish(ctx, s.Channel(EventNode+hostID), "down")
+		return nil
+	})
+	return err
+}
+
+// NodeRecord is a node's stored state and when it expires.
+type NodeRecord struct {
+	State    NodeState
+	Deadline time.Time
+}
+
+// ReadNode reads one node; found is false when its key is gone.
+func (s *Store) ReadNode(ctx context.Context, hostID string) (rec NodeRecord, found bool, err error) {
+	var get *redis.StringCmd
+	var pttl *redis.DurationCmd
+	now := time.Now()
+	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, s.NodeKey(hostID))
+		pttl = p.PTTL(ctx, s.NodeKey(hostID))
+		return nil
+	})
+	if errors.Is(err, redis.Nil) || (err == nil && get.Err() == redis.Nil) {
+		return rec, false, nil
+	}
+	if err != nil {
+		return rec, false, err
+	}
+	if err := json.Unmarshal([]byte(get.Val()), &rec.State); err != nil {
+		return rec, false, fmt.Errorf("node %s: corrupt state: %w", hostID, err)
+	}
+	rec.Deadline = deadline(now, pttl.Val())
+	return rec, true, nil
+}
+
+func deadline(now time.Time, pttl time.Duration) time.Time {
+	if pttl < 0 { // -1: no TTL (should not happen for node keys), -2: gone
+		if pttl == -1 {
+			return now.Add(24 * time.Hour)
+		}
+		return now
+	}
+	return now.Add(pttl)
+}
+
+// ReadNodes reads every node's state. It SCANs (on every master of a
+// cluster): call it on resync, never per request.
+func (s *Store) ReadNodes(ctx context.Context) ([]NodeRecord, error) {
+	var keys []string
+	scan := func(ctx context.Context, c redis.UniversalClient) error {
+		iter := c.Scan(ctx, 0, s.nodeKeyPattern(), 512).Iterator()
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		return iter.Err()
+	}
+	if cc, ok := s.c.(*redis.ClusterClient); ok {
+		var mu = make(chan struct{}, 1)
+		err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			var local []string
+			iter := m.Scan(ctx, 0, s.nodeKeyPattern(), 512).Iterator()
+			for iter.Next(ctx) {
+				local = append(local, iter.Val())
+			}
+			mu <- struct{}{}
+			keys = append(keys, local...)
+			<-mu
+			return iter.Err()
+		})
+		if err != nil {
+			return nil, err
+		}
+	} else if err := scan(ctx, s.c); err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	now := time.Now()
+	gets := make([]*redis.StringCmd, len(keys))
+	ttls := make([]*redis.DurationCmd, len(keys))
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			gets[i] = p.Get(ctx, k)
+			ttls[i] = p.PTTL(ctx, k)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	out := make([]NodeRecord, 0, len(keys))
+	for i := range keys {
+		if gets[i].Err() != nil {
+			continue // expired between SCAN and GET
+		}
+		var rec NodeRecord
+		if json.Unmarshal([]byte(gets[i].Val()), &rec.State) != nil {
+			continue
+		}
+		if id, ok := s.hostFromNodeKey(keys[i]); !ok || id != rec.State.Host.ID {
+			continue // a key whose content claims another host is ignored
+		}
+		rec.Deadline = deadline(now, ttls[i].Val())
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
+// PutCatalog validates and stores the role catalog, and announces it.
+func (s *Store) PutCatalog(ctx context.Context, c *Catalog) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	c.Version = ""
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(b)
+	c.Version = hex.EncodeToString(sum[:6])
+	if b, err = json.Marshal(c); err != nil {
+		return err
+	}
+	_, err = s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, s.kCatalog, b, 0)
+		p.Publish(ctx, s.Channel(EventCatalog), "put")
+		return nil
+	})
+	return err
+}
+
+// GetCatalog reads the role catalog; an empty one when none is stored.
+func (s *Store) GetCatalog(ctx context.Context) (*Catalog, error) {
+	b, err := s.c.Get(ctx, s.kCatalog).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return &Catalog{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var c Catalog
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("stored catalog is corrupt: %w", err)
+	}
+	return &c, nil
+}
+
+// HashKey returns the SHA-256 of an API key secret.
+func HashKey(secret string) [32]byte { return sha256.Sum256([]byte(secret)) }
+
+// HashKeyHex is HashKey in hex, as stored in APIKey.Hash.
+func HashKeyHex(secret string) string { h := HashKey(secret); return hex.EncodeToString(h[:]) }
+
+// PutKey stores an API key (its hash only) and announces it.
+func (s *Store) PutKey(ctx context.Context, k APIKey) error {
+	if !ValidID(k.ID) {
+		return fmt.Errorf("%w: key id %q", ErrInvalid, k.ID)
+	}
+	if h, err := hex.DecodeString(k.Hash); err != nil || len(h) != sha256.Size {
+		return fmt.Errorf("%w: key %q: sha256 must be 64 hex digits", ErrInvalid, k.ID)
+	}
+	if k.Scope.rank() == 0 {
+		return fmt.Errorf("%w: key %q: scope %q (want client, reader or operator)", ErrInvalid, k.ID, k.Scope)
+	}
+	b, _ := json.Marshal(k)
+	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, s.kKeys, k.ID, b)
+		p.Publish(ctx, s.Channel(EventKeys), "put")
+		return nil
+	})
+	return err
+}
+
+// DeleteKey removes an API key and announces it.
+func (s *Store) DeleteKey(ctx context.Context, id string) error {
+	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HDel(ctx, s.kKeys, id)
+		p.Publish(ctx, s.Channel(EventKeys), "del")
+		return nil
+	})
+	return err
+}
+
+// ListKeys returns every stored API key; malformed entries are skipped.
+func (s *Store) ListKeys(ctx context.Context) ([]APIKey, error) {
+	m, err := s.c.HGetAll(ctx, s.kKeys).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]APIKey, 0, len(m))
+	for _, v := range m {
+		var k APIKey
+		if json.Unmarshal([]byte(v), &k) == nil {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// rrIdle is how long an unused round-robin counter lives.
+const rrIdle = 24 * time.Hour
+
+// NextRR increments the shared round-robin counter of target and returns the
+// new value (1 on first use). One round trip (INCR and EXPIRE pipelined).
+func (s *Store) NextRR(ctx context.Context, target string) (uint64, error) {
+	k := s.prefix + "{rr}:" + target
+	var incr *redis.IntCmd
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		incr = p.Incr(ctx, k)
+		p.Expire(ctx, k, rrIdle)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return uint64(incr.Val()), nil
+}
+
+// PeekRR returns the current counter without changing it (dry runs).
+func (s *Store) PeekRR(ctx context.Context, target string) (uint64, error) {
+	v, err := s.c.Get(ctx, s.prefix+"{rr}:"+target).Uint64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	return v, err
+}
+
+// PutPolicyBundle stores a policy bundle and announces it.
+func (s *Store) PutPolicyBundle(ctx context.Context, b *PolicyBundle) error {
+	if b.Version == "" || len(b.Files) == 0 {
+		return fmt.Errorf("%w: policy bundle needs a version and files", ErrInvalid)
+	}
+	raw, err := json.Marshal(b)
+	if err != nil {
+		return err
+	}
+	_, err = s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, s.kPolicy, raw, 0)
+		p.Publish(ctx, s.Channel(EventPolicy), b.Version)
+		return nil
+	})
+	return err
+}
+
+// GetPolicyBundle reads the pushed bundle; nil, nil when none.
+func (s *Store) GetPolicyBundle(ctx context.Context) (*PolicyBundle, error) {
+	raw, err := s.c.Get(ctx, s.kPolicy).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var b PolicyBundle
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return nil, fmt.Errorf("stored policy bundle is corrupt: %w", err)
+	}
+	return &b, nil
+}

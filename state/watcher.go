@@ -1,0 +1,386 @@
+package state
+
+import (
+	"context"
+	"encoding/hex"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// WatcherOptions configures a Watcher.
+type WatcherOptions struct {
+	// Resync is the period of the full rebuild that covers lost messages
+	// and expired keys. Default 5s.
+	Resync time.Duration
+	// Logger receives refresh failures. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Watcher keeps an immutable Snapshot of the shared state fresh: it applies
+// change events from pub/sub within milliseconds and rebuilds everything
+// every Resync. Current is safe from any goroutine and never blocks.
+type Watcher struct {
+	s   *Store
+	o   WatcherOptions
+	cur atomic.Pointer[Snapshot]
+	ver atomic.Uint64
+
+	mu    sync.Mutex // guards the model below and subs
+	model model
+	subs  []chan *Snapshot
+}
+
+// model is the mutable state snapshots are built from.
+type model struct {
+	nodes     map[string]NodeRecord
+	catalog   *Catalog
+	keys      []APIKey
+	policy    *PolicyBundle
+	cooldowns map[string]time.Time
+	probes    map[string]ProbeResult
+	stats     map[string]ServiceStats
+	bench     []BenchSummary
+	redisOK   bool
+}
+
+// NewWatcher returns a Watcher whose Current is an empty snapshot until the
+// first refresh.
+func NewWatcher(s *Store, o WatcherOptions) *Watcher {
+	if o.Resync <= 0 {
+		o.Resync = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	w := &Watcher{s: s, o: o}
+	w.model.nodes = map[string]NodeRecord{}
+	w.model.catalog = &Catalog{}
+	w.publishLocked()
+	return w
+}
+
+// Current returns the latest snapshot. It never returns nil.
+func (w *Watcher) Current() *Snapshot { return w.cur.Load() }
+
+// Changes returns a channel that receives each new snapshot (buffer 1: a
+// slow reader sees the latest, not every one).
+func (w *Watcher) Changes() <-chan *Snapshot {
+	ch := make(chan *Snapshot, 1)
+	w.mu.Lock()
+	w.subs = append(w.subs, ch)
+	w.mu.Unlock()
+	return ch
+}
+
+// Refresh rebuilds the snapshot from Redis now.
+//
+// # Errors
+// Redis errors; the previous snapshot stays, marked RedisOK=false.
+func (w *Watcher) Refresh(ctx context.Context) error {
+	nodes, err := w.s.ReadNodes(ctx)
+	if err != nil {
+		w.markDown()
+		return err
+	}
+	cat, err := w.s.GetCatalog(ctx)
+	if err != nil {
+		w.markDown()
+		return err
+	}
+	keys, err := w.s.ListKeys(ctx)
+	if err != nil {
+		w.markDown()
+		return err
+	}
+	pol, err := w.s.GetPolicyBundle(ctx)
+	if err != nil {
+		w.o.Logger.Warn("policy bundle unreadable", "err", err)
+	}
+	stats, _ := w.s.Stats(ctx)
+	bench, _ := w.s.BenchSummaries(ctx)
+	probes, _ := w.s.Probes(ctx)
+	nm := make(map[string]NodeRecord, len(nodes))
+	for _, n := range nodes {
+		nm[n.State.Host.ID] = n
+	}
+	cool, err := w.s.Cooldowns(ctx, serviceIDs(nm))
+	if err != nil {
+		w.markDown()
+		return err
+	}
+	w.mu.Lock()
+	w.model = model{nodes: nm, catalog: cat, keys: keys, policy: pol, cooldowns: cool,
+		probes: probes, stats: stats, bench: bench, redisOK: true}
+	w.publishLocked()
+	w.mu.Unlock()
+	return nil
+}
+
+func serviceIDs(nodes map[string]NodeRecord) []string {
+	var ids []string
+	for _, n := range nodes {
+		for _, s := range n.State.Services {
+			ids = append(ids, s.ID)
+		}
+	}
+	return ids
+}
+
+func (w *Watcher) markDown() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.model.redisOK {
+		w.model.redisOK = false
+		w.publishLocked()
+	}
+}
+
+// Run subscribes to change events and resyncs periodically until ctx is
+// done. It survives Redis outages (retrying) and returns ctx.Err().
+func (w *Watcher) Run(ctx context.Context) error {
+	if err := w.Refresh(ctx); err != nil {
+		w.o.Logger.Warn("state refresh failed", "err", err)
+	}
+	events := make(chan string, 256)
+	go w.subscribe(ctx, events)
+	tick := time.NewTicker(w.o.Resync)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			if err := w.Refresh(ctx); err != nil && ctx.Err() == nil {
+				w.o.Logger.Warn("state resync failed", "err", err)
+			}
+		case ev := <-events:
+			// Gather whatever else arrived in the same instant.
+			batch := map[string]bool{ev: true}
+		drain:
+			for {
+				select {
+				case ev := <-events:
+					batch[ev] = true
+				default:
+					break drain
+				}
+			}
+			w.apply(ctx, batch)
+		}
+	}
+}
+
+// subscribe relays event suffixes to out; "*" means "refresh everything"
+// (sent after every (re)subscription, since messages may have been missed).
+func (w *Watcher) subscribe(ctx context.Context, out chan<- string) {
+	chPrefix := w.s.Channel("")
+	for ctx.Err() == nil {
+		ps := w.s.c.PSubscribe(ctx, chPrefix+"*")
+		for {
+			msg, err := ps.Receive(ctx)
+			if err != nil {
+				break
+			}
+			switch m := msg.(type) {
+			case *redis.Subscription:
+				if m.Kind == "psubscribe" {
+					select {
+					case out <- "*":
+					default:
+					}
+				}
+			case *redis.Message:
+				select {
+				case out <- strings.TrimPrefix(m.Channel, chPrefix):
+				default: // full: the resync catches up
+				}
+			}
+		}
+		ps.Close()
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// apply refreshes what a batch of events touched.
+func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
+	if batch["*"] {
+		if err := w.Refresh(ctx); err != nil && ctx.Err() == nil {
+			w.o.Logger.Warn("state refresh failed", "err", err)
+		}
+		return
+	}
+	type nodeUpd struct {
+		rec   NodeRecord
+		found bool
+	}
+	nodes := map[string]nodeUpd{}
+	var cat *Catalog
+	var keys []APIKey
+	var pol *PolicyBundle
+	var bench []BenchSummary
+	var health, gotKeys, gotPol, gotBench bool
+	var cool map[string]time.Time
+	var probes map[string]ProbeResult
+	for ev := range batch {
+		switch {
+		case strings.HasPrefix(ev, EventNode):
+			id := strings.TrimPrefix(ev, EventNode)
+			rec, found, err := w.s.ReadNode(ctx, id)
+			if err != nil {
+				w.o.Logger.Warn("node refresh failed", "node", id, "err", err)
+				continue
+			}
+			nodes[id] = nodeUpd{rec, found}
+		case ev == EventCatalog:
+			if c, err := w.s.GetCatalog(ctx); err == nil {
+				cat = c
+			}
+		case ev == EventKeys:
+			if k, err := w.s.ListKeys(ctx); err == nil {
+				keys, gotKeys = k, true
+			}
+		case ev == EventPolicy:
+			if p, err := w.s.GetPolicyBundle(ctx); err == nil {
+				pol, gotPol = p, true
+			}
+		case ev == EventBench:
+			if b, err := w.s.BenchSummaries(ctx); err == nil {
+				bench, gotBench = b, true
+			}
+		case ev == EventHealth:
+			health = true
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := w.model
+	if len(nodes) > 0 {
+		nm := make(map[string]NodeRecord, len(m.nodes)+len(nodes))
+		for k, v := range m.nodes {
+			nm[k] = v
+		}
+		for id, u := range nodes {
+			if u.found {
+				nm[id] = u.rec
+			} else {
+				delete(nm, id)
+			}
+		}
+		m.nodes = nm
+	}
+	if health || len(nodes) > 0 {
+		// Read outside the model lock would race with other applies; the
+		// calls are quick and this path runs once per event batch.
+		w.mu.Unlock()
+		c, err1 := w.s.Cooldowns(ctx, serviceIDs(m.nodes))
+		var p map[string]ProbeResult
+		var err2 error
+		if health {
+			p, err2 = w.s.Probes(ctx)
+		}
+		w.mu.Lock()
+		if err1 == nil {
+			cool = c
+		}
+		if health && err2 == nil {
+			probes = p
+		}
+	}
+	if cat != nil {
+		m.catalog = cat
+	}
+	if gotKeys {
+		m.keys = keys
+	}
+	if gotPol {
+		m.policy = pol
+	}
+	if gotBench {
+		m.bench = bench
+	}
+	if cool != nil {
+		m.cooldowns = cool
+	}
+	if probes != nil {
+		m.probes = probes
+	}
+	m.redisOK = true
+	w.model = m
+	w.publishLocked()
+}
+
+// publishLocked builds a snapshot from the model and swaps it in.
+func (w *Watcher) publishLocked() {
+	m := &w.model
+	snap := &Snapshot{
+		Version:       w.ver.Add(1),
+		BuiltAt:       time.Now(),
+		RedisOK:       m.redisOK,
+		Hosts:         make(map[string]*HostEntry, len(m.nodes)),
+		ByID:          map[string]*ServiceEntry{},
+		AssetServices: map[string][]*ServiceEntry{},
+		Catalog:       m.catalog,
+		Keys:          make(map[[32]byte]*APIKey, len(m.keys)),
+		Bench:         map[string][]BenchSummary{},
+		Policy:        m.policy,
+	}
+	if snap.Catalog == nil {
+		snap.Catalog = &Catalog{}
+	}
+	snap.CatalogVersion = snap.Catalog.Version
+	for id, n := range m.nodes {
+		snap.Hosts[id] = &HostEntry{Host: n.State.Host, Deadline: n.Deadline}
+		for _, svc := range n.State.Services {
+			if svc.HostID != id {
+				continue
+			}
+			e := &ServiceEntry{Service: svc, Deadline: n.Deadline}
+			if t, ok := m.cooldowns[svc.ID]; ok {
+				e.CooldownUntil = t
+			}
+			if p, ok := m.probes[svc.ID]; ok {
+				p := p
+				e.Probe = &p
+			}
+			e.Stats = m.stats[svc.ID]
+			snap.Services = append(snap.Services, e)
+		}
+	}
+	sort.Slice(snap.Services, func(i, j int) bool { return snap.Services[i].ID < snap.Services[j].ID })
+	for _, e := range snap.Services {
+		snap.ByID[e.ID] = e
+		for _, a := range e.Assets {
+			snap.AssetServices[a.Name] = append(snap.AssetServices[a.Name], e)
+		}
+	}
+	for i := range m.keys {
+		k := &m.keys[i]
+		h, err := hex.DecodeString(k.Hash)
+		if err != nil || len(h) != 32 {
+			continue
+		}
+		var hk [32]byte
+		copy(hk[:], h)
+		snap.Keys[hk] = k
+	}
+	for _, b := range m.bench {
+		snap.Bench[b.Model] = append(snap.Bench[b.Model], b)
+	}
+	w.cur.Store(snap)
+	for _, ch := range w.subs {
+		select {
+		case <-ch:
+		default:
+		}
+		ch <- snap
+	}
+}
