@@ -1,0 +1,182 @@
+package routing
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/geniehive/geniehive/state"
+)
+
+// ProbeLease is the name of the lease the probing replica holds.
+const ProbeLease = "probe"
+
+// ProberOptions configures a Prober.
+type ProberOptions struct {
+	// ID names this replica in the lease (the edge id). Required.
+	ID string
+	// Interval between probe rounds; 0 disables probing (Run returns).
+	Interval time.Duration
+	// Lease is how long the lease lasts without renewal; a replica that dies
+	// is replaced within Lease plus one poll (Lease/5). Default 3×Interval,
+	// at least 3s.
+	Lease time.Duration
+	// Timeout bounds one probe. Default 2s.
+	Timeout time.Duration
+	// Client is the HTTP client (default: a client with Timeout).
+	Client *http.Client
+	// Parallel probes at once. Default 8.
+	Parallel int
+	Logger   *slog.Logger
+}
+
+// Prober actively probes every service's health endpoint. Across replicas
+// exactly one probes at a time: the holder of the "probe" lease in Redis,
+// which it renews while it lives; when it dies, another replica's next poll
+// takes the lease over once it expires.
+type Prober struct {
+	s      *state.Store
+	snap   func() *state.Snapshot
+	o      ProberOptions
+	leader atomic.Bool
+	rounds atomic.Int64
+}
+
+// NewProber returns a Prober; snap returns the current snapshot.
+func NewProber(s *state.Store, snap func() *state.Snapshot, o ProberOptions) *Prober {
+	if o.Lease <= 0 {
+		o.Lease = 3 * o.Interval
+		if o.Lease < 3*time.Second {
+			o.Lease = 3 * time.Second
+		}
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Second
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{Timeout: o.Timeout}
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = 8
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Prober{s: s, snap: snap, o: o}
+}
+
+// Leader reports whether this replica held the lease at its last poll.
+func (p *Prober) Leader() bool { return p.leader.Load() }
+
+// Rounds reports how many probe rounds this replica ran.
+func (p *Prober) Rounds() int64 { return p.rounds.Load() }
+
+// Run polls the lease every Lease/5 and, while holding it, probes every
+// Interval, until ctx is done. It does not release the lease (a crash does
+// not either); call Release on a graceful stop.
+func (p *Prober) Run(ctx context.Context) {
+	if p.o.Interval <= 0 {
+		return
+	}
+	poll := p.o.Lease / 5
+	if poll > p.o.Interval {
+		poll = p.o.Interval
+	}
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	var last time.Time
+	for {
+		ok, err := p.s.AcquireLease(ctx, ProbeLease, p.o.ID, p.o.Lease)
+		if err != nil && ctx.Err() == nil {
+			p.o.Logger.Warn("probe lease", "err", err)
+		}
+		was := p.leader.Swap(ok && err == nil)
+		if ok && !was {
+			p.o.Logger.Info("probe lease taken", "edge", p.o.ID)
+		}
+		if ok && err == nil && time.Since(last) >= p.o.Interval {
+			last = time.Now()
+			p.ProbeAll(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			p.leader.Store(false)
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Release gives the lease up (graceful stop) so another replica takes over
+// at its next poll.
+func (p *Prober) Release(ctx context.Context) error {
+	p.leader.Store(false)
+	return p.s.ReleaseLease(ctx, ProbeLease, p.o.ID)
+}
+
+// HealthPath is the path probed for a service of the given protocol.
+func HealthPath(protocol string) string {
+	switch protocol {
+	case state.ProtocolOllama:
+		return "/api/version"
+	case state.ProtocolLlamaCPP, state.ProtocolVLLM, state.ProtocolWhisper:
+		return "/health"
+	}
+	return "/v1/models"
+}
+
+// ProbeAll probes every live service once and stores the results.
+func (p *Prober) ProbeAll(ctx context.Context) {
+	snap := p.snap()
+	now := time.Now()
+	sem := make(chan struct{}, p.o.Parallel)
+	var wg sync.WaitGroup
+	for _, svc := range snap.Services {
+		if !svc.Live(now) || svc.Endpoint == "" {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(svc *state.ServiceEntry) {
+			defer func() { <-sem; wg.Done() }()
+			res := p.probe(ctx, svc)
+			if ctx.Err() != nil {
+				return
+			}
+			if err := p.s.PutProbe(ctx, svc.ID, res); err != nil {
+				p.o.Logger.Warn("store probe", "service", svc.ID, "err", err)
+			}
+		}(svc)
+	}
+	wg.Wait()
+	p.rounds.Add(1)
+}
+
+func (p *Prober) probe(ctx context.Context, svc *state.ServiceEntry) state.ProbeResult {
+	ctx, cancel := context.WithTimeout(ctx, p.o.Timeout)
+	defer cancel()
+	start := time.Now()
+	res := state.ProbeResult{At: start}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, svc.Endpoint+HealthPath(svc.Protocol), nil)
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	resp, err := p.o.Client.Do(req)
+	res.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 500 {
+		res.Error = "status " + strconv.Itoa(resp.StatusCode)
+		return res
+	}
+	res.Healthy = true
+	return res
+}
