@@ -1,0 +1,18 @@
+# GenieHive make targets. `make test` is the test command CI runs.
+GO ?= go
+
+.PHONY: build test images dev
+build:
+	CGO_ENABLED=0 $(GO) build -o bin/geniehive ./cmd/geniehive
+
+# Installs redis-server when missing, starts a private one, runs go vet and
+# go test -race ./... against it.
+test:
+	bash scripts/test.sh
+
+# Builds the geniehive, Redis and HAProxy images locally (no registry needed).
+images:
+	bash deploy/build-images.sh
+
+dev:
+	$(GO) run ./cmd/geniehive dev

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/geniehive/geniehive/internal/cli"
+	"github.com/geniehive/geniehive/state"
+)
+
+// redisFlags are the connection settings shared by the operator commands.
+type redisFlags struct {
+	URL      string `yaml:"redis_url"`
+	Username string `yaml:"redis_username"`
+	Password string `yaml:"redis_password"`
+	Prefix   string `yaml:"prefix"`
+}
+
+func (r *redisFlags) bind(fs *flag.FlagSet) {
+	fs.StringVar(&r.URL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL: redis://, rediss://, redis-sentinel://h1:p,h2:p/0?master=NAME or redis-cluster://h1:p,h2:p")
+	fs.StringVar(&r.Username, "redis-username", "", "Redis ACL user (overrides the URL's)")
+	fs.StringVar(&r.Password, "redis-password", "", "Redis password (overrides the URL's; prefer the environment variable)")
+	fs.StringVar(&r.Prefix, "prefix", state.DefaultPrefix, "prefix of every Redis key and channel")
+}
+
+func (r *redisFlags) store(ctx context.Context) (*state.Store, func(), error) {
+	c, err := state.Connect(ctx, state.Options{URL: r.URL, Username: r.Username, Password: r.Password})
+	if err != nil {
+		return nil, nil, err
+	}
+	return state.New(c, r.Prefix), func() { c.Close() }, nil
+}
+
+func init() {
+	cli.Register(&cli.Command{
+		Name:    "roles",
+		Summary: "load the role catalog into Redis, or show it",
+		Usage:   "roles load FILE | roles show [--json] | roles check FILE",
+		Run:     runRoles,
+	})
+	cli.Register(&cli.Command{
+		Name:    "keys",
+		Summary: "manage API keys stored in Redis (add prints the secret once)",
+		Usage:   "keys add ID [--scope client|reader|operator] [--roles a,b] | keys list | keys delete ID",
+		Run:     runKeys,
+	})
+}
+
+func runRoles(args []string) error {
+	cmd, _ := cli.Lookup("roles")
+	fs := cli.NewFlagSet(cmd)
+	var rf redisFlags
+	rf.bind(fs)
+	asJSON := fs.Bool("json", false, "show: print JSON instead of a table")
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		_ = cli.Parse(fs, args, nil, nil)
+		return fmt.Errorf("%w: want a subcommand: load, show or check", cli.ErrUsage)
+	}
+	sub, rest := args[0], args[1:]
+	if err := cli.Parse(fs, rest, nil, nil); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	switch sub {
+	case "check", "load":
+		if fs.NArg() != 1 {
+			return fmt.Errorf("%w: roles %s takes one FILE", cli.ErrUsage, sub)
+		}
+		cat, err := state.LoadCatalogFile(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		if sub == "check" {
+			fmt.Printf("%s: %d roles, %d asset policies: OK\n", fs.Arg(0), len(cat.Roles), len(cat.AssetPolicies))
+			return nil
+		}
+		s, done, err := rf.store(ctx)
+		if err != nil {
+			return err
+		}
+		defer done()
+		if err := s.PutCatalog(ctx, cat); err != nil {
+			return err
+		}
+		fmt.Printf("loaded %d roles from %s (catalog version %s)\n", len(cat.Roles), fs.Arg(0), cat.Version)
+		return nil
+	case "show":
+		s, done, err := rf.store(ctx)
+		if err != nil {
+			return err
+		}
+		defer done()
+		cat, err := s.GetCatalog(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(cat)
+		}
+		if len(cat.Roles) == 0 {
+			fmt.Println("no role catalog loaded (geniehive roles load FILE)")
+			return nil
+		}
+		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "ROLE\tOPERATION\tALIASES\tCANDIDATES\tFAMILIES\tFALLBACK\tSTRATEGY\n")
+		for _, r := range cat.Roles {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Operation, join(r.Aliases), join(r.Candidates),
+				join(r.PreferredFamilies), join(r.FallbackRoles), or(r.Strategy, "default"))
+		}
+		tw.Flush()
+		fmt.Printf("catalog version %s\n", cat.Version)
+		return nil
+	}
+	return fmt.Errorf("%w: unknown subcommand %q (want load, show or check)", cli.ErrUsage, sub)
+}
+
+func runKeys(args []string) error {
+	cmd, _ := cli.Lookup("keys")
+	fs := cli.NewFlagSet(cmd)
+	var rf redisFlags
+	rf.bind(fs)
+	scope := fs.String("scope", "client", "add: client (OpenAI API), reader (+ GET /v1/cluster), operator (+ cluster changes)")
+	var roles cli.StringList
+	fs.Var(&roles, "roles", "add: roles the key may use (comma-separated; empty = all)")
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		_ = cli.Parse(fs, args, nil, nil)
+		return fmt.Errorf("%w: want a subcommand: add, list or delete", cli.ErrUsage)
+	}
+	sub, rest := args[0], args[1:]
+	if err := cli.Parse(fs, rest, nil, nil); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, done, err := rf.store(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	switch sub {
+	case "add":
+		if fs.NArg() != 1 {
+			return fmt.Errorf("%w: keys add takes one ID", cli.ErrUsage)
+		}
+		b := make([]byte, 24)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		secret := "gh-" + hex.EncodeToString(b)
+		k := state.APIKey{ID: fs.Arg(0), Hash: state.HashKeyHex(secret), Scope: state.Scope(*scope), Roles: roles}
+		if err := s.PutKey(ctx, k); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "key %s (%s) stored; the secret is shown once:\n", k.ID, k.Scope)
+		fmt.Println(secret)
+		return nil
+	case "list":
+		keys, err := s.ListKeys(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "ID\tSCOPE\tROLES\tSHA256\n")
+		for _, k := range keys {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s…\n", k.ID, k.Scope, or(join(k.Roles), "all"), k.Hash[:12])
+		}
+		return tw.Flush()
+	case "delete":
+		if fs.NArg() != 1 {
+			return fmt.Errorf("%w: keys delete takes one ID", cli.ErrUsage)
+		}
+		return s.DeleteKey(ctx, fs.Arg(0))
+	}
+	return errors.Join(cli.ErrUsage, fmt.Errorf("unknown subcommand %q (want add, list or delete)", sub))
+}
+
+func join(s []string) string { return or(strings.Join(s, ","), "-") }
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

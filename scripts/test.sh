@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The test command (`make test`). On a fresh Debian machine it installs
+# redis-server when missing, starts a private instance on a free loopback
+# port, runs go vet and go test -race against it, and stops it.
+# With CI=true a Redis (or Docker, for the chaos suite) that cannot be
+# started is a failure, never a skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '== %s\n' "$*" >&2; }
+
+need_root() { if [ "$(id -u)" -ne 0 ]; then echo sudo; fi; }
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  log "installing redis-server from Debian packages"
+  SUDO=$(need_root)
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 6390)
+dir=$(mktemp -d)
+redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" --daemonize yes \
+  --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
+cleanup() {
+  if [ -f "$dir/redis.pid" ]; then kill "$(cat "$dir/redis.pid")" 2>/dev/null || true; fi
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+for _ in $(seq 1 50); do
+  redis-cli -p "$port" ping >/dev/null 2>&1 && break
+  sleep 0.1
+done
+if ! redis-cli -p "$port" ping >/dev/null 2>&1; then
+  echo "redis-server did not start on port $port:" >&2; cat "$dir/redis.log" >&2; exit 1
+fi
+export GENIEHIVE_TEST_REDIS="redis://127.0.0.1:$port/0"
+export TESTCONTAINERS_RYUK_DISABLED=true
+log "redis-server on $GENIEHIVE_TEST_REDIS"
+
+log "go vet ./..."
+go vet ./...
+log "go test -race ./..."
+go test -race -timeout 40m "$@" ./...
