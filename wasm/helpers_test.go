@@ -1,0 +1,60 @@
+package wasm
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/state"
+)
+
+// testPolicy returns the wasm tests' own Rego policy.
+func testPolicy(t testing.TB) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	ms, _ := filepath.Glob("testdata/policy/*.rego")
+	for _, m := range ms {
+		b, err := os.ReadFile(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[filepath.Base(m)] = string(b)
+	}
+	if len(files) == 0 {
+		t.Fatal("no test policy")
+	}
+	return files
+}
+
+func testData() *policies.Data {
+	no := false
+	return &policies.Data{
+		SchemaVersion: 1,
+		Roles: map[string]state.Role{
+			"coder": {Name: "coder", Operation: state.KindChat, Candidates: []string{"qwen3:8b", "llama3.1:8b"}, Strategy: "least_loaded",
+				RequestPolicy: &state.RequestPolicy{StripReasoning: true, Thinking: &no}},
+		},
+		Aliases:  map[string]string{"coder": "coder", "dev": "coder"},
+		Models:   map[string][]string{"qwen3:8b": {"qwen3:8b"}, "llama3.1:8b": {"llama3.1:8b"}, "nomic": {"nomic-embed"}},
+		Services: map[string]policies.ServiceData{"h1/ollama": {ID: "h1/ollama", Kind: state.KindChat, Assets: []string{"qwen3:8b", "llama3.1:8b"}}},
+		Assets: map[string]policies.AssetData{
+			"qwen3:8b":    {Family: "qwen3", Kinds: []state.Kind{state.KindChat}, Thinking: true, Qwen3: true},
+			"llama3.1:8b": {Family: "llama", Kinds: []state.Kind{state.KindChat}},
+			"nomic-embed": {Family: "nomic", Kinds: []state.Kind{state.KindEmbeddings}},
+		},
+		AssetPolicies: map[string]*state.RequestPolicy{
+			"llama3.1:8b": {Defaults: map[string]any{"temperature": 0.2, "options": map[string]any{"num_ctx": 8192.0}}, MaxTokens: 4096},
+		},
+	}
+}
+
+func testInput(model string) *policies.Input {
+	return &policies.Input{SchemaVersion: 1, Operation: state.KindChat, Model: model, ModelKey: policies.NormalizeModel(model),
+		MaxTokens: 256, BodyBytes: 512, Key: policies.Key{ID: "k1", Scope: state.ScopeClient}}
+}
+
+var bg = context.Background()
+
+type policiesDecision = policies.Decision

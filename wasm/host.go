@@ -1,0 +1,354 @@
+package wasm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/geniehive/geniehive/policies"
+)
+
+// Options configure both engines. The zero value is usable; each field
+// documents its default.
+type Options struct {
+	// PoolSize bounds the number of live instances (and so concurrent
+	// evaluations). Default GOMAXPROCS*2.
+	PoolSize int
+	// EvalTimeout bounds one evaluation. A guest still running at the
+	// deadline is cut off, Eval returns ErrTimeout and the instance is
+	// discarded. Default 50ms.
+	EvalTimeout time.Duration
+	// MaxMemoryPages caps each instance's linear memory, in 64 KiB pages.
+	// Default 256 (16 MiB) for OPA policies and 1024 (64 MiB) for custom
+	// modules (Go guests reserve a larger heap).
+	MaxMemoryPages uint32
+	// Cache, when set, is a wazero compilation cache shared across engines
+	// (reloads of the same policy then skip native compilation).
+	Cache wazero.CompilationCache
+	// Version overrides Version(); default a hash of the module.
+	Version string
+	// Entrypoint is the OPA entrypoint (OPA engine only). Default
+	// "geniehive/decision".
+	Entrypoint string
+	// Debug receives opa_println / guest stdout and stderr. Default discard.
+	Debug interface{ Write([]byte) (int, error) }
+}
+
+// DefaultEntrypoint is the shipped policies' entrypoint (data.geniehive.decision).
+const DefaultEntrypoint = "geniehive/decision"
+
+func (o Options) withDefaults(defPages uint32) Options {
+	if o.PoolSize <= 0 {
+		o.PoolSize = runtime.GOMAXPROCS(0) * 2
+	}
+	if o.EvalTimeout <= 0 {
+		o.EvalTimeout = 50 * time.Millisecond
+	}
+	if o.MaxMemoryPages == 0 {
+		o.MaxMemoryPages = defPages
+	}
+	if o.MaxMemoryPages > 65536 {
+		o.MaxMemoryPages = 65536
+	}
+	if o.Entrypoint == "" {
+		o.Entrypoint = DefaultEntrypoint
+	}
+	return o
+}
+
+// Errors returned by Eval; match them with errors.Is.
+var (
+	// ErrTimeout: the evaluation ran past Options.EvalTimeout (or the
+	// caller's deadline) and was cut off.
+	ErrTimeout = errors.New("wasm: evaluation timed out")
+	// ErrClosed: the engine was closed.
+	ErrClosed = errors.New("wasm: engine closed")
+	// ErrMemory: the guest needed more memory than Options.MaxMemoryPages.
+	ErrMemory = errors.New("wasm: memory limit reached")
+	// ErrAbort: the guest aborted (opa_abort, a trap, a panic).
+	ErrAbort = errors.New("wasm: guest aborted")
+	// ErrOutput: the guest's output is not a valid decision document.
+	ErrOutput = errors.New("wasm: malformed decision")
+)
+
+// dataDoc is one version of the data document, serialised once.
+type dataDoc struct {
+	ver  uint64
+	json []byte
+}
+
+// evalCtx is a reusable per-instance context carrying the evaluation
+// deadline. wazero's WithCloseOnContextDone watches Done(); the channel is
+// closed at most once per instance life because an instance whose timer
+// fired is discarded. This avoids a context.WithTimeout (and its timer)
+// allocation per evaluation.
+type evalCtx struct {
+	parent   context.Context
+	deadline time.Time
+	done     chan struct{}
+	fired    atomic.Bool
+	timer    *time.Timer
+}
+
+func newEvalCtx() *evalCtx {
+	c := &evalCtx{done: make(chan struct{}), parent: context.Background()}
+	c.timer = time.AfterFunc(time.Hour, func() {
+		c.fired.Store(true)
+		close(c.done)
+	})
+	c.timer.Stop()
+	return c
+}
+
+func (c *evalCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+func (c *evalCtx) Done() <-chan struct{}       { return c.done }
+func (c *evalCtx) Err() error {
+	if c.fired.Load() {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+func (c *evalCtx) Value(k any) any { return c.parent.Value(k) }
+
+// instance is one live module instance with its per-instance state. It is
+// owned by exactly one goroutine between checkout and checkin.
+type instance struct {
+	mod     api.Module
+	mem     api.Memory
+	fn      api.Function // the per-evaluation export (opa_eval, gh_decide)
+	ectx    *evalCtx
+	dataVer uint64
+	dead    bool
+	stack   [8]uint64
+	buf     []byte // input JSON, reused
+
+	// OPA ABI
+	heapBase, dataAddr, evalHeap uint32
+	// custom ABI
+	dataPtr, dataLen uint32 // guest copy of data when it lacks gh_set_data
+}
+
+func (in *instance) close() {
+	in.ectx.timer.Stop()
+	_ = in.mod.Close(context.Background())
+}
+
+// host is the machinery both engines share: one runtime, one compiled
+// module, a bounded pool of instances, the data document and the timeout.
+//
+// The pool is a channel of PoolSize slots; a slot holds a live instance or
+// nil (create on checkout). Instances are created lazily, discarded (closed,
+// slot returned as nil) after a timeout or trap, and closed by Close.
+type host struct {
+	rt       wazero.Runtime
+	compiled wazero.CompiledModule
+	opts     Options
+	pool     chan *instance
+	done     chan struct{}
+	closed   atomic.Bool
+	once     sync.Once
+	data     atomic.Pointer[dataDoc]
+	dataSeq  atomic.Uint64
+
+	newInstance func(ctx context.Context) (*instance, error)
+	loadData    func(ctx context.Context, in *instance, d *dataDoc) error
+}
+
+func newRuntime(ctx context.Context, o Options) wazero.Runtime {
+	cfg := wazero.NewRuntimeConfig().
+		WithCloseOnContextDone(true).
+		WithMemoryLimitPages(o.MaxMemoryPages)
+	if o.Cache != nil {
+		cfg = cfg.WithCompilationCache(o.Cache)
+	}
+	return wazero.NewRuntimeWithConfig(ctx, cfg)
+}
+
+func (h *host) init(o Options) {
+	h.opts = o
+	h.pool = make(chan *instance, o.PoolSize)
+	h.done = make(chan struct{})
+	for i := 0; i < o.PoolSize; i++ {
+		h.pool <- nil
+	}
+	h.data.Store(&dataDoc{ver: h.dataSeq.Add(1), json: []byte("{}")})
+}
+
+// warm creates one instance eagerly so that load errors surface at
+// construction, and returns it to the pool.
+func (h *host) warm(ctx context.Context) error {
+	in, err := h.checkout(ctx)
+	if err != nil {
+		return err
+	}
+	h.checkin(in)
+	return nil
+}
+
+func (h *host) setData(d *policies.Data) error {
+	var b []byte
+	if d == nil {
+		b = []byte("{}")
+	} else {
+		var err error
+		if b, err = json.Marshal(d); err != nil {
+			return err
+		}
+	}
+	h.data.Store(&dataDoc{ver: h.dataSeq.Add(1), json: b})
+	return nil
+}
+
+// setupCtx bounds non-hot-path guest calls (instantiation, data loading).
+func (h *host) setupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 20*h.opts.EvalTimeout+time.Second)
+}
+
+// checkout takes an instance from the pool, creating it and (re)loading the
+// current data version as needed.
+func (h *host) checkout(ctx context.Context) (*instance, error) {
+	var in *instance
+	select {
+	case in = <-h.pool:
+	case <-h.done:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if h.closed.Load() {
+		h.pool <- in
+		return nil, ErrClosed
+	}
+	if in == nil {
+		sctx, cancel := h.setupCtx(ctx)
+		var err error
+		in, err = h.newInstance(sctx)
+		cancel()
+		if err != nil {
+			h.pool <- nil
+			return nil, err
+		}
+	}
+	if d := h.data.Load(); d.ver != in.dataVer {
+		sctx, cancel := h.setupCtx(ctx)
+		err := h.loadData(sctx, in, d)
+		cancel()
+		if err != nil {
+			h.discard(in)
+			return nil, err
+		}
+		in.dataVer = d.ver
+	}
+	return in, nil
+}
+
+func (h *host) checkin(in *instance) {
+	if in.dead {
+		h.discard(in)
+		return
+	}
+	h.pool <- in
+}
+
+func (h *host) discard(in *instance) {
+	in.close()
+	h.pool <- nil
+}
+
+// call runs fn on the instance under the evaluation deadline. On a timeout
+// or trap the instance is marked dead (checkin discards it).
+func (h *host) call(ctx context.Context, in *instance, fn api.Function, stack []uint64) error {
+	d := h.opts.EvalTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		if r := time.Until(dl); r < d {
+			d = r
+		}
+	}
+	if d <= 0 || ctx.Err() != nil {
+		if err := ctx.Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		return ErrTimeout
+	}
+	ec := in.ectx
+	ec.parent = ctx
+	ec.deadline = time.Now().Add(d)
+	ec.timer.Reset(d)
+	err := fn.CallWithStack(ec, stack)
+	if !ec.timer.Stop() {
+		in.dead = true // the timer fired (or is firing): never reuse
+	}
+	ec.parent = context.Background()
+	if err == nil {
+		return nil
+	}
+	in.dead = true
+	return classify(err, ec.fired.Load())
+}
+
+func classify(err error, fired bool) error {
+	var ee *sys.ExitError
+	if errors.As(err, &ee) {
+		switch ee.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded:
+			return ErrTimeout
+		case sys.ExitCodeContextCanceled:
+			return context.Canceled
+		}
+		if fired {
+			return ErrTimeout
+		}
+		return errors.Join(ErrAbort, err)
+	}
+	if fired {
+		return ErrTimeout
+	}
+	var ab abortError
+	if errors.As(err, &ab) {
+		return errors.Join(ErrAbort, err)
+	}
+	if errors.Is(err, ErrMemory) {
+		return err
+	}
+	return errors.Join(ErrAbort, err)
+}
+
+type abortError struct{ msg string }
+
+func (e abortError) Error() string { return "wasm: abort: " + e.msg }
+
+// ensure grows memory so that [0, end) is addressable.
+func ensure(mem api.Memory, end uint32) error {
+	size := mem.Size()
+	if end <= size {
+		return nil
+	}
+	pages := (end - size + 65535) / 65536
+	if _, ok := mem.Grow(pages); !ok {
+		return ErrMemory
+	}
+	return nil
+}
+
+func (h *host) close() error {
+	var err error
+	h.once.Do(func() {
+		h.closed.Store(true)
+		close(h.done)
+		for i := 0; i < h.opts.PoolSize; i++ {
+			if in := <-h.pool; in != nil {
+				in.close()
+			}
+		}
+		err = h.rt.Close(context.Background())
+	})
+	return err
+}

@@ -1,0 +1,453 @@
+package wasm
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"testing/fstest"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/compile"
+	"github.com/open-policy-agent/opa/v1/topdown"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/geniehive/geniehive/policies"
+)
+
+// OPAEngine evaluates Rego compiled to Wasm through OPA's Wasm ABI (1.2+:
+// the one-shot opa_eval export), hosted in wazero. Safe for concurrent use.
+type OPAEngine struct {
+	h       host
+	version string
+	ep      int32
+	// builtins maps the module's builtin ids to host implementations; set
+	// while the first instance is created, read-only afterwards.
+	builtins map[int32]hostBuiltin
+	names    map[int32]string
+	metaDone bool
+}
+
+// CompileRego compiles Rego sources (file name → source; *_test.rego files
+// are skipped) to an OPA Wasm module with the given entrypoint
+// ("geniehive/decision" when empty), in process, and returns policy.wasm.
+//
+// # Errors
+// Parse and compile errors as OPA reports them.
+func CompileRego(ctx context.Context, files map[string]string, entrypoint string) ([]byte, error) {
+	if entrypoint == "" {
+		entrypoint = DefaultEntrypoint
+	}
+	fsys := fstest.MapFS{}
+	n := 0
+	for name, src := range files {
+		if !strings.HasSuffix(name, ".rego") || strings.HasSuffix(name, "_test.rego") {
+			continue
+		}
+		fsys[path.Join("policy", path.Clean("/" + name)[1:])] = &fstest.MapFile{Data: []byte(src)}
+		n++
+	}
+	if n == 0 {
+		return nil, errors.New("wasm: no .rego sources")
+	}
+	c := compile.New().
+		WithTarget(compile.TargetWasm).
+		WithEntrypoints(entrypoint).
+		WithRegoVersion(ast.RegoV1).
+		WithFS(fsys).
+		WithPaths("policy")
+	if err := c.Build(ctx); err != nil {
+		return nil, fmt.Errorf("wasm: compile rego: %w", err)
+	}
+	b := c.Bundle()
+	if b == nil || len(b.WasmModules) == 0 {
+		return nil, errors.New("wasm: compile produced no wasm module")
+	}
+	return b.WasmModules[0].Raw, nil
+}
+
+// NewOPA compiles Rego sources to Wasm and loads them. See CompileRego and
+// NewOPAFromWasm.
+func NewOPA(ctx context.Context, files map[string]string, opts Options) (*OPAEngine, error) {
+	bin, err := CompileRego(ctx, files, opts.Entrypoint)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Version == "" {
+		opts.Version = hashFiles(files)
+	}
+	return NewOPAFromWasm(ctx, bin, opts)
+}
+
+func hashFiles(files map[string]string) string {
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, n := range names {
+		io.WriteString(h, n)
+		h.Write([]byte{0})
+		io.WriteString(h, files[n])
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// NewOPAFromWasm loads an OPA-compiled policy.wasm (for example from a
+// bundle built by `opa build -t wasm`).
+//
+// # Errors
+// A module that is not OPA Wasm ABI 1.2+, lacks the entrypoint, needs a
+// builtin this host does not implement, or needs more memory than allowed.
+func NewOPAFromWasm(ctx context.Context, bin []byte, opts Options) (*OPAEngine, error) {
+	o := opts.withDefaults(256)
+	if o.Version == "" {
+		s := sha256.Sum256(bin)
+		o.Version = hex.EncodeToString(s[:8])
+	}
+	own, _, imports, err := ownMemory(bin, o.MaxMemoryPages)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range imports {
+		if f.module != "env" || !knownOPAImport(f.name) {
+			return nil, fmt.Errorf("wasm: policy imports unknown host function %s.%s", f.module, f.name)
+		}
+	}
+	e := &OPAEngine{version: o.Version}
+	rt := newRuntime(ctx, o)
+	if err := e.instantiateEnv(ctx, rt, o); err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
+	compiled, err := rt.CompileModule(ctx, own)
+	if err != nil {
+		rt.Close(ctx)
+		return nil, fmt.Errorf("wasm: compile module: %w", err)
+	}
+	e.h.rt = rt
+	e.h.compiled = compiled
+	e.h.init(o)
+	e.h.newInstance = e.newInstance
+	e.h.loadData = e.loadData
+	if err := e.h.warm(ctx); err != nil {
+		e.h.close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func knownOPAImport(name string) bool {
+	switch name {
+	case "opa_abort", "opa_println", "opa_builtin0", "opa_builtin1", "opa_builtin2", "opa_builtin3", "opa_builtin4":
+		return true
+	}
+	return false
+}
+
+// instantiateEnv registers the host functions OPA modules import from "env".
+// Host functions receive the calling instance, so one host module serves
+// every instance in the runtime.
+func (e *OPAEngine) instantiateEnv(ctx context.Context, rt wazero.Runtime, o Options) error {
+	i32 := api.ValueTypeI32
+	b := rt.NewHostModuleBuilder("env")
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, s []uint64) {
+		panic(abortError{msg: cString(m.Memory(), uint32(s[0]))})
+	}), []api.ValueType{i32}, nil).Export("opa_abort")
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, s []uint64) {
+		if o.Debug != nil {
+			o.Debug.Write(append([]byte(cString(m.Memory(), uint32(s[0]))), '\n'))
+		}
+	}), []api.ValueType{i32}, nil).Export("opa_println")
+	for n := 0; n <= 4; n++ {
+		params := make([]api.ValueType, 2+n)
+		for i := range params {
+			params[i] = i32
+		}
+		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, s []uint64) {
+			s[0] = uint64(e.dispatch(ctx, m, int32(s[0]), s[2:2+n]))
+		}), params, []api.ValueType{i32}).Export("opa_builtin" + strconv.Itoa(n))
+	}
+	_, err := b.Instantiate(ctx)
+	return err
+}
+
+func cString(mem api.Memory, addr uint32) string {
+	size := mem.Size()
+	if addr >= size {
+		return "(unreadable)"
+	}
+	b, _ := mem.Read(addr, size-addr)
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		return string(b[:i])
+	}
+	return "(unterminated)"
+}
+
+// call1 calls an exported function outside the hot path.
+func call1(ctx context.Context, m api.Module, name string, args ...uint64) (uint32, error) {
+	f := m.ExportedFunction(name)
+	if f == nil {
+		return 0, fmt.Errorf("wasm: module lacks export %q (not OPA Wasm ABI 1.2+?)", name)
+	}
+	r, err := f.Call(ctx, args...)
+	if err != nil {
+		return 0, classify(err, false)
+	}
+	if len(r) == 0 {
+		return 0, nil
+	}
+	return uint32(r[0]), nil
+}
+
+// dumpJSON reads the value at addr as JSON (opa_json_dump).
+func dumpJSON(ctx context.Context, m api.Module, addr uint32) ([]byte, error) {
+	s, err := call1(ctx, m, "opa_json_dump", uint64(addr))
+	if err != nil {
+		return nil, err
+	}
+	return []byte(cString(m.Memory(), s)), nil
+}
+
+func (e *OPAEngine) newInstance(ctx context.Context) (*instance, error) {
+	m, err := e.h.rt.InstantiateModule(ctx, e.h.compiled, wazero.NewModuleConfig().WithName("").WithStartFunctions())
+	if err != nil {
+		return nil, fmt.Errorf("wasm: instantiate policy: %w", err)
+	}
+	in := &instance{mod: m, mem: m.Memory(), ectx: newEvalCtx()}
+	fail := func(err error) (*instance, error) {
+		in.close()
+		return nil, err
+	}
+	major, minor := m.ExportedGlobal("opa_wasm_abi_version"), m.ExportedGlobal("opa_wasm_abi_minor_version")
+	if major == nil || minor == nil || major.Get() != 1 || minor.Get() < 2 {
+		return fail(errors.New("wasm: not an OPA Wasm ABI 1.2+ module"))
+	}
+	if in.fn = m.ExportedFunction("opa_eval"); in.fn == nil {
+		return fail(errors.New("wasm: module lacks opa_eval"))
+	}
+	if !e.metaDone {
+		if err := e.readMeta(ctx, m); err != nil {
+			return fail(err)
+		}
+		e.metaDone = true
+	}
+	if in.heapBase, err = call1(ctx, m, "opa_heap_ptr_get"); err != nil {
+		return fail(err)
+	}
+	return in, nil
+}
+
+// readMeta reads the entrypoint and builtin tables (once per engine).
+func (e *OPAEngine) readMeta(ctx context.Context, m api.Module) error {
+	readMap := func(fn string) (map[string]int32, error) {
+		addr, err := call1(ctx, m, fn)
+		if err != nil {
+			return nil, err
+		}
+		js, err := dumpJSON(ctx, m, addr)
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]int32{}
+		if err := json.Unmarshal(js, &out); err != nil {
+			return nil, fmt.Errorf("wasm: %s: %w", fn, err)
+		}
+		return out, nil
+	}
+	eps, err := readMap("entrypoints")
+	if err != nil {
+		return err
+	}
+	id, ok := eps[e.h.opts.Entrypoint]
+	if !ok {
+		return fmt.Errorf("wasm: module has no entrypoint %q", e.h.opts.Entrypoint)
+	}
+	e.ep = id
+	bs, err := readMap("builtins")
+	if err != nil {
+		return err
+	}
+	e.builtins = map[int32]hostBuiltin{}
+	e.names = map[int32]string{}
+	var missing []string
+	for name, id := range bs {
+		f, ok := supportedBuiltin(name)
+		if !ok {
+			missing = append(missing, name)
+			continue
+		}
+		e.builtins[id] = f
+		e.names[id] = name
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return fmt.Errorf("wasm: policy needs builtins the wasm host does not implement: %s (use the rego engine)", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+func (e *OPAEngine) loadData(ctx context.Context, in *instance, d *dataDoc) error {
+	m := in.mod
+	if _, err := call1(ctx, m, "opa_heap_ptr_set", uint64(in.heapBase)); err != nil {
+		return err
+	}
+	p, err := call1(ctx, m, "opa_malloc", uint64(len(d.json)))
+	if err != nil {
+		return err
+	}
+	if !in.mem.Write(p, d.json) {
+		return ErrMemory
+	}
+	addr, err := call1(ctx, m, "opa_json_parse", uint64(p), uint64(len(d.json)))
+	if err != nil {
+		return err
+	}
+	if addr == 0 {
+		return errors.New("wasm: data document failed to parse in the guest")
+	}
+	in.dataAddr = addr
+	if in.evalHeap, err = call1(ctx, m, "opa_heap_ptr_get"); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Name implements policies.Engine.
+func (e *OPAEngine) Name() string { return "wasm" }
+
+// Version implements policies.Engine.
+func (e *OPAEngine) Version() string { return e.version }
+
+// SetData implements policies.Engine. Instances pick the new document up at
+// their next checkout; evaluations in flight finish on the old one.
+func (e *OPAEngine) SetData(ctx context.Context, d *policies.Data) error {
+	return e.h.setData(d)
+}
+
+// Close implements policies.Engine: it waits for evaluations in flight,
+// closes every instance and the runtime.
+func (e *OPAEngine) Close() error { return e.h.close() }
+
+// Eval implements policies.Engine.
+//
+// # Errors
+// ErrTimeout, ErrMemory, ErrAbort, ErrOutput (errors.Is), ErrClosed, and the
+// caller's context errors.
+func (e *OPAEngine) Eval(ctx context.Context, input *policies.Input, out *policies.Decision) error {
+	return e.eval(ctx, input, out, parseOPAResult)
+}
+
+func (e *OPAEngine) eval(ctx context.Context, input *policies.Input, out *policies.Decision, parse func([]byte, *policies.Decision) error) error {
+	in, err := e.h.checkout(ctx)
+	if err != nil {
+		return err
+	}
+	defer e.h.checkin(in)
+	in.buf = appendInput(in.buf[:0], input)
+	addr := in.evalHeap
+	n := uint32(len(in.buf))
+	heap := (addr + n + 7) &^ 7
+	if err := ensure(in.mem, heap); err != nil {
+		return err
+	}
+	in.mem.Write(addr, in.buf)
+	s := in.stack[:7]
+	s[0], s[1], s[2], s[3], s[4], s[5], s[6] = 0, uint64(uint32(e.ep)), uint64(in.dataAddr), uint64(addr), uint64(n), uint64(heap), 0
+	if err := e.h.call(ctx, in, in.fn, s); err != nil {
+		return err
+	}
+	res := uint32(s[0])
+	size := in.mem.Size()
+	if res == 0 || res >= size {
+		return errors.Join(ErrOutput, errors.New("wasm: opa_eval returned no result"))
+	}
+	view, _ := in.mem.Read(res, size-res)
+	end := bytes.IndexByte(view, 0)
+	if end < 0 {
+		return errors.Join(ErrOutput, errors.New("wasm: unterminated result"))
+	}
+	return parse(view[:end], out)
+}
+
+// hostBuiltin implements one OPA builtin for the Wasm host.
+type hostBuiltin = topdown.BuiltinFunc
+
+// supportedBuiltins are the builtins the host implements for policies (the
+// rest are compiled into the Wasm module by OPA). Only deterministic,
+// side-effect free ones belong here; extend as policies need.
+var supportedBuiltins = map[string]bool{
+	"sprintf":                  true,
+	"format_int":               true,
+	"strings.replace_n":        true,
+	"object.union_n":           true,
+	"strings.any_prefix_match": true,
+	"strings.any_suffix_match": true,
+	"json.patch":               true,
+	"object.keys":              true,
+}
+
+func supportedBuiltin(name string) (hostBuiltin, bool) {
+	if !supportedBuiltins[name] {
+		return nil, false
+	}
+	f := topdown.GetBuiltin(name)
+	return f, f != nil
+}
+
+// dispatch runs a host builtin: arguments are dumped from guest memory,
+// evaluated with OPA's Go implementation and the result parsed back in.
+// This is slow (microseconds); policies on the hot path should stick to
+// builtins the Wasm module implements natively.
+func (e *OPAEngine) dispatch(ctx context.Context, m api.Module, id int32, args []uint64) int32 {
+	f := e.builtins[id]
+	if f == nil {
+		panic(abortError{msg: "unknown builtin id " + strconv.Itoa(int(id))})
+	}
+	terms := make([]*ast.Term, len(args))
+	for i, a := range args {
+		s, err := call1(ctx, m, "opa_value_dump", a)
+		if err != nil {
+			panic(abortError{msg: err.Error()})
+		}
+		t, err := ast.ParseTerm(cString(m.Memory(), s))
+		if err != nil {
+			panic(abortError{msg: e.names[id] + ": " + err.Error()})
+		}
+		terms[i] = t
+	}
+	var out *ast.Term
+	bctx := topdown.BuiltinContext{Context: ctx}
+	if err := f(bctx, terms, func(t *ast.Term) error { out = t; return nil }); err != nil {
+		var halt topdown.Halt
+		if errors.As(err, &halt) {
+			panic(abortError{msg: e.names[id] + ": " + err.Error()})
+		}
+		return 0 // non-halt errors are undefined, as in OPA's wasm SDK
+	}
+	if out == nil {
+		return 0
+	}
+	raw := out.String()
+	p, err := call1(ctx, m, "opa_malloc", uint64(len(raw)))
+	if err != nil {
+		panic(abortError{msg: err.Error()})
+	}
+	m.Memory().Write(p, []byte(raw))
+	v, err := call1(ctx, m, "opa_value_parse", uint64(p), uint64(len(raw)))
+	if err != nil {
+		panic(abortError{msg: err.Error()})
+	}
+	return int32(v)
+}
