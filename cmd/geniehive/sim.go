@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/geniehive/geniehive/internal/cli"
+	"github.com/geniehive/geniehive/loadtest/sim"
+)
+
+var simCmd = &cli.Command{
+	Name:    "sim",
+	Summary: "run simulated upstreams (Ollama, OpenAI, whisper, llama.cpp, vLLM) for tests and demos",
+	Usage: `sim [flags]
+
+Runs one simulated inference server from flags, or several from a YAML file
+(--config) with a "servers:" list whose entries take the same settings as
+the flags, for example:
+
+  servers:
+    - flavor: ollama
+      listen: ":11434"
+      models:
+        - {name: "qwen3:8b", loaded: true, thinking: true, size_vram: 6000000000}
+        - {name: "nomic-embed-text", kind: embeddings}
+      ttft: 50ms
+      chunk_interval: 20ms
+    - flavor: whisper
+      listen: ":8000"
+      models: [{name: "Systran/faster-whisper-small"}]
+
+Each server speaks its flavor's real wire format. Answers are deterministic:
+N content tokens (--chunks), reasoning first for thinking models, embeddings
+derived from the input. Runs until SIGINT/SIGTERM.`,
+}
+
+func init() {
+	simCmd.Run = runSim
+	cli.Register(simCmd)
+}
+
+type simSettings struct {
+	Config        string        `yaml:"-"`
+	Listen        string        `yaml:"listen"`
+	Flavor        string        `yaml:"flavor"`
+	Models        string        `yaml:"models_list"`
+	Loaded        string        `yaml:"loaded"`
+	Thinking      string        `yaml:"thinking"`
+	Latency       time.Duration `yaml:"latency"`
+	TTFT          time.Duration `yaml:"ttft"`
+	ChunkInterval time.Duration `yaml:"chunk_interval"`
+	Chunks        int           `yaml:"chunks"`
+	ErrorRate     float64       `yaml:"error_rate"`
+	Slots         int           `yaml:"slots"`
+	VRAMTotal     int64         `yaml:"vram_total"`
+	Dims          int           `yaml:"dims"`
+	Servers       []sim.Config  `yaml:"servers"`
+}
+
+func runSim(args []string) error {
+	var s simSettings
+	fs := cli.NewFlagSet(simCmd)
+	fs.StringVar(&s.Config, "config", "", "YAML file with a servers: list (see above); flags then only apply when it has none")
+	fs.StringVar(&s.Listen, "listen", "127.0.0.1:11434", "address to listen on (host:port; :0 picks a free port)")
+	fs.StringVar(&s.Flavor, "flavor", "ollama", "server to impersonate: ollama, openai, whisper, llamacpp or vllm")
+	fs.StringVar(&s.Models, "models", "qwen3:8b,llama3.2:3b", "comma-separated model names; kind is inferred (\"embed\" in the name: embeddings; \"whisper\" or flavor whisper: transcription; else chat)")
+	fs.StringVar(&s.Loaded, "loaded", "", "comma-separated models resident in VRAM (Ollama /api/ps); \"all\" for every one; default the first model")
+	fs.StringVar(&s.Thinking, "thinking", "auto", "comma-separated thinking models (emit reasoning_content); \"auto\" = qwen3* and deepseek-r1*; \"none\"")
+	fs.DurationVar(&s.Latency, "latency", 0, "delay before the response starts")
+	fs.DurationVar(&s.TTFT, "ttft", 0, "extra delay before the first token")
+	fs.DurationVar(&s.ChunkInterval, "chunk-interval", 0, "delay between tokens (1/token rate)")
+	fs.IntVar(&s.Chunks, "chunks", 16, "content tokens per answer")
+	fs.Float64Var(&s.ErrorRate, "error-rate", 0, "fraction (0..1) of inference requests answered with a 500")
+	fs.IntVar(&s.Slots, "slots", 0, "concurrent generations; more requests queue (reported in /metrics); 0 = unlimited")
+	fs.Int64Var(&s.VRAMTotal, "vram-total", 24<<30, "VRAM the host claims, bytes")
+	fs.IntVar(&s.Dims, "dims", 64, "embedding dimensions")
+	if err := cli.Parse(fs, args, &s.Config, &s); err != nil {
+		return err
+	}
+	cfgs := s.Servers
+	if len(cfgs) == 0 {
+		c, err := s.single()
+		if err != nil {
+			return fmt.Errorf("%w: %w", cli.ErrUsage, err)
+		}
+		cfgs = []sim.Config{c}
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	var servers []*sim.Server
+	defer func() {
+		for _, srv := range servers {
+			_ = srv.Close()
+		}
+	}()
+	for i, c := range cfgs {
+		srv, err := sim.Start(c)
+		if err != nil {
+			return fmt.Errorf("servers[%d]: %w", i, err)
+		}
+		servers = append(servers, srv)
+		names := make([]string, 0, len(c.Models))
+		for _, m := range c.Models {
+			names = append(names, m.Name)
+		}
+		log.Info("sim listening", "flavor", srv.Flavor(), "url", srv.URL(), "models", strings.Join(names, ","))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	for _, srv := range servers {
+		st := srv.Stats()
+		log.Info("sim stopping", "url", srv.URL(), "requests", st.Total, "streams_completed", st.StreamsCompleted, "streams_aborted", st.StreamsAborted)
+	}
+	return nil
+}
+
+func simSplit(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// single builds one server's config from the flags.
+func (s *simSettings) single() (sim.Config, error) {
+	c := sim.Config{Flavor: sim.Flavor(s.Flavor), Addr: s.Listen, VRAMTotal: s.VRAMTotal, Slots: s.Slots}
+	c.Latency, c.TTFT, c.ChunkInterval, c.Chunks, c.ErrorRate = s.Latency, s.TTFT, s.ChunkInterval, s.Chunks, s.ErrorRate
+	names := simSplit(s.Models)
+	if len(names) == 0 {
+		return c, errors.New("--models: at least one model is required")
+	}
+	loaded := map[string]bool{}
+	for _, n := range simSplit(s.Loaded) {
+		loaded[n] = true
+	}
+	if len(loaded) == 0 {
+		loaded[names[0]] = true
+	}
+	thinking := map[string]bool{}
+	for _, n := range simSplit(s.Thinking) {
+		thinking[n] = true
+	}
+	for _, n := range names {
+		lower := strings.ToLower(n)
+		m := sim.Model{Name: n, Loaded: loaded["all"] || loaded[n], Dims: s.Dims}
+		m.Thinking = thinking[n] || (thinking["auto"] && (strings.HasPrefix(lower, "qwen3") || strings.HasPrefix(lower, "deepseek-r1")))
+		c.Models = append(c.Models, m)
+	}
+	for n := range loaded {
+		if n != "all" && !simContains(names, n) {
+			return c, fmt.Errorf("--loaded: %q is not in --models", n)
+		}
+	}
+	return c, nil
+}
+
+func simContains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
