@@ -172,4 +172,3 @@ func simContains(l []string, s string) bool {
 	}
 	return false
 }
-

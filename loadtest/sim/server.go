@@ -383,4 +383,3 @@ func (s *Server) inject(w http.ResponseWriter, b *Behavior) bool {
 	}
 	return false
 }
-

@@ -262,8 +262,8 @@ func TestErrors(t *testing.T) {
 	for body, want := range map[string]int{
 		`{"model":`: 400,
 		`[]`:        400,
-		`{"messages":[{"role":"user","content":"x"}]}`:                 400,
-		`{"model":"llama3.2:3b"}`:                                      400,
+		`{"messages":[{"role":"user","content":"x"}]}`:                            400,
+		`{"model":"llama3.2:3b"}`:                                                 400,
 		`{"model":"nomic-embed-text","messages":[{"role":"user","content":"x"}]}`: 400,
 	} {
 		resp, err := http.Post(s.URL()+"/v1/chat/completions", "application/json", strings.NewReader(body))
@@ -400,10 +400,12 @@ func TestWhisper(t *testing.T) {
 		t.Fatalf("models %+v %v", ms, err)
 	}
 	for format, check := range map[string]func(string) bool{
-		"text":         func(b string) bool { return b == Transcript("a.wav", 64000)+"\n" },
-		"verbose_json": func(b string) bool { return strings.Contains(b, `"segments":[{`) && strings.Contains(b, `"duration":2`) },
-		"json":         func(b string) bool { return strings.HasPrefix(b, `{"text":`) },
-		"vtt":          func(b string) bool { return strings.HasPrefix(b, "WEBVTT\n") },
+		"text": func(b string) bool { return b == Transcript("a.wav", 64000)+"\n" },
+		"verbose_json": func(b string) bool {
+			return strings.Contains(b, `"segments":[{`) && strings.Contains(b, `"duration":2`)
+		},
+		"json": func(b string) bool { return strings.HasPrefix(b, `{"text":`) },
+		"vtt":  func(b string) bool { return strings.HasPrefix(b, "WEBVTT\n") },
 	} {
 		var body bytes.Buffer
 		mw := multipart.NewWriter(&body)
