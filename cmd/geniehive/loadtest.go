@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/geniehive/geniehive/internal/cli"
+	"github.com/geniehive/geniehive/loadtest"
+	"github.com/geniehive/geniehive/loadtest/sim"
+	"github.com/geniehive/geniehive/state"
+)
+
+func init() {
+	cli.Register(&cli.Command{
+		Name:    "loadtest",
+		Summary: "measure what the gateway costs: drive endpoints and compare them",
+		Usage: `loadtest [flags]
+
+Drives OpenAI-compatible endpoints with chat completions (streaming or not)
+or embeddings and reports, per target, requests/s, p50/p90/p99/p99.9
+latency, time to first byte and inter-chunk gaps for streams, and errors by
+kind (connect, timeout, io, http_4xx, http_5xx, truncated_stream, bad_sse,
+stream_error). Every target is driven in turn in short time slices (--slice)
+under the same load, so the report compares them under the same conditions:
+each target's throughput ratio and added microseconds over --baseline.
+
+Modes:
+  closed  --concurrency clients, each sends its next request when the last
+          is answered (throughput and latency at that concurrency).
+  open    --rate requests/s whatever the answers do; latency counts from
+          each request's intended send time, so a stall is not hidden
+          (no coordinated omission). --concurrency caps requests in flight.
+
+One-machine gateway benchmark (--sim): starts a simulated OpenAI upstream
+(model --model) and a bare fasthttp forwarder in front of it, and adds the
+targets "direct" and "forwarder" (baseline "forwarder", the floor of any
+extra HTTP hop). Add the edge with --target edge=URL; with --redis-url the
+simulated upstream is also registered in Redis as host "loadtest-sim" so an
+edge on that Redis routes --model to it (--edge-key creates an API key for
+it too).
+
+Targets must be loopback or compose service names (no dot); others need
+--allow-host. The run stops by itself after --duration or --requests.
+
+Examples:
+  geniehive loadtest --sim --concurrency 32 --duration 20s
+  geniehive loadtest --sim --stream --chunks 20 --concurrency 8
+  geniehive loadtest --target edge=http://127.0.0.1:8080 --target up=http://127.0.0.1:11434 \
+      --baseline up --model qwen3:8b --api-key $KEY --json now.json --compare before.json`,
+		Run: runLoadtest,
+	})
+}
+
+// namedList is a repeatable name=value flag.
+type namedList []string
+
+func (n *namedList) String() string { return strings.Join(*n, ",") }
+
+func (n *namedList) Set(v string) error {
+	// cli.Parse re-applies explicit flags with their String(); do not
+	// double the list then.
+	if len(*n) > 0 && v == n.String() {
+		return nil
+	}
+	for _, p := range strings.Split(v, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if !strings.Contains(p, "=") {
+			return fmt.Errorf("%q: want name=value", p)
+		}
+		*n = append(*n, p)
+	}
+	return nil
+}
+
+func (n namedList) pairs() [][2]string {
+	out := make([][2]string, 0, len(n))
+	for _, p := range n {
+		k, v, _ := strings.Cut(p, "=")
+		out = append(out, [2]string{strings.TrimSpace(k), strings.TrimSpace(v)})
+	}
+	return out
+}
+
+type loadtestFlags struct {
+	Config      string         `yaml:"-"`
+	Targets     namedList      `yaml:"targets"`
+	Baseline    string         `yaml:"baseline"`
+	Mode        string         `yaml:"mode"`
+	Concurrency int            `yaml:"concurrency"`
+	Rate        float64        `yaml:"rate"`
+	Duration    time.Duration  `yaml:"duration"`
+	Requests    int            `yaml:"requests"`
+	Warmup      time.Duration  `yaml:"warmup"`
+	Slice       time.Duration  `yaml:"slice"`
+	Kind        string         `yaml:"kind"`
+	Stream      bool           `yaml:"stream"`
+	Chunks      int            `yaml:"chunks"`
+	Model       string         `yaml:"model"`
+	APIKey      string         `yaml:"api_key"`
+	Timeout     time.Duration  `yaml:"timeout"`
+	JSON        string         `yaml:"json"`
+	Compare     string         `yaml:"compare"`
+	AllowHosts  cli.StringList `yaml:"allow_hosts"`
+	Watch       namedList      `yaml:"watch"`
+	Quiet       bool           `yaml:"quiet"`
+
+	Sim              bool          `yaml:"sim"`
+	SimLatency       time.Duration `yaml:"sim_latency"`
+	SimTTFT          time.Duration `yaml:"sim_ttft"`
+	SimChunkInterval time.Duration `yaml:"sim_chunk_interval"`
+	NoForwarder      bool          `yaml:"no_forwarder"`
+	NoDirect         bool          `yaml:"no_direct"`
+	RedisURL         string        `yaml:"redis_url"`
+	RedisPrefix      string        `yaml:"redis_prefix"`
+	EdgeKey          bool          `yaml:"edge_key"`
+}
+
+func runLoadtest(args []string) error {
+	cmd, _ := cli.Lookup("loadtest")
+	fs := cli.NewFlagSet(cmd)
+	f := loadtestFlags{}
+	fs.StringVar(&f.Config, "config", "", "YAML file with these settings (keys as in the yaml tags: targets, mode, …)")
+	fs.Var(&f.Targets, "target", "`name=URL` of an endpoint to drive (repeatable); the API path is appended to the base URL")
+	fs.StringVar(&f.Baseline, "baseline", "", "target the others are compared with (default: forwarder with --sim, else the first)")
+	fs.StringVar(&f.Mode, "mode", "closed", "closed (fixed concurrency) or open (fixed arrival rate)")
+	fs.IntVar(&f.Concurrency, "concurrency", 0, "clients (closed) or most requests in flight (open); default 32 closed, 1024 open")
+	fs.Float64Var(&f.Rate, "rate", 0, "open loop: requests/s sent to the target in its slice")
+	fs.DurationVar(&f.Duration, "duration", 0, "measured time for all targets together (default 10s unless --requests)")
+	fs.IntVar(&f.Requests, "requests", 0, "stop after this many requests per target")
+	fs.DurationVar(&f.Warmup, "warmup", time.Second, "unrecorded warm-up before measuring")
+	fs.DurationVar(&f.Slice, "slice", 250*time.Millisecond, "time each target is driven before the next takes over")
+	fs.StringVar(&f.Kind, "kind", "chat", "chat or embeddings")
+	fs.BoolVar(&f.Stream, "stream", false, "stream chat answers (SSE); measures TTFB and inter-chunk gaps")
+	fs.IntVar(&f.Chunks, "chunks", 20, "max_tokens asked for: the simulated upstream sends that many chunks")
+	fs.StringVar(&f.Model, "model", "sim", "model name in each request")
+	fs.StringVar(&f.APIKey, "api-key", "", "sent as Authorization: Bearer")
+	fs.DurationVar(&f.Timeout, "timeout", 30*time.Second, "per request, stream included")
+	fs.StringVar(&f.JSON, "json", "", "write the JSON report to this file")
+	fs.StringVar(&f.Compare, "compare", "", "a previous JSON report to compare with")
+	fs.Var(&f.AllowHosts, "allow-host", "admit a non-loopback target host, IP or CIDR (repeatable)")
+	fs.Var(&f.Watch, "watch", "`name=PID` of a process (the edge) whose max RSS and CPU time to report (repeatable)")
+	fs.BoolVar(&f.Quiet, "quiet", false, "no progress line")
+	fs.BoolVar(&f.Sim, "sim", false, "start a simulated upstream and a bare forwarder and add them as targets direct and forwarder")
+	fs.DurationVar(&f.SimLatency, "sim-latency", 0, "simulated upstream: wait before the response headers")
+	fs.DurationVar(&f.SimTTFT, "sim-ttft", 0, "simulated upstream: wait before the first token")
+	fs.DurationVar(&f.SimChunkInterval, "sim-chunk-interval", 0, "simulated upstream: time between tokens")
+	fs.BoolVar(&f.NoForwarder, "no-forwarder", false, "with --sim: do not add the forwarder target")
+	fs.BoolVar(&f.NoDirect, "no-direct", false, "with --sim: do not add the direct target")
+	fs.StringVar(&f.RedisURL, "redis-url", "", "with --sim: register the simulated upstream in this Redis so an edge routes --model to it")
+	fs.StringVar(&f.RedisPrefix, "redis-prefix", "gh:", "key prefix in Redis")
+	fs.BoolVar(&f.EdgeKey, "edge-key", false, "with --sim --redis-url: create a client API key for the run (sets --api-key), deleted afterwards")
+	if err := cli.Parse(fs, args, &f.Config, &f); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %v", cli.ErrUsage, fs.Args())
+	}
+
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+
+	cfg := loadtest.Config{
+		Baseline: f.Baseline, Mode: loadtest.Mode(f.Mode), Concurrency: f.Concurrency, Rate: f.Rate,
+		Duration: f.Duration, Requests: f.Requests, Warmup: f.Warmup, Slice: f.Slice,
+		Kind: loadtest.Kind(f.Kind), Stream: f.Stream, Chunks: f.Chunks, Model: f.Model, APIKey: f.APIKey,
+		Timeout: f.Timeout, AllowHosts: f.AllowHosts,
+	}
+	if !f.Quiet {
+		cfg.Progress = os.Stderr
+	}
+	var notes []string
+	if f.Sim {
+		kind := sim.KindChat
+		if cfg.Kind == loadtest.KindEmbeddings {
+			kind = sim.KindEmbeddings
+		}
+		up, err := sim.Start(sim.Config{
+			Models: []sim.Model{{Name: f.Model, Kind: kind}},
+			Behavior: sim.Behavior{
+				Latency: f.SimLatency, TTFT: f.SimTTFT, ChunkInterval: f.SimChunkInterval, Chunks: max(f.Chunks, 1),
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("starting the simulated upstream: %w", err)
+		}
+		defer up.Close()
+		fmt.Fprintf(os.Stderr, "simulated upstream %s (model %s)\n", up.URL(), f.Model)
+		var simTargets []loadtest.Target
+		if !f.NoDirect {
+			simTargets = append(simTargets, loadtest.Target{Name: "direct", URL: up.URL()})
+		}
+		if !f.NoForwarder {
+			fw, err := loadtest.StartForwarder("127.0.0.1:0", up.URL())
+			if err != nil {
+				return fmt.Errorf("starting the forwarder: %w", err)
+			}
+			defer fw.Close()
+			fmt.Fprintf(os.Stderr, "bare forwarder %s -> %s\n", fw.URL(), up.URL())
+			simTargets = append(simTargets, loadtest.Target{Name: "forwarder", URL: fw.URL()})
+			if cfg.Baseline == "" {
+				cfg.Baseline = "forwarder"
+			}
+		}
+		cfg.Targets = append(cfg.Targets, simTargets...)
+		notes = append(notes, "in-process simulated upstream and forwarder share the machine with the load generator")
+		if f.RedisURL != "" {
+			cleanup, key, err := registerSim(ctx, f.RedisURL, f.RedisPrefix, up, f.Model, kind, f.EdgeKey)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			if key != "" {
+				cfg.APIKey = key
+			}
+		}
+	}
+	for _, p := range f.Targets.pairs() {
+		cfg.Targets = append(cfg.Targets, loadtest.Target{Name: p[0], URL: p[1]})
+	}
+	if len(f.Watch) > 0 {
+		cfg.Watch = map[string]int{}
+		for _, p := range f.Watch.pairs() {
+			pid, err := strconv.Atoi(p[1])
+			if err != nil {
+				return fmt.Errorf("%w: --watch %s=%s: not a pid", cli.ErrUsage, p[0], p[1])
+			}
+			cfg.Watch[p[0]] = pid
+		}
+	}
+	if len(cfg.Targets) == 0 {
+		return fmt.Errorf("%w: no targets: use --target name=URL or --sim", cli.ErrUsage)
+	}
+	var old *loadtest.Report
+	if f.Compare != "" {
+		var err error
+		if old, err = loadtest.ReadReport(f.Compare); err != nil {
+			return fmt.Errorf("--compare: %w", err)
+		}
+	}
+	rep, err := loadtest.Run(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("%w: %w", cli.ErrUsage, err)
+	}
+	rep.Notes = append(rep.Notes, notes...)
+	if ctx.Err() != nil {
+		rep.Notes = append(rep.Notes, "interrupted: the report covers the part that ran")
+	}
+	rep.WriteTable(os.Stdout)
+	if old != nil {
+		loadtest.WriteComparison(os.Stdout, old, rep)
+	}
+	if f.JSON != "" {
+		if err := rep.WriteJSON(f.JSON); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "report written to %s\n", f.JSON)
+	}
+	var failed int64
+	for _, t := range rep.Targets {
+		if t.OK == 0 {
+			failed++
+		}
+	}
+	if failed > 0 {
+		return errors.New("some targets answered no request successfully")
+	}
+	return nil
+}
+
+// registerSim registers the simulated upstream in Redis for an edge to
+// route to, and optionally creates a temporary API key.
+func registerSim(ctx context.Context, redisURL, prefix string, up *sim.Server, model, kind string, withKey bool) (cleanup func(), key string, err error) {
+	c, err := state.Connect(ctx, state.Options{URL: redisURL, Prefix: prefix})
+	if err != nil {
+		return nil, "", err
+	}
+	st := state.New(c, prefix)
+	reg, err := loadtest.RegisterUpstream(ctx, st, "loadtest-sim", up.URL(), model, state.Kind(kind))
+	if err != nil {
+		c.Close()
+		return nil, "", fmt.Errorf("registering the simulated upstream: %w", err)
+	}
+	if withKey {
+		if key, err = reg.TempKey(ctx); err != nil {
+			reg.Stop()
+			c.Close()
+			return nil, "", fmt.Errorf("creating an API key: %w", err)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "simulated upstream registered in Redis as host loadtest-sim (service loadtest-sim/sim, model %s)\n", model)
+	// Give edges a moment to see the change event.
+	time.Sleep(200 * time.Millisecond)
+	return func() { reg.Stop(); c.Close() }, key, nil
+}
