@@ -133,7 +133,8 @@ type instance struct {
 	// OPA ABI
 	heapBase, dataAddr, evalHeap uint32
 	// custom ABI
-	dataPtr, dataLen uint32 // guest copy of data when it lacks gh_set_data
+	alloc, setData api.Function
+	inPtr, inCap   uint32 // the guest buffer input is written to (gh_alloc)
 }
 
 func (in *instance) close() {
