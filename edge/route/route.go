@@ -132,3 +132,13 @@ func (e *SaturatedError) Error() string {
 
 // Is makes errors.Is(err, ErrSaturated) true.
 func (e *SaturatedError) Is(target error) bool { return target == ErrSaturated }
+
+// Accounter is optionally implemented by a Router that keeps its own
+// per-service counts (for concurrency limits). When the Router implements
+// it, the edge calls Begin right before sending to a candidate and End once
+// the attempt is over (also on failure, panic and client abort), and does
+// not touch state.Inflight itself. Begin must honour Candidate.Leased.
+type Accounter interface {
+	Begin(c *Candidate) state.Lease
+	End(c *Candidate, l state.Lease)
+}

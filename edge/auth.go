@@ -1,0 +1,104 @@
+package edge
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/geniehive/geniehive/state"
+)
+
+// keyring holds the keys from the configuration, by SHA-256 of the secret.
+// Keys stored in Redis arrive with each snapshot (Snapshot.Keys).
+type keyring struct {
+	byHash map[[sha256.Size]byte]*state.APIKey
+}
+
+func newKeyring(cfg []KeyConfig) (*keyring, error) {
+	kr := &keyring{byHash: make(map[[sha256.Size]byte]*state.APIKey, len(cfg))}
+	for _, k := range cfg {
+		var h [sha256.Size]byte
+		if k.Secret != "" {
+			h = sha256.Sum256([]byte(k.Secret))
+		} else {
+			b, err := hex.DecodeString(k.SHA256)
+			if err != nil || len(b) != sha256.Size {
+				return nil, &APIError{Message: "key " + k.ID + ": bad sha256"}
+			}
+			copy(h[:], b)
+		}
+		kr.byHash[h] = &state.APIKey{ID: k.ID, Hash: hex.EncodeToString(h[:]), Scope: k.Scope, Roles: k.Roles}
+	}
+	return kr, nil
+}
+
+// authEnabled reports whether any key exists (configured or in Redis).
+func (kr *keyring) authEnabled(snap *state.Snapshot) bool {
+	return len(kr.byHash) > 0 || (snap != nil && len(snap.Keys) > 0)
+}
+
+var (
+	hdrXAPIKey = []byte("X-Api-Key")
+	bearer     = []byte("bearer ")
+)
+
+// presentedKey returns the secret the client sent (Authorization: Bearer or
+// X-Api-Key), nil when none.
+func presentedKey(h *fasthttp.RequestHeader) []byte {
+	if a := h.Peek(fasthttp.HeaderAuthorization); len(a) > len(bearer) {
+		ok := true
+		for i := range bearer {
+			c := a[i]
+			if c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != bearer[i] {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			k := a[len(bearer):]
+			for len(k) > 0 && k[0] == ' ' {
+				k = k[1:]
+			}
+			return k
+		}
+	}
+	if k := h.PeekBytes(hdrXAPIKey); len(k) > 0 {
+		return k
+	}
+	return nil
+}
+
+// lookup finds the key for a presented secret. The comparison of digests is
+// constant time; the map lookup is over SHA-256 digests, which reveals
+// nothing useful about secrets through timing.
+func (kr *keyring) lookup(secret []byte, snap *state.Snapshot) *state.APIKey {
+	if len(secret) == 0 {
+		return nil
+	}
+	h := sha256.Sum256(secret)
+	if k, ok := kr.byHash[h]; ok && constEq(h, k) {
+		return k
+	}
+	if snap != nil {
+		if k, ok := snap.Keys[h]; ok && constEq(h, k) {
+			return k
+		}
+	}
+	return nil
+}
+
+func constEq(h [sha256.Size]byte, k *state.APIKey) bool {
+	var want [sha256.Size]byte
+	if len(k.Hash) != 2*sha256.Size {
+		return false
+	}
+	if _, err := hex.Decode(want[:], []byte(k.Hash)); err != nil {
+		return false
+	}
+	return subtle.ConstantTimeCompare(h[:], want[:]) == 1
+}

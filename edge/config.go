@@ -1,0 +1,254 @@
+package edge
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/geniehive/geniehive/state"
+)
+
+// Config is the edge's configuration (geniehive edge --config edge.yaml).
+// Zero values take the documented defaults in Provision. A Config is read
+// once at start; it is never modified after Provision.
+type Config struct {
+	// Listen is the address to serve on. Default "127.0.0.1:8080".
+	Listen string `yaml:"listen"`
+	// ID names this replica in Redis (presence, in-flight leases).
+	// Default: hostname-pid.
+	ID string `yaml:"id"`
+	// Redis is the shared state store.
+	Redis RedisConfig `yaml:"redis"`
+	// Keys are client credentials in addition to the ones stored in Redis
+	// (geniehive keys ...). With no key here and none in Redis, auth is OFF.
+	Keys []KeyConfig `yaml:"keys"`
+	// AuthRequired refuses to start without keys instead of running open.
+	AuthRequired bool `yaml:"auth_required"`
+	Timeouts   Timeouts   `yaml:"timeouts"`
+	BodyLimits BodyLimits `yaml:"body_limits"`
+	Failover   Failover   `yaml:"failover"`
+	// MaxHeaderBytes bounds a request's header block (431 beyond). Default 16KiB.
+	MaxHeaderBytes ByteSize `yaml:"max_header_bytes"`
+	// StatsInterval is how often observed stats are merged into Redis. Default 1s.
+	StatsInterval time.Duration `yaml:"stats_interval"`
+	// PresenceInterval is how often the edge refreshes its presence record. Default 5s.
+	PresenceInterval time.Duration `yaml:"presence_interval"`
+	// LogLevel: debug, info, warn, error. Default info.
+	LogLevel string `yaml:"log_level"`
+	// AccessLog writes one line per request at info level. Default true.
+	AccessLog *bool `yaml:"access_log"`
+	// Routing and Policy are passed through untouched to the routing and
+	// policies packages.
+	Routing yaml.Node `yaml:"routing"`
+	Policy  yaml.Node `yaml:"policy"`
+}
+
+// RedisConfig locates the shared store.
+type RedisConfig struct {
+	URL      string `yaml:"url"`    // default redis://127.0.0.1:6379/0
+	Prefix   string `yaml:"prefix"` // default "gh:"
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+}
+
+// KeyConfig is one configured client key. Give the secret itself or its
+// SHA-256 in hex (preferred: the file then holds no secret).
+type KeyConfig struct {
+	ID     string      `yaml:"id"`
+	Secret string      `yaml:"secret"`
+	SHA256 string      `yaml:"sha256"`
+	Scope  state.Scope `yaml:"scope"` // client (default) | reader | operator
+	Roles  []string    `yaml:"roles"`
+}
+
+// Timeouts bound every wait. Zero takes the default.
+type Timeouts struct {
+	// Read bounds reading a request (headers and body). Default 60s.
+	Read time.Duration `yaml:"read"`
+	// Idle bounds a keep-alive connection's idle time. Default 120s.
+	Idle time.Duration `yaml:"idle"`
+	// Connect bounds dialing an upstream. Default 3s.
+	Connect time.Duration `yaml:"connect"`
+	// Request bounds a whole non-streaming upstream exchange. Default 10m.
+	Request time.Duration `yaml:"request"`
+	// StreamIdle bounds upstream silence while streaming, including the wait
+	// for the stream's response headers. Default 5m.
+	StreamIdle time.Duration `yaml:"stream_idle"`
+	// StreamMax bounds a whole stream. Default 1h.
+	StreamMax time.Duration `yaml:"stream_max"`
+	// Heartbeat is the SSE comment interval while an upstream is silent, so a
+	// gone client is noticed. Default 5s.
+	Heartbeat time.Duration `yaml:"heartbeat"`
+	// Shutdown bounds draining in-flight requests on stop. Default 30s.
+	Shutdown time.Duration `yaml:"shutdown"`
+}
+
+// BodyLimits caps request bodies per route (413 beyond). Accepts "8MiB" etc.
+type BodyLimits struct {
+	Chat          ByteSize `yaml:"chat"`          // default 8MiB
+	Embeddings    ByteSize `yaml:"embeddings"`    // default 8MiB
+	Transcription ByteSize `yaml:"transcription"` // default 25MiB
+	Speech        ByteSize `yaml:"speech"`        // default 1MiB
+	Images        ByteSize `yaml:"images"`        // default 1MiB
+}
+
+// Failover bounds retries before the first byte. (Passive health —
+// failure thresholds and cooldowns — is the routing section's.)
+type Failover struct {
+	// Attempts is the maximum number of upstreams tried per request. Default 3.
+	Attempts int `yaml:"attempts"`
+}
+
+// ByteSize is a byte count that reads "512", "64KiB", "8MiB", "1GB".
+type ByteSize int64
+
+// UnmarshalYAML accepts an integer or a string with a unit.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = v
+	return nil
+}
+
+// String formats the size.
+func (b ByteSize) String() string { return strconv.FormatInt(int64(b), 10) }
+
+// Set implements flag.Value.
+func (b *ByteSize) Set(s string) error {
+	v, err := ParseByteSize(s)
+	if err == nil {
+		*b = v
+	}
+	return err
+}
+
+// ParseByteSize parses "123", "64KiB", "8MiB", "2GiB", "10KB", "5MB".
+func ParseByteSize(s string) (ByteSize, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suf string
+		m   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suf) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suf)), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("bad byte size %q", s)
+	}
+	return ByteSize(n * mult), nil
+}
+
+// Provision fills defaults and validates.
+//
+// # Errors
+// A bad scope, a key without secret or hash, a negative value.
+func (c *Config) Provision() error {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8080"
+	}
+	if c.ID == "" {
+		h, _ := os.Hostname()
+		if h == "" {
+			h = "edge"
+		}
+		c.ID = h + "-" + strconv.Itoa(os.Getpid())
+	}
+	if c.Redis.URL == "" {
+		c.Redis.URL = "redis://127.0.0.1:6379/0"
+	}
+	if c.Redis.Prefix == "" {
+		c.Redis.Prefix = "gh:"
+	}
+	t := &c.Timeouts
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&t.Read, 60*time.Second)
+	def(&t.Idle, 120*time.Second)
+	def(&t.Connect, 3*time.Second)
+	def(&t.StreamMax, time.Hour)
+	def(&t.Request, 10*time.Minute)
+	def(&t.StreamIdle, 5*time.Minute)
+	def(&t.Heartbeat, 5*time.Second)
+	def(&t.Shutdown, 30*time.Second)
+	def(&c.StatsInterval, time.Second)
+	def(&c.PresenceInterval, 5*time.Second)
+	defB := func(b *ByteSize, v ByteSize) {
+		if *b <= 0 {
+			*b = v
+		}
+	}
+	defB(&c.BodyLimits.Chat, 8<<20)
+	defB(&c.BodyLimits.Embeddings, 8<<20)
+	defB(&c.BodyLimits.Transcription, 25<<20)
+	defB(&c.BodyLimits.Speech, 1<<20)
+	defB(&c.BodyLimits.Images, 1<<20)
+	defB(&c.MaxHeaderBytes, 16<<10)
+	if c.Failover.Attempts <= 0 {
+		c.Failover.Attempts = 3
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.AccessLog == nil {
+		on := true
+		c.AccessLog = &on
+	}
+	var errs []error
+	for i := range c.Keys {
+		k := &c.Keys[i]
+		if k.ID == "" {
+			k.ID = "config-" + strconv.Itoa(i)
+		}
+		if k.Scope == "" {
+			k.Scope = state.ScopeClient
+		}
+		if !k.Scope.Allows(state.ScopeClient) {
+			errs = append(errs, fmt.Errorf("keys[%d] (%s): unknown scope %q", i, k.ID, k.Scope))
+		}
+		if (k.Secret == "") == (k.SHA256 == "") {
+			errs = append(errs, fmt.Errorf("keys[%d] (%s): set exactly one of secret or sha256", i, k.ID))
+		}
+		if k.SHA256 != "" && len(k.SHA256) != 64 {
+			errs = append(errs, fmt.Errorf("keys[%d] (%s): sha256 must be 64 hex digits", i, k.ID))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) limitFor(k state.Kind) int {
+	switch k {
+	case state.KindEmbeddings:
+		return int(c.BodyLimits.Embeddings)
+	case state.KindTranscription:
+		return int(c.BodyLimits.Transcription)
+	case state.KindSpeech:
+		return int(c.BodyLimits.Speech)
+	case state.KindImages:
+		return int(c.BodyLimits.Images)
+	}
+	return int(c.BodyLimits.Chat)
+}
+
+func (c *Config) maxBody() int {
+	m := c.BodyLimits.Chat
+	for _, v := range []ByteSize{c.BodyLimits.Embeddings, c.BodyLimits.Transcription, c.BodyLimits.Speech, c.BodyLimits.Images} {
+		if v > m {
+			m = v
+		}
+	}
+	return int(m)
+}

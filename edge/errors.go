@@ -1,0 +1,210 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/geniehive/geniehive/edge/route"
+)
+
+// APIError is an error the edge answers in OpenAI's format. Every failure a
+// handler meets is turned into one by classify, the one place that maps
+// errors to HTTP statuses.
+type APIError struct {
+	Status  int
+	Type    string // invalid_request_error, authentication_error, ...
+	Code    string
+	Param   string
+	Message string
+	// RetryAfter, in seconds, is sent as Retry-After when > 0.
+	RetryAfter int
+	// Body, when set, is an upstream's own error body relayed as is.
+	Body []byte
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+func badRequest(code, param, msg string) *APIError {
+	return &APIError{Status: 400, Type: "invalid_request_error", Code: code, Param: param, Message: msg}
+}
+
+var (
+	errBadJSON      = badRequest("invalid_json", "", "request body is not valid JSON")
+	errNoModel      = badRequest("missing_model", "model", "you must provide a model parameter (see GET /v1/models)")
+	errModelType    = badRequest("invalid_model", "model", "model must be a string")
+	errUnauthorized = &APIError{Status: 401, Type: "authentication_error", Code: "invalid_api_key",
+		Message: "invalid or missing API key (send Authorization: Bearer <key> or X-Api-Key)"}
+	errForbiddenScope = &APIError{Status: 403, Type: "permission_error", Code: "insufficient_scope",
+		Message: "this key's scope does not allow this endpoint"}
+	errNotFound = &APIError{Status: 404, Type: "invalid_request_error", Code: "not_found",
+		Message: "unknown endpoint; the OpenAI API is served under /v1 (see GET /v1/models)"}
+	errMethod = &APIError{Status: 405, Type: "invalid_request_error", Code: "method_not_allowed",
+		Message: "method not allowed"}
+	errTooLarge = &APIError{Status: 413, Type: "invalid_request_error", Code: "request_too_large",
+		Message: "request body exceeds this endpoint's size limit"}
+	errHeadersTooLarge = &APIError{Status: 431, Type: "invalid_request_error", Code: "headers_too_large",
+		Message: "request headers are too large"}
+	errShuttingDown = &APIError{Status: 503, Type: "server_error", Code: "shutting_down",
+		Message: "this edge is shutting down; retry", RetryAfter: 1}
+	errInternal = &APIError{Status: 500, Type: "server_error", Code: "internal_error",
+		Message: "internal error"}
+)
+
+// upstreamError is a failed upstream attempt: a transport error or a non-2xx
+// status before the first byte.
+type upstreamError struct {
+	service string
+	status  int   // 0 for transport errors
+	err     error // transport error
+	body    []byte
+}
+
+func (e *upstreamError) Error() string {
+	if e.err != nil {
+		return "upstream " + e.service + ": " + e.err.Error()
+	}
+	return "upstream " + e.service + ": HTTP " + strconv.Itoa(e.status)
+}
+
+func (e *upstreamError) Unwrap() error { return e.err }
+
+// retryable reports whether the next candidate should be tried: transport
+// errors, timeouts, 5xx, 429 and 404 (model gone from that upstream).
+func (e *upstreamError) retryable() bool {
+	if e.err != nil {
+		return true
+	}
+	return e.status >= 500 || e.status == 429 || e.status == 404 || e.status == 408
+}
+
+func isTimeout(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return false
+}
+
+func isConnRefused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, fasthttp.ErrDialTimeout) ||
+		(err != nil && strings.Contains(err.Error(), "connection refused"))
+}
+
+// classify maps any error to the API error the client sees.
+func classify(err error) *APIError {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var nc *route.NoCandidatesError
+	if errors.As(err, &nc) {
+		return &APIError{Status: 503, Type: "server_error", Code: "no_available_upstream", Param: "model", Message: nc.Error(), RetryAfter: 2}
+	}
+	var se *route.SaturatedError
+	if errors.As(err, &se) {
+		ra := int(se.RetryAfter.Seconds() + 0.999)
+		if ra < 1 {
+			ra = 1
+		}
+		return &APIError{Status: 429, Type: "rate_limit_error", Code: "upstreams_saturated", Message: se.Error(), RetryAfter: ra}
+	}
+	if errors.Is(err, route.ErrNoCandidates) {
+		return &APIError{Status: 503, Type: "server_error", Code: "no_available_upstream", Message: err.Error(), RetryAfter: 2}
+	}
+	if errors.Is(err, route.ErrSaturated) {
+		return &APIError{Status: 429, Type: "rate_limit_error", Code: "upstreams_saturated", Message: err.Error(), RetryAfter: 1}
+	}
+	var ue *upstreamError
+	if errors.As(err, &ue) {
+		switch {
+		case ue.err != nil && isTimeout(ue.err):
+			return &APIError{Status: 504, Type: "server_error", Code: "upstream_timeout", Message: "upstream " + ue.service + " timed out"}
+		case ue.err != nil:
+			return &APIError{Status: 502, Type: "server_error", Code: "upstream_unreachable", Message: "upstream " + ue.service + " failed: " + ue.err.Error()}
+		case ue.status == 429:
+			return &APIError{Status: 429, Type: "rate_limit_error", Code: "upstream_rate_limited", Message: "upstream " + ue.service + " is busy", RetryAfter: 1}
+		case ue.status == 503:
+			return &APIError{Status: 503, Type: "server_error", Code: "upstream_unavailable", Message: "upstream " + ue.service + " is unavailable", RetryAfter: 2}
+		case ue.status == 504 || ue.status == 408:
+			return &APIError{Status: 504, Type: "server_error", Code: "upstream_timeout", Message: "upstream " + ue.service + " timed out"}
+		case ue.status >= 500, ue.status == 401, ue.status == 403, ue.status == 404:
+			return &APIError{Status: 502, Type: "server_error", Code: "upstream_error", Message: "upstream " + ue.service + " answered HTTP " + strconv.Itoa(ue.status)}
+		case ue.status >= 400:
+			// The upstream refused the request itself (bad parameters):
+			// the client's fault, relayed with the upstream's message.
+			return &APIError{Status: ue.status, Type: "invalid_request_error", Code: "upstream_rejected",
+				Message: "upstream " + ue.service + " rejected the request", Body: ue.body}
+		}
+		return &APIError{Status: 502, Type: "server_error", Code: "upstream_error", Message: ue.Error()}
+	}
+	if isTimeout(err) {
+		return &APIError{Status: 504, Type: "server_error", Code: "timeout", Message: "timed out"}
+	}
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		return errTooLarge
+	}
+	return &APIError{Status: 500, Type: "server_error", Code: "internal_error", Message: err.Error()}
+}
+
+// appendErrorJSON appends {"error":{...}} for e.
+func appendErrorJSON(dst []byte, e *APIError) []byte {
+	dst = append(dst, `{"error":{"message":`...)
+	dst = appendJSONString(dst, e.Message)
+	dst = append(dst, `,"type":`...)
+	dst = appendJSONString(dst, e.Type)
+	dst = append(dst, `,"code":`...)
+	if e.Code == "" {
+		dst = append(dst, "null"...)
+	} else {
+		dst = appendJSONString(dst, e.Code)
+	}
+	dst = append(dst, `,"param":`...)
+	if e.Param == "" {
+		dst = append(dst, "null"...)
+	} else {
+		dst = appendJSONString(dst, e.Param)
+	}
+	return append(dst, "}}"...)
+}
+
+// writeError answers the request with e.
+func writeError(ctx *fasthttp.RequestCtx, e *APIError) {
+	ctx.Response.ResetBody()
+	ctx.SetStatusCode(e.Status)
+	ctx.SetContentType("application/json")
+	if e.RetryAfter > 0 {
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	}
+	if e.Status == 401 {
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="geniehive"`)
+	}
+	if len(e.Body) > 0 && isJSONObjectWithError(e.Body) {
+		ctx.SetBody(e.Body)
+		return
+	}
+	b := ctx.Response.BodyWriter()
+	buf := getBuf()
+	buf.B = appendErrorJSON(buf.B[:0], e)
+	_, _ = b.Write(buf.B)
+	putBuf(buf)
+}
+
+// isJSONObjectWithError reports whether an upstream body already is an
+// OpenAI error document worth relaying.
+func isJSONObjectWithError(b []byte) bool {
+	i := skipWS(b, 0)
+	return i < len(b) && b[i] == '{' && strings.Contains(string(b[:min(len(b), 64)]), `"error"`)
+}

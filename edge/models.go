@@ -1,0 +1,299 @@
+package edge
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/state"
+)
+
+func sortStrings(s []string) { slices.Sort(s) }
+
+// modelsCache holds the /v1/models document of the last snapshot version.
+type modelsCache struct {
+	mu      sync.Mutex
+	version uint64
+	at      time.Time
+	list    []byte
+	byID    map[string][]byte // lower-cased id -> entry JSON
+}
+
+// ModelEntry is one /v1/models entry: OpenAI's fields plus GenieHive's.
+type ModelEntry struct {
+	ID        string    `json:"id"`
+	Object    string    `json:"object"`
+	Created   int64     `json:"created"`
+	OwnedBy   string    `json:"owned_by"`
+	GenieHive ModelMeta `json:"geniehive"`
+}
+
+// ModelMeta is GenieHive's metadata about a model or role.
+type ModelMeta struct {
+	Kind       string       `json:"kind"` // asset | role
+	Operations []state.Kind `json:"operations,omitempty"`
+	// Asset fields.
+	Family         string        `json:"family,omitempty"`
+	ParameterSize  string        `json:"parameter_size,omitempty"`
+	Quantization   string        `json:"quantization,omitempty"`
+	ContextLength  int           `json:"context_length,omitempty"`
+	Thinking       bool          `json:"thinking,omitempty"`
+	Loaded         bool          `json:"loaded"`
+	VRAMBytes      int64         `json:"vram_bytes,omitempty"`
+	Hosts          []string      `json:"hosts,omitempty"`
+	Services       []ServiceMeta `json:"services,omitempty"`
+	Roles          []string      `json:"roles,omitempty"` // roles that resolve to it
+	LatencyMS      float64       `json:"latency_ms,omitempty"`
+	TTFTMS         float64       `json:"ttft_ms,omitempty"`
+	TokensPerSec   float64       `json:"tokens_per_sec,omitempty"`
+	BenchQuality   float64       `json:"bench_quality,omitempty"`
+	Offload        *Offload      `json:"offload,omitempty"`
+	// Role fields.
+	Description string   `json:"description,omitempty"`
+	Aliases     []string `json:"aliases,omitempty"`
+	Candidates  []string `json:"candidates,omitempty"`
+	Fallbacks   []string `json:"fallback_roles,omitempty"`
+	ResolvesTo  []string `json:"resolves_to,omitempty"` // routable assets, in order
+	Routable    bool     `json:"routable"`
+}
+
+// ServiceMeta is one service offering an asset.
+type ServiceMeta struct {
+	ID           string  `json:"id"`
+	Host         string  `json:"host"`
+	Kind         string  `json:"kind"`
+	Protocol     string  `json:"protocol,omitempty"`
+	Loaded       bool    `json:"loaded"`
+	Healthy      bool    `json:"healthy"`
+	Routable     bool    `json:"routable"`
+	QueueDepth   int     `json:"queue_depth"`
+	InFlight     int     `json:"in_flight"`
+	LatencyMS    float64 `json:"latency_ms,omitempty"`
+	TokensPerSec float64 `json:"tokens_per_sec,omitempty"`
+	VRAMUsed     int64   `json:"vram_used_bytes,omitempty"`
+	VRAMTotal    int64   `json:"vram_total_bytes,omitempty"`
+}
+
+// Offload classifies how well a model suits a coding agent handing it a
+// low-complexity subtask (summarise a file, write a docstring, rename):
+// such work wants a chat model that is already loaded, fast, with room for
+// some context. Class is "preferred" (score >= 0.75), "suitable" (>= 0.5),
+// "marginal" (> 0) or "unsuitable"; Reasons say why.
+type Offload struct {
+	Class   string   `json:"class"`
+	Score   float64  `json:"score"`
+	Reasons []string `json:"reasons,omitempty"`
+}
+
+func classifyOffload(m *ModelMeta) *Offload {
+	o := &Offload{}
+	if !slices.Contains(m.Operations, state.KindChat) {
+		o.Class, o.Reasons = "unsuitable", []string{"not a chat model"}
+		return o
+	}
+	score := 0.5
+	if m.Loaded {
+		score += 0.15
+		o.Reasons = append(o.Reasons, "loaded (no cold start)")
+	} else {
+		score -= 0.15
+		o.Reasons = append(o.Reasons, "not loaded: first request pays a load")
+	}
+	switch tps := m.TokensPerSec; {
+	case tps >= 40:
+		score += 0.2
+		o.Reasons = append(o.Reasons, "fast generation")
+	case tps >= 15:
+		score += 0.1
+	case tps > 0 && tps < 8:
+		score -= 0.2
+		o.Reasons = append(o.Reasons, "slow generation")
+	}
+	switch lat := m.LatencyMS; {
+	case lat > 0 && lat < 500:
+		score += 0.05
+	case lat > 3000:
+		score -= 0.1
+		o.Reasons = append(o.Reasons, "high latency")
+	}
+	switch c := m.ContextLength; {
+	case c >= 16384:
+		score += 0.1
+		o.Reasons = append(o.Reasons, "large context")
+	case c > 0 && c < 4096:
+		score -= 0.2
+		o.Reasons = append(o.Reasons, "small context")
+	}
+	if m.Thinking {
+		score -= 0.1
+		o.Reasons = append(o.Reasons, "thinking model: slower, answer after reasoning")
+	}
+	if m.BenchQuality > 0 {
+		score += (m.BenchQuality - 0.5) * 0.3
+	}
+	if !m.Routable {
+		score = 0
+		o.Reasons = append(o.Reasons, "no routable service now")
+	}
+	score = min(max(score, 0), 1)
+	o.Score = float64(int(score*100+0.5)) / 100
+	switch {
+	case o.Score >= 0.75:
+		o.Class = "preferred"
+	case o.Score >= 0.5:
+		o.Class = "suitable"
+	case o.Score > 0:
+		o.Class = "marginal"
+	default:
+		o.Class = "unsuitable"
+	}
+	return o
+}
+
+// buildModels builds the /v1/models entries from a snapshot.
+func buildModels(snap *state.Snapshot, now time.Time) []ModelEntry {
+	created := snap.BuiltAt.Unix()
+	roleOf := map[string][]string{}
+	assets := map[string]*ModelMeta{}
+	var names []string
+	for name, ses := range snap.AssetServices {
+		m := &ModelMeta{Kind: "asset"}
+		for _, se := range ses {
+			a, ok := se.Asset(name)
+			if !ok {
+				continue
+			}
+			r := se.Routable(now)
+			m.Routable = m.Routable || r
+			if !slices.Contains(m.Operations, se.Kind) {
+				m.Operations = append(m.Operations, se.Kind)
+			}
+			if m.Family == "" {
+				m.Family, m.ParameterSize, m.Quantization, m.ContextLength = a.Family, a.ParameterSize, a.Quantization, a.ContextLength
+			}
+			m.Thinking = m.Thinking || a.Thinking
+			m.Loaded = m.Loaded || a.Loaded
+			if a.SizeVRAM > m.VRAMBytes {
+				m.VRAMBytes = a.SizeVRAM
+			}
+			if !slices.Contains(m.Hosts, se.HostID) {
+				m.Hosts = append(m.Hosts, se.HostID)
+			}
+			lat := se.Stats.LatencyMS
+			if lat == 0 {
+				lat = se.Metrics.LatencyMS
+			}
+			tps := se.Stats.TokensPerSec
+			if tps == 0 {
+				tps = se.Metrics.TokensPerSecond
+			}
+			m.Services = append(m.Services, ServiceMeta{ID: se.ID, Host: se.HostID, Kind: string(se.Kind), Protocol: se.Protocol,
+				Loaded: a.Loaded, Healthy: se.IsHealthy(), Routable: r, QueueDepth: se.Metrics.QueueDepth, InFlight: se.Metrics.InFlight,
+				LatencyMS: lat, TokensPerSec: tps, VRAMUsed: se.Metrics.VRAMUsedBytes, VRAMTotal: se.Metrics.VRAMTotalBytes})
+			if r && lat > 0 && (m.LatencyMS == 0 || lat < m.LatencyMS) {
+				m.LatencyMS = lat
+			}
+			if r && tps > m.TokensPerSec {
+				m.TokensPerSec = tps
+			}
+			if r && se.Stats.TTFTMS > 0 && (m.TTFTMS == 0 || se.Stats.TTFTMS < m.TTFTMS) {
+				m.TTFTMS = se.Stats.TTFTMS
+			}
+		}
+		if !m.Routable {
+			continue // /v1/models lists what can be served now
+		}
+		for _, b := range snap.Bench[name] {
+			if b.Quality > m.BenchQuality {
+				m.BenchQuality = b.Quality
+			}
+			if m.TokensPerSec == 0 && b.TokensPerSec > 0 {
+				m.TokensPerSec = b.TokensPerSec
+			}
+		}
+		assets[name] = m
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	data := policies.BuildData(snap)
+	var roles []ModelEntry
+	for _, r := range snap.Catalog.Roles {
+		op := r.Operation
+		if op == "" {
+			op = state.KindChat
+		}
+		cands, _ := policies.RoleCandidates(data, &r)
+		rm := ModelMeta{Kind: "role", Operations: []state.Kind{op}, Description: r.Description, Aliases: r.Aliases,
+			Candidates: r.Candidates, Fallbacks: r.FallbackRoles}
+		for _, c := range cands {
+			if a := assets[c]; a != nil && a.Routable && slices.Contains(a.Operations, op) {
+				rm.ResolvesTo = append(rm.ResolvesTo, c)
+				a.Roles = append(a.Roles, r.Name)
+			}
+		}
+		rm.Routable = len(rm.ResolvesTo) > 0
+		roles = append(roles, ModelEntry{ID: r.Name, Object: "model", Created: created, OwnedBy: "geniehive", GenieHive: rm})
+	}
+	out := make([]ModelEntry, 0, len(names)+len(roles))
+	for _, n := range names {
+		m := assets[n]
+		m.Offload = classifyOffload(m)
+		owner := "geniehive"
+		if len(m.Hosts) == 1 {
+			owner = m.Hosts[0]
+		}
+		out = append(out, ModelEntry{ID: n, Object: "model", Created: created, OwnedBy: owner, GenieHive: *m})
+	}
+	_ = roleOf
+	return append(out, roles...)
+}
+
+func (c *modelsCache) get(snap *state.Snapshot) ([]byte, map[string][]byte) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Rebuild on a new snapshot, and at least every second (deadlines pass
+	// without a new snapshot).
+	if c.list != nil && c.version == snap.Version && now.Sub(c.at) < time.Second {
+		return c.list, c.byID
+	}
+	entries := buildModels(snap, now)
+	list, _ := json.Marshal(struct {
+		Object string       `json:"object"`
+		Data   []ModelEntry `json:"data"`
+	}{"list", entries})
+	byID := make(map[string][]byte, len(entries))
+	for i := range entries {
+		b, _ := json.Marshal(&entries[i])
+		byID[strings.ToLower(entries[i].ID)] = b
+		for _, a := range entries[i].GenieHive.Aliases {
+			byID[strings.ToLower(a)] = b
+		}
+	}
+	c.version, c.at, c.list, c.byID = snap.Version, now, list, byID
+	return list, byID
+}
+
+func (s *Server) serveModels(ctx *fasthttp.RequestCtx, id string) {
+	list, byID := s.models.get(s.watcher.Current())
+	ctx.SetContentType("application/json")
+	if id == "" {
+		ctx.SetBody(list)
+		return
+	}
+	b, ok := byID[strings.ToLower(id)]
+	if !ok {
+		b, ok = byID[policies.NormalizeModel(id)]
+	}
+	if !ok {
+		writeError(ctx, &APIError{Status: 404, Type: "invalid_request_error", Code: "model_not_found", Param: "model",
+			Message: "The model '" + id + "' does not exist; see GET /v1/models for what is available."})
+		return
+	}
+	ctx.SetBody(b)
+}

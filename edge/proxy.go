@@ -1,0 +1,504 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/geniehive/geniehive/edge/route"
+	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/state"
+)
+
+// exchange is one client request's state, pooled. It is owned by the
+// handler until a stream writer takes it over; finish releases it.
+type exchange struct {
+	s        *Server
+	start    time.Time
+	route    string
+	op       state.Kind
+	key      *state.APIKey
+	facts    reqFacts
+	in       policies.Input
+	dec      policies.Decision
+	rf       route.RequestFacts
+	model    string
+	mLabel   string
+	rLabel   string
+	service  string
+	asset    string
+	status   int
+	attempts int
+	stream   bool
+	ttft     time.Duration
+	upStart  time.Time
+	tokens   int
+	bytesIn  int
+	bytesOut int
+	clientIP string
+	errCode  string
+	aborted  bool
+
+	cand   *route.Candidate
+	lease  state.Lease
+	leased bool
+	plan   route.Plan
+}
+
+var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
+
+var (
+	thinkOn  = true
+	thinkOff = false
+)
+
+func (s *Server) acquireExchange(rt string, op state.Kind) *exchange {
+	x := exchangePool.Get().(*exchange)
+	dec := x.dec
+	*x = exchange{s: s, start: time.Now(), route: rt, op: op, status: 200}
+	dec.Targets = dec.Targets[:0]
+	dec.Tried = dec.Tried[:0]
+	x.dec = dec
+	s.open.Add(1)
+	s.met.inflight.WithLabelValues(rt).Inc()
+	return x
+}
+
+// endAttempt releases the in-flight lease of the current candidate.
+func (x *exchange) endAttempt() {
+	if !x.leased {
+		return
+	}
+	x.leased = false
+	if x.s.acct != nil {
+		x.s.acct.End(x.cand, x.lease)
+	} else {
+		x.s.inflight.End(x.lease)
+	}
+}
+
+func (x *exchange) beginAttempt(c *route.Candidate) {
+	x.cand = c
+	x.leased = true
+	if x.s.acct != nil {
+		x.lease = x.s.acct.Begin(c)
+		return
+	}
+	if c.Leased {
+		x.lease = c.Lease
+	} else {
+		x.lease = x.s.inflight.Begin(c.Service.ID)
+	}
+}
+
+// finish accounts the request (in-flight, metrics, stats, access log) and
+// releases x. Called exactly once, by the handler or by the stream writer.
+func (x *exchange) finish() {
+	s := x.s
+	x.endAttempt()
+	// Leases the strategy took for candidates never tried.
+	for i := range x.plan.Candidates {
+		c := &x.plan.Candidates[i]
+		if c.Leased && i >= x.attempts && s.acct == nil {
+			s.inflight.End(c.Lease)
+		}
+	}
+	dur := time.Since(x.start)
+	if x.service != "" && x.status < 500 && !x.aborted {
+		var gen time.Duration
+		if x.ttft > 0 {
+			gen = time.Since(x.upStart) - x.ttft
+		}
+		s.stats.observe(x.service, true, time.Since(x.upStart), x.ttft, x.tokens, gen)
+		s.met.latency.WithLabelValues(x.service).Observe(time.Since(x.upStart).Seconds())
+		if x.ttft > 0 {
+			s.met.ttft.WithLabelValues(x.service).Observe(x.ttft.Seconds())
+		}
+	}
+	mLabel := x.mLabel
+	if mLabel == "" {
+		mLabel = "unknown"
+	}
+	st := x.status
+	if x.aborted {
+		st = 499
+		s.met.aborted.Inc()
+	}
+	s.met.requests.WithLabelValues(x.route, mLabel, x.rLabel, x.service, statusText(st)).Inc()
+	s.met.inflight.WithLabelValues(x.route).Dec()
+	if s.access && s.log.Enabled(context.Background(), slog.LevelInfo) {
+		keyID := ""
+		if x.key != nil {
+			keyID = x.key.ID
+		}
+		attrs := [...]slog.Attr{
+			slog.String("route", x.route),
+			slog.String("model", x.model),
+			slog.String("asset", x.asset),
+			slog.String("role", x.rLabel),
+			slog.String("service", x.service),
+			slog.Int("status", st),
+			slog.Bool("stream", x.stream),
+			slog.Int("attempts", x.attempts),
+			slog.Float64("dur_ms", float64(dur.Microseconds())/1000),
+			slog.Float64("ttft_ms", float64(x.ttft.Microseconds())/1000),
+			slog.Int("bytes_in", x.bytesIn),
+			slog.Int("bytes_out", x.bytesOut),
+			slog.String("key", keyID),
+			slog.String("client", x.clientIP),
+			slog.String("error", x.errCode),
+		}
+		s.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs[:]...)
+	}
+	s.open.Add(-1)
+	x.s = nil
+	x.key = nil
+	x.cand = nil
+	x.plan = route.Plan{}
+	x.in = policies.Input{}
+	exchangePool.Put(x)
+}
+
+var statusTexts sync.Map
+
+func statusText(code int) string {
+	if v, ok := statusTexts.Load(code); ok {
+		return v.(string)
+	}
+	s := strconv.Itoa(code)
+	statusTexts.Store(code, s)
+	return s
+}
+
+// fail answers with err (mapped by classify) and records it on x.
+func (x *exchange) fail(ctx *fasthttp.RequestCtx, err error) {
+	e := classify(err)
+	x.status = e.Status
+	x.errCode = e.Code
+	writeError(ctx, e)
+}
+
+var reasoningKeys = []string{"reasoning_content", "reasoning"}
+
+// serveInference handles every proxied OpenAI endpoint.
+func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op state.Kind, rt, upPath string) {
+	x := s.acquireExchange(rt, op)
+	handedOff := false
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic serving request", "route", rt, "panic", r, "stack", string(debug.Stack()))
+			x.fail(ctx, errInternal)
+			handedOff = false
+		}
+		if !handedOff {
+			x.bytesOut = len(ctx.Response.Body())
+			x.finish()
+		}
+	}()
+	if s.access {
+		x.clientIP = ctx.RemoteIP().String()
+	}
+	if s.draining.Load() {
+		x.fail(ctx, errShuttingDown)
+		return
+	}
+	key, ok := s.authorize(ctx, state.ScopeClient)
+	if !ok {
+		x.status, x.errCode = ctx.Response.StatusCode(), "auth"
+		return
+	}
+	x.key = key
+	body := ctx.PostBody()
+	x.bytesIn = len(body)
+	if len(body) > s.cfg.limitFor(op) {
+		x.fail(ctx, errTooLarge)
+		return
+	}
+	var mp *multipartInfo
+	if op == state.KindTranscription {
+		info, err := parseMultipart(body, ctx.Request.Header.ContentType())
+		if err != nil {
+			x.fail(ctx, err)
+			return
+		}
+		mp = &info
+		x.model = info.model
+	} else {
+		if len(body) == 0 || !json.Valid(body) {
+			x.fail(ctx, errBadJSON)
+			return
+		}
+		if err := scanRequest(body, &x.facts); err != nil {
+			x.fail(ctx, badRequest("invalid_request", "", "request body must be a JSON object"))
+			return
+		}
+		if !x.facts.modelOK {
+			x.fail(ctx, errNoModel)
+			return
+		}
+		raw := body[x.facts.modelStart:x.facts.modelEnd]
+		if x.facts.modelEscaped {
+			x.model = unquote(raw)
+		} else {
+			x.model = string(raw[1 : len(raw)-1])
+		}
+		x.stream = x.facts.stream && op == state.KindChat
+	}
+	if x.model == "" {
+		x.fail(ctx, errNoModel)
+		return
+	}
+
+	snap := s.watcher.Current()
+	in := &x.in
+	in.SchemaVersion = policies.SchemaVersion
+	in.Operation = op
+	in.Model = x.model
+	in.ModelKey = policies.NormalizeModel(x.model)
+	in.Stream = x.stream
+	in.MaxTokens = x.facts.maxTokens
+	switch x.facts.thinking {
+	case 1:
+		in.Thinking = &thinkOn
+	case -1:
+		in.Thinking = &thinkOff
+	}
+	in.BodyBytes = len(body)
+	if key != nil {
+		in.Key = policies.Key{ID: key.ID, Scope: key.Scope, Roles: key.Roles}
+	}
+	if err := s.Engine().Eval(ctx, in, &x.dec); err != nil {
+		s.log.Error("policy evaluation failed", "err", err, "engine", s.Engine().Name())
+		x.fail(ctx, &APIError{Status: 500, Type: "server_error", Code: "policy_error", Message: "policy evaluation failed"})
+		return
+	}
+	if d := x.dec.Deny; d != nil {
+		st := d.Status
+		if st == 0 {
+			st = 403
+		}
+		typ := "invalid_request_error"
+		if st == 403 {
+			typ = "permission_error"
+		}
+		code := d.Code
+		if code == "" {
+			code = "policy_denied"
+		}
+		x.fail(ctx, &APIError{Status: st, Type: typ, Code: code, Param: "model", Message: d.Reason})
+		return
+	}
+	if len(x.dec.Targets) == 0 {
+		x.fail(ctx, unknownModel(snap, x.model, op, x.dec.Tried))
+		return
+	}
+	t0 := &x.dec.Targets[0]
+	if t0.Role != "" {
+		x.mLabel, x.rLabel = t0.Role, t0.Role
+	} else {
+		x.mLabel = t0.Name
+	}
+	x.rf = route.RequestFacts{Operation: op, Model: x.model, Stream: x.stream, BodyBytes: len(body), Now: x.start}
+	if key != nil {
+		x.rf.KeyID = key.ID
+	}
+	plan, err := s.router.Plan(ctx, snap, &x.dec, &x.rf)
+	if err != nil {
+		x.fail(ctx, err)
+		return
+	}
+	x.plan = plan
+	if len(plan.Candidates) == 0 {
+		x.fail(ctx, &route.NoCandidatesError{Model: x.model, Tried: plan.Tried})
+		return
+	}
+	for k, v := range x.dec.Headers {
+		ctx.Response.Header.Set(k, v)
+	}
+	handedOff = s.forward(ctx, x, body, mp, upPath)
+}
+
+// forward tries the plan's candidates in order until one answers before
+// its first byte, and relays the answer. It reports whether a stream writer
+// took ownership of x.
+func (s *Server) forward(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp *multipartInfo, upPath string) bool {
+	n := min(len(x.plan.Candidates), s.cfg.Failover.Attempts)
+	var lastErr error
+	rbuf := getBuf()
+	defer putBuf(rbuf)
+	for i := 0; i < n; i++ {
+		c := &x.plan.Candidates[i]
+		x.attempts = i + 1
+		upBody, err := s.rewrite(rbuf, body, x, c, mp)
+		if err != nil {
+			x.fail(ctx, err)
+			return false
+		}
+		uc, err := s.clients.get(c.Service.Endpoint)
+		if err != nil {
+			lastErr = &upstreamError{service: c.Service.ID, err: err}
+			continue
+		}
+		x.beginAttempt(c)
+		req := fasthttp.AcquireRequest()
+		resp := fasthttp.AcquireResponse()
+		req.Header.SetMethod(fasthttp.MethodPost)
+		ub := getBuf()
+		ub.B = append(append(ub.B[:0], c.Service.Endpoint...), upPath...)
+		req.SetRequestURIBytes(ub.B)
+		putBuf(ub)
+		copyRequestHeaders(req, &ctx.Request.Header)
+		req.Header.Set("X-Forwarded-For", ctx.RemoteIP().String())
+		req.SetBodyRaw(upBody)
+		x.upStart = time.Now()
+		if x.stream {
+			resp.StreamBody = true
+			err = uc.stream.DoDeadline(req, resp, x.upStart.Add(s.cfg.Timeouts.StreamMax))
+		} else {
+			err = uc.plain.DoDeadline(req, resp, x.upStart.Add(s.cfg.Timeouts.Request))
+		}
+		fasthttp.ReleaseRequest(req)
+		if err == nil && (resp.StatusCode() < 200 || resp.StatusCode() > 299) {
+			ue := &upstreamError{service: c.Service.ID, status: resp.StatusCode()}
+			if x.stream {
+				if bs := resp.BodyStream(); bs != nil {
+					ue.body, _ = io.ReadAll(io.LimitReader(bs, 64<<10))
+				}
+				_ = resp.CloseBodyStream()
+			} else {
+				ue.body = append([]byte(nil), resp.Body()...)
+			}
+			err = ue
+		} else if err != nil {
+			err = &upstreamError{service: c.Service.ID, err: err}
+		}
+		if err != nil {
+			fasthttp.ReleaseResponse(resp)
+			x.endAttempt()
+			ue := err.(*upstreamError)
+			reason := "status_" + statusText(ue.status)
+			if ue.err != nil {
+				reason = "transport"
+				if isTimeout(ue.err) {
+					reason = "timeout"
+				}
+			}
+			s.met.upErrors.WithLabelValues(c.Service.ID, reason).Inc()
+			if s.feedback != nil && (ue.err != nil || ue.status >= 500) {
+				s.feedback.Observe(c, false, time.Since(x.upStart))
+			}
+			lastErr = err
+			if !ue.retryable() {
+				break
+			}
+			if i+1 < n {
+				s.met.failovers.WithLabelValues(c.Service.ID).Inc()
+				s.log.Debug("failover", "from", c.Service.ID, "err", err)
+			}
+			continue
+		}
+		// Success: this candidate serves the request.
+		x.service, x.asset = c.Service.ID, c.Asset
+		if c.Target != nil && c.Target.Role == "" {
+			x.mLabel = c.Asset
+		}
+		if s.feedback != nil {
+			s.feedback.Observe(c, true, time.Since(x.upStart))
+		}
+		strip := x.dec.StripReasoning
+		if c.Target != nil && c.Target.Patch != nil {
+			strip = c.Target.Patch.StripReasoning || strip
+		}
+		ctx.Response.Header.Set("X-GenieHive-Service", c.Service.ID)
+		ctx.Response.Header.Set("X-GenieHive-Model", c.Asset)
+		if x.stream && bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream")) {
+			s.startRelay(ctx, x, resp, strip)
+			return true
+		}
+		x.status = resp.StatusCode()
+		ctx.SetStatusCode(x.status)
+		ctx.Response.Header.SetContentTypeBytes(resp.Header.ContentType())
+		var rb []byte
+		if x.stream {
+			// Asked for a stream, got a plain answer: relay it whole.
+			rb, err = io.ReadAll(io.LimitReader(resp.BodyStream(), 256<<20))
+			_ = resp.CloseBodyStream()
+			if err != nil {
+				fasthttp.ReleaseResponse(resp)
+				x.fail(ctx, &upstreamError{service: c.Service.ID, err: err})
+				return false
+			}
+		} else {
+			rb = resp.SwapBody(nil)
+		}
+		fasthttp.ReleaseResponse(resp)
+		x.ttft = time.Since(x.upStart)
+		x.tokens = completionTokens(rb)
+		if strip && bytes.Contains(rb, []byte(`"reasoning`)) {
+			sb := getBuf()
+			sb.B, _ = stripKeys(sb.B[:0], rb, reasoningKeys)
+			ctx.SetBody(sb.B)
+			putBuf(sb)
+		} else {
+			ctx.Response.SwapBody(rb)
+		}
+		return false
+	}
+	if lastErr == nil {
+		lastErr = &route.NoCandidatesError{Model: x.model, Tried: x.plan.Tried}
+	}
+	x.fail(ctx, lastErr)
+	return false
+}
+
+var completionTokensKey = []byte(`"completion_tokens":`)
+
+func completionTokens(b []byte) int {
+	i := bytes.Index(b, completionTokensKey)
+	if i < 0 {
+		return 0
+	}
+	i = skipWS(b, i+len(completionTokensKey))
+	j := i
+	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+		j++
+	}
+	return intLit(b, i, j)
+}
+
+// rewrite returns the body to send to candidate c: the client's body when
+// nothing changes, else a rewritten copy in buf.
+func (s *Server) rewrite(bb *bbuf, body []byte, x *exchange, c *route.Candidate, mp *multipartInfo) ([]byte, error) {
+	var patch *policies.Patch
+	if c.Target != nil {
+		patch = c.Target.Patch
+	}
+	if mp != nil {
+		if mp.model == c.Asset || c.Asset == "" {
+			return body, nil
+		}
+		bb.B = spliceMultipartModel(bb.B[:0], body, mp, c.Asset)
+		return bb.B, nil
+	}
+	if patch.Empty() {
+		if c.Asset == "" || c.Asset == x.model {
+			return body, nil
+		}
+		bb.B = setModel(bb.B[:0], body, &x.facts, c.Asset)
+		return bb.B, nil
+	}
+	out, err := applyPatch(body, patch, c.Service.Protocol, c.Asset)
+	if err != nil {
+		return nil, badRequest("invalid_request", "", "request body could not be rewritten: "+err.Error())
+	}
+	bb.B = append(bb.B[:0], out...)
+	return bb.B, nil
+}

@@ -1,0 +1,104 @@
+package edge
+
+import (
+	"context"
+	"strings"
+
+	"github.com/geniehive/geniehive/edge/route"
+	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/state"
+)
+
+// simpleRouter is the built-in Router used when no routing strategy is
+// configured: for each target in decision order, every routable service of
+// the right kind, in snapshot order. No load awareness; routing.New is the
+// real thing.
+type simpleRouter struct{}
+
+func (simpleRouter) Plan(_ context.Context, snap *state.Snapshot, dec *policies.Decision, req *route.RequestFacts) (route.Plan, error) {
+	var p route.Plan
+	p.Strategy = "first"
+	seen := map[string]bool{}
+	for i := range dec.Targets {
+		t := &dec.Targets[i]
+		switch t.Kind {
+		case policies.TargetService:
+			se := snap.ByID[t.Name]
+			if se == nil || se.Kind != t.Operation || !se.Routable(req.Now) || seen[se.ID] {
+				p.Tried = append(p.Tried, "service "+t.Name+": not routable")
+				continue
+			}
+			seen[se.ID] = true
+			asset := ""
+			if len(se.Assets) > 0 {
+				asset = se.Assets[0].Name
+			}
+			p.Candidates = append(p.Candidates, route.Candidate{Service: se, Asset: asset, Target: t})
+		default:
+			n := 0
+			for _, se := range snap.AssetServices[t.Name] {
+				if se.Kind != t.Operation || !se.Routable(req.Now) || seen[se.ID+"\x00"+t.Name] {
+					continue
+				}
+				seen[se.ID+"\x00"+t.Name] = true
+				p.Candidates = append(p.Candidates, route.Candidate{Service: se, Asset: t.Name, Target: t})
+				n++
+			}
+			if n == 0 {
+				p.Tried = append(p.Tried, "asset "+t.Name+": no routable "+string(t.Operation)+" service")
+			}
+		}
+	}
+	if len(p.Candidates) == 0 {
+		return p, &route.NoCandidatesError{Model: req.Model, Tried: append(append([]string(nil), dec.Tried...), p.Tried...)}
+	}
+	return p, nil
+}
+
+// unknownModel is the 404 for a model or role nothing resolves to; the
+// message lists what is available for the operation.
+func unknownModel(snap *state.Snapshot, model string, op state.Kind, tried []string) *APIError {
+	var names []string
+	now := snap.BuiltAt
+	for name, ses := range snap.AssetServices {
+		for _, se := range ses {
+			if se.Kind == op && (now.IsZero() || se.Live(now)) {
+				names = append(names, name)
+				break
+			}
+		}
+	}
+	for _, r := range snap.Catalog.Roles {
+		rop := r.Operation
+		if rop == "" {
+			rop = state.KindChat
+		}
+		if rop == op {
+			names = append(names, r.Name)
+		}
+	}
+	sortStrings(names)
+	var b strings.Builder
+	b.WriteString("The model '")
+	b.WriteString(model)
+	b.WriteString("' does not exist or does not serve ")
+	b.WriteString(string(op))
+	b.WriteString(". ")
+	if len(names) == 0 {
+		b.WriteString("No models are available right now; see GET /v1/models.")
+	} else {
+		b.WriteString("Available: ")
+		for i, n := range names {
+			if i == 20 {
+				b.WriteString(", … (see GET /v1/models)")
+				break
+			}
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(n)
+		}
+		b.WriteString(". See GET /v1/models.")
+	}
+	return &APIError{Status: 404, Type: "invalid_request_error", Code: "model_not_found", Param: "model", Message: b.String()}
+}

@@ -1,0 +1,446 @@
+// Package edge is GenieHive's data plane: the stateless fasthttp server
+// OpenAI clients talk to. It authenticates, reads the registry from the
+// local snapshot (state.Watcher), asks the policy engine what to do
+// (policies.Engine), asks the router where (route.Router), rewrites the body
+// and proxies it with failover before the first byte, relaying SSE event by
+// event. It serves /v1/models with GenieHive metadata, /metrics, and mounts
+// the cluster API (edge/clusterapi) under /v1/cluster/.
+//
+// # Lifetime
+//
+// New builds a Server from a provisioned Config and its Deps; Run serves on
+// a listener until its context ends, then stops accepting, drains in-flight
+// requests and streams (bounded by Timeouts.Shutdown) and stops its
+// background loops. A Server is safe for concurrent use; SetEngine swaps the
+// policy engine atomically (hot reload).
+package edge
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/geniehive/geniehive/edge/route"
+	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/state"
+)
+
+// ClusterHandler serves /v1/cluster/*. It is implemented by
+// edge/clusterapi.API. The edge authenticates first (reader scope for GET
+// and HEAD, operator scope otherwise, unless auth is off) and stores the
+// caller's *state.APIKey as the user value "geniehive.key" (nil when auth is
+// off). Handle reports whether it answered.
+type ClusterHandler interface {
+	Handle(ctx *fasthttp.RequestCtx) bool
+}
+
+// Deps are the parts a Server uses. Store is required; the rest default.
+type Deps struct {
+	Store *state.Store
+	// Watcher provides snapshots. When nil, the Server creates one and runs it.
+	Watcher *state.Watcher
+	// Inflight counts requests cluster-wide. When nil, the Server creates one
+	// (edge id = Config.ID) and runs it.
+	Inflight *state.Inflight
+	// Router picks services. When nil, a built-in router takes, per target,
+	// every routable service in snapshot order.
+	Router route.Router
+	// Engine decides targets. When nil, policies.NewGo().
+	Engine policies.Engine
+	// Cluster serves /v1/cluster/*; nil answers 404 there.
+	Cluster ClusterHandler
+	Logger  *slog.Logger
+}
+
+// Server is one edge replica.
+type Server struct {
+	cfg      Config
+	store    *state.Store
+	watcher  *state.Watcher
+	ownWatch bool
+	inflight *state.Inflight
+	ownInfl  bool
+	router   route.Router
+	acct     route.Accounter
+	feedback route.Feedback
+	cluster  ClusterHandler
+	log      *slog.Logger
+	access   bool
+
+	engine atomic.Pointer[engineBox]
+	dataMu sync.Mutex // serialises SetData calls
+
+	keys    *keyring
+	met     *metrics
+	stats   statsBatch
+	clients upstreams
+	models  modelsCache
+
+	srv        *fasthttp.Server
+	started    time.Time
+	open       atomic.Int64 // requests being served (incl. streams)
+	draining   atomic.Bool
+	authWarned atomic.Bool
+	addr       atomic.Value // string
+}
+
+type engineBox struct{ e policies.Engine }
+
+// New builds a Server. cfg must have been provisioned (Config.Provision).
+//
+// # Errors
+// A missing Store, or bad configured keys.
+func New(cfg Config, d Deps) (*Server, error) {
+	if d.Store == nil {
+		return nil, errors.New("edge: Deps.Store is required")
+	}
+	if cfg.Listen == "" || cfg.Failover.Attempts == 0 {
+		if err := cfg.Provision(); err != nil {
+			return nil, err
+		}
+	}
+	kr, err := newKeyring(cfg.Keys)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, store: d.Store, watcher: d.Watcher, inflight: d.Inflight, router: d.Router,
+		cluster: d.Cluster, log: d.Logger, keys: kr, met: newMetrics(), access: *cfg.AccessLog}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.watcher == nil {
+		s.watcher = state.NewWatcher(d.Store, state.WatcherOptions{Logger: s.log})
+		s.ownWatch = true
+	}
+	if s.inflight == nil {
+		s.inflight = state.NewInflight(d.Store, cfg.ID, 0)
+		s.ownInfl = true
+	}
+	if s.router == nil {
+		s.router = simpleRouter{}
+	}
+	s.acct, _ = s.router.(route.Accounter)
+	s.feedback, _ = s.router.(route.Feedback)
+	e := d.Engine
+	if e == nil {
+		e = policies.NewGo()
+	}
+	s.engine.Store(&engineBox{e})
+	s.clients.cfg = &s.cfg
+	s.srv = &fasthttp.Server{
+		Handler:                       s.Handler,
+		ErrorHandler:                  s.errorHandler,
+		Name:                          "geniehive",
+		ReadTimeout:                   cfg.Timeouts.Read,
+		IdleTimeout:                   cfg.Timeouts.Idle,
+		MaxRequestBodySize:            cfg.maxBody(),
+		ReadBufferSize:                int(cfg.MaxHeaderBytes),
+		DisableHeaderNamesNormalizing: false,
+		NoDefaultServerHeader:         false,
+		CloseOnShutdown:               true,
+		ReduceMemoryUsage:             false,
+		Logger:                        fasthttpLogger{s.log},
+	}
+	return s, nil
+}
+
+// SetEngine swaps the policy engine (hot reload) and hands it the current
+// data. The previous engine is returned so the caller may Close it once
+// in-flight evaluations are done.
+func (s *Server) SetEngine(ctx context.Context, e policies.Engine) (policies.Engine, error) {
+	if err := e.SetData(ctx, policies.BuildData(s.watcher.Current())); err != nil {
+		return nil, err
+	}
+	old := s.engine.Swap(&engineBox{e})
+	return old.e, nil
+}
+
+// Engine returns the current policy engine.
+func (s *Server) Engine() policies.Engine { return s.engine.Load().e }
+
+// Watcher returns the snapshot source.
+func (s *Server) Watcher() *state.Watcher { return s.watcher }
+
+// Inflight returns the in-flight tracker.
+func (s *Server) Inflight() *state.Inflight { return s.inflight }
+
+// Open reports how many requests the edge is serving (streams included).
+func (s *Server) Open() int64 { return s.open.Load() }
+
+// Addr is the address Run listens on ("" before Run).
+func (s *Server) Addr() string { v, _ := s.addr.Load().(string); return v }
+
+// Run serves on ln (or on Config.Listen when ln is nil) until ctx is done,
+// then shuts down gracefully: it stops accepting, waits for in-flight
+// requests and streams to end (at most Timeouts.Shutdown), flushes stats
+// and removes its presence record.
+//
+// # Errors
+// Listen errors and a first snapshot refresh failure are returned; Redis
+// errors later are logged and retried (the edge keeps serving from its
+// last snapshot).
+func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+			return err
+		}
+	}
+	s.addr.Store(ln.Addr().String())
+	s.started = time.Now()
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	defer func() { stopBG(); wg.Wait() }()
+	if s.ownWatch {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := s.watcher.Refresh(rctx)
+		cancel()
+		if err != nil {
+			s.log.Warn("first snapshot refresh failed; serving an empty registry until Redis answers", "err", err)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = s.watcher.Run(bg) }()
+	}
+	if s.ownInfl {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.inflight.Run(bg) }()
+	}
+	s.pushData(bg, s.watcher.Current())
+	changes := s.watcher.Changes()
+	wg.Add(3)
+	go func() { defer wg.Done(); s.dataLoop(bg, changes) }()
+	go func() { defer wg.Done(); s.statsLoop(bg) }()
+	go func() { defer wg.Done(); s.presenceLoop(bg) }()
+
+	if !s.keys.authEnabled(s.watcher.Current()) {
+		s.log.Warn("AUTH IS OFF: no keys configured and none in Redis; anyone who can reach " + ln.Addr().String() + " may use every model. Add keys (edge config keys: or geniehive keys add) to turn it on.")
+		s.authWarned.Store(true)
+	}
+	s.log.Info("edge listening", "addr", ln.Addr().String(), "id", s.cfg.ID, "engine", s.Engine().Name(), "policy_version", s.Engine().Version())
+
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.draining.Store(true)
+	s.log.Info("edge shutting down: draining in-flight requests", "open", s.open.Load(), "timeout", s.cfg.Timeouts.Shutdown)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeouts.Shutdown)
+	defer cancel()
+	err := s.srv.ShutdownWithContext(sctx)
+	if err != nil {
+		s.log.Warn("shutdown deadline passed with requests still open", "open", s.open.Load())
+	}
+	rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_ = s.store.RemoveEdge(rctx, s.cfg.ID)
+	rcancel()
+	if errors.Is(err, context.DeadlineExceeded) {
+		return nil
+	}
+	return err
+}
+
+// pushData rebuilds the policy data document from snap and installs it.
+func (s *Server) pushData(ctx context.Context, snap *state.Snapshot) {
+	d := policies.BuildData(snap)
+	s.dataMu.Lock()
+	defer s.dataMu.Unlock()
+	if err := s.Engine().SetData(ctx, d); err != nil {
+		s.log.Error("policy engine refused new data; keeping the previous", "err", err, "snapshot", snap.Version)
+	}
+}
+
+func (s *Server) dataLoop(ctx context.Context, changes <-chan *state.Snapshot) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case snap := <-changes:
+			s.pushData(ctx, snap)
+			if s.authWarned.Load() && s.keys.authEnabled(snap) {
+				s.authWarned.Store(false)
+				s.log.Warn("auth is now ON: keys appeared in Redis")
+			}
+		}
+	}
+}
+
+func (s *Server) presenceLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.PresenceInterval)
+	defer t.Stop()
+	for {
+		e := s.Engine()
+		info := state.EdgeInfo{ID: s.cfg.ID, Addr: s.Addr(), StartedAt: s.started,
+			PolicyVersion: e.Version(), PolicyEngine: e.Name()}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := s.store.PutEdge(pctx, info, 3*s.cfg.PresenceInterval); err != nil && ctx.Err() == nil {
+			s.log.Debug("presence write failed", "err", err)
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// errorHandler answers requests fasthttp could not parse, in OpenAI format.
+func (s *Server) errorHandler(ctx *fasthttp.RequestCtx, err error) {
+	var e *APIError
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		e = errTooLarge
+	case isTimeout(err):
+		e = &APIError{Status: 408, Type: "invalid_request_error", Code: "request_timeout", Message: "request not received in time"}
+	case strings.Contains(err.Error(), "too big") || strings.Contains(err.Error(), "small read buffer"):
+		e = errHeadersTooLarge
+	default:
+		e = badRequest("malformed_request", "", "malformed HTTP request")
+	}
+	writeError(ctx, e)
+}
+
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	if f.l.Enabled(context.Background(), slog.LevelDebug) {
+		f.l.Debug("fasthttp", "msg", format, "args", args)
+	}
+}
+
+// Handler is the edge's fasthttp request handler.
+func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
+	path := ctx.Path()
+	switch {
+	case len(path) > 4 && string(path[:4]) == "/v1/":
+		s.serveV1(ctx, path[3:])
+	case string(path) == "/metrics":
+		s.met.serve(ctx)
+	case string(path) == "/healthz" || string(path) == "/livez":
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"status":"ok"}`)
+	case string(path) == "/readyz":
+		snap := s.watcher.Current()
+		ctx.SetContentType("application/json")
+		if s.draining.Load() || !snap.RedisOK {
+			ctx.SetStatusCode(503)
+			ctx.SetBodyString(`{"status":"not ready"}`)
+			return
+		}
+		ctx.SetBodyString(`{"status":"ready"}`)
+	default:
+		writeError(ctx, errNotFound)
+	}
+}
+
+// Route labels (metrics and logs).
+const (
+	routeChat          = "chat"
+	routeEmbeddings    = "embeddings"
+	routeTranscription = "transcription"
+	routeSpeech        = "speech"
+	routeImages        = "images"
+	routeModels        = "models"
+	routeCluster       = "cluster"
+)
+
+func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
+	post := ctx.IsPost()
+	switch string(p) {
+	case "/chat/completions":
+		if !post {
+			writeError(ctx, errMethod)
+			return
+		}
+		s.serveInference(ctx, state.KindChat, routeChat, "/v1/chat/completions")
+	case "/embeddings":
+		if !post {
+			writeError(ctx, errMethod)
+			return
+		}
+		s.serveInference(ctx, state.KindEmbeddings, routeEmbeddings, "/v1/embeddings")
+	case "/audio/transcriptions":
+		if !post {
+			writeError(ctx, errMethod)
+			return
+		}
+		s.serveInference(ctx, state.KindTranscription, routeTranscription, "/v1/audio/transcriptions")
+	case "/audio/speech":
+		if !post {
+			writeError(ctx, errMethod)
+			return
+		}
+		s.serveInference(ctx, state.KindSpeech, routeSpeech, "/v1/audio/speech")
+	case "/images/generations":
+		if !post {
+			writeError(ctx, errMethod)
+			return
+		}
+		s.serveInference(ctx, state.KindImages, routeImages, "/v1/images/generations")
+	case "/models":
+		if !ctx.IsGet() && !ctx.IsHead() {
+			writeError(ctx, errMethod)
+			return
+		}
+		if _, ok := s.authorize(ctx, state.ScopeClient); !ok {
+			return
+		}
+		s.serveModels(ctx, "")
+	default:
+		switch {
+		case strings.HasPrefix(string(p), "/models/"):
+			if !ctx.IsGet() && !ctx.IsHead() {
+				writeError(ctx, errMethod)
+				return
+			}
+			if _, ok := s.authorize(ctx, state.ScopeClient); !ok {
+				return
+			}
+			s.serveModels(ctx, string(p[len("/models/"):]))
+		case strings.HasPrefix(string(p), "/cluster/") || string(p) == "/cluster":
+			need := state.ScopeOperator
+			if ctx.IsGet() || ctx.IsHead() {
+				need = state.ScopeReader
+			}
+			k, ok := s.authorize(ctx, need)
+			if !ok {
+				return
+			}
+			ctx.SetUserValue("geniehive.key", k)
+			if s.cluster == nil || !s.cluster.Handle(ctx) {
+				writeError(ctx, errNotFound)
+			}
+		default:
+			writeError(ctx, errNotFound)
+		}
+	}
+}
+
+// authorize checks the caller's key for scope need; it answers 401/403
+// itself and returns ok=false then. With auth off it returns (nil, true).
+func (s *Server) authorize(ctx *fasthttp.RequestCtx, need state.Scope) (*state.APIKey, bool) {
+	snap := s.watcher.Current()
+	if !s.keys.authEnabled(snap) {
+		return nil, true
+	}
+	k := s.keys.lookup(presentedKey(&ctx.Request.Header), snap)
+	if k == nil {
+		writeError(ctx, errUnauthorized)
+		return nil, false
+	}
+	if !k.Scope.Allows(need) {
+		writeError(ctx, errForbiddenScope)
+		return nil, false
+	}
+	return k, true
+}
