@@ -125,6 +125,16 @@ type Patch struct {
 	// DisableThinking turns thinking off (chat_template_kwargs for
 	// OpenAI-compatible servers, think:false for Ollama).
 	DisableThinking bool `json:"disable_thinking,omitempty"`
+	// StripReasoning removes reasoning_content / reasoning from replies of
+	// this target (asset or role policy asked for it). Decision.StripReasoning
+	// is the OR over all targets; an edge that knows the target it used
+	// should prefer this field.
+	StripReasoning bool `json:"strip_reasoning,omitempty"`
+}
+
+// Empty reports whether the patch changes nothing (nil-safe).
+func (p *Patch) Empty() bool {
+	return p == nil || len(p.Defaults) == 0 && len(p.Overrides) == 0 && p.SystemPrompt == nil && !p.DisableThinking
 }
 
 // Denial refuses a request.

@@ -1,0 +1,206 @@
+package policies
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/geniehive/geniehive/state"
+)
+
+// BuildData builds the policy data document from a snapshot: roles and
+// aliases from the catalog, and assets, services and the model-name index
+// from the services whose heartbeat is live at snap.BuiltAt (health and
+// cooldown are routing's business, not the policy's). The edge calls it once
+// per snapshot version and hands the result to Engine.SetData.
+//
+// Normalisations done here so that policies stay simple: role names in
+// Aliases and Services keys are lower-cased; families and preferred
+// families are lower-cased; an empty role operation becomes "chat"; a role
+// candidate that is not an exact asset name but whose NormalizeModel form
+// names exactly one asset is replaced by that asset's name; duplicate
+// candidates are dropped.
+func BuildData(snap *state.Snapshot) *Data {
+	d := &Data{
+		SchemaVersion: SchemaVersion,
+		Roles:         map[string]state.Role{},
+		Aliases:       map[string]string{},
+		Models:        map[string][]string{},
+		Services:      map[string]ServiceData{},
+		Assets:        map[string]AssetData{},
+		AssetPolicies: map[string]*state.RequestPolicy{},
+	}
+	if snap == nil {
+		return d
+	}
+	type acc struct {
+		family   string
+		kinds    map[state.Kind]bool
+		thinking bool
+		tags     map[string]bool
+	}
+	assets := map[string]*acc{}
+	for _, se := range snap.Services {
+		if se == nil || (!snap.BuiltAt.IsZero() && !se.Live(snap.BuiltAt)) {
+			continue
+		}
+		sd := ServiceData{ID: se.ID, Kind: se.Kind, Assets: make([]string, 0, len(se.Assets))}
+		for i := range se.Assets {
+			a := &se.Assets[i]
+			if a.Name == "" {
+				continue
+			}
+			sd.Assets = append(sd.Assets, a.Name)
+			x := assets[a.Name]
+			if x == nil {
+				x = &acc{kinds: map[state.Kind]bool{}, tags: map[string]bool{}}
+				assets[a.Name] = x
+			}
+			if x.family == "" {
+				x.family = strings.ToLower(a.Family)
+			}
+			if se.Kind != "" {
+				x.kinds[se.Kind] = true
+			}
+			x.thinking = x.thinking || a.Thinking
+			for _, t := range a.Tags {
+				x.tags[t] = true
+			}
+		}
+		d.Services[strings.ToLower(se.ID)] = sd
+	}
+	for name, x := range assets {
+		ad := AssetData{Family: x.family, Thinking: x.thinking}
+		for k := range x.kinds {
+			ad.Kinds = append(ad.Kinds, k)
+		}
+		sort.Slice(ad.Kinds, func(i, j int) bool { return ad.Kinds[i] < ad.Kinds[j] })
+		for t := range x.tags {
+			ad.Tags = append(ad.Tags, t)
+		}
+		sort.Strings(ad.Tags)
+		ad.Qwen3 = IsQwen3(x.family, name)
+		d.Assets[name] = ad
+	}
+	d.Models = BuildModelIndex(assets)
+
+	if c := snap.Catalog; c != nil {
+		for name, p := range c.AssetPolicies {
+			if p != nil {
+				d.AssetPolicies[name] = p
+			}
+		}
+		for _, r := range c.Roles {
+			d.addRole(r)
+		}
+	}
+	return d
+}
+
+// BuildModelIndex maps every ModelKeys form of the given asset names to the
+// asset names it matches, sorted. Exact forms (the lower-cased name, with or
+// without ":latest") win: a key that is some asset's exact form maps only
+// to the assets whose exact form it is.
+func BuildModelIndex[V any](assets map[string]V) map[string][]string {
+	exact := map[string][]string{}
+	derived := map[string][]string{}
+	for name := range assets {
+		keys := ModelKeys(name)
+		for i, k := range keys {
+			if i < 2 && (k == strings.ToLower(strings.TrimSpace(name)) || k == NormalizeModel(name)) {
+				exact[k] = appendUnique(exact[k], name)
+			} else {
+				derived[k] = appendUnique(derived[k], name)
+			}
+		}
+	}
+	for k, v := range derived {
+		if _, ok := exact[k]; !ok {
+			exact[k] = v
+		}
+	}
+	for _, v := range exact {
+		sort.Strings(v)
+	}
+	return exact
+}
+
+func appendUnique(s []string, v string) []string {
+	for _, x := range s {
+		if x == v {
+			return s
+		}
+	}
+	return append(s, v)
+}
+
+// IsQwen3 reports whether a model of that family and name belongs to the
+// Qwen3 / Qwen3.5 families, whose chat templates think by default.
+func IsQwen3(family, name string) bool {
+	f := strings.ToLower(family)
+	if strings.HasPrefix(f, "qwen3") {
+		return true
+	}
+	n := strings.ToLower(name)
+	if i := strings.LastIndexByte(n, '/'); i >= 0 {
+		n = n[i+1:]
+	}
+	return strings.HasPrefix(n, "qwen3")
+}
+
+// addRole copies r into d with the normalisations BuildData documents.
+// Call after assets and models are filled.
+func (d *Data) addRole(r state.Role) {
+	if r.Name == "" {
+		return
+	}
+	if r.Operation == "" {
+		r.Operation = state.KindChat
+	}
+	if len(r.PreferredFamilies) > 0 {
+		fams := make([]string, len(r.PreferredFamilies))
+		for i, f := range r.PreferredFamilies {
+			fams[i] = strings.ToLower(f)
+		}
+		r.PreferredFamilies = fams
+	}
+	if len(r.Candidates) > 0 {
+		cands := make([]string, 0, len(r.Candidates))
+		for _, c := range r.Candidates {
+			if _, ok := d.Assets[c]; !ok {
+				if m := d.Models[NormalizeModel(c)]; len(m) == 1 {
+					c = m[0]
+				}
+			}
+			if !contains(cands, c) {
+				cands = append(cands, c)
+			}
+		}
+		r.Candidates = cands
+	}
+	d.Roles[r.Name] = r
+	if _, taken := d.Aliases[NormalizeModel(r.Name)]; !taken || !d.isRoleName(NormalizeModel(r.Name)) {
+		d.Aliases[NormalizeModel(r.Name)] = r.Name
+	}
+	for _, a := range r.Aliases {
+		k := NormalizeModel(a)
+		if _, taken := d.Aliases[k]; !taken {
+			d.Aliases[k] = r.Name
+		}
+	}
+}
+
+// isRoleName reports whether the alias key k currently points at a role
+// whose own name is k (names win over other roles' aliases).
+func (d *Data) isRoleName(k string) bool {
+	n, ok := d.Aliases[k]
+	return ok && NormalizeModel(n) == k
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,182 @@
+package policies
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync/atomic"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+)
+
+// RegoOptions configure NewRego.
+type RegoOptions struct {
+	// Query is the decision query (default DecisionQuery).
+	Query string
+	// Version is reported by Engine.Version (default: the files' BundleVersion).
+	Version string
+}
+
+// NewRego compiles the Rego files (path -> source; *_test.rego files are
+// ignored) once and returns an engine that evaluates them through the OPA
+// Go SDK. SetData prepares a new query against a fresh in-memory store
+// holding the data document; Eval runs the prepared query with the request
+// as input, honouring ctx's deadline.
+//
+// # Errors
+// Parse and compile errors, naming file and line.
+func NewRego(files map[string]string, opts RegoOptions) (Engine, error) {
+	if opts.Query == "" {
+		opts.Query = DecisionQuery
+	}
+	if opts.Version == "" {
+		opts.Version = BundleVersion(files)
+	}
+	mods := map[string]string{}
+	for p, s := range files {
+		if isRegoFile(p) && !IsTestFile(p) {
+			mods[p] = s
+		}
+	}
+	if len(mods) == 0 {
+		return nil, errors.New("policies: no Rego files")
+	}
+	c, err := ast.CompileModulesWithOpt(mods, ast.CompileOpts{ParserOptions: ast.ParserOptions{RegoVersion: ast.RegoV1}})
+	if err != nil {
+		return nil, fmt.Errorf("policies: compile: %w", err)
+	}
+	e := &regoEngine{compiler: c, query: opts.Query, version: opts.Version}
+	if err := e.SetData(context.Background(), &Data{SchemaVersion: SchemaVersion}); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+type regoEngine struct {
+	compiler *ast.Compiler
+	query    string
+	version  string
+	pq       atomic.Pointer[rego.PreparedEvalQuery]
+}
+
+func (e *regoEngine) Name() string    { return "rego" }
+func (e *regoEngine) Version() string { return e.version }
+func (e *regoEngine) Close() error    { return nil }
+
+func (e *regoEngine) SetData(ctx context.Context, d *Data) error {
+	doc, err := DataDocument(d)
+	if err != nil {
+		return err
+	}
+	store := inmem.NewFromObjectWithOpts(doc, inmem.OptRoundTripOnWrite(false))
+	pq, err := rego.New(
+		rego.Query(e.query),
+		rego.Compiler(e.compiler),
+		rego.Store(store),
+	).PrepareForEval(ctx)
+	if err != nil {
+		return fmt.Errorf("policies: prepare: %w", err)
+	}
+	e.pq.Store(&pq)
+	return nil
+}
+
+// DataDocument returns d as the generic JSON document policies see as data.
+func DataDocument(d *Data) (map[string]any, error) {
+	if d == nil {
+		d = &Data{SchemaVersion: SchemaVersion}
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("policies: data: %w", err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("policies: data: %w", err)
+	}
+	return doc, nil
+}
+
+func (e *regoEngine) Eval(ctx context.Context, in *Input, out *Decision) error {
+	pq := e.pq.Load()
+	rs, err := pq.Eval(ctx, rego.EvalParsedInput(InputValue(in)))
+	if err != nil {
+		return fmt.Errorf("policies: eval: %w", err)
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return errors.New("policies: policy produced no decision (is data.geniehive.decision defined?)")
+	}
+	return DecodeDecision(rs[0].Expressions[0].Value, out)
+}
+
+// DecodeDecision converts a policy's JSON-shaped result into out.
+//
+// # Errors
+// Malformed policy output (wrong types, no targets array).
+func DecodeDecision(v any, out *Decision) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("policies: decision: %w", err)
+	}
+	return UnmarshalDecision(b, out)
+}
+
+// UnmarshalDecision parses a Decision document into out (reset first).
+func UnmarshalDecision(b []byte, out *Decision) error {
+	*out = Decision{}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("policies: malformed decision: %w", err)
+	}
+	return nil
+}
+
+// InputValue converts in to an OPA value without a JSON round trip.
+func InputValue(in *Input) ast.Value {
+	terms := make([][2]*ast.Term, 0, 12)
+	add := func(k string, v *ast.Term) { terms = append(terms, [2]*ast.Term{ast.InternedTerm(k), v}) }
+	add("schema_version", ast.InternedTerm(in.SchemaVersion))
+	add("operation", ast.StringTerm(string(in.Operation)))
+	add("model", ast.StringTerm(in.Model))
+	add("model_key", ast.StringTerm(in.ModelKey))
+	add("stream", ast.InternedTerm(in.Stream))
+	add("max_tokens", ast.InternedTerm(in.MaxTokens))
+	if in.Thinking != nil {
+		add("thinking", ast.InternedTerm(*in.Thinking))
+	}
+	add("body_bytes", ast.InternedTerm(in.BodyBytes))
+	key := [][2]*ast.Term{
+		{ast.InternedTerm("id"), ast.StringTerm(in.Key.ID)},
+		{ast.InternedTerm("scope"), ast.StringTerm(string(in.Key.Scope))},
+	}
+	if len(in.Key.Roles) > 0 {
+		rs := make([]*ast.Term, len(in.Key.Roles))
+		for i, r := range in.Key.Roles {
+			rs[i] = ast.StringTerm(r)
+		}
+		key = append(key, [2]*ast.Term{ast.InternedTerm("roles"), ast.ArrayTerm(rs...)})
+	}
+	add("key", ast.ObjectTerm(key...))
+	if len(in.Headers) > 0 {
+		ks := make([]string, 0, len(in.Headers))
+		for k := range in.Headers {
+			ks = append(ks, k)
+		}
+		sort.Strings(ks)
+		hs := make([][2]*ast.Term, len(ks))
+		for i, k := range ks {
+			hs[i] = [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(in.Headers[k])}
+		}
+		add("headers", ast.ObjectTerm(hs...))
+	}
+	if len(in.Body) > 0 {
+		if v, err := ast.ValueFromReader(bytes.NewReader(in.Body)); err == nil {
+			add("body", ast.NewTerm(v))
+		}
+	}
+	return ast.NewObject(terms...)
+}
