@@ -73,9 +73,11 @@ func (r *Router) ReportSuccess(svc *state.ServiceEntry) {
 func (r *Router) Dropped() int64 { return r.dropped.Load() }
 
 func (r *Router) enqueue(op healthOp) {
+	r.pending.Add(1)
 	select {
 	case r.health <- op:
 	default:
+		r.pending.Add(-1)
 		r.dropped.Add(1)
 	}
 }
@@ -92,19 +94,21 @@ func (r *Router) Run(ctx context.Context, log *slog.Logger) {
 	}
 }
 
-// Drain applies every queued health report now (tests, shutdown).
+// Drain applies every queued health report now and waits for those Run is
+// applying (tests, graceful shutdown), or until ctx is done.
 func (r *Router) Drain(ctx context.Context) {
-	for {
+	for r.pending.Load() > 0 && ctx.Err() == nil {
 		select {
 		case op := <-r.health:
 			r.apply(ctx, op, nil)
 		default:
-			return
+			time.Sleep(time.Millisecond)
 		}
 	}
 }
 
 func (r *Router) apply(ctx context.Context, op healthOp, log *slog.Logger) {
+	defer r.pending.Add(-1)
 	l := r.loc(op.service)
 	if op.ok {
 		l.failed.Store(false)

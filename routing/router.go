@@ -23,6 +23,7 @@ type Router struct {
 
 	health  chan healthOp
 	dropped atomic.Int64
+	pending atomic.Int64 // queued or being applied
 
 	pool sync.Pool // *work
 }
