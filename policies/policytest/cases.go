@@ -174,10 +174,12 @@ func Cases() []Case {
 			Want:  dec(append(generalTargets(0), coderTargets(1)...), append(coderTried, cutGeneral)...),
 		},
 		{
-			Name:  "role scope allows the alias of a permitted role",
-			Data:  d,
-			Input: with(in(chat, "chatbot"), func(i *policies.Input) { i.Key = policies.Key{ID: "k1", Scope: state.ScopeClient, Roles: []string{"General"}} }),
-			Want:  dec(append(generalTargets(0), coderTargets(1)...), append(coderTried, cutGeneral)...),
+			Name: "role scope allows the alias of a permitted role",
+			Data: d,
+			Input: with(in(chat, "chatbot"), func(i *policies.Input) {
+				i.Key = policies.Key{ID: "k1", Scope: state.ScopeClient, Roles: []string{"General"}}
+			}),
+			Want: dec(append(generalTargets(0), coderTargets(1)...), append(coderTried, cutGeneral)...),
 		},
 		{
 			Name:  "fallback chain: other operation and unknown role recorded",
@@ -236,10 +238,12 @@ func Cases() []Case {
 			})}),
 		},
 		{
-			Name:  "key scoped to other roles",
-			Data:  d,
-			Input: with(in(chat, "coder"), func(i *policies.Input) { i.Key = policies.Key{ID: "k1", Scope: state.ScopeClient, Roles: []string{"chatbot"}} }),
-			Want:  denied(403, "role_not_allowed", "key k1 may not use role coder", append(coderTried, cutCoder)...),
+			Name: "key scoped to other roles",
+			Data: d,
+			Input: with(in(chat, "coder"), func(i *policies.Input) {
+				i.Key = policies.Key{ID: "k1", Scope: state.ScopeClient, Roles: []string{"chatbot"}}
+			}),
+			Want: denied(403, "role_not_allowed", "key k1 may not use role coder", append(coderTried, cutCoder)...),
 		},
 		{
 			Name:  "role-scoped key may not address an asset",
