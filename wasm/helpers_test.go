@@ -58,3 +58,8 @@ func testInput(model string) *policies.Input {
 var bg = context.Background()
 
 type policiesDecision = policies.Decision
+
+type (
+	policiesInput = policies.Input
+	contextT      = context.Context
+)

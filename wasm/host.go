@@ -127,6 +127,7 @@ type instance struct {
 	ectx    *evalCtx
 	dataVer uint64
 	dead    bool
+	owned   atomic.Bool // invariant check: one owner between checkout and checkin
 	stack   [8]uint64
 	buf     []byte // input JSON, reused
 
@@ -238,6 +239,9 @@ func (h *host) checkout(ctx context.Context) (*instance, error) {
 			return nil, err
 		}
 	}
+	if in.owned.Swap(true) {
+		panic("wasm: instance checked out twice")
+	}
 	if d := h.data.Load(); d.ver != in.dataVer {
 		sctx, cancel := h.setupCtx(ctx)
 		err := h.loadData(sctx, in, d)
@@ -252,6 +256,9 @@ func (h *host) checkout(ctx context.Context) (*instance, error) {
 }
 
 func (h *host) checkin(in *instance) {
+	if !in.owned.Swap(false) {
+		panic("wasm: instance checked in without checkout")
+	}
 	if in.dead {
 		h.discard(in)
 		return
