@@ -1,0 +1,238 @@
+package nodeagent
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/exec"
+	"sync"
+	"time"
+
+	"github.com/geniehive/geniehive/state"
+)
+
+// Version is reported in Host.Agent.
+var Version = "geniehive-node/dev"
+
+// Options are an Agent's collaborators; every field is optional.
+type Options struct {
+	Logger *slog.Logger // default slog.Default()
+	// HTTPClient talks to the upstreams (default: a client with short dial
+	// and header timeouts; per-service deadlines come from the context).
+	HTTPClient *http.Client
+	// GPUs reads the host's GPUs. Default: nvidia-smi per Config.NvidiaSMI.
+	GPUs func(context.Context) ([]state.GPU, error)
+}
+
+// Agent discovers a host's services and heartbeats them into Redis.
+// Methods are safe for concurrent use, but Run is meant to be called once.
+type Agent struct {
+	cfg     Config
+	store   *state.Store
+	log     *slog.Logger
+	hc      *http.Client
+	gpus    func(context.Context) ([]state.GPU, error)
+	started time.Time
+
+	mu       sync.Mutex
+	lastGood map[string][]state.Asset // last discovered assets per service
+	lastErr  map[string]string        // last health error per service (for change logs)
+	warned   map[string]bool
+}
+
+// New validates cfg (a copy is kept) and returns an Agent writing to store.
+//
+// # Errors
+// The validation errors of cfg.
+func New(cfg Config, store *state.Store, o Options) (*Agent, error) {
+	cfg.Services = append([]ServiceConfig(nil), cfg.Services...)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a := &Agent{cfg: cfg, store: store, log: o.Logger, hc: o.HTTPClient, gpus: o.GPUs,
+		started: time.Now(), lastGood: map[string][]state.Asset{}, lastErr: map[string]string{}, warned: map[string]bool{}}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	a.log = a.log.With("host", cfg.HostID)
+	if a.hc == nil {
+		a.hc = &http.Client{Transport: &http.Transport{
+			DialContext:           (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+			ResponseHeaderTimeout: cfg.DiscoveryTimeout,
+			MaxIdleConnsPerHost:   2,
+			IdleConnTimeout:       2 * cfg.Interval,
+		}}
+	}
+	if a.gpus == nil && cfg.NvidiaSMI != "off" {
+		path := cfg.NvidiaSMI
+		if path == "" {
+			path, _ = exec.LookPath("nvidia-smi")
+		}
+		if path != "" {
+			a.gpus = nvidiaGPUs(path)
+		}
+	}
+	return a, nil
+}
+
+// Config returns the validated configuration (defaults filled).
+func (a *Agent) Config() Config { return a.cfg }
+
+// Collect discovers every service concurrently (each under
+// DiscoveryTimeout) and reads the GPUs, returning the state to write. It
+// never fails: a service that cannot be read is reported unhealthy.
+func (a *Agent) Collect(ctx context.Context) state.NodeState {
+	now := time.Now()
+	st := state.NodeState{
+		Host: state.Host{ID: a.cfg.HostID, Labels: a.cfg.Labels, Agent: Version,
+			StartedAt: a.started, UpdatedAt: now},
+		Services: make([]state.Service, len(a.cfg.Services)),
+	}
+	var wg sync.WaitGroup
+	probes := make([]probe, len(a.cfg.Services))
+	for i := range a.cfg.Services {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			sctx, cancel := context.WithTimeout(ctx, a.cfg.DiscoveryTimeout)
+			defer cancel()
+			probes[i] = a.discover(sctx, &a.cfg.Services[i])
+		}(i)
+	}
+	if a.gpus != nil {
+		gctx, cancel := context.WithTimeout(ctx, a.cfg.DiscoveryTimeout)
+		gpus, err := a.gpus(gctx)
+		cancel()
+		if err != nil {
+			a.warnOnce("gpus", "GPU figures unavailable", "err", err)
+		}
+		st.Host.GPUs = gpus
+	}
+	wg.Wait()
+	var vramTotal int64
+	for _, g := range st.Host.GPUs {
+		vramTotal += g.VRAMTotalBytes
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i := range a.cfg.Services {
+		sc, p := &a.cfg.Services[i], &probes[i]
+		id := a.cfg.ServiceID(sc.Name)
+		svc := state.Service{ID: id, HostID: a.cfg.HostID, Name: sc.Name, Kind: sc.Kind,
+			Protocol: sc.Protocol, Endpoint: sc.Endpoint, MaxConcurrency: sc.MaxConcurrency,
+			Healthy: p.err == nil, Labels: sc.Labels}
+		if p.err != nil {
+			svc.HealthError = p.err.Error()
+			svc.Assets = a.lastGood[id] // keep what it offered, for operators
+			if svc.Assets == nil {
+				svc.Assets, _ = merge(nil, sc, false, nil)
+			}
+		} else {
+			svc.Assets = p.assets
+			a.lastGood[id] = p.assets
+		}
+		if svc.Assets == nil {
+			svc.Assets = []state.Asset{}
+		}
+		if prev, seen := a.lastErr[id]; !seen || prev != svc.HealthError {
+			if svc.Healthy {
+				a.log.Info("service healthy", "service", id, "assets", len(svc.Assets))
+			} else {
+				a.log.Warn("service unhealthy", "service", id, "err", svc.HealthError)
+			}
+			a.lastErr[id] = svc.HealthError
+		}
+		for _, w := range p.warnings {
+			a.warnOnceLocked(id+w, "discovery warning", "service", id, "warning", w)
+		}
+		m := &svc.Metrics
+		m.LatencyMS = float64(p.latency.Microseconds()) / 1000
+		m.QueueDepth, m.InFlight = p.queue, p.running
+		m.VRAMUsedBytes, m.VRAMTotalBytes = p.vramUsed, vramTotal
+		for _, as := range svc.Assets {
+			if as.Loaded {
+				m.LoadedModelCount++
+			}
+		}
+		st.Services[i] = svc
+	}
+	return st
+}
+
+func (a *Agent) warnOnce(key, msg string, args ...any) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.warnOnceLocked(key, msg, args...)
+}
+
+func (a *Agent) warnOnceLocked(key, msg string, args ...any) {
+	if !a.warned[key] {
+		a.warned[key] = true
+		a.log.Warn(msg, args...)
+	}
+}
+
+// Beat collects and writes one heartbeat, returning what it wrote.
+//
+// # Errors
+// The Redis write's error (the state is still returned).
+func (a *Agent) Beat(ctx context.Context) (state.NodeState, error) {
+	st := a.Collect(ctx)
+	wctx, cancel := context.WithTimeout(ctx, min(a.cfg.Interval, 5*time.Second))
+	defer cancel()
+	return st, a.store.WriteHeartbeat(wctx, &st, a.cfg.TTL)
+}
+
+// Run heartbeats every Interval until ctx ends, then removes the node's key
+// so edges drop it at once rather than after the TTL. Redis failures are
+// logged and retried (backoff from 250ms doubling, capped at Interval); they
+// never end Run.
+//
+// # Errors
+// Only the final RemoveNode's error.
+func (a *Agent) Run(ctx context.Context) error {
+	a.log.Info("node agent started", "services", len(a.cfg.Services), "interval", a.cfg.Interval, "ttl", a.cfg.TTL)
+	var backoff time.Duration
+	failing := false
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return a.remove()
+		case <-t.C:
+		}
+		start := time.Now()
+		_, err := a.Beat(ctx)
+		if ctx.Err() != nil {
+			return a.remove()
+		}
+		next := a.cfg.Interval - time.Since(start)
+		if err != nil {
+			backoff = min(max(2*backoff, 250*time.Millisecond), a.cfg.Interval)
+			next = backoff
+			a.log.Warn("heartbeat not written; retrying", "err", err, "retry_in", backoff)
+			failing = true
+		} else {
+			if failing {
+				a.log.Info("heartbeat written again")
+				failing = false
+			}
+			backoff = 0
+		}
+		t.Reset(max(next, 0))
+	}
+}
+
+func (a *Agent) remove() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := a.store.RemoveNode(ctx, a.cfg.HostID); err != nil {
+		a.log.Warn("could not remove node on stop; its key expires with the TTL", "err", err)
+		return err
+	}
+	a.log.Info("node agent stopped; node removed")
+	return nil
+}
+

@@ -1,0 +1,313 @@
+package nodeagent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/geniehive/geniehive/state"
+)
+
+const maxDiscoveryBody = 8 << 20
+
+// probe is what one service's discovery found.
+type probe struct {
+	assets   []state.Asset
+	queue    int
+	running  int
+	vramUsed int64
+	latency  time.Duration
+	err      error
+	warnings []string // non-fatal: metrics unreadable, configured asset missing
+}
+
+// get fetches endpoint+path and returns the body; a non-2xx status is an error.
+func (a *Agent) get(ctx context.Context, endpoint, path string) ([]byte, time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+path, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	t0 := time.Now()
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("GET %s: %w", path, unwrapURL(err))
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxDiscoveryBody))
+	d := time.Since(t0)
+	if err != nil {
+		return nil, d, fmt.Errorf("GET %s: %w", path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, d, fmt.Errorf("GET %s: status %d", path, resp.StatusCode)
+	}
+	return b, d, nil
+}
+
+func unwrapURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func (a *Agent) getJSON(ctx context.Context, endpoint, path string, v any) (time.Duration, error) {
+	b, d, err := a.get(ctx, endpoint, path)
+	if err != nil {
+		return d, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return d, fmt.Errorf("GET %s: bad JSON: %w", path, err)
+	}
+	return d, nil
+}
+
+// discover runs the health check and discovery of one service.
+func (a *Agent) discover(ctx context.Context, sc *ServiceConfig) (p probe) {
+	first := true
+	note := func(d time.Duration) {
+		if first {
+			p.latency, first = d, false
+		}
+	}
+	if sc.HealthPath != "" {
+		_, d, err := a.get(ctx, sc.Endpoint, sc.HealthPath)
+		if err != nil {
+			p.err = fmt.Errorf("health check: %w", err)
+			return p
+		}
+		note(d)
+	}
+	var found []state.Asset
+	authoritative := true // discovery decides Loaded
+	switch sc.Protocol {
+	case state.ProtocolNone:
+		if sc.HealthPath == "" {
+			d, err := dial(ctx, sc.Endpoint)
+			if err != nil {
+				p.err = err
+				return p
+			}
+			note(d)
+		}
+		authoritative = false
+	case state.ProtocolOllama:
+		var tags ollamaTags
+		d, err := a.getJSON(ctx, sc.Endpoint, "/api/tags", &tags)
+		if err != nil {
+			p.err = err
+			return p
+		}
+		note(d)
+		var ps ollamaPS
+		if _, err := a.getJSON(ctx, sc.Endpoint, "/api/ps", &ps); err != nil {
+			p.err = err
+			return p
+		}
+		loaded := map[string]*ollamaModel{}
+		for i := range ps.Models {
+			m := &ps.Models[i]
+			loaded[m.Name] = m
+			p.vramUsed += m.SizeVRAM
+		}
+		for _, t := range tags.Models {
+			as := state.Asset{Name: t.Name, Family: t.Details.Family, ParameterSize: t.Details.ParameterSize, Quantization: t.Details.QuantizationLevel}
+			if m, ok := loaded[t.Name]; ok {
+				as.Loaded, as.SizeVRAM, as.ContextLength = true, m.SizeVRAM, m.ContextLength
+			}
+			found = append(found, as)
+		}
+	case state.ProtocolWhisper:
+		if len(sc.ModelsManifest) > 0 {
+			for _, n := range sc.ModelsManifest {
+				found = append(found, state.Asset{Name: n, Loaded: true})
+			}
+			break
+		}
+		fallthrough
+	case state.ProtocolOpenAI, state.ProtocolLlamaCPP, state.ProtocolVLLM:
+		var ml modelList
+		d, err := a.getJSON(ctx, sc.Endpoint, "/v1/models", &ml)
+		if err != nil {
+			p.err = err
+			return p
+		}
+		note(d)
+		for _, m := range ml.Data {
+			as := state.Asset{Name: m.ID, Loaded: true, ContextLength: m.MaxModelLen}
+			if m.Meta != nil && m.Meta.NCtxTrain > 0 {
+				as.ContextLength = m.Meta.NCtxTrain
+			}
+			found = append(found, as)
+		}
+	}
+	switch sc.Protocol {
+	case state.ProtocolLlamaCPP, state.ProtocolVLLM:
+		b, _, err := a.get(ctx, sc.Endpoint, "/metrics")
+		if err != nil {
+			p.warnings = append(p.warnings, "metrics: "+err.Error())
+			break
+		}
+		if sc.Protocol == state.ProtocolLlamaCPP {
+			m := parseProm(string(b), "llamacpp:requests_processing", "llamacpp:requests_deferred")
+			p.running, p.queue = int(m["llamacpp:requests_processing"]), int(m["llamacpp:requests_deferred"])
+		} else {
+			m := parseProm(string(b), "vllm:num_requests_running", "vllm:num_requests_waiting")
+			p.running, p.queue = int(m["vllm:num_requests_running"]), int(m["vllm:num_requests_waiting"])
+		}
+	}
+	p.assets, p.warnings = merge(found, sc, authoritative, p.warnings)
+	return p
+}
+
+// merge combines discovered models with the statically configured ones.
+// With discovery (authoritative), only discovered models are kept and their
+// Loaded state wins (a stale "loaded: true" in the config is corrected);
+// configured metadata fills in or overrides the rest.
+func merge(found []state.Asset, sc *ServiceConfig, authoritative bool, warnings []string) ([]state.Asset, []string) {
+	byName := make(map[string]int, len(found))
+	for i := range found {
+		byName[found[i].Name] = i
+	}
+	out := found
+	for _, ac := range sc.Assets {
+		i, ok := byName[ac.Name]
+		if !ok {
+			if authoritative {
+				warnings = append(warnings, fmt.Sprintf("configured asset %q not offered by the upstream; left out", ac.Name))
+				continue
+			}
+			out = append(out, state.Asset{Name: ac.Name, Loaded: ac.Loaded})
+			i = len(out) - 1
+			byName[ac.Name] = i
+		}
+		as := &out[i]
+		if ac.Family != "" {
+			as.Family = ac.Family
+		}
+		if ac.ParameterSize != "" {
+			as.ParameterSize = ac.ParameterSize
+		}
+		if ac.Quantization != "" {
+			as.Quantization = ac.Quantization
+		}
+		if ac.ContextLength > 0 {
+			as.ContextLength = ac.ContextLength
+		}
+		if ac.SizeVRAM > 0 && as.SizeVRAM == 0 {
+			as.SizeVRAM = ac.SizeVRAM
+		}
+		if len(ac.Tags) > 0 {
+			as.Tags = append([]string(nil), ac.Tags...)
+		}
+		if ac.Thinking != nil {
+			as.Thinking = *ac.Thinking
+		} else {
+			as.Thinking = sc.Kind == state.KindChat && guessThinking(as.Name)
+		}
+	}
+	for i := range out {
+		as := &out[i]
+		if as.Family == "" {
+			as.Family = guessFamily(as.Name)
+		}
+		if _, configured := findAsset(sc.Assets, as.Name); !configured {
+			as.Thinking = sc.Kind == state.KindChat && guessThinking(as.Name)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, warnings
+}
+
+func findAsset(l []AssetConfig, name string) (*AssetConfig, bool) {
+	for i := range l {
+		if l[i].Name == name {
+			return &l[i], true
+		}
+	}
+	return nil, false
+}
+
+// guessThinking: families that reason by default.
+func guessThinking(name string) bool {
+	n := strings.ToLower(name)
+	if strings.Contains(n, "embed") {
+		return false
+	}
+	return strings.Contains(n, "qwen3") || strings.Contains(n, "deepseek-r1") || strings.Contains(n, "qwq")
+}
+
+// guessFamily: "Qwen/Qwen3-8B" -> "qwen3", "llama3.2:3b" -> "llama3.2".
+func guessFamily(name string) string {
+	n := name
+	if i := strings.LastIndexByte(n, '/'); i >= 0 {
+		n = n[i+1:]
+	}
+	if i := strings.IndexAny(n, ":-_"); i > 0 {
+		n = n[:i]
+	}
+	return strings.ToLower(n)
+}
+
+// dial checks that the endpoint accepts TCP connections.
+func dial(ctx context.Context, endpoint string) (time.Duration, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return 0, err
+	}
+	host := u.Host
+	if u.Port() == "" {
+		port := "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+		host = net.JoinHostPort(u.Hostname(), port)
+	}
+	var d net.Dialer
+	t0 := time.Now()
+	c, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return 0, fmt.Errorf("connect %s: %w", host, err)
+	}
+	c.Close()
+	return time.Since(t0), nil
+}
+
+type ollamaModel struct {
+	Name          string `json:"name"`
+	Size          int64  `json:"size"`
+	SizeVRAM      int64  `json:"size_vram"`
+	ContextLength int    `json:"context_length"`
+	Details       struct {
+		Family            string `json:"family"`
+		ParameterSize     string `json:"parameter_size"`
+		QuantizationLevel string `json:"quantization_level"`
+	} `json:"details"`
+}
+
+type ollamaTags struct {
+	Models []ollamaModel `json:"models"`
+}
+
+type ollamaPS struct {
+	Models []ollamaModel `json:"models"`
+}
+
+type modelList struct {
+	Data []struct {
+		ID          string `json:"id"`
+		MaxModelLen int    `json:"max_model_len"` // vLLM
+		Meta        *struct {
+			NCtxTrain int `json:"n_ctx_train"`
+		} `json:"meta"` // llama.cpp
+	} `json:"data"`
+}
