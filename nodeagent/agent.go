@@ -235,4 +235,3 @@ func (a *Agent) remove() error {
 	a.log.Info("node agent stopped; node removed")
 	return nil
 }
-

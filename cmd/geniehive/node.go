@@ -189,4 +189,3 @@ func (f *serviceFlag) Set(v string) error {
 	}
 	return nil
 }
-
