@@ -492,6 +492,8 @@ func (p *parser) target(t *policies.Target) error {
 					pt.Overrides, err = p.anyMap()
 				case "disable_thinking":
 					pt.DisableThinking, err = p.bool()
+				case "strip_reasoning":
+					pt.StripReasoning, err = p.bool()
 				case "system_prompt":
 					if p.null() {
 						return nil
