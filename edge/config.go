@@ -28,10 +28,10 @@ type Config struct {
 	// (geniehive keys ...). With no key here and none in Redis, auth is OFF.
 	Keys []KeyConfig `yaml:"keys"`
 	// AuthRequired refuses to start without keys instead of running open.
-	AuthRequired bool `yaml:"auth_required"`
-	Timeouts   Timeouts   `yaml:"timeouts"`
-	BodyLimits BodyLimits `yaml:"body_limits"`
-	Failover   Failover   `yaml:"failover"`
+	AuthRequired bool       `yaml:"auth_required"`
+	Timeouts     Timeouts   `yaml:"timeouts"`
+	BodyLimits   BodyLimits `yaml:"body_limits"`
+	Failover     Failover   `yaml:"failover"`
 	// MaxHeaderBytes bounds a request's header block (431 beyond). Default 16KiB.
 	MaxHeaderBytes ByteSize `yaml:"max_header_bytes"`
 	// StatsInterval is how often observed stats are merged into Redis. Default 1s.

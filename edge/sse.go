@@ -17,7 +17,11 @@ type sseChunk struct {
 var (
 	sseDone      = []byte("[DONE]")
 	sseData      = []byte("data:")
-	sseHeartbeat = []byte(": keep-alive\n\n")
+	// A comment line without the blank line that would end an event: some
+	// clients (openai-go v1) dispatch an empty event on a bare comment
+	// block and fail to decode it. The comment joins the next event, which
+	// every SSE parser ignores.
+	sseHeartbeat = []byte(": keep-alive\n")
 )
 
 // startRelay answers the client with an SSE stream relayed from resp, event

@@ -17,12 +17,12 @@ type statsBatch struct {
 }
 
 type statAcc struct {
-	n, fail        int64
-	latSum         float64
-	ttftSum        float64
-	ttftN          int64
-	tpsSum         float64
-	tpsN           int64
+	n, fail int64
+	latSum  float64
+	ttftSum float64
+	ttftN   int64
+	tpsSum  float64
+	tpsN    int64
 }
 
 func (b *statsBatch) observe(service string, ok bool, latency, ttft time.Duration, tokens int, genTime time.Duration) {

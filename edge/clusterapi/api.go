@@ -1,0 +1,211 @@
+// Package clusterapi serves GenieHive's cluster and operator API under
+// /v1/cluster/: the registry (hosts, services, roles, benchmarks), the
+// edge's own health, the live edge replicas and their policy versions,
+// routing explanations (routes/match, routes/resolve) and benchmark ingest.
+//
+// Reads need reader scope and changes operator scope; Deps.Authorize checks
+// and answers 401/403 itself. routes/match is a POST but changes nothing (a
+// dry run that consumes no round-robin step and takes no in-flight lease),
+// so it needs reader scope only.
+//
+// This is the operator path, not the request path: it uses encoding/json
+// and may make a few Redis calls per request. An API is safe for concurrent
+// use; it holds no state of its own.
+package clusterapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/routing"
+	"github.com/geniehive/geniehive/state"
+)
+
+// Prefix is the path prefix the API serves.
+const Prefix = "/v1/cluster/"
+
+// EdgeHealth is what the edge reports about itself in GET /v1/cluster/health.
+type EdgeHealth struct {
+	ID        string    `json:"id"`
+	Version   string    `json:"version,omitempty"`
+	Addr      string    `json:"addr,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+	// InFlight is the number of requests this edge is serving.
+	InFlight int64 `json:"in_flight"`
+	// Extra holds anything else the edge wants to show.
+	Extra map[string]any `json:"extra,omitempty"`
+}
+
+// PolicyStatus is the policy this edge runs.
+type PolicyStatus struct {
+	Engine   string    `json:"engine"`
+	Version  string    `json:"version"`
+	Error    string    `json:"error,omitempty"` // last failed reload, if any
+	LoadedAt time.Time `json:"loaded_at,omitempty"`
+}
+
+// Deps is what the API needs from the edge.
+type Deps struct {
+	// Store is the shared state. Required.
+	Store *state.Store
+	// Snapshot returns the edge's current snapshot (never nil). Required.
+	Snapshot func() *state.Snapshot
+	// Router explains routing decisions. Required.
+	Router *routing.Router
+	// Authorize checks the caller's key for need and, when it answers
+	// false, has already written the 401/403. Required.
+	Authorize func(ctx *fasthttp.RequestCtx, need state.Scope) bool
+	// Resolve evaluates the edge's active policy for the snapshot. When nil,
+	// the reference Go policy (policies.NewGo) is built per call.
+	Resolve func(ctx context.Context, snap *state.Snapshot, in *policies.Input, out *policies.Decision) error
+	// Health returns the edge's own figures. Optional.
+	Health func() EdgeHealth
+	// Policy returns the active policy of this edge. Optional.
+	Policy func() PolicyStatus
+	// BenchKeep is the samples kept per (asset, workload); default the
+	// router's Config().BenchKeep.
+	BenchKeep int
+	// MaxBodyBytes caps a benchmark report. Default 8 MiB.
+	MaxBodyBytes int
+	Logger       *slog.Logger
+}
+
+// API serves /v1/cluster/*.
+type API struct {
+	d Deps
+}
+
+// New returns an API over deps (defaults filled in).
+func New(d Deps) *API {
+	if d.BenchKeep <= 0 && d.Router != nil {
+		d.BenchKeep = d.Router.Config().BenchKeep
+	}
+	if d.MaxBodyBytes <= 0 {
+		d.MaxBodyBytes = 8 << 20
+	}
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	if d.Resolve == nil {
+		d.Resolve = resolveGo
+	}
+	return &API{d: d}
+}
+
+// resolveGo evaluates the reference policy against snap.
+func resolveGo(ctx context.Context, snap *state.Snapshot, in *policies.Input, out *policies.Decision) error {
+	e := policies.NewGo()
+	defer e.Close()
+	if err := e.SetData(ctx, policies.BuildData(snap)); err != nil {
+		return err
+	}
+	return e.Eval(ctx, in, out)
+}
+
+type route struct {
+	method string
+	scope  state.Scope
+	fn     func(*API, *fasthttp.RequestCtx)
+}
+
+var routes = map[string][]route{
+	"hosts":          {{fasthttp.MethodGet, state.ScopeReader, (*API).hosts}},
+	"services":       {{fasthttp.MethodGet, state.ScopeReader, (*API).services}},
+	"roles":          {{fasthttp.MethodGet, state.ScopeReader, (*API).roles}},
+	"benchmarks":     {{fasthttp.MethodGet, state.ScopeReader, (*API).benchmarks}, {fasthttp.MethodPost, state.ScopeOperator, (*API).ingest}},
+	"health":         {{fasthttp.MethodGet, state.ScopeReader, (*API).health}},
+	"edges":          {{fasthttp.MethodGet, state.ScopeReader, (*API).edges}},
+	"policy":         {{fasthttp.MethodGet, state.ScopeReader, (*API).policy}},
+	"routes/match":   {{fasthttp.MethodPost, state.ScopeReader, (*API).match}},
+	"routes/resolve": {{fasthttp.MethodGet, state.ScopeReader, (*API).resolve}},
+}
+
+// Handle serves the request when its path is under /v1/cluster/ and
+// reports whether it did (false: not ours, nothing written).
+func (a *API) Handle(ctx *fasthttp.RequestCtx) bool {
+	p := ctx.Path()
+	if !bytes.HasPrefix(p, []byte(Prefix)) {
+		return false
+	}
+	name := strings.TrimSuffix(string(p[len(Prefix):]), "/")
+	rs, ok := routes[name]
+	if !ok {
+		writeError(ctx, fasthttp.StatusNotFound, "invalid_request_error", "not_found", "", "no cluster endpoint "+string(p))
+		return true
+	}
+	method := string(ctx.Method())
+	if method == fasthttp.MethodHead {
+		method = fasthttp.MethodGet
+	}
+	for _, r := range rs {
+		if r.method == method {
+			if !a.d.Authorize(ctx, r.scope) {
+				return true
+			}
+			r.fn(a, ctx)
+			return true
+		}
+	}
+	allow := make([]string, 0, len(rs))
+	for _, r := range rs {
+		allow = append(allow, r.method)
+	}
+	ctx.Response.Header.Set("Allow", strings.Join(allow, ", "))
+	writeError(ctx, fasthttp.StatusMethodNotAllowed, "invalid_request_error", "method_not_allowed", "",
+		method+" is not allowed on "+string(p)+" (allowed: "+strings.Join(allow, ", ")+")")
+	return true
+}
+
+// apiError is the OpenAI error body.
+type apiError struct {
+	Error struct {
+		Message string  `json:"message"`
+		Type    string  `json:"type"`
+		Code    string  `json:"code"`
+		Param   *string `json:"param"`
+	} `json:"error"`
+}
+
+func writeError(ctx *fasthttp.RequestCtx, status int, typ, code, param, msg string) {
+	var e apiError
+	e.Error.Message, e.Error.Type, e.Error.Code = msg, typ, code
+	if param != "" {
+		e.Error.Param = &param
+	}
+	writeJSON(ctx, status, &e)
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		status = fasthttp.StatusInternalServerError
+		b = []byte(`{"error":{"message":"encoding the answer failed","type":"server_error","code":"internal_error","param":null}}`)
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(b, '\n'))
+}
+
+// list is the OpenAI-style list envelope.
+type list[T any] struct {
+	Object string `json:"object"`
+	Data   []T    `json:"data"`
+}
+
+func newList[T any](data []T) list[T] {
+	if data == nil {
+		data = []T{}
+	}
+	return list[T]{Object: "list", Data: data}
+}
+
+func opCtx(ctx *fasthttp.RequestCtx) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 3*time.Second)
+}

@@ -1,0 +1,223 @@
+package clusterapi
+
+import (
+	"encoding/json"
+	"sort"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/routing"
+	"github.com/geniehive/geniehive/state"
+)
+
+// MatchRequest is the body of POST /v1/cluster/routes/match. Give one of
+// Model, Role or Task (that order of precedence).
+type MatchRequest struct {
+	// Model is resolved exactly as a request's "model" would be.
+	Model string `json:"model,omitempty"`
+	// Role is a role name or alias.
+	Role string `json:"role,omitempty"`
+	// Task is free text ("summarise a support ticket"): the best-matching
+	// role is used, or, when no role matches, every asset of the operation.
+	// It also feeds the text-overlap signal.
+	Task string `json:"task,omitempty"`
+	// Operation defaults to chat (or the role's own operation).
+	Operation state.Kind `json:"operation,omitempty"`
+	// Prompt optionally feeds the text-overlap signal like a request's
+	// first message would. Not logged.
+	Prompt string `json:"prompt,omitempty"`
+}
+
+type targetView struct {
+	Kind      string     `json:"kind"`
+	Name      string     `json:"name"`
+	Operation state.Kind `json:"operation"`
+	Role      string     `json:"role,omitempty"`
+	Group     int        `json:"group"`
+	Strategy  string     `json:"strategy,omitempty"`
+}
+
+// MatchResponse is the answer of routes/match and routes/resolve.
+type MatchResponse struct {
+	Query      MatchRequest         `json:"query"`
+	ResolvedAs string               `json:"resolved_as"`
+	Operation  state.Kind           `json:"operation"`
+	Targets    []targetView         `json:"targets"`
+	Tried      []string             `json:"tried,omitempty"`
+	Deny       *policies.Denial     `json:"deny,omitempty"`
+	Routing    *routing.Explanation `json:"routing,omitempty"`
+}
+
+func (a *API) match(ctx *fasthttp.RequestCtx) {
+	var q MatchRequest
+	dec := json.NewDecoder(strings.NewReader(string(ctx.PostBody())))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&q); err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, "invalid_request_error", "invalid_json", "", "routes/match body: "+err.Error())
+		return
+	}
+	if q.Model == "" && q.Role == "" && q.Task == "" {
+		writeError(ctx, fasthttp.StatusBadRequest, "invalid_request_error", "missing_field", "model",
+			"routes/match needs one of model, role or task")
+		return
+	}
+	if q.Operation != "" && !q.Operation.Valid() {
+		writeError(ctx, fasthttp.StatusBadRequest, "invalid_request_error", "invalid_value", "operation",
+			"unknown operation "+string(q.Operation)+" (want chat, embeddings, transcription, speech or images)")
+		return
+	}
+	resp, status, err := a.explain(ctx, q, true)
+	if err != nil {
+		writeError(ctx, status, "server_error", "policy_error", "", err.Error())
+		return
+	}
+	writeJSON(ctx, fasthttp.StatusOK, resp)
+}
+
+// resolve answers GET /v1/cluster/routes/resolve?model=...[&operation=...]:
+// the policy's targets and the candidate order, without signal detail.
+func (a *API) resolve(ctx *fasthttp.RequestCtx) {
+	args := ctx.QueryArgs()
+	q := MatchRequest{Model: string(args.Peek("model")), Operation: state.Kind(args.Peek("operation"))}
+	if q.Model == "" {
+		writeError(ctx, fasthttp.StatusBadRequest, "invalid_request_error", "missing_field", "model", "routes/resolve needs ?model=")
+		return
+	}
+	if q.Operation != "" && !q.Operation.Valid() {
+		writeError(ctx, fasthttp.StatusBadRequest, "invalid_request_error", "invalid_value", "operation", "unknown operation "+string(q.Operation))
+		return
+	}
+	resp, status, err := a.explain(ctx, q, false)
+	if err != nil {
+		writeError(ctx, status, "server_error", "policy_error", "", err.Error())
+		return
+	}
+	// Quick form: candidates without their signals.
+	if resp.Routing != nil {
+		for i := range resp.Routing.Candidates {
+			resp.Routing.Candidates[i].Signals = nil
+		}
+	}
+	writeJSON(ctx, fasthttp.StatusOK, resp)
+}
+
+func (a *API) explain(ctx *fasthttp.RequestCtx, q MatchRequest, allowTask bool) (*MatchResponse, int, error) {
+	snap := a.d.Snapshot()
+	c, cancel := opCtx(ctx)
+	defer cancel()
+	resp := &MatchResponse{Query: q, Targets: []targetView{}}
+	op := q.Operation
+	name := q.Model
+	switch {
+	case q.Model != "":
+		resp.ResolvedAs = "model " + q.Model
+	case q.Role != "":
+		name = q.Role
+		resp.ResolvedAs = "role " + q.Role
+		if r, ok := snap.Role(q.Role); ok && op == "" {
+			op = r.Operation
+		}
+	default:
+		if r := bestRole(snap.Catalog, q.Task); r != nil {
+			name = r.Name
+			resp.ResolvedAs = "role " + r.Name + " (best match for the task)"
+			if op == "" {
+				op = r.Operation
+			}
+		}
+	}
+	if op == "" {
+		op = state.KindChat
+	}
+	resp.Operation = op
+	var d policies.Decision
+	if name == "" {
+		// No role matched the task: every asset of the operation competes.
+		resp.ResolvedAs = "every " + string(op) + " asset (no role matches the task)"
+		d.Targets = allAssets(snap, op)
+		if len(d.Targets) == 0 {
+			d.Tried = []string{"no live asset serves " + string(op)}
+		}
+	} else {
+		in := policies.Input{SchemaVersion: policies.SchemaVersion, Operation: op, Model: name, ModelKey: policies.NormalizeModel(name)}
+		if err := a.d.Resolve(c, snap, &in, &d); err != nil {
+			return nil, fasthttp.StatusInternalServerError, err
+		}
+	}
+	for _, t := range d.Targets {
+		resp.Targets = append(resp.Targets, targetView{Kind: t.Kind, Name: t.Name, Operation: t.Operation, Role: t.Role, Group: t.Group, Strategy: t.Strategy})
+	}
+	resp.Tried, resp.Deny = d.Tried, d.Deny
+	if d.Deny != nil {
+		return resp, 0, nil
+	}
+	text := q.Task
+	if q.Prompt != "" {
+		text = strings.TrimSpace(text + " " + q.Prompt)
+	}
+	resp.Routing = a.d.Router.Explain(c, snap, &d, &routing.Facts{Operation: op, Model: name, Text: text})
+	return resp, 0, nil
+}
+
+// allAssets is a one-group decision over every live asset offered by a
+// service of kind op, sorted by name.
+func allAssets(snap *state.Snapshot, op state.Kind) []policies.Target {
+	var names []string
+	for name, svcs := range snap.AssetServices {
+		for _, s := range svcs {
+			if s.Kind == op {
+				names = append(names, name)
+				break
+			}
+		}
+	}
+	sort.Strings(names)
+	out := make([]policies.Target, len(names))
+	for i, n := range names {
+		out[i] = policies.Target{Kind: policies.TargetAsset, Name: n, Operation: op}
+	}
+	return out
+}
+
+// bestRole is the role whose name, aliases, description, workloads and
+// candidates share the most words with task (nil when none shares any).
+func bestRole(cat *state.Catalog, task string) *state.Role {
+	words := wordSet(task)
+	if len(words) == 0 {
+		return nil
+	}
+	var best *state.Role
+	bestN := 0
+	for i := range cat.Roles {
+		r := &cat.Roles[i]
+		text := r.Name + " " + strings.Join(r.Aliases, " ") + " " + r.Description + " " + strings.Join(r.Workloads, " ")
+		n := 0
+		for w := range wordSet(text) {
+			if words[w] {
+				n++
+			}
+		}
+		if n > bestN {
+			best, bestN = r, n
+		}
+	}
+	return best
+}
+
+func wordSet(s string) map[string]bool {
+	m := map[string]bool{}
+	for _, w := range strings.FieldsFunc(strings.ToLower(s), func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r >= 0x80)
+	}) {
+		if len(w) > 2 {
+			m[w] = true
+			// "summarizer" ~ "summarize": match on a shared stem too.
+			if len(w) > 5 {
+				m[w[:5]] = true
+			}
+		}
+	}
+	return m
+}
