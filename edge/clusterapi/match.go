@@ -211,7 +211,7 @@ func wordSet(s string) map[string]bool {
 	for _, w := range strings.FieldsFunc(strings.ToLower(s), func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r >= 0x80)
 	}) {
-		if len(w) > 2 {
+		if len(w) > 2 && !stop[w] {
 			m[w] = true
 			// "summarizer" ~ "summarize": match on a shared stem too.
 			if len(w) > 5 {
@@ -221,3 +221,6 @@ func wordSet(s string) map[string]bool {
 	}
 	return m
 }
+
+var stop = map[string]bool{"the": true, "and": true, "for": true, "with": true, "that": true, "this": true,
+	"from": true, "into": true, "your": true, "you": true, "are": true, "not": true, "can": true, "please": true}
