@@ -17,58 +17,62 @@ import (
 	"github.com/geniehive/geniehive/state"
 )
 
-// BenchReportVersion is the version of the benchmark report format.
-const BenchReportVersion = 1
-
 // BenchReport is the result of running a workload against one model: what
-// `geniehive bench run` writes and `geniehive bench ingest` posts to
-// POST /v1/cluster/benchmarks.
+// `geniehive bench run` writes and `geniehive bench ingest` posts unchanged
+// to POST /v1/cluster/benchmarks. The format is routing/BENCH_REPORT.md;
+// the edge refuses unknown fields, so what is only for people (the checks
+// and answers of each sample) goes to a separate details file
+// (WriteDetails).
 type BenchReport struct {
-	Version  int    `json:"version"`
 	Workload string `json:"workload"`
-	// Model is the model name requested (an asset or a role).
+	// Model is the asset that answered (X-GenieHive-Model) when every
+	// answered sample names the same one, else the model requested.
 	Model string `json:"model"`
-	// Asset is the model that answered (X-GenieHive-Model), when every
-	// sample was answered by the same one.
-	Asset string `json:"asset,omitempty"`
 	// Service is the service that answered (X-GenieHive-Service), when
-	// every sample was answered by the same one.
-	Service    string        `json:"service,omitempty"`
-	Endpoint   string        `json:"endpoint"`
-	StartedAt  time.Time     `json:"started_at"`
-	FinishedAt time.Time     `json:"finished_at"`
-	Samples    []BenchResult `json:"samples"`
-	Summary    BenchSummary  `json:"summary"`
+	// every answered sample names the same one.
+	Service   string        `json:"service,omitempty"`
+	StartedAt time.Time     `json:"started_at"`
+	Samples   []BenchResult `json:"samples"`
+	Summary   BenchSummary  `json:"summary"`
 }
 
-// BenchResult is one answered (or failed) sample.
+// BenchResult is one answered (or failed) sample. The fields tagged "-"
+// are in the details file only.
 type BenchResult struct {
-	ID               string    `json:"id"`
-	Asset            string    `json:"asset,omitempty"`
-	Service          string    `json:"service,omitempty"`
-	LatencyMS        float64   `json:"latency_ms"`
-	TTFTMS           float64   `json:"ttft_ms"`
-	TokensPerSec     float64   `json:"tokens_per_sec"`
-	CompletionTokens int       `json:"completion_tokens"`
-	Quality          float64   `json:"quality"` // 0..1
-	OK               bool      `json:"ok"`      // answered (quality aside)
-	Error            string    `json:"error,omitempty"`
-	Checks           []Check   `json:"checks,omitempty"`
-	Answer           string    `json:"answer,omitempty"` // clipped to 500 bytes
-	At               time.Time `json:"at"`
+	PromptID     string    `json:"prompt_id"`
+	LatencyMS    float64   `json:"latency_ms"`
+	TTFTMS       float64   `json:"ttft_ms"`
+	TokensPerSec float64   `json:"tokens_per_sec"`
+	Quality      float64   `json:"quality"` // 0..1
+	OK           bool      `json:"ok"`      // answered (quality aside)
+	Error        string    `json:"error,omitempty"`
+	At           time.Time `json:"at"`
+	// Workload and Model may repeat the report's; a mismatch is refused.
+	Workload string `json:"workload,omitempty"`
+	Model    string `json:"model,omitempty"`
+
+	Asset            string  `json:"-"`
+	Service          string  `json:"-"`
+	CompletionTokens int     `json:"-"`
+	Checks           []Check `json:"-"`
+	Answer           string  `json:"-"`
 }
 
 // BenchSummary aggregates a report's samples (answered samples only for
-// latency, TTFT and tokens/s).
+// latency, TTFT and tokens/s). Informational: the edge recomputes its own.
 type BenchSummary struct {
 	Samples      int     `json:"samples"`
 	OK           int     `json:"ok"`
 	Errors       int     `json:"errors"`
 	Quality      float64 `json:"quality"` // mean over all samples; failures count 0
-	LatencyP50MS float64 `json:"latency_p50_ms"`
-	LatencyP90MS float64 `json:"latency_p90_ms"`
-	TTFTP50MS    float64 `json:"ttft_p50_ms"`
+	LatencyP50MS float64 `json:"latency_ms_p50"`
+	LatencyP90MS float64 `json:"latency_ms_p90"`
+	TTFTP50MS    float64 `json:"ttft_ms_p50"`
 	TokensPerSec float64 `json:"tokens_per_sec"` // mean
+	// RequestedModel is the model name sent (an asset or a role).
+	RequestedModel string    `json:"requested_model,omitempty"`
+	Endpoint       string    `json:"endpoint,omitempty"`
+	FinishedAt     time.Time `json:"finished_at"`
 }
 
 // BenchOptions configures RunBench.
@@ -102,9 +106,9 @@ func RunBench(ctx context.Context, w *Workload, o BenchOptions) (*BenchReport, e
 	if o.Client == nil {
 		o.Client = &http.Client{}
 	}
-	rep := &BenchReport{Version: BenchReportVersion, Workload: w.Name, Model: o.Model,
-		Endpoint: strings.TrimRight(o.Endpoint, "/"), StartedAt: time.Now().UTC()}
-	u := rep.Endpoint
+	endpoint := strings.TrimRight(o.Endpoint, "/")
+	rep := &BenchReport{Workload: w.Name, Model: o.Model, StartedAt: time.Now().UTC()}
+	u := endpoint
 	if !strings.HasSuffix(u, "/v1") {
 		u += "/v1"
 	}
@@ -118,6 +122,7 @@ func RunBench(ctx context.Context, w *Workload, o BenchOptions) (*BenchReport, e
 			}
 			s := &w.Samples[si]
 			res := benchOne(ctx, o, u, w, s)
+			res.Error = clip(res.Error, 1000)
 			i++
 			if o.Progress != nil {
 				status := fmt.Sprintf("quality %.2f", res.Quality)
@@ -129,8 +134,10 @@ func RunBench(ctx context.Context, w *Workload, o BenchOptions) (*BenchReport, e
 			rep.Samples = append(rep.Samples, res)
 		}
 	}
-	rep.FinishedAt = time.Now().UTC()
 	rep.summarize()
+	rep.Summary.RequestedModel = o.Model
+	rep.Summary.Endpoint = endpoint
+	rep.Summary.FinishedAt = time.Now().UTC()
 	return rep, nil
 }
 
@@ -168,7 +175,9 @@ func (rep *BenchReport) summarize() {
 	rep.Summary = s
 	if len(assets) == 1 {
 		for a := range assets {
-			rep.Asset = a
+			if a != "" {
+				rep.Model = a
+			}
 		}
 	}
 	if len(services) == 1 {
@@ -212,7 +221,7 @@ type chatChunk struct {
 }
 
 func benchOne(ctx context.Context, o BenchOptions, url string, w *Workload, s *Sample) BenchResult {
-	res := BenchResult{ID: s.ID, At: time.Now().UTC()}
+	res := BenchResult{PromptID: s.ID, At: time.Now().UTC()}
 	msgs := []map[string]string{}
 	sys := w.System
 	if s.System != "" {
@@ -338,71 +347,111 @@ func benchOne(ctx context.Context, o BenchOptions, url string, w *Workload, s *S
 
 func ms(d time.Duration) float64 { return math.Round(float64(d)/1e4) / 100 }
 
-// Validate checks a report before it is sent anywhere: version, names,
-// every sample's figures in range and its workload/model consistent.
+// Validate checks a report before it is sent anywhere, with the rules of
+// routing/BENCH_REPORT.md that need no registry: names, sizes, figures in
+// range, timestamps.
 //
 // # Errors
-// A message naming the first problem found.
+// A message naming the first problem found and its field.
 func (rep *BenchReport) Validate() error {
-	if rep.Version != BenchReportVersion {
-		return fmt.Errorf("report version %d, want %d", rep.Version, BenchReportVersion)
-	}
-	if strings.TrimSpace(rep.Workload) == "" {
-		return errors.New("report has no workload")
+	if err := checkWorkloadName(rep.Workload); err != nil {
+		return err
 	}
 	if strings.TrimSpace(rep.Model) == "" {
-		return errors.New("report has no model")
+		return errors.New("model: missing")
+	}
+	if rep.StartedAt.IsZero() {
+		return errors.New("started_at: missing")
+	}
+	if rep.StartedAt.After(time.Now().Add(5 * time.Minute)) {
+		return errors.New("started_at: in the future")
 	}
 	if len(rep.Samples) == 0 {
-		return errors.New("report has no samples")
+		return errors.New("samples: none")
+	}
+	if len(rep.Samples) > 10000 {
+		return errors.New("samples: more than 10,000")
 	}
 	bad := func(v float64) bool { return math.IsNaN(v) || math.IsInf(v, 0) || v < 0 }
 	for i, s := range rep.Samples {
-		where := fmt.Sprintf("sample %d (%s)", i, s.ID)
+		where := fmt.Sprintf("samples[%d]", i)
 		switch {
-		case s.ID == "":
-			return fmt.Errorf("sample %d has no id", i)
-		case bad(s.LatencyMS) || bad(s.TTFTMS) || bad(s.TokensPerSec):
-			return fmt.Errorf("%s: latency, ttft and tokens/s must be finite and ≥ 0", where)
+		case s.PromptID == "" || len(s.PromptID) > 256:
+			return fmt.Errorf("%s.prompt_id: must be 1-256 bytes", where)
+		case bad(s.LatencyMS):
+			return fmt.Errorf("%s.latency_ms: must be finite and ≥ 0", where)
+		case bad(s.TTFTMS):
+			return fmt.Errorf("%s.ttft_ms: must be finite and ≥ 0", where)
+		case bad(s.TokensPerSec):
+			return fmt.Errorf("%s.tokens_per_sec: must be finite and ≥ 0", where)
+		case s.TTFTMS > s.LatencyMS:
+			return fmt.Errorf("%s.ttft_ms: %.1f exceeds latency_ms %.1f", where, s.TTFTMS, s.LatencyMS)
 		case math.IsNaN(s.Quality) || s.Quality < 0 || s.Quality > 1:
-			return fmt.Errorf("%s: quality %v is outside 0..1", where, s.Quality)
-		case s.OK && s.TTFTMS > s.LatencyMS:
-			return fmt.Errorf("%s: ttft %.1fms exceeds latency %.1fms", where, s.TTFTMS, s.LatencyMS)
-		case !s.OK && s.Error == "":
-			return fmt.Errorf("%s: failed sample without an error", where)
-		case s.At.IsZero():
-			return fmt.Errorf("%s: no timestamp", where)
-		}
-		if rep.Asset != "" && s.Asset != "" && s.Asset != rep.Asset {
-			return fmt.Errorf("%s: answered by %s but the report says %s", where, s.Asset, rep.Asset)
+			return fmt.Errorf("%s.quality: %v is outside 0..1", where, s.Quality)
+		case !s.OK && s.Quality != 0:
+			return fmt.Errorf("%s.quality: a failed sample scores 0", where)
+		case len(s.Error) > 1024:
+			return fmt.Errorf("%s.error: longer than 1,024 bytes", where)
+		case s.Workload != "" && s.Workload != rep.Workload:
+			return fmt.Errorf("%s.workload: %q is not the report's %q", where, s.Workload, rep.Workload)
+		case s.Model != "" && s.Model != rep.Model:
+			return fmt.Errorf("%s.model: %q is not the report's %q", where, s.Model, rep.Model)
 		}
 	}
 	return nil
 }
 
-// StateSamples converts the report into the samples stored in Redis. The
-// asset is the model that answered when known, else the requested model.
+func checkWorkloadName(n string) error {
+	if n == "" || len(n) > 128 {
+		return errors.New("workload: must be 1-128 bytes")
+	}
+	for _, r := range n {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("workload: %q has characters other than A-Z a-z 0-9 . _ -", n)
+		}
+	}
+	return nil
+}
+
+// StateSamples converts the report into the samples stored in Redis.
 func (rep *BenchReport) StateSamples() []state.BenchSample {
 	out := make([]state.BenchSample, 0, len(rep.Samples))
 	for _, s := range rep.Samples {
-		model := s.Asset
-		if model == "" {
-			model = rep.Asset
-		}
-		if model == "" {
-			model = rep.Model
-		}
-		svc := s.Service
-		if svc == "" {
-			svc = rep.Service
-		}
 		out = append(out, state.BenchSample{
-			Workload: rep.Workload, Model: model, Service: svc, Prompt: s.ID,
+			Workload: rep.Workload, Model: rep.Model, Service: rep.Service, Prompt: s.PromptID,
 			LatencyMS: s.LatencyMS, TTFTMS: s.TTFTMS, TokensPerSec: s.TokensPerSec,
 			Quality: s.Quality, OK: s.OK, At: s.At,
 		})
 	}
 	return out
+}
+
+// BenchDetail is what a person wants to see of one sample beyond the
+// figures: who answered, the answer and each check.
+type BenchDetail struct {
+	PromptID         string  `json:"prompt_id"`
+	Asset            string  `json:"asset,omitempty"`
+	Service          string  `json:"service,omitempty"`
+	CompletionTokens int     `json:"completion_tokens"`
+	Quality          float64 `json:"quality"`
+	Error            string  `json:"error,omitempty"`
+	Checks           []Check `json:"checks,omitempty"`
+	Answer           string  `json:"answer,omitempty"`
+}
+
+// WriteDetails writes each sample's answer and checks to path (not part
+// of the ingested report).
+func (rep *BenchReport) WriteDetails(path string) error {
+	ds := make([]BenchDetail, 0, len(rep.Samples))
+	for _, s := range rep.Samples {
+		ds = append(ds, BenchDetail{PromptID: s.PromptID, Asset: s.Asset, Service: s.Service,
+			CompletionTokens: s.CompletionTokens, Quality: s.Quality, Error: s.Error, Checks: s.Checks, Answer: s.Answer})
+	}
+	b, err := json.MarshalIndent(map[string]any{"workload": rep.Workload, "model": rep.Model, "samples": ds}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 // WriteJSON writes the report to path.
@@ -433,6 +482,11 @@ func ParseBenchReport(b []byte) (*BenchReport, error) {
 	var rep BenchReport
 	if err := dec.Decode(&rep); err != nil {
 		return nil, fmt.Errorf("not a benchmark report: %w", err)
+	}
+	for i := range rep.Samples {
+		if rep.Samples[i].At.IsZero() {
+			rep.Samples[i].At = rep.StartedAt
+		}
 	}
 	if err := rep.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid benchmark report: %w", err)

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -170,7 +172,7 @@ samples:
 		}
 		q := map[string]float64{}
 		for _, s := range rep.Samples {
-			q[s.ID] = s.Quality
+			q[s.PromptID] = s.Quality
 		}
 		if q["add"] != 1 || q["cap"] != 0.5 || q["unknown"] != 0 || q["broken"] != 0 {
 			t.Fatalf("stream=%v quality %v", stream, q)
@@ -187,8 +189,8 @@ samples:
 			t.Fatalf("stream timing %+v %+v", a, rep.Samples[1])
 		}
 		sm := rep.Summary
-		if sm.Samples != 4 || sm.OK != 3 || sm.Errors != 1 || sm.Quality != 0.375 || rep.Service != "host-a/ollama" || rep.Asset != "qwen3:8b" {
-			t.Fatalf("summary %+v service %q asset %q", sm, rep.Service, rep.Asset)
+		if sm.Samples != 4 || sm.OK != 3 || sm.Errors != 1 || sm.Quality != 0.375 || rep.Service != "host-a/ollama" || rep.Model != "qwen3:8b" || sm.RequestedModel != "m1" {
+			t.Fatalf("summary %+v service %q model %q", sm, rep.Service, rep.Model)
 		}
 		// Round trip through a file, and conversion for Redis.
 		p := filepath.Join(t.TempDir(), "b.json")
@@ -199,11 +201,27 @@ samples:
 		if err != nil {
 			t.Fatal(err)
 		}
-		if back.Summary != rep.Summary || len(back.Samples) != 4 || back.Samples[1].Checks[1].Rule != "max_words 3" {
+		if back.Summary != rep.Summary || len(back.Samples) != 4 || back.Samples[2].PromptID != "unknown" ||
+			back.Samples[2].LatencyMS != rep.Samples[2].LatencyMS || !back.Samples[2].At.Equal(rep.Samples[2].At) || back.Samples[2].Checks != nil {
 			t.Fatalf("round trip: %+v", back)
 		}
+		// The file is exactly the ingest format: no field the edge refuses.
+		raw, _ := os.ReadFile(p)
+		for _, f := range []string{`"version"`, `"asset"`, `"checks"`, `"answer"`, `"id"`} {
+			if strings.Contains(string(raw), f) {
+				t.Fatalf("report has %s:\n%s", f, raw)
+			}
+		}
+		dp := filepath.Join(t.TempDir(), "b.details.json")
+		if err := rep.WriteDetails(dp); err != nil {
+			t.Fatal(err)
+		}
+		raw, _ = os.ReadFile(dp)
+		if !strings.Contains(string(raw), `"max_words 3"`) || !strings.Contains(string(raw), `Paris is the capital`) {
+			t.Fatalf("details:\n%s", raw)
+		}
 		ss := back.StateSamples()
-		if len(ss) != 4 || ss[0].Model != "qwen3:8b" || ss[0].Workload != "test.mini" || ss[0].Prompt != "add" || ss[3].OK {
+		if len(ss) != 4 || ss[0].Model != "qwen3:8b" || ss[0].Workload != "test.mini" || ss[0].Prompt != "add" || ss[3].OK || ss[0].Service != "host-a/ollama" {
 			t.Fatalf("state samples %+v", ss)
 		}
 	}
@@ -211,28 +229,29 @@ samples:
 
 func TestBenchReportRefusedClientSide(t *testing.T) {
 	good := func() *BenchReport {
-		return &BenchReport{Version: 1, Workload: "w", Model: "m", Samples: []BenchResult{
-			{ID: "a", LatencyMS: 10, TTFTMS: 2, Quality: 1, OK: true, At: time.Now()},
+		return &BenchReport{Workload: "w", Model: "m", StartedAt: time.Now(), Samples: []BenchResult{
+			{PromptID: "a", LatencyMS: 10, TTFTMS: 2, Quality: 1, OK: true, At: time.Now()},
 		}}
 	}
 	if err := good().Validate(); err != nil {
 		t.Fatal(err)
 	}
 	for name, mut := range map[string]func(*BenchReport){
-		"version":      func(r *BenchReport) { r.Version = 7 },
-		"no workload":  func(r *BenchReport) { r.Workload = "" },
-		"no model":     func(r *BenchReport) { r.Model = " " },
-		"no samples":   func(r *BenchReport) { r.Samples = nil },
-		"quality":      func(r *BenchReport) { r.Samples[0].Quality = 1.5 },
-		"negative":     func(r *BenchReport) { r.Samples[0].LatencyMS = -1 },
-		"ttft>latency": func(r *BenchReport) { r.Samples[0].TTFTMS = 11 },
-		"no id":        func(r *BenchReport) { r.Samples[0].ID = "" },
-		"no time":      func(r *BenchReport) { r.Samples[0].At = time.Time{} },
-		"silent fail":  func(r *BenchReport) { r.Samples[0].OK = false },
-		"asset mismatch": func(r *BenchReport) {
-			r.Asset = "a"
-			r.Samples[0].Asset = "b"
-		},
+		"no workload":       func(r *BenchReport) { r.Workload = "" },
+		"workload chars":    func(r *BenchReport) { r.Workload = "chat short" },
+		"no start":          func(r *BenchReport) { r.StartedAt = time.Time{} },
+		"future":            func(r *BenchReport) { r.StartedAt = time.Now().Add(time.Hour) },
+		"long error":        func(r *BenchReport) { r.Samples[0].Error = strings.Repeat("e", 1025) },
+		"failed scores":     func(r *BenchReport) { r.Samples[0].OK = false },
+		"no model":          func(r *BenchReport) { r.Model = " " },
+		"no samples":        func(r *BenchReport) { r.Samples = nil },
+		"quality":           func(r *BenchReport) { r.Samples[0].Quality = 1.5 },
+		"negative":          func(r *BenchReport) { r.Samples[0].LatencyMS = -1 },
+		"ttft>latency":      func(r *BenchReport) { r.Samples[0].TTFTMS = 11 },
+		"no id":             func(r *BenchReport) { r.Samples[0].PromptID = "" },
+		"nan":               func(r *BenchReport) { r.Samples[0].TokensPerSec = math.NaN() },
+		"model mismatch":    func(r *BenchReport) { r.Samples[0].Model = "other" },
+		"workload mismatch": func(r *BenchReport) { r.Samples[0].Workload = "other" },
 	} {
 		r := good()
 		mut(r)
@@ -248,7 +267,7 @@ func TestBenchReportRefusedClientSide(t *testing.T) {
 			t.Errorf("%s: ingest err %v, sent %v", name, err, hit)
 		}
 	}
-	if _, err := ParseBenchReport([]byte(`{"version":1,"workload":"w","model":"m","samples":[],"extra":1}`)); err == nil {
+	if _, err := ParseBenchReport([]byte(`{"workload":"w","model":"m","started_at":"2026-01-01T00:00:00Z","samples":[{"prompt_id":"a","latency_ms":1,"quality":1,"ok":true}],"extra":1}`)); err == nil {
 		t.Error("unknown field accepted")
 	}
 	if _, err := ParseBenchReport([]byte(`[1,2]`)); err == nil || !strings.Contains(err.Error(), "not a benchmark report") {
@@ -274,7 +293,10 @@ func TestIngestPostsAndReportsRefusal(t *testing.T) {
 		io.WriteString(w, `{"accepted":1}`)
 	}))
 	defer srv.Close()
-	rep := &BenchReport{Version: 1, Workload: "w", Model: "m", Samples: []BenchResult{{ID: "a", LatencyMS: 1, Quality: 1, OK: true, At: time.Now()}}}
+	rep, err := ParseBenchReport([]byte(`{"workload":"w","model":"m","started_at":"2026-01-01T00:00:00Z","samples":[{"prompt_id":"a","latency_ms":1,"quality":1,"ok":true}]}`))
+	if err != nil || rep.Samples[0].At.IsZero() {
+		t.Fatalf("minimal report: %v", err)
+	}
 	res, err := Ingest(context.Background(), srv.URL+"/v1", "sekret", rep, nil)
 	if err != nil || res.Status != 200 || got.Workload != "w" || auth != "Bearer sekret" {
 		t.Fatalf("ingest: %v %+v %+v %q", err, res, got, auth)

@@ -23,10 +23,11 @@ func init() {
   bench run --workload NAME --model M (--edge URL | --endpoint URL) [--out report.json]
       Sends every sample of the workload to the model (one at a time,
       streaming), scores each answer, prints progress and a summary, and
-      writes a JSON report: workload, model, the service and asset that
-      answered (X-GenieHive-Service / X-GenieHive-Model headers, when the
-      edge sets them), per-sample latency, TTFT, tokens/s, quality and
-      checks, and a summary.
+      writes a JSON report in the format of routing/BENCH_REPORT.md:
+      workload, model (the asset that answered, from the edge's
+      X-GenieHive-Model header, else the model asked for), service
+      (X-GenieHive-Service), per-sample latency, TTFT, tokens/s and quality,
+      and a summary. Each answer and its checks go to NAME.details.json.
       --edge sends through a GenieHive edge; --endpoint straight to an
       OpenAI-compatible upstream (then the report has no service).
 
@@ -126,11 +127,7 @@ func benchRun(args []string) error {
 	s := rep.Summary
 	fmt.Printf("\n%s on %s", rep.Workload, rep.Model)
 	if rep.Service != "" {
-		fmt.Printf(" (service %s", rep.Service)
-		if rep.Asset != "" {
-			fmt.Printf(", asset %s", rep.Asset)
-		}
-		fmt.Print(")")
+		fmt.Printf(" (service %s)", rep.Service)
 	}
 	fmt.Printf(": %d samples, %d ok, %d errors\n", s.Samples, s.OK, s.Errors)
 	fmt.Printf("  quality %.3f   latency p50 %.0fms p90 %.0fms   TTFT p50 %.0fms   %.1f tokens/s\n",
@@ -146,7 +143,7 @@ func benchRun(args []string) error {
 			if r.Error != "" {
 				why = append(why, r.Error)
 			}
-			fmt.Printf("  %-28s quality %.2f: %s\n", r.ID, r.Quality, strings.Join(why, "; "))
+			fmt.Printf("  %-28s quality %.2f: %s\n", r.PromptID, r.Quality, strings.Join(why, "; "))
 		}
 	}
 	out := f.Out
@@ -156,7 +153,11 @@ func benchRun(args []string) error {
 	if err := rep.WriteJSON(out); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "report written to %s\n", out)
+	details := strings.TrimSuffix(out, ".json") + ".details.json"
+	if err := rep.WriteDetails(details); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "report written to %s (answers and checks in %s)\n", out, details)
 	if s.OK == 0 {
 		return fmt.Errorf("no sample was answered (first error: %s)", rep.Samples[0].Error)
 	}
