@@ -14,9 +14,9 @@ import (
 	"github.com/openai/openai-go/option"
 
 	"github.com/geniehive/geniehive/edge/route"
-	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/loadtest/sim"
+	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/state"
 )
 

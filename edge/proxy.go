@@ -495,7 +495,11 @@ func (s *Server) rewrite(bb *bbuf, body []byte, x *exchange, c *route.Candidate,
 		bb.B = setModel(bb.B[:0], body, &x.facts, c.Asset)
 		return bb.B, nil
 	}
-	out, err := applyPatch(body, patch, c.Service.Protocol, c.Asset)
+	dialect := policies.DialectOpenAI
+	if c.Service.Protocol == state.ProtocolOllama {
+		dialect = policies.DialectOllama
+	}
+	out, err := policies.ApplyPatch(body, patch, dialect, c.Asset)
 	if err != nil {
 		return nil, badRequest("invalid_request", "", "request body could not be rewritten: "+err.Error())
 	}

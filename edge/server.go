@@ -33,10 +33,9 @@ import (
 )
 
 // ClusterHandler serves /v1/cluster/*. It is implemented by
-// edge/clusterapi.API. The edge authenticates first (reader scope for GET
-// and HEAD, operator scope otherwise, unless auth is off) and stores the
-// caller's *state.APIKey as the user value "geniehive.key" (nil when auth is
-// off). Handle reports whether it answered.
+// edge/clusterapi.API, which authorizes each route itself through
+// Server.Authorize (reads need reader scope, changes operator scope).
+// Handle reports whether it answered.
 type ClusterHandler interface {
 	Handle(ctx *fasthttp.RequestCtx) bool
 }
@@ -70,7 +69,7 @@ type Server struct {
 	router   route.Router
 	acct     route.Accounter
 	feedback route.Feedback
-	cluster  ClusterHandler
+	cluster  atomic.Pointer[clusterBox]
 	log      *slog.Logger
 	access   bool
 
@@ -93,6 +92,25 @@ type Server struct {
 
 type engineBox struct{ e policies.Engine }
 
+type clusterBox struct{ h ClusterHandler }
+
+// SetCluster mounts the cluster API (call before Run; safe any time).
+func (s *Server) SetCluster(h ClusterHandler) {
+	if h == nil {
+		s.cluster.Store(nil)
+		return
+	}
+	s.cluster.Store(&clusterBox{h})
+}
+
+// Authorize checks the caller's key for scope need; when it returns false
+// it has already answered 401 or 403 in OpenAI format. With auth off (no
+// key configured or stored) it allows everything.
+func (s *Server) Authorize(ctx *fasthttp.RequestCtx, need state.Scope) bool {
+	_, ok := s.authorize(ctx, need)
+	return ok
+}
+
 // New builds a Server. cfg must have been provisioned (Config.Provision).
 //
 // # Errors
@@ -111,7 +129,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, store: d.Store, watcher: d.Watcher, inflight: d.Inflight, router: d.Router,
-		cluster: d.Cluster, log: d.Logger, keys: kr, met: newMetrics(), access: *cfg.AccessLog}
+		log: d.Logger, keys: kr, met: newMetrics(), access: *cfg.AccessLog}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -134,6 +152,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	s.engine.Store(&engineBox{e})
 	s.clients.cfg = &s.cfg
+	s.SetCluster(d.Cluster)
 	s.srv = &fasthttp.Server{
 		Handler:                       s.Handler,
 		ErrorHandler:                  s.errorHandler,
@@ -408,16 +427,10 @@ func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
 			}
 			s.serveModels(ctx, string(p[len("/models/"):]))
 		case strings.HasPrefix(string(p), "/cluster/") || string(p) == "/cluster":
-			need := state.ScopeOperator
-			if ctx.IsGet() || ctx.IsHead() {
-				need = state.ScopeReader
-			}
-			k, ok := s.authorize(ctx, need)
-			if !ok {
+			if c := s.cluster.Load(); c != nil && c.h.Handle(ctx) {
 				return
 			}
-			ctx.SetUserValue("geniehive.key", k)
-			if s.cluster == nil || !s.cluster.Handle(ctx) {
+			if _, ok := s.authorize(ctx, state.ScopeReader); ok {
 				writeError(ctx, errNotFound)
 			}
 		default:

@@ -15,8 +15,8 @@ type sseChunk struct {
 }
 
 var (
-	sseDone      = []byte("[DONE]")
-	sseData      = []byte("data:")
+	sseDone = []byte("[DONE]")
+	sseData = []byte("data:")
 	// A comment line without the blank line that would end an event: some
 	// clients (openai-go v1) dispatch an empty event on a bare comment
 	// block and fail to decode it. The comment joins the next event, which

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/geniehive/geniehive/edge"
+	"github.com/geniehive/geniehive/edge/clusterapi"
+	"github.com/geniehive/geniehive/internal/cli"
+	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/routing"
+	"github.com/geniehive/geniehive/state"
+)
+
+var edgeCmd = &cli.Command{
+	Name:    "edge",
+	Summary: "run an edge: the OpenAI-compatible gateway replica (stateless; state lives in Redis)",
+	Usage: `edge [--config edge.yaml] [flags]
+
+Serves the OpenAI API (/v1/chat/completions, /v1/embeddings,
+/v1/audio/transcriptions, /v1/audio/speech, /v1/images/generations,
+/v1/models), the cluster API (/v1/cluster/*), /metrics, /healthz and /readyz.
+Run as many replicas as you like behind a load balancer; they share
+everything through Redis. See edge/testdata/edge.example.yaml for every
+setting (keys, timeouts, body caps, failover, routing, policy).
+
+With no key configured and none stored in Redis, auth is OFF (a warning
+is logged). SIGINT/SIGTERM drain in-flight requests and streams first.`,
+}
+
+func init() {
+	edgeCmd.Run = runEdge
+	cli.Register(edgeCmd)
+}
+
+// edgeFileConfig is the YAML file: the edge's own settings plus the routing
+// and policy sections (decoded here into their packages' types).
+type policySection struct {
+	// Engine: go (reference, default) or rego (OPA Go SDK).
+	Engine string `yaml:"engine"`
+	// Dir holds a Rego bundle; empty uses the shipped policy.
+	Dir string `yaml:"dir"`
+}
+
+func runEdge(args []string) error {
+	var cfg edge.Config
+	var configPath string
+	fs := cli.NewFlagSet(edgeCmd)
+	bindEdgeFlags(fs, &cfg, &configPath)
+	if err := cli.Parse(fs, args, &configPath, &cfg); err != nil {
+		return err
+	}
+	if err := cfg.Provision(); err != nil {
+		return fmt.Errorf("%w: %w", cli.ErrUsage, err)
+	}
+	log := newLogger(cfg.LogLevel)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	c, err := state.Connect(ctx, state.Options{URL: cfg.Redis.URL, Username: cfg.Redis.Username, Password: cfg.Redis.Password})
+	if err != nil {
+		return fmt.Errorf("redis %s: %w", state.RedactURL(cfg.Redis.URL), err)
+	}
+	defer c.Close()
+	store := state.New(c, cfg.Redis.Prefix)
+	return serveEdge(ctx, cfg, store, log, nil)
+}
+
+func bindEdgeFlags(fs *flag.FlagSet, cfg *edge.Config, configPath *string) {
+	fs.StringVar(configPath, "config", "", "YAML config file (see edge/testdata/edge.example.yaml)")
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "address to serve on")
+	fs.StringVar(&cfg.ID, "id", "", "replica id in Redis (default hostname-pid)")
+	fs.StringVar(&cfg.Redis.URL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL (redis://, rediss://, sentinel or cluster forms)")
+	fs.StringVar(&cfg.Redis.Prefix, "prefix", "gh:", "prefix of every Redis key and channel")
+	fs.StringVar(&cfg.Redis.Password, "redis-password", "", "Redis password (prefer the environment variable)")
+	fs.IntVar(&cfg.Failover.Attempts, "failover-attempts", 3, "upstreams tried per request before the first byte")
+	fs.DurationVar(&cfg.Timeouts.Request, "request-timeout", 10*time.Minute, "bound on a whole non-streaming upstream exchange")
+	fs.DurationVar(&cfg.Timeouts.StreamIdle, "stream-idle-timeout", 5*time.Minute, "bound on upstream silence while streaming")
+	fs.DurationVar(&cfg.Timeouts.Shutdown, "shutdown-timeout", 30*time.Second, "bound on draining in-flight requests at stop")
+	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Var(keyFlag{cfg}, "key", "a client key secret (repeatable; prefer keys in the config file or Redis)")
+}
+
+// keyFlag adds client keys from --key.
+type keyFlag struct{ cfg *edge.Config }
+
+func (k keyFlag) String() string { return "" }
+func (k keyFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			k.cfg.Keys = append(k.cfg.Keys, edge.KeyConfig{ID: fmt.Sprintf("flag-%d", len(k.cfg.Keys)), Secret: s, Scope: state.ScopeOperator})
+		}
+	}
+	return nil
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+// serveEdge assembles an edge (watcher, in-flight, routing, policy, cluster
+// API) over store and serves until ctx ends. ready, when set, is called with
+// the listen address once serving.
+func serveEdge(ctx context.Context, cfg edge.Config, store *state.Store, log *slog.Logger, ready func(addr string)) error {
+	var rcfg routing.Config
+	if cfg.Routing.Kind != 0 {
+		if err := cfg.Routing.Decode(&rcfg); err != nil {
+			return fmt.Errorf("%w: routing section: %w", cli.ErrUsage, err)
+		}
+	}
+	rcfg, err := rcfg.Provision()
+	if err != nil {
+		return fmt.Errorf("%w: routing section: %w", cli.ErrUsage, err)
+	}
+	var pcfg policySection
+	if cfg.Policy.Kind != 0 {
+		if err := cfg.Policy.Decode(&pcfg); err != nil {
+			return fmt.Errorf("%w: policy section: %w", cli.ErrUsage, err)
+		}
+	}
+	engine, err := buildEngine(pcfg)
+	if err != nil {
+		return err
+	}
+	watcher := state.NewWatcher(store, state.WatcherOptions{Logger: log})
+	inflight := state.NewInflight(store, cfg.ID, 0)
+	router, err := routing.New(rcfg, store, inflight)
+	if err != nil {
+		return err
+	}
+	srv, err := edge.New(cfg, edge.Deps{Store: store, Watcher: watcher, Inflight: inflight, Router: router, Engine: engine, Logger: log})
+	if err != nil {
+		return err
+	}
+	started := time.Now()
+	srv.SetCluster(clusterapi.New(clusterapi.Deps{
+		Store:     store,
+		Snapshot:  watcher.Current,
+		Router:    router,
+		Authorize: srv.Authorize,
+		Resolve: func(ctx context.Context, _ *state.Snapshot, in *policies.Input, out *policies.Decision) error {
+			return srv.Engine().Eval(ctx, in, out)
+		},
+		Health: func() clusterapi.EdgeHealth {
+			return clusterapi.EdgeHealth{ID: cfg.ID, Addr: srv.Addr(), StartedAt: started, InFlight: srv.Open()}
+		},
+		Policy: func() clusterapi.PolicyStatus {
+			e := srv.Engine()
+			return clusterapi.PolicyStatus{Engine: e.Name(), Version: e.Version()}
+		},
+		Logger: log,
+	}))
+
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := watcher.Refresh(rctx); err != nil {
+		log.Warn("first snapshot refresh failed; retrying in the background", "err", err)
+	}
+	cancel()
+	go func() { _ = watcher.Run(bg) }()
+	go inflight.Run(bg)
+	go router.Run(bg, log)
+	if rcfg.ProbeInterval > 0 {
+		p := routing.NewProber(store, watcher.Current, routing.ProberOptions{ID: cfg.ID, Interval: rcfg.ProbeInterval, Lease: rcfg.ProbeLease, Timeout: rcfg.ProbeTimeout})
+		go p.Run(bg)
+	}
+	if ready != nil {
+		go func() {
+			for srv.Addr() == "" && ctx.Err() == nil {
+				time.Sleep(5 * time.Millisecond)
+			}
+			ready(srv.Addr())
+		}()
+	}
+	err = srv.Run(ctx, nil)
+	dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	router.Drain(dctx)
+	dcancel()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func buildEngine(p policySection) (policies.Engine, error) {
+	switch p.Engine {
+	case "", "go":
+		return policies.NewGo(), nil
+	case "rego":
+		files := policies.ShippedFiles()
+		if p.Dir != "" {
+			b, err := policies.LoadDir(p.Dir)
+			if err != nil {
+				return nil, err
+			}
+			files = b.Files
+		}
+		return policies.NewRego(files, policies.RegoOptions{})
+	}
+	return nil, fmt.Errorf("%w: policy.engine %q: want go or rego", cli.ErrUsage, p.Engine)
+}
