@@ -39,6 +39,12 @@ type Agent struct {
 	lastGood map[string][]state.Asset // last discovered assets per service
 	lastErr  map[string]string        // last health error per service (for change logs)
 	warned   map[string]bool
+	tokens   map[string]tokenMark // last generated-token counter per service
+}
+
+type tokenMark struct {
+	total float64
+	at    time.Time
 }
 
 // New validates cfg (a copy is kept) and returns an Agent writing to store.
@@ -51,7 +57,7 @@ func New(cfg Config, store *state.Store, o Options) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, store: store, log: o.Logger, hc: o.HTTPClient, gpus: o.GPUs,
-		started: time.Now(), lastGood: map[string][]state.Asset{}, lastErr: map[string]string{}, warned: map[string]bool{}}
+		started: time.Now(), lastGood: map[string][]state.Asset{}, lastErr: map[string]string{}, warned: map[string]bool{}, tokens: map[string]tokenMark{}}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -150,6 +156,14 @@ func (a *Agent) Collect(ctx context.Context) state.NodeState {
 		m.LatencyMS = float64(p.latency.Microseconds()) / 1000
 		m.QueueDepth, m.InFlight = p.queue, p.running
 		m.VRAMUsedBytes, m.VRAMTotalBytes = p.vramUsed, vramTotal
+		if p.tokens >= 0 {
+			// Aggregate generation rate since the previous beat, from the
+			// upstream's own counter (a reset restarts the measurement).
+			if prev, ok := a.tokens[id]; ok && p.tokens >= prev.total && now.Sub(prev.at) > 0 {
+				m.TokensPerSecond = (p.tokens - prev.total) / now.Sub(prev.at).Seconds()
+			}
+			a.tokens[id] = tokenMark{p.tokens, now}
+		}
 		for _, as := range svc.Assets {
 			if as.Loaded {
 				m.LoadedModelCount++

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"sort"
@@ -195,6 +196,19 @@ func TestDiscoveryAndHeartbeat(t *testing.T) {
 	}
 	if ol.Requests("/api/ps") != 2 || vl.Requests("/metrics") != 1 || vl.Requests("/health") != 1 {
 		t.Fatalf("unexpected upstream traffic: %+v %+v", ol.Stats().Requests, vl.Stats().Requests)
+	}
+
+	// Generate 100 tokens on vLLM between two beats: a non-zero rate.
+	for i := 0; i < 5; i++ {
+		resp, err := http.Post(vl.URL()+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"Qwen/Qwen3-8B","messages":[{"role":"user","content":"x"}],"max_tokens":20}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	st2 := a.Collect(context.Background())
+	if r := service(st2, "gpu-a/vllm").Metrics.TokensPerSecond; r <= 0 {
+		t.Fatalf("tokens/s %v after 100 generated tokens", r)
 	}
 
 	// Another process (separate client) sees it in a Watcher snapshot.

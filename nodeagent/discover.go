@@ -24,6 +24,8 @@ type probe struct {
 	queue    int
 	running  int
 	vramUsed int64
+	// tokens is the upstream's cumulative generated-token counter (-1: unknown).
+	tokens   float64
 	latency  time.Duration
 	err      error
 	warnings []string // non-fatal: metrics unreadable, configured asset missing
@@ -73,6 +75,7 @@ func (a *Agent) getJSON(ctx context.Context, endpoint, path string, v any) (time
 
 // discover runs the health check and discovery of one service.
 func (a *Agent) discover(ctx context.Context, sc *ServiceConfig) (p probe) {
+	p.tokens = -1
 	first := true
 	note := func(d time.Duration) {
 		if first {
@@ -158,11 +161,17 @@ func (a *Agent) discover(ctx context.Context, sc *ServiceConfig) (p probe) {
 			break
 		}
 		if sc.Protocol == state.ProtocolLlamaCPP {
-			m := parseProm(string(b), "llamacpp:requests_processing", "llamacpp:requests_deferred")
+			m := parseProm(string(b), "llamacpp:requests_processing", "llamacpp:requests_deferred", "llamacpp:tokens_predicted_total")
 			p.running, p.queue = int(m["llamacpp:requests_processing"]), int(m["llamacpp:requests_deferred"])
+			if v, ok := m["llamacpp:tokens_predicted_total"]; ok {
+				p.tokens = v
+			}
 		} else {
-			m := parseProm(string(b), "vllm:num_requests_running", "vllm:num_requests_waiting")
+			m := parseProm(string(b), "vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:generation_tokens_total")
 			p.running, p.queue = int(m["vllm:num_requests_running"]), int(m["vllm:num_requests_waiting"])
+			if v, ok := m["vllm:generation_tokens_total"]; ok {
+				p.tokens = v
+			}
 		}
 	}
 	p.assets, p.warnings = merge(found, sc, authoritative, p.warnings)
