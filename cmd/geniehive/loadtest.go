@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -114,15 +118,22 @@ type loadtestFlags struct {
 	Watch       namedList      `yaml:"watch"`
 	Quiet       bool           `yaml:"quiet"`
 
-	Sim              bool          `yaml:"sim"`
-	SimLatency       time.Duration `yaml:"sim_latency"`
-	SimTTFT          time.Duration `yaml:"sim_ttft"`
-	SimChunkInterval time.Duration `yaml:"sim_chunk_interval"`
-	NoForwarder      bool          `yaml:"no_forwarder"`
-	NoDirect         bool          `yaml:"no_direct"`
-	RedisURL         string        `yaml:"redis_url"`
-	RedisPrefix      string        `yaml:"redis_prefix"`
-	EdgeKey          bool          `yaml:"edge_key"`
+	Sim              bool           `yaml:"sim"`
+	SimLatency       time.Duration  `yaml:"sim_latency"`
+	SimTTFT          time.Duration  `yaml:"sim_ttft"`
+	SimChunkInterval time.Duration  `yaml:"sim_chunk_interval"`
+	NoForwarder      bool           `yaml:"no_forwarder"`
+	NoDirect         bool           `yaml:"no_direct"`
+	RedisURL         string         `yaml:"redis_url"`
+	RedisPrefix      string         `yaml:"redis_prefix"`
+	EdgeKey          bool           `yaml:"edge_key"`
+	Edge             bool           `yaml:"edge"`
+	EdgeConfig       string         `yaml:"edge_config"`
+	EdgeStrategy     string         `yaml:"edge_strategy"`
+	EdgeArgs         cli.StringList `yaml:"edge_args"`
+	InProcess        bool           `yaml:"in_process"`
+	ServeForwarder   string         `yaml:"-"`
+	Upstream         string         `yaml:"-"`
 }
 
 func runLoadtest(args []string) error {
@@ -159,8 +170,21 @@ func runLoadtest(args []string) error {
 	fs.StringVar(&f.RedisURL, "redis-url", "", "with --sim: register the simulated upstream in this Redis so an edge routes --model to it")
 	fs.StringVar(&f.RedisPrefix, "redis-prefix", "gh:", "key prefix in Redis")
 	fs.BoolVar(&f.EdgeKey, "edge-key", false, "with --sim --redis-url: create a client API key for the run (sets --api-key), deleted afterwards")
+	fs.BoolVar(&f.Edge, "edge", false, "with --sim: also start an edge ('geniehive edge' as a child process, so its RSS and CPU are its own) on --redis-url (a private redis-server when none is given), add it as target \"edge\" and watch it")
+	fs.StringVar(&f.EdgeConfig, "edge-config", "", "with --edge: the edge's YAML config (default: routing.default_strategy from --edge-strategy)")
+	fs.StringVar(&f.EdgeStrategy, "edge-strategy", "round_robin", "with --edge and no --edge-config: scored, round_robin or least_loaded")
+	fs.Var(&f.EdgeArgs, "edge-arg", "with --edge: an extra argument for 'geniehive edge' (repeatable)")
+	fs.BoolVar(&f.InProcess, "in-process", false, "with --sim: run the simulated upstream and the forwarder inside the load generator instead of as child processes")
+	fs.StringVar(&f.ServeForwarder, "serve-forwarder", "", "only run a bare forwarder on this address (with --upstream) until stopped")
+	fs.StringVar(&f.Upstream, "upstream", "", "with --serve-forwarder: the upstream base URL")
 	if err := cli.Parse(fs, args, &f.Config, &f); err != nil {
 		return err
+	}
+	if f.ServeForwarder != "" {
+		return serveForwarder(f.ServeForwarder, f.Upstream)
+	}
+	if f.Edge && !f.Sim {
+		return fmt.Errorf("%w: --edge needs --sim (give an external edge as --target edge=URL)", cli.ErrUsage)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %v", cli.ErrUsage, fs.Args())
@@ -184,44 +208,97 @@ func runLoadtest(args []string) error {
 		if cfg.Kind == loadtest.KindEmbeddings {
 			kind = sim.KindEmbeddings
 		}
-		up, err := sim.Start(sim.Config{
-			Models: []sim.Model{{Name: f.Model, Kind: kind}},
-			Behavior: sim.Behavior{
-				Latency: f.SimLatency, TTFT: f.SimTTFT, ChunkInterval: f.SimChunkInterval, Chunks: max(f.Chunks, 1),
-			},
-		})
-		if err != nil {
-			return fmt.Errorf("starting the simulated upstream: %w", err)
+		var upURL, fwURL string
+		if f.InProcess {
+			up, err := sim.Start(sim.Config{
+				Models: []sim.Model{{Name: f.Model, Kind: kind}},
+				Behavior: sim.Behavior{
+					Latency: f.SimLatency, TTFT: f.SimTTFT, ChunkInterval: f.SimChunkInterval, Chunks: max(f.Chunks, 1),
+				},
+			})
+			if err != nil {
+				return fmt.Errorf("starting the simulated upstream: %w", err)
+			}
+			defer up.Close()
+			upURL = up.URL()
+			if !f.NoForwarder {
+				fw, err := loadtest.StartForwarder("127.0.0.1:0", upURL)
+				if err != nil {
+					return fmt.Errorf("starting the forwarder: %w", err)
+				}
+				defer fw.Close()
+				fwURL = fw.URL()
+			}
+			notes = append(notes, "in-process simulated upstream and forwarder share the load generator's process")
+		} else {
+			addr, err := freeAddr()
+			if err != nil {
+				return err
+			}
+			pid, stop, err := spawn(ctx, addr, "sim", "--flavor", "openai", "--listen", addr, "--models", f.Model,
+				"--chunks", strconv.Itoa(max(f.Chunks, 1)), "--latency", f.SimLatency.String(), "--ttft", f.SimTTFT.String(),
+				"--chunk-interval", f.SimChunkInterval.String())
+			if err != nil {
+				return fmt.Errorf("starting the simulated upstream: %w", err)
+			}
+			defer stop()
+			upURL = "http://" + addr
+			f.Watch = append(f.Watch, "sim="+strconv.Itoa(pid))
+			if !f.NoForwarder {
+				faddr, err := freeAddr()
+				if err != nil {
+					return err
+				}
+				fpid, fstop, err := spawn(ctx, faddr, "loadtest", "--serve-forwarder", faddr, "--upstream", upURL)
+				if err != nil {
+					return fmt.Errorf("starting the forwarder: %w", err)
+				}
+				defer fstop()
+				fwURL = "http://" + faddr
+				f.Watch = append(f.Watch, "forwarder="+strconv.Itoa(fpid))
+			}
+			notes = append(notes, "simulated upstream and forwarder run as child processes ('geniehive sim', 'geniehive loadtest --serve-forwarder')")
 		}
-		defer up.Close()
-		fmt.Fprintf(os.Stderr, "simulated upstream %s (model %s)\n", up.URL(), f.Model)
+		fmt.Fprintf(os.Stderr, "simulated upstream %s (model %s)\n", upURL, f.Model)
 		var simTargets []loadtest.Target
 		if !f.NoDirect {
-			simTargets = append(simTargets, loadtest.Target{Name: "direct", URL: up.URL()})
+			simTargets = append(simTargets, loadtest.Target{Name: "direct", URL: upURL})
 		}
-		if !f.NoForwarder {
-			fw, err := loadtest.StartForwarder("127.0.0.1:0", up.URL())
-			if err != nil {
-				return fmt.Errorf("starting the forwarder: %w", err)
-			}
-			defer fw.Close()
-			fmt.Fprintf(os.Stderr, "bare forwarder %s -> %s\n", fw.URL(), up.URL())
-			simTargets = append(simTargets, loadtest.Target{Name: "forwarder", URL: fw.URL()})
+		if fwURL != "" {
+			fmt.Fprintf(os.Stderr, "bare forwarder %s -> %s\n", fwURL, upURL)
+			simTargets = append(simTargets, loadtest.Target{Name: "forwarder", URL: fwURL})
 			if cfg.Baseline == "" {
 				cfg.Baseline = "forwarder"
 			}
 		}
 		cfg.Targets = append(cfg.Targets, simTargets...)
-		notes = append(notes, "in-process simulated upstream and forwarder share the machine with the load generator")
+		if f.Edge && f.RedisURL == "" {
+			url, stop, err := startPrivateRedis(ctx)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			f.RedisURL = url
+		}
 		if f.RedisURL != "" {
-			cleanup, key, err := registerSim(ctx, f.RedisURL, f.RedisPrefix, up, f.Model, kind, f.EdgeKey)
+			cleanup, key, err := registerSim(ctx, f.RedisURL, f.RedisPrefix, upURL, f.Model, kind, f.EdgeKey)
 			if err != nil {
 				return err
 			}
 			defer cleanup()
 			if key != "" {
-				cfg.APIKey = key
+				cfg.APIKey, f.APIKey = key, key
 			}
+		}
+		if f.Edge {
+			url, pid, stop, err := startEdge(ctx, f)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			cfg.Targets = append(cfg.Targets, loadtest.Target{Name: "edge", URL: url})
+			f.Watch = append(f.Watch, "edge="+strconv.Itoa(pid))
+			notes = append(notes, "edge: child process 'geniehive edge' (pid "+strconv.Itoa(pid)+"), Redis "+state.RedactURL(f.RedisURL))
 		}
 	}
 	for _, p := range f.Targets.pairs() {
@@ -279,13 +356,13 @@ func runLoadtest(args []string) error {
 
 // registerSim registers the simulated upstream in Redis for an edge to
 // route to, and optionally creates a temporary API key.
-func registerSim(ctx context.Context, redisURL, prefix string, up *sim.Server, model, kind string, withKey bool) (cleanup func(), key string, err error) {
+func registerSim(ctx context.Context, redisURL, prefix string, upURL string, model, kind string, withKey bool) (cleanup func(), key string, err error) {
 	c, err := state.Connect(ctx, state.Options{URL: redisURL, Prefix: prefix})
 	if err != nil {
 		return nil, "", err
 	}
 	st := state.New(c, prefix)
-	reg, err := loadtest.RegisterUpstream(ctx, st, "loadtest-sim", up.URL(), model, state.Kind(kind))
+	reg, err := loadtest.RegisterUpstream(ctx, st, "loadtest-sim", upURL, model, state.Kind(kind))
 	if err != nil {
 		c.Close()
 		return nil, "", fmt.Errorf("registering the simulated upstream: %w", err)
@@ -301,4 +378,169 @@ func registerSim(ctx context.Context, redisURL, prefix string, up *sim.Server, m
 	// Give edges a moment to see the change event.
 	time.Sleep(200 * time.Millisecond)
 	return func() { reg.Stop(); c.Close() }, key, nil
+}
+
+// startPrivateRedis runs a throw-away redis-server on a free loopback port.
+func startPrivateRedis(ctx context.Context) (url string, stop func(), err error) {
+	port, err := freePort()
+	if err != nil {
+		return "", nil, err
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return "", nil, fmt.Errorf("--edge without --redis-url needs redis-server on PATH: %w", err)
+	}
+	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop = func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() }
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			fmt.Fprintf(os.Stderr, "private redis-server on %s (pid %d)\n", addr, cmd.Process.Pid)
+			return "redis://" + addr + "/0", stop, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	return "", nil, errors.New("redis-server did not start")
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startEdge runs this binary's edge command as a child process and waits
+// until it is ready and routes --model.
+func startEdge(ctx context.Context, f loadtestFlags) (url string, pid int, stop func(), err error) {
+	port, err := freePort()
+	if err != nil {
+		return "", 0, nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "", 0, nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	args := []string{"edge", "--listen", addr, "--redis-url", f.RedisURL, "--prefix", f.RedisPrefix, "--log-level", "warn"}
+	conf := f.EdgeConfig
+	if conf == "" {
+		dir, err := os.MkdirTemp("", "geniehive-loadtest-")
+		if err != nil {
+			return "", 0, nil, err
+		}
+		defer os.RemoveAll(dir) // the edge reads it at start
+		conf = filepath.Join(dir, "edge.yaml")
+		y := "access_log: false\nrouting:\n  default_strategy: " + f.EdgeStrategy + "\n"
+		if err := os.WriteFile(conf, []byte(y), 0o600); err != nil {
+			return "", 0, nil, err
+		}
+	}
+	args = append(args, "--config", conf)
+	args = append(args, f.EdgeArgs...)
+	cmd := exec.Command(self, args...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.Env = os.Environ()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return "", 0, nil, err
+	}
+	stop = func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _, _ = cmd.Process.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+	url = "http://" + addr
+	body := `{"model":` + strconv.Quote(f.Model) + `,"messages":[{"role":"user","content":"ping"}],"max_tokens":1}`
+	deadline := time.Now().Add(15 * time.Second)
+	var last string
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/chat/completions", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if f.APIKey != "" {
+			req.Header.Set("Authorization", "Bearer "+f.APIKey)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			b := make([]byte, 300)
+			n, _ := resp.Body.Read(b)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				fmt.Fprintf(os.Stderr, "edge %s (pid %d, config %s) routes %s\n", url, cmd.Process.Pid, conf, f.Model)
+				return url, cmd.Process.Pid, stop, nil
+			}
+			last = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, b[:n])
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stop()
+	return "", 0, nil, fmt.Errorf("the edge did not become ready: %s", last)
+}
+
+func freeAddr() (string, error) {
+	p, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	return "127.0.0.1:" + strconv.Itoa(p), nil
+}
+
+// spawn runs this binary with args as a child process (killed with us)
+// and waits until it accepts connections on addr.
+func spawn(ctx context.Context, addr string, args ...string) (pid int, stop func(), err error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, nil, err
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return 0, nil, err
+	}
+	stop = func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() }
+	for i := 0; i < 200 && ctx.Err() == nil; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return cmd.Process.Pid, stop, nil
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	stop()
+	return 0, nil, fmt.Errorf("%s %s did not listen on %s", filepath.Base(self), args[0], addr)
+}
+
+// serveForwarder runs a bare forwarder until SIGINT/SIGTERM.
+func serveForwarder(addr, upstream string) error {
+	if upstream == "" {
+		return fmt.Errorf("%w: --serve-forwarder needs --upstream", cli.ErrUsage)
+	}
+	if err := loadtest.CheckTarget(upstream, nil); err != nil {
+		return err
+	}
+	fw, err := loadtest.StartForwarder(addr, upstream)
+	if err != nil {
+		return err
+	}
+	defer fw.Close()
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	<-ctx.Done()
+	return nil
 }
