@@ -122,13 +122,13 @@ func (f *fixture) heartbeat(t *testing.T, host string, svcs ...state.Service) {
 	}
 }
 
-// settle refreshes every edge's snapshot now and waits until each sees
-// cond (their watchers keep running alongside).
+// settle waits until every edge's watcher shows cond. (It does not call
+// Refresh itself: a Refresh racing the watcher's own loop can publish an
+// older view after a newer one.)
 func (f *fixture) settle(t *testing.T, cond func(*state.Snapshot) bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for _, e := range f.edges {
-		_ = e.w.Refresh(context.Background())
 		for !cond(e.w.Current()) {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: snapshot never reached the expected state", e.id)
@@ -178,7 +178,10 @@ func TestClusterRoundRobinExact(t *testing.T) {
 		f.heartbeat(t, h, chatSvc("ollama", 50, "llama3.1:8b"))
 	}
 	putCatalog(t, f, state.Role{Name: "rr", Operation: state.KindChat, Candidates: []string{"llama3.1:8b"}, Strategy: StrategyRoundRobin})
-	f.settle(t, func(s *state.Snapshot) bool { _, ok := s.Role("rr"); return ok && len(s.AssetServices["llama3.1:8b"]) == 3 })
+	f.settle(t, func(s *state.Snapshot) bool {
+		_, ok := s.Role("rr")
+		return ok && len(s.AssetServices["llama3.1:8b"]) == 3
+	})
 
 	var mu sync.Mutex
 	counts := map[string]int{}

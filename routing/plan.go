@@ -57,10 +57,12 @@ func (r *Router) collect(w *work, snap *state.Snapshot, dec *policies.Decision, 
 	if len(text) > r.cfg.TextChars {
 		text = text[:r.cfg.TextChars]
 	}
-	var rt requestText
-	rt[0] = f.Model
-	rt[3] = text
-	in := scoreInput{text: &rt}
+	rt := &w.text
+	rt.words = rt.words[:0]
+	rt.add(f.Model)
+	rt.add(text)
+	rt.base = len(rt.words)
+	in := scoreInput{text: rt}
 	lastRole := "\x00"
 	var role *state.Role
 	nowNS := now.UnixNano()
@@ -73,12 +75,13 @@ func (r *Router) collect(w *work, snap *state.Snapshot, dec *policies.Decision, 
 			if t.Role != "" {
 				role, _ = snap.Role(t.Role)
 			}
-			rt[1], rt[2] = "", ""
 			if role != nil {
-				rt[1], rt[2] = role.Name, role.Description
+				rt.setRole(role.Name, role.Description)
+			} else {
+				rt.setRole("", "")
 			}
 		}
-		in.hasText = rt[0] != "" || rt[1] != "" || rt[2] != "" || rt[3] != ""
+		in.hasText = !rt.empty()
 		pos, n := 0, 0
 		for k := range dec.Targets {
 			if dec.Targets[k].Group == t.Group {

@@ -99,6 +99,7 @@ type work struct {
 	order []int
 	lat   []float64
 	perm  []int
+	text  requestText
 	// leased is the lease least_loaded took for the pick, handed to the plan.
 	leased state.Lease
 	// counts are the cluster-wide in-flight figures least_loaded read,

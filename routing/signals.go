@@ -54,16 +54,15 @@ func (s *Signals) Sum() float64 {
 
 // scoreInput is everything one candidate's score depends on.
 type scoreInput struct {
-	svc       *state.ServiceEntry
-	asset     *state.Asset // nil for a service target without assets
-	role      *state.Role  // nil for a direct target
-	pos, n    int          // target position within its group, group size
-	inflight  int64        // best local estimate
-	host      *state.HostEntry
-	bench     []state.BenchSummary
-	text      *requestText
-	hasText   bool
-	withBench bool
+	svc      *state.ServiceEntry
+	asset    *state.Asset // nil for a service target without assets
+	role     *state.Role  // nil for a direct target
+	pos, n   int          // target position within its group, group size
+	inflight int64        // best local estimate
+	host     *state.HostEntry
+	bench    []state.BenchSummary
+	text     *requestText
+	hasText  bool
 }
 
 // score fills sig for one candidate. No allocation.

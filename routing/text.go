@@ -28,7 +28,18 @@ func stopWord(w string) bool {
 	if len(w) < 2 {
 		return true
 	}
-	switch strings.ToLower(w) {
+	if len(w) > 6 {
+		return false
+	}
+	var buf [6]byte
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	switch string(buf[:len(w)]) {
 	case "the", "and", "for", "with", "you", "are", "is", "to", "of", "in", "on", "an", "it", "be", "me", "my", "a", "at", "or", "as", "by", "this", "that", "what", "how", "please", "can", "latest":
 		return true
 	}
@@ -49,13 +60,54 @@ func containsWord(text, w string) bool {
 	}
 }
 
-// requestText is the text the overlap signal compares an asset with: up to
-// four pieces, none copied.
-type requestText [4]string
+// requestText is the set of words the overlap signal compares an asset
+// with, as case-insensitive 64-bit hashes (computed once per request; the
+// slice is reused from the pool).
+type requestText struct {
+	words []uint64
+	base  int // words of the request itself; role words follow
+}
+
+// wordHash is FNV-1a over the lower-cased word.
+func wordHash(w string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	return h
+}
+
+// add appends the words of s.
+func (r *requestText) add(s string) {
+	for i := 0; ; {
+		w, j, ok := nextWord(s, i)
+		if !ok {
+			return
+		}
+		i = j
+		if !stopWord(w) {
+			r.words = append(r.words, wordHash(w))
+		}
+	}
+}
+
+// setRole replaces the role's words.
+func (r *requestText) setRole(name, description string) {
+	r.words = r.words[:r.base]
+	r.add(name)
+	r.add(description)
+}
+
+func (r *requestText) empty() bool { return len(r.words) == 0 }
 
 func (r *requestText) has(w string) bool {
-	for _, t := range r {
-		if t != "" && containsWord(t, w) {
+	h := wordHash(w)
+	for _, x := range r.words {
+		if x == h {
 			return true
 		}
 	}
