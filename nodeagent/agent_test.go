@@ -601,3 +601,35 @@ func TestHeartbeatCost(t *testing.T) {
 		t.Fatalf("unexpected commands %v", server)
 	}
 }
+
+// TestACLConfinesNode runs a heartbeat as a Redis ACL user limited to its own
+// keys and channel (the ACL documented in package state), and checks it can
+// neither write nor remove another node. WriteHeartbeat uses MULTI/EXEC,
+// which are not in @write: the ACL needs +multi +exec +discard too.
+func TestACLConfinesNode(t *testing.T) {
+	srv := testredis.Private(t)
+	admin := srv.Client(t)
+	ctx := context.Background()
+	acl := []any{"ACL", "SETUSER", "node-a", "on", ">secret", "~gh:node:{node-a}:*", "&gh:events:node:node-a", "+@write", "+@read", "+@pubsub", "+multi", "+exec", "+discard"}
+	if err := admin.Do(ctx, acl...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "node-a", Password: "secret", ContextTimeoutEnabled: true})
+	t.Cleanup(func() { c.Close() })
+	store := state.New(c, "")
+	ol := ollamaSim(t)
+	a := newAgent(t, Config{HostID: "node-a", Services: []ServiceConfig{{Name: "o", Endpoint: ol.URL(), Protocol: state.ProtocolOllama}}}, store)
+	if _, err := a.Beat(ctx); err != nil {
+		t.Fatalf("heartbeat under the node ACL: %v", err)
+	}
+	if admin.Exists(ctx, "gh:node:{node-a}:state").Val() != 1 {
+		t.Fatal("no key written")
+	}
+	b := newAgent(t, Config{HostID: "node-b", Services: []ServiceConfig{{Name: "o", Endpoint: ol.URL(), Protocol: state.ProtocolOllama}}}, store)
+	if _, err := b.Beat(ctx); err == nil || !(strings.Contains(err.Error(), "NOPERM") || strings.Contains(err.Error(), "EXECABORT")) {
+		t.Fatalf("node-a's credentials wrote node-b: %v", err)
+	}
+	if err := store.RemoveNode(ctx, "node-b"); err == nil {
+		t.Fatal("node-a's credentials removed node-b")
+	}
+}
