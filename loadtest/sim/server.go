@@ -383,3 +383,17 @@ func (s *Server) inject(w http.ResponseWriter, b *Behavior) bool {
 	}
 	return false
 }
+
+// Config returns the server's configuration with its actual listen address,
+// current behavior and current models, so that
+//
+//	s.Close(); s2, err := sim.Start(s.Config())
+//
+// brings "the same host" back on the same address after a simulated outage.
+func (s *Server) Config() Config {
+	c := s.cfg
+	c.Addr = s.Addr()
+	c.Behavior = s.Behavior()
+	c.Models = s.Models()
+	return c
+}

@@ -603,3 +603,18 @@ func (d *discardWriter) Header() http.Header         { return d.h }
 func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (d *discardWriter) WriteHeader(int)             {}
 func (d *discardWriter) Flush()                      {}
+
+func TestRestartSameAddress(t *testing.T) {
+	s := start(t, chatCfg())
+	s.Update(func(b *Behavior) { b.Chunks = 3 })
+	s.SetLoaded("llama3.2:3b", true)
+	addr := s.Addr()
+	s.Close()
+	if _, err := http.Get(s.URL() + "/health"); err == nil {
+		t.Fatal("closed server answered")
+	}
+	s2 := start(t, s.Config())
+	if s2.Addr() != addr || s2.Behavior().Chunks != 3 || !s2.Models()[0].Loaded {
+		t.Fatalf("%s %+v %+v", s2.Addr(), s2.Behavior(), s2.Models())
+	}
+}
