@@ -26,7 +26,7 @@
 // A node writes only keys under gh:node:{<host>}: and publishes only on
 // gh:events:node:<host>, so an ACL such as
 //
-//	user node-a on >secret ~gh:node:{node-a}:* &gh:events:node:node-a +@write +@read +@pubsub
+//	user node-a on >secret ~gh:node:{node-a}:* &gh:events:node:node-a +get +set +del +pttl +publish +multi +exec +discard +ping
 //
 // confines it. See ACL in the README.
 //

@@ -130,6 +130,10 @@ func Parse(fs *flag.FlagSet, args []string, configPath *string, cfg any) error {
 		if name == "config" {
 			continue
 		}
+		// List flags accumulate on Set: empty them before re-applying.
+		if r, ok := fs.Lookup(name).Value.(interface{ Reset() }); ok {
+			r.Reset()
+		}
 		if err := fs.Set(name, v); err != nil {
 			return fmt.Errorf("%w: --%s: %w", ErrUsage, name, err)
 		}
@@ -156,6 +160,9 @@ func LoadYAML(path string, v any) error {
 type StringList []string
 
 func (s *StringList) String() string { return strings.Join(*s, ",") }
+
+// Reset empties the list.
+func (s *StringList) Reset() { *s = nil }
 
 // Set appends comma-separated values.
 func (s *StringList) Set(v string) error {

@@ -1,0 +1,61 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+type cfg struct {
+	Listen string     `yaml:"listen"`
+	Redis  string     `yaml:"redis_url"`
+	Tags   StringList `yaml:"tags"`
+	N      int        `yaml:"n"`
+}
+
+func TestPrecedenceFileEnvFlag(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	os.WriteFile(path, []byte("listen: file:1\nredis_url: file-redis\ntags: [x]\nn: 3\n"), 0o644)
+	t.Setenv("GENIEHIVE_REDIS_URL", "env-redis")
+	t.Setenv("GENIEHIVE_N", "4")
+	var c cfg
+	var conf string
+	cmd := &Command{Name: "t", Usage: "t"}
+	fs := NewFlagSet(cmd)
+	fs.StringVar(&conf, "config", "", "")
+	fs.StringVar(&c.Listen, "listen", "default", "")
+	fs.StringVar(&c.Redis, "redis-url", "default", "")
+	fs.Var(&c.Tags, "tags", "")
+	fs.IntVar(&c.N, "n", 1, "")
+	if err := Parse(fs, []string{"--config", path, "--tags", "a,b", "--n", "5"}, &conf, &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "file:1" || c.Redis != "env-redis" || c.N != 5 || len(c.Tags) != 2 || c.Tags[0] != "a" {
+		t.Fatalf("got %+v", c)
+	}
+}
+
+func TestBadFileNamesIt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(path, []byte("listen: [\n"), 0o644)
+	var c cfg
+	var conf string
+	fs := NewFlagSet(&Command{Name: "t"})
+	fs.StringVar(&conf, "config", "", "")
+	err := Parse(fs, []string{"--config", path}, &conf, &c)
+	if err == nil || !contains(err.Error(), "bad.yaml") {
+		t.Fatalf("want error naming the file, got %v", err)
+	}
+}
+
+func contains(s, sub string) bool { return len(s) >= len(sub) && (s == sub || len(sub) == 0 || indexOf(s, sub) >= 0) }
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
