@@ -109,6 +109,9 @@ type Config struct {
 
 	// ProbeInterval is the active-probe period; 0 turns probing off.
 	ProbeInterval time.Duration `json:"probe_interval" yaml:"probe_interval"`
+	// ProbeIntervalS is ProbeInterval in whole seconds (the documented
+	// `routing.probe_interval_s` setting); used when ProbeInterval is 0.
+	ProbeIntervalS int `json:"probe_interval_s" yaml:"probe_interval_s"`
 	// ProbeLease is how long the probing replica holds its lease without
 	// renewing it. Default 3 × ProbeInterval, at least 3s.
 	ProbeLease time.Duration `json:"probe_lease" yaml:"probe_lease"`
@@ -164,6 +167,12 @@ func (c Config) Provision() (Config, error) {
 	}
 	if c.RetryAfter == 0 {
 		c.RetryAfter = time.Second
+	}
+	if c.ProbeIntervalS < 0 {
+		return c, errors.New("routing.probe_interval_s: negative")
+	}
+	if c.ProbeInterval == 0 && c.ProbeIntervalS > 0 {
+		c.ProbeInterval = time.Duration(c.ProbeIntervalS) * time.Second
 	}
 	if c.ProbeLease == 0 {
 		c.ProbeLease = 3 * c.ProbeInterval

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/policies"
@@ -194,4 +195,14 @@ func TestLocalCooldownAndSuccessIsCheap(t *testing.T) {
 		t.Fatal("success did not clear the local failure mark")
 	}
 	_ = snap
+}
+
+func TestConfigProvision(t *testing.T) {
+	c, err := Config{ProbeIntervalS: 10}.Provision()
+	if err != nil || c.ProbeInterval != 10*time.Second || c.ProbeLease != 30*time.Second || c.DefaultStrategy != StrategyScored || c.Weights.BenchQuality != 2 {
+		t.Fatalf("%+v %v", c, err)
+	}
+	if _, err := (Config{DefaultStrategy: "random"}).Provision(); err == nil {
+		t.Fatal("unknown strategy accepted")
+	}
 }
