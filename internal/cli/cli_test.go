@@ -3,6 +3,7 @@ package cli
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -44,18 +45,8 @@ func TestBadFileNamesIt(t *testing.T) {
 	fs := NewFlagSet(&Command{Name: "t"})
 	fs.StringVar(&conf, "config", "", "")
 	err := Parse(fs, []string{"--config", path}, &conf, &c)
-	if err == nil || !contains(err.Error(), "bad.yaml") {
+	if err == nil || !strings.Contains(err.Error(), "bad.yaml") {
 		t.Fatalf("want error naming the file, got %v", err)
 	}
 }
 
-func contains(s, sub string) bool { return len(s) >= len(sub) && (s == sub || len(sub) == 0 || indexOf(s, sub) >= 0) }
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
-}
