@@ -49,4 +49,3 @@ func TestBadFileNamesIt(t *testing.T) {
 		t.Fatalf("want error naming the file, got %v", err)
 	}
 }
-
