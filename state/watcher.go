@@ -31,7 +31,10 @@ type Watcher struct {
 	cur atomic.Pointer[Snapshot]
 	ver atomic.Uint64
 
-	mu    sync.Mutex // guards the model below and subs
+	// refresh serialises Refresh and event application, so a slow full
+	// rebuild can never publish an older view over a newer event.
+	refresh sync.Mutex
+	mu      sync.Mutex // guards the model below and subs
 	model model
 	subs  []chan *Snapshot
 }
@@ -83,6 +86,8 @@ func (w *Watcher) Changes() <-chan *Snapshot {
 // # Errors
 // Redis errors; the previous snapshot stays, marked RedisOK=false.
 func (w *Watcher) Refresh(ctx context.Context) error {
+	w.refresh.Lock()
+	defer w.refresh.Unlock()
 	nodes, err := w.s.ReadNodes(ctx)
 	if err != nil {
 		w.markDown()
@@ -218,6 +223,8 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 		}
 		return
 	}
+	w.refresh.Lock()
+	defer w.refresh.Unlock()
 	type nodeUpd struct {
 		rec   NodeRecord
 		found bool
@@ -261,11 +268,11 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 		}
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	m := w.model
+	nodeIDs := w.model.nodes
+	w.mu.Unlock()
 	if len(nodes) > 0 {
-		nm := make(map[string]NodeRecord, len(m.nodes)+len(nodes))
-		for k, v := range m.nodes {
+		nm := make(map[string]NodeRecord, len(nodeIDs)+len(nodes))
+		for k, v := range nodeIDs {
 			nm[k] = v
 		}
 		for id, u := range nodes {
@@ -275,26 +282,22 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 				delete(nm, id)
 			}
 		}
-		m.nodes = nm
+		nodeIDs = nm
 	}
 	if health || len(nodes) > 0 {
-		// Read outside the model lock would race with other applies; the
-		// calls are quick and this path runs once per event batch.
-		w.mu.Unlock()
-		c, err1 := w.s.Cooldowns(ctx, serviceIDs(m.nodes))
-		var p map[string]ProbeResult
-		var err2 error
-		if health {
-			p, err2 = w.s.Probes(ctx)
-		}
-		w.mu.Lock()
-		if err1 == nil {
+		if c, err := w.s.Cooldowns(ctx, serviceIDs(nodeIDs)); err == nil {
 			cool = c
 		}
-		if health && err2 == nil {
-			probes = p
+		if health {
+			if p, err := w.s.Probes(ctx); err == nil {
+				probes = p
+			}
 		}
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := w.model
+	m.nodes = nodeIDs
 	if cat != nil {
 		m.catalog = cat
 	}
