@@ -6,8 +6,9 @@ import (
 
 // DeepMerge returns base with over merged on top: objects merge key by key
 // (recursively), anything else in over replaces what base holds. Neither
-// argument is modified; the result shares unmodified sub-values with them.
-// It returns nil when both are empty.
+// argument is modified, but the result shares sub-values with them and is
+// one of them when the other is empty: copy before writing into it. It
+// returns nil when both are empty.
 func DeepMerge(base, over map[string]any) map[string]any {
 	if len(over) == 0 {
 		if len(base) == 0 {

@@ -1,0 +1,365 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/geniehive/geniehive/internal/cli"
+	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/state"
+)
+
+func init() {
+	cli.Register(&cli.Command{
+		Name:    "policy",
+		Summary: "test, push, inspect and evaluate policy bundles",
+		Usage: `policy test DIR [-v]
+       geniehive policy push DIR [--redis-url URL]
+       geniehive policy status [--redis-url URL]
+       geniehive policy eval --input FILE [--data FILE | --redis] [--dir DIR | --engine go|rego] [--body FILE --dialect openai|ollama]
+       geniehive policy shipped DIR   (write the shipped Rego policy and its tests into DIR)`,
+		Run: runPolicy,
+	})
+}
+
+type policyFlags struct {
+	redis   redisFlags
+	verbose bool
+	input   string
+	data    string
+	fromRDB bool
+	dir     string
+	engine  string
+	body    string
+	dialect string
+}
+
+func runPolicy(args []string) error {
+	cmd, _ := cli.Lookup("policy")
+	fs := cli.NewFlagSet(cmd)
+	var f policyFlags
+	f.redis.bind(fs)
+	fs.BoolVar(&f.verbose, "v", false, "test: print every test, not only failures")
+	fs.StringVar(&f.input, "input", "", "eval: Input JSON file (\"-\" for stdin)")
+	fs.StringVar(&f.data, "data", "", "eval: Data JSON file")
+	fs.BoolVar(&f.fromRDB, "redis", false, "eval: build Data from the live state in Redis")
+	fs.StringVar(&f.dir, "dir", "", "eval: bundle directory to evaluate (default: the shipped policy)")
+	fs.StringVar(&f.engine, "engine", "go", "eval without --dir: go (reference) or rego (shipped Rego)")
+	fs.StringVar(&f.body, "body", "", "eval: a request body to rewrite for the first target")
+	fs.StringVar(&f.dialect, "dialect", policies.DialectOpenAI, "eval: dialect of --body's upstream: openai or ollama")
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if err := cli.Parse(fs, args, nil, nil); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: want a subcommand: test, push, status, eval or shipped", cli.ErrUsage)
+	}
+	sub, rest := args[0], args[1:]
+	if err := cli.Parse(fs, rest, nil, nil); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	oneDir := func() (string, error) {
+		if fs.NArg() != 1 {
+			return "", fmt.Errorf("%w: policy %s takes one DIR", cli.ErrUsage, sub)
+		}
+		return fs.Arg(0), nil
+	}
+	switch sub {
+	case "test":
+		dir, err := oneDir()
+		if err != nil {
+			return err
+		}
+		return policyTest(ctx, os.Stdout, dir, f.verbose)
+	case "push":
+		dir, err := oneDir()
+		if err != nil {
+			return err
+		}
+		return policyPush(ctx, os.Stdout, dir, &f)
+	case "status":
+		return policyStatus(ctx, os.Stdout, &f)
+	case "eval":
+		return policyEval(ctx, os.Stdout, &f)
+	case "shipped":
+		dir, err := oneDir()
+		if err != nil {
+			return err
+		}
+		return writeShipped(dir)
+	default:
+		return fmt.Errorf("%w: unknown subcommand %q", cli.ErrUsage, sub)
+	}
+}
+
+// errTestsFailed makes the process exit 1 after the results were printed.
+var errTestsFailed = errors.New("policy tests failed")
+
+// policyTest runs a bundle's Rego tests and prints results like opa test.
+func policyTest(ctx context.Context, w io.Writer, dir string, verbose bool) error {
+	b, err := policies.LoadDir(dir)
+	if err != nil {
+		return err
+	}
+	rs, err := policies.TestBundle(ctx, b)
+	if err != nil {
+		return err
+	}
+	printResults(w, rs, verbose)
+	if policies.Failed(rs) > 0 {
+		return fmt.Errorf("%w: %d of %d", errTestsFailed, policies.Failed(rs), len(rs))
+	}
+	if b.HasRego() {
+		e, err := policies.RegoFactory(ctx, b)
+		if err != nil {
+			return err
+		}
+		defer e.Close()
+		if err := policies.SmokeEval(ctx, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func printResults(w io.Writer, rs []policies.TestResult, verbose bool) {
+	file := ""
+	for _, r := range rs {
+		if !verbose && (r.Pass || r.Skip) {
+			continue
+		}
+		if r.File != file {
+			file = r.File
+			fmt.Fprintf(w, "%s:\n", file)
+		}
+		fmt.Fprintf(w, "%s\n", r)
+		if r.Output != "" && (verbose || !r.Pass) {
+			for _, l := range strings.Split(strings.TrimRight(r.Output, "\n"), "\n") {
+				fmt.Fprintf(w, "    %s\n", l)
+			}
+		}
+	}
+	if len(rs) > 0 && (verbose || policies.Failed(rs) > 0) {
+		fmt.Fprintln(w, strings.Repeat("-", 80))
+	}
+	n, failed := len(rs), policies.Failed(rs)
+	if failed == 0 {
+		fmt.Fprintf(w, "PASS: %d/%d\n", n, n)
+	} else {
+		fmt.Fprintf(w, "PASS: %d/%d\nFAIL: %d/%d\n", n-failed, n, failed, n)
+	}
+}
+
+func policyPush(ctx context.Context, w io.Writer, dir string, f *policyFlags) error {
+	b, err := policies.LoadDir(dir)
+	if err != nil {
+		return err
+	}
+	var rs []policies.TestResult
+	if b.HasRego() {
+		e, results, err := policies.Prepare(ctx, b, policies.RegoFactory)
+		if err != nil {
+			var tf *policies.TestFailedError
+			if errors.As(err, &tf) {
+				printResults(w, results, false)
+			}
+			return fmt.Errorf("refusing to push %s: %w", dir, err)
+		}
+		_ = e.Close()
+		rs = results
+	}
+	// A module-only bundle (module.wasm) is validated by the edges' module
+	// engine when they load it.
+	st, closeFn, err := f.redis.store(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	if err := st.PutPolicyBundle(ctx, &state.PolicyBundle{Version: b.Version, Files: b.Files, PushedAt: time.Now().UTC()}); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "pushed %s: %d file(s), %d test(s) passed, version %s\n", dir, len(b.Files), len(rs), b.Version)
+	return nil
+}
+
+func policyStatus(ctx context.Context, w io.Writer, f *policyFlags) error {
+	st, closeFn, err := f.redis.store(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	pb, err := st.GetPolicyBundle(ctx)
+	if err != nil {
+		return err
+	}
+	edges, err := st.ListEdges(ctx)
+	if err != nil {
+		return err
+	}
+	want := ""
+	if pb != nil {
+		want = pb.Version
+		fmt.Fprintf(w, "pushed bundle: %s (%d files, %s)\n\n", short(pb.Version), len(pb.Files), pb.PushedAt.Format(time.RFC3339))
+	} else {
+		fmt.Fprintf(w, "pushed bundle: none\n\n")
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "EDGE\tADDR\tENGINE\tVERSION\tIN SYNC\tERROR")
+	for _, e := range edges {
+		sync := "-"
+		if want != "" {
+			sync = "no"
+			if e.PolicyVersion == want {
+				sync = "yes"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Addr, e.PolicyEngine, short(e.PolicyVersion), sync, e.PolicyError)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(edges) == 0 {
+		fmt.Fprintln(w, "(no live edges)")
+	}
+	return nil
+}
+
+func short(v string) string {
+	if len(v) == 64 {
+		return v[:12]
+	}
+	return v
+}
+
+func readFileOrStdin(p string) ([]byte, error) {
+	if p == "-" {
+		return io.ReadAll(os.Stdin)
+	}
+	return os.ReadFile(p)
+}
+
+func policyEval(ctx context.Context, w io.Writer, f *policyFlags) error {
+	if f.input == "" {
+		return fmt.Errorf("%w: eval needs --input FILE", cli.ErrUsage)
+	}
+	raw, err := readFileOrStdin(f.input)
+	if err != nil {
+		return err
+	}
+	var in policies.Input
+	if err := json.Unmarshal(raw, &in); err != nil {
+		return fmt.Errorf("%s: %w", f.input, err)
+	}
+	if in.SchemaVersion == 0 {
+		in.SchemaVersion = policies.SchemaVersion
+	}
+	if in.ModelKey == "" {
+		in.ModelKey = policies.NormalizeModel(in.Model)
+	}
+	if in.Operation == "" {
+		in.Operation = state.KindChat
+	}
+
+	var data *policies.Data
+	switch {
+	case f.data != "" && f.fromRDB:
+		return fmt.Errorf("%w: --data and --redis are exclusive", cli.ErrUsage)
+	case f.data != "":
+		raw, err := os.ReadFile(f.data)
+		if err != nil {
+			return err
+		}
+		data = &policies.Data{}
+		if err := json.Unmarshal(raw, data); err != nil {
+			return fmt.Errorf("%s: %w", f.data, err)
+		}
+	case f.fromRDB:
+		st, closeFn, err := f.redis.store(ctx)
+		if err != nil {
+			return err
+		}
+		defer closeFn()
+		wt := state.NewWatcher(st, state.WatcherOptions{})
+		if err := wt.Refresh(ctx); err != nil {
+			return err
+		}
+		data = policies.BuildData(wt.Current())
+	default:
+		data = &policies.Data{SchemaVersion: policies.SchemaVersion}
+	}
+
+	var e policies.Engine
+	switch {
+	case f.dir != "":
+		b, err := policies.LoadDir(f.dir)
+		if err != nil {
+			return err
+		}
+		if e, err = policies.RegoFactory(ctx, b); err != nil {
+			return err
+		}
+	case f.engine == "go":
+		e = policies.NewGo()
+	case f.engine == "rego":
+		if e, err = policies.NewRego(policies.ShippedPolicy(), policies.RegoOptions{}); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("%w: --engine %q: want go or rego", cli.ErrUsage, f.engine)
+	}
+	defer e.Close()
+	if err := e.SetData(ctx, data); err != nil {
+		return err
+	}
+	var d policies.Decision
+	start := time.Now()
+	if err := e.Eval(ctx, &in, &d); err != nil {
+		return err
+	}
+	took := time.Since(start)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(&d); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "engine %s, version %s, %s\n", e.Name(), short(e.Version()), took)
+	if f.body != "" {
+		if len(d.Targets) == 0 {
+			return errors.New("--body: the decision has no target")
+		}
+		body, err := readFileOrStdin(f.body)
+		if err != nil {
+			return err
+		}
+		t := d.Targets[0]
+		out, err := policies.ApplyPatch(body, t.Patch, f.dialect, t.Name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "\nbody for %s %s (%s):\n%s\n", t.Kind, t.Name, f.dialect, out)
+	}
+	return nil
+}
+
+func writeShipped(dir string) error {
+	for p, s := range policies.ShippedFiles() {
+		fp := dir + string(os.PathSeparator) + strings.TrimPrefix(p, "rego/")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(fp, []byte(s), 0o644); err != nil {
+			return err
+		}
+		fmt.Println(fp)
+	}
+	return nil
+}

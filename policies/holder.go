@@ -1,0 +1,132 @@
+package policies
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// Holder holds the active Engine and switches engines without disturbing
+// requests: Eval runs on the engine that was active when it started, and an
+// engine replaced by Swap is closed once the last Eval using it returns.
+// It is safe for concurrent use; Eval takes no lock.
+type Holder struct {
+	cur atomic.Pointer[heldEngine]
+
+	mu   sync.Mutex // serialises SetData and Swap
+	data *Data
+}
+
+type heldEngine struct {
+	e Engine
+	// refs counts the holder's own reference (1 while active) plus the
+	// Evals in flight; the engine closes when it drops to 0.
+	refs atomic.Int64
+}
+
+// NewHolder returns a holder whose active engine is e.
+func NewHolder(e Engine) *Holder {
+	h := &Holder{}
+	he := &heldEngine{e: e}
+	he.refs.Store(1)
+	h.cur.Store(he)
+	return h
+}
+
+// acquire returns the active engine with a reference taken.
+func (h *Holder) acquire() *heldEngine {
+	for {
+		he := h.cur.Load()
+		n := he.refs.Load()
+		if n <= 0 {
+			continue // replaced and closing: the new one is stored already
+		}
+		if he.refs.CompareAndSwap(n, n+1) {
+			return he
+		}
+	}
+}
+
+func (he *heldEngine) release() {
+	if he.refs.Add(-1) == 0 {
+		_ = he.e.Close()
+	}
+}
+
+// Engine returns the active engine (for Name and Version; evaluate through
+// Holder.Eval so that a concurrent Swap cannot close it under you).
+func (h *Holder) Engine() Engine { return h.cur.Load().e }
+
+// Eval evaluates with the active engine.
+func (h *Holder) Eval(ctx context.Context, in *Input, out *Decision) error {
+	he := h.acquire()
+	defer he.release()
+	return he.e.Eval(ctx, in, out)
+}
+
+// SetData installs d in the active engine and remembers it for engines
+// swapped in later.
+func (h *Holder) SetData(ctx context.Context, d *Data) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.data = d
+	he := h.acquire()
+	defer he.release()
+	return he.e.SetData(ctx, d)
+}
+
+// Data returns the last data document given to SetData (nil when none).
+func (h *Holder) Data() *Data {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.data
+}
+
+// Swap installs the last SetData document in e, makes e active and
+// releases the previous engine (closed when its in-flight Evals finish).
+//
+// # Errors
+// e's SetData error; the previous engine then stays active and e is not
+// closed.
+func (h *Holder) Swap(ctx context.Context, e Engine) error {
+	if e == nil {
+		return errors.New("policies: swap to nil engine")
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.data != nil {
+		if err := e.SetData(ctx, h.data); err != nil {
+			return fmt.Errorf("policies: new engine refused data: %w", err)
+		}
+	}
+	ne := &heldEngine{e: e}
+	ne.refs.Store(1)
+	old := h.cur.Swap(ne)
+	old.release()
+	return nil
+}
+
+// Close releases the active engine.
+func (h *Holder) Close() error {
+	h.cur.Load().release()
+	return nil
+}
+
+var _ Engine = (*holderEngine)(nil)
+
+// AsEngine returns the holder as an Engine (Name and Version of the active
+// engine; Close closes the holder).
+func (h *Holder) AsEngine() Engine { return (*holderEngine)(h) }
+
+type holderEngine Holder
+
+func (x *holderEngine) h() *Holder                                 { return (*Holder)(x) }
+func (x *holderEngine) Name() string                               { return x.h().Engine().Name() }
+func (x *holderEngine) Version() string                            { return x.h().Engine().Version() }
+func (x *holderEngine) SetData(ctx context.Context, d *Data) error { return x.h().SetData(ctx, d) }
+func (x *holderEngine) Eval(ctx context.Context, in *Input, out *Decision) error {
+	return x.h().Eval(ctx, in, out)
+}
+func (x *holderEngine) Close() error { return x.h().Close() }

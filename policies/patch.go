@@ -1,0 +1,345 @@
+package policies
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/geniehive/geniehive/state"
+)
+
+// Upstream dialects ApplyPatch writes.
+const (
+	DialectOpenAI = "openai"
+	DialectOllama = "ollama"
+)
+
+// ErrNotObject is returned by ApplyPatch for a body that is not a JSON object.
+var ErrNotObject = errors.New("policies: request body is not a JSON object")
+
+// ApplyPatch rewrites a JSON request body for one target:
+//
+//   - defaults are deep-merged under the request (the request wins), then
+//     overrides over it (the policy wins); objects merge key by key, arrays
+//     and scalars replace;
+//   - the system prompt is applied to "messages": replace swaps the first
+//     system message's content (or inserts a system message at the front),
+//     prepend/append add the text to it separated by a blank line (or insert
+//     one); content given as an array of parts gets a text part. An Ollama
+//     /api/generate body (no messages, a "prompt") gets its "system" field
+//     changed the same way. Bodies without messages are left alone;
+//   - "model" is set to upstreamModel (when not empty);
+//   - DisableThinking sets chat_template_kwargs.enable_thinking=false
+//     (dialect "openai", the default) or think=false (dialect "ollama").
+//
+// When the patch is empty, only the model changes and the body is not
+// decoded: its top-level "model" value is replaced in place (fast path).
+// Patch.StripReasoning concerns the reply and is ignored here. body is
+// never modified.
+//
+// # Errors
+// ErrNotObject for a body that is not a valid JSON object; an unknown
+// dialect.
+func ApplyPatch(body []byte, p *Patch, dialect string, upstreamModel string) ([]byte, error) {
+	switch dialect {
+	case "", DialectOpenAI, DialectOllama:
+	default:
+		return nil, fmt.Errorf("policies: unknown dialect %q", dialect)
+	}
+	if p.Empty() {
+		if upstreamModel == "" {
+			if !json.Valid(body) || firstByte(body) != '{' {
+				return nil, ErrNotObject
+			}
+			return body, nil
+		}
+		return SetModel(nil, body, upstreamModel)
+	}
+	return applySlow(body, p, dialect, upstreamModel)
+}
+
+func firstByte(b []byte) byte {
+	for _, c := range b {
+		if !isSpace(c) {
+			return c
+		}
+	}
+	return 0
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// SetModel appends to dst the JSON object body with every top-level "model"
+// member's value replaced by model (or a "model" member added first when it
+// has none), without decoding the body.
+//
+// # Errors
+// ErrNotObject for a body that is not a valid JSON object.
+func SetModel(dst, body []byte, model string) ([]byte, error) {
+	if !json.Valid(body) {
+		return nil, ErrNotObject
+	}
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return nil, ErrNotObject
+	}
+	if dst == nil {
+		dst = make([]byte, 0, len(body)+len(model)+16)
+	}
+	start := 0 // body[start:] not yet copied
+	found := false
+	i++
+	for {
+		i = skipSpace(body, i)
+		if body[i] == '}' {
+			break
+		}
+		// key
+		ks := i
+		ke := skipString(body, i)
+		isModel := keyIs(body[ks:ke], "model")
+		i = skipSpace(body, ke)
+		i = skipSpace(body, i+1) // ':'
+		vs := i
+		ve := skipValue(body, i)
+		if isModel {
+			dst = append(dst, body[start:vs]...)
+			dst = appendJSONString(dst, model)
+			start = ve
+			found = true
+		}
+		i = skipSpace(body, ve)
+		if body[i] == ',' {
+			i++
+			continue
+		}
+		break // '}'
+	}
+	if !found {
+		open := bytes.IndexByte(body, '{') + 1
+		dst = append(dst, body[:open]...)
+		dst = append(dst, `"model":`...)
+		dst = appendJSONString(dst, model)
+		if body[skipSpace(body, open)] != '}' {
+			dst = append(dst, ',')
+		}
+		return append(dst, body[open:]...), nil
+	}
+	return append(dst, body[start:]...), nil
+}
+
+// keyIs compares a raw JSON string token (quotes included) with s.
+func keyIs(raw []byte, s string) bool {
+	if len(raw) == len(s)+2 && string(raw[1:len(raw)-1]) == s {
+		return true
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return false
+	}
+	var k string
+	return json.Unmarshal(raw, &k) == nil && k == s
+}
+
+// The skip functions assume valid JSON (checked by json.Valid first).
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && isSpace(b[i]) {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string starting at b[i] == '"'.
+func skipString(b []byte, i int) int {
+	i++
+	for i < len(b) {
+		switch b[i] {
+		case '\\':
+			i += 2
+		case '"':
+			return i + 1
+		default:
+			i++
+		}
+	}
+	return i
+}
+
+// skipValue returns the index after the value starting at b[i].
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return i
+	default:
+		for i < len(b) && !isSpace(b[i]) && b[i] != ',' && b[i] != '}' && b[i] != ']' {
+			i++
+		}
+		return i
+	}
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string (invalid UTF-8 becomes U+FFFD,
+// like encoding/json; HTML characters are not escaped).
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+func applySlow(body []byte, p *Patch, dialect, upstreamModel string) ([]byte, error) {
+	if !json.Valid(body) || firstByte(body) != '{' {
+		return nil, ErrNotObject
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var req map[string]any
+	if err := dec.Decode(&req); err != nil {
+		return nil, ErrNotObject
+	}
+	req = DeepMerge(p.Defaults, req)
+	req = DeepMerge(req, p.Overrides)
+	// DeepMerge may return one of its arguments: copy the top level so
+	// that the assignments below never write into the shared patch.
+	own := make(map[string]any, len(req)+3)
+	for k, v := range req {
+		own[k] = v
+	}
+	req = own
+	if sp := p.SystemPrompt; sp != nil {
+		if msgs, ok := req["messages"].([]any); ok {
+			req["messages"] = applyPromptMessages(msgs, sp)
+		} else if _, ok := req["prompt"]; ok && dialect == DialectOllama && req["messages"] == nil {
+			cur, has := req["system"]
+			req["system"] = applyPromptContent(cur, has, sp)
+		}
+	}
+	if upstreamModel != "" {
+		req["model"] = upstreamModel
+	}
+	if p.DisableThinking {
+		if dialect == DialectOllama {
+			req["think"] = false
+		} else {
+			kw, _ := req["chat_template_kwargs"].(map[string]any)
+			req["chat_template_kwargs"] = DeepMerge(kw, map[string]any{"enable_thinking": false})
+		}
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(body) + 256)
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(req); err != nil {
+		return nil, fmt.Errorf("policies: encode body: %w", err)
+	}
+	out := buf.Bytes()
+	return out[:len(out)-1], nil // drop Encode's newline
+}
+
+// applyPromptMessages returns a new messages slice with the system prompt
+// applied to the first system message (or a new one at the front).
+func applyPromptMessages(msgs []any, sp *state.SystemPrompt) []any {
+	for i, m := range msgs {
+		mm, ok := m.(map[string]any)
+		if !ok || mm["role"] != "system" {
+			continue
+		}
+		out := make([]any, len(msgs))
+		copy(out, msgs)
+		nm := make(map[string]any, len(mm))
+		for k, v := range mm {
+			nm[k] = v
+		}
+		cur, has := mm["content"]
+		nm["content"] = applyPromptContent(cur, has, sp)
+		out[i] = nm
+		return out
+	}
+	out := make([]any, 0, len(msgs)+1)
+	out = append(out, map[string]any{"role": "system", "content": sp.Text})
+	return append(out, msgs...)
+}
+
+// applyPromptContent applies the prompt to one system content value.
+func applyPromptContent(cur any, has bool, sp *state.SystemPrompt) any {
+	if !has || cur == nil || sp.Mode == state.PromptReplace {
+		return sp.Text
+	}
+	switch c := cur.(type) {
+	case string:
+		if c == "" {
+			return sp.Text
+		}
+		if sp.Mode == state.PromptAppend {
+			return c + "\n\n" + sp.Text
+		}
+		return sp.Text + "\n\n" + c
+	case []any:
+		part := map[string]any{"type": "text", "text": sp.Text}
+		out := make([]any, 0, len(c)+1)
+		if sp.Mode == state.PromptAppend {
+			out = append(append(out, c...), part)
+		} else {
+			out = append(append(out, part), c...)
+		}
+		return out
+	default:
+		return sp.Text
+	}
+}
