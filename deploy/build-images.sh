@@ -46,6 +46,12 @@ done
 
 log() { echo "build-images: $*" >&2; }
 
+# Test packages run in parallel may call this at once; build one at a time.
+if command -v flock >/dev/null 2>&1; then
+	exec 9>"${TMPDIR:-/tmp}/geniehive-build-images.lock"
+	flock 9
+fi
+
 command -v docker >/dev/null || {
 	log "docker not found"
 	exit 1

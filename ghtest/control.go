@@ -1,9 +1,13 @@
 package ghtest
 
 import (
+	"io"
+
 	"context"
 	"encoding/csv"
 	"fmt"
+	"github.com/testcontainers/testcontainers-go"
+	"github.com/testcontainers/testcontainers-go/wait"
 	"strings"
 	"time"
 
@@ -124,4 +128,57 @@ func (c *Cluster) WaitLBStatus(ctx context.Context, alias string, status func(st
 
 func endpointWithAlias(alias string) *network.EndpointSettings {
 	return &network.EndpointSettings{Aliases: []string{alias}}
+}
+
+// Command runs `geniehive ARGS...` once in a container of the geniehive
+// image on the cluster network, with GENIEHIVE_REDIS_URL pointing at the
+// cluster's Redis and files (container path -> content) copied in first,
+// and returns its combined output. A non-zero exit is an error carrying
+// the output.
+//
+//	out, err := c.Command(ctx, map[string]string{"/work/catalog.yaml": yaml}, "roles", "load", "/work/catalog.yaml")
+func (c *Cluster) Command(ctx context.Context, files map[string]string, args ...string) (string, error) {
+	alias := "cmd-" + randHex(3)
+	ctr, err := c.start(ctx, alias, c.cfg.image, spec{
+		cmd:      args,
+		env:      map[string]string{"GENIEHIVE_REDIS_URL": "redis://redis:6379/0"},
+		files:    files,
+		networks: []string{c.Network},
+		wait:     wait.ForExit().WithExitTimeout(2 * time.Minute),
+	})
+	if ctr == nil {
+		return "", err
+	}
+	defer func() {
+		_ = testcontainers.TerminateContainer(ctr.Container)
+		c.forget(ctr)
+	}()
+	var out string
+	if rc, lerr := ctr.Logs(ctx); lerr == nil {
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		out = string(b)
+	}
+	if err != nil {
+		return out, err
+	}
+	st, err := ctr.State(ctx)
+	if err != nil {
+		return out, err
+	}
+	if st.ExitCode != 0 {
+		return out, fmt.Errorf("geniehive %s: exit status %d: %s", strings.Join(args, " "), st.ExitCode, out)
+	}
+	return out, nil
+}
+
+func (c *Cluster) forget(ctr *Container) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, x := range c.all {
+		if x == ctr {
+			c.all = append(c.all[:i], c.all[i+1:]...)
+			return
+		}
+	}
 }
