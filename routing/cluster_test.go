@@ -92,6 +92,9 @@ func newCluster(t *testing.T, n int, cfg Config) *fixture {
 		e := &edgeInst{id: "edge-" + string(rune('a'+i)), rt: &roundTrips{}, engine: policies.NewGo()}
 		rc.AddHook(e.rt)
 		e.store = state.New(rc, prefix)
+		if err := e.store.LoadScripts(context.Background()); err != nil { // as edges do at start
+			t.Fatal(err)
+		}
 		e.w = state.NewWatcher(state.New(wc, prefix), state.WatcherOptions{Resync: time.Second})
 		e.inf = state.NewInflight(e.store, e.id, time.Minute)
 		r, err := New(cfg, e.store, e.inf)

@@ -443,20 +443,21 @@ func (s *Store) ListKeys(ctx context.Context) ([]APIKey, error) {
 // rrIdle is how long an unused round-robin counter lives.
 const rrIdle = 24 * time.Hour
 
+var rrScript = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+if n % 4096 == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+`)
+
 // NextRR increments the shared round-robin counter of target and returns the
-// new value (1 on first use). One round trip (INCR and EXPIRE pipelined).
+// new value (1 on first use). One round trip of one command (a script that
+// also refreshes the counter's idle expiry every 4096 uses).
 func (s *Store) NextRR(ctx context.Context, target string) (uint64, error) {
-	k := s.prefix + "{rr}:" + target
-	var incr *redis.IntCmd
-	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		incr = p.Incr(ctx, k)
-		p.Expire(ctx, k, rrIdle)
-		return nil
-	})
+	n, err := rrScript.Run(ctx, s.c, []string{s.prefix + "{rr}:" + target}, int(rrIdle/time.Second)).Int64()
 	if err != nil {
 		return 0, err
 	}
-	return uint64(incr.Val()), nil
+	return uint64(n), nil
 }
 
 // PeekRR returns the current counter without changing it (dry runs).
@@ -499,4 +500,17 @@ func (s *Store) GetPolicyBundle(ctx context.Context) (*PolicyBundle, error) {
 		return nil, fmt.Errorf("stored policy bundle is corrupt: %w", err)
 	}
 	return &b, nil
+}
+
+// LoadScripts loads every Lua script the store uses into Redis, so the
+// first request of a new edge costs one round trip like the rest (EVALSHA
+// rather than a NOSCRIPT miss and an EVAL). Edges call it at start; a Redis
+// restart flushes scripts and the first call after it falls back to EVAL.
+func (s *Store) LoadScripts(ctx context.Context) error {
+	for _, sc := range []*redis.Script{rrScript, pickScript, failScript, leaseScript, releaseScript} {
+		if err := sc.Load(ctx, s.c).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
 }

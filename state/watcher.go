@@ -35,8 +35,8 @@ type Watcher struct {
 	// rebuild can never publish an older view over a newer event.
 	refresh sync.Mutex
 	mu      sync.Mutex // guards the model below and subs
-	model model
-	subs  []chan *Snapshot
+	model   model
+	subs    []chan *Snapshot
 }
 
 // model is the mutable state snapshots are built from.
