@@ -236,7 +236,7 @@ func TestTranscriptionMultipart(t *testing.T) {
 	}
 }
 
-func multipartBody(t *testing.T, model string, size int) (string, []byte) {
+func multipartBody(_ *testing.T, model string, size int) (string, []byte) {
 	var b bytes.Buffer
 	w := multipart.NewWriter(&b)
 	_ = w.WriteField("model", model)

@@ -40,7 +40,7 @@ roles:
 `
 
 type stack struct {
-	t       *testing.T
+	t       testing.TB
 	store   *state.Store
 	srv     *Server
 	url     string // edge base URL, no trailing slash
@@ -53,7 +53,7 @@ type stack struct {
 
 type stackOpt func(*Config, *Deps)
 
-func startSim(t *testing.T, cfg sim.Config) *sim.Server {
+func startSim(t testing.TB, cfg sim.Config) *sim.Server {
 	t.Helper()
 	s, err := sim.Start(cfg)
 	if err != nil {
@@ -68,7 +68,7 @@ func svc(host, name string, kind state.Kind, url string, assets ...state.Asset) 
 		Endpoint: url, Healthy: true, Assets: assets}
 }
 
-func heartbeat(t *testing.T, st *state.Store, host string, services ...state.Service) {
+func heartbeat(t testing.TB, st *state.Store, host string, services ...state.Service) {
 	t.Helper()
 	ns := &state.NodeState{Host: state.Host{ID: host, StartedAt: time.Now(), UpdatedAt: time.Now()}, Services: services}
 	if err := st.WriteHeartbeat(context.Background(), ns, 30*time.Second); err != nil {
@@ -76,7 +76,7 @@ func heartbeat(t *testing.T, st *state.Store, host string, services ...state.Ser
 	}
 }
 
-func newStack(t *testing.T, opts ...stackOpt) *stack {
+func newStack(t testing.TB, opts ...stackOpt) *stack {
 	t.Helper()
 	c, prefix := testredis.New(t)
 	st := state.New(c, prefix)
@@ -166,7 +166,7 @@ func (s *stack) client() openai.Client {
 }
 
 // waitUntil polls cond for up to d.
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
@@ -178,7 +178,7 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Fatalf("timed out waiting for %s", what)
 }
 
-func readAll(t *testing.T, r io.Reader) string {
+func readAll(t testing.TB, r io.Reader) string {
 	t.Helper()
 	b, err := io.ReadAll(r)
 	if err != nil {
