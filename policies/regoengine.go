@@ -73,7 +73,7 @@ func (e *regoEngine) SetData(ctx context.Context, d *Data) error {
 	if err != nil {
 		return err
 	}
-	store := inmem.NewFromObjectWithOpts(doc, inmem.OptRoundTripOnWrite(false))
+	store := inmem.NewFromObjectWithOpts(doc, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
 	pq, err := rego.New(
 		rego.Query(e.query),
 		rego.Compiler(e.compiler),

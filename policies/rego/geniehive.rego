@@ -39,7 +39,14 @@ _role_op(role) := role.operation if {
 
 else := "chat"
 
-_asset_pol(n) := _obj(object.get(_obj(data.asset_policies), n, {}))
+# (Big data objects are never passed to functions: OPA hashes function
+# arguments for its call cache.)
+_asset_pol(n) := p if {
+	p := data.asset_policies[n]
+	is_object(p)
+}
+
+else := {}
 
 _role_pol(role) := _obj(object.get(role, "request_policy", {}))
 
@@ -133,6 +140,13 @@ _disable(pt, ad, op) := true if _disable_if(pt, ad, op)
 
 else := false
 
+_asset_data(n) := a if {
+	a := data.assets[n]
+	is_object(a)
+}
+
+else := {}
+
 _strip_if(ap, _) if ap.strip_reasoning == true
 
 _strip_if(_, rp) if rp.strip_reasoning == true
@@ -156,7 +170,7 @@ _patch(ap, rp, n, op) := {k: v |
 		"defaults": object.union(_obj(object.get(ap, "defaults", {})), _obj(object.get(rp, "defaults", {}))),
 		"overrides": object.union(_obj(object.get(ap, "overrides", {})), _obj(object.get(rp, "overrides", {}))),
 		"system_prompt": _prompt(ap, rp),
-		"disable_thinking": _disable(_thinking(ap, rp), _obj(object.get(data.assets, n, {})), op),
+		"disable_thinking": _disable(_thinking(ap, rp), _asset_data(n), op),
 		"strip_reasoning": _strip(ap, rp),
 	}
 	some k, v in fields
@@ -238,7 +252,7 @@ _cands(role, op) := [c | some c in role.candidates; _has_kind(c, op)] if count(_
 else := [n |
 	some i
 	fam := _arr(role.preferred_families)[i]
-	ns := sort([a | some a, ad in _obj(data.assets); ad.family == fam; op in ad.kinds])
+	ns := sort([a | some a, ad in data.assets; ad.family == fam; op in ad.kinds])
 	some j
 	n := ns[j]
 ]
@@ -274,7 +288,10 @@ _role_eval(rn) := {"targets": targets, "msgs": msgs, "dropped": dropped} if {
 # recursion, so the levels are an explicit chain of steps.
 _root := data.aliases[model_key] if mode == "role"
 
+_step(level, seen) := {"level": [], "seen": seen, "msgs": []} if count(level) == 0
+
 _step(level, seen) := {"level": next, "seen": seen_after, "msgs": msgs} if {
+	count(level) > 0
 	edges := [e |
 		some i
 		rn := level[i]
