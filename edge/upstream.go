@@ -48,7 +48,8 @@ func (u *upstreams) get(endpoint string) (*upClient, error) {
 			Addr:                      addr,
 			IsTLS:                     tls,
 			Name:                      "geniehive-edge",
-			MaxConns:                  4096,
+			MaxConns:                  maxConns(streaming),
+			MaxConnWaitTimeout:        time.Second,
 			MaxIdleConnDuration:       60 * time.Second,
 			MaxIdemponentCallAttempts: 1,
 			RetryIf:                   func(*fasthttp.Request) bool { return false },
@@ -74,6 +75,17 @@ func (u *upstreams) get(endpoint string) (*upClient, error) {
 	c := &upClient{plain: mk(false), stream: mk(true)}
 	v, _ := u.m.LoadOrStore(endpoint, c)
 	return v.(*upClient), nil
+}
+
+// maxConns caps connections per upstream. A stream holds its connection for
+// its whole life, so the streaming client's cap is high (5,000 idle streams
+// to one upstream must fit); past a cap a request waits up to a second for a
+// free connection rather than failing at once.
+func maxConns(streaming bool) int {
+	if streaming {
+		return 1 << 16
+	}
+	return 4096
 }
 
 // idleConn bounds every read by idle (or by the deadline fasthttp set, when

@@ -133,6 +133,11 @@ func serveEdge(ctx context.Context, cfg edge.Config, store *state.Store, log *sl
 	if err != nil {
 		return err
 	}
+	sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := store.LoadScripts(sctx); err != nil {
+		log.Warn("loading Redis scripts failed; they load on first use", "err", err)
+	}
+	scancel()
 	watcher := state.NewWatcher(store, state.WatcherOptions{Logger: log})
 	inflight := state.NewInflight(store, cfg.ID, 0)
 	router, err := routing.New(rcfg, store, inflight)
