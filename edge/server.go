@@ -239,6 +239,10 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	go func() { defer wg.Done(); s.presenceLoop(bg) }()
 
 	if !s.keys.authEnabled(s.watcher.Current()) {
+		if s.cfg.AuthRequired {
+			ln.Close()
+			return errors.New("auth_required is set but no key is configured or stored in Redis (add keys: to the edge config, or geniehive keys add)")
+		}
 		s.log.Warn("AUTH IS OFF: no keys configured and none in Redis; anyone who can reach " + ln.Addr().String() + " may use every model. Add keys (edge config keys: or geniehive keys add) to turn it on.")
 		s.authWarned.Store(true)
 	}
