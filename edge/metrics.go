@@ -19,6 +19,10 @@ type metrics struct {
 	failovers *prometheus.CounterVec   // service (the one that failed)
 	upErrors  *prometheus.CounterVec   // service, reason
 	aborted   prometheus.Counter
+	// policy reloads by result (ok | refused); the active version is a
+	// gauge set to 1 with the version as label.
+	policyReloads *prometheus.CounterVec
+	policyActive  *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -45,7 +49,13 @@ func newMetrics() *metrics {
 	m.aborted = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "geniehive_client_aborts_total", Help: "Streams cut short because the client went away.",
 	})
-	m.reg.MustRegister(m.requests, m.latency, m.ttft, m.inflight, m.failovers, m.upErrors, m.aborted,
+	m.policyReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "geniehive_policy_reloads_total", Help: "Policy bundle reloads by result: ok, or refused (failed to compile or its tests; the running policy stayed).",
+	}, []string{"result"})
+	m.policyActive = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "geniehive_policy_info", Help: "The active policy engine and version (value 1).",
+	}, []string{"engine", "version"})
+	m.reg.MustRegister(m.requests, m.latency, m.ttft, m.inflight, m.failovers, m.upErrors, m.aborted, m.policyReloads, m.policyActive,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -82,12 +82,14 @@ type Server struct {
 	clients upstreams
 	models  modelsCache
 
-	srv        *fasthttp.Server
-	started    time.Time
-	open       atomic.Int64 // requests being served (incl. streams)
-	draining   atomic.Bool
-	authWarned atomic.Bool
-	addr       atomic.Value // string
+	srv          *fasthttp.Server
+	started      time.Time
+	open         atomic.Int64 // requests being served (incl. streams)
+	draining     atomic.Bool
+	authWarned   atomic.Bool
+	policyErr    atomic.Pointer[string]
+	presenceKick chan struct{}
+	addr         atomic.Value // string
 }
 
 type engineBox struct{ e policies.Engine }
@@ -129,7 +131,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, store: d.Store, watcher: d.Watcher, inflight: d.Inflight, router: d.Router,
-		log: d.Logger, keys: kr, met: newMetrics(), access: *cfg.AccessLog}
+		log: d.Logger, keys: kr, met: newMetrics(), access: *cfg.AccessLog, presenceKick: make(chan struct{}, 1)}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -179,6 +181,38 @@ func (s *Server) SetEngine(ctx context.Context, e policies.Engine) (policies.Eng
 	}
 	old := s.engine.Swap(&engineBox{e})
 	return old.e, nil
+}
+
+// PolicyReloaded records the outcome of a policy reload: err nil means the
+// engine now active was just swapped in; otherwise the bundle was refused
+// and the running engine stays. The error shows in the presence record
+// (geniehive policy status, /v1/cluster/policy), /v1/cluster/health and the
+// geniehive_policy_reloads_total metric; presence is refreshed at once.
+func (s *Server) PolicyReloaded(err error) {
+	if err != nil {
+		msg := err.Error()
+		s.policyErr.Store(&msg)
+		s.met.policyReloads.WithLabelValues("refused").Inc()
+	} else {
+		s.policyErr.Store(nil)
+		s.met.policyReloads.WithLabelValues("ok").Inc()
+		e := s.Engine()
+		s.met.policyActive.Reset()
+		s.met.policyActive.WithLabelValues(e.Name(), e.Version()).Set(1)
+	}
+	select {
+	case s.presenceKick <- struct{}{}:
+	default:
+	}
+}
+
+// PolicyError is the last refused reload's error ("" when the last reload
+// succeeded or none failed).
+func (s *Server) PolicyError() string {
+	if p := s.policyErr.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // Engine returns the current policy engine.
@@ -303,7 +337,7 @@ func (s *Server) presenceLoop(ctx context.Context) {
 	for {
 		e := s.Engine()
 		info := state.EdgeInfo{ID: s.cfg.ID, Addr: s.Addr(), StartedAt: s.started,
-			PolicyVersion: e.Version(), PolicyEngine: e.Name()}
+			PolicyVersion: e.Version(), PolicyEngine: e.Name(), PolicyError: s.PolicyError()}
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if err := s.store.PutEdge(pctx, info, 3*s.cfg.PresenceInterval); err != nil && ctx.Err() == nil {
 			s.log.Debug("presence write failed", "err", err)
@@ -313,6 +347,7 @@ func (s *Server) presenceLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-s.presenceKick:
 		}
 	}
 }

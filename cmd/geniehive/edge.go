@@ -44,10 +44,14 @@ func init() {
 // edgeFileConfig is the YAML file: the edge's own settings plus the routing
 // and policy sections (decoded here into their packages' types).
 type policySection struct {
-	// Engine: go (reference, default) or rego (OPA Go SDK).
+	// Engine: wasm (Rego compiled to Wasm, default), rego (OPA Go SDK),
+	// module (custom Wasm module) or go (plain-Go reference).
 	Engine string `yaml:"engine"`
-	// Dir holds a Rego bundle; empty uses the shipped policy.
+	// Dir is a bundle directory, watched and hot-reloaded; empty uses the
+	// bundle pushed into Redis, else the shipped policy.
 	Dir string `yaml:"dir"`
+	// EvalTimeout bounds one Wasm evaluation (default 50ms).
+	EvalTimeout time.Duration `yaml:"eval_timeout"`
 }
 
 func runEdge(args []string) error {
@@ -129,10 +133,13 @@ func serveEdge(ctx context.Context, cfg edge.Config, store *state.Store, log *sl
 			return fmt.Errorf("%w: policy section: %w", cli.ErrUsage, err)
 		}
 	}
-	engine, err := buildEngine(pcfg)
+	ectx, ecancel := context.WithTimeout(ctx, 2*time.Minute)
+	holder, factory, err := startEngine(ectx, pcfg, store, log)
+	ecancel()
 	if err != nil {
 		return err
 	}
+	engine := holder.AsEngine()
 	sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
 	if err := store.LoadScripts(sctx); err != nil {
 		log.Warn("loading Redis scripts failed; they load on first use", "err", err)
@@ -162,7 +169,7 @@ func serveEdge(ctx context.Context, cfg edge.Config, store *state.Store, log *sl
 		},
 		Policy: func() clusterapi.PolicyStatus {
 			e := srv.Engine()
-			return clusterapi.PolicyStatus{Engine: e.Name(), Version: e.Version()}
+			return clusterapi.PolicyStatus{Engine: e.Name(), Version: e.Version(), Error: srv.PolicyError()}
 		},
 		Logger: log,
 	}))
@@ -177,6 +184,7 @@ func serveEdge(ctx context.Context, cfg edge.Config, store *state.Store, log *sl
 	go func() { _ = watcher.Run(bg) }()
 	go inflight.Run(bg)
 	go router.Run(bg, log)
+	go reloadPolicies(bg, srv, watcher, holder, factory, pcfg, log)
 	if rcfg.ProbeInterval > 0 {
 		p := routing.NewProber(store, watcher.Current, routing.ProberOptions{ID: cfg.ID, Interval: rcfg.ProbeInterval, Lease: rcfg.ProbeLease, Timeout: rcfg.ProbeTimeout})
 		go p.Run(bg)
@@ -197,22 +205,4 @@ func serveEdge(ctx context.Context, cfg edge.Config, store *state.Store, log *sl
 		return nil
 	}
 	return err
-}
-
-func buildEngine(p policySection) (policies.Engine, error) {
-	switch p.Engine {
-	case "", "go":
-		return policies.NewGo(), nil
-	case "rego":
-		files := policies.ShippedFiles()
-		if p.Dir != "" {
-			b, err := policies.LoadDir(p.Dir)
-			if err != nil {
-				return nil, err
-			}
-			files = b.Files
-		}
-		return policies.NewRego(files, policies.RegoOptions{})
-	}
-	return nil, fmt.Errorf("%w: policy.engine %q: want go or rego", cli.ErrUsage, p.Engine)
 }
