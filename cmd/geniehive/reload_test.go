@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/geniehive/geniehive/edge"
+	"github.com/geniehive/geniehive/internal/testredis"
+	"github.com/geniehive/geniehive/loadtest/sim"
+	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/state"
+)
+
+// Two edges on one Redis serve traffic while a new bundle is pushed: both
+// switch, no request fails; a broken bundle pushed next is refused by both
+// and the previous one keeps serving.
+func TestPushedBundleReachesEveryReplica(t *testing.T) {
+	c, prefix := testredis.New(t)
+	st := state.New(c, prefix)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	up, err := sim.Start(sim.Config{Models: []sim.Model{{Name: "llama3.1:8b", Family: "llama", Loaded: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	ns := &state.NodeState{Host: state.Host{ID: "gpu1"}, Services: []state.Service{{
+		ID: "gpu1/chat", HostID: "gpu1", Name: "chat", Kind: state.KindChat, Protocol: state.ProtocolOpenAI,
+		Endpoint: up.URL(), Healthy: true, Assets: []state.Asset{{Name: "llama3.1:8b", Family: "llama", Loaded: true}},
+	}}}
+	if err := st.WriteHeartbeat(ctx, ns, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	var addrs [2]string
+	var wg sync.WaitGroup
+	for i := range addrs {
+		cfg := edge.Config{Listen: "127.0.0.1:0", ID: "edge-" + string(rune('a'+i)), Redis: edge.RedisConfig{Prefix: prefix}}
+		cfg.PresenceInterval = 200 * time.Millisecond
+		if err := cfg.Provision(); err != nil {
+			t.Fatal(err)
+		}
+		ready := make(chan string, 1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := serveEdge(ctx, cfg, state.New(c, prefix), log, func(a string) { ready <- a }); err != nil {
+				t.Errorf("edge: %v", err)
+			}
+		}()
+		select {
+		case addrs[i] = <-ready:
+		case <-time.After(time.Minute):
+			t.Fatal("edge did not start")
+		}
+	}
+	defer func() { cancel(); wg.Wait() }()
+
+	shipped := policies.NewBundle(policies.ShippedPolicy()).Version
+	for _, a := range addrs {
+		if eng, v, _ := policyOf(t, a); eng != "wasm" || v != shipped {
+			t.Fatalf("edge %s starts on %s %s, want wasm %s", a, eng, v, shipped)
+		}
+	}
+
+	// Steady traffic through both edges for the whole test.
+	var sent, failed atomic.Int64
+	var firstFailure atomic.Value
+	stop := make(chan struct{})
+	var load sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		load.Add(1)
+		go func(w int) {
+			defer load.Done()
+			body := `{"model":"llama3.1:8b","messages":[{"role":"user","content":"hi"}]}`
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := http.Post("http://"+addrs[(w+n)%2]+"/v1/chat/completions", "application/json", strings.NewReader(body))
+				sent.Add(1)
+				if err != nil {
+					failed.Add(1)
+					firstFailure.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.Add(1)
+					firstFailure.CompareAndSwap(nil, string(b))
+				}
+			}
+		}(w)
+	}
+
+	files := policies.ShippedFiles()
+	files["v2.rego"] = "package geniehive.v2\n\nmarker := true\n"
+	v2 := policies.NewBundle(files).Version
+	pushed := time.Now()
+	if err := st.PutPolicyBundle(ctx, &state.PolicyBundle{Version: v2, Files: files, PushedAt: pushed}); err != nil {
+		t.Fatal(err)
+	}
+	var switched [2]time.Duration
+	for i, a := range addrs {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if _, v, _ := policyOf(t, a); v == v2 {
+				switched[i] = time.Since(pushed)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("edge %s never switched to %s", a, v2)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	t.Logf("both replicas on the new bundle: %v and %v after the push", switched[0].Round(time.Millisecond), switched[1].Round(time.Millisecond))
+
+	broken := policies.ShippedFiles()
+	broken["broken.rego"] = "package geniehive\n\ndecision := {\n"
+	if err := st.PutPolicyBundle(ctx, &state.PolicyBundle{Version: "broken-1", Files: broken, PushedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			_, v, perr := policyOf(t, a)
+			if perr != "" {
+				if v != v2 {
+					t.Fatalf("edge %s left %s after a refused bundle: %s", a, v2, v)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("edge %s never reported the broken bundle", a)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // traffic on the surviving policy
+	close(stop)
+	load.Wait()
+	t.Logf("%d requests during the pushes, %d failed", sent.Load(), failed.Load())
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d requests failed during reloads; first: %v", failed.Load(), sent.Load(), firstFailure.Load())
+	}
+	if sent.Load() < 20 {
+		t.Fatalf("only %d requests sent: the test did not exercise traffic", sent.Load())
+	}
+}
+
+func policyOf(t *testing.T, addr string) (engine, version, errMsg string) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/v1/cluster/policy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Local struct {
+			Engine  string `json:"engine"`
+			Version string `json:"version"`
+			Error   string `json:"error"`
+		} `json:"local"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Local.Engine, out.Local.Version, out.Local.Error
+}
