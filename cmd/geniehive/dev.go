@@ -176,7 +176,7 @@ Try:
 Ctrl-C stops everything.
 `, storeDesc, addr, strings.Join(upstreams, "\n              "), addr, auth, addr, auth)
 	}
-	err = serveEdge(ctx, ecfg, store, log, ready)
+	err = serveEdge(ctx, ecfg, sectionOverrides{}, store, log, ready)
 	stop()
 	rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	_ = store.RemoveNode(rctx, "dev")

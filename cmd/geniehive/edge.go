@@ -59,6 +59,8 @@ func runEdge(args []string) error {
 	var configPath string
 	fs := cli.NewFlagSet(edgeCmd)
 	bindEdgeFlags(fs, &cfg, &configPath)
+	var ov sectionOverrides
+	ov.bind(fs)
 	if err := cli.Parse(fs, args, &configPath, &cfg); err != nil {
 		return err
 	}
@@ -74,7 +76,7 @@ func runEdge(args []string) error {
 	}
 	defer c.Close()
 	store := state.New(c, cfg.Redis.Prefix)
-	return serveEdge(ctx, cfg, store, log, nil)
+	return serveEdge(ctx, cfg, ov, store, log, nil)
 }
 
 func bindEdgeFlags(fs *flag.FlagSet, cfg *edge.Config, configPath *string) {
@@ -116,12 +118,32 @@ func newLogger(level string) *slog.Logger {
 // serveEdge assembles an edge (watcher, in-flight, routing, policy, cluster
 // API) over store and serves until ctx ends. ready, when set, is called with
 // the listen address once serving.
-func serveEdge(ctx context.Context, cfg edge.Config, store *state.Store, log *slog.Logger, ready func(addr string)) error {
+// sectionOverrides are flags (and GENIEHIVE_* variables) for settings that
+// live in the config file's routing: and policy: sections; set ones win.
+type sectionOverrides struct {
+	PolicyEngine, PolicyDir, Strategy string
+	ProbeInterval                     time.Duration
+}
+
+func (o *sectionOverrides) bind(fs *flag.FlagSet) {
+	fs.StringVar(&o.PolicyEngine, "policy-engine", "", "policy.engine: wasm (default), rego, module or go")
+	fs.StringVar(&o.PolicyDir, "policy-dir", "", "policy.dir: bundle directory, watched and hot-reloaded")
+	fs.StringVar(&o.Strategy, "strategy", "", "routing.default_strategy: scored (default), round_robin or least_loaded")
+	fs.DurationVar(&o.ProbeInterval, "probe-interval", 0, "routing.probe_interval: active health probing period (0 = off)")
+}
+
+func serveEdge(ctx context.Context, cfg edge.Config, ov sectionOverrides, store *state.Store, log *slog.Logger, ready func(addr string)) error {
 	var rcfg routing.Config
 	if cfg.Routing.Kind != 0 {
 		if err := cfg.Routing.Decode(&rcfg); err != nil {
 			return fmt.Errorf("%w: routing section: %w", cli.ErrUsage, err)
 		}
+	}
+	if ov.Strategy != "" {
+		rcfg.DefaultStrategy = ov.Strategy
+	}
+	if ov.ProbeInterval > 0 {
+		rcfg.ProbeInterval = ov.ProbeInterval
 	}
 	rcfg, err := rcfg.Provision()
 	if err != nil {
@@ -132,6 +154,12 @@ func serveEdge(ctx context.Context, cfg edge.Config, store *state.Store, log *sl
 		if err := cfg.Policy.Decode(&pcfg); err != nil {
 			return fmt.Errorf("%w: policy section: %w", cli.ErrUsage, err)
 		}
+	}
+	if ov.PolicyEngine != "" {
+		pcfg.Engine = ov.PolicyEngine
+	}
+	if ov.PolicyDir != "" {
+		pcfg.Dir = ov.PolicyDir
 	}
 	ectx, ecancel := context.WithTimeout(ctx, 2*time.Minute)
 	holder, factory, err := startEngine(ectx, pcfg, store, log)

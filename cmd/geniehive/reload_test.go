@@ -55,7 +55,7 @@ func TestPushedBundleReachesEveryReplica(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := serveEdge(ctx, cfg, state.New(c, prefix), log, func(a string) { ready <- a }); err != nil {
+			if err := serveEdge(ctx, cfg, sectionOverrides{}, state.New(c, prefix), log, func(a string) { ready <- a }); err != nil {
 				t.Errorf("edge: %v", err)
 			}
 		}()
