@@ -40,6 +40,9 @@ type Options struct {
 	Entrypoint string
 	// Debug receives opa_println / guest stdout and stderr. Default discard.
 	Debug interface{ Write([]byte) (int, error) }
+
+	// noInstrument (tests) forces wazero's WithCloseOnContextDone path.
+	noInstrument bool
 }
 
 // DefaultEntrypoint is the shipped policies' entrypoint (data.geniehive.decision).
@@ -96,12 +99,18 @@ type evalCtx struct {
 	done     chan struct{}
 	fired    atomic.Bool
 	timer    *time.Timer
+	// stop is the instrumented module's gh_stop global (nil when the
+	// runtime relies on WithCloseOnContextDone).
+	stop api.MutableGlobal
 }
 
 func newEvalCtx() *evalCtx {
 	c := &evalCtx{done: make(chan struct{}), parent: context.Background()}
 	c.timer = time.AfterFunc(time.Hour, func() {
 		c.fired.Store(true)
+		if c.stop != nil {
+			c.stop.Set(1)
+		}
 		close(c.done)
 	})
 	c.timer.Stop()
@@ -153,20 +162,26 @@ type host struct {
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
 	opts     Options
-	pool     chan *instance
-	done     chan struct{}
-	closed   atomic.Bool
-	once     sync.Once
-	data     atomic.Pointer[dataDoc]
-	dataSeq  atomic.Uint64
+	// instrumented: loops check gh_stop (instrument.go) instead of wazero's
+	// WithCloseOnContextDone.
+	instrumented bool
+	pool         chan *instance
+	done         chan struct{}
+	closed       atomic.Bool
+	once         sync.Once
+	data         atomic.Pointer[dataDoc]
+	dataSeq      atomic.Uint64
 
 	newInstance func(ctx context.Context) (*instance, error)
 	loadData    func(ctx context.Context, in *instance, d *dataDoc) error
 }
 
-func newRuntime(ctx context.Context, o Options) wazero.Runtime {
+// newRuntime configures the runtime. closeOnDone selects wazero's own
+// termination (a Go call per loop iteration) for modules that could not be
+// instrumented (see instrument.go).
+func newRuntime(ctx context.Context, o Options, closeOnDone bool) wazero.Runtime {
 	cfg := wazero.NewRuntimeConfig().
-		WithCloseOnContextDone(true).
+		WithCloseOnContextDone(closeOnDone).
 		WithMemoryLimitPages(o.MaxMemoryPages)
 	if o.Cache != nil {
 		cfg = cfg.WithCompilationCache(o.Cache)
@@ -211,7 +226,20 @@ func (h *host) setData(d *policies.Data) error {
 
 // setupCtx bounds non-hot-path guest calls (instantiation, data loading).
 func (h *host) setupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), 20*h.opts.EvalTimeout+time.Second)
+	return context.WithTimeout(context.WithoutCancel(ctx), h.setupTimeout())
+}
+
+// bindStop wires the instance's gh_stop global (instrumented modules).
+func (h *host) bindStop(in *instance) error {
+	if !h.instrumented {
+		return nil
+	}
+	g, ok := in.mod.ExportedGlobal(stopExport).(api.MutableGlobal)
+	if !ok {
+		return errors.New("wasm: instrumented module lacks " + stopExport)
+	}
+	in.ectx.stop = g
+	return nil
 }
 
 // checkout takes an instance from the pool, creating it and (re)loading the
@@ -274,7 +302,13 @@ func (h *host) discard(in *instance) {
 // call runs fn on the instance under the evaluation deadline. On a timeout
 // or trap the instance is marked dead (checkin discards it).
 func (h *host) call(ctx context.Context, in *instance, fn api.Function, stack []uint64) error {
-	d := h.opts.EvalTimeout
+	return h.callFor(ctx, in, fn, stack, h.opts.EvalTimeout)
+}
+
+// setupTimeout bounds guest calls outside evaluation (initialisation, data).
+func (h *host) setupTimeout() time.Duration { return 20*h.opts.EvalTimeout + time.Second }
+
+func (h *host) callFor(ctx context.Context, in *instance, fn api.Function, stack []uint64, d time.Duration) error {
 	if dl, ok := ctx.Deadline(); ok {
 		if r := time.Until(dl); r < d {
 			d = r

@@ -36,6 +36,9 @@ func TestOPATimeoutDiscardsInstance(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
+	if !e.h.instrumented {
+		t.Fatal("OPA module not instrumented")
+	}
 	var d policiesDecision
 	for i := 0; i < 3; i++ {
 		start := time.Now()

@@ -35,7 +35,11 @@ func NewModule(ctx context.Context, bin []byte, opts Options) (*ModuleEngine, er
 		o.Version = hex.EncodeToString(s[:8])
 	}
 	e := &ModuleEngine{version: o.Version}
-	rt := newRuntime(ctx, o)
+	if inst, err := instrumentLoops(bin); err == nil && !o.noInstrument {
+		bin = inst
+		e.h.instrumented = true
+	}
+	rt := newRuntime(ctx, o, !e.h.instrumented)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
 		rt.Close(ctx)
 		return nil, err
@@ -76,7 +80,7 @@ func (e *ModuleEngine) newInstance(ctx context.Context) (*instance, error) {
 		out = e.h.opts.Debug
 	}
 	cfg := wazero.NewModuleConfig().WithName("").
-		WithStartFunctions("_initialize").
+		WithStartFunctions().
 		WithStdout(out).WithStderr(out).
 		WithSysWalltime().WithSysNanotime().WithSysNanosleep()
 	m, err := e.h.rt.InstantiateModule(ctx, e.h.compiled, cfg)
@@ -88,6 +92,18 @@ func (e *ModuleEngine) newInstance(ctx context.Context) (*instance, error) {
 	if in.mem == nil {
 		in.close()
 		return nil, errors.New("wasm: module exports no memory")
+	}
+	if err := e.h.bindStop(in); err != nil {
+		in.close()
+		return nil, err
+	}
+	// Reactor initialisation (Go's c-shared runtime start), bounded like
+	// any other guest call.
+	if f := m.ExportedFunction("_initialize"); f != nil {
+		if err := e.h.callFor(ctx, in, f, in.stack[:0], e.h.setupTimeout()); err != nil {
+			in.close()
+			return nil, fmt.Errorf("wasm: _initialize: %w", err)
+		}
 	}
 	return in, nil
 }

@@ -107,7 +107,33 @@ func TestModuleSimple(t *testing.T) {
 }
 
 func TestModuleTimeout(t *testing.T) {
-	e := newTestModule(t, "loop", Options{PoolSize: 2, EvalTimeout: 20 * time.Millisecond})
+	for _, closeOnDone := range []bool{false, true} {
+		t.Run(map[bool]string{false: "instrumented", true: "close-on-context-done"}[closeOnDone], func(t *testing.T) {
+			testModuleTimeout(t, closeOnDone)
+		})
+	}
+}
+
+func testModuleTimeout(t *testing.T, closeOnDone bool) {
+	e := newTestModule(t, "loop", Options{PoolSize: 2, EvalTimeout: 20 * time.Millisecond, noInstrument: closeOnDone})
+	if e.h.instrumented == closeOnDone {
+		t.Fatalf("instrumented = %v", e.h.instrumented)
+	}
+	// A collector running while the guest spins must not deadlock
+	// (stop-the-world needs the guest's goroutine to reach a preemption
+	// point).
+	stopGC := make(chan struct{})
+	defer close(stopGC)
+	go func() {
+		for {
+			select {
+			case <-stopGC:
+				return
+			case <-time.After(2 * time.Millisecond):
+				runtime.GC()
+			}
+		}
+	}()
 	for i := 0; i < 3; i++ {
 		start := time.Now()
 		var d policiesDecision

@@ -44,6 +44,10 @@ type OPAEngine struct {
 // # Errors
 // Parse and compile errors as OPA reports them.
 func CompileRego(ctx context.Context, files map[string]string, entrypoint string) ([]byte, error) {
+	return compileRego(ctx, files, entrypoint, 0)
+}
+
+func compileRego(ctx context.Context, files map[string]string, entrypoint string, optLevel int) ([]byte, error) {
 	if entrypoint == "" {
 		entrypoint = DefaultEntrypoint
 	}
@@ -64,6 +68,7 @@ func CompileRego(ctx context.Context, files map[string]string, entrypoint string
 		WithEntrypoints(entrypoint).
 		WithRegoVersion(ast.RegoV1).
 		WithFS(fsys).
+		WithOptimizationLevel(optLevel).
 		WithPaths("policy")
 	if err := c.Build(ctx); err != nil {
 		return nil, fmt.Errorf("wasm: compile rego: %w", err)
@@ -126,7 +131,14 @@ func NewOPAFromWasm(ctx context.Context, bin []byte, opts Options) (*OPAEngine, 
 		}
 	}
 	e := &OPAEngine{version: o.Version}
-	rt := newRuntime(ctx, o)
+	inst, ierr := instrumentLoops(own)
+	if o.noInstrument {
+		ierr = errUninstrumentable
+	}
+	if ierr == nil {
+		own = inst
+	}
+	rt := newRuntime(ctx, o, ierr != nil)
 	if err := e.instantiateEnv(ctx, rt, o); err != nil {
 		rt.Close(ctx)
 		return nil, err
@@ -138,6 +150,7 @@ func NewOPAFromWasm(ctx context.Context, bin []byte, opts Options) (*OPAEngine, 
 	}
 	e.h.rt = rt
 	e.h.compiled = compiled
+	e.h.instrumented = ierr == nil
 	e.h.init(o)
 	e.h.newInstance = e.newInstance
 	e.h.loadData = e.loadData
@@ -229,6 +242,9 @@ func (e *OPAEngine) newInstance(ctx context.Context) (*instance, error) {
 	fail := func(err error) (*instance, error) {
 		in.close()
 		return nil, err
+	}
+	if err := e.h.bindStop(in); err != nil {
+		return fail(err)
 	}
 	major, minor := m.ExportedGlobal("opa_wasm_abi_version"), m.ExportedGlobal("opa_wasm_abi_minor_version")
 	if major == nil || minor == nil || major.Get() != 1 || minor.Get() < 2 {
