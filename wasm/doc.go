@@ -1,0 +1,29 @@
+// Package wasm hosts GenieHive policies compiled to WebAssembly in wazero.
+//
+// Two engines implement policies.Engine:
+//
+//   - OPAEngine ("wasm", NewOPA / NewOPAFromWasm): Rego compiled in process
+//     with OPA's compile package (target wasm, entrypoint
+//     "geniehive/decision") and evaluated through OPA's Wasm ABI 1.2
+//     (one opa_eval call per request; data parsed into each instance once
+//     per data version).
+//   - ModuleEngine ("module", NewModule): custom wasip1 modules speaking the
+//     JSON-in/JSON-out ABI in ABI.md.
+//
+// Lifetime and concurrency: an engine owns one wazero runtime, one compiled
+// module and a bounded pool of Options.PoolSize instances (a channel, never
+// a sync.Pool). Eval checks an instance out, so an instance is used by one
+// goroutine at a time; Eval blocks while all are busy (until ctx is done).
+// Engines are safe for concurrent use. SetData installs a new data document
+// that each instance loads at its next checkout; evaluations in flight
+// finish on the old one. Close waits for evaluations in flight, closes
+// every instance and the runtime; later Evals return ErrClosed. A reload
+// builds a new engine while the old one serves, then closes the old one.
+//
+// Limits: each instance's memory is capped (Options.MaxMemoryPages) and each
+// evaluation bounded (Options.EvalTimeout). Modules are instrumented at load
+// (instrument.go) so a guest still running at the deadline traps at its next
+// loop iteration; Eval returns ErrTimeout and the instance is replaced.
+// Modules the instrumenter cannot walk fall back to wazero's
+// WithCloseOnContextDone.
+package wasm
