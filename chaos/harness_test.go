@@ -57,6 +57,23 @@ const (
 	soloModel  = "solo-b:1b"
 )
 
+// edgeYAML tightens the edges' timeouts so a stuck upstream fails over in
+// seconds, and turns active probing on.
+const edgeYAML = `
+presence_interval: 1s
+timeouts:
+  connect: 1s
+  request: 5s
+  stream_idle: 10s
+  shutdown: 10s
+failover:
+  attempts: 3
+routing:
+  failure_threshold: 2
+  cooldown: 30s
+  probe_interval: 1s
+`
+
 // simArgs keep answers short: streams are ~16 tokens × 2ms.
 var simArgs = []string{"--chunks", "16", "--chunk-interval", "2ms", "--ttft", "5ms"}
 
@@ -72,7 +89,7 @@ func startCluster(t *testing.T, extra ...ghtest.Option) *ghtest.Cluster {
 			ghtest.Upstream{Name: "up2", Flavor: "ollama", Models: []string{chatModel, embedModel, soloModel}, Node: 1, Args: append([]string{"--loaded", "all"}, simArgs...)},
 		),
 		ghtest.WithHeartbeat(hbInterval, hbTTL),
-		ghtest.WithEdgeConfig("timeouts:\n  connect: 1s\n  first_byte: 5s\n  shutdown: 10s\nfailover:\n  attempts: 3\n  failure_threshold: 2\n  cooldown: 30s\n"),
+		ghtest.WithEdgeConfig(edgeYAML),
 		ghtest.WithStartupTimeout(90 * time.Second),
 	}
 	if os.Getenv("GENIEHIVE_CHAOS_LOGS") != "" {

@@ -30,6 +30,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -83,6 +84,7 @@ type Load struct {
 	maxLat  atomic.Int64
 	mu      sync.Mutex
 	fails   []string
+	kept    [4]int
 	stopped atomic.Bool
 }
 
@@ -128,6 +130,9 @@ func (l *Load) Summary() Summary {
 	defer l.mu.Unlock()
 	s := Summary{OK: l.n[OK].Load(), Retryable: l.n[Retryable].Load(), Cut: l.n[Cut].Load(), Other: l.n[Other].Load(),
 		MaxLatency: time.Duration(l.maxLat.Load()), Failures: append([]string(nil), l.fails...)}
+	sort.SliceStable(s.Failures, func(i, j int) bool {
+		return strings.HasPrefix(s.Failures[i], "OTHER") && !strings.HasPrefix(s.Failures[j], "OTHER")
+	})
 	s.Requests = s.OK + s.Retryable + s.Cut + s.Other
 	return s
 }
@@ -148,7 +153,9 @@ func (l *Load) worker(ctx context.Context, w int) {
 		l.n[out].Add(1)
 		if out != OK {
 			l.mu.Lock()
-			if len(l.fails) < 12 {
+			// Keep the first few of each outcome, losses first in the report.
+			if l.kept[out] < 6 {
+				l.kept[out]++
 				l.fails = append(l.fails, fmt.Sprintf("%s %s after %s: %s", [4]string{"ok", "retryable", "cut", "OTHER"}[out], kind, lat.Round(time.Millisecond), desc))
 			}
 			l.mu.Unlock()

@@ -100,7 +100,11 @@ type Cluster struct {
 	Nodes []*Container
 	// Upstreams are the simulated upstreams, in option order.
 	Upstreams []*Container
-	// NodeNetworks[i] is node i's private network (node agent + its upstreams).
+	// NodeNetworks[i] is node i's private network: node agent i, its
+	// simulated upstreams and Redis. A node agent is on that network only,
+	// so it reaches its upstreams the way a host agent reaches localhost:
+	// cutting an upstream off the cluster network (Disconnect) hides it from
+	// the edges but not from its agent.
 	NodeNetworks []string
 
 	cfg      *config
@@ -213,11 +217,13 @@ func Run(ctx context.Context, opts ...Option) (_ *Cluster, err error) {
 	}
 
 	// Redis first; the catalog goes in before any edge reads it.
+	// Redis is on every network: edges reach it on the cluster network,
+	// each node agent on its own private one.
 	c.Redis, err = c.start(ctx, "redis", cfg.redis, spec{
 		cmd:      []string{"redis-server", "--protected-mode", "no", "--save", "", "--appendonly", "no"},
 		expose:   []string{RedisPort},
 		wait:     wait.ForLog("Ready to accept connections").WithStartupTimeout(30 * time.Second),
-		networks: []string{c.Network},
+		networks: append([]string{c.Network}, c.NodeNetworks...),
 	})
 	if err != nil {
 		return nil, err
@@ -264,7 +270,7 @@ func Run(ctx context.Context, opts ...Option) (_ *Cluster, err error) {
 				cmd:       []string{"node", "--config", "/etc/geniehive/node.yaml"},
 				env:       cfg.nodeEnv,
 				files:     map[string]string{"/etc/geniehive/node.yaml": c.nodeConfig(i)},
-				networks:  []string{c.Network, c.NodeNetworks[i]},
+				networks:  []string{c.NodeNetworks[i]},
 				hostAlias: true,
 			})
 			c.Nodes[i] = ctr

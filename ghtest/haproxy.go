@@ -55,7 +55,7 @@ defaults
     option httplog
     option dontlognull
     option http-buffer-request
-    timeout connect 2s
+    timeout connect 1s
     timeout client 600s
     timeout server 600s
     timeout http-request 30s
