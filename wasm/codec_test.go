@@ -1,6 +1,7 @@
 package wasm
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -81,8 +82,13 @@ func FuzzParseDecision(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var want, got policies.Decision
-		werr := json.Unmarshal(b, &want)
 		gerr := parseDecision(b, &got)
+		if !bytes.Equal(bytes.ToLower(b), b) {
+			// encoding/json matches keys case-insensitively; the hand
+			// parser (like Rego) does not. Only check it does not panic.
+			return
+		}
+		werr := json.Unmarshal(b, &want)
 		if werr == nil && gerr != nil {
 			t.Fatalf("encoding/json accepts, hand parser refuses %q: %v", b, gerr)
 		}
