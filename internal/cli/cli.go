@@ -91,7 +91,7 @@ func NewFlagSet(cmd *Command) *flag.FlagSet {
 // environment values, and an unreadable or invalid config file (the message
 // names the file and line).
 func Parse(fs *flag.FlagSet, args []string, configPath *string, cfg any) error {
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(flagsFirst(fs, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
@@ -139,6 +139,44 @@ func Parse(fs *flag.FlagSet, args []string, configPath *string, cfg any) error {
 		}
 	}
 	return nil
+}
+
+// flagsFirst moves flags (and their values) before positional arguments, so
+// that "roles load FILE --redis-url X" works like "roles load --redis-url X
+// FILE". Everything after a "--" stays positional.
+func flagsFirst(fs *flag.FlagSet, args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			pos = append(pos, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // fs.Parse reports it
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue
+		}
+		if i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	if len(pos) == 0 {
+		return flags
+	}
+	return append(append(flags, "--"), pos...)
 }
 
 // LoadYAML decodes a YAML file strictly into v; errors name the file.

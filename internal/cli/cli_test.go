@@ -49,3 +49,18 @@ func TestBadFileNamesIt(t *testing.T) {
 		t.Fatalf("want error naming the file, got %v", err)
 	}
 }
+
+func TestFlagsAfterPositionalArgs(t *testing.T) {
+	fs := NewFlagSet(&Command{Name: "t"})
+	url := fs.String("redis-url", "default", "")
+	v := fs.Bool("v", false, "")
+	if err := Parse(fs, []string{"FILE", "--redis-url", "redis://x", "-v", "OTHER", "--", "--not-a-flag"}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if *url != "redis://x" || !*v {
+		t.Fatalf("flags after positionals ignored: url=%q v=%v", *url, *v)
+	}
+	if got := strings.Join(fs.Args(), " "); got != "FILE OTHER --not-a-flag" {
+		t.Fatalf("positionals %q", got)
+	}
+}
