@@ -610,7 +610,9 @@ func TestACLConfinesNode(t *testing.T) {
 	srv := testredis.Private(t)
 	admin := srv.Client(t)
 	ctx := context.Background()
-	acl := []any{"ACL", "SETUSER", "node-a", "on", ">secret", "~gh:node:{node-a}:*", "&gh:events:node:node-a", "+@write", "+@read", "+@pubsub", "+multi", "+exec", "+discard"}
+	// Exactly the ACL the README and state/doc.go document.
+	acl := []any{"ACL", "SETUSER", "node-a", "on", ">secret", "resetkeys", "~gh:node:{node-a}:*", "resetchannels", "&gh:events:node:node-a",
+		"-@all", "+get", "+set", "+del", "+pttl", "+publish", "+multi", "+exec", "+discard", "+ping"}
 	if err := admin.Do(ctx, acl...).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -631,5 +633,19 @@ func TestACLConfinesNode(t *testing.T) {
 	}
 	if err := store.RemoveNode(ctx, "node-b"); err == nil {
 		t.Fatal("node-a's credentials removed node-b")
+	}
+	// Nor the operator's keys: catalog, API keys, policy bundle.
+	cat := &state.Catalog{Roles: []state.Role{{Name: "evil", Candidates: []string{"x"}}}}
+	if err := store.PutCatalog(ctx, cat); err == nil {
+		t.Fatal("node-a's credentials replaced the role catalog")
+	}
+	if err := store.PutKey(ctx, state.APIKey{ID: "evil", Hash: state.HashKeyHex("x"), Scope: state.ScopeOperator}); err == nil {
+		t.Fatal("node-a's credentials added an API key")
+	}
+	if err := store.PutPolicyBundle(ctx, &state.PolicyBundle{Version: "evil", Files: map[string]string{"a.rego": "package a"}}); err == nil {
+		t.Fatal("node-a's credentials pushed a policy bundle")
+	}
+	if n := admin.Exists(ctx, "gh:catalog", "gh:keys", "gh:policy:bundle").Val(); n != 0 {
+		t.Fatalf("%d operator keys written by a node", n)
 	}
 }
