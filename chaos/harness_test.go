@@ -64,7 +64,7 @@ presence_interval: 1s
 timeouts:
   connect: 1s
   request: 5s
-  stream_idle: 10s
+  stream_idle: 5s
   shutdown: 10s
 failover:
   attempts: 3
