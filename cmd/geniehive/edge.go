@@ -6,6 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -61,6 +64,8 @@ func runEdge(args []string) error {
 	bindEdgeFlags(fs, &cfg, &configPath)
 	var ov sectionOverrides
 	ov.bind(fs)
+	var pprofAddr string
+	fs.StringVar(&pprofAddr, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060; off by default; loopback only unless you mean it)")
 	if err := cli.Parse(fs, args, &configPath, &cfg); err != nil {
 		return err
 	}
@@ -70,6 +75,13 @@ func runEdge(args []string) error {
 	log := newLogger(cfg.LogLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if pprofAddr != "" {
+		stopPprof, err := startPprof(pprofAddr, log)
+		if err != nil {
+			return fmt.Errorf("--pprof %s: %w", pprofAddr, err)
+		}
+		defer stopPprof()
+	}
 	c, err := state.Connect(ctx, state.Options{URL: cfg.Redis.URL, Username: cfg.Redis.Username, Password: cfg.Redis.Password})
 	if err != nil {
 		return fmt.Errorf("redis %s: %w", state.RedactURL(cfg.Redis.URL), err)
@@ -77,6 +89,27 @@ func runEdge(args []string) error {
 	defer c.Close()
 	store := state.New(c, cfg.Redis.Prefix)
 	return serveEdge(ctx, cfg, ov, store, log, nil)
+}
+
+// startPprof serves the runtime profiles (net/http/pprof) on addr, apart
+// from the edge's own listener, for profiling a live edge:
+//
+//	go tool pprof http://127.0.0.1:6060/debug/pprof/profile?seconds=10
+func startPprof(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	log.Warn("pprof listener on; it exposes runtime internals, keep it on loopback", "addr", ln.Addr().String())
+	return func() { _ = hs.Close() }, nil
 }
 
 func bindEdgeFlags(fs *flag.FlagSet, cfg *edge.Config, configPath *string) {
