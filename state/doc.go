@@ -9,9 +9,11 @@
 //
 //	key                              type    writer  TTL              holds
 //	gh:node:{<host>}:state           string  node    heartbeat TTL    NodeState JSON (host, services, assets, metrics)
+//	gh:node:{<host>}:gone            string  node    5m               tombstone of a graceful stop (deleted by the next heartbeat)
 //	gh:catalog                       string  operator none            Catalog JSON (role catalog + asset policies)
 //	gh:keys                          hash    operator none            key id -> APIKey JSON (SHA-256 only)
 //	gh:policy:bundle                 string  operator none            PolicyBundle JSON
+//	gh:seeded                        string  operator none            set by every operator write; its absence means Redis lost its data
 //	gh:{rr}:<target>                 string  edge    24h idle         round-robin counter (INCR)
 //	gh:{if}:<service>                zset    edge    lease            in-flight leases: member=<edge>:<seq>, score=deadline ms
 //	gh:{health}:cool:<service>       string  edge    cooldown length  passive-health cooldown deadline
@@ -29,6 +31,16 @@
 //	user node-a on >secret ~gh:node:{node-a}:* &gh:events:node:node-a +get +set +del +pttl +publish +multi +exec +discard +ping
 //
 // confines it. See ACL in the README.
+//
+// # Losing Redis
+//
+// A Redis restart without persistence, or a FLUSHALL, loses everything.
+// Edges keep serving from their snapshots: a node missing from Redis stays
+// routable until its own deadline (its agent re-registers within one
+// heartbeat), unless it left a tombstone. Edges built with
+// WatcherOptions.Restore write the role catalog, keys and policy bundle
+// they hold back (SETNX, so racing edges agree) when gh:seeded is missing,
+// so a restart neither drops the roles nor turns authentication off.
 //
 // # Change events
 //

@@ -269,16 +269,22 @@ func TestFlushAllThenHeartbeatRestores(t *testing.T) {
 	c := srv.Client(t)
 	s := state.New(c, "")
 	ctx := context.Background()
-	w := state.NewWatcher(state.New(srv.Client(t), ""), state.WatcherOptions{Resync: 200 * time.Millisecond})
+	w := state.NewWatcher(state.New(srv.Client(t), ""), state.WatcherOptions{Resync: 100 * time.Millisecond})
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go w.Run(wctx)
-	if err := s.WriteHeartbeat(ctx, node("a", "x"), 5*time.Second); err != nil {
+	if err := s.WriteHeartbeat(ctx, node("a", "x"), 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 2*time.Second, func() bool { return len(w.Current().Services) == 1 })
+	// Lost data: the snapshot keeps serving the node until its own deadline
+	// (its agent re-registers within a heartbeat), and not past it.
 	c.FlushAll(ctx)
-	waitFor(t, 2*time.Second, func() bool { return len(w.Current().Services) == 0 })
+	time.Sleep(300 * time.Millisecond) // several resyncs
+	if len(w.Current().Services) != 1 {
+		t.Fatal("a flush dropped a node still within its TTL")
+	}
+	waitFor(t, 3*time.Second, func() bool { return len(w.Current().Services) == 0 })
 	if err := s.WriteHeartbeat(ctx, node("a", "x"), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -291,6 +297,51 @@ func TestFlushAllThenHeartbeatRestores(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 3*time.Second, func() bool { return len(w.Current().Services) == 2 && w.Current().RedisOK })
+	// A graceful stop still removes the node at once.
+	if err := s.RemoveNode(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, func() bool { return len(w.Current().Services) == 0 })
+}
+
+func TestRestoreOperatorStateAfterDataLoss(t *testing.T) {
+	srv := testredis.Private(t)
+	c := srv.Client(t)
+	s := state.New(c, "")
+	ctx := context.Background()
+	cat, _ := state.ParseCatalog("c", []byte("roles:\n  - name: coder\n    candidates: [a]\n"))
+	if err := s.PutCatalog(ctx, cat); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutKey(ctx, state.APIKey{ID: "k1", Hash: state.HashKeyHex("s1"), Scope: state.ScopeClient}); err != nil {
+		t.Fatal(err)
+	}
+	w := state.NewWatcher(state.New(srv.Client(t), ""), state.WatcherOptions{Resync: 100 * time.Millisecond, Restore: true})
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go w.Run(wctx)
+	waitFor(t, 2*time.Second, func() bool { return len(w.Current().Keys) == 1 && len(w.Current().Catalog.Roles) == 1 })
+
+	if err := srv.Restart(); err != nil { // no persistence: everything is gone
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, func() bool {
+		got, err := s.GetCatalog(ctx)
+		keys, _ := s.ListKeys(ctx)
+		return err == nil && len(got.Roles) == 1 && len(keys) == 1
+	})
+	if len(w.Current().Keys) != 1 {
+		t.Fatal("the snapshot lost its keys: auth would have turned off")
+	}
+	// A real deletion (the marker is present) is respected, not undone.
+	if err := s.DeleteKey(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, func() bool { return len(w.Current().Keys) == 0 })
+	time.Sleep(300 * time.Millisecond)
+	if keys, _ := s.ListKeys(ctx); len(keys) != 0 {
+		t.Fatal("a deleted key was restored")
+	}
 }
 
 func TestCatalogErrorsNameFileLineField(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -126,8 +127,8 @@ type Store struct {
 	c      redis.UniversalClient
 	prefix string
 
-	kCatalog, kKeys, kPolicy, kProbe, kStats, kEdges, kBenchIndex string
-	chPrefix                                                      string
+	kCatalog, kKeys, kPolicy, kProbe, kStats, kEdges, kBenchIndex, kSeeded string
+	chPrefix                                                               string
 }
 
 // New returns a Store over c with every key under prefix ("" = "gh:").
@@ -143,6 +144,7 @@ func New(c redis.UniversalClient, prefix string) *Store {
 	s.kStats = prefix + "stats"
 	s.kEdges = prefix + "edges"
 	s.kBenchIndex = prefix + "bench:index"
+	s.kSeeded = prefix + "seeded"
 	s.chPrefix = prefix + "events:"
 	return s
 }
@@ -172,16 +174,27 @@ func (s *Store) Channel(event string) string { return s.chPrefix + event }
 // NodeKey is the key holding a node's NodeState.
 func (s *Store) NodeKey(hostID string) string { return s.prefix + "node:{" + hostID + "}:state" }
 
-func (s *Store) nodeKeyPattern() string { return s.prefix + "node:{*}:state" }
+// goneKey is the tombstone a graceful stop leaves, so edges that missed the
+// "down" event still drop the node at their next resync.
+func (s *Store) goneKey(hostID string) string { return s.prefix + "node:{" + hostID + "}:gone" }
 
-// hostFromNodeKey extracts the host id from a node key.
-func (s *Store) hostFromNodeKey(k string) (string, bool) {
+// goneTTL is how long a tombstone lives: longer than any heartbeat TTL.
+const goneTTL = 5 * time.Minute
+
+func (s *Store) nodeKeyPattern() string { return s.prefix + "node:{*}:*" }
+
+// splitNodeKey extracts the host id and the kind ("state" or "gone") from a
+// node key.
+func (s *Store) splitNodeKey(k string) (id, kind string, ok bool) {
 	rest, ok := strings.CutPrefix(k, s.prefix+"node:{")
 	if !ok {
-		return "", false
+		return "", "", false
 	}
-	id, ok := strings.CutSuffix(rest, "}:state")
-	return id, ok
+	i := strings.LastIndex(rest, "}:")
+	if i < 0 {
+		return "", "", false
+	}
+	return rest[:i], rest[i+2:], true
 }
 
 // ErrInvalid marks bad input rejected before anything was written.
@@ -230,16 +243,20 @@ func (s *Store) WriteHeartbeat(ctx context.Context, st *NodeState, ttl time.Dura
 	}
 	_, err = s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, s.NodeKey(st.Host.ID), b, ttl)
+		p.Del(ctx, s.goneKey(st.Host.ID))
 		p.Publish(ctx, s.Channel(EventNode+st.Host.ID), "up")
 		return nil
 	})
 	return err
 }
 
-// RemoveNode deletes a node's keys at once (graceful stop) and announces it.
+// RemoveNode deletes a node's state at once (graceful stop), leaves a
+// short-lived tombstone so a resync drops it even where the event was
+// missed, and announces it.
 func (s *Store) RemoveNode(ctx context.Context, hostID string) error {
 	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, s.NodeKey(hostID))
+		p.Set(ctx, s.goneKey(hostID), "1", goneTTL)
 		p.Publish(ctx, s.Channel(EventNode+hostID), "down")
 		return nil
 	})
@@ -288,51 +305,62 @@ func deadline(now time.Time, pttl time.Duration) time.Time {
 // ReadNodes reads every node's state. It SCANs (on every master of a
 // cluster): call it on resync, never per request.
 func (s *Store) ReadNodes(ctx context.Context) ([]NodeRecord, error) {
+	recs, _, err := s.readNodes(ctx)
+	return recs, err
+}
+
+// readNodes also returns the hosts that left gracefully (tombstones).
+func (s *Store) readNodes(ctx context.Context) ([]NodeRecord, map[string]bool, error) {
 	var keys []string
+	var mu sync.Mutex
 	scan := func(ctx context.Context, c redis.UniversalClient) error {
+		var local []string
 		iter := c.Scan(ctx, 0, s.nodeKeyPattern(), 512).Iterator()
 		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
+			local = append(local, iter.Val())
 		}
+		mu.Lock()
+		keys = append(keys, local...)
+		mu.Unlock()
 		return iter.Err()
 	}
 	if cc, ok := s.c.(*redis.ClusterClient); ok {
-		var mu = make(chan struct{}, 1)
-		err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
-			var local []string
-			iter := m.Scan(ctx, 0, s.nodeKeyPattern(), 512).Iterator()
-			for iter.Next(ctx) {
-				local = append(local, iter.Val())
-			}
-			mu <- struct{}{}
-			keys = append(keys, local...)
-			<-mu
-			return iter.Err()
-		})
-		if err != nil {
-			return nil, err
+		if err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return scan(ctx, m) }); err != nil {
+			return nil, nil, err
 		}
 	} else if err := scan(ctx, s.c); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if len(keys) == 0 {
-		return nil, nil
+	gone := map[string]bool{}
+	stateKeys := keys[:0]
+	for _, k := range keys {
+		id, kind, ok := s.splitNodeKey(k)
+		switch {
+		case !ok:
+		case kind == "gone":
+			gone[id] = true
+		case kind == "state":
+			stateKeys = append(stateKeys, k)
+		}
+	}
+	if len(stateKeys) == 0 {
+		return nil, gone, nil
 	}
 	now := time.Now()
-	gets := make([]*redis.StringCmd, len(keys))
-	ttls := make([]*redis.DurationCmd, len(keys))
+	gets := make([]*redis.StringCmd, len(stateKeys))
+	ttls := make([]*redis.DurationCmd, len(stateKeys))
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
+		for i, k := range stateKeys {
 			gets[i] = p.Get(ctx, k)
 			ttls[i] = p.PTTL(ctx, k)
 		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, err
+		return nil, nil, err
 	}
-	out := make([]NodeRecord, 0, len(keys))
-	for i := range keys {
+	out := make([]NodeRecord, 0, len(stateKeys))
+	for i := range stateKeys {
 		if gets[i].Err() != nil {
 			continue // expired between SCAN and GET
 		}
@@ -340,13 +368,13 @@ func (s *Store) ReadNodes(ctx context.Context) ([]NodeRecord, error) {
 		if json.Unmarshal([]byte(gets[i].Val()), &rec.State) != nil {
 			continue
 		}
-		if id, ok := s.hostFromNodeKey(keys[i]); !ok || id != rec.State.Host.ID {
+		if id, _, ok := s.splitNodeKey(stateKeys[i]); !ok || id != rec.State.Host.ID {
 			continue // a key whose content claims another host is ignored
 		}
 		rec.Deadline = deadline(now, ttls[i].Val())
 		out = append(out, rec)
 	}
-	return out, nil
+	return out, gone, nil
 }
 
 // PutCatalog validates and stores the role catalog, and announces it.
@@ -366,6 +394,7 @@ func (s *Store) PutCatalog(ctx context.Context, c *Catalog) error {
 	}
 	_, err = s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, s.kCatalog, b, 0)
+		p.Set(ctx, s.kSeeded, "1", 0)
 		p.Publish(ctx, s.Channel(EventCatalog), "put")
 		return nil
 	})
@@ -408,6 +437,7 @@ func (s *Store) PutKey(ctx context.Context, k APIKey) error {
 	b, _ := json.Marshal(k)
 	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, s.kKeys, k.ID, b)
+		p.Set(ctx, s.kSeeded, "1", 0)
 		p.Publish(ctx, s.Channel(EventKeys), "put")
 		return nil
 	})
@@ -418,6 +448,7 @@ func (s *Store) PutKey(ctx context.Context, k APIKey) error {
 func (s *Store) DeleteKey(ctx context.Context, id string) error {
 	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HDel(ctx, s.kKeys, id)
+		p.Set(ctx, s.kSeeded, "1", 0)
 		p.Publish(ctx, s.Channel(EventKeys), "del")
 		return nil
 	})
@@ -480,6 +511,7 @@ func (s *Store) PutPolicyBundle(ctx context.Context, b *PolicyBundle) error {
 	}
 	_, err = s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, s.kPolicy, raw, 0)
+		p.Set(ctx, s.kSeeded, "1", 0)
 		p.Publish(ctx, s.Channel(EventPolicy), b.Version)
 		return nil
 	})
@@ -513,4 +545,47 @@ func (s *Store) LoadScripts(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// Seeded reports whether an operator has written state (catalog, keys or
+// policy) into this Redis since its data was last lost. Every operator write
+// sets the marker, so its absence alongside a non-empty edge snapshot means
+// Redis lost its data (a restart without persistence, a FLUSHALL), not that
+// an operator deleted everything.
+func (s *Store) Seeded(ctx context.Context) (bool, error) {
+	n, err := s.c.Exists(ctx, s.kSeeded).Result()
+	return n == 1, err
+}
+
+// Reseed writes operator state an edge still holds back into a Redis that
+// lost it: each piece only where it is missing (SETNX / HSETNX), so edges
+// racing to restore the same state are harmless, and an operator write
+// that got there first wins. It sets the seeded marker and announces what
+// it wrote.
+func (s *Store) Reseed(ctx context.Context, c *Catalog, keys []APIKey, pb *PolicyBundle) error {
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if c != nil && len(c.Roles) > 0 {
+			if b, err := json.Marshal(c); err == nil {
+				p.SetNX(ctx, s.kCatalog, b, 0)
+				p.Publish(ctx, s.Channel(EventCatalog), "reseed")
+			}
+		}
+		for _, k := range keys {
+			if b, err := json.Marshal(k); err == nil {
+				p.HSetNX(ctx, s.kKeys, k.ID, b)
+			}
+		}
+		if len(keys) > 0 {
+			p.Publish(ctx, s.Channel(EventKeys), "reseed")
+		}
+		if pb != nil {
+			if b, err := json.Marshal(pb); err == nil {
+				p.SetNX(ctx, s.kPolicy, b, 0)
+				p.Publish(ctx, s.Channel(EventPolicy), pb.Version)
+			}
+		}
+		p.Set(ctx, s.kSeeded, "1", 0)
+		return nil
+	})
+	return err
 }

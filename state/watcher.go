@@ -20,6 +20,12 @@ type WatcherOptions struct {
 	Resync time.Duration
 	// Logger receives refresh failures. Default slog.Default().
 	Logger *slog.Logger
+	// Restore makes the watcher write operator state (catalog, keys,
+	// policy bundle) it still holds back into Redis when Redis has lost its
+	// data (Store.Seeded is false), instead of adopting the empty state.
+	// Edges set it, so a Redis restart without persistence neither drops
+	// the roles nor turns authentication off.
+	Restore bool
 }
 
 // Watcher keeps an immutable Snapshot of the shared state fresh: it applies
@@ -88,7 +94,7 @@ func (w *Watcher) Changes() <-chan *Snapshot {
 func (w *Watcher) Refresh(ctx context.Context) error {
 	w.refresh.Lock()
 	defer w.refresh.Unlock()
-	nodes, err := w.s.ReadNodes(ctx)
+	nodes, gone, err := w.s.readNodes(ctx)
 	if err != nil {
 		w.markDown()
 		return err
@@ -110,9 +116,42 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 	stats, _ := w.s.Stats(ctx)
 	bench, _ := w.s.BenchSummaries(ctx)
 	probes, _ := w.s.Probes(ctx)
+	now := time.Now()
 	nm := make(map[string]NodeRecord, len(nodes))
 	for _, n := range nodes {
 		nm[n.State.Host.ID] = n
+	}
+	w.mu.Lock()
+	prev := w.model
+	w.mu.Unlock()
+	// A node missing from Redis but still within its deadline stays: Redis
+	// may have restarted or been flushed, and its agent re-registers within
+	// one heartbeat. A node that left gracefully left a tombstone (and was
+	// removed by its "down" event already); one that died expires at its
+	// own deadline.
+	for id, n := range prev.nodes {
+		if _, ok := nm[id]; !ok && !gone[id] && now.Before(n.Deadline) {
+			nm[id] = n
+		}
+	}
+	if w.o.Restore && (len(prev.catalog.Roles) > 0 || len(prev.keys) > 0 || prev.policy != nil) {
+		seeded, err := w.s.Seeded(ctx)
+		if err == nil && !seeded {
+			if len(cat.Roles) == 0 {
+				cat = prev.catalog
+			}
+			if len(keys) == 0 {
+				keys = prev.keys
+			}
+			if pol == nil {
+				pol = prev.policy
+			}
+			if err := w.s.Reseed(ctx, cat, keys, pol); err != nil {
+				w.o.Logger.Warn("restoring operator state into Redis failed", "err", err)
+			} else {
+				w.o.Logger.Warn("Redis had lost its data: restored the role catalog, keys and policy bundle this edge held")
+			}
+		}
 	}
 	cool, err := w.s.Cooldowns(ctx, serviceIDs(nm))
 	if err != nil {

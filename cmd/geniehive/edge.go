@@ -206,7 +206,7 @@ func serveEdge(ctx context.Context, cfg edge.Config, ov sectionOverrides, store 
 		log.Warn("loading Redis scripts failed; they load on first use", "err", err)
 	}
 	scancel()
-	watcher := state.NewWatcher(store, state.WatcherOptions{Logger: log})
+	watcher := state.NewWatcher(store, state.WatcherOptions{Logger: log, Restore: true})
 	inflight := state.NewInflight(store, cfg.ID, 0)
 	router, err := routing.New(rcfg, store, inflight)
 	if err != nil {
