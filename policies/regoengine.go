@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -51,6 +52,9 @@ func NewRego(files map[string]string, opts RegoOptions) (Engine, error) {
 		return nil, fmt.Errorf("policies: compile: %w", err)
 	}
 	e := &regoEngine{compiler: c, query: opts.Query, version: opts.Version}
+	if ep, ok := queryPath(opts.Query); ok && DefinesRule(mods, DerivedPath(ep)) {
+		e.derived = "data." + strings.ReplaceAll(DerivedPath(ep), "/", ".")
+	}
 	if err := e.SetData(context.Background(), &Data{SchemaVersion: SchemaVersion}); err != nil {
 		return nil, err
 	}
@@ -60,6 +64,9 @@ func NewRego(files map[string]string, opts RegoOptions) (Engine, error) {
 type regoEngine struct {
 	compiler *ast.Compiler
 	query    string
+	// derived is the query of the policy's data-only rule (see
+	// DerivedRule), "" when it defines none.
+	derived string
 	version  string
 	pq       atomic.Pointer[rego.PreparedEvalQuery]
 }
@@ -73,6 +80,15 @@ func (e *regoEngine) SetData(ctx context.Context, d *Data) error {
 	if err != nil {
 		return err
 	}
+	if e.derived != "" {
+		v, err := e.evalDerived(ctx, doc)
+		if err != nil {
+			return err
+		}
+		if v != nil {
+			doc[DerivedKey] = v
+		}
+	}
 	store := inmem.NewFromObjectWithOpts(doc, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
 	pq, err := rego.New(
 		rego.Query(e.query),
@@ -84,6 +100,42 @@ func (e *regoEngine) SetData(ctx context.Context, d *Data) error {
 	}
 	e.pq.Store(&pq)
 	return nil
+}
+
+// evalDerived evaluates the policy's derived rule against doc (no input);
+// nil when it is undefined.
+func (e *regoEngine) evalDerived(ctx context.Context, doc map[string]any) (any, error) {
+	store := inmem.NewFromObjectWithOpts(doc, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
+	rs, err := rego.New(
+		rego.Query(e.derived),
+		rego.Compiler(e.compiler),
+		rego.Store(store),
+	).Eval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("policies: %s: %w", e.derived, err)
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return nil, nil
+	}
+	return rs[0].Expressions[0].Value, nil
+}
+
+// queryPath turns a query that is a plain data reference
+// ("data.geniehive.decision") into a slash path ("geniehive/decision").
+func queryPath(q string) (string, bool) {
+	r, err := ast.ParseRef(q)
+	if err != nil || !r.HasPrefix(ast.DefaultRootRef) || !r.IsGround() || len(r) < 2 {
+		return "", false
+	}
+	parts := make([]string, 0, len(r)-1)
+	for _, t := range r[1:] {
+		s, ok := t.Value.(ast.String)
+		if !ok {
+			return "", false
+		}
+		parts = append(parts, string(s))
+	}
+	return strings.Join(parts, "/"), true
 }
 
 // DataDocument returns d as the generic JSON document policies see as data.

@@ -86,6 +86,11 @@ var (
 type dataDoc struct {
 	ver  uint64
 	json []byte
+
+	// OPA policies with a derived rule: json with the rule's value added,
+	// computed by the first instance that loads this version.
+	mu   sync.Mutex
+	full []byte
 }
 
 // evalCtx is a reusable per-instance context carrying the evaluation

@@ -30,6 +30,9 @@ type OPAEngine struct {
 	h       host
 	version string
 	ep      int32
+	// derivedEP is the entrypoint of the policy's data-only rule
+	// (policies.DerivedRule), -1 when the module has none.
+	derivedEP int32
 	// builtins maps the module's builtin ids to host implementations; set
 	// while the first instance is created, read-only afterwards.
 	builtins map[int32]hostBuiltin
@@ -63,9 +66,18 @@ func compileRego(ctx context.Context, files map[string]string, entrypoint string
 	if n == 0 {
 		return nil, errors.New("wasm: no .rego sources")
 	}
+	eps := []string{entrypoint}
+	if d := policies.DerivedPath(entrypoint); policies.DefinesRule(files, d) {
+		eps = append(eps, d)
+	}
 	c := compile.New().
 		WithTarget(compile.TargetWasm).
-		WithEntrypoints(entrypoint).
+		WithEntrypoints(eps...).
+		// Only the entrypoints are evaluated: without pruning OPA adds
+		// every rule that depends on one as an extra entrypoint, which
+		// fails when one of them is a function (as the per-request rules
+		// reading the derived rule are).
+		WithPruneUnused(true).
 		WithRegoVersion(ast.RegoV1).
 		WithFS(fsys).
 		WithOptimizationLevel(optLevel).
@@ -291,6 +303,10 @@ func (e *OPAEngine) readMeta(ctx context.Context, m api.Module) error {
 		return fmt.Errorf("wasm: module has no entrypoint %q", e.h.opts.Entrypoint)
 	}
 	e.ep = id
+	e.derivedEP = -1
+	if id, ok := eps[policies.DerivedPath(e.h.opts.Entrypoint)]; ok {
+		e.derivedEP = id
+	}
 	bs, err := readMap("builtins")
 	if err != nil {
 		return err
@@ -314,19 +330,43 @@ func (e *OPAEngine) readMeta(ctx context.Context, m api.Module) error {
 	return nil
 }
 
+// loadData parses the data version into the instance. When the policy has
+// a derived rule, the first instance to load a version evaluates it on the
+// raw document and keeps the document with the result under
+// policies.DerivedKey; every instance then parses that one.
 func (e *OPAEngine) loadData(ctx context.Context, in *instance, d *dataDoc) error {
+	if e.derivedEP < 0 {
+		return e.parseData(ctx, in, d.json)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.full == nil {
+		if err := e.parseData(ctx, in, d.json); err != nil {
+			return err
+		}
+		v, err := e.evalDerived(ctx, in)
+		if err != nil {
+			return err
+		}
+		d.full = withKey(d.json, policies.DerivedKey, v)
+	}
+	return e.parseData(ctx, in, d.full)
+}
+
+// parseData resets the instance's heap and parses doc as its data.
+func (e *OPAEngine) parseData(ctx context.Context, in *instance, doc []byte) error {
 	m := in.mod
 	if _, err := call1(ctx, m, "opa_heap_ptr_set", uint64(in.heapBase)); err != nil {
 		return err
 	}
-	p, err := call1(ctx, m, "opa_malloc", uint64(len(d.json)))
+	p, err := call1(ctx, m, "opa_malloc", uint64(len(doc)))
 	if err != nil {
 		return err
 	}
-	if !in.mem.Write(p, d.json) {
+	if !in.mem.Write(p, doc) {
 		return ErrMemory
 	}
-	addr, err := call1(ctx, m, "opa_json_parse", uint64(p), uint64(len(d.json)))
+	addr, err := call1(ctx, m, "opa_json_parse", uint64(p), uint64(len(doc)))
 	if err != nil {
 		return err
 	}
@@ -338,6 +378,53 @@ func (e *OPAEngine) loadData(ctx context.Context, in *instance, d *dataDoc) erro
 		return err
 	}
 	return nil
+}
+
+// evalDerived evaluates the derived entrypoint on the instance's data with
+// an empty input and returns its value as JSON (nil when undefined). It is
+// bounded like an evaluation, with the setup deadline.
+func (e *OPAEngine) evalDerived(ctx context.Context, in *instance) ([]byte, error) {
+	const input = "{}"
+	addr := in.evalHeap
+	heap := (addr + uint32(len(input)) + 7) &^ 7
+	if err := ensure(in.mem, heap); err != nil {
+		return nil, err
+	}
+	in.mem.Write(addr, []byte(input))
+	s := in.stack[:7]
+	s[0], s[1], s[2], s[3], s[4], s[5], s[6] = 0, uint64(uint32(e.derivedEP)), uint64(in.dataAddr), uint64(addr), uint64(len(input)), uint64(heap), 0
+	if err := e.h.callFor(ctx, in, in.fn, s, e.h.setupTimeout()); err != nil {
+		return nil, fmt.Errorf("wasm: %s: %w", policies.DerivedPath(e.h.opts.Entrypoint), err)
+	}
+	res := cString(in.mem, uint32(s[0]))
+	var rs []struct {
+		Result json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(res), &rs); err != nil {
+		return nil, errors.Join(ErrOutput, fmt.Errorf("wasm: %s: %w", policies.DerivedPath(e.h.opts.Entrypoint), err))
+	}
+	if len(rs) == 0 || len(rs[0].Result) == 0 {
+		return nil, nil
+	}
+	return rs[0].Result, nil
+}
+
+// withKey returns the JSON object doc with key set to the JSON value v
+// (doc unchanged when v is nil). doc must not already hold key.
+func withKey(doc []byte, key string, v []byte) []byte {
+	doc = bytes.TrimSpace(doc)
+	if v == nil || len(doc) < 2 || doc[len(doc)-1] != '}' {
+		return doc
+	}
+	out := make([]byte, 0, len(doc)+len(key)+len(v)+4)
+	out = append(out, doc[:len(doc)-1]...)
+	if len(bytes.TrimSpace(doc[1:len(doc)-1])) > 0 {
+		out = append(out, ',')
+	}
+	out = strconv.AppendQuote(out, key)
+	out = append(out, ':')
+	out = append(out, v...)
+	return append(out, '}')
 }
 
 // Name implements policies.Engine.

@@ -6,6 +6,22 @@
 # exactly the same decisions; policies/policytest checks both against one
 # table.
 #
+# The policy has two halves:
+#
+#   - `derived` depends on data only: each role's candidate targets with
+#     their merged request policy, each role's fallback walk (order, cycle
+#     cut, depth limit), and each asset's direct targets per operation. The
+#     rego and wasm engines evaluate it ONCE per data version and hand it
+#     back as data.derived (OPA evaluates every rule again on every request
+#     and caches nothing across evaluations, so computing it per request
+#     would be most of the cost of a decision).
+#   - `decision` and the rules it uses depend on input: the model key
+#     lookup (service, asset or role), the walk with kind filtering and
+#     group numbering, max_tokens ceilings, the thinking choice, key scopes
+#     and denials. They read the index through `_ix`, which falls back to
+#     computing `derived` when data.derived is absent (Rego unit tests that
+#     replace data with `with`), so both paths give the same decisions.
+#
 # Only builtins that OPA's Wasm target implements natively are used (no
 # sprintf, no regex): string munging happens in Go when Data is built.
 #
@@ -57,32 +73,12 @@ _resolve(name) := r if {
 
 else := null
 
-_req_max_tokens := object.get(input, "max_tokens", 0)
+# ================================================================ per data version
 
-# ---------------------------------------------------------------- model key and mode
-
-_has_model_key if {
-	is_string(input.model_key)
-	input.model_key != ""
-}
-
-model_key := input.model_key if _has_model_key
-
-model_key := _norm(object.get(input, "model", "")) if not _has_model_key
-
-default mode := "none"
-
-mode := "service" if data.services[model_key]
-
-mode := "asset" if {
-	not data.services[model_key]
-	data.models[model_key]
-}
-
-mode := "role" if {
-	not data.services[model_key]
-	not data.models[model_key]
-	data.roles[data.aliases[model_key]]
+derived := {
+	"roles": {rn: _role_ix(rn) | some rn, _ in _obj(data.roles)},
+	"walks": {rn: _walk_of(rn) | some rn, _ in _obj(data.roles)},
+	"assets": {n: _asset_ix(n) | some n, _ in _obj(data.assets)},
 }
 
 # ---------------------------------------------------------------- request policy
@@ -95,15 +91,6 @@ _limit(ap, rp) := l if {
 }
 
 else := 0
-
-_exceeds(l) := true if {
-	l > 0
-	_req_max_tokens > l
-}
-
-else := false
-
-_max_msg(l) := concat("", ["max_tokens ", format_int(_req_max_tokens, 10), " exceeds the limit ", format_int(l, 10)])
 
 # The role's system prompt wins when both set one.
 _prompt(ap, rp) := rp.system_prompt if is_object(rp.system_prompt)
@@ -123,22 +110,21 @@ _capable(ad) if ad.thinking == true
 
 _capable(ad) if ad.qwen3 == true
 
-_disable_if(pt, ad, op) if {
+# _think_mode: "off" disables thinking whatever the request says, "default"
+# disables it unless the request asks for thinking, "keep" never disables.
+_think_mode(pt, ad, op) := "off" if {
 	op == "chat"
 	pt == false
 	_capable(ad)
 }
 
-_disable_if(pt, ad, op) if {
+else := "default" if {
 	op == "chat"
 	pt == null
 	ad.qwen3 == true
-	not input.thinking == true
 }
 
-_disable(pt, ad, op) := true if _disable_if(pt, ad, op)
-
-else := false
+else := "keep"
 
 _asset_data(n) := a if {
 	a := data.assets[n]
@@ -161,88 +147,55 @@ _keep(v) if {
 	v != {}
 }
 
-# _patch merges the role policy rp over the asset policy ap for asset n:
-# defaults and overrides deep-merged (object.union is recursive; arrays
-# and scalars replace), system prompt and thinking from the role when set,
+# _patch merges the role policy rp over the asset policy ap: defaults and
+# overrides deep-merged (object.union is recursive; arrays and scalars
+# replace), system prompt and thinking from the role when set,
 # strip_reasoning when either asks. Empty fields are left out.
-_patch(ap, rp, n, op) := {k: v |
+_patch(ap, rp, disable) := {k: v |
 	fields := {
 		"defaults": object.union(_obj(object.get(ap, "defaults", {})), _obj(object.get(rp, "defaults", {}))),
 		"overrides": object.union(_obj(object.get(ap, "overrides", {})), _obj(object.get(rp, "overrides", {}))),
 		"system_prompt": _prompt(ap, rp),
-		"disable_thinking": _disable(_thinking(ap, rp), _asset_data(n), op),
+		"disable_thinking": disable,
 		"strip_reasoning": _strip(ap, rp),
 	}
 	some k, v in fields
 	_keep(v)
 }
 
-# _item evaluates asset n as a target of role (role {} and rn "" for a
-# direct match).
-_item(n, role, rn, op) := {"name": n, "limit": l, "exceeded": _exceeds(l), "target": t} if {
-	ap := _asset_pol(n)
-	rp := _role_pol(role)
-	l := _limit(ap, rp)
-	t0 := {"kind": "asset", "name": n, "operation": op, "role": rn, "strategy": object.get(role, "strategy", "")}
-	p := _patch(ap, rp, n, op)
-	t := _with_patch(t0, p)
-}
-
 _with_patch(t, p) := object.union(t, {"patch": p}) if count(p) > 0
 
 else := t
 
-# ---------------------------------------------------------------- service
+# _item is asset n as a target of role (role {} and rn "" for a direct
+# match) for operation op: its max_tokens limit, its thinking mode, the
+# target without ("keep") and with ("off") thinking disabled, and the
+# prefix of its max_tokens message. Targets carry group 0; requests that
+# put them in a later group replace it.
+_item(n, role, rn, op, prefix) := {"limit": l, "mode": m, "keep": keep, "off": off, "max_prefix": concat("", [prefix, "asset ", n, ": "])} if {
+	ap := _asset_pol(n)
+	rp := _role_pol(role)
+	l := _limit(ap, rp)
+	m := _think_mode(_thinking(ap, rp), _asset_data(n), op)
+	t0 := {"kind": "asset", "name": n, "operation": op, "role": rn, "strategy": object.get(role, "strategy", ""), "group": 0}
+	keep := _with_patch(t0, _patch(ap, rp, false))
+	off := _with_patch(t0, _patch(ap, rp, true))
+}
 
-_service_targets := [t |
-	mode == "service"
-	s := data.services[model_key]
-	s.kind == input.operation
-	t := {"kind": "service", "name": s.id, "operation": s.kind, "group": 0}
-]
+# ---------------------------------------------------------------- assets
 
-_service_tried := [m |
-	mode == "service"
-	s := data.services[model_key]
-	s.kind != input.operation
-	m := concat("", ["service ", s.id, ": kind ", s.kind, ", not ", input.operation])
-]
+# _asset_ix: asset n addressed directly, per operation it offers.
+_asset_ix(n) := {op: _item(n, {}, "", op, "") | some op in _arr(data.assets[n].kinds)}
 
-# ---------------------------------------------------------------- asset
+# ---------------------------------------------------------------- roles
 
-_direct_item(n) := {"msg": concat("", ["asset ", n, ": not of kind ", input.operation])} if not _has_kind(n, input.operation)
+# _min_pos is the smallest positive number of xs, 0 when there is none.
+_min_pos(xs) := min(ps) if {
+	ps := [x | some x in xs; x > 0]
+	count(ps) > 0
+}
 
-_direct_item(n) := _item(n, {}, "", input.operation) if _has_kind(n, input.operation)
-
-_direct := [x |
-	mode == "asset"
-	some n in data.models[model_key]
-	x := _direct_item(n)
-]
-
-_direct_targets := [object.union(x.target, {"group": 0}) |
-	some x in _direct
-	not x.msg
-	x.exceeded == false
-]
-
-_direct_msg(x) := x.msg if x.msg
-
-else := concat("", ["asset ", x.name, ": ", _max_msg(x.limit)])
-
-_direct_tried := [m |
-	some x in _direct
-	_direct_failed(x)
-	m := _direct_msg(x)
-]
-
-_direct_failed(x) if x.msg
-
-_direct_failed(x) if x.exceeded == true
-
-_direct_dropped := [x.limit | some x in _direct; x.exceeded == true]
-
-# ---------------------------------------------------------------- role
+else := 0
 
 # Candidates: the role's candidates that are assets of its operation, or,
 # when it lists none, its preferred families' assets of that operation
@@ -264,30 +217,24 @@ _cand_msg(prefix, c, op) := concat("", [prefix, "candidate ", c, " not of kind "
 	not _has_kind(c, op)
 }
 
-_role_eval(rn) := {"targets": [], "msgs": [concat("", ["role ", rn, ": candidates not of kind ", input.operation])], "dropped": []} if {
-	_role_op(data.roles[rn]) != input.operation
-}
-
-_role_eval(rn) := {"targets": targets, "msgs": msgs, "dropped": dropped} if {
+# _role_ix: role rn's operation, its candidate targets and the messages
+# explaining candidates left out.
+_role_ix(rn) := {"op": op, "items": items, "msgs": msgs, "min_limit": _min_pos([it.limit | some it in items])} if {
 	role := data.roles[rn]
 	op := _role_op(role)
-	op == input.operation
 	prefix := concat("", ["role ", rn, ": "])
 	cands := _cands(role, op)
-	items := [_item(n, role, rn, op) | some n in cands]
-	targets := [it.target | some it in items; it.exceeded == false]
+	items := [_item(n, role, rn, op, prefix) | some n in cands]
 	cand_msgs := [m | some c in _arr(role.candidates); m := _cand_msg(prefix, c, op)]
 	none_msgs := [concat("", [prefix, "no candidate of kind ", op]) | count(cands) == 0]
-	max_msgs := [concat("", [prefix, "asset ", it.name, ": ", _max_msg(it.limit)]) | some it in items; it.exceeded == true]
-	msgs := array.concat(array.concat(cand_msgs, none_msgs), max_msgs)
-	dropped := [it.limit | some it in items; it.exceeded == true]
+	msgs := array.concat(cand_msgs, none_msgs)
 }
 
-# Fallback walk: breadth first, level by level, each role once, at most
-# max_fallback_depth levels below the requested role. Rego has no
-# recursion, so the levels are an explicit chain of steps.
-_root := data.aliases[model_key] if mode == "role"
-
+# Fallback walk from root: breadth first, level by level, each role once,
+# at most max_fallback_depth levels below root. Rego has no recursion, so
+# the levels are an explicit chain of steps. The result lists the walked
+# roles in order, each with the messages of its fallback edges (unknown
+# roles, cuts), and the depth-limit message when the walk was cut short.
 _step(level, seen) := {"level": [], "seen": seen, "msgs": []} if count(level) == 0
 
 _step(level, seen) := {"level": next, "seen": seen_after, "msgs": msgs} if {
@@ -326,81 +273,170 @@ _edge_msg(e) := concat("", ["role ", e.from, ": fallback ", e.name, " is not a r
 
 else := concat("", ["role ", e.from, ": fallback ", e.to, " cut (cycle or already tried)"])
 
-_s1 := _step([_root], {_root})
+_walk_of(root) := {"steps": steps, "tail": tail} if {
+	s1 := _step([root], {root})
+	s2 := _step(s1.level, s1.seen)
+	s3 := _step(s2.level, s2.seen)
+	s4 := _step(s3.level, s3.seen)
+	s5 := _step(s4.level, s4.seen)
+	s6 := _step(s5.level, s5.seen)
+	s7 := _step(s6.level, s6.seen)
+	s8 := _step(s7.level, s7.seen)
 
-_s2 := _step(_s1.level, _s1.seen)
+	# s9 holds the edges leaving level 8; its level is not walked.
+	s9 := _step(s8.level, s8.seen)
+	order := array.concat(
+		array.concat(array.concat([root], s1.level), array.concat(s2.level, s3.level)),
+		array.concat(array.concat(s4.level, s5.level), array.concat(array.concat(s6.level, s7.level), s8.level)),
+	)
+	msgs := array.concat(
+		array.concat(array.concat(s1.msgs, s2.msgs), array.concat(s3.msgs, s4.msgs)),
+		array.concat(array.concat(s5.msgs, s6.msgs), array.concat(array.concat(s7.msgs, s8.msgs), s9.msgs)),
+	)
+	steps := [{"role": rn, "edges": [x.msg | some x in msgs; x.from == rn]} | some rn in order]
+	tail := ["fallback walk stopped at depth 8" | count(s9.level) > 0]
+}
 
-_s3 := _step(_s2.level, _s2.seen)
+# ================================================================ per request
 
-_s4 := _step(_s3.level, _s3.seen)
+# _ix is the data-only index: data.derived as the engine precomputed it,
+# or `derived` computed now when data carries none.
+_ix := data.derived if is_object(data.derived)
 
-_s5 := _step(_s4.level, _s4.seen)
+else := derived
 
-_s6 := _step(_s5.level, _s5.seen)
+_req_max_tokens := input.max_tokens if is_number(input.max_tokens)
 
-_s7 := _step(_s6.level, _s6.seen)
+else := 0
 
-_s8 := _step(_s7.level, _s7.seen)
+# _over: a target with limit l is dropped for this request.
+_over(l) if {
+	l > 0
+	_req_max_tokens > l
+}
 
-# _s9 holds the edges leaving level 8; its level is not walked.
-_s9 := _step(_s8.level, _s8.seen)
+# _fits_all: no limit in the group of items whose smallest positive limit
+# is ml is exceeded (the common case: the request sets no max_tokens).
+_fits_all(ml) if _req_max_tokens == 0
 
-walk := array.concat(
-	array.concat(array.concat([_root], _s1.level), array.concat(_s2.level, _s3.level)),
-	array.concat(array.concat(_s4.level, _s5.level), array.concat(array.concat(_s6.level, _s7.level), _s8.level)),
-)
+_fits_all(ml) if ml == 0
 
-_edge_msgs := array.concat(
-	array.concat(array.concat(_s1.msgs, _s2.msgs), array.concat(_s3.msgs, _s4.msgs)),
-	array.concat(array.concat(_s5.msgs, _s6.msgs), array.concat(array.concat(_s7.msgs, _s8.msgs), _s9.msgs)),
-)
+_fits_all(ml) if _req_max_tokens <= ml
 
-_role_results := [r | some rn in walk; r := _role_eval(rn)]
+_max_msg(l) := concat("", ["max_tokens ", format_int(_req_max_tokens, 10), " exceeds the limit ", format_int(l, 10)])
 
-_nonempty := [i | some i; count(_role_results[i].targets) > 0]
+# _pick chooses an item's target by its thinking mode and the request.
+_pick(it) := it.off if it.mode == "off"
 
-_role_targets := [object.union(t, {"group": g}) |
-	some g
-	i := _nonempty[g]
-	some t in _role_results[i].targets
-]
+else := it.off if {
+	it.mode == "default"
+	not input.thinking == true
+}
 
-_role_tried := array.concat(
-	[m |
-		some i
-		rn := walk[i]
-		own := _role_results[i].msgs
-		edge := [x.msg | some x in _edge_msgs; x.from == rn]
-		some m in array.concat(own, edge)
-	],
-	["fallback walk stopped at depth 8" | count(_s9.level) > 0],
-)
+else := it.keep
 
-default _role_dropped := []
+# ---------------------------------------------------------------- model key and mode
 
-_role_dropped := [l | some r in _role_results; some l in r.dropped]
+model_key := input.model_key if {
+	is_string(input.model_key)
+	input.model_key != ""
+}
+
+else := _norm(object.get(input, "model", ""))
+
+mode := "service" if data.services[model_key]
+
+else := "asset" if data.models[model_key]
+
+else := "role" if data.roles[data.aliases[model_key]]
+
+else := "none"
+
+# _res is what resolution found: targets, tried messages, and the limits
+# of targets dropped for max_tokens.
+_res := _service_res if mode == "service"
+
+else := _direct_res if mode == "asset"
+
+else := _role_res if mode == "role"
+
+else := {"targets": [], "tried": [concat("", ["no asset, service or role named ", object.get(input, "model", "")])], "dropped": []}
+
+# ---------------------------------------------------------------- service
+
+_service_res := {"targets": [{"kind": "service", "name": s.id, "operation": s.kind, "group": 0}], "tried": [], "dropped": []} if {
+	s := data.services[model_key]
+	s.kind == input.operation
+}
+
+else := {"targets": [], "tried": [concat("", ["service ", s.id, ": kind ", s.kind, ", not ", input.operation])], "dropped": []} if {
+	s := data.services[model_key]
+}
+
+# ---------------------------------------------------------------- asset
+
+_direct_item(n) := it if {
+	it := _ix.assets[n][input.operation]
+} else := {"msg": concat("", ["asset ", n, ": not of kind ", input.operation])}
+
+_direct_res := {"targets": targets, "tried": tried, "dropped": dropped} if {
+	items := [_direct_item(n) | some n in data.models[model_key]]
+	targets := [_pick(x) | some x in items; not x.msg; not _over(x.limit)]
+	tried := [_direct_msg(x) | some x in items; _direct_failed(x)]
+	dropped := [x.limit | some x in items; not x.msg; _over(x.limit)]
+}
+
+_direct_failed(x) if x.msg
+
+_direct_failed(x) if _over(x.limit)
+
+_direct_msg(x) := x.msg if x.msg
+
+else := concat("", [x.max_prefix, _max_msg(x.limit)])
+
+# ---------------------------------------------------------------- role
+
+_root := data.aliases[model_key] if mode == "role"
+
+# _role_eval is one step of the walk for this request: the role's targets
+# of the request's operation that fit its max_tokens, and its messages.
+_role_eval(s) := {"targets": [], "msgs": array.concat([concat("", ["role ", s.role, ": candidates not of kind ", input.operation])], s.edges), "dropped": []} if {
+	_ix.roles[s.role].op != input.operation
+}
+
+else := {"targets": [_pick(it) | some it in r.items], "msgs": array.concat(r.msgs, s.edges), "dropped": []} if {
+	r := _ix.roles[s.role]
+	_fits_all(r.min_limit)
+}
+
+else := {"targets": targets, "msgs": msgs, "dropped": dropped} if {
+	r := _ix.roles[s.role]
+	targets := [_pick(it) | some it in r.items; not _over(it.limit)]
+	max_msgs := [concat("", [it.max_prefix, _max_msg(it.limit)]) | some it in r.items; _over(it.limit)]
+	msgs := array.concat(array.concat(r.msgs, max_msgs), s.edges)
+	dropped := [it.limit | some it in r.items; _over(it.limit)]
+}
+
+# Roles with targets get group numbers in walk order; targets come with
+# group 0.
+_in_group(t, 0) := t
+
+_in_group(t, g) := object.union(t, {"group": g}) if g > 0
+
+_role_res := {"targets": targets, "tried": tried, "dropped": dropped} if {
+	w := _ix.walks[_root]
+	results := [_role_eval(s) | some s in w.steps]
+	groups := [r.targets | some r in results; count(r.targets) > 0]
+	targets := [_in_group(t, g) | some g, ts in groups; some t in ts]
+	tried := array.concat([m | some r in results; some m in r.msgs], w.tail)
+	dropped := [l | some r in results; some l in r.dropped]
+}
 
 # ---------------------------------------------------------------- decision
 
-_targets := _service_targets if mode == "service"
+_key_roles := input.key.roles if is_array(input.key.roles)
 
-_targets := _direct_targets if mode == "asset"
-
-_targets := _role_targets if mode == "role"
-
-_targets := [] if mode == "none"
-
-_tried := _service_tried if mode == "service"
-
-_tried := _direct_tried if mode == "asset"
-
-_tried := _role_tried if mode == "role"
-
-_tried := [concat("", ["no asset, service or role named ", object.get(input, "model", "")])] if mode == "none"
-
-_dropped := array.concat(_direct_dropped, _role_dropped)
-
-_key_roles := _arr(object.get(object.get(input, "key", {}), "roles", []))
+else := []
 
 _key_allows if {
 	some kr in _key_roles
@@ -420,38 +456,51 @@ denials contains {"priority": 10, "status": 403, "code": "role_not_allowed", "re
 	reason := concat("", ["key ", input.key.id, " may not use role ", _root])
 }
 
-denials contains {"priority": 20, "status": 400, "code": "max_tokens_exceeded", "reason": _max_msg(max(_dropped))} if {
-	count(_targets) == 0
-	count(_dropped) > 0
+denials contains {"priority": 20, "status": 400, "code": "max_tokens_exceeded", "reason": _max_msg(max(_res.dropped))} if {
+	count(_res.dropped) > 0
+	count(_res.targets) == 0
 }
-
-_deny_sorted := sort([[d.priority, d.status, d.code, d.reason] | some d in denials])
 
 deny := {"status": x[1], "code": x[2], "reason": x[3]} if {
-	count(_deny_sorted) > 0
-	x := _deny_sorted[0]
+	count(denials) > 0
+	x := sort([[d.priority, d.status, d.code, d.reason] | some d in denials])[0]
 }
+
+# The walk and the final targets, for rules operators add (the decision
+# below does not use them).
+walk := [s.role | some s in _ix.walks[_root].steps]
 
 final_targets := [] if deny
 
-else := _targets
+else := _res.targets
 
-_strip_any if {
-	some t in final_targets
-	t.patch.strip_reasoning == true
-}
-
-strip_reasoning := true if _strip_any
+strip_reasoning := true if _strips(final_targets)
 
 else := false
 
-_base := {
-	"schema_version": schema_version,
-	"targets": final_targets,
-	"strip_reasoning": strip_reasoning,
-	"tried": _tried,
+_strips(ts) if {
+	some t in ts
+	t.patch.strip_reasoning == true
 }
 
-decision := object.union(_base, {"deny": deny}) if deny
+decision := {
+	"schema_version": schema_version,
+	"targets": [],
+	"strip_reasoning": false,
+	"tried": _res.tried,
+	"deny": deny,
+} if deny
 
-else := _base
+else := {
+	"schema_version": schema_version,
+	"targets": _res.targets,
+	"strip_reasoning": true,
+	"tried": _res.tried,
+} if _strips(_res.targets)
+
+else := {
+	"schema_version": schema_version,
+	"targets": _res.targets,
+	"strip_reasoning": false,
+	"tried": _res.tried,
+}

@@ -50,6 +50,25 @@ decide(inp) := d if {
 		with data.asset_policies as _asset_policies
 }
 
+# decide_precomputed evaluates like the engines do: `derived` once for the
+# data, handed back as data.derived.
+decide_precomputed(inp) := d if {
+	ix := data.geniehive.derived with data.assets as _assets
+		with data.models as _models
+		with data.services as _services
+		with data.roles as _roles
+		with data.aliases as _aliases
+		with data.asset_policies as _asset_policies
+	d := data.geniehive.decision with input as inp
+		with data.derived as ix
+		with data.assets as _assets
+		with data.models as _models
+		with data.services as _services
+		with data.roles as _roles
+		with data.aliases as _aliases
+		with data.asset_policies as _asset_policies
+}
+
 _names(d) := [concat("@", [t.name, format_int(t.group, 10)]) | some t in d.targets]
 
 test_direct_asset_qwen3_thinking_off if {
@@ -192,4 +211,32 @@ test_max_tokens_denied if {
 	d := decide(object.union(_in("llama3:70b"), {"max_tokens": 3000}))
 	d.targets == []
 	d.deny == {"status": 400, "code": "max_tokens_exceeded", "reason": "max_tokens 3000 exceeds the limit 2048"}
+}
+
+test_precomputed_index_gives_the_same_decisions if {
+	inputs := [
+		_in("coder"), _in("default"), _in("qwen3:8b"), _in("llama3"), _in("H1/Ollama"), _in("gpt-4o"),
+		object.union(_in("think"), {"thinking": true}),
+		object.union(_in("coder"), {"max_tokens": 5000}),
+		object.union(_in("coder"), {"operation": "embeddings"}),
+		object.union(_in("coder"), {"key": {"id": "k1", "scope": "client", "roles": ["default"]}}),
+	]
+	every inp in inputs {
+		decide_precomputed(inp) == decide(inp)
+	}
+}
+
+test_index_is_data_only if {
+	ix := data.geniehive.derived with input as {"model": "coder"}
+		with data.assets as _assets
+		with data.models as _models
+		with data.services as _services
+		with data.roles as _roles
+		with data.aliases as _aliases
+		with data.asset_policies as _asset_policies
+	[s.role | some s in ix.walks.coder.steps] == ["coder", "general"]
+	ix.walks.coder.steps[1].edges == ["role general: fallback coder cut (cycle or already tried)", "role general: fallback ghost is not a role"]
+	[it.keep.name | some it in ix.roles.general.items] == ["llama3:70b", "llama3:8b"]
+	ix.assets["qwen3:8b"].chat.mode == "default"
+	ix.assets["qwen3:8b"].chat.off.patch == {"disable_thinking": true}
 }
