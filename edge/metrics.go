@@ -1,6 +1,10 @@
 package edge
 
 import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/common/expfmt"
@@ -11,18 +15,98 @@ import (
 // is the resolved asset or role name ("unknown" for anything unresolved),
 // never raw client input.
 type metrics struct {
-	reg       *prometheus.Registry
-	requests  *prometheus.CounterVec   // route, model, role, service, status
-	latency   *prometheus.HistogramVec // service
-	ttft      *prometheus.HistogramVec // service
-	inflight  *prometheus.GaugeVec     // route
-	failovers *prometheus.CounterVec   // service (the one that failed)
-	upErrors  *prometheus.CounterVec   // service, reason
-	aborted   prometheus.Counter
+	reg         *prometheus.Registry
+	requests    *prometheus.CounterVec   // route, model, role, service, status
+	latency     *prometheus.HistogramVec // service
+	ttft        *prometheus.HistogramVec // service
+	inflightVec *prometheus.GaugeVec     // route
+	failovers   *prometheus.CounterVec   // service (the one that failed)
+	upErrors    *prometheus.CounterVec   // service, reason
+	aborted     prometheus.Counter
 	// policy reloads by result (ok | refused); the active version is a
 	// gauge set to 1 with the version as label.
 	policyReloads *prometheus.CounterVec
 	policyActive  *prometheus.GaugeVec
+
+	// Handles resolved once per label set: WithLabelValues hashes every
+	// label and takes the vector's lock on each call, which the request
+	// path need not pay again for a series it has used before.
+	reqC     handleCache[reqLabels, prometheus.Counter]
+	latC     handleCache[string, prometheus.Observer]
+	ttftC    handleCache[string, prometheus.Observer]
+	inflight map[string]prometheus.Gauge // by route, built at start
+}
+
+// reqLabels are the labels of geniehive_requests_total.
+type reqLabels struct {
+	route, model, role, service string
+	status                      int
+}
+
+// handleCacheMax bounds a handle cache; past it, lookups fall through to
+// the vector (label sets are bounded by the registry, but a fleet with very
+// many models should not make every insert copy a huge map).
+const handleCacheMax = 4096
+
+// handleCache maps label values to a metric handle: lock-free reads of a
+// copy-on-write map; a miss builds the handle through the vector and
+// publishes a new map. Safe for concurrent use; the zero value is ready.
+type handleCache[K comparable, V any] struct {
+	m  atomic.Pointer[map[K]V]
+	mu sync.Mutex
+}
+
+func (c *handleCache[K, V]) get(k K, mk func(K) V) V {
+	if m := c.m.Load(); m != nil {
+		if v, ok := (*m)[k]; ok {
+			return v
+		}
+	}
+	v := mk(k)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
+	n := 0
+	if old != nil {
+		n = len(*old)
+	}
+	if n >= handleCacheMax {
+		return v
+	}
+	m := make(map[K]V, n+1)
+	if old != nil {
+		for k2, v2 := range *old {
+			m[k2] = v2
+		}
+	}
+	m[k] = v
+	c.m.Store(&m)
+	return v
+}
+
+// request returns the requests counter for a label set.
+func (m *metrics) request(k reqLabels) prometheus.Counter {
+	return m.reqC.get(k, func(k reqLabels) prometheus.Counter {
+		return m.requests.WithLabelValues(k.route, k.model, k.role, k.service, strconv.Itoa(k.status))
+	})
+}
+
+// upLatency returns the upstream latency histogram of a service.
+func (m *metrics) upLatency(service string) prometheus.Observer {
+	return m.latC.get(service, func(s string) prometheus.Observer { return m.latency.WithLabelValues(s) })
+}
+
+// upTTFT returns the TTFT histogram of a service.
+func (m *metrics) upTTFT(service string) prometheus.Observer {
+	return m.ttftC.get(service, func(s string) prometheus.Observer { return m.ttft.WithLabelValues(s) })
+}
+
+// inflightOf returns the in-flight gauge of a route.
+func (m *metrics) inflightOf(route string) prometheus.Gauge {
+	if g, ok := m.inflight[route]; ok {
+		return g
+	}
+	return m.inflightVec.WithLabelValues(route)
 }
 
 func newMetrics() *metrics {
@@ -37,7 +121,7 @@ func newMetrics() *metrics {
 	m.ttft = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "geniehive_upstream_ttft_seconds", Help: "Upstream time to first token (first SSE data event, or whole answer when not streaming).", Buckets: buckets,
 	}, []string{"service"})
-	m.inflight = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	m.inflightVec = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "geniehive_inflight_requests", Help: "Requests this edge is serving now.",
 	}, []string{"route"})
 	m.failovers = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -55,7 +139,11 @@ func newMetrics() *metrics {
 	m.policyActive = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "geniehive_policy_info", Help: "The active policy engine and version (value 1).",
 	}, []string{"engine", "version"})
-	m.reg.MustRegister(m.requests, m.latency, m.ttft, m.inflight, m.failovers, m.upErrors, m.aborted, m.policyReloads, m.policyActive,
+	m.inflight = map[string]prometheus.Gauge{}
+	for _, rt := range []string{routeChat, routeEmbeddings, routeTranscription, routeSpeech, routeImages} {
+		m.inflight[rt] = m.inflightVec.WithLabelValues(rt)
+	}
+	m.reg.MustRegister(m.requests, m.latency, m.ttft, m.inflightVec, m.failovers, m.upErrors, m.aborted, m.policyReloads, m.policyActive,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
