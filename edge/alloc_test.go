@@ -3,21 +3,33 @@
 package edge
 
 import (
-	"encoding/json"
 	"testing"
+
+	"github.com/geniehive/geniehive/edge/route"
 )
 
 var benchBody = []byte(`{"model":"qwen3:8b","stream":true,"max_tokens":256,"messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"Write a haiku about bees and hives and honey, please."}],"temperature":0.7}`)
 
+// A body with parts, escapes, a long key and an escaped key.
+var benchBodyParts = []byte(`{"a_rather_long_key_name_of_forty_bytes__":1,"mo\u0064el":"qwen3:8b","max_t\u006fkens":64,"messages":[{"role":"user","content":[{"type":"text","text":"caf\u00e9 \"quoted\""},{"type":"image_url","image_url":{"url":"data:,x"}},{"type":"text","text":"second part"}]}]}`)
+
 func TestHotPathAllocations(t *testing.T) {
 	var f reqFacts
-	if n := testing.AllocsPerRun(200, func() {
-		if !json.Valid(benchBody) {
-			t.Fatal("invalid")
+	for _, body := range [][]byte{benchBody, benchBodyParts} {
+		if n := testing.AllocsPerRun(200, func() {
+			if err := scanRequest(body, &f); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Fatalf("validate+scan allocates %v per request", n)
 		}
-		_ = scanRequest(benchBody, &f)
-	}); n != 0 {
-		t.Fatalf("validate+scan allocates %v per request", n)
+		text := make([]byte, 0, route.TextBytes+8)
+		if n := testing.AllocsPerRun(200, func() { text = appendText(text[:0], body, &f, route.TextBytes) }); n != 0 {
+			t.Fatalf("appendText allocates %v", n)
+		}
+		if len(text) == 0 {
+			t.Fatalf("no text from %s", body)
+		}
 	}
 	buf := make([]byte, 0, 1024)
 	if n := testing.AllocsPerRun(200, func() { buf = setModel(buf[:0], benchBody, &f, "qwen3:8b-q4") }); n != 0 {
@@ -29,11 +41,44 @@ func TestHotPathAllocations(t *testing.T) {
 	}
 }
 
+// TestMetricHandleAllocations: once a series was used, the request path
+// reaches its handle without allocating (no WithLabelValues per request).
+func TestMetricHandleAllocations(t *testing.T) {
+	m := newMetrics()
+	k := reqLabels{route: routeChat, model: "qwen3:8b", role: "coder", service: "gpu1/chat", status: 200}
+	m.request(k).Inc()
+	m.upLatency("gpu1/chat").Observe(0.01)
+	m.upTTFT("gpu1/chat").Observe(0.01)
+	if n := testing.AllocsPerRun(500, func() {
+		m.request(k).Inc()
+		m.upLatency("gpu1/chat").Observe(0.01)
+		m.upTTFT("gpu1/chat").Observe(0.01)
+		m.inflightOf(routeChat).Inc()
+		m.inflightOf(routeChat).Dec()
+	}); n != 0 {
+		t.Fatalf("metric handles allocate %v per request", n)
+	}
+}
+
 func BenchmarkScanRequest(b *testing.B) {
 	b.ReportAllocs()
 	var f reqFacts
+	b.SetBytes(int64(len(benchBody)))
 	for b.Loop() {
-		_ = json.Valid(benchBody)
 		_ = scanRequest(benchBody, &f)
+	}
+}
+
+// BenchmarkMetricsPerRequest is what finish and acquireExchange pay for
+// metrics on a request to a series already seen.
+func BenchmarkMetricsPerRequest(b *testing.B) {
+	b.ReportAllocs()
+	m := newMetrics()
+	k := reqLabels{route: routeChat, model: "qwen3:8b", role: "coder", service: "gpu1/chat", status: 200}
+	for b.Loop() {
+		m.inflightOf(routeChat).Inc()
+		m.request(k).Inc()
+		m.upLatency(k.service).Observe(0.01)
+		m.inflightOf(routeChat).Dec()
 	}
 }

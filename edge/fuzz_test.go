@@ -4,32 +4,66 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
+	"unicode/utf8"
+
+	"github.com/geniehive/geniehive/edge/route"
 )
 
-// FuzzScanRequest checks the byte scanner against encoding/json on every
-// valid object: same model, stream and max_tokens; setModel yields valid
-// JSON whose model is the new one and whose other fields are unchanged.
+// FuzzScanRequest checks the one-pass validating scanner against
+// encoding/json: it accepts exactly what json.Valid accepts (up to its
+// nesting bound), and on every valid object finds the same model, stream
+// flag and prompt text as decoding does; setModel yields valid JSON whose
+// model is the new one and whose other fields are unchanged.
 func FuzzScanRequest(f *testing.F) {
 	for _, s := range []string{
 		`{"model":"qwen3:8b","stream":true,"messages":[{"role":"user","content":"hi"}]}`,
 		`{"model":"a\"b\\c\u00e9","stream":false,"max_tokens":12}`,
-		`{"stream":true,"model":"x","model":"y"}`,
+		`{"stream":true,"model":"x","model":"y"}`, `{"model":"x","mod\u0065l":"y"}`,
 		`{ "model" : 7 }`,
 		`{"chat_template_kwargs":{"enable_thinking":false},"think":true,"model":"m"}`,
 		`{}`, `[]`, `{"model":"m","x":[1,2,{"a":null}],"max_completion_tokens":3e2}`,
 		`{"model":"\ud83d\ude00"}`,
+		`{"model":"a","mod\u0065l":"b"}`,
+		`{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"one"},{"type":"image_url","image_url":{"url":"x"}},{"text":"two","type":"text"}]},{"role":"assistant","content":"no"}]}`,
+		`{"model":"m","messages":[{"role":"user","content":"a"},{"content":"b","role":"us\u0065r"}],"messages":null}`,
+		`{"model":"m","prompt":"a cat on a mat"}`,
+		`{"a":01}`, `{"a":1.}`, `{"a":-}`, `{"a":"\x"}`, `{"a":"` + "\x01" + `"}`, `{"a":tru}`, `{"a":1,}`, `{"a":1} x`, `"s"`, `nul`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var fa reqFacts
 		err := scanRequest(b, &fa)
-		if !json.Valid(b) {
-			return // only "no panic" is required
+		valid := json.Valid(b)
+		switch {
+		case err == errTooDeep:
+			if valid && nesting(b) < maxJSONDepth {
+				t.Fatalf("%q: too deep at nesting %d", b, nesting(b))
+			}
+			return
+		case !valid:
+			if err != errJSON {
+				t.Fatalf("scanner accepted invalid JSON %q (err %v)", b, err)
+			}
+			return
+		case err == errJSON:
+			t.Fatalf("scanner rejected valid JSON %q", b)
+		case err == errDupModel:
+			if n := topLevelCount(b, "model"); n < 2 {
+				t.Fatalf("%q: duplicate model reported, %d found", b, n)
+			}
+			return
+		}
+		if n := topLevelCount(b, "model"); n > 1 {
+			t.Fatalf("%q: %d model members accepted", b, n)
 		}
 		var m map[string]any
 		if json.Unmarshal(b, &m) != nil || m == nil {
+			if err != errNotObject {
+				t.Fatalf("%q: not an object, err %v", b, err)
+			}
 			return
 		}
 		if err != nil {
@@ -47,12 +81,21 @@ func FuzzScanRequest(f *testing.F) {
 			}
 			var ref string
 			_ = json.Unmarshal(raw, &ref)
-			if got != ref || ref != want {
+			// (encoding/json replaces invalid UTF-8; the scanner keeps bytes)
+			if utf8.Valid(raw) && (got != ref || ref != want) {
 				t.Fatalf("%q: model %q, want %q", b, got, want)
 			}
 		}
 		if s, _ := m["stream"].(bool); s != fa.stream {
 			t.Fatalf("%q: stream %v", b, fa.stream)
+		}
+		if utf8.Valid(b) {
+			// (encoding/json replaces invalid UTF-8; the scanner keeps bytes)
+			got := string(appendText(nil, b, &fa, route.TextBytes))
+			ref := refText(m, route.TextBytes)
+			if got != ref {
+				t.Fatalf("%q: text %q, want %q", b, got, ref)
+			}
 		}
 		if !isStr {
 			return // the edge answers 400 before rewriting
@@ -71,6 +114,99 @@ func FuzzScanRequest(f *testing.F) {
 			t.Fatalf("setModel changed other fields: %q -> %q", b, out)
 		}
 	})
+}
+
+// topLevelCount counts the members named k of the object b (by decoding).
+func topLevelCount(b []byte, k string) int {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return 0
+	}
+	n := 0
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return n
+		}
+		if tok == k {
+			n++
+		}
+		var v json.RawMessage
+		if dec.Decode(&v) != nil {
+			return n
+		}
+	}
+	return n
+}
+
+// nesting is the deepest array/object nesting of valid JSON b.
+func nesting(b []byte) int {
+	d, maxD, inStr := 0, 0, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case inStr && c == '\\':
+			i++
+		case c == '"':
+			inStr = !inStr
+		case inStr:
+		case c == '{' || c == '[':
+			d++
+			maxD = max(maxD, d)
+		case c == '}' || c == ']':
+			d--
+		}
+	}
+	return maxD
+}
+
+// refText is the prompt text by decoding: the last user message's text
+// (string content, or the "text" strings of its first maxTextParts parts
+// that have one, space-separated), else a top-level "prompt" string; cut to
+// max bytes at a UTF-8 boundary.
+func refText(m map[string]any, max int) string {
+	var parts []string
+	found := false
+	if msgs, ok := m["messages"].([]any); ok {
+		for _, e := range msgs {
+			mo, ok := e.(map[string]any)
+			if !ok || mo["role"] != "user" {
+				continue
+			}
+			found = true
+			parts = parts[:0]
+			switch c := mo["content"].(type) {
+			case string:
+				parts = append(parts, c)
+			case []any:
+				for _, p := range c {
+					po, ok := p.(map[string]any)
+					if !ok {
+						continue
+					}
+					if t, ok := po["text"].(string); ok && len(parts) < maxTextParts {
+						parts = append(parts, t)
+					}
+				}
+			}
+		}
+	}
+	if (!found || len(parts) == 0) && m["prompt"] != nil {
+		if p, ok := m["prompt"].(string); ok {
+			parts = []string{p}
+		}
+	}
+	s := strings.Join(parts, " ")
+	if len(s) > max {
+		s = s[:max]
+	}
+	for len(s) > 0 {
+		if r, size := utf8.DecodeLastRuneInString(s); r != utf8.RuneError || size > 1 {
+			break
+		}
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 func dropKeys(v any, keys []string) any {

@@ -3,7 +3,6 @@ package edge
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"runtime/debug"
@@ -47,6 +46,8 @@ type exchange struct {
 	errCode  string
 	aborted  bool
 
+	text []byte // scratch for rf.Text
+
 	cand   *route.Candidate
 	lease  state.Lease
 	leased bool
@@ -62,13 +63,13 @@ var (
 
 func (s *Server) acquireExchange(rt string, op state.Kind) *exchange {
 	x := exchangePool.Get().(*exchange)
-	dec := x.dec
-	*x = exchange{s: s, start: time.Now(), route: rt, op: op, status: 200}
+	dec, text := x.dec, x.text
+	*x = exchange{s: s, start: time.Now(), route: rt, op: op, status: 200, text: text[:0]}
 	dec.Targets = dec.Targets[:0]
 	dec.Tried = dec.Tried[:0]
 	x.dec = dec
 	s.open.Add(1)
-	s.met.inflight.WithLabelValues(rt).Inc()
+	s.met.inflightOf(rt).Inc()
 	return x
 }
 
@@ -111,16 +112,16 @@ func (x *exchange) finish() {
 			s.inflight.End(c.Lease)
 		}
 	}
-	dur := time.Since(x.start)
 	if x.service != "" && x.status < 500 && !x.aborted {
+		up := time.Since(x.upStart)
 		var gen time.Duration
 		if x.ttft > 0 {
-			gen = time.Since(x.upStart) - x.ttft
+			gen = up - x.ttft
 		}
-		s.stats.observe(x.service, true, time.Since(x.upStart), x.ttft, x.tokens, gen)
-		s.met.latency.WithLabelValues(x.service).Observe(time.Since(x.upStart).Seconds())
+		s.stats.observe(x.service, true, up, x.ttft, x.tokens, gen)
+		s.met.upLatency(x.service).Observe(up.Seconds())
 		if x.ttft > 0 {
-			s.met.ttft.WithLabelValues(x.service).Observe(x.ttft.Seconds())
+			s.met.upTTFT(x.service).Observe(x.ttft.Seconds())
 		}
 	}
 	mLabel := x.mLabel
@@ -132,8 +133,8 @@ func (x *exchange) finish() {
 		st = 499
 		s.met.aborted.Inc()
 	}
-	s.met.requests.WithLabelValues(x.route, mLabel, x.rLabel, x.service, statusText(st)).Inc()
-	s.met.inflight.WithLabelValues(x.route).Dec()
+	s.met.request(reqLabels{route: x.route, model: mLabel, role: x.rLabel, service: x.service, status: st}).Inc()
+	s.met.inflightOf(x.route).Dec()
 	if s.access && s.log.Enabled(context.Background(), slog.LevelInfo) {
 		keyID := ""
 		if x.key != nil {
@@ -148,7 +149,7 @@ func (x *exchange) finish() {
 			slog.Int("status", st),
 			slog.Bool("stream", x.stream),
 			slog.Int("attempts", x.attempts),
-			slog.Float64("dur_ms", float64(dur.Microseconds())/1000),
+			slog.Float64("dur_ms", float64(time.Since(x.start).Microseconds())/1000),
 			slog.Float64("ttft_ms", float64(x.ttft.Microseconds())/1000),
 			slog.Int("bytes_in", x.bytesIn),
 			slog.Int("bytes_out", x.bytesOut),
@@ -232,12 +233,17 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op state.Kind, rt, upP
 		mp = &info
 		x.model = info.model
 	} else {
-		if len(body) == 0 || !json.Valid(body) {
-			x.fail(ctx, errBadJSON)
-			return
-		}
 		if err := scanRequest(body, &x.facts); err != nil {
-			x.fail(ctx, badRequest("invalid_request", "", "request body must be a JSON object"))
+			switch err {
+			case errNotObject:
+				x.fail(ctx, badRequest("invalid_request", "", "request body must be a JSON object"))
+			case errTooDeep:
+				x.fail(ctx, badRequest("invalid_request", "", err.Error()))
+			case errDupModel:
+				x.fail(ctx, badRequest("invalid_request", "model", err.Error()))
+			default:
+				x.fail(ctx, errBadJSON)
+			}
 			return
 		}
 		if !x.facts.modelOK {
@@ -309,6 +315,10 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op state.Kind, rt, upP
 	x.rf = route.RequestFacts{Operation: op, Model: x.model, Stream: x.stream, BodyBytes: len(body), Now: x.start}
 	if key != nil {
 		x.rf.KeyID = key.ID
+	}
+	if mp == nil && (x.facts.nText > 0 || x.facts.prompt.e > 0) {
+		x.text = appendText(x.text[:0], body, &x.facts, route.TextBytes)
+		x.rf.Text = string(x.text)
 	}
 	plan, err := s.router.Plan(ctx, snap, &x.dec, &x.rf)
 	if err != nil {

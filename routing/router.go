@@ -120,7 +120,7 @@ type Facts struct {
 
 // Plan implements route.Router.
 func (r *Router) Plan(ctx context.Context, snap *state.Snapshot, dec *policies.Decision, req *route.RequestFacts) (route.Plan, error) {
-	f := Facts{Operation: req.Operation, Model: req.Model, Now: req.Now}
+	f := Facts{Operation: req.Operation, Model: req.Model, Text: req.Text, Now: req.Now}
 	return r.Route(ctx, snap, dec, &f)
 }
 

@@ -3,6 +3,7 @@ package routing
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -204,5 +205,32 @@ func TestConfigProvision(t *testing.T) {
 	}
 	if _, err := (Config{DefaultStrategy: "random"}).Provision(); err == nil {
 		t.Fatal("unknown strategy accepted")
+	}
+}
+
+// TestPlanUsesRequestText: the edge's entry point (Plan, with
+// route.RequestFacts) feeds the prompt text to the text signal exactly as
+// Route does with Facts.Text.
+func TestPlanUsesRequestText(t *testing.T) {
+	snap := snapOf(nil, svc("h", "s", state.KindChat, asset("chat-7b", "x"), asset("coder-7b", "x", "code", "python")))
+	dec := directTargets("", state.KindChat, "chat-7b", "coder-7b")
+	r := newRouter(t, Config{})
+	plan := func(text string) []string {
+		p, err := r.Plan(context.Background(), snap, dec, &route.RequestFacts{Operation: state.KindChat, Model: "assistant", Text: text})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids(p)
+	}
+	if got := plan(""); got[0] != "h/s|chat-7b" {
+		t.Fatalf("without text: %v, want candidate order (chat-7b first)", got)
+	}
+	if got := plan("Write python code that parses a CSV file"); got[0] != "h/s|coder-7b" {
+		t.Fatalf("with a coding prompt: %v, want coder-7b first", got)
+	}
+	// Only the first TextChars bytes count.
+	long := strings.Repeat("x ", 200) + "python code"
+	if got := plan(long); got[0] != "h/s|chat-7b" {
+		t.Fatalf("words past text_chars moved the ranking: %v", got)
 	}
 }

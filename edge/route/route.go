@@ -30,9 +30,17 @@ type RequestFacts struct {
 	BodyBytes int
 	// KeyID is the caller's key id ("" when auth is off).
 	KeyID string
+	// Text is the start of the prompt, for the routing text signal: the
+	// last user message's text (its text parts joined by spaces), else a
+	// top-level "prompt" string; at most TextBytes bytes, decoded, "" when
+	// the request has none. It is prompt content: never log or store it.
+	Text string
 	// Now is the request's arrival time; strategies judge liveness against it.
 	Now time.Time
 }
+
+// TextBytes is how much prompt text the edge puts in RequestFacts.Text.
+const TextBytes = 256
 
 // Candidate is one concrete place to send the request.
 type Candidate struct {
