@@ -231,6 +231,33 @@ func TestClusterRoundRobinExact(t *testing.T) {
 	t.Logf("round_robin: %v, %.2f round trips/request", counts, float64(trips)/300)
 }
 
+// TestRoundRobinSingleCandidateNoRoundTrip: a group with one usable member
+// has nothing to rotate, so round_robin skips the shared counter.
+func TestRoundRobinSingleCandidateNoRoundTrip(t *testing.T) {
+	f := newCluster(t, 1, Config{})
+	f.heartbeat(t, "h1", chatSvc("ollama", 50, "llama3.1:8b"))
+	putCatalog(t, f, state.Role{Name: "rr", Operation: state.KindChat, Candidates: []string{"llama3.1:8b"}, Strategy: StrategyRoundRobin})
+	f.settle(t, func(s *state.Snapshot) bool {
+		_, ok := s.Role("rr")
+		return ok && len(s.AssetServices["llama3.1:8b"]) == 1
+	})
+	e := f.edges[0]
+	before := e.rt.n.Load()
+	for k := 0; k < 20; k++ {
+		snap, dec := e.decide(t, "rr")
+		p, err := e.r.Plan(context.Background(), snap, dec, &route.RequestFacts{Operation: state.KindChat, Model: "rr"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Strategy != StrategyRoundRobin || len(p.Candidates) != 1 || p.Candidates[0].Service.ID != "h1/ollama" {
+			t.Fatalf("plan %s %v", p.Strategy, ids(p))
+		}
+	}
+	if n := e.rt.n.Load() - before; n != 0 {
+		t.Fatalf("%d Redis round trips for 20 single-candidate round_robin plans, want 0", n)
+	}
+}
+
 func TestClusterLeastLoaded(t *testing.T) {
 	var slowHits, fastHits atomic.Int64
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -307,6 +307,14 @@ func (r *Router) roundRobin(ctx context.Context, w *work, dec *policies.Decision
 	if len(ids) == 0 {
 		return nil
 	}
+	if len(ids) == 1 {
+		// Nothing to rotate: every counter value picks the same one, so
+		// the shared counter is not consulted (no round trip). When a
+		// second member appears the rotation resumes from wherever the
+		// counter stands, which any value serves as well.
+		moveFirst(grp, int(ids[0]))
+		return nil
+	}
 	// Order the usable members by service id (what every replica agrees on).
 	for a := 1; a < len(ids); a++ {
 		for b := a; b > 0 && byID(&w.cands[grp[ids[b]]], &w.cands[grp[ids[b-1]]]); b-- {
