@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"strconv"
 	"sync"
 	"time"
 
@@ -21,20 +22,30 @@ type Registration struct {
 	wg     sync.WaitGroup
 }
 
-// RegisterUpstream heartbeats host hostID with one healthy service at
-// endpoint serving model (of kind) every 2s with a 10s TTL, until Stop.
+// RegisterUpstream heartbeats host hostID with services healthy services
+// (at least one) at endpoint, each serving model (of kind), every 2s with a
+// 10s TTL, until Stop. The first is "<hostID>/sim", the others
+// "<hostID>/sim-2", …: several services give round_robin something to
+// rotate (with one, an edge has nothing to rotate and skips its shared
+// counter), while all of them reach the same upstream.
 //
 // # Errors
 // The first heartbeat's error (bad id, Redis unreachable).
-func RegisterUpstream(ctx context.Context, st *state.Store, hostID, endpoint, model string, kind state.Kind) (*Registration, error) {
+func RegisterUpstream(ctx context.Context, st *state.Store, hostID, endpoint, model string, kind state.Kind, services int) (*Registration, error) {
 	now := time.Now()
 	ns := &state.NodeState{
 		Host: state.Host{ID: hostID, Agent: "geniehive-loadtest", StartedAt: now, UpdatedAt: now},
-		Services: []state.Service{{
-			ID: hostID + "/sim", HostID: hostID, Name: "sim", Kind: kind, Protocol: state.ProtocolOpenAI,
+	}
+	for i := 1; i <= max(services, 1); i++ {
+		name := "sim"
+		if i > 1 {
+			name += "-" + strconv.Itoa(i)
+		}
+		ns.Services = append(ns.Services, state.Service{
+			ID: hostID + "/" + name, HostID: hostID, Name: name, Kind: kind, Protocol: state.ProtocolOpenAI,
 			Endpoint: endpoint, Healthy: true,
 			Assets: []state.Asset{{Name: model, Loaded: true}},
-		}},
+		})
 	}
 	if err := st.WriteHeartbeat(ctx, ns, 10*time.Second); err != nil {
 		return nil, err

@@ -127,6 +127,7 @@ type loadtestFlags struct {
 	RedisURL         string         `yaml:"redis_url"`
 	RedisPrefix      string         `yaml:"redis_prefix"`
 	EdgeKey          bool           `yaml:"edge_key"`
+	SimServices      int            `yaml:"sim_services"`
 	Edge             bool           `yaml:"edge"`
 	EdgeConfig       string         `yaml:"edge_config"`
 	EdgeStrategy     string         `yaml:"edge_strategy"`
@@ -169,6 +170,7 @@ func runLoadtest(args []string) error {
 	fs.BoolVar(&f.NoDirect, "no-direct", false, "with --sim: do not add the direct target")
 	fs.StringVar(&f.RedisURL, "redis-url", "", "with --sim: register the simulated upstream in this Redis so an edge routes --model to it")
 	fs.StringVar(&f.RedisPrefix, "redis-prefix", "gh:", "key prefix in Redis")
+	fs.IntVar(&f.SimServices, "sim-services", 2, "with --redis-url or --edge: register the simulated upstream as this many services (same endpoint), so round_robin has a rotation to keep")
 	fs.BoolVar(&f.EdgeKey, "edge-key", false, "with --sim --redis-url: create a client API key for the run (sets --api-key), deleted afterwards")
 	fs.BoolVar(&f.Edge, "edge", false, "with --sim: also start an edge ('geniehive edge' as a child process, so its RSS and CPU are its own) on --redis-url (a private redis-server when none is given), add it as target \"edge\" and watch it")
 	fs.StringVar(&f.EdgeConfig, "edge-config", "", "with --edge: the edge's YAML config (default: routing.default_strategy from --edge-strategy)")
@@ -281,7 +283,7 @@ func runLoadtest(args []string) error {
 			f.RedisURL = url
 		}
 		if f.RedisURL != "" {
-			cleanup, key, err := registerSim(ctx, f.RedisURL, f.RedisPrefix, upURL, f.Model, kind, f.EdgeKey)
+			cleanup, key, err := registerSim(ctx, f.RedisURL, f.RedisPrefix, upURL, f.Model, kind, f.SimServices, f.EdgeKey)
 			if err != nil {
 				return err
 			}
@@ -356,13 +358,13 @@ func runLoadtest(args []string) error {
 
 // registerSim registers the simulated upstream in Redis for an edge to
 // route to, and optionally creates a temporary API key.
-func registerSim(ctx context.Context, redisURL, prefix string, upURL string, model, kind string, withKey bool) (cleanup func(), key string, err error) {
+func registerSim(ctx context.Context, redisURL, prefix string, upURL string, model, kind string, services int, withKey bool) (cleanup func(), key string, err error) {
 	c, err := state.Connect(ctx, state.Options{URL: redisURL, Prefix: prefix})
 	if err != nil {
 		return nil, "", err
 	}
 	st := state.New(c, prefix)
-	reg, err := loadtest.RegisterUpstream(ctx, st, "loadtest-sim", upURL, model, state.Kind(kind))
+	reg, err := loadtest.RegisterUpstream(ctx, st, "loadtest-sim", upURL, model, state.Kind(kind), services)
 	if err != nil {
 		c.Close()
 		return nil, "", fmt.Errorf("registering the simulated upstream: %w", err)
@@ -374,7 +376,7 @@ func registerSim(ctx context.Context, redisURL, prefix string, upURL string, mod
 			return nil, "", fmt.Errorf("creating an API key: %w", err)
 		}
 	}
-	fmt.Fprintf(os.Stderr, "simulated upstream registered in Redis as host loadtest-sim (service loadtest-sim/sim, model %s)\n", model)
+	fmt.Fprintf(os.Stderr, "simulated upstream registered in Redis as host loadtest-sim (%d service(s) loadtest-sim/sim…, model %s)\n", max(services, 1), model)
 	// Give edges a moment to see the change event.
 	time.Sleep(200 * time.Millisecond)
 	return func() { reg.Stop(); c.Close() }, key, nil
