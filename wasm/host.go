@@ -43,6 +43,10 @@ type Options struct {
 
 	// noInstrument (tests) forces wazero's WithCloseOnContextDone path.
 	noInstrument bool
+	// noDirect (tests, benchmarks) makes the OPA engine read results
+	// through the guest's JSON serialisation (opa_eval) instead of
+	// straight from memory.
+	noDirect bool
 }
 
 // DefaultEntrypoint is the shipped policies' entrypoint (data.geniehive.decision).
@@ -150,6 +154,10 @@ type instance struct {
 	// custom ABI
 	alloc, setData api.Function
 	inPtr, inCap   uint32 // the guest buffer input is written to (gh_alloc)
+
+	// OPA ABI, evaluation through the eval context (value.go)
+	opa    opaExports
+	values valueCache
 }
 
 func (in *instance) close() {
@@ -314,6 +322,17 @@ func (h *host) call(ctx context.Context, in *instance, fn api.Function, stack []
 func (h *host) setupTimeout() time.Duration { return 20*h.opts.EvalTimeout + time.Second }
 
 func (h *host) callFor(ctx context.Context, in *instance, fn api.Function, stack []uint64, d time.Duration) error {
+	if err := h.arm(ctx, in, d); err != nil {
+		return err
+	}
+	err := h.callArmed(in, fn, stack)
+	h.disarm(in)
+	return err
+}
+
+// arm starts in's deadline, d or ctx's if earlier, for one or more guest
+// calls (callArmed); disarm ends it.
+func (h *host) arm(ctx context.Context, in *instance, d time.Duration) error {
 	if dl, ok := ctx.Deadline(); ok {
 		if r := time.Until(dl); r < d {
 			d = r
@@ -329,16 +348,26 @@ func (h *host) callFor(ctx context.Context, in *instance, fn api.Function, stack
 	ec.parent = ctx
 	ec.deadline = time.Now().Add(d)
 	ec.timer.Reset(d)
-	err := fn.CallWithStack(ec, stack)
+	return nil
+}
+
+func (h *host) disarm(in *instance) {
+	ec := in.ectx
 	if !ec.timer.Stop() {
 		in.dead = true // the timer fired (or is firing): never reuse
 	}
 	ec.parent = context.Background()
+}
+
+// callArmed runs fn between arm and disarm. On a timeout or trap the
+// instance is marked dead (checkin discards it).
+func (h *host) callArmed(in *instance, fn api.Function, stack []uint64) error {
+	err := fn.CallWithStack(in.ectx, stack)
 	if err == nil {
 		return nil
 	}
 	in.dead = true
-	return classify(err, ec.fired.Load())
+	return classify(err, in.ectx.fired.Load())
 }
 
 func classify(err error, fired bool) error {

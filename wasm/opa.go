@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,10 +34,15 @@ type OPAEngine struct {
 	// derivedEP is the entrypoint of the policy's data-only rule
 	// (policies.DerivedRule), -1 when the module has none.
 	derivedEP int32
+	// direct: results are read straight out of guest memory (value.go);
+	// false when the module's value layout did not check out, and then
+	// the guest serialises them to JSON (opa_eval).
+	direct bool
 	// builtins maps the module's builtin ids to host implementations; set
 	// while the first instance is created, read-only afterwards.
 	builtins map[int32]hostBuiltin
 	names    map[int32]string
+	eps      map[string]int32
 	metaDone bool
 }
 
@@ -265,10 +271,12 @@ func (e *OPAEngine) newInstance(ctx context.Context) (*instance, error) {
 	if in.fn = m.ExportedFunction("opa_eval"); in.fn == nil {
 		return fail(errors.New("wasm: module lacks opa_eval"))
 	}
+	in.opa.bind(m)
 	if !e.metaDone {
 		if err := e.readMeta(ctx, m); err != nil {
 			return fail(err)
 		}
+		e.direct = in.opa.complete() && verifyValueLayout(ctx, m, e.eps) == nil && !e.h.opts.noDirect
 		e.metaDone = true
 	}
 	if in.heapBase, err = call1(ctx, m, "opa_heap_ptr_get"); err != nil {
@@ -298,6 +306,7 @@ func (e *OPAEngine) readMeta(ctx context.Context, m api.Module) error {
 	if err != nil {
 		return err
 	}
+	e.eps = eps
 	id, ok := eps[e.h.opts.Entrypoint]
 	if !ok {
 		return fmt.Errorf("wasm: module has no entrypoint %q", e.h.opts.Entrypoint)
@@ -377,6 +386,7 @@ func (e *OPAEngine) parseData(ctx context.Context, in *instance, doc []byte) err
 	if in.evalHeap, err = call1(ctx, m, "opa_heap_ptr_get"); err != nil {
 		return err
 	}
+	in.values.reset(in.evalHeap)
 	return nil
 }
 
@@ -449,7 +459,200 @@ func (e *OPAEngine) Close() error { return e.h.close() }
 // ErrTimeout, ErrMemory, ErrAbort, ErrOutput (errors.Is), ErrClosed, and the
 // caller's context errors.
 func (e *OPAEngine) Eval(ctx context.Context, input *policies.Input, out *policies.Decision) error {
-	return e.eval(ctx, input, out, parseOPAResult)
+	if !e.direct {
+		return e.eval(ctx, input, out, parseOPAResult)
+	}
+	in, err := e.h.checkout(ctx)
+	if err != nil {
+		return err
+	}
+	defer e.h.checkin(in)
+	in.buf = appendInput(in.buf[:0], input)
+	addr := in.evalHeap
+	n := uint32(len(in.buf))
+	heap := (addr + n + 7) &^ 7
+	if err := ensure(in.mem, heap); err != nil {
+		return err
+	}
+	in.mem.Write(addr, in.buf)
+	if err := e.h.arm(ctx, in, e.h.opts.EvalTimeout); err != nil {
+		return err
+	}
+	res, err := e.evalCtx(in, addr, n, heap)
+	e.h.disarm(in)
+	if err != nil {
+		return err
+	}
+	view, _ := in.mem.Read(0, in.mem.Size())
+	r := valueReader{mem: view, cache: &in.values}
+	err = r.resultSet(res, out)
+	if errors.Is(err, errNeedJSON) {
+		return e.dumpResult(ctx, in, res, out)
+	}
+	return err
+}
+
+// evalCtx evaluates the entrypoint through the ABI's eval context on the
+// input JSON at addr (n bytes), with the heap starting at heap, and returns
+// the address of the result set. Call it between arm and disarm.
+func (e *OPAEngine) evalCtx(in *instance, addr, n, heap uint32) (uint32, error) {
+	f := &in.opa
+	s := in.stack[:2]
+	s[0] = uint64(heap)
+	if err := e.h.callArmed(in, f.heapPtrSet, s[:1]); err != nil {
+		return 0, err
+	}
+	s[0], s[1] = uint64(addr), uint64(n)
+	if err := e.h.callArmed(in, f.jsonParse, s[:2]); err != nil {
+		return 0, err
+	}
+	inAddr := uint32(s[0])
+	if inAddr == 0 {
+		return 0, errors.Join(ErrAbort, errors.New("wasm: the guest could not parse the input"))
+	}
+	if err := e.h.callArmed(in, f.ctxNew, s[:1]); err != nil {
+		return 0, err
+	}
+	ctxAddr := uint64(uint32(s[0]))
+	for _, step := range [...]struct {
+		fn  api.Function
+		arg uint64
+	}{{f.ctxSetInput, uint64(inAddr)}, {f.ctxSetData, uint64(in.dataAddr)}, {f.ctxSetEntrypoint, uint64(uint32(e.ep))}} {
+		s[0], s[1] = ctxAddr, step.arg
+		if err := e.h.callArmed(in, step.fn, s[:2]); err != nil {
+			return 0, err
+		}
+	}
+	s[0] = ctxAddr
+	if err := e.h.callArmed(in, f.eval, s[:1]); err != nil {
+		return 0, err
+	}
+	if rc := uint32(s[0]); rc != 0 {
+		in.dead = true
+		return 0, errors.Join(ErrAbort, fmt.Errorf("wasm: eval failed (code %d)", rc))
+	}
+	s[0] = ctxAddr
+	if err := e.h.callArmed(in, f.ctxGetResult, s[:1]); err != nil {
+		return 0, err
+	}
+	res := uint32(s[0])
+	if res == 0 {
+		return 0, errors.Join(ErrOutput, errors.New("wasm: eval returned no result"))
+	}
+	return res, nil
+}
+
+// dumpResult decodes the result set at res through the guest's JSON
+// serialisation (for values the memory decoder does not map).
+func (e *OPAEngine) dumpResult(ctx context.Context, in *instance, res uint32, out *policies.Decision) error {
+	if err := e.h.arm(ctx, in, e.h.opts.EvalTimeout); err != nil {
+		return err
+	}
+	s := in.stack[:1]
+	s[0] = uint64(res)
+	err := e.h.callArmed(in, in.opa.jsonDump, s)
+	e.h.disarm(in)
+	if err != nil {
+		return err
+	}
+	p := uint32(s[0])
+	size := in.mem.Size()
+	if p == 0 || p >= size {
+		return errors.Join(ErrOutput, errors.New("wasm: opa_json_dump returned nothing"))
+	}
+	view, _ := in.mem.Read(p, size-p)
+	end := bytes.IndexByte(view, 0)
+	if end < 0 {
+		return errors.Join(ErrOutput, errors.New("wasm: unterminated result"))
+	}
+	return parseOPAResult(view[:end], out)
+}
+
+// opaExports are the ABI functions evaluation through the eval context
+// uses.
+type opaExports struct {
+	heapPtrSet, jsonParse, jsonDump, ctxNew, ctxSetInput, ctxSetData, ctxSetEntrypoint, eval, ctxGetResult api.Function
+}
+
+func (f *opaExports) bind(m api.Module) {
+	f.heapPtrSet = m.ExportedFunction("opa_heap_ptr_set")
+	f.jsonParse = m.ExportedFunction("opa_json_parse")
+	f.jsonDump = m.ExportedFunction("opa_json_dump")
+	f.ctxNew = m.ExportedFunction("opa_eval_ctx_new")
+	f.ctxSetInput = m.ExportedFunction("opa_eval_ctx_set_input")
+	f.ctxSetData = m.ExportedFunction("opa_eval_ctx_set_data")
+	f.ctxSetEntrypoint = m.ExportedFunction("opa_eval_ctx_set_entrypoint")
+	f.eval = m.ExportedFunction("eval")
+	f.ctxGetResult = m.ExportedFunction("opa_eval_ctx_get_result")
+}
+
+func (f *opaExports) complete() bool {
+	for _, fn := range []api.Function{f.heapPtrSet, f.jsonParse, f.jsonDump, f.ctxNew, f.ctxSetInput, f.ctxSetData, f.ctxSetEntrypoint, f.eval, f.ctxGetResult} {
+		if fn == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// valueCanary exercises every value type the decoder reads; opa_value_parse
+// (Rego syntax: it has set literals) builds it in the guest.
+const valueCanary = `{"n": null, "t": true, "f": false, "i": 12, "neg": -3, "x": 2.5, "e9": 1e9, "s": "a\"b\u00e9", "empty": "", "a": [1, "two", [], {}], "set": {"q"}, "o": {"k": {"z": 0}}}`
+
+var valueCanaryWant = map[string]any{
+	"n": nil, "t": true, "f": false, "i": 12.0, "neg": -3.0, "x": 2.5, "e9": 1e9,
+	"s": "a\"b\u00e9", "empty": "", "a": []any{1.0, "two", []any{}, map[string]any{}},
+	"set": []any{"q"}, "o": map[string]any{"k": map[string]any{"z": 0.0}},
+}
+
+// verifyValueLayout checks that value.go reads this module's values right:
+// the entrypoints object (compiled code: interned strings, integer
+// numbers) must match what its JSON said, and the canary (the guest's
+// parser: every type, ref numbers, escapes, a set) must read back as
+// built. Called once per engine, on its first instance.
+func verifyValueLayout(ctx context.Context, m api.Module, eps map[string]int32) error {
+	bad := errors.New("wasm: OPA value layout differs from what value.go reads")
+	mem := m.Memory()
+	addr, err := call1(ctx, m, "entrypoints")
+	if err != nil {
+		return err
+	}
+	view, _ := mem.Read(0, mem.Size())
+	r := valueReader{mem: view}
+	got := map[string]int32{}
+	if err := r.expect(addr, opaObject); err != nil {
+		return bad
+	}
+	err = r.object(addr, func(k, v uint32) error {
+		kb, ok, err := r.key(k)
+		if err != nil || !ok {
+			return bad
+		}
+		n, err := r.int(v)
+		got[string(kb)] = int32(n)
+		return err
+	})
+	if err != nil || !reflect.DeepEqual(got, eps) {
+		return bad
+	}
+	p, err := call1(ctx, m, "opa_malloc", uint64(len(valueCanary)))
+	if err != nil {
+		return err
+	}
+	if !mem.Write(p, []byte(valueCanary)) {
+		return ErrMemory
+	}
+	addr, err = call1(ctx, m, "opa_value_parse", uint64(p), uint64(len(valueCanary)))
+	if err != nil || addr == 0 {
+		return bad
+	}
+	view, _ = mem.Read(0, mem.Size())
+	r = valueReader{mem: view}
+	v, err := r.anyValue(addr, 0)
+	if err != nil || !reflect.DeepEqual(v, any(valueCanaryWant)) {
+		return bad
+	}
+	return nil
 }
 
 func (e *OPAEngine) eval(ctx context.Context, input *policies.Input, out *policies.Decision, parse func([]byte, *policies.Decision) error) error {
