@@ -76,10 +76,12 @@ else := null
 # ================================================================ per data version
 
 derived := {
-	"roles": {rn: _role_ix(rn) | some rn, _ in _obj(data.roles)},
-	"walks": {rn: _walk_of(rn) | some rn, _ in _obj(data.roles)},
+	"roles": _roles_ix,
+	"walks": {rn: _walk_of(rn) | some rn, _ in _roles_ix},
 	"assets": {n: _asset_ix(n) | some n, _ in _obj(data.assets)},
 }
+
+_roles_ix := {rn: _role_ix(rn) | some rn, _ in _obj(data.roles)}
 
 # ---------------------------------------------------------------- request policy
 
@@ -170,9 +172,9 @@ else := t
 # _item is asset n as a target of role (role {} and rn "" for a direct
 # match) for operation op: its max_tokens limit, its thinking mode, the
 # target without ("keep") and with ("off") thinking disabled, and the
-# prefix of its max_tokens message. Targets carry group 0; requests that
+# prefix and limit of its max_tokens message. Targets carry group 0; requests that
 # put them in a later group replace it.
-_item(n, role, rn, op, prefix) := {"limit": l, "mode": m, "keep": keep, "off": off, "max_prefix": concat("", [prefix, "asset ", n, ": "])} if {
+_item(n, role, rn, op, prefix) := {"limit": l, "limit_text": format_int(l, 10), "mode": m, "keep": keep, "off": off, "max_prefix": concat("", [prefix, "asset ", n, ": "])} if {
 	ap := _asset_pol(n)
 	rp := _role_pol(role)
 	l := _limit(ap, rp)
@@ -293,9 +295,54 @@ _walk_of(root) := {"steps": steps, "tail": tail} if {
 		array.concat(array.concat(s1.msgs, s2.msgs), array.concat(s3.msgs, s4.msgs)),
 		array.concat(array.concat(s5.msgs, s6.msgs), array.concat(array.concat(s7.msgs, s8.msgs), s9.msgs)),
 	)
-	steps := [{"role": rn, "edges": [x.msg | some x in msgs; x.from == rn]} | some rn in order]
+	steps := [_walk_step(order, i, [x.msg | some x in msgs; x.from == rn]) | some i, rn in order]
 	tail := ["fallback walk stopped at depth 8" | count(s9.level) > 0]
 }
+
+# _walk_step is role order[i] as step i of a walk, with everything a
+# request of the role's operation needs: its targets numbered with the
+# group they get when no earlier step loses targets to max_tokens (the
+# number of earlier steps of the same operation with targets), as picked
+# for a request that asks for thinking ("think") and one that does not
+# ("nothink"); its messages ("msgs": candidates left out ("cand_msgs"),
+# then its fallback edges ("edges")); and its items for requests with a
+# max_tokens ceiling.
+_walk_step(order, i, edges) := {
+	"role": rn,
+	"op": r.op,
+	"edges": edges,
+	"msgs": array.concat(r.msgs, edges),
+	"cand_msgs": r.msgs,
+	"min_limit": r.min_limit,
+	"items": items,
+	"think": [_pick_for(it, true) | some it in items],
+	"nothink": [_pick_for(it, false) | some it in items],
+} if {
+	rn := order[i]
+	r := _roles_ix[rn]
+	g := count([j |
+		some j, other in order
+		j < i
+		_roles_ix[other].op == r.op
+		count(_roles_ix[other].items) > 0
+	])
+	items := [_item_in_group(it, g) | some it in r.items]
+}
+
+_item_in_group(it, 0) := it
+
+_item_in_group(it, g) := object.union(it, {"keep": object.union(it.keep, {"group": g}), "off": object.union(it.off, {"group": g})}) if g > 0
+
+# _pick_for chooses an item's target by its thinking mode, for a request
+# that asks for thinking (thinks) or not.
+_pick_for(it, thinks) := it.off if it.mode == "off"
+
+else := it.off if {
+	it.mode == "default"
+	thinks == false
+}
+
+else := it.keep
 
 # ================================================================ per request
 
@@ -315,25 +362,27 @@ _over(l) if {
 	_req_max_tokens > l
 }
 
-# _fits_all: no limit in the group of items whose smallest positive limit
-# is ml is exceeded (the common case: the request sets no max_tokens).
-_fits_all(ml) if _req_max_tokens == 0
+# _fits_all: no target of a role whose smallest positive limit is ml is
+# dropped (the common case: the request sets no max_tokens).
+_fits_all(ml) := true if ml == 0
 
-_fits_all(ml) if ml == 0
+else := _req_max_tokens <= ml
 
-_fits_all(ml) if _req_max_tokens <= ml
+# (format_int is slow in OPA's Wasm runtime: limits come formatted in the
+# index, the request's number is formatted once.)
+_req_max_text := format_int(_req_max_tokens, 10)
 
-_max_msg(l) := concat("", ["max_tokens ", format_int(_req_max_tokens, 10), " exceeds the limit ", format_int(l, 10)])
+_max_msg(l) := concat("", ["max_tokens ", _req_max_text, " exceeds the limit ", format_int(l, 10)])
 
-# _pick chooses an item's target by its thinking mode and the request.
-_pick(it) := it.off if it.mode == "off"
+# _item_max_msg: item it is dropped for this request's max_tokens.
+_item_max_msg(it) := concat("", [it.max_prefix, "max_tokens ", _req_max_text, " exceeds the limit ", it.limit_text])
 
-else := it.off if {
-	it.mode == "default"
-	not input.thinking == true
-}
+_thinks := true if input.thinking == true
 
-else := it.keep
+else := false
+
+# _pick chooses an item's target for this request.
+_pick(it) := _pick_for(it, _thinks)
 
 # ---------------------------------------------------------------- model key and mode
 
@@ -392,45 +441,58 @@ _direct_failed(x) if _over(x.limit)
 
 _direct_msg(x) := x.msg if x.msg
 
-else := concat("", [x.max_prefix, _max_msg(x.limit)])
+else := _item_max_msg(x)
 
 # ---------------------------------------------------------------- role
 
 _root := data.aliases[model_key] if mode == "role"
 
-# _role_eval is one step of the walk for this request: the role's targets
-# of the request's operation that fit its max_tokens, and its messages.
-_role_eval(s) := {"targets": [], "msgs": array.concat([concat("", ["role ", s.role, ": candidates not of kind ", input.operation])], s.edges), "dropped": []} if {
-	_ix.roles[s.role].op != input.operation
+# _role_eval is step s of the walk for this request: the role's targets of
+# the request's operation that fit its max_tokens, and its messages.
+_role_eval(s, op) := {"targets": [], "msgs": array.concat([concat("", ["role ", s.role, ": candidates not of kind ", op])], s.edges), "dropped": []} if {
+	s.op != op
 }
 
-else := {"targets": [_pick(it) | some it in r.items], "msgs": array.concat(r.msgs, s.edges), "dropped": []} if {
-	r := _ix.roles[s.role]
-	_fits_all(r.min_limit)
+else := {"targets": s.think, "msgs": s.msgs, "dropped": []} if {
+	_fits_all(s.min_limit)
+	_thinks
 }
 
-else := {"targets": targets, "msgs": msgs, "dropped": dropped} if {
-	r := _ix.roles[s.role]
-	targets := [_pick(it) | some it in r.items; not _over(it.limit)]
-	max_msgs := [concat("", [it.max_prefix, _max_msg(it.limit)]) | some it in r.items; _over(it.limit)]
-	msgs := array.concat(array.concat(r.msgs, max_msgs), s.edges)
-	dropped := [it.limit | some it in r.items; _over(it.limit)]
+else := {"targets": s.nothink, "msgs": s.msgs, "dropped": []} if {
+	_fits_all(s.min_limit)
 }
 
-# Roles with targets get group numbers in walk order; targets come with
-# group 0.
-_in_group(t, 0) := t
-
-_in_group(t, g) := object.union(t, {"group": g}) if g > 0
+else := {"targets": [_pick(it) | some it in kept], "msgs": msgs, "dropped": [it.limit | some it in over]} if {
+	kept := [it | some it in s.items; not _over(it.limit)]
+	over := [it | some it in s.items; _over(it.limit)]
+	max_msgs := [_item_max_msg(it) | some it in over]
+	msgs := array.concat(array.concat(s.cand_msgs, max_msgs), s.edges)
+}
 
 _role_res := {"targets": targets, "tried": tried, "dropped": dropped} if {
 	w := _ix.walks[_root]
-	results := [_role_eval(s) | some s in w.steps]
-	groups := [r.targets | some r in results; count(r.targets) > 0]
-	targets := [_in_group(t, g) | some g, ts in groups; some t in ts]
+	op := input.operation
+	results := [_role_eval(s, op) | some s in w.steps]
 	tried := array.concat([m | some r in results; some m in r.msgs], w.tail)
 	dropped := [l | some r in results; some l in r.dropped]
+	targets := _grouped(results, count(dropped))
 }
+
+# Roles with targets get group numbers in walk order. Targets come
+# numbered for the case where no step loses targets to max_tokens; when
+# some did, the ones whose group changed are rebuilt.
+_grouped(results, 0) := [t | some r in results; some t in r.targets]
+
+_grouped(results, n) := [_in_group(t, g) | some g, ts in groups; some t in ts] if {
+	n > 0
+	groups := [r.targets | some r in results; count(r.targets) > 0]
+}
+
+_in_group(t, g) := t if t.group == g
+
+else := {"kind": t.kind, "name": t.name, "operation": t.operation, "role": t.role, "strategy": t.strategy, "group": g, "patch": t.patch} if t.patch
+
+else := {"kind": t.kind, "name": t.name, "operation": t.operation, "role": t.role, "strategy": t.strategy, "group": g}
 
 # ---------------------------------------------------------------- decision
 
