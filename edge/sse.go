@@ -1,18 +1,14 @@
 package edge
 
 import (
-	"bufio"
 	"bytes"
+	"errors"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
 )
-
-type sseChunk struct {
-	b   []byte
-	err error
-}
 
 var (
 	sseDone = []byte("[DONE]")
@@ -24,151 +20,213 @@ var (
 	sseHeartbeat = []byte(": keep-alive\n")
 )
 
-// startRelay answers the client with an SSE stream relayed from resp, event
-// by event with a flush per event. It takes ownership of resp and x: the
-// stream writer closes the upstream body and finishes x.
+// errClientGone ends an upstream read when a heartbeat to the client failed.
+var errClientGone = errors.New("client went away")
+
+// relay answers one client with an SSE stream relayed from an upstream
+// response, event by event. It is the response's body stream: fasthttp's
+// server goroutine for the client connection calls WriteTo (the relay says
+// it supports it), whose writer frames each Write as one HTTP chunk and
+// flushes it to the client. So the whole relay runs on that one goroutine —
+// no pipe, no reader goroutine, no timer:
 //
-// A reader goroutine reads the upstream body; the writer (fasthttp's stream
-// writer goroutine) writes whole events and flushes each. While the
-// upstream is silent the writer sends SSE comment heartbeats, so a client
-// that went away is noticed (a write or flush fails) even then; the
-// upstream body is closed at once, which closes the upstream connection.
+//   - it reads the upstream body and writes every complete event as soon as
+//     a read brings it (events that arrive together go out in one chunk);
+//   - while the upstream is silent, the upstream connection (an idleConn)
+//     wakes the blocked read every Timeouts.Heartbeat and has the relay
+//     write an SSE comment, so a client that went away is noticed (the
+//     write fails) even then, and the read is abandoned at once;
+//   - silence longer than Timeouts.StreamIdle ends the stream with an SSE
+//     error event, as does an upstream that breaks off.
+//
+// fasthttp calls Close once the body is written or the response dropped;
+// Close closes the upstream body (which closes the upstream connection
+// when the stream did not end cleanly) and finishes the exchange.
+type relay struct {
+	s     *Server
+	x     *exchange
+	resp  *fasthttp.Response
+	conn  *idleConn // nil: no heartbeats (not an edge upstream connection)
+	strip bool
+	w     io.Writer // the client's chunk writer, during WriteTo
+	every time.Duration
+	next  time.Time // next heartbeat due
+	wrote bool      // WriteTo ran
+	done  bool      // Close ran
+	// out collects what one upstream read produced; pending holds a
+	// partial event until its end arrives.
+	rb, pending, out *bbuf
+}
+
+var relayPool = sync.Pool{New: func() any { return new(relay) }}
+
+// startRelay answers the client with an SSE stream relayed from resp. It
+// takes ownership of resp and x: the relay closes the upstream body and
+// finishes x.
 func (s *Server) startRelay(ctx *fasthttp.RequestCtx, x *exchange, resp *fasthttp.Response, strip bool) {
 	x.status = 200
 	ctx.SetStatusCode(200)
 	ctx.SetContentType("text/event-stream")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
-	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
-		defer func() {
-			if r := recover(); r != nil {
-				s.log.Error("panic relaying stream", "panic", r)
-				x.status = 500
-			}
-			fasthttp.ReleaseResponse(resp)
-			x.finish()
-		}()
-		s.relay(w, x, resp, strip)
-	})
+	r := relayPool.Get().(*relay)
+	*r = relay{s: s, x: x, resp: resp, strip: strip, every: s.cfg.Timeouts.Heartbeat, rb: r.rb, pending: r.pending, out: r.out}
+	if r.rb == nil {
+		r.rb, r.pending, r.out = new(bbuf), new(bbuf), new(bbuf)
+	}
+	if cap(r.rb.B) < 16<<10 {
+		r.rb.B = make([]byte, 16<<10)
+	}
+	r.rb.B = r.rb.B[:cap(r.rb.B)]
+	r.pending.B, r.out.B = r.pending.B[:0], r.out.B[:0]
+	if a, ok := resp.LocalAddr().(*connAddr); ok {
+		r.conn = a.c
+	}
+	ctx.SetBodyStream(r, -1)
 }
 
-func (s *Server) relay(w *bufio.Writer, x *exchange, resp *fasthttp.Response, strip bool) {
-	body := resp.BodyStream()
-	if body == nil {
-		_ = resp.CloseBodyStream()
-		return
+// SupportsBodyWriteTo tells fasthttp to use WriteTo: each Write of the
+// relay is then one chunk, flushed to the client.
+func (r *relay) SupportsBodyWriteTo() bool { return true }
+
+// Read is never used: fasthttp writes the relay with WriteTo (a fasthttp
+// that did not would fail the streaming tests loudly rather than stream
+// nothing).
+func (r *relay) Read([]byte) (int, error) {
+	return 0, errors.New("edge: the SSE relay is written with WriteTo")
+}
+
+// heartbeat is called by the upstream connection when a read has waited
+// until r.next: it writes an SSE comment to the client. Its error ends the
+// blocked upstream read.
+func (r *relay) heartbeat() error {
+	if _, err := r.w.Write(sseHeartbeat); err != nil {
+		return errClientGone
 	}
-	ch := make(chan sseChunk)
-	ack := make(chan struct{})
-	done := make(chan struct{})
-	exited := make(chan struct{})
-	rb := getBuf()
-	if cap(rb.B) < 16<<10 {
-		rb.B = make([]byte, 16<<10)
-	}
-	rb.B = rb.B[:cap(rb.B)]
-	go func() {
-		defer close(exited)
-		for {
-			n, err := body.Read(rb.B)
-			select {
-			case ch <- sseChunk{rb.B[:n], err}:
-			case <-done:
-				return
-			}
-			if err != nil {
-				return
-			}
-			select {
-			case <-ack:
-			case <-done:
-				return
-			}
+	r.next = time.Now().Add(r.every)
+	return nil
+}
+
+// WriteTo relays the stream to w (fasthttp's chunk writer for the client).
+func (r *relay) WriteTo(w io.Writer) (written int64, err error) {
+	s, x := r.s, r.x
+	r.w, r.wrote = w, true
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("panic relaying stream", "panic", p)
+			x.status = 500
+			err = errors.New("edge: panic relaying stream")
 		}
 	}()
-
-	pending := getBuf()
-	scratch := getBuf()
-	hbEvery := s.cfg.Timeouts.Heartbeat
-	hb := time.NewTimer(hbEvery)
+	body := r.resp.BodyStream()
+	if body == nil {
+		return 0, nil
+	}
+	if r.conn != nil && r.every > 0 {
+		r.next = time.Now().Add(r.every)
+		r.conn.hb = r
+	}
 	var upErr error
 	sawDone := false
-	ended := false
-loop:
 	for {
-		select {
-		case c := <-ch:
-			if len(c.b) > 0 {
-				pending.B = append(pending.B, c.b...)
-				wrote := false
-				for {
-					end, next := eventEnd(pending.B)
-					if end < 0 {
-						break
-					}
-					d, n := s.writeEvent(w, x, pending.B[:end], strip, scratch)
-					sawDone = sawDone || d
-					x.bytesOut += n
-					wrote = true
-					pending.B = append(pending.B[:0], pending.B[next:]...)
+		n, rerr := body.Read(r.rb.B)
+		if n > 0 {
+			r.pending.B = append(r.pending.B, r.rb.B[:n]...)
+			out := r.out.B[:0]
+			for {
+				end, next := eventEnd(r.pending.B)
+				if end < 0 {
+					break
 				}
-				if wrote {
-					if err := w.Flush(); err != nil {
-						x.aborted = true
-						break loop
-					}
-					hb.Reset(hbEvery)
-				}
+				var d bool
+				out, d = r.appendEvent(out, r.pending.B[:end])
+				sawDone = sawDone || d
+				r.pending.B = append(r.pending.B[:0], r.pending.B[next:]...)
 			}
-			if c.err != nil {
-				if c.err != io.EOF {
-					upErr = c.err
+			r.out.B = out
+			if len(out) > 0 {
+				m, werr := w.Write(out)
+				written += int64(m)
+				if werr != nil {
+					x.aborted = true
+					err = werr
+					break
 				}
-				ended = true
-				break loop
+				r.next = time.Now().Add(r.every)
 			}
-			ack <- struct{}{}
-		case <-hb.C:
-			if _, err := w.Write(sseHeartbeat); err != nil {
+		}
+		if rerr != nil {
+			if errors.Is(rerr, errClientGone) {
 				x.aborted = true
-				break loop
+				err = rerr
+			} else if rerr != io.EOF {
+				upErr = rerr
 			}
-			if err := w.Flush(); err != nil {
-				x.aborted = true
-				break loop
-			}
-			hb.Reset(hbEvery)
+			break
 		}
 	}
-	hb.Stop()
-	close(done)
-	_ = resp.CloseBodyStream() // interrupts a blocked read: the upstream sees the connection close
-	<-exited
-	putBuf(rb)
-	if !x.aborted {
-		if ended && len(bytes.TrimSpace(pending.B)) > 0 {
-			d, n := s.writeEvent(w, x, bytes.TrimRight(pending.B, "\r\n"), strip, scratch)
-			sawDone = sawDone || d
-			x.bytesOut += n
+	if r.conn != nil {
+		r.conn.hb = nil
+	}
+	if x.aborted {
+		x.bytesOut += int(written)
+		return written, err
+	}
+	out := r.out.B[:0]
+	if len(bytes.TrimSpace(r.pending.B)) > 0 {
+		var d bool
+		out, d = r.appendEvent(out, bytes.TrimRight(r.pending.B, "\r\n"))
+		sawDone = sawDone || d
+	}
+	if upErr != nil || !sawDone {
+		e := &APIError{Type: "server_error", Code: "upstream_stream_error", Message: "upstream " + x.service + " ended the stream early"}
+		if upErr != nil && isTimeout(upErr) {
+			e.Code, e.Message = "upstream_timeout", "upstream "+x.service+" went silent for too long"
 		}
-		if upErr != nil || !sawDone {
-			e := &APIError{Type: "server_error", Code: "upstream_stream_error", Message: "upstream " + x.service + " ended the stream early"}
-			if upErr != nil && isTimeout(upErr) {
-				e.Code, e.Message = "upstream_timeout", "upstream "+x.service+" went silent for too long"
-			}
-			scratch.B = append(scratch.B[:0], "data: "...)
-			scratch.B = appendErrorJSON(scratch.B, e)
-			scratch.B = append(scratch.B, "\n\n"...)
-			_, _ = w.Write(scratch.B)
-			x.errCode = e.Code
-			x.status = 502
-		}
-		if err := w.Flush(); err != nil {
+		out = append(out, "data: "...)
+		out = appendErrorJSON(out, e)
+		out = append(out, "\n\n"...)
+		x.errCode = e.Code
+		x.status = 502
+	}
+	r.out.B = out
+	if len(out) > 0 {
+		m, werr := w.Write(out)
+		written += int64(m)
+		if werr != nil {
 			x.aborted = true
+			err = werr
 		}
 	}
-	putBuf(pending)
-	putBuf(scratch)
+	x.bytesOut += int(written)
+	return written, err
+}
+
+// Close ends the relay: fasthttp calls it once the body is written, or when
+// it drops the response unwritten (the client went away first).
+func (r *relay) Close() error {
+	if r.done {
+		return nil
+	}
+	r.done = true
+	if r.conn != nil {
+		r.conn.hb = nil
+	}
+	if !r.wrote {
+		r.x.aborted = true
+	}
+	// Closing the body of an unfinished stream closes the upstream
+	// connection: the upstream sees the client go.
+	_ = r.resp.CloseBodyStream()
+	fasthttp.ReleaseResponse(r.resp)
+	r.x.finish()
+	rb, pending, out := r.rb, r.pending, r.out
+	*r = relay{rb: rb, pending: pending, out: out, done: true}
+	if cap(pending.B) > 1<<20 || cap(out.B) > 1<<20 {
+		pending.B, out.B = nil, nil // an oversized event: do not keep its buffers
+	}
+	relayPool.Put(r)
+	return nil
 }
 
 // eventEnd finds the end of the first complete SSE event in b: end is the
@@ -198,10 +256,11 @@ func eventEnd(b []byte) (end, next int) {
 	return -1, -1
 }
 
-// writeEvent writes one event (without terminator) plus "\n\n"; it strips
-// reasoning fields from data lines when asked, and accounts tokens and
-// TTFT. It reports whether the event was [DONE] and the bytes written.
-func (s *Server) writeEvent(w *bufio.Writer, x *exchange, ev []byte, strip bool, scratch *bbuf) (bool, int) {
+// appendEvent appends one event (given without terminator) plus "\n\n" to
+// out; it strips reasoning fields from data lines when asked, and accounts
+// tokens and TTFT. It reports whether the event was [DONE].
+func (r *relay) appendEvent(out, ev []byte) ([]byte, bool) {
+	x := r.x
 	done := false
 	isData := false
 	rest := ev
@@ -227,12 +286,10 @@ func (s *Server) writeEvent(w *bufio.Writer, x *exchange, ev []byte, strip bool,
 		}
 		x.tokens++
 	}
-	if !strip || !isData || !bytes.Contains(ev, []byte(`"reasoning`)) {
-		n, _ := w.Write(ev)
-		m, _ := w.WriteString("\n\n")
-		return done, n + m
+	if !r.strip || !isData || !bytes.Contains(ev, []byte(`"reasoning`)) {
+		out = append(out, ev...)
+		return append(out, "\n\n"...), done
 	}
-	out := scratch.B[:0]
 	rest = ev
 	for len(rest) > 0 {
 		line := rest
@@ -254,8 +311,5 @@ func (s *Server) writeEvent(w *bufio.Writer, x *exchange, ev []byte, strip bool,
 		out = append(out, line...)
 		out = append(out, '\n')
 	}
-	out = append(out, '\n')
-	scratch.B = out
-	n, _ := w.Write(out)
-	return done, n
+	return append(out, '\n'), done
 }

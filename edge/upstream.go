@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -42,7 +43,7 @@ func (u *upstreams) get(endpoint string) (*upClient, error) {
 		}
 	}
 	connect := u.cfg.Timeouts.Connect
-	idle := u.cfg.Timeouts.StreamIdle
+	idle := u.cfg.Timeouts.StreamIdle // applies to streaming connections only
 	mk := func(streaming bool) *fasthttp.HostClient {
 		hc := &fasthttp.HostClient{
 			Addr:                      addr,
@@ -65,8 +66,10 @@ func (u *upstreams) get(endpoint string) (*upClient, error) {
 			if err != nil {
 				return nil, err
 			}
-			if streaming && idle > 0 {
-				return &idleConn{Conn: c, idle: idle}, nil
+			if streaming {
+				ic := &idleConn{Conn: c, idle: idle}
+				ic.laddr = connAddr{Addr: c.LocalAddr(), c: ic}
+				return ic, nil
 			}
 			return c, nil
 		}
@@ -88,14 +91,34 @@ func maxConns(streaming bool) int {
 	return 4096
 }
 
-// idleConn bounds every read by idle (or by the deadline fasthttp set, when
-// sooner): a stream may run long, but an upstream silent for longer than
-// idle is cut.
+// idleConn is a streaming upstream connection. Every read is bounded by
+// idle (or by the deadline fasthttp set, when sooner): a stream may run
+// long, but an upstream silent for longer than idle is cut.
+//
+// While a relay streams from it (hb set), a read that has waited until the
+// relay's next heartbeat is due calls hb.heartbeat() — on the reading
+// goroutine, the relay's own — and goes on waiting; the heartbeat's error
+// (the client is gone) ends the read instead. The idle bound counts from
+// the start of the read, so heartbeats do not extend it. Read deadlines are
+// goroutine-safe and a timed-out read leaves the connection usable, so the
+// byte stream fasthttp parses is never disturbed.
 type idleConn struct {
 	net.Conn
-	idle time.Duration
-	hard time.Time // deadline set by the client (DoDeadline), zero = none
+	idle  time.Duration // 0 = no idle bound
+	hard  time.Time     // deadline set by the client (DoDeadline), zero = none
+	laddr connAddr
+	hb    *relay // set by the relay reading this connection's stream
 }
+
+// connAddr is the connection's local address, carrying the connection:
+// fasthttp hands it back as Response.LocalAddr, which is how a relay finds
+// the connection its stream arrives on.
+type connAddr struct {
+	net.Addr
+	c *idleConn
+}
+
+func (c *idleConn) LocalAddr() net.Addr { return &c.laddr }
 
 func (c *idleConn) SetReadDeadline(t time.Time) error {
 	c.hard = t
@@ -108,12 +131,27 @@ func (c *idleConn) SetDeadline(t time.Time) error {
 }
 
 func (c *idleConn) Read(p []byte) (int, error) {
-	d := time.Now().Add(c.idle)
-	if !c.hard.IsZero() && c.hard.Before(d) {
-		d = c.hard
+	var limit time.Time // idle or hard deadline, whichever is sooner
+	if c.idle > 0 {
+		limit = time.Now().Add(c.idle)
 	}
-	_ = c.Conn.SetReadDeadline(d)
-	return c.Conn.Read(p)
+	if !c.hard.IsZero() && (limit.IsZero() || c.hard.Before(limit)) {
+		limit = c.hard
+	}
+	for {
+		d, beat := limit, false
+		if hb := c.hb; hb != nil && (d.IsZero() || hb.next.Before(d)) {
+			d, beat = hb.next, true
+		}
+		_ = c.Conn.SetReadDeadline(d)
+		n, err := c.Conn.Read(p)
+		if !beat || n > 0 || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err
+		}
+		if herr := c.hb.heartbeat(); herr != nil {
+			return 0, herr
+		}
+	}
 }
 
 // Request headers never forwarded upstream: hop-by-hop (RFC 9110 7.6.1),
