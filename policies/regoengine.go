@@ -67,8 +67,8 @@ type regoEngine struct {
 	// derived is the query of the policy's data-only rule (see
 	// DerivedRule), "" when it defines none.
 	derived string
-	version  string
-	pq       atomic.Pointer[rego.PreparedEvalQuery]
+	version string
+	pq      atomic.Pointer[rego.PreparedEvalQuery]
 }
 
 func (e *regoEngine) Name() string    { return "rego" }
