@@ -3,6 +3,7 @@
 package edge
 
 import (
+	"net"
 	"testing"
 
 	"github.com/geniehive/geniehive/edge/route"
@@ -80,5 +81,26 @@ func BenchmarkMetricsPerRequest(b *testing.B) {
 		m.request(k).Inc()
 		m.upLatency(k.service).Observe(0.01)
 		m.inflightOf(routeChat).Dec()
+	}
+}
+
+// TestRequestHelpersAllocations: a model name seen before and the client's
+// IPv4 address for X-Forwarded-For cost no allocation.
+func TestRequestHelpersAllocations(t *testing.T) {
+	var tab internTable
+	name := []byte("qwen3:8b")
+	if s := tab.intern(name); s != "qwen3:8b" {
+		t.Fatal(s)
+	}
+	if n := testing.AllocsPerRun(200, func() { _ = tab.intern(name) }); n != 0 {
+		t.Fatalf("intern allocates %v for a known name", n)
+	}
+	ip := net.ParseIP("10.1.2.3")
+	buf := make([]byte, 0, 64)
+	if n := testing.AllocsPerRun(200, func() { buf = appendIP(buf[:0], ip) }); n != 0 {
+		t.Fatalf("appendIP allocates %v", n)
+	}
+	if string(buf) != "10.1.2.3" || string(appendIP(nil, net.ParseIP("::1"))) != "::1" {
+		t.Fatalf("appendIP: %q", buf)
 	}
 }

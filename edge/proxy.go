@@ -5,9 +5,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -254,7 +256,7 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op state.Kind, rt, upP
 		if x.facts.modelEscaped {
 			x.model = unquote(raw)
 		} else {
-			x.model = string(raw[1 : len(raw)-1])
+			x.model = s.names.intern(raw[1 : len(raw)-1])
 		}
 		x.stream = x.facts.stream && op == state.KindChat
 	}
@@ -366,7 +368,10 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp 
 		req.SetRequestURIBytes(ub.B)
 		putBuf(ub)
 		copyRequestHeaders(req, &ctx.Request.Header)
-		req.Header.Set("X-Forwarded-For", ctx.RemoteIP().String())
+		ub = getBuf()
+		ub.B = appendIP(ub.B[:0], ctx.RemoteIP())
+		req.Header.SetBytesV("X-Forwarded-For", ub.B)
+		putBuf(ub)
 		req.SetBodyRaw(upBody)
 		x.upStart = time.Now()
 		if x.stream {
@@ -447,7 +452,10 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp 
 				return false
 			}
 		} else {
-			rb = resp.SwapBody(nil)
+			// Hand the upstream's body buffer to the client response and the
+			// client response's (empty) one to resp: both go back to their
+			// pools with their capacity, so no body is allocated per request.
+			rb = resp.SwapBody(ctx.Response.SwapBody(nil)[:0])
 		}
 		fasthttp.ReleaseResponse(resp)
 		x.ttft = time.Since(x.upStart)
@@ -467,6 +475,55 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp 
 	}
 	x.fail(ctx, lastErr)
 	return false
+}
+
+// appendIP appends ip in text form (IPv4 without allocating).
+func appendIP(dst []byte, ip net.IP) []byte {
+	if ip4 := ip.To4(); ip4 != nil {
+		return fasthttp.AppendIPv4(dst, ip4)
+	}
+	return append(dst, ip.String()...)
+}
+
+// internTable hands out one string per model name seen, so the request
+// path does not allocate the same name again and again. It holds at most
+// internMax names (client input: past that, names are simply allocated).
+type internTable struct {
+	m  atomic.Pointer[map[string]string]
+	mu sync.Mutex
+}
+
+const internMax = 1024
+
+func (t *internTable) intern(b []byte) string {
+	if m := t.m.Load(); m != nil {
+		if s, ok := (*m)[string(b)]; ok {
+			return s
+		}
+	}
+	s := string(b)
+	if len(b) > 256 {
+		return s
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.m.Load()
+	n := 0
+	if old != nil {
+		n = len(*old)
+	}
+	if n >= internMax {
+		return s
+	}
+	m := make(map[string]string, n+1)
+	if old != nil {
+		for k, v := range *old {
+			m[k] = v
+		}
+	}
+	m[s] = s
+	t.m.Store(&m)
+	return s
 }
 
 var completionTokensKey = []byte(`"completion_tokens":`)

@@ -81,6 +81,7 @@ type Server struct {
 	stats   statsBatch
 	clients upstreams
 	models  modelsCache
+	names   internTable // model names from requests
 
 	srv          *fasthttp.Server
 	started      time.Time
