@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -69,16 +70,35 @@ type regoEngine struct {
 	derived string
 	version string
 	pq      atomic.Pointer[rego.PreparedEvalQuery]
+	setMu   sync.Mutex
+	// dataJSON is the data the current query was prepared with.
+	dataJSON []byte
 }
 
 func (e *regoEngine) Name() string    { return "rego" }
 func (e *regoEngine) Version() string { return e.version }
 func (e *regoEngine) Close() error    { return nil }
 
+// SetData prepares the query against d, unless d serialises exactly like
+// the current data (snapshot versions change far more often than what
+// policies see of them). The policy's derived rule, if any, is evaluated
+// here, once per data version; an error leaves the current data in place.
 func (e *regoEngine) SetData(ctx context.Context, d *Data) error {
-	doc, err := DataDocument(d)
+	if d == nil {
+		d = &Data{SchemaVersion: SchemaVersion}
+	}
+	b, err := json.Marshal(d)
 	if err != nil {
-		return err
+		return fmt.Errorf("policies: data: %w", err)
+	}
+	e.setMu.Lock()
+	defer e.setMu.Unlock()
+	if e.pq.Load() != nil && bytes.Equal(b, e.dataJSON) {
+		return nil
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return fmt.Errorf("policies: data: %w", err)
 	}
 	if e.derived != "" {
 		v, err := e.evalDerived(ctx, doc)
@@ -99,6 +119,7 @@ func (e *regoEngine) SetData(ctx context.Context, d *Data) error {
 		return fmt.Errorf("policies: prepare: %w", err)
 	}
 	e.pq.Store(&pq)
+	e.dataJSON = b
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package wasm
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -90,11 +91,18 @@ var (
 type dataDoc struct {
 	ver  uint64
 	json []byte
-
-	// OPA policies with a derived rule: json with the rule's value added,
-	// computed by the first instance that loads this version.
-	mu   sync.Mutex
+	// full, when set, is what instances load: json with what the engine
+	// derived from it (an OPA policy's derived rule), computed once per
+	// version before the version is published.
 	full []byte
+}
+
+// doc is what instances load.
+func (d *dataDoc) doc() []byte {
+	if d.full != nil {
+		return d.full
+	}
+	return d.json
 }
 
 // evalCtx is a reusable per-instance context carrying the evaluation
@@ -158,6 +166,7 @@ type instance struct {
 	// OPA ABI, evaluation through the eval context (value.go)
 	opa    opaExports
 	values valueCache
+	reader valueReader
 }
 
 func (in *instance) close() {
@@ -184,9 +193,17 @@ type host struct {
 	once         sync.Once
 	data         atomic.Pointer[dataDoc]
 	dataSeq      atomic.Uint64
+	setMu        sync.Mutex // serialises data versions
 
 	newInstance func(ctx context.Context) (*instance, error)
 	loadData    func(ctx context.Context, in *instance, d *dataDoc) error
+	// prepare (optional) completes a data version before it is published
+	// (dataDoc.full); an error refuses the version.
+	prepare func(ctx context.Context, d *dataDoc) error
+	// refreshing tracks background refreshes; refreshes counts their data
+	// loads (tests).
+	refreshing sync.WaitGroup
+	refreshes  atomic.Int64
 }
 
 // newRuntime configures the runtime. closeOnDone selects wazero's own
@@ -223,18 +240,77 @@ func (h *host) warm(ctx context.Context) error {
 	return nil
 }
 
-func (h *host) setData(d *policies.Data) error {
-	var b []byte
-	if d == nil {
-		b = []byte("{}")
-	} else {
+// setData installs a new data version unless d serialises exactly like
+// the current one (snapshots change far more often than what policies see
+// of them). The version is completed (prepare) before it is published,
+// and idle instances load it in the background (refresh); an instance
+// that is busy loads it at its next checkout.
+func (h *host) setData(ctx context.Context, d *policies.Data) error {
+	b := []byte("{}")
+	if d != nil {
 		var err error
 		if b, err = json.Marshal(d); err != nil {
 			return err
 		}
 	}
-	h.data.Store(&dataDoc{ver: h.dataSeq.Add(1), json: b})
+	h.setMu.Lock()
+	defer h.setMu.Unlock()
+	if cur := h.data.Load(); cur != nil && bytes.Equal(cur.json, b) {
+		return nil
+	}
+	return h.publishLocked(ctx, b)
+}
+
+// publish installs b as a new data version, even when it is unchanged.
+func (h *host) publish(ctx context.Context, b []byte) error {
+	h.setMu.Lock()
+	defer h.setMu.Unlock()
+	return h.publishLocked(ctx, b)
+}
+
+func (h *host) publishLocked(ctx context.Context, b []byte) error {
+	if h.closed.Load() {
+		return ErrClosed
+	}
+	doc := &dataDoc{ver: h.dataSeq.Add(1), json: b}
+	if h.prepare != nil {
+		if err := h.prepare(ctx, doc); err != nil {
+			return err
+		}
+	}
+	h.data.Store(doc)
+	h.refreshing.Add(1)
+	go func() {
+		defer h.refreshing.Done()
+		h.refresh()
+	}()
 	return nil
+}
+
+// refresh brings idle instances to the current data version, off the
+// request path. Best effort: it stops at the first empty pool receive.
+func (h *host) refresh() {
+	for i := 0; i < h.opts.PoolSize; i++ {
+		var in *instance
+		select {
+		case in = <-h.pool:
+		default:
+			return
+		}
+		if in == nil || h.closed.Load() || in.dataVer == h.data.Load().ver {
+			h.pool <- in
+			continue
+		}
+		if in.owned.Swap(true) {
+			panic("wasm: instance checked out twice")
+		}
+		if err := h.sync(context.Background(), in); err != nil {
+			h.discard(in)
+			continue
+		}
+		h.refreshes.Add(1)
+		h.checkin(in)
+	}
 }
 
 // setupCtx bounds non-hot-path guest calls (instantiation, data loading).
@@ -255,9 +331,23 @@ func (h *host) bindStop(in *instance) error {
 	return nil
 }
 
-// checkout takes an instance from the pool, creating it and (re)loading the
-// current data version as needed.
+// checkout takes an instance from the pool, creating it and (re)loading
+// the current data version as needed.
 func (h *host) checkout(ctx context.Context) (*instance, error) {
+	in, err := h.take(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.sync(ctx, in); err != nil {
+		h.discard(in)
+		return nil, err
+	}
+	return in, nil
+}
+
+// take takes an instance from the pool (creating it when the slot is
+// empty) without touching its data.
+func (h *host) take(ctx context.Context) (*instance, error) {
 	var in *instance
 	select {
 	case in = <-h.pool:
@@ -283,17 +373,23 @@ func (h *host) checkout(ctx context.Context) (*instance, error) {
 	if in.owned.Swap(true) {
 		panic("wasm: instance checked out twice")
 	}
-	if d := h.data.Load(); d.ver != in.dataVer {
-		sctx, cancel := h.setupCtx(ctx)
-		err := h.loadData(sctx, in, d)
-		cancel()
-		if err != nil {
-			h.discard(in)
-			return nil, err
-		}
-		in.dataVer = d.ver
-	}
 	return in, nil
+}
+
+// sync loads the current data version into in when it has another.
+func (h *host) sync(ctx context.Context, in *instance) error {
+	d := h.data.Load()
+	if d.ver == in.dataVer {
+		return nil
+	}
+	sctx, cancel := h.setupCtx(ctx)
+	err := h.loadData(sctx, in, d)
+	cancel()
+	if err != nil {
+		return err
+	}
+	in.dataVer = d.ver
+	return nil
 }
 
 func (h *host) checkin(in *instance) {
@@ -419,6 +515,9 @@ func (h *host) close() error {
 	h.once.Do(func() {
 		h.closed.Store(true)
 		close(h.done)
+		h.setMu.Lock() // no new refresh after this
+		h.refreshing.Wait()
+		h.setMu.Unlock()
 		for i := 0; i < h.opts.PoolSize; i++ {
 			if in := <-h.pool; in != nil {
 				in.close()

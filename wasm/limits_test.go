@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/geniehive/geniehive/policies"
 )
 
 // slowPolicy burns CPU for a model named "slow" (millions of iterations of
@@ -106,8 +109,21 @@ func TestPoolHammer(t *testing.T) {
 	o := newTestOPA(t, Options{PoolSize: 3})
 	m := newTestModule(t, "simple", Options{PoolSize: 3})
 	m.SetData(bg, testData())
-	engines["wasm"], engines["module"] = o, m
-	hosts := map[string]*host{"wasm": &o.h, "module": &m.h}
+	// The shipped policy derives part of its data once per version
+	// (prepareData), concurrently with evaluations here.
+	sh, err := NewOPA(bg, policies.ShippedPolicy(), Options{PoolSize: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Close()
+	shippedData := func(i int) *policies.Data {
+		d := testData()
+		d.Aliases["v"+strconv.Itoa(i)] = "coder" // a new version each time
+		return d
+	}
+	sh.SetData(bg, shippedData(0))
+	engines["wasm"], engines["module"], engines["shipped"] = o, m, sh
+	hosts := map[string]*host{"wasm": &o.h, "module": &m.h, "shipped": &sh.h}
 	for name, e := range engines {
 		t.Run(name, func(t *testing.T) {
 			h := hosts[name]
@@ -121,7 +137,7 @@ func TestPoolHammer(t *testing.T) {
 			var wg sync.WaitGroup
 			for p := 0; p < P; p++ {
 				wg.Add(1)
-				go func() {
+				go func(p int) {
 					defer wg.Done()
 					var d policiesDecision
 					for i := 0; i < N; i++ {
@@ -151,13 +167,18 @@ func TestPoolHammer(t *testing.T) {
 							return
 						}
 						if i%50 == 0 {
-							h.setData(testData()) // data reloads while serving
+							// data reloads while serving
+							if err := h.setData(bg, shippedData(p*N+i)); err != nil {
+								t.Error(err)
+								return
+							}
 						}
 						evals.Add(1)
 					}
-				}()
+				}(p)
 			}
 			wg.Wait()
+			h.refreshing.Wait()
 			if evals.Load() != int64(P*N) {
 				t.Fatalf("evals %d", evals.Load())
 			}

@@ -153,7 +153,9 @@ func (e *ModuleEngine) Name() string { return "module" }
 func (e *ModuleEngine) Version() string { return e.version }
 
 // SetData implements policies.Engine (lazily, per instance, at checkout).
-func (e *ModuleEngine) SetData(ctx context.Context, d *policies.Data) error { return e.h.setData(d) }
+func (e *ModuleEngine) SetData(ctx context.Context, d *policies.Data) error {
+	return e.h.setData(ctx, d)
+}
 
 // Close implements policies.Engine.
 func (e *ModuleEngine) Close() error { return e.h.close() }

@@ -172,9 +172,17 @@ func NewOPAFromWasm(ctx context.Context, bin []byte, opts Options) (*OPAEngine, 
 	e.h.init(o)
 	e.h.newInstance = e.newInstance
 	e.h.loadData = e.loadData
+	e.h.prepare = e.prepareData
 	if err := e.h.warm(ctx); err != nil {
 		e.h.close()
 		return nil, err
+	}
+	if e.derivedEP >= 0 {
+		// The empty document's derived value, as SetData would.
+		if err := e.h.publish(ctx, []byte("{}")); err != nil {
+			e.h.close()
+			return nil, err
+		}
 	}
 	return e, nil
 }
@@ -339,27 +347,44 @@ func (e *OPAEngine) readMeta(ctx context.Context, m api.Module) error {
 	return nil
 }
 
-// loadData parses the data version into the instance. When the policy has
-// a derived rule, the first instance to load a version evaluates it on the
-// raw document and keeps the document with the result under
-// policies.DerivedKey; every instance then parses that one.
+// loadData parses the data version (with data.derived, when the policy
+// has a derived rule) into the instance.
 func (e *OPAEngine) loadData(ctx context.Context, in *instance, d *dataDoc) error {
+	return e.parseData(ctx, in, d.doc())
+}
+
+// prepareData completes a data version before it is published: when the
+// policy has a derived rule, one instance evaluates it on the raw document
+// and the version's full document gets the result under
+// policies.DerivedKey (that instance keeps the full document loaded).
+// Once per data version, never on the request path.
+func (e *OPAEngine) prepareData(ctx context.Context, d *dataDoc) error {
 	if e.derivedEP < 0 {
-		return e.parseData(ctx, in, d.json)
+		return nil
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.full == nil {
-		if err := e.parseData(ctx, in, d.json); err != nil {
-			return err
-		}
-		v, err := e.evalDerived(ctx, in)
-		if err != nil {
-			return err
-		}
+	in, err := e.h.take(ctx)
+	if err != nil {
+		return err
+	}
+	in.dataVer = 0 // holds neither version until the end
+	sctx, cancel := e.h.setupCtx(ctx)
+	defer cancel()
+	err = e.parseData(sctx, in, d.json)
+	var v []byte
+	if err == nil {
+		v, err = e.evalDerived(sctx, in)
+	}
+	if err == nil {
 		d.full = withKey(d.json, policies.DerivedKey, v)
+		err = e.parseData(sctx, in, d.full)
 	}
-	return e.parseData(ctx, in, d.full)
+	if err != nil {
+		e.h.discard(in)
+		return err
+	}
+	in.dataVer = d.ver
+	e.h.checkin(in)
+	return nil
 }
 
 // parseData resets the instance's heap and parses doc as its data.
@@ -446,7 +471,7 @@ func (e *OPAEngine) Version() string { return e.version }
 // SetData implements policies.Engine. Instances pick the new document up at
 // their next checkout; evaluations in flight finish on the old one.
 func (e *OPAEngine) SetData(ctx context.Context, d *policies.Data) error {
-	return e.h.setData(d)
+	return e.h.setData(ctx, d)
 }
 
 // Close implements policies.Engine: it waits for evaluations in flight,
@@ -484,8 +509,10 @@ func (e *OPAEngine) Eval(ctx context.Context, input *policies.Input, out *polici
 		return err
 	}
 	view, _ := in.mem.Read(0, in.mem.Size())
-	r := valueReader{mem: view, cache: &in.values}
+	r := &in.reader
+	*r = valueReader{mem: view, cache: &in.values}
 	err = r.resultSet(res, out)
+	r.mem = nil
 	if errors.Is(err, errNeedJSON) {
 		return e.dumpResult(ctx, in, res, out)
 	}

@@ -89,3 +89,94 @@ decision := {"schema_version": 1, "targets": [], "tried": [data.derived.roles]}
 		}
 	}
 }
+
+// TestDerivedErrorKeepsData: a data version the derived rule fails on is
+// refused and the current one keeps serving, on both engines.
+func TestDerivedErrorKeepsData(t *testing.T) {
+	files := map[string]string{"p.rego": `package geniehive
+
+# Two roles make the rule conflict: a runtime error.
+derived := {"n": 1} if count(data.roles) > 0
+
+derived := {"n": 2} if count(data.roles) > 1
+
+decision := {"schema_version": 1, "targets": [], "tried": [concat("", ["roles: ", format_int(count(data.roles), 10)])]}
+`}
+	w, err := NewOPA(bg, files, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	r, err := policies.NewRego(files, policies.RegoOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roles := func(names ...string) *policies.Data {
+		d := &policies.Data{SchemaVersion: 1, Roles: map[string]state.Role{}}
+		for _, n := range names {
+			d.Roles[n] = state.Role{Name: n}
+		}
+		return d
+	}
+	for _, e := range []policies.Engine{w, r} {
+		if err := e.SetData(bg, roles("a")); err != nil {
+			t.Fatal(e.Name(), err)
+		}
+		if err := e.SetData(bg, roles("a", "b")); err == nil {
+			t.Fatalf("%s: data the derived rule fails on was accepted", e.Name())
+		}
+		var d policies.Decision
+		if err := e.Eval(bg, testInput("x"), &d); err != nil {
+			t.Fatal(e.Name(), err)
+		}
+		if len(d.Tried) != 1 || d.Tried[0] != "roles: 1" {
+			t.Fatalf("%s: tried %q, want the previous data", e.Name(), d.Tried)
+		}
+	}
+}
+
+// TestSetDataVersions: data that serialises like the current version is
+// not a new version; a new version reaches idle instances in the
+// background, before any request needs them.
+func TestSetDataVersions(t *testing.T) {
+	e, err := NewOPA(bg, policies.ShippedPolicy(), Options{PoolSize: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	// Create all three instances.
+	var ins []*instance
+	for i := 0; i < 3; i++ {
+		in, err := e.h.checkout(bg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ins = append(ins, in)
+	}
+	for _, in := range ins {
+		e.h.checkin(in)
+	}
+	e.h.refreshing.Wait()
+	before := e.h.refreshes.Load()
+	if err := e.SetData(bg, testData()); err != nil {
+		t.Fatal(err)
+	}
+	v := e.h.data.Load().ver
+	if err := e.SetData(bg, testData()); err != nil {
+		t.Fatal(err)
+	}
+	if e.h.data.Load().ver != v {
+		t.Fatal("unchanged data made a new version")
+	}
+	e.h.refreshing.Wait()
+	for _, in := range ins {
+		if in.dataVer != v && !in.dead {
+			t.Fatalf("idle instance at data version %d, current %d", in.dataVer, v)
+		}
+	}
+	// One instance loaded it while deriving (prepareData), the other two
+	// in the background.
+	if n := e.h.refreshes.Load() - before; n != 2 {
+		t.Fatalf("%d background loads, want 2", n)
+	}
+}

@@ -76,7 +76,6 @@ else := null
 # ================================================================ per data version
 
 derived := {
-	"roles": _roles_ix,
 	"walks": {rn: _walk_of(rn) | some rn, _ in _roles_ix},
 	"assets": {n: _asset_ix(n) | some n, _ in _obj(data.assets)},
 }
@@ -303,21 +302,24 @@ _walk_of(root) := {"steps": steps, "tail": tail} if {
 # request of the role's operation needs: its targets numbered with the
 # group they get when no earlier step loses targets to max_tokens (the
 # number of earlier steps of the same operation with targets), as picked
-# for a request that asks for thinking ("think") and one that does not
-# ("nothink"); its messages ("msgs": candidates left out ("cand_msgs"),
-# then its fallback edges ("edges")); and its items for requests with a
-# max_tokens ceiling.
-_walk_step(order, i, edges) := {
-	"role": rn,
-	"op": r.op,
-	"edges": edges,
-	"msgs": array.concat(r.msgs, edges),
-	"cand_msgs": r.msgs,
-	"min_limit": r.min_limit,
-	"items": items,
-	"think": [_pick_for(it, true) | some it in items],
-	"nothink": [_pick_for(it, false) | some it in items],
-} if {
+# for a request that does not ask for thinking ("nothink") and, when that
+# differs, for one that does ("think"); its messages ("msgs": candidates
+# left out ("cand_msgs"), then its fallback edges ("edges")); and, for
+# requests with a max_tokens ceiling, each target's limit ("items", in
+# the order of the targets).
+_walk_step(order, i, edges) := object.union(
+	{
+		"role": rn,
+		"op": r.op,
+		"edges": edges,
+		"msgs": array.concat(r.msgs, edges),
+		"cand_msgs": r.msgs,
+		"min_limit": r.min_limit,
+		"items": [{"limit": it.limit, "limit_text": it.limit_text, "max_prefix": it.max_prefix} | some it in r.items],
+		"nothink": nothink,
+	},
+	{"think": think | think != nothink},
+) if {
 	rn := order[i]
 	r := _roles_ix[rn]
 	g := count([j |
@@ -326,12 +328,9 @@ _walk_step(order, i, edges) := {
 		_roles_ix[other].op == r.op
 		count(_roles_ix[other].items) > 0
 	])
-	items := [_item_in_group(it, g) | some it in r.items]
+	nothink := [_in_group(_pick_for(it, false), g) | some it in r.items]
+	think := [_in_group(_pick_for(it, true), g) | some it in r.items]
 }
-
-_item_in_group(it, 0) := it
-
-_item_in_group(it, g) := object.union(it, {"keep": object.union(it.keep, {"group": g}), "off": object.union(it.off, {"group": g})}) if g > 0
 
 # _pick_for chooses an item's target by its thinking mode, for a request
 # that asks for thinking (thinks) or not.
@@ -453,21 +452,25 @@ _role_eval(s, op) := {"targets": [], "msgs": array.concat([concat("", ["role ", 
 	s.op != op
 }
 
-else := {"targets": s.think, "msgs": s.msgs, "dropped": []} if {
-	_fits_all(s.min_limit)
-	_thinks
-}
-
-else := {"targets": s.nothink, "msgs": s.msgs, "dropped": []} if {
+else := {"targets": _step_targets(s), "msgs": s.msgs, "dropped": []} if {
 	_fits_all(s.min_limit)
 }
 
-else := {"targets": [_pick(it) | some it in kept], "msgs": msgs, "dropped": [it.limit | some it in over]} if {
-	kept := [it | some it in s.items; not _over(it.limit)]
+else := {"targets": targets, "msgs": msgs, "dropped": [it.limit | some it in over]} if {
+	ts := _step_targets(s)
+	targets := [ts[i] | some i, it in s.items; not _over(it.limit)]
 	over := [it | some it in s.items; _over(it.limit)]
 	max_msgs := [_item_max_msg(it) | some it in over]
 	msgs := array.concat(array.concat(s.cand_msgs, max_msgs), s.edges)
 }
+
+# _step_targets: step s's targets as picked for this request's thinking.
+_step_targets(s) := s.think if {
+	_thinks
+	s.think
+}
+
+else := s.nothink
 
 _role_res := {"targets": targets, "tried": tried, "dropped": dropped} if {
 	w := _ix.walks[_root]

@@ -236,7 +236,11 @@ test_index_is_data_only if {
 		with data.asset_policies as _asset_policies
 	[s.role | some s in ix.walks.coder.steps] == ["coder", "general"]
 	ix.walks.coder.steps[1].edges == ["role general: fallback coder cut (cycle or already tried)", "role general: fallback ghost is not a role"]
-	[it.keep.name | some it in ix.roles.general.items] == ["llama3:70b", "llama3:8b"]
+	[t.name | some t in ix.walks.general.steps[0].nothink] == ["llama3:70b", "llama3:8b"]
+	[t.group | some t in ix.walks.coder.steps[1].nothink] == [1, 1]
+	ix.walks.coder.steps[0].nothink[0].patch.disable_thinking == true
+	not ix.walks.coder.steps[0].think[0].patch.disable_thinking
+	not ix.walks.general.steps[0].think
 	ix.assets["qwen3:8b"].chat.mode == "default"
 	ix.assets["qwen3:8b"].chat.off.patch == {"disable_thinking": true}
 }
