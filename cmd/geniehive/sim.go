@@ -36,7 +36,9 @@ the flags, for example:
       listen: ":8000"
       models: [{name: "Systran/faster-whisper-small"}]
 
-Each server speaks its flavor's real wire format. Answers are deterministic:
+Each server speaks its flavor's real wire format (speech models answer
+/v1/audio/speech with audio bytes, image models /v1/images/generations
+with OpenAI's {"created","data"} list). Answers are deterministic:
 N content tokens (--chunks), reasoning first for thinking models, embeddings
 derived from the input. Runs until SIGINT/SIGTERM.`,
 }
@@ -70,7 +72,7 @@ func runSim(args []string) error {
 	fs.StringVar(&s.Config, "config", "", "YAML file with a servers: list (see above); flags then only apply when it has none")
 	fs.StringVar(&s.Listen, "listen", "127.0.0.1:11434", "address to listen on (host:port; :0 picks a free port)")
 	fs.StringVar(&s.Flavor, "flavor", "ollama", "server to impersonate: ollama, openai, whisper, llamacpp or vllm")
-	fs.StringVar(&s.Models, "models", "qwen3:8b,llama3.2:3b", "comma-separated model names; kind is inferred (\"embed\" in the name: embeddings; \"whisper\" or flavor whisper: transcription; else chat)")
+	fs.StringVar(&s.Models, "models", "qwen3:8b,llama3.2:3b", "comma-separated model names; kind is inferred (\"embed\" in the name: embeddings; \"whisper\" or flavor whisper: transcription; \"tts\", \"speech\", \"kokoro\", \"piper\": speech; \"dall-e\", \"image\", \"diffusion\", \"sdxl\", \"flux\": images; else chat)")
 	fs.StringVar(&s.Loaded, "loaded", "", "comma-separated models resident in VRAM (Ollama /api/ps); \"all\" for every one; default the first model")
 	fs.StringVar(&s.Thinking, "thinking", "auto", "comma-separated thinking models (emit reasoning_content); \"auto\" = qwen3* and deepseek-r1*; \"none\"")
 	fs.DurationVar(&s.Latency, "latency", 0, "delay before the response starts")

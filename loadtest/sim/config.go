@@ -45,6 +45,8 @@ const (
 	KindChat          = "chat"
 	KindEmbeddings    = "embeddings"
 	KindTranscription = "transcription"
+	KindSpeech        = "speech" // /v1/audio/speech (text to speech)
+	KindImages        = "images" // /v1/images/generations
 )
 
 // Model is one model the simulated server offers.
@@ -63,7 +65,9 @@ type Model struct {
 	// request turns thinking off ("think": false,
 	// chat_template_kwargs.enable_thinking false, or "/no_think" in a message).
 	Thinking bool `yaml:"thinking" json:"thinking"`
-	// Kind: chat (default), embeddings or transcription.
+	// Kind: chat (default), embeddings, transcription, speech or images
+	// (guessed from the name when empty: whisper, embed, tts/speech,
+	// dall-e/image/diffusion/sdxl/flux).
 	Kind string `yaml:"kind" json:"kind"`
 	// Dims is the embedding vector length (embeddings models; default 64).
 	Dims int `yaml:"dims" json:"dims"`
@@ -160,9 +164,9 @@ func (c *Config) Validate() error {
 		seen[m.Name] = true
 		m.fill(c.Flavor)
 		switch m.Kind {
-		case KindChat, KindEmbeddings, KindTranscription:
+		case KindChat, KindEmbeddings, KindTranscription, KindSpeech, KindImages:
 		default:
-			return fmt.Errorf("sim: model %q: unknown kind %q (want chat, embeddings or transcription)", m.Name, m.Kind)
+			return fmt.Errorf("sim: model %q: unknown kind %q (want chat, embeddings, transcription, speech or images)", m.Name, m.Kind)
 		}
 	}
 	return nil
@@ -173,8 +177,12 @@ func (m *Model) fill(f Flavor) {
 		m.Kind = KindChat
 		if f == FlavorWhisper || strings.Contains(strings.ToLower(m.Name), "whisper") {
 			m.Kind = KindTranscription
-		} else if strings.Contains(strings.ToLower(m.Name), "embed") {
+		} else if n := strings.ToLower(m.Name); strings.Contains(n, "embed") {
 			m.Kind = KindEmbeddings
+		} else if strings.Contains(n, "tts") || strings.Contains(n, "speech") || strings.Contains(n, "kokoro") || strings.Contains(n, "piper") {
+			m.Kind = KindSpeech
+		} else if strings.Contains(n, "dall-e") || strings.Contains(n, "image") || strings.Contains(n, "diffusion") || strings.Contains(n, "sdxl") || strings.Contains(n, "flux") {
+			m.Kind = KindImages
 		}
 	}
 	if m.Family == "" {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -81,6 +82,7 @@ type modelTable struct {
 var knownPaths = []string{
 	"/", "/health", "/metrics",
 	"/v1/models", "/v1/chat/completions", "/v1/embeddings", "/v1/audio/transcriptions",
+	"/v1/audio/speech", "/v1/images/generations",
 	"/api/tags", "/api/ps", "/api/version",
 }
 
@@ -274,6 +276,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.transcription(w, r, b)
 		return
+	case "/v1/audio/speech":
+		if fl == FlavorOllama {
+			break
+		}
+		if !method(w, r, http.MethodPost) {
+			return
+		}
+		s.speech(w, r, b)
+		return
+	case "/v1/images/generations":
+		if fl == FlavorOllama || fl == FlavorWhisper {
+			break
+		}
+		if !method(w, r, http.MethodPost) {
+			return
+		}
+		s.images(w, r, b)
+		return
 	case "/v1/models":
 		if !method(w, r, http.MethodGet) {
 			return
@@ -303,6 +323,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.ollama(w, path)
+		return
+	}
+	if strings.HasPrefix(path, imageFilesPrefix) && fl != FlavorOllama && fl != FlavorWhisper {
+		if method(w, r, http.MethodGet) {
+			s.imageFile(w, r)
+		}
 		return
 	}
 	writeError(w, http.StatusNotFound, "invalid_request_error", "not_found", "", "Unknown request URL: "+r.Method+" "+path)
