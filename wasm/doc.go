@@ -4,9 +4,12 @@
 //
 //   - OPAEngine ("wasm", NewOPA / NewOPAFromWasm): Rego compiled in process
 //     with OPA's compile package (target wasm, entrypoint
-//     "geniehive/decision") and evaluated through OPA's Wasm ABI 1.2
-//     (one opa_eval call per request; data parsed into each instance once
-//     per data version).
+//     "geniehive/decision", plus "geniehive/derived" when the policy has
+//     that data-only rule) and evaluated through OPA's Wasm ABI 1.2 (the
+//     eval context calls, with the result read straight out of guest
+//     memory; opa_eval and JSON when the value layout check fails). The
+//     derived rule is evaluated once per data version, in SetData. See
+//     README.md.
 //   - ModuleEngine ("module", NewModule): custom wasip1 modules speaking the
 //     JSON-in/JSON-out ABI in ABI.md.
 //
@@ -15,8 +18,9 @@
 // a sync.Pool). Eval checks an instance out, so an instance is used by one
 // goroutine at a time; Eval blocks while all are busy (until ctx is done).
 // Engines are safe for concurrent use. SetData installs a new data document
-// that each instance loads at its next checkout; evaluations in flight
-// finish on the old one. Close waits for evaluations in flight, closes
+// (ignored when it serialises like the current one) that idle instances
+// load in the background and busy ones at their next checkout;
+// evaluations in flight finish on the old one. Close waits for evaluations in flight, closes
 // every instance and the runtime; later Evals return ErrClosed. A reload
 // builds a new engine while the old one serves, then closes the old one.
 //
