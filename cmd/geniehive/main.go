@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/geniehive/geniehive/internal/cli"
@@ -25,16 +26,17 @@ func run(args []string) int {
 		if len(args) > 1 && args[0] == "help" {
 			return run([]string{args[1], "--help"})
 		}
-		printUsage()
 		if len(args) == 0 {
+			printUsage(os.Stderr)
 			return 2
 		}
+		printUsage(os.Stdout)
 		return 0
 	}
 	cmd, ok := cli.Lookup(args[0])
 	if !ok {
 		fmt.Fprintf(os.Stderr, "geniehive: unknown command %q\n\n", args[0])
-		printUsage()
+		printUsage(os.Stderr)
 		return 2
 	}
 	err := cmd.Run(args[1:])
@@ -52,10 +54,10 @@ func run(args []string) int {
 	}
 }
 
-func printUsage() {
-	fmt.Fprint(os.Stderr, usage)
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, usage)
 	for _, c := range cli.Commands() {
-		fmt.Fprintf(os.Stderr, "  %-10s %s\n", c.Name, c.Summary)
+		fmt.Fprintf(w, "  %-10s %s\n", c.Name, c.Summary)
 	}
-	fmt.Fprint(os.Stderr, "\nRun 'geniehive <command> --help' for a command's flags.\nSettings come from flags, GENIEHIVE_* environment variables, or a YAML file (--config).\n")
+	fmt.Fprint(w, "\nRun 'geniehive <command> --help' for a command's flags.\nSettings come from flags, GENIEHIVE_* environment variables, or a YAML file (--config).\n")
 }

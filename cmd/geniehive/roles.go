@@ -62,7 +62,9 @@ func runRoles(args []string) error {
 	rf.bind(fs)
 	asJSON := fs.Bool("json", false, "show: print JSON instead of a table")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		_ = cli.Parse(fs, args, nil, nil)
+		if err := cli.Parse(fs, args, nil, nil); err != nil {
+			return err // --help, or a bad flag
+		}
 		return fmt.Errorf("%w: want a subcommand: load, show or check", cli.ErrUsage)
 	}
 	sub, rest := args[0], args[1:]
@@ -135,7 +137,9 @@ func runKeys(args []string) error {
 	var roles cli.StringList
 	fs.Var(&roles, "roles", "add: roles the key may use (comma-separated; empty = all)")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		_ = cli.Parse(fs, args, nil, nil)
+		if err := cli.Parse(fs, args, nil, nil); err != nil {
+			return err // --help, or a bad flag
+		}
 		return fmt.Errorf("%w: want a subcommand: add, list or delete", cli.ErrUsage)
 	}
 	sub, rest := args[0], args[1:]
