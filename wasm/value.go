@@ -70,22 +70,42 @@ var (
 )
 
 // valueCache holds what was decoded from the stable part of one instance's
-// memory; reset whenever the instance loads data.
+// memory (reset whenever the instance loads data), and recent strings built
+// per request (messages that repeat across requests: kind mismatches,
+// max_tokens ceilings), by content.
 type valueCache struct {
 	stable  uint32 // addresses below it do not change until the next reset
 	strs    map[uint32]string
 	patches map[uint32]*policies.Patch
+	recent  map[string]string
 }
+
+// maxRecent bounds valueCache.recent; it is emptied when full.
+const maxRecent = 256
 
 func (c *valueCache) reset(stable uint32) {
 	c.stable = stable
 	if c.strs == nil {
 		c.strs = map[uint32]string{}
 		c.patches = map[uint32]*policies.Patch{}
+		c.recent = map[string]string{}
 		return
 	}
 	clear(c.strs)
 	clear(c.patches)
+}
+
+// recentString returns b as a string, reusing an equal one seen recently.
+func (c *valueCache) recentString(b []byte) string {
+	if s, ok := c.recent[string(b)]; ok {
+		return s
+	}
+	s := internString(b)
+	if len(c.recent) >= maxRecent {
+		clear(c.recent)
+	}
+	c.recent[s] = s
+	return s
 }
 
 // valueReader decodes values out of a view of the whole linear memory.
@@ -186,10 +206,14 @@ func (r *valueReader) goString(a uint32) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s := internString(b)
-	if c != nil && a < c.stable {
-		c.strs[a] = s
+	if c == nil || c.recent == nil {
+		return internString(b), nil
 	}
+	if a >= c.stable {
+		return c.recentString(b), nil
+	}
+	s := internString(b)
+	c.strs[a] = s
 	return s, nil
 }
 
