@@ -53,10 +53,14 @@ type relay struct {
 	next  time.Time // next heartbeat due
 	wrote bool      // WriteTo ran
 	done  bool      // Close ran
-	// out collects what one upstream read produced; pending holds a
-	// partial event until its end arrives.
-	rb, pending, out *bbuf
+	// pending receives upstream reads and holds a partial event until its
+	// end arrives; out collects what one read produced for the client.
+	pending, out *bbuf
 }
+
+// relayReadSize is the room made for each upstream read: SSE events are
+// small, and a larger one simply takes several reads.
+const relayReadSize = 4 << 10
 
 var relayPool = sync.Pool{New: func() any { return new(relay) }}
 
@@ -70,14 +74,10 @@ func (s *Server) startRelay(ctx *fasthttp.RequestCtx, x *exchange, resp *fasthtt
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
 	r := relayPool.Get().(*relay)
-	*r = relay{s: s, x: x, resp: resp, strip: strip, every: s.cfg.Timeouts.Heartbeat, rb: r.rb, pending: r.pending, out: r.out}
-	if r.rb == nil {
-		r.rb, r.pending, r.out = new(bbuf), new(bbuf), new(bbuf)
+	*r = relay{s: s, x: x, resp: resp, strip: strip, every: s.cfg.Timeouts.Heartbeat, pending: r.pending, out: r.out}
+	if r.pending == nil {
+		r.pending, r.out = new(bbuf), new(bbuf)
 	}
-	if cap(r.rb.B) < 16<<10 {
-		r.rb.B = make([]byte, 16<<10)
-	}
-	r.rb.B = r.rb.B[:cap(r.rb.B)]
 	r.pending.B, r.out.B = r.pending.B[:0], r.out.B[:0]
 	if a, ok := resp.LocalAddr().(*connAddr); ok {
 		r.conn = a.c
@@ -129,9 +129,13 @@ func (r *relay) WriteTo(w io.Writer) (written int64, err error) {
 	var upErr error
 	sawDone := false
 	for {
-		n, rerr := body.Read(r.rb.B)
+		p := r.pending.B
+		if cap(p)-len(p) < relayReadSize {
+			p = append(p[:cap(p)], make([]byte, relayReadSize)...)[:len(p)]
+		}
+		n, rerr := body.Read(p[len(p):cap(p)])
+		r.pending.B = p[:len(p)+n]
 		if n > 0 {
-			r.pending.B = append(r.pending.B, r.rb.B[:n]...)
 			out := r.out.B[:0]
 			for {
 				end, next := eventEnd(r.pending.B)
@@ -220,8 +224,8 @@ func (r *relay) Close() error {
 	_ = r.resp.CloseBodyStream()
 	fasthttp.ReleaseResponse(r.resp)
 	r.x.finish()
-	rb, pending, out := r.rb, r.pending, r.out
-	*r = relay{rb: rb, pending: pending, out: out, done: true}
+	pending, out := r.pending, r.out
+	*r = relay{pending: pending, out: out, done: true}
 	if cap(pending.B) > 1<<20 || cap(out.B) > 1<<20 {
 		pending.B, out.B = nil, nil // an oversized event: do not keep its buffers
 	}

@@ -2,12 +2,16 @@ package edge
 
 import (
 	"bufio"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/geniehive/geniehive/loadtest/sim"
+	"github.com/geniehive/geniehive/state"
 )
 
 // rawStream sends a streaming chat request on a raw connection and returns
@@ -107,5 +111,35 @@ func TestStreamIdleBoundsSilenceDespiteHeartbeats(t *testing.T) {
 		case strings.HasPrefix(l, "data:"):
 			data++
 		}
+	}
+}
+
+// TestLargeEventAcrossReads: an SSE event larger than one upstream read,
+// arriving in pieces, reaches the client whole, and events after it too.
+func TestLargeEventAcrossReads(t *testing.T) {
+	s := newStack(t)
+	big := strings.Repeat("x", 20000)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fl := w.(http.Flusher)
+		ev := `data: {"choices":[{"delta":{"content":"` + big + `"}}]}` + "\n\n"
+		for i := 0; i < len(ev); i += 7000 {
+			_, _ = io.WriteString(w, ev[i:min(i+7000, len(ev))])
+			fl.Flush()
+			time.Sleep(5 * time.Millisecond)
+		}
+		_, _ = io.WriteString(w, "data: {\"choices\":[{\"delta\":{\"content\":\"tail\"}}]}\n\ndata: [DONE]\n\n")
+		fl.Flush()
+	}))
+	defer up.Close()
+	heartbeat(t, s.store, "big", svc("big", "chat", state.KindChat, up.URL, state.Asset{Name: "bigmodel", Loaded: true}))
+	s.waitFor(func(sn *state.Snapshot) bool { return sn.ByID["big/chat"] != nil })
+	r, body := do(t, "POST", s.url+"/v1/chat/completions", testKey, []byte(`{"model":"bigmodel","stream":true,"messages":[]}`), nil)
+	if r.StatusCode != 200 {
+		t.Fatalf("%d %s", r.StatusCode, body)
+	}
+	events := strings.Split(strings.TrimSpace(body), "\n\n")
+	if len(events) != 3 || !strings.Contains(events[0], big) || !strings.Contains(events[1], "tail") || events[2] != "data: [DONE]" {
+		t.Fatalf("events: %d, first %d bytes", len(events), len(events[0]))
 	}
 }
