@@ -275,12 +275,14 @@ func runLoadtest(args []string) error {
 		}
 		cfg.Targets = append(cfg.Targets, simTargets...)
 		if f.Edge && f.RedisURL == "" {
-			url, stop, err := startPrivateRedis(ctx)
+			url, pid, stop, err := startPrivateRedis(ctx)
 			if err != nil {
 				return err
 			}
 			defer stop()
 			f.RedisURL = url
+			// The edge's Redis work is part of its cost: watch it too.
+			f.Watch = append(f.Watch, "redis="+strconv.Itoa(pid))
 		}
 		if f.RedisURL != "" {
 			cleanup, key, err := registerSim(ctx, f.RedisURL, f.RedisPrefix, upURL, f.Model, kind, f.SimServices, f.EdgeKey)
@@ -383,32 +385,32 @@ func registerSim(ctx context.Context, redisURL, prefix string, upURL string, mod
 }
 
 // startPrivateRedis runs a throw-away redis-server on a free loopback port.
-func startPrivateRedis(ctx context.Context) (url string, stop func(), err error) {
+func startPrivateRedis(ctx context.Context) (url string, pid int, stop func(), err error) {
 	port, err := freePort()
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		return "", nil, fmt.Errorf("--edge without --redis-url needs redis-server on PATH: %w", err)
+		return "", 0, nil, fmt.Errorf("--edge without --redis-url needs redis-server on PATH: %w", err)
 	}
 	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	stop = func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() }
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	for i := 0; i < 100; i++ {
+	for i := 0; i < 100 && ctx.Err() == nil; i++ {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
 			fmt.Fprintf(os.Stderr, "private redis-server on %s (pid %d)\n", addr, cmd.Process.Pid)
-			return "redis://" + addr + "/0", stop, nil
+			return "redis://" + addr + "/0", cmd.Process.Pid, stop, nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	stop()
-	return "", nil, errors.New("redis-server did not start")
+	return "", 0, nil, errors.New("redis-server did not start")
 }
 
 func freePort() (int, error) {
