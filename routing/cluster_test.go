@@ -225,7 +225,9 @@ func TestClusterRoundRobinExact(t *testing.T) {
 	for i, e := range f.edges {
 		trips += e.rt.n.Load() - rtBefore[i]
 	}
-	if trips != 300 {
+	// One round trip per pick, or fewer when concurrent picks share one
+	// (rrCombiner, when the store offers NextRRN).
+	if trips > 300 || f.edges[0].r.rrc == nil && trips != 300 {
 		t.Fatalf("round_robin: %d Redis round trips for 300 requests, want 300", trips)
 	}
 	t.Logf("round_robin: %v, %.2f round trips/request", counts, float64(trips)/300)

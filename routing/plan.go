@@ -327,6 +327,8 @@ func (r *Router) roundRobin(ctx context.Context, w *work, dec *policies.Decision
 	if dry {
 		n, err = r.store.PeekRR(ctx, key)
 		n++
+	} else if r.rrc != nil {
+		n, err = r.rrc.next(ctx, key)
 	} else {
 		n, err = r.store.NextRR(ctx, key)
 	}

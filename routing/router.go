@@ -25,7 +25,8 @@ type Router struct {
 	dropped atomic.Int64
 	pending atomic.Int64 // queued or being applied
 
-	pool sync.Pool // *work
+	pool sync.Pool   // *work
+	rrc  *rrCombiner // nil: each round-robin pick makes its own round trip
 }
 
 // svcLocal is what this process knows about a service beyond the snapshot.
@@ -50,6 +51,9 @@ func New(cfg Config, store *state.Store, inflight *state.Inflight) (*Router, err
 	m := map[string]*svcLocal{}
 	r.local.Store(&m)
 	r.pool.New = func() any { return new(work) }
+	if b, ok := any(store).(rrBatcher); ok && store != nil {
+		r.rrc = &rrCombiner{incr: b.NextRRN}
+	}
 	return r, nil
 }
 
