@@ -423,3 +423,24 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 	}
 	t.Fatalf("condition not met within %s", d)
 }
+
+func TestRoundRobinBatchesAreConsecutive(t *testing.T) {
+	c, prefix := testredis.New(t)
+	s := state.New(c, prefix)
+	ctx := context.Background()
+	if v, err := s.NextRR(ctx, "t"); err != nil || v != 1 {
+		t.Fatalf("first value %d %v", v, err)
+	}
+	if v, _ := s.NextRRN(ctx, "t", 5); v != 6 { // owns 2..6
+		t.Fatalf("batch of 5 ends at %d, want 6", v)
+	}
+	if v, _ := s.NextRR(ctx, "t"); v != 7 {
+		t.Fatalf("after the batch: %d, want 7", v)
+	}
+	if ttl := c.TTL(ctx, prefix+"{rr}:t").Val(); ttl <= 0 {
+		t.Fatalf("counter has no idle expiry (ttl %v)", ttl)
+	}
+	if _, err := s.NextRRN(ctx, "t", 0); !errors.Is(err, state.ErrInvalid) {
+		t.Fatalf("batch of 0: %v", err)
+	}
+}

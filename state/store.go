@@ -475,8 +475,10 @@ func (s *Store) ListKeys(ctx context.Context) ([]APIKey, error) {
 const rrIdle = 24 * time.Hour
 
 var rrScript = redis.NewScript(`
-local n = redis.call('INCR', KEYS[1])
-if n % 4096 == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local n = redis.call('INCRBY', KEYS[1], ARGV[2])
+local step = tonumber(ARGV[2])
+-- refresh the idle expiry when the batch holds a value = 1 (mod 4096)
+if math.floor((n - 1) / 4096) ~= math.floor((n - step - 1) / 4096) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return n
 `)
 
@@ -484,11 +486,25 @@ return n
 // new value (1 on first use). One round trip of one command (a script that
 // also refreshes the counter's idle expiry every 4096 uses).
 func (s *Store) NextRR(ctx context.Context, target string) (uint64, error) {
-	n, err := rrScript.Run(ctx, s.c, []string{s.prefix + "{rr}:" + target}, int(rrIdle/time.Second)).Int64()
+	return s.NextRRN(ctx, target, 1)
+}
+
+// NextRRN takes n consecutive values of target's round-robin counter at
+// once and returns the last; the caller owns last-n+1 .. last. Callers that
+// coalesce concurrent picks use it to keep the rotation exact with one
+// round trip per batch.
+//
+// # Errors
+// ErrInvalid for n < 1; Redis errors.
+func (s *Store) NextRRN(ctx context.Context, target string, n int) (uint64, error) {
+	if n < 1 {
+		return 0, fmt.Errorf("%w: round-robin batch of %d", ErrInvalid, n)
+	}
+	v, err := rrScript.Run(ctx, s.c, []string{s.prefix + "{rr}:" + target}, int(rrIdle/time.Second), n).Int64()
 	if err != nil {
 		return 0, err
 	}
-	return uint64(n), nil
+	return uint64(v), nil
 }
 
 // PeekRR returns the current counter without changing it (dry runs).
