@@ -68,6 +68,7 @@ func unknownModel(snap *state.Snapshot, model string, op state.Kind, tried []str
 			}
 		}
 	}
+	liveAssets := len(names)
 	for _, r := range snap.Catalog.Roles {
 		rop := r.Operation
 		if rop == "" {
@@ -77,28 +78,34 @@ func unknownModel(snap *state.Snapshot, model string, op state.Kind, tried []str
 			names = append(names, r.Name)
 		}
 	}
-	sortStrings(names)
 	var b strings.Builder
+	if liveAssets == 0 {
+		// Nothing of this kind is live at all: the fleet is away (Redis
+		// lost, agents re-registering, hosts restarting), which is worth a
+		// retry, unlike a name that does not exist among live models.
+		b.WriteString("No model serving ")
+		b.WriteString(string(op))
+		b.WriteString(" is available right now (requested '")
+		b.WriteString(model)
+		b.WriteString("'); retry shortly, or see GET /v1/models.")
+		return &APIError{Status: 503, Type: "server_error", Code: "no_models_available", Param: "model", Message: b.String(), RetryAfter: 2}
+	}
+	sortStrings(names)
 	b.WriteString("The model '")
 	b.WriteString(model)
 	b.WriteString("' does not exist or does not serve ")
 	b.WriteString(string(op))
-	b.WriteString(". ")
-	if len(names) == 0 {
-		b.WriteString("No models are available right now; see GET /v1/models.")
-	} else {
-		b.WriteString("Available: ")
-		for i, n := range names {
-			if i == 20 {
-				b.WriteString(", … (see GET /v1/models)")
-				break
-			}
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString(n)
+	b.WriteString(". Available: ")
+	for i, n := range names {
+		if i == 20 {
+			b.WriteString(", … (see GET /v1/models)")
+			break
 		}
-		b.WriteString(". See GET /v1/models.")
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(n)
 	}
+	b.WriteString(". See GET /v1/models.")
 	return &APIError{Status: 404, Type: "invalid_request_error", Code: "model_not_found", Param: "model", Message: b.String()}
 }
