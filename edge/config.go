@@ -38,6 +38,10 @@ type Config struct {
 	StatsInterval time.Duration `yaml:"stats_interval"`
 	// PresenceInterval is how often the edge refreshes its presence record. Default 5s.
 	PresenceInterval time.Duration `yaml:"presence_interval"`
+	// InflightLease bounds how long a request of a crashed edge still
+	// counts in the cluster-wide in-flight figures; a live edge renews its
+	// open requests every third of it. Default 30s.
+	InflightLease time.Duration `yaml:"inflight_lease"`
 	// LogLevel: debug, info, warn, error. Default info.
 	LogLevel string `yaml:"log_level"`
 	// AccessLog writes one line per request at info level. Default true.
@@ -186,6 +190,7 @@ func (c *Config) Provision() error {
 	def(&t.Shutdown, 30*time.Second)
 	def(&c.StatsInterval, time.Second)
 	def(&c.PresenceInterval, 5*time.Second)
+	def(&c.InflightLease, 30*time.Second)
 	defB := func(b *ByteSize, v ByteSize) {
 		if *b <= 0 {
 			*b = v

@@ -141,7 +141,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		s.ownWatch = true
 	}
 	if s.inflight == nil {
-		s.inflight = state.NewInflight(d.Store, cfg.ID, 0)
+		s.inflight = state.NewInflight(d.Store, cfg.ID, cfg.InflightLease)
 		s.ownInfl = true
 	}
 	if s.router == nil {

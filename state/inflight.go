@@ -134,13 +134,35 @@ func (f *Inflight) Flush(ctx context.Context) {
 	if len(ops) == 0 {
 		return
 	}
+	// One ZADD and one ZREM per service, however many requests the batch
+	// holds: fewer commands and allocations than one per request.
 	dl := float64(time.Now().Add(f.ttl).UnixMilli())
+	type group struct {
+		adds []redis.Z
+		rems []any
+	}
+	groups := make(map[string]*group, 4)
+	for _, op := range ops {
+		g := groups[op.service]
+		if g == nil {
+			g = &group{}
+			groups[op.service] = g
+		}
+		if op.add {
+			g.adds = append(g.adds, redis.Z{Score: dl, Member: f.member(op.seq)})
+		} else {
+			g.rems = append(g.rems, f.member(op.seq))
+		}
+	}
 	_, err := f.s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, op := range ops {
-			if op.add {
-				p.ZAdd(ctx, f.key(op.service), redis.Z{Score: dl, Member: f.member(op.seq)})
-			} else {
-				p.ZRem(ctx, f.key(op.service), f.member(op.seq))
+		for svc, g := range groups {
+			// Adds before removes: a request that began and ended within
+			// one batch is added and removed, never left behind.
+			if len(g.adds) > 0 {
+				p.ZAdd(ctx, f.key(svc), g.adds...)
+			}
+			if len(g.rems) > 0 {
+				p.ZRem(ctx, f.key(svc), g.rems...)
 			}
 		}
 		return nil

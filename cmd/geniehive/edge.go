@@ -207,7 +207,7 @@ func serveEdge(ctx context.Context, cfg edge.Config, ov sectionOverrides, store 
 	}
 	scancel()
 	watcher := state.NewWatcher(store, state.WatcherOptions{Logger: log, Restore: true})
-	inflight := state.NewInflight(store, cfg.ID, 0)
+	inflight := state.NewInflight(store, cfg.ID, cfg.InflightLease)
 	router, err := routing.New(rcfg, store, inflight)
 	if err != nil {
 		return err
