@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/geniehive/geniehive/edge/route"
+	"github.com/geniehive/geniehive/internal/jsonw"
 )
 
 // APIError is an error the edge answers in OpenAI's format. Every failure a
@@ -162,20 +163,20 @@ func classify(err error) *APIError {
 // appendErrorJSON appends {"error":{...}} for e.
 func appendErrorJSON(dst []byte, e *APIError) []byte {
 	dst = append(dst, `{"error":{"message":`...)
-	dst = appendJSONString(dst, e.Message)
+	dst = jsonw.AppendString(dst, e.Message)
 	dst = append(dst, `,"type":`...)
-	dst = appendJSONString(dst, e.Type)
+	dst = jsonw.AppendString(dst, e.Type)
 	dst = append(dst, `,"code":`...)
 	if e.Code == "" {
 		dst = append(dst, "null"...)
 	} else {
-		dst = appendJSONString(dst, e.Code)
+		dst = jsonw.AppendString(dst, e.Code)
 	}
 	dst = append(dst, `,"param":`...)
 	if e.Param == "" {
 		dst = append(dst, "null"...)
 	} else {
-		dst = appendJSONString(dst, e.Param)
+		dst = jsonw.AppendString(dst, e.Param)
 	}
 	return append(dst, "}}"...)
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"unicode/utf8"
+
+	"github.com/geniehive/geniehive/internal/jsonw"
 )
 
 // The request-path JSON helpers below work on raw bytes without building a
@@ -880,41 +882,12 @@ func appendUnquote(dst, s []byte, max int) []byte {
 	return dst
 }
 
-// appendJSONString appends s as a JSON string literal.
-func appendJSONString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			dst = append(dst, '\\', c)
-		case c < 0x20:
-			switch c {
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-		case c == '<' || c == '>' || c == '&':
-			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		default:
-			dst = append(dst, c)
-		}
-	}
-	return append(dst, '"')
-}
-
 // setModel appends to dst the body with the model value (span from f)
 // replaced by model. When the body has no model field, one is added.
 func setModel(dst, body []byte, f *reqFacts, model string) []byte {
 	if f.modelStart >= 0 && f.modelEnd <= len(body) && f.modelStart < f.modelEnd {
 		dst = append(dst, body[:f.modelStart]...)
-		dst = appendJSONString(dst, model)
+		dst = jsonw.AppendString(dst, model)
 		return append(dst, body[f.modelEnd:]...)
 	}
 	i := skipWS(body, 0)
@@ -923,7 +896,7 @@ func setModel(dst, body []byte, f *reqFacts, model string) []byte {
 	}
 	dst = append(dst, body[:i+1]...)
 	dst = append(dst, `"model":`...)
-	dst = appendJSONString(dst, model)
+	dst = jsonw.AppendString(dst, model)
 	j := skipWS(body, i+1)
 	if j < len(body) && body[j] != '}' {
 		dst = append(dst, ',')

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"unicode/utf8"
 
+	"github.com/geniehive/geniehive/internal/jsonw"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -106,7 +106,7 @@ func SetModel(dst, body []byte, model string) ([]byte, error) {
 		ve := skipValue(body, i)
 		if isModel {
 			dst = append(dst, body[start:vs]...)
-			dst = appendJSONString(dst, model)
+			dst = jsonw.AppendString(dst, model)
 			start = ve
 			found = true
 		}
@@ -121,7 +121,7 @@ func SetModel(dst, body []byte, model string) ([]byte, error) {
 		open := bytes.IndexByte(body, '{') + 1
 		dst = append(dst, body[:open]...)
 		dst = append(dst, `"model":`...)
-		dst = appendJSONString(dst, model)
+		dst = jsonw.AppendString(dst, model)
 		if body[skipSpace(body, open)] != '}' {
 			dst = append(dst, ',')
 		}
@@ -196,51 +196,6 @@ func skipValue(b []byte, i int) int {
 		}
 		return i
 	}
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string (invalid UTF-8 becomes U+FFFD,
-// like encoding/json; HTML characters are not escaped).
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
 
 func applySlow(body []byte, p *Patch, dialect, upstreamModel string) ([]byte, error) {

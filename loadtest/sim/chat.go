@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/geniehive/geniehive/internal/jsonw"
 	"github.com/valyala/fastjson"
 )
 
@@ -22,7 +23,7 @@ var (
 func encodeWords(ws []string) [][]byte {
 	out := make([][]byte, len(ws))
 	for i, w := range ws {
-		out[i] = appendJSONString(nil, w)
+		out[i] = jsonw.AppendString(nil, w)
 	}
 	return out
 }
@@ -190,10 +191,10 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, b *Behavior) {
 	buf = append(buf, `,"model":`...)
 	buf = append(buf, cr.model.nameJSON...)
 	buf = append(buf, `,"choices":[{"index":0,"message":{"role":"assistant","content":`...)
-	buf = appendJSONString(buf, Text(n))
+	buf = jsonw.AppendString(buf, Text(n))
 	if reasoning > 0 {
 		buf = append(buf, `,"reasoning_content":`...)
-		buf = appendJSONString(buf, Reasoning(reasoning))
+		buf = jsonw.AppendString(buf, Reasoning(reasoning))
 	}
 	buf = append(buf, `},"logprobs":null,"finish_reason":"`...)
 	buf = append(buf, finish...)

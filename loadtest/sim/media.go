@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/geniehive/geniehive/internal/jsonw"
 	"github.com/valyala/fastjson"
 )
 
@@ -309,10 +310,10 @@ func (s *Server) images(w http.ResponseWriter, r *http.Request, b *Behavior) {
 			out = append(out, '"')
 		} else {
 			out = append(out, `{"url":`...)
-			out = appendJSONString(out, s.url+ImagePath(prompt, i, iw, ih, format))
+			out = jsonw.AppendString(out, s.url+ImagePath(prompt, i, iw, ih, format))
 		}
 		out = append(out, `,"revised_prompt":`...)
-		out = appendJSONString(out, prompt)
+		out = jsonw.AppendString(out, prompt)
 		out = append(out, '}')
 	}
 	out = append(out, "]}"...)

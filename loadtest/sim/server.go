@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/geniehive/geniehive/internal/jsonw"
 )
 
 // Server is one running simulated upstream.
@@ -161,7 +163,7 @@ func (s *Server) SetModels(models []Model) {
 		m.fill(s.cfg.Flavor)
 		sum := sha256.Sum256([]byte(m.Name))
 		e := &modelEntry{Model: m, created: base + int64(i), digest: hex.EncodeToString(sum[:])}
-		e.nameJSON = appendJSONString(nil, m.Name)
+		e.nameJSON = jsonw.AppendString(nil, m.Name)
 		e.loaded.Store(m.Loaded)
 		t.list = append(t.list, e)
 		t.byName[m.Name] = e
