@@ -41,33 +41,11 @@ func Embedding(input string, dims int) []float32 {
 }
 
 func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, b *Behavior) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_body", "", "could not read the request body")
-		return
-	}
-	s.last.Store(&Request{Method: r.Method, Path: r.URL.Path, Header: r.Header, Body: body})
-	p := parsers.Get()
-	defer parsers.Put(p)
-	v, err := p.ParseBytes(body)
-	if err != nil || v.Type() != fastjson.TypeObject {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_json", "", "We could not parse the JSON body of your request.")
-		return
-	}
-	name := string(v.GetStringBytes("model"))
-	if name == "" {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "missing_required_parameter", "model", "you must provide a model parameter")
-		return
-	}
-	e, ok := s.models.Load().byName[name]
+	v, e, release, ok := s.modelRequest(w, r, KindEmbeddings, "embeddings")
 	if !ok {
-		modelNotFound(w, name)
 		return
 	}
-	if e.Kind != KindEmbeddings {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "model_not_supported", "model", "model "+name+" does not support embeddings")
-		return
-	}
+	defer release()
 	var inputs []string
 	in := v.Get("input")
 	switch {
@@ -258,4 +236,43 @@ func stamp(sec float64, sep byte) string {
 		return strings.Repeat("0", max(0, n-len(x))) + x
 	}
 	return p(h, 2) + ":" + p(m, 2) + ":" + p(s, 2) + string(sep) + p(r, 3)
+}
+
+// modelRequest reads a JSON request body naming a model of kind (what names
+// the operation in the error). On any problem it answers the client in
+// OpenAI's error format and returns ok false. On success the caller must
+// call release once done with v (v lives in a pooled parser).
+func (s *Server) modelRequest(w http.ResponseWriter, r *http.Request, kind, what string) (v *fastjson.Value, e *modelEntry, release func(), ok bool) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_body", "", "could not read the request body")
+		return nil, nil, nil, false
+	}
+	s.last.Store(&Request{Method: r.Method, Path: r.URL.Path, Header: r.Header, Body: body})
+	p := parsers.Get()
+	release = func() { parsers.Put(p) }
+	v, err = p.ParseBytes(body)
+	if err != nil || v.Type() != fastjson.TypeObject {
+		release()
+		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_json", "", "We could not parse the JSON body of your request.")
+		return nil, nil, nil, false
+	}
+	name := string(v.GetStringBytes("model"))
+	if name == "" {
+		release()
+		writeError(w, http.StatusBadRequest, "invalid_request_error", "missing_required_parameter", "model", "you must provide a model parameter")
+		return nil, nil, nil, false
+	}
+	e, found := s.models.Load().byName[name]
+	if !found {
+		release()
+		modelNotFound(w, name)
+		return nil, nil, nil, false
+	}
+	if e.Kind != kind {
+		release()
+		writeError(w, http.StatusBadRequest, "invalid_request_error", "model_not_supported", "model", "model "+name+" does not support "+what)
+		return nil, nil, nil, false
+	}
+	return v, e, release, true
 }

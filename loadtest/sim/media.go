@@ -104,33 +104,11 @@ func SpeechAudio(input, voice, format string) (contentType string, audio []byte,
 // speech answers POST /v1/audio/speech: JSON {model, input, voice,
 // response_format, speed} in, audio bytes out.
 func (s *Server) speech(w http.ResponseWriter, r *http.Request, b *Behavior) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_body", "", "could not read the request body")
-		return
-	}
-	s.last.Store(&Request{Method: r.Method, Path: r.URL.Path, Header: r.Header, Body: body})
-	p := parsers.Get()
-	defer parsers.Put(p)
-	v, err := p.ParseBytes(body)
-	if err != nil || v.Type() != fastjson.TypeObject {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_json", "", "We could not parse the JSON body of your request.")
-		return
-	}
-	name := string(v.GetStringBytes("model"))
-	if name == "" {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "missing_required_parameter", "model", "you must provide a model parameter")
-		return
-	}
-	e, ok := s.models.Load().byName[name]
+	v, _, release, ok := s.modelRequest(w, r, KindSpeech, "speech")
 	if !ok {
-		modelNotFound(w, name)
 		return
 	}
-	if e.Kind != KindSpeech {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "model_not_supported", "model", "model "+name+" does not support speech")
-		return
-	}
+	defer release()
 	input := string(v.GetStringBytes("input"))
 	if input == "" {
 		writeError(w, http.StatusBadRequest, "invalid_request_error", "missing_required_parameter", "input", "you must provide an input parameter")
@@ -226,33 +204,11 @@ func imageSize(s string) (w, h int, ok bool) {
 // [{"url"|"b64_json", "revised_prompt"}]} out. URLs point at this server
 // (GET /v1/images/files/…), which renders the same image again.
 func (s *Server) images(w http.ResponseWriter, r *http.Request, b *Behavior) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_body", "", "could not read the request body")
-		return
-	}
-	s.last.Store(&Request{Method: r.Method, Path: r.URL.Path, Header: r.Header, Body: body})
-	p := parsers.Get()
-	defer parsers.Put(p)
-	v, err := p.ParseBytes(body)
-	if err != nil || v.Type() != fastjson.TypeObject {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_json", "", "We could not parse the JSON body of your request.")
-		return
-	}
-	name := string(v.GetStringBytes("model"))
-	if name == "" {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "missing_required_parameter", "model", "you must provide a model parameter")
-		return
-	}
-	e, ok := s.models.Load().byName[name]
+	v, _, release, ok := s.modelRequest(w, r, KindImages, "image generation")
 	if !ok {
-		modelNotFound(w, name)
 		return
 	}
-	if e.Kind != KindImages {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "model_not_supported", "model", "model "+name+" does not support image generation")
-		return
-	}
+	defer release()
 	prompt := string(v.GetStringBytes("prompt"))
 	if prompt == "" {
 		writeError(w, http.StatusBadRequest, "invalid_request_error", "missing_required_parameter", "prompt", "you must provide a prompt parameter")
@@ -260,6 +216,7 @@ func (s *Server) images(w http.ResponseWriter, r *http.Request, b *Behavior) {
 	}
 	n := 1
 	if nv := v.Get("n"); nv != nil && nv.Type() != fastjson.TypeNull {
+		var err error
 		if n, err = nv.Int(); err != nil || n < 1 || n > 10 {
 			writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_value", "n", "n must be an integer from 1 to 10")
 			return
