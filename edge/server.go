@@ -89,6 +89,7 @@ type Server struct {
 	draining     atomic.Bool
 	authWarned   atomic.Bool
 	policyErr    atomic.Pointer[string]
+	policyAt     atomic.Int64 // unix nanoseconds the active engine was installed
 	presenceKick chan struct{}
 	addr         atomic.Value // string
 }
@@ -196,6 +197,7 @@ func (s *Server) PolicyReloaded(err error) {
 		s.met.policyReloads.WithLabelValues("refused").Inc()
 	} else {
 		s.policyErr.Store(nil)
+		s.policyAt.Store(time.Now().UnixNano())
 		s.met.policyReloads.WithLabelValues("ok").Inc()
 		e := s.Engine()
 		s.met.policyActive.Reset()
@@ -205,6 +207,15 @@ func (s *Server) PolicyReloaded(err error) {
 	case s.presenceKick <- struct{}{}:
 	default:
 	}
+}
+
+// PolicyLoadedAt is when the active policy engine was installed (the
+// edge's start, or the last successful reload).
+func (s *Server) PolicyLoadedAt() time.Time {
+	if ns := s.policyAt.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return s.started
 }
 
 // PolicyError is the last refused reload's error ("" when the last reload

@@ -230,7 +230,7 @@ func serveEdge(ctx context.Context, cfg edge.Config, ov sectionOverrides, store 
 		},
 		Policy: func() clusterapi.PolicyStatus {
 			e := srv.Engine()
-			return clusterapi.PolicyStatus{Engine: e.Name(), Version: e.Version(), Error: srv.PolicyError()}
+			return clusterapi.PolicyStatus{Engine: e.Name(), Version: e.Version(), Error: srv.PolicyError(), LoadedAt: srv.PolicyLoadedAt()}
 		},
 		Logger: log,
 	}))
