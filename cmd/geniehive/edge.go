@@ -118,6 +118,7 @@ func bindEdgeFlags(fs *flag.FlagSet, cfg *edge.Config, configPath *string) {
 	fs.StringVar(&cfg.ID, "id", "", "replica id in Redis (default hostname-pid)")
 	fs.StringVar(&cfg.Redis.URL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL (redis://, rediss://, sentinel or cluster forms)")
 	fs.StringVar(&cfg.Redis.Prefix, "prefix", "gh:", "prefix of every Redis key and channel")
+	fs.StringVar(&cfg.Redis.Username, "redis-username", "", "Redis ACL user (overrides the URL's)")
 	fs.StringVar(&cfg.Redis.Password, "redis-password", "", "Redis password (prefer the environment variable)")
 	fs.IntVar(&cfg.Failover.Attempts, "failover-attempts", 3, "upstreams tried per request before the first byte")
 	fs.DurationVar(&cfg.Timeouts.Request, "request-timeout", 10*time.Minute, "bound on a whole non-streaming upstream exchange")
