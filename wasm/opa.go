@@ -492,14 +492,10 @@ func (e *OPAEngine) Eval(ctx context.Context, input *policies.Input, out *polici
 		return err
 	}
 	defer e.h.checkin(in)
-	in.buf = appendInput(in.buf[:0], input)
-	addr := in.evalHeap
-	n := uint32(len(in.buf))
-	heap := (addr + n + 7) &^ 7
-	if err := ensure(in.mem, heap); err != nil {
+	addr, n, heap, err := writeInput(in, input)
+	if err != nil {
 		return err
 	}
-	in.mem.Write(addr, in.buf)
 	if err := e.h.arm(ctx, in, e.h.opts.EvalTimeout); err != nil {
 		return err
 	}
@@ -682,20 +678,31 @@ func verifyValueLayout(ctx context.Context, m api.Module, eps map[string]int32) 
 	return nil
 }
 
+// writeInput writes the input document's JSON at the instance's evaluation
+// heap mark; it returns where (addr, n bytes) and the 8-aligned heap pointer
+// just past it, from which the evaluation allocates.
+func writeInput(in *instance, input *policies.Input) (addr, n, heap uint32, err error) {
+	in.buf = appendInput(in.buf[:0], input)
+	addr = in.evalHeap
+	n = uint32(len(in.buf))
+	heap = (addr + n + 7) &^ 7
+	if err := ensure(in.mem, heap); err != nil {
+		return 0, 0, 0, err
+	}
+	in.mem.Write(addr, in.buf)
+	return addr, n, heap, nil
+}
+
 func (e *OPAEngine) eval(ctx context.Context, input *policies.Input, out *policies.Decision, parse func([]byte, *policies.Decision) error) error {
 	in, err := e.h.checkout(ctx)
 	if err != nil {
 		return err
 	}
 	defer e.h.checkin(in)
-	in.buf = appendInput(in.buf[:0], input)
-	addr := in.evalHeap
-	n := uint32(len(in.buf))
-	heap := (addr + n + 7) &^ 7
-	if err := ensure(in.mem, heap); err != nil {
+	addr, n, heap, err := writeInput(in, input)
+	if err != nil {
 		return err
 	}
-	in.mem.Write(addr, in.buf)
 	s := in.stack[:7]
 	s[0], s[1], s[2], s[3], s[4], s[5], s[6] = 0, uint64(uint32(e.ep)), uint64(in.dataAddr), uint64(addr), uint64(n), uint64(heap), 0
 	if err := e.h.call(ctx, in, in.fn, s); err != nil {
