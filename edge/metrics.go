@@ -48,39 +48,50 @@ type reqLabels struct {
 // many models should not make every insert copy a huge map).
 const handleCacheMax = 4096
 
-// handleCache maps label values to a metric handle: lock-free reads of a
-// copy-on-write map; a miss builds the handle through the vector and
-// publishes a new map. Safe for concurrent use; the zero value is ready.
-type handleCache[K comparable, V any] struct {
+// cowMap is a copy-on-write map: lock-free reads of an immutable map, and
+// inserts that publish a new copy (for small, read-mostly tables on the
+// request path). Safe for concurrent use; the zero value is ready.
+type cowMap[K comparable, V any] struct {
 	m  atomic.Pointer[map[K]V]
 	mu sync.Mutex
 }
 
-func (c *handleCache[K, V]) get(k K, mk func(K) V) V {
+// load returns the map published last (nil before the first insert); the
+// caller only reads it.
+func (c *cowMap[K, V]) load() map[K]V {
 	if m := c.m.Load(); m != nil {
-		if v, ok := (*m)[k]; ok {
-			return v
-		}
+		return *m
 	}
-	v := mk(k)
+	return nil
+}
+
+// add publishes a copy of the map with k set to v, unless the map already
+// holds max entries (the caller then just uses v unshared).
+func (c *cowMap[K, V]) add(k K, v V, max int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	old := c.m.Load()
-	n := 0
-	if old != nil {
-		n = len(*old)
+	old := c.load()
+	if len(old) >= max {
+		return
 	}
-	if n >= handleCacheMax {
-		return v
-	}
-	m := make(map[K]V, n+1)
-	if old != nil {
-		for k2, v2 := range *old {
-			m[k2] = v2
-		}
+	m := make(map[K]V, len(old)+1)
+	for k2, v2 := range old {
+		m[k2] = v2
 	}
 	m[k] = v
 	c.m.Store(&m)
+}
+
+// handleCache maps label values to a metric handle; a miss builds the
+// handle through the vector (mk) and publishes it.
+type handleCache[K comparable, V any] struct{ cowMap[K, V] }
+
+func (c *handleCache[K, V]) get(k K, mk func(K) V) V {
+	if v, ok := c.load()[k]; ok {
+		return v
+	}
+	v := mk(k)
+	c.add(k, v, handleCacheMax)
 	return v
 }
 

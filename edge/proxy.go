@@ -9,7 +9,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -488,41 +487,18 @@ func appendIP(dst []byte, ip net.IP) []byte {
 // internTable hands out one string per model name seen, so the request
 // path does not allocate the same name again and again. It holds at most
 // internMax names (client input: past that, names are simply allocated).
-type internTable struct {
-	m  atomic.Pointer[map[string]string]
-	mu sync.Mutex
-}
+type internTable struct{ cowMap[string, string] }
 
 const internMax = 1024
 
 func (t *internTable) intern(b []byte) string {
-	if m := t.m.Load(); m != nil {
-		if s, ok := (*m)[string(b)]; ok {
-			return s
-		}
+	if s, ok := t.load()[string(b)]; ok { // no allocation: map index by string(b)
+		return s
 	}
 	s := string(b)
-	if len(b) > 256 {
-		return s
+	if len(b) <= 256 {
+		t.add(s, s, internMax)
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	old := t.m.Load()
-	n := 0
-	if old != nil {
-		n = len(*old)
-	}
-	if n >= internMax {
-		return s
-	}
-	m := make(map[string]string, n+1)
-	if old != nil {
-		for k, v := range *old {
-			m[k] = v
-		}
-	}
-	m[s] = s
-	t.m.Store(&m)
 	return s
 }
 
