@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"hash/fnv"
@@ -76,12 +77,7 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, b *Behavior)
 	ctx := r.Context()
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
-	var t *time.Timer
-	if !pause(ctx, &t, b.Latency) {
-		s.clientAborts.Add(1)
-		return
-	}
-	if s.inject(w, b) {
+	if !s.hold(ctx, w, b, b.Latency) {
 		return
 	}
 	if s.cfg.Flavor == FlavorOllama {
@@ -190,12 +186,7 @@ func (s *Server) transcription(w http.ResponseWriter, r *http.Request, b *Behavi
 	ctx := r.Context()
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
-	var t *time.Timer
-	if !pause(ctx, &t, b.Latency+b.TTFT) {
-		s.clientAborts.Add(1)
-		return
-	}
-	if s.inject(w, b) {
+	if !s.hold(ctx, w, b, b.Latency+b.TTFT) {
 		return
 	}
 	text := Transcript(fh.Filename, size)
@@ -275,4 +266,17 @@ func (s *Server) modelRequest(w http.ResponseWriter, r *http.Request, kind, what
 		return nil, nil, nil, false
 	}
 	return v, e, release, true
+}
+
+// hold makes a non-streaming answer wait d (the configured latency, time to
+// first token…) and then applies the injected failures. It returns false
+// when the answer is settled: the client went away (counted), or a failure
+// was written.
+func (s *Server) hold(ctx context.Context, w http.ResponseWriter, b *Behavior, d time.Duration) bool {
+	var t *time.Timer
+	if !pause(ctx, &t, d) {
+		s.clientAborts.Add(1)
+		return false
+	}
+	return !s.inject(w, b)
 }

@@ -137,12 +137,7 @@ func (s *Server) speech(w http.ResponseWriter, r *http.Request, b *Behavior) {
 	ctx := r.Context()
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
-	var t *time.Timer
-	if !pause(ctx, &t, b.Latency+b.TTFT) {
-		s.clientAborts.Add(1)
-		return
-	}
-	if s.inject(w, b) {
+	if !s.hold(ctx, w, b, b.Latency+b.TTFT) {
 		return
 	}
 	s.promptTokens.Add(int64(len(input)/4 + 1))
@@ -244,12 +239,7 @@ func (s *Server) images(w http.ResponseWriter, r *http.Request, b *Behavior) {
 	ctx := r.Context()
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
-	var t *time.Timer
-	if !pause(ctx, &t, b.Latency+b.TTFT+time.Duration(n-1)*b.ChunkInterval) {
-		s.clientAborts.Add(1)
-		return
-	}
-	if s.inject(w, b) {
+	if !s.hold(ctx, w, b, b.Latency+b.TTFT+time.Duration(n-1)*b.ChunkInterval) {
 		return
 	}
 	s.promptTokens.Add(int64(len(prompt)/4 + 1))
