@@ -424,39 +424,32 @@ const (
 	routeCluster       = "cluster"
 )
 
+// inferenceRoutes are the POST routes that proxy to an upstream of a kind.
+var inferenceRoutes = [...]struct {
+	path, full, route string
+	kind              state.Kind
+}{
+	{"/chat/completions", "/v1/chat/completions", routeChat, state.KindChat},
+	{"/embeddings", "/v1/embeddings", routeEmbeddings, state.KindEmbeddings},
+	{"/audio/transcriptions", "/v1/audio/transcriptions", routeTranscription, state.KindTranscription},
+	{"/audio/speech", "/v1/audio/speech", routeSpeech, state.KindSpeech},
+	{"/images/generations", "/v1/images/generations", routeImages, state.KindImages},
+}
+
 func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
-	post := ctx.IsPost()
+	for i := range inferenceRoutes {
+		r := &inferenceRoutes[i]
+		if string(p) != r.path {
+			continue
+		}
+		if !ctx.IsPost() {
+			writeError(ctx, errMethod)
+			return
+		}
+		s.serveInference(ctx, r.kind, r.route, r.full)
+		return
+	}
 	switch string(p) {
-	case "/chat/completions":
-		if !post {
-			writeError(ctx, errMethod)
-			return
-		}
-		s.serveInference(ctx, state.KindChat, routeChat, "/v1/chat/completions")
-	case "/embeddings":
-		if !post {
-			writeError(ctx, errMethod)
-			return
-		}
-		s.serveInference(ctx, state.KindEmbeddings, routeEmbeddings, "/v1/embeddings")
-	case "/audio/transcriptions":
-		if !post {
-			writeError(ctx, errMethod)
-			return
-		}
-		s.serveInference(ctx, state.KindTranscription, routeTranscription, "/v1/audio/transcriptions")
-	case "/audio/speech":
-		if !post {
-			writeError(ctx, errMethod)
-			return
-		}
-		s.serveInference(ctx, state.KindSpeech, routeSpeech, "/v1/audio/speech")
-	case "/images/generations":
-		if !post {
-			writeError(ctx, errMethod)
-			return
-		}
-		s.serveInference(ctx, state.KindImages, routeImages, "/v1/images/generations")
 	case "/models":
 		if !ctx.IsGet() && !ctx.IsHead() {
 			writeError(ctx, errMethod)
