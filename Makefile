@@ -1,14 +1,19 @@
 # GenieHive make targets. `make test` is the test command CI runs.
 GO ?= go
 
-.PHONY: build test images dev
+.PHONY: build test ollama images dev
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/geniehive ./cmd/geniehive
 
-# Installs redis-server when missing, starts a private one, runs go vet and
-# go test -race ./... against it.
+# Installs redis-server when missing, starts a private one, builds (or
+# reuses) a real Ollama, runs go vet and go test -race ./... against them.
 test:
 	bash scripts/test.sh
+
+# Builds the real Ollama the tests run against (cached per version) and
+# prints its path.
+ollama:
+	@bash scripts/ollama.sh
 
 # Builds the geniehive, Redis and HAProxy images locally (no registry needed).
 images:

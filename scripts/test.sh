@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The test command (`make test`). On a fresh Debian machine it installs
 # redis-server when missing, starts a private instance on a free loopback
-# port, runs go vet and go test -race against it, and stops it.
+# port, builds (or reuses) a real Ollama with scripts/ollama.sh, runs go vet
+# and go test -race against them, and stops Redis.
 # With CI=true a Redis (or Docker, for the chaos suite) that cannot be
-# started is a failure, never a skip.
+# started, or an Ollama that cannot be built, is a failure, never a skip.
+# GENIEHIVE_OLLAMA=0 skips the Ollama build and its tests (refused under
+# CI=true); GENIEHIVE_TEST_OLLAMA=/path/to/ollama uses that binary instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +40,27 @@ fi
 export GENIEHIVE_TEST_REDIS="redis://127.0.0.1:$port/0"
 export TESTCONTAINERS_RYUK_DISABLED=true
 log "redis-server on $GENIEHIVE_TEST_REDIS"
+
+# A real Ollama (internal/testollama): built once per version, then cached.
+if [ "${GENIEHIVE_OLLAMA:-1}" = 0 ]; then
+  if [ "${CI:-}" = true ]; then
+    echo "GENIEHIVE_OLLAMA=0 is refused under CI=true: CI runs the tests against a real Ollama" >&2
+    exit 1
+  fi
+  log "GENIEHIVE_OLLAMA=0: the tests against a real Ollama are skipped"
+  unset GENIEHIVE_TEST_OLLAMA
+elif [ -n "${GENIEHIVE_TEST_OLLAMA:-}" ]; then
+  log "real Ollama: $GENIEHIVE_TEST_OLLAMA (GENIEHIVE_TEST_OLLAMA)"
+elif ollama_bin=$(bash scripts/ollama.sh); then
+  export GENIEHIVE_TEST_OLLAMA=$ollama_bin
+  log "real Ollama: $GENIEHIVE_TEST_OLLAMA"
+elif [ "${CI:-}" = true ]; then
+  echo "building Ollama failed (see above); CI=true requires it" >&2
+  exit 1
+else
+  log "WARNING: building Ollama failed (see above); the tests against a real Ollama are skipped"
+  unset GENIEHIVE_TEST_OLLAMA
+fi
 
 log "go vet ./..."
 go vet ./...
