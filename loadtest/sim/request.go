@@ -66,7 +66,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, a api) ([]byte
 // badJSON answers a body that does not parse, with the message the real
 // server's decoder gives (Go's encoding/json behind gin for Ollama).
 func (s *Server) badJSON(w http.ResponseWriter, a api, body []byte) {
-	msg := "We could not parse the JSON body of your request."
+	msg, status := "We could not parse the JSON body of your request.", 400
 	switch s.cfg.Flavor {
 	case FlavorOllama:
 		var v map[string]any
@@ -77,11 +77,13 @@ func (s *Server) badJSON(w http.ResponseWriter, a api, body []byte) {
 			msg = "EOF" // gin's ShouldBindJSON on an empty body
 		}
 	case FlavorLlamaCPP:
-		msg = "Invalid JSON body" // json::parse throws; ex_wrapper answers 400
+		// json::parse throws a parse_error (a std::exception, not an
+		// invalid_argument): server.cpp ex_wrapper answers 500 server_error.
+		msg, status = "[json.exception.parse_error.101] parse error: syntax error while parsing value", 500
 	case FlavorVLLM:
-		msg = "JSON decode error"
+		msg = "JSON decode error" // RequestValidationError handler: 400 BadRequestError
 	}
-	s.fail(w, a, apiErr{status: 400, msg: msg, bind: true, code: "invalid_json"})
+	s.fail(w, a, apiErr{status: status, msg: msg, bind: true, code: "invalid_json"})
 }
 
 // readGen reads and parses a generation request; on failure it has
