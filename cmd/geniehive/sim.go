@@ -83,7 +83,7 @@ func runSim(args []string) error {
 	fs.StringVar(&s.Listen, "listen", "127.0.0.1:11434", "address to listen on (host:port; :0 picks a free port)")
 	fs.StringVar(&s.Flavor, "flavor", "ollama", "server to impersonate: ollama, openai, whisper, llamacpp or vllm")
 	fs.StringVar(&s.Models, "models", "qwen3:8b,llama3.2:3b", "comma-separated model names; kind is inferred (\"embed\" in the name: embeddings; \"whisper\" or flavor whisper: transcription; \"tts\", \"speech\", \"kokoro\", \"piper\": speech; \"dall-e\", \"image\", \"diffusion\", \"sdxl\", \"flux\": images; else chat)")
-	fs.StringVar(&s.Loaded, "loaded", "", "comma-separated models resident in VRAM (Ollama /api/ps); \"all\" for every one; default the first model")
+	fs.StringVar(&s.Loaded, "loaded", "", "comma-separated models resident at start (Ollama /api/ps, llama.cpp router); \"all\" for every one, \"none\"; default the first model")
 	fs.StringVar(&s.Thinking, "thinking", "auto", "comma-separated thinking models (emit reasoning_content); \"auto\" = qwen3* and deepseek-r1*; \"none\"")
 	fs.DurationVar(&s.Latency, "latency", 0, "delay before the response starts")
 	fs.DurationVar(&s.TTFT, "ttft", 0, "extra delay before the first token")
@@ -168,13 +168,15 @@ func (s *simSettings) single() (sim.Config, error) {
 	if len(loaded) == 0 {
 		loaded[names[0]] = true
 	}
+	none := loaded["none"]
+	delete(loaded, "none")
 	thinking := map[string]bool{}
 	for _, n := range simSplit(s.Thinking) {
 		thinking[n] = true
 	}
 	for _, n := range names {
 		lower := strings.ToLower(n)
-		m := sim.Model{Name: n, Loaded: loaded["all"] || loaded[n], Dims: s.Dims}
+		m := sim.Model{Name: n, Loaded: !none && (loaded["all"] || loaded[n]), Dims: s.Dims}
 		m.Thinking = thinking[n] || (thinking["auto"] && (strings.HasPrefix(lower, "qwen3") || strings.HasPrefix(lower, "deepseek-r1")))
 		c.Models = append(c.Models, m)
 	}
