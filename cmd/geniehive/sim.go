@@ -36,7 +36,7 @@ the flags, for example:
       listen: ":8000"
       models: [{name: "Systran/faster-whisper-small"}]
 
-Each server behaves as the real one does at the given --version: the
+Each server behaves as the real one does at --upstream-version: the
 endpoints it serves, what each accepts, ignores and refuses, field names,
 error bodies and streaming framing (docs/UPSTREAMS.md). Ollama loads models
 on first use into --vram-total and evicts idle ones as its scheduler does.
@@ -65,7 +65,7 @@ type simSettings struct {
 	Slots         int           `yaml:"slots"`
 	VRAMTotal     int64         `yaml:"vram_total"`
 	Dims          int           `yaml:"dims"`
-	Version       string        `yaml:"version"`
+	Version       string        `yaml:"upstream_version"`
 	Responses     string        `yaml:"responses"`
 	Messages      string        `yaml:"messages"`
 	KeepAlive     time.Duration `yaml:"keep_alive"`
@@ -93,7 +93,7 @@ func runSim(args []string) error {
 	fs.IntVar(&s.Slots, "slots", 0, "concurrent generations; more requests queue (reported in /metrics); 0 = unlimited")
 	fs.Int64Var(&s.VRAMTotal, "vram-total", 24<<30, "VRAM the host claims, bytes")
 	fs.IntVar(&s.Dims, "dims", 64, "embedding dimensions")
-	fs.StringVar(&s.Version, "version", "", "release to imitate (what it serves and how follows it): ollama default 0.17.4, vllm 0.17.1, llamacpp build b7600")
+	fs.StringVar(&s.Version, "upstream-version", "", "release to imitate (what it serves and how follows it): ollama default 0.17.4, vllm 0.17.1, llamacpp build b7600")
 	fs.StringVar(&s.Responses, "responses", "auto", "serve /v1/responses natively: auto (as the flavor and version do), on, off (the server's 404)")
 	fs.StringVar(&s.Messages, "messages", "auto", "serve /v1/messages (and count_tokens where the server has it) natively: auto, on, off")
 	fs.DurationVar(&s.KeepAlive, "keep-alive", 5*time.Minute, "ollama: OLLAMA_KEEP_ALIVE, how long an idle model stays loaded (negative: forever)")
