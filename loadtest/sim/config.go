@@ -1,9 +1,14 @@
 // Package sim runs simulated inference upstreams in-process: Ollama, generic
 // OpenAI-compatible servers, faster-whisper-server, llama.cpp and vLLM. Each
-// speaks its real wire format (JSON shapes, SSE framing, Prometheus metric
-// names) closely enough that the OpenAI Go SDK, GenieHive's edge and node
-// agent cannot tell it from the real thing, while its timing and failures are
-// scripted and can be changed at run time.
+// follows what the real server does — the endpoints it serves (by version),
+// what each one accepts, ignores and refuses, its field names, error bodies,
+// streaming framing and Prometheus metric names — with the server's source
+// file or documentation page cited beside each behaviour, and
+// docs/UPSTREAMS.md as the summary. The Ollama simulator is checked against
+// real Ollama 0.17.4 recordings (fixture_test.go), so it cannot drift from
+// the real server unnoticed.
+//
+// Timing and failures are scripted and can be changed at run time.
 //
 // # Lifetime and concurrency
 //
@@ -14,16 +19,19 @@
 //
 // # Timing model
 //
-// For every inference request: wait Latency (nothing written yet; failures
-// injected by ErrorRate and FailBeforeFirstByte happen here), then TTFT, then
-// one chunk per ChunkInterval. A non-streaming answer is written whole after
-// Latency + TTFT + n*ChunkInterval. All waits end early when the client goes
-// away.
+// For every inference request: load the model if the server loads on demand
+// and it is not resident (Ollama, llama.cpp router mode: LoadTime, blocking
+// the request as the real servers do), wait Latency (nothing written yet;
+// failures injected by ErrorRate and FailBeforeFirstByte happen here), then
+// TTFT, then one chunk per ChunkInterval. A non-streaming answer is written
+// whole after Latency + TTFT + n*ChunkInterval. All waits end early when the
+// client goes away.
 package sim
 
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -36,8 +44,8 @@ const (
 	FlavorOpenAI   Flavor = "openai"   // generic OpenAI-compatible server
 	FlavorOllama   Flavor = "ollama"   // Ollama: /api/* plus its /v1 compatibility layer
 	FlavorWhisper  Flavor = "whisper"  // faster-whisper-server / speaches
-	FlavorLlamaCPP Flavor = "llamacpp" // llama.cpp server: /metrics with llamacpp:* names
-	FlavorVLLM     Flavor = "vllm"     // vLLM: /metrics with vllm:* names
+	FlavorLlamaCPP Flavor = "llamacpp" // llama.cpp llama-server
+	FlavorVLLM     Flavor = "vllm"     // vLLM OpenAI-compatible server
 )
 
 // Model kinds (the same strings as state.Kind).
@@ -49,6 +57,37 @@ const (
 	KindImages        = "images" // /v1/images/generations
 )
 
+// Ollama capabilities as /api/show reports them (types/model/capability.go).
+const (
+	CapCompletion = "completion"
+	CapTools      = "tools"
+	CapInsert     = "insert"
+	CapVision     = "vision"
+	CapEmbedding  = "embedding"
+	CapThinking   = "thinking"
+)
+
+// Switch is a tri-state setting: "" or "auto" (what the simulated server
+// and version do), "on" or "off".
+type Switch string
+
+// Switch values.
+const (
+	Auto Switch = ""
+	On   Switch = "on"
+	Off  Switch = "off"
+)
+
+func (s Switch) resolve(def bool) bool {
+	switch s {
+	case On:
+		return true
+	case Off:
+		return false
+	}
+	return def
+}
+
 // Model is one model the simulated server offers.
 type Model struct {
 	Name          string `yaml:"name" json:"name"`
@@ -56,22 +95,39 @@ type Model struct {
 	ParameterSize string `yaml:"parameter_size" json:"parameter_size"` // default "8B"
 	Quantization  string `yaml:"quantization" json:"quantization"`     // default "Q4_K_M"
 	ContextLength int    `yaml:"context_length" json:"context_length"` // default 8192
-	// Loaded: resident in VRAM (Ollama /api/ps lists it). Ollama loads a
-	// model on first use; other flavors ignore this.
-	Loaded   bool  `yaml:"loaded" json:"loaded"`
-	Size     int64 `yaml:"size" json:"size"`           // bytes on disk; default 4.9 GB
-	SizeVRAM int64 `yaml:"size_vram" json:"size_vram"` // bytes in VRAM when loaded; default Size
-	// Thinking models emit reasoning_content before their answer unless the
-	// request turns thinking off ("think": false,
-	// chat_template_kwargs.enable_thinking false, or "/no_think" in a message).
+	// Loaded: resident when the server starts (Ollama /api/ps lists it;
+	// llama.cpp router mode reports it loaded). Servers that load on
+	// demand (Ollama, llama.cpp router) load the others on first use.
+	Loaded bool  `yaml:"loaded" json:"loaded"`
+	Size   int64 `yaml:"size" json:"size"` // bytes on disk (/api/tags); default 4.9 GB
+	// SizeVRAM is the model's footprint once loaded (weights, KV cache,
+	// graph): what /api/ps reports as size, and what counts against
+	// Config.VRAMTotal. Default Size.
+	SizeVRAM int64 `yaml:"size_vram" json:"size_vram"`
+	// Thinking models reason before answering when thinking is on; how a
+	// request turns it off depends on the server (see docs/UPSTREAMS.md).
 	Thinking bool `yaml:"thinking" json:"thinking"`
+	// ThinksOnly imitates a thinking model whose whole output lands in
+	// reasoning while thinking is on (the recorded qwen3-tiny: its template
+	// prefills <think> and the model never closes it): content stays
+	// empty unless thinking is really off.
+	ThinksOnly bool `yaml:"thinks_only" json:"thinks_only"`
+	// Capabilities, when set, are exactly what Ollama's /api/show reports
+	// (completion, embedding, tools, thinking, vision, insert) and decide
+	// what the model accepts on every flavor. Default: from Kind and
+	// Thinking (a chat model: completion and tools, plus thinking).
+	Capabilities []string `yaml:"capabilities" json:"capabilities"`
 	// Kind: chat (default), embeddings, transcription, speech or images
 	// (guessed from the name when empty: whisper, embed, tts/speech,
 	// dall-e/image/diffusion/sdxl/flux).
 	Kind string `yaml:"kind" json:"kind"`
-	// Dims is the embedding vector length (embeddings models; default 64).
+	// Dims is the embedding vector length (default 64). Ollama before
+	// 0.30 answers /api/embed for chat models too, with this length.
 	Dims int `yaml:"dims" json:"dims"`
 }
+
+// Has reports whether the model has the Ollama capability c.
+func (m *Model) Has(c string) bool { return slices.Contains(m.Capabilities, c) }
 
 // Behavior is the part of the configuration that may change while the server
 // runs (Server.Update).
@@ -82,14 +138,26 @@ type Behavior struct {
 	TTFT time.Duration `yaml:"ttft"`
 	// ChunkInterval is the time between tokens (1/token rate).
 	ChunkInterval time.Duration `yaml:"chunk_interval"`
-	// Chunks is the number of content tokens per answer (default 16);
-	// max_tokens in a request lowers it (finish_reason "length").
+	// Chunks is the number of content tokens per answer (default 16). The
+	// request's token limit caps reasoning plus content, reasoning first
+	// (finish_reason "length").
 	Chunks int `yaml:"chunks"`
 	// ReasoningChunks is the number of reasoning tokens a thinking model
 	// emits before its answer (default 8).
 	ReasoningChunks int `yaml:"reasoning_chunks"`
+	// ToolCalls makes a model with the tools capability answer a request
+	// that offers function tools (and whose last message is not a tool
+	// result) with a call to the first tool, arguments filled from its
+	// required parameters.
+	ToolCalls bool `yaml:"tool_calls"`
+	// LoadTime is how long loading a model takes on servers that load on
+	// demand (Ollama, llama.cpp router mode); the request that triggers it
+	// waits. UnloadTime is how long an unloaded model's memory stays
+	// taken (Ollama waits for VRAM to recover before the next load).
+	LoadTime   time.Duration `yaml:"load_time"`
+	UnloadTime time.Duration `yaml:"unload_time"`
 	// ErrorRate is the probability (0..1) that an inference request gets a
-	// 500 in OpenAI error format before any byte of the answer.
+	// 500 in the flavor's error format before any byte of the answer.
 	ErrorRate float64 `yaml:"error_rate"`
 	// FailBeforeFirstByte makes every request (every path, health included)
 	// fail by closing the connection without writing a byte: a dead host.
@@ -110,10 +178,36 @@ type Config struct {
 	// Addr to listen on; default "127.0.0.1:0".
 	Addr   string  `yaml:"listen"`
 	Models []Model `yaml:"models"`
-	// VRAMTotal is the GPU memory the host claims (bytes); informational.
-	VRAMTotal int64 `yaml:"vram_total"`
-	// Version reported by Ollama's /api/version (default "0.9.0").
+	// Version of the simulated server; the endpoints and behaviours that
+	// changed between releases follow it (docs/UPSTREAMS.md). Ollama:
+	// "0.17.4" by default (the recorded release), reported by
+	// /api/version. vLLM: "0.17.1", reported by /version. llama.cpp: the
+	// build, "b7600" by default, reported by /props build_info.
 	Version string `yaml:"version"`
+	// Responses and Messages choose whether /v1/responses and /v1/messages
+	// (with /v1/messages/count_tokens where the server has it) are served
+	// natively: Auto follows the flavor and version, Off answers them with
+	// the server's own 404 for an unknown route.
+	Responses Switch `yaml:"responses"`
+	Messages  Switch `yaml:"messages"`
+	// VRAMTotal is the memory budget models load into (bytes); 0 means
+	// unlimited. Ollama evicts idle models to make room
+	// (server/sched.go).
+	VRAMTotal int64 `yaml:"vram_total"`
+	// CPUOnly: no GPU, so Ollama's /api/ps reports size_vram 0 (as in the
+	// recordings). The budget still applies to memory.
+	CPUOnly bool `yaml:"cpu_only"`
+	// KeepAlive is Ollama's OLLAMA_KEEP_ALIVE: how long an idle model stays
+	// loaded when the request does not say (default 5m; negative: forever).
+	KeepAlive time.Duration `yaml:"keep_alive"`
+	// MaxLoaded caps resident models: Ollama's OLLAMA_MAX_LOADED_MODELS
+	// (default 3 per GPU; one GPU here) and llama.cpp's --models-max
+	// (default 4). 0 means the default; negative means no cap.
+	MaxLoaded int `yaml:"max_loaded"`
+	// Router puts llama.cpp in router mode (several models, /models load
+	// and unload endpoints, autoload); default: on when it has more than
+	// one model.
+	Router Switch `yaml:"router"`
 	// Slots > 0 limits concurrent generations; further requests wait in a
 	// queue (reported as requests_deferred / num_requests_waiting).
 	Slots int `yaml:"slots"`
@@ -143,10 +237,28 @@ func (c *Config) Validate() error {
 		c.Addr = "127.0.0.1:0"
 	}
 	if c.Version == "" {
-		c.Version = "0.9.0"
+		c.Version = defaultVersion(c.Flavor)
+	}
+	if c.Flavor == FlavorOllama || c.Flavor == FlavorVLLM {
+		if _, ok := parseVersion(c.Version); !ok {
+			return fmt.Errorf("sim: version %q is not a release number like 0.17.4", c.Version)
+		}
+	}
+	for _, s := range []Switch{c.Responses, c.Messages, c.Router} {
+		switch s {
+		case Auto, "auto", On, Off:
+		default:
+			return fmt.Errorf("sim: %q is not auto, on or off", s)
+		}
+	}
+	if c.KeepAlive == 0 {
+		c.KeepAlive = 5 * time.Minute // envconfig.KeepAlive default
 	}
 	if c.ErrorRate < 0 || c.ErrorRate > 1 {
 		return errors.New("sim: error_rate must be within 0..1")
+	}
+	if c.VRAMTotal < 0 {
+		return errors.New("sim: vram_total must not be negative")
 	}
 	c.Behavior.defaults()
 	if len(c.Models) == 0 {
@@ -168,22 +280,50 @@ func (c *Config) Validate() error {
 		default:
 			return fmt.Errorf("sim: model %q: unknown kind %q (want chat, embeddings, transcription, speech or images)", m.Name, m.Kind)
 		}
+		for _, cp := range m.Capabilities {
+			switch cp {
+			case CapCompletion, CapTools, CapInsert, CapVision, CapEmbedding, CapThinking:
+			default:
+				return fmt.Errorf("sim: model %q: unknown capability %q", m.Name, cp)
+			}
+		}
 	}
 	return nil
 }
 
+func defaultVersion(f Flavor) string {
+	switch f {
+	case FlavorOllama:
+		return "0.17.4"
+	case FlavorVLLM:
+		return "0.17.1"
+	case FlavorLlamaCPP:
+		return "b7600"
+	}
+	return "1.0.0"
+}
+
 func (m *Model) fill(f Flavor) {
 	if m.Kind == "" {
-		m.Kind = KindChat
-		if f == FlavorWhisper || strings.Contains(strings.ToLower(m.Name), "whisper") {
-			m.Kind = KindTranscription
-		} else if n := strings.ToLower(m.Name); strings.Contains(n, "embed") {
-			m.Kind = KindEmbeddings
-		} else if strings.Contains(n, "tts") || strings.Contains(n, "speech") || strings.Contains(n, "kokoro") || strings.Contains(n, "piper") {
-			m.Kind = KindSpeech
-		} else if strings.Contains(n, "dall-e") || strings.Contains(n, "image") || strings.Contains(n, "diffusion") || strings.Contains(n, "sdxl") || strings.Contains(n, "flux") {
-			m.Kind = KindImages
+		m.Kind = guessKind(f, m)
+	}
+	if len(m.Capabilities) == 0 {
+		switch m.Kind {
+		case KindChat:
+			m.Capabilities = []string{CapCompletion, CapTools}
+			if m.Thinking {
+				m.Capabilities = append(m.Capabilities, CapThinking)
+			}
+		case KindEmbeddings:
+			m.Capabilities = []string{CapEmbedding}
+		default:
+			m.Capabilities = []string{CapCompletion}
 		}
+	} else {
+		m.Thinking = m.Has(CapThinking)
+	}
+	if m.ThinksOnly {
+		m.Thinking = true
 	}
 	if m.Family == "" {
 		n := m.Name
@@ -213,4 +353,23 @@ func (m *Model) fill(f Flavor) {
 	if m.Dims == 0 {
 		m.Dims = 64
 	}
+}
+
+func guessKind(f Flavor, m *Model) string {
+	n := strings.ToLower(m.Name)
+	switch {
+	case slices.Contains(m.Capabilities, CapEmbedding):
+		return KindEmbeddings
+	case len(m.Capabilities) > 0:
+		return KindChat
+	case f == FlavorWhisper || strings.Contains(n, "whisper"):
+		return KindTranscription
+	case strings.Contains(n, "embed"):
+		return KindEmbeddings
+	case strings.Contains(n, "tts") || strings.Contains(n, "speech") || strings.Contains(n, "kokoro") || strings.Contains(n, "piper"):
+		return KindSpeech
+	case strings.Contains(n, "dall-e") || strings.Contains(n, "image") || strings.Contains(n, "diffusion") || strings.Contains(n, "sdxl") || strings.Contains(n, "flux"):
+		return KindImages
+	}
+	return KindChat
 }

@@ -42,11 +42,26 @@ func Embedding(input string, dims int) []float32 {
 }
 
 func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, b *Behavior) {
-	v, e, release, ok := s.modelRequest(w, r, KindEmbeddings, "embeddings")
+	body, ok := s.readBody(w, r, apiEmbeddings)
 	if !ok {
 		return
 	}
-	defer release()
+	p := parsers.Get()
+	defer parsers.Put(p)
+	v, err := p.ParseBytes(body)
+	if err != nil || v.Type() != fastjson.TypeObject {
+		s.badJSON(w, apiEmbeddings, body)
+		return
+	}
+	if s.cfg.Flavor == FlavorOllama {
+		s.ollamaOpenAIEmbed(w, r, b, v)
+		return
+	}
+	name := string(v.GetStringBytes("model"))
+	e, ok := s.openAIModel(w, apiEmbeddings, name)
+	if !ok || !s.kindCheck(w, apiEmbeddings, e, KindEmbeddings) {
+		return
+	}
 	var inputs []string
 	in := v.Get("input")
 	switch {
@@ -66,68 +81,40 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, b *Behavior)
 		}
 	}
 	if len(inputs) == 0 {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_value", "input", "input must be a non-empty string or array")
+		s.fail(w, apiEmbeddings, apiErr{status: 400, code: "invalid_value", param: "input", msg: "input must be a non-empty string or array"})
 		return
 	}
-	b64 := string(v.GetStringBytes("encoding_format")) == "base64"
+	res := embedResult{model: name, base64: string(v.GetStringBytes("encoding_format")) == "base64"}
+	if res.model == "" {
+		res.model = e.Name
+	}
 	dims := e.Dims
 	if d := v.GetInt("dimensions"); d > 0 && d < dims {
 		dims = d
 	}
-	ctx := r.Context()
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
-	if !s.hold(ctx, w, b, b.Latency) {
+	if !s.hold(r.Context(), w, apiEmbeddings, b, b.Latency) {
 		return
 	}
-	if s.cfg.Flavor == FlavorOllama {
-		e.loaded.Store(true)
+	for _, in := range inputs {
+		res.tokens += len(in)/4 + 1
+		res.vecs = append(res.vecs, Embedding(in, e.Dims)[:dims])
 	}
-	tokens := 0
-	out := make([]byte, 0, 64+len(inputs)*(dims*12+64))
-	out = append(out, `{"object":"list","data":[`...)
-	for i, s := range inputs {
-		tokens += len(s)/4 + 1
-		if i > 0 {
-			out = append(out, ',')
-		}
-		out = append(out, `{"object":"embedding","index":`...)
-		out = strconv.AppendInt(out, int64(i), 10)
-		out = append(out, `,"embedding":`...)
-		vec := Embedding(s, e.Dims)[:dims]
-		if b64 {
-			raw := make([]byte, 4*len(vec))
-			for j, f := range vec {
-				binary.LittleEndian.PutUint32(raw[4*j:], math.Float32bits(f))
-			}
-			out = append(out, '"')
-			out = base64.StdEncoding.AppendEncode(out, raw)
-			out = append(out, '"')
-		} else {
-			out = append(out, '[')
-			for j, f := range vec {
-				if j > 0 {
-					out = append(out, ',')
-				}
-				out = strconv.AppendFloat(out, float64(f), 'g', -1, 32)
-			}
-			out = append(out, ']')
-		}
-		out = append(out, '}')
+	s.promptTokens.Add(int64(res.tokens))
+	writeRaw(w, http.StatusOK, ctJSON, res.appendOpenAI(make([]byte, 0, 64+len(inputs)*(dims*12+64))))
+}
+
+// appendBase64Floats writes v as base64 of its little-endian float32s (the
+// OpenAI "base64" encoding_format).
+func appendBase64Floats(b []byte, v []float32) []byte {
+	raw := make([]byte, 4*len(v))
+	for j, f := range v {
+		binary.LittleEndian.PutUint32(raw[4*j:], math.Float32bits(f))
 	}
-	out = append(out, `],"model":`...)
-	out = append(out, e.nameJSON...)
-	out = append(out, `,"usage":{"prompt_tokens":`...)
-	out = strconv.AppendInt(out, int64(tokens), 10)
-	out = append(out, `,"total_tokens":`...)
-	out = strconv.AppendInt(out, int64(tokens), 10)
-	out = append(out, "}}"...)
-	s.promptTokens.Add(int64(tokens))
-	h := w.Header()
-	h["Content-Type"] = jsonCT
-	h["Content-Length"] = []string{strconv.Itoa(len(out))}
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(out)
+	b = append(b, '"')
+	b = base64.StdEncoding.AppendEncode(b, raw)
+	return append(b, '"')
 }
 
 // Transcript is the text the simulator transcribes an upload of size bytes to.
@@ -151,42 +138,33 @@ type segment struct {
 func (s *Server) transcription(w http.ResponseWriter, r *http.Request, b *Behavior) {
 	s.last.Store(&Request{Method: r.Method, Path: r.URL.Path, Header: r.Header})
 	if err := r.ParseMultipartForm(32 << 20); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_body", "", "expected a multipart/form-data body: "+err.Error())
+		s.fail(w, apiOther, apiErr{status: 400, code: "invalid_body", msg: "expected a multipart/form-data body: " + err.Error()})
 		return
 	}
 	defer r.MultipartForm.RemoveAll()
 	name := r.FormValue("model")
-	if name == "" {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "missing_required_parameter", "model", "you must provide a model parameter")
-		return
-	}
 	f, fh, err := r.FormFile("file")
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "missing_required_parameter", "file", "you must provide a file parameter")
+		s.fail(w, apiOther, apiErr{status: 400, code: "missing_required_parameter", param: "file", msg: "you must provide a file parameter"})
 		return
 	}
 	size, _ := io.Copy(io.Discard, f)
 	f.Close()
-	e, ok := s.models.Load().byName[name]
-	if !ok {
-		modelNotFound(w, name)
-		return
-	}
-	if e.Kind != KindTranscription {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "model_not_supported", "model", "model "+name+" does not support transcription")
+	e, ok := s.openAIModel(w, apiOther, name)
+	if !ok || !s.kindCheck(w, apiOther, e, KindTranscription) {
 		return
 	}
 	format := r.FormValue("response_format")
 	switch format {
 	case "", "json", "text", "verbose_json", "srt", "vtt":
 	default:
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_value", "response_format", "response_format must be json, text, srt, verbose_json or vtt")
+		s.fail(w, apiOther, apiErr{status: 400, code: "invalid_value", param: "response_format", msg: "response_format must be json, text, srt, verbose_json or vtt"})
 		return
 	}
 	ctx := r.Context()
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
-	if !s.hold(ctx, w, b, b.Latency+b.TTFT) {
+	if !s.hold(ctx, w, apiOther, b, b.Latency+b.TTFT) {
 		return
 	}
 	text := Transcript(fh.Filename, size)
@@ -209,13 +187,13 @@ func (s *Server) transcription(w http.ResponseWriter, r *http.Request, b *Behavi
 		w.Header().Set("Content-Type", "text/vtt; charset=utf-8")
 		_, _ = io.WriteString(w, "WEBVTT\n\n00:00:00.000 --> "+stamp(dur, '.')+"\n"+text+"\n\n")
 	case "verbose_json":
-		writeJSON(w, http.StatusOK, map[string]any{
+		writeJSON(w, http.StatusOK, ctJSON, map[string]any{
 			"task": "transcribe", "language": lang, "duration": dur, "text": text,
 			"segments": []segment{{ID: 0, Start: 0, End: dur, Text: " " + text, Tokens: []int{50364, 50365},
 				AvgLogprob: -0.25, CompressionRatio: 1.2, NoSpeechProb: 0.01}},
-		})
+		}, false)
 	default:
-		writeJSON(w, http.StatusOK, map[string]string{"text": text})
+		writeJSON(w, http.StatusOK, ctJSON, map[string]string{"text": text}, false)
 	}
 }
 
@@ -229,40 +207,26 @@ func stamp(sec float64, sep byte) string {
 	return p(h, 2) + ":" + p(m, 2) + ":" + p(s, 2) + string(sep) + p(r, 3)
 }
 
-// modelRequest reads a JSON request body naming a model of kind (what names
-// the operation in the error). On any problem it answers the client in
-// OpenAI's error format and returns ok false. On success the caller must
-// call release once done with v (v lives in a pooled parser).
-func (s *Server) modelRequest(w http.ResponseWriter, r *http.Request, kind, what string) (v *fastjson.Value, e *modelEntry, release func(), ok bool) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_body", "", "could not read the request body")
+// modelRequest reads a JSON request body naming a model of kind. On any
+// problem it answers the client in the flavor's error format and returns
+// ok false. On success the caller must call release once done with v (v
+// lives in a pooled parser).
+func (s *Server) modelRequest(w http.ResponseWriter, r *http.Request, kind string) (v *fastjson.Value, e *modelEntry, release func(), ok bool) {
+	body, ok := s.readBody(w, r, apiOther)
+	if !ok {
 		return nil, nil, nil, false
 	}
-	s.last.Store(&Request{Method: r.Method, Path: r.URL.Path, Header: r.Header, Body: body})
 	p := parsers.Get()
 	release = func() { parsers.Put(p) }
-	v, err = p.ParseBytes(body)
+	v, err := p.ParseBytes(body)
 	if err != nil || v.Type() != fastjson.TypeObject {
 		release()
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_json", "", "We could not parse the JSON body of your request.")
+		s.badJSON(w, apiOther, body)
 		return nil, nil, nil, false
 	}
-	name := string(v.GetStringBytes("model"))
-	if name == "" {
+	e, found := s.openAIModel(w, apiOther, string(v.GetStringBytes("model")))
+	if !found || !s.kindCheck(w, apiOther, e, kind) {
 		release()
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "missing_required_parameter", "model", "you must provide a model parameter")
-		return nil, nil, nil, false
-	}
-	e, found := s.models.Load().byName[name]
-	if !found {
-		release()
-		modelNotFound(w, name)
-		return nil, nil, nil, false
-	}
-	if e.Kind != kind {
-		release()
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "model_not_supported", "model", "model "+name+" does not support "+what)
 		return nil, nil, nil, false
 	}
 	return v, e, release, true
@@ -272,11 +236,11 @@ func (s *Server) modelRequest(w http.ResponseWriter, r *http.Request, kind, what
 // first token…) and then applies the injected failures. It returns false
 // when the answer is settled: the client went away (counted), or a failure
 // was written.
-func (s *Server) hold(ctx context.Context, w http.ResponseWriter, b *Behavior, d time.Duration) bool {
+func (s *Server) hold(ctx context.Context, w http.ResponseWriter, a api, b *Behavior, d time.Duration) bool {
 	var t *time.Timer
 	if !pause(ctx, &t, d) {
 		s.clientAborts.Add(1)
 		return false
 	}
-	return !s.inject(w, b)
+	return !s.inject(w, a, b)
 }

@@ -104,40 +104,40 @@ func SpeechAudio(input, voice, format string) (contentType string, audio []byte,
 // speech answers POST /v1/audio/speech: JSON {model, input, voice,
 // response_format, speed} in, audio bytes out.
 func (s *Server) speech(w http.ResponseWriter, r *http.Request, b *Behavior) {
-	v, _, release, ok := s.modelRequest(w, r, KindSpeech, "speech")
+	v, _, release, ok := s.modelRequest(w, r, KindSpeech)
 	if !ok {
 		return
 	}
 	defer release()
 	input := string(v.GetStringBytes("input"))
 	if input == "" {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "missing_required_parameter", "input", "you must provide an input parameter")
+		s.fail(w, apiOther, apiErr{status: 400, code: "missing_required_parameter", param: "input", msg: "you must provide an input parameter"})
 		return
 	}
 	if len(input) > 4096 {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "string_above_max_length", "input", "input is longer than 4096 characters")
+		s.fail(w, apiOther, apiErr{status: 400, code: "string_above_max_length", param: "input", msg: "input is longer than 4096 characters"})
 		return
 	}
 	voice := string(v.GetStringBytes("voice"))
 	if !speechVoices[voice] {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_value", "voice", "voice must be one of alloy, ash, ballad, coral, echo, fable, onyx, nova, sage, shimmer, verse")
+		s.fail(w, apiOther, apiErr{status: 400, code: "invalid_value", param: "voice", msg: "voice must be one of alloy, ash, ballad, coral, echo, fable, onyx, nova, sage, shimmer, verse"})
 		return
 	}
 	if sp := v.Get("speed"); sp != nil {
 		if f, err := sp.Float64(); err != nil || f < 0.25 || f > 4 {
-			writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_value", "speed", "speed must be a number from 0.25 to 4.0")
+			s.fail(w, apiOther, apiErr{status: 400, code: "invalid_value", param: "speed", msg: "speed must be a number from 0.25 to 4.0"})
 			return
 		}
 	}
 	ct, audio, ok := SpeechAudio(input, voice, string(v.GetStringBytes("response_format")))
 	if !ok {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_value", "response_format", "response_format must be mp3, opus, aac, flac, wav or pcm")
+		s.fail(w, apiOther, apiErr{status: 400, code: "invalid_value", param: "response_format", msg: "response_format must be mp3, opus, aac, flac, wav or pcm"})
 		return
 	}
 	ctx := r.Context()
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
-	if !s.hold(ctx, w, b, b.Latency+b.TTFT) {
+	if !s.hold(ctx, w, apiOther, b, b.Latency+b.TTFT) {
 		return
 	}
 	s.promptTokens.Add(int64(len(input)/4 + 1))
@@ -199,33 +199,33 @@ func imageSize(s string) (w, h int, ok bool) {
 // [{"url"|"b64_json", "revised_prompt"}]} out. URLs point at this server
 // (GET /v1/images/files/…), which renders the same image again.
 func (s *Server) images(w http.ResponseWriter, r *http.Request, b *Behavior) {
-	v, _, release, ok := s.modelRequest(w, r, KindImages, "image generation")
+	v, _, release, ok := s.modelRequest(w, r, KindImages)
 	if !ok {
 		return
 	}
 	defer release()
 	prompt := string(v.GetStringBytes("prompt"))
 	if prompt == "" {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "missing_required_parameter", "prompt", "you must provide a prompt parameter")
+		s.fail(w, apiOther, apiErr{status: 400, code: "missing_required_parameter", param: "prompt", msg: "you must provide a prompt parameter"})
 		return
 	}
 	n := 1
 	if nv := v.Get("n"); nv != nil && nv.Type() != fastjson.TypeNull {
 		var err error
 		if n, err = nv.Int(); err != nil || n < 1 || n > 10 {
-			writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_value", "n", "n must be an integer from 1 to 10")
+			s.fail(w, apiOther, apiErr{status: 400, code: "invalid_value", param: "n", msg: "n must be an integer from 1 to 10"})
 			return
 		}
 	}
 	size := string(v.GetStringBytes("size"))
 	iw, ih, ok := imageSize(size)
 	if !ok {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_value", "size", "size must be auto or WIDTHxHEIGHT, e.g. 1024x1024")
+		s.fail(w, apiOther, apiErr{status: 400, code: "invalid_value", param: "size", msg: "size must be auto or WIDTHxHEIGHT, e.g. 1024x1024"})
 		return
 	}
 	rf := string(v.GetStringBytes("response_format"))
 	if rf != "" && rf != "url" && rf != "b64_json" {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_value", "response_format", "response_format must be url or b64_json")
+		s.fail(w, apiOther, apiErr{status: 400, code: "invalid_value", param: "response_format", msg: "response_format must be url or b64_json"})
 		return
 	}
 	format := string(v.GetStringBytes("output_format"))
@@ -233,13 +233,13 @@ func (s *Server) images(w http.ResponseWriter, r *http.Request, b *Behavior) {
 		format = "png"
 	}
 	if _, ok := imageTypes[format]; !ok {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_value", "output_format", "output_format must be png or jpeg")
+		s.fail(w, apiOther, apiErr{status: 400, code: "invalid_value", param: "output_format", msg: "output_format must be png or jpeg"})
 		return
 	}
 	ctx := r.Context()
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
-	if !s.hold(ctx, w, b, b.Latency+b.TTFT+time.Duration(n-1)*b.ChunkInterval) {
+	if !s.hold(ctx, w, apiOther, b, b.Latency+b.TTFT+time.Duration(n-1)*b.ChunkInterval) {
 		return
 	}
 	s.promptTokens.Add(int64(len(prompt)/4 + 1))
@@ -282,7 +282,7 @@ func ImagePath(prompt string, i, w, h int, format string) string {
 }
 
 // imageFile serves GET /v1/images/files/WxH-I.FORMAT?prompt=….
-func (s *Server) imageFile(w http.ResponseWriter, r *http.Request) {
+func (s *Server) imageFile(w http.ResponseWriter, r *http.Request, _ *Behavior) {
 	name := strings.TrimPrefix(r.URL.Path, imageFilesPrefix)
 	dims, rest, ok1 := strings.Cut(name, "-")
 	idx, format, ok2 := strings.Cut(rest, ".")
@@ -290,12 +290,12 @@ func (s *Server) imageFile(w http.ResponseWriter, r *http.Request) {
 	i, err := strconv.Atoi(idx)
 	prompt, perr := base64.RawURLEncoding.DecodeString(r.URL.Query().Get("prompt"))
 	if !ok1 || !ok2 || !ok3 || err != nil || i < 0 || perr != nil {
-		writeError(w, http.StatusNotFound, "invalid_request_error", "not_found", "", "no such image")
+		s.fail(w, apiOther, apiErr{status: 404, code: "not_found", param: "", msg: "no such image"})
 		return
 	}
 	img, ok := ImageBytes(string(prompt), i, iw, ih, format)
 	if !ok {
-		writeError(w, http.StatusNotFound, "invalid_request_error", "not_found", "", "no such image")
+		s.fail(w, apiOther, apiErr{status: 404, code: "not_found", param: "", msg: "no such image"})
 		return
 	}
 	w.Header().Set("Content-Type", imageTypes[format])

@@ -16,10 +16,15 @@ import (
 
 // Server is one running simulated upstream.
 type Server struct {
-	cfg  Config // static part; Behavior lives in beh
-	ln   net.Listener
-	http *http.Server
-	url  string
+	cfg    Config // static part; Behavior lives in beh
+	feat   features
+	router bool     // llama.cpp router mode
+	rkeys  []string // the chat answers' reasoning field(s), `"key":`
+	res    *residency
+	routes map[string]route
+	ln     net.Listener
+	http   *http.Server
+	url    string
 
 	beh    atomic.Pointer[Behavior]
 	models atomic.Pointer[modelTable]
@@ -37,9 +42,10 @@ type Server struct {
 	streamsCut, clientAborts       atomic.Int64
 	errorsInjected, connsDropped   atomic.Int64
 	promptTokens, completionTokens atomic.Int64
+	loads, unloads                 atomic.Int64
 }
 
-// Request is the last inference request a server received.
+// Request is the last request with a body a server received.
 type Request struct {
 	Method string
 	Path   string
@@ -66,6 +72,11 @@ type Stats struct {
 	ConnsDropped     int64 // FailBeforeFirstByte closes
 	PromptTokens     int64
 	CompletionTokens int64
+	// Loads and Unloads count model loads and unloads (servers that load
+	// on demand); VRAMUsed is the memory taken now and VRAMPeak the most
+	// taken at once.
+	Loads, Unloads     int64
+	VRAMUsed, VRAMPeak int64
 }
 
 type modelEntry struct {
@@ -74,18 +85,12 @@ type modelEntry struct {
 	created  int64
 	digest   string
 	nameJSON []byte // JSON string literal of the name, quotes included
+	display  string // Ollama: the name with its tag ("x" is "x:latest")
 }
 
 type modelTable struct {
 	list   []*modelEntry
 	byName map[string]*modelEntry
-}
-
-var knownPaths = []string{
-	"/", "/health", "/metrics",
-	"/v1/models", "/v1/chat/completions", "/v1/embeddings", "/v1/audio/transcriptions",
-	"/v1/audio/speech", "/v1/images/generations",
-	"/api/tags", "/api/ps", "/api/version",
 }
 
 // Start validates cfg and serves it on cfg.Addr (default 127.0.0.1:0).
@@ -98,7 +103,12 @@ func Start(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, started: time.Now(), paths: map[string]*atomic.Int64{}}
-	for _, p := range knownPaths {
+	s.feat = newFeatures(&s.cfg)
+	s.router = cfg.Flavor == FlavorLlamaCPP && cfg.Router.resolve(len(cfg.Models) > 1)
+	s.res = newResidency(s)
+	s.rkeys = s.reasoningKeys()
+	s.routes = s.routeTable()
+	for p := range s.routes {
 		s.paths[p] = new(atomic.Int64)
 	}
 	b := cfg.Behavior
@@ -132,8 +142,14 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 // Flavor returns the server's flavor.
 func (s *Server) Flavor() Flavor { return s.cfg.Flavor }
 
+// Version returns the simulated server's version.
+func (s *Server) Version() string { return s.cfg.Version }
+
 // Close stops the server at once, cutting open connections.
-func (s *Server) Close() error { return s.http.Close() }
+func (s *Server) Close() error {
+	s.res.reset()
+	return s.http.Close()
+}
 
 // Shutdown stops accepting and waits for open requests to finish.
 func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
@@ -155,20 +171,30 @@ func (s *Server) Update(f func(*Behavior)) {
 	s.SetBehavior(b)
 }
 
-// SetModels replaces the model list (defaults filled; invalid kinds become chat).
+// SetModels replaces the model list (defaults filled; invalid kinds become
+// chat); models marked Loaded are resident at once, the others are not.
 func (s *Server) SetModels(models []Model) {
-	t := &modelTable{byName: make(map[string]*modelEntry, len(models))}
+	t := &modelTable{byName: make(map[string]*modelEntry, 2*len(models))}
 	base := s.started.Add(-72 * time.Hour).Unix()
 	for i, m := range models {
 		m.fill(s.cfg.Flavor)
 		sum := sha256.Sum256([]byte(m.Name))
-		e := &modelEntry{Model: m, created: base + int64(i), digest: hex.EncodeToString(sum[:])}
+		e := &modelEntry{Model: m, created: base + int64(i), digest: hex.EncodeToString(sum[:]), display: m.Name}
 		e.nameJSON = jsonw.AppendString(nil, m.Name)
-		e.loaded.Store(m.Loaded)
 		t.list = append(t.list, e)
 		t.byName[m.Name] = e
+		if s.cfg.Flavor == FlavorOllama {
+			// Ollama names carry a tag; "x" means "x:latest" (types/model/name.go).
+			e.display = ollamaDisplay(m.Name)
+			t.byName[e.display] = e
+			t.byName[strings.ToLower(e.display)] = e
+		}
 	}
+	s.res.reset()
 	s.models.Store(t)
+	for _, e := range t.list {
+		s.res.set(e, e.Model.Loaded)
+	}
 }
 
 // Models returns the current models with their loaded state.
@@ -182,17 +208,33 @@ func (s *Server) Models() []Model {
 	return out
 }
 
-// SetLoaded marks a model loaded or unloaded (Ollama /api/ps); false when
-// there is no such model.
+// Resident lists the models loaded now (servers that load on demand),
+// longest remaining keep-alive first.
+func (s *Server) Resident() []Resident { return s.res.snapshot() }
+
+// SetLoaded marks a model loaded or unloaded at once (no load time, no
+// eviction); false when there is no such model.
 func (s *Server) SetLoaded(name string, loaded bool) bool {
-	e, ok := s.models.Load().byName[name]
+	e, ok := s.lookup(name)
 	if ok {
-		e.loaded.Store(loaded)
+		s.res.set(e, loaded)
 	}
 	return ok
 }
 
-// LastRequest returns the last inference request received, or nil.
+// lookup finds a model by the name a request gives.
+func (s *Server) lookup(name string) (*modelEntry, bool) {
+	t := s.models.Load()
+	e, ok := t.byName[name]
+	if ok || s.cfg.Flavor != FlavorOllama || name == "" {
+		return e, ok
+	}
+	// getExistingName: case-insensitive, tag defaulting to latest.
+	e, ok = t.byName[strings.ToLower(ollamaDisplay(name))]
+	return e, ok
+}
+
+// LastRequest returns the last request with a body received, or nil.
 func (s *Server) LastRequest() *Request { return s.last.Load() }
 
 // Requests returns how many requests hit path.
@@ -225,7 +267,10 @@ func (s *Server) Stats() Stats {
 		ConnsDropped:     s.connsDropped.Load(),
 		PromptTokens:     s.promptTokens.Load(),
 		CompletionTokens: s.completionTokens.Load(),
+		Loads:            s.loads.Load(),
+		Unloads:          s.unloads.Load(),
 	}
+	st.VRAMUsed, st.VRAMPeak = s.res.vramUsed()
 	for p, c := range s.paths {
 		if n := c.Load(); n > 0 {
 			st.Requests[p] = n
@@ -252,97 +297,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		dropConn(w)
 		return
 	}
-	fl := s.cfg.Flavor
-	switch path {
-	case "/v1/chat/completions":
-		if fl == FlavorWhisper {
-			break
-		}
-		if !method(w, r, http.MethodPost) {
-			return
-		}
-		s.chat(w, r, b)
-		return
-	case "/v1/embeddings":
-		if fl == FlavorWhisper {
-			break
-		}
-		if !method(w, r, http.MethodPost) {
-			return
-		}
-		s.embeddings(w, r, b)
-		return
-	case "/v1/audio/transcriptions":
-		if !method(w, r, http.MethodPost) {
-			return
-		}
-		s.transcription(w, r, b)
-		return
-	case "/v1/audio/speech":
-		if fl == FlavorOllama {
-			break
-		}
-		if !method(w, r, http.MethodPost) {
-			return
-		}
-		s.speech(w, r, b)
-		return
-	case "/v1/images/generations":
-		if fl == FlavorOllama || fl == FlavorWhisper {
-			break
-		}
-		if !method(w, r, http.MethodPost) {
-			return
-		}
-		s.images(w, r, b)
-		return
-	case "/v1/models":
-		if !method(w, r, http.MethodGet) {
-			return
-		}
-		s.listModels(w)
-		return
-	case "/health":
-		if !method(w, r, http.MethodGet) {
-			return
-		}
-		s.health(w, b)
-		return
-	case "/metrics":
-		if fl != FlavorLlamaCPP && fl != FlavorVLLM {
-			break
-		}
-		if !method(w, r, http.MethodGet) {
-			return
-		}
-		s.metrics(w, b)
-		return
-	case "/api/tags", "/api/ps", "/api/version", "/":
-		if fl != FlavorOllama {
-			break
-		}
-		if !method(w, r, http.MethodGet) {
-			return
-		}
-		s.ollama(w, path)
+	rt, ok := s.routes[path]
+	if !ok {
+		rt, ok = s.prefixRoute(path)
+	}
+	if !ok {
+		s.notFound(w, r)
 		return
 	}
-	if strings.HasPrefix(path, imageFilesPrefix) && fl != FlavorOllama && fl != FlavorWhisper {
-		if method(w, r, http.MethodGet) {
-			s.imageFile(w, r)
-		}
+	if r.Method != rt.method && !(rt.method == http.MethodGet && r.Method == http.MethodHead && rt.head) {
+		s.methodNotAllowed(w, r, rt.method)
 		return
 	}
-	writeError(w, http.StatusNotFound, "invalid_request_error", "not_found", "", "Unknown request URL: "+r.Method+" "+path)
-}
-
-func method(w http.ResponseWriter, r *http.Request, m string) bool {
-	if r.Method == m || (m == http.MethodGet && r.Method == http.MethodHead) {
-		return true
-	}
-	w.Header().Set("Allow", m)
-	writeError(w, http.StatusMethodNotAllowed, "invalid_request_error", "method_not_allowed", "", "Method "+r.Method+" not allowed; use "+m)
-	return false
+	rt.h(w, r, b)
 }
 
 // dropConn closes the connection without writing a byte.
@@ -402,11 +369,12 @@ func pause(ctx context.Context, t **time.Timer, d time.Duration) bool {
 	}
 }
 
-// inject applies ErrorRate; true when the request was failed.
-func (s *Server) inject(w http.ResponseWriter, b *Behavior) bool {
+// inject applies ErrorRate; true when the request was failed (a 500 in
+// the dialect's error shape).
+func (s *Server) inject(w http.ResponseWriter, a api, b *Behavior) bool {
 	if b.ErrorRate > 0 && randFloat() < b.ErrorRate {
 		s.errorsInjected.Add(1)
-		writeError(w, http.StatusInternalServerError, "server_error", "simulated_failure", "", "simulated upstream failure")
+		s.fail(w, a, apiErr{status: http.StatusInternalServerError, code: "simulated_failure", msg: "simulated upstream failure"})
 		return true
 	}
 	return false
