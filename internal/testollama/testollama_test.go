@@ -17,8 +17,11 @@ import (
 	"time"
 )
 
-// recording is one exchange from testdata/ (copies of the real Ollama 0.17.4
-// recordings in ../shared/fixtures/ollama-0.17.4; see testdata/README.md).
+// fixtures holds the real Ollama 0.17.4 recordings, shared with the
+// simulator's replay test (see its README for the format and the models).
+const fixtures = "../../loadtest/sim/testdata/ollama-0.17.4"
+
+// recording is one exchange from fixtures.
 type recording struct {
 	method, path string
 	request      []byte // compact JSON, nil for none
@@ -28,7 +31,7 @@ type recording struct {
 
 func load(t *testing.T, name string) recording {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", name+".txt"))
+	raw, err := os.ReadFile(filepath.Join(fixtures, name+".txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
