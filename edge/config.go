@@ -8,9 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/geniehive/geniehive/fleet"
 	"gopkg.in/yaml.v3"
-
-	"github.com/geniehive/geniehive/state"
 )
 
 // Config is the edge's configuration (geniehive edge --config edge.yaml).
@@ -66,7 +65,7 @@ type KeyConfig struct {
 	ID     string      `yaml:"id"`
 	Secret string      `yaml:"secret"`
 	SHA256 string      `yaml:"sha256"`
-	Scope  state.Scope `yaml:"scope"` // client (default) | reader | operator
+	Scope  fleet.Scope `yaml:"scope"` // client (default) | reader | operator
 	Roles  []string    `yaml:"roles"`
 }
 
@@ -219,9 +218,9 @@ func (c *Config) Provision() error {
 			k.ID = "config-" + strconv.Itoa(i)
 		}
 		if k.Scope == "" {
-			k.Scope = state.ScopeClient
+			k.Scope = fleet.ScopeClient
 		}
-		if !k.Scope.Allows(state.ScopeClient) {
+		if !k.Scope.Allows(fleet.ScopeClient) {
 			errs = append(errs, fmt.Errorf("keys[%d] (%s): unknown scope %q", i, k.ID, k.Scope))
 		}
 		if (k.Secret == "") == (k.SHA256 == "") {
@@ -234,15 +233,15 @@ func (c *Config) Provision() error {
 	return errors.Join(errs...)
 }
 
-func (c *Config) limitFor(k state.Kind) int {
+func (c *Config) limitFor(k fleet.Kind) int {
 	switch k {
-	case state.KindEmbeddings:
+	case fleet.KindEmbeddings:
 		return int(c.BodyLimits.Embeddings)
-	case state.KindTranscription:
+	case fleet.KindTranscription:
 		return int(c.BodyLimits.Transcription)
-	case state.KindSpeech:
+	case fleet.KindSpeech:
 		return int(c.BodyLimits.Speech)
-	case state.KindImages:
+	case fleet.KindImages:
 		return int(c.BodyLimits.Images)
 	}
 	return int(c.BodyLimits.Chat)

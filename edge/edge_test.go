@@ -17,9 +17,9 @@ import (
 	"github.com/openai/openai-go"
 
 	"github.com/geniehive/geniehive/edge/route"
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/loadtest/sim"
 	"github.com/geniehive/geniehive/policies"
-	"github.com/geniehive/geniehive/state"
 )
 
 func do(t *testing.T, method, url, key string, body []byte, hdr map[string]string) (*http.Response, string) {
@@ -302,12 +302,12 @@ func TestErrors(t *testing.T) {
 	if r.StatusCode != 503 && r.StatusCode != 404 {
 		t.Errorf("role without routable candidate: %d %s", r.StatusCode, b)
 	}
-	heartbeat(t, s.store, "gpu2", func() state.Service {
-		sv := svc("gpu2", "sick", state.KindChat, s.chat.URL(), state.Asset{Name: "sick-model"})
+	heartbeat(t, s.store, "gpu2", func() fleet.Service {
+		sv := svc("gpu2", "sick", fleet.KindChat, s.chat.URL(), fleet.Asset{Name: "sick-model"})
 		sv.Healthy = false
 		return sv
 	}())
-	s.waitFor(func(sn *state.Snapshot) bool { return sn.ByID["gpu2/sick"] != nil })
+	s.waitFor(func(sn *fleet.Snapshot) bool { return sn.ByID["gpu2/sick"] != nil })
 	r, b = do(t, "POST", chat, testKey, []byte(`{"model":"sick-model","messages":[]}`), nil)
 	check("unavailable", r, b, 503, "no_available_upstream")
 	if r.Header.Get("Retry-After") == "" {
@@ -345,8 +345,8 @@ func TestFailoverDeadToLive(t *testing.T) {
 	s := newStack(t)
 	dead := startSim(t, sim.Config{Models: []sim.Model{{Name: "llama3.1:8b"}}, Behavior: sim.Behavior{FailBeforeFirstByte: true}})
 	// gpu0 sorts before gpu1: the built-in router tries the dead one first.
-	heartbeat(t, s.store, "gpu0", svc("gpu0", "chat", state.KindChat, dead.URL(), state.Asset{Name: "llama3.1:8b", Loaded: true}))
-	s.waitFor(func(sn *state.Snapshot) bool { return sn.ByID["gpu0/chat"] != nil })
+	heartbeat(t, s.store, "gpu0", svc("gpu0", "chat", fleet.KindChat, dead.URL(), fleet.Asset{Name: "llama3.1:8b", Loaded: true}))
+	s.waitFor(func(sn *fleet.Snapshot) bool { return sn.ByID["gpu0/chat"] != nil })
 	for _, stream := range []bool{false, true} {
 		raw := `{"model":"llama3.1:8b","messages":[{"role":"user","content":"hi"}],"stream":` + map[bool]string{true: "true", false: "false"}[stream] + `}`
 		r, b := do(t, "POST", s.url+"/v1/chat/completions", testKey, []byte(raw), nil)

@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/geniehive/geniehive/edge/route"
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/state"
 )
@@ -24,8 +25,8 @@ type exchange struct {
 	s        *Server
 	start    time.Time
 	route    string
-	op       state.Kind
-	key      *state.APIKey
+	op       fleet.Kind
+	key      *fleet.APIKey
 	facts    reqFacts
 	in       policies.Input
 	dec      policies.Decision
@@ -62,7 +63,7 @@ var (
 	thinkOff = false
 )
 
-func (s *Server) acquireExchange(rt string, op state.Kind) *exchange {
+func (s *Server) acquireExchange(rt string, op fleet.Kind) *exchange {
 	x := exchangePool.Get().(*exchange)
 	dec, text := x.dec, x.text
 	*x = exchange{s: s, start: time.Now(), route: rt, op: op, status: 200, text: text[:0]}
@@ -191,7 +192,7 @@ func (x *exchange) fail(ctx *fasthttp.RequestCtx, err error) {
 var reasoningKeys = []string{"reasoning_content", "reasoning"}
 
 // serveInference handles every proxied OpenAI endpoint.
-func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op state.Kind, rt, upPath string) {
+func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, rt, upPath string) {
 	x := s.acquireExchange(rt, op)
 	handedOff := false
 	defer func() {
@@ -212,7 +213,7 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op state.Kind, rt, upP
 		x.fail(ctx, errShuttingDown)
 		return
 	}
-	key, ok := s.authorize(ctx, state.ScopeClient)
+	key, ok := s.authorize(ctx, fleet.ScopeClient)
 	if !ok {
 		x.status, x.errCode = ctx.Response.StatusCode(), "auth"
 		return
@@ -225,7 +226,7 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op state.Kind, rt, upP
 		return
 	}
 	var mp *multipartInfo
-	if op == state.KindTranscription {
+	if op == fleet.KindTranscription {
 		info, err := parseMultipart(body, ctx.Request.Header.ContentType())
 		if err != nil {
 			x.fail(ctx, err)
@@ -257,7 +258,7 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op state.Kind, rt, upP
 		} else {
 			x.model = s.names.intern(raw[1 : len(raw)-1])
 		}
-		x.stream = x.facts.stream && op == state.KindChat
+		x.stream = x.facts.stream && op == fleet.KindChat
 	}
 	if x.model == "" {
 		x.fail(ctx, errNoModel)
@@ -539,7 +540,7 @@ func (s *Server) rewrite(bb *bbuf, body []byte, x *exchange, c *route.Candidate,
 		return bb.B, nil
 	}
 	dialect := policies.DialectOpenAI
-	if c.Service.Protocol == state.ProtocolOllama {
+	if c.Service.Protocol == fleet.ProtocolOllama {
 		dialect = policies.DialectOllama
 	}
 	out, err := policies.ApplyPatch(body, patch, dialect, c.Asset)

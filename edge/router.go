@@ -5,8 +5,8 @@ import (
 	"strings"
 
 	"github.com/geniehive/geniehive/edge/route"
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
-	"github.com/geniehive/geniehive/state"
 )
 
 // simpleRouter is the built-in Router used when no routing strategy is
@@ -15,7 +15,7 @@ import (
 // real thing.
 type simpleRouter struct{}
 
-func (simpleRouter) Plan(_ context.Context, snap *state.Snapshot, dec *policies.Decision, req *route.RequestFacts) (route.Plan, error) {
+func (simpleRouter) Plan(_ context.Context, snap *fleet.Snapshot, dec *policies.Decision, req *route.RequestFacts) (route.Plan, error) {
 	var p route.Plan
 	p.Strategy = "first"
 	seen := map[string]bool{}
@@ -57,7 +57,7 @@ func (simpleRouter) Plan(_ context.Context, snap *state.Snapshot, dec *policies.
 
 // unknownModel is the 404 for a model or role nothing resolves to; the
 // message lists what is available for the operation.
-func unknownModel(snap *state.Snapshot, model string, op state.Kind, tried []string) *APIError {
+func unknownModel(snap *fleet.Snapshot, model string, op fleet.Kind, tried []string) *APIError {
 	var names []string
 	now := snap.BuiltAt
 	for name, ses := range snap.AssetServices {
@@ -72,7 +72,7 @@ func unknownModel(snap *state.Snapshot, model string, op state.Kind, tried []str
 	for _, r := range snap.Catalog.Roles {
 		rop := r.Operation
 		if rop == "" {
-			rop = state.KindChat
+			rop = fleet.KindChat
 		}
 		if rop == op {
 			names = append(names, r.Name)

@@ -28,6 +28,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/geniehive/geniehive/edge/route"
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/state"
 )
@@ -110,7 +111,7 @@ func (s *Server) SetCluster(h ClusterHandler) {
 // Authorize checks the caller's key for scope need; when it returns false
 // it has already answered 401 or 403 in OpenAI format. With auth off (no
 // key configured or stored) it allows everything.
-func (s *Server) Authorize(ctx *fasthttp.RequestCtx, need state.Scope) bool {
+func (s *Server) Authorize(ctx *fasthttp.RequestCtx, need fleet.Scope) bool {
 	_, ok := s.authorize(ctx, need)
 	return ok
 }
@@ -319,7 +320,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 }
 
 // pushData rebuilds the policy data document from snap and installs it.
-func (s *Server) pushData(ctx context.Context, snap *state.Snapshot) {
+func (s *Server) pushData(ctx context.Context, snap *fleet.Snapshot) {
 	d := policies.BuildData(snap)
 	s.dataMu.Lock()
 	defer s.dataMu.Unlock()
@@ -328,7 +329,7 @@ func (s *Server) pushData(ctx context.Context, snap *state.Snapshot) {
 	}
 }
 
-func (s *Server) dataLoop(ctx context.Context, changes <-chan *state.Snapshot) {
+func (s *Server) dataLoop(ctx context.Context, changes <-chan *fleet.Snapshot) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -348,7 +349,7 @@ func (s *Server) presenceLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		e := s.Engine()
-		info := state.EdgeInfo{ID: s.cfg.ID, Addr: s.Addr(), StartedAt: s.started,
+		info := fleet.EdgeInfo{ID: s.cfg.ID, Addr: s.Addr(), StartedAt: s.started,
 			PolicyVersion: e.Version(), PolicyEngine: e.Name(), PolicyError: s.PolicyError()}
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if err := s.store.PutEdge(pctx, info, 3*s.cfg.PresenceInterval); err != nil && ctx.Err() == nil {
@@ -427,13 +428,13 @@ const (
 // inferenceRoutes are the POST routes that proxy to an upstream of a kind.
 var inferenceRoutes = [...]struct {
 	path, full, route string
-	kind              state.Kind
+	kind              fleet.Kind
 }{
-	{"/chat/completions", "/v1/chat/completions", routeChat, state.KindChat},
-	{"/embeddings", "/v1/embeddings", routeEmbeddings, state.KindEmbeddings},
-	{"/audio/transcriptions", "/v1/audio/transcriptions", routeTranscription, state.KindTranscription},
-	{"/audio/speech", "/v1/audio/speech", routeSpeech, state.KindSpeech},
-	{"/images/generations", "/v1/images/generations", routeImages, state.KindImages},
+	{"/chat/completions", "/v1/chat/completions", routeChat, fleet.KindChat},
+	{"/embeddings", "/v1/embeddings", routeEmbeddings, fleet.KindEmbeddings},
+	{"/audio/transcriptions", "/v1/audio/transcriptions", routeTranscription, fleet.KindTranscription},
+	{"/audio/speech", "/v1/audio/speech", routeSpeech, fleet.KindSpeech},
+	{"/images/generations", "/v1/images/generations", routeImages, fleet.KindImages},
 }
 
 func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
@@ -455,7 +456,7 @@ func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
 			writeError(ctx, errMethod)
 			return
 		}
-		if _, ok := s.authorize(ctx, state.ScopeClient); !ok {
+		if _, ok := s.authorize(ctx, fleet.ScopeClient); !ok {
 			return
 		}
 		s.serveModels(ctx, "")
@@ -466,7 +467,7 @@ func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
 				writeError(ctx, errMethod)
 				return
 			}
-			if _, ok := s.authorize(ctx, state.ScopeClient); !ok {
+			if _, ok := s.authorize(ctx, fleet.ScopeClient); !ok {
 				return
 			}
 			s.serveModels(ctx, string(p[len("/models/"):]))
@@ -474,7 +475,7 @@ func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
 			if c := s.cluster.Load(); c != nil && c.h.Handle(ctx) {
 				return
 			}
-			if _, ok := s.authorize(ctx, state.ScopeReader); ok {
+			if _, ok := s.authorize(ctx, fleet.ScopeReader); ok {
 				writeError(ctx, errNotFound)
 			}
 		default:
@@ -485,7 +486,7 @@ func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
 
 // authorize checks the caller's key for scope need; it answers 401/403
 // itself and returns ok=false then. With auth off it returns (nil, true).
-func (s *Server) authorize(ctx *fasthttp.RequestCtx, need state.Scope) (*state.APIKey, bool) {
+func (s *Server) authorize(ctx *fasthttp.RequestCtx, need fleet.Scope) (*fleet.APIKey, bool) {
 	snap := s.watcher.Current()
 	if !s.keys.authEnabled(snap) {
 		return nil, true

@@ -3,9 +3,9 @@ package policies_test
 import (
 	"testing"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/policies/policytest"
-	"github.com/geniehive/geniehive/state"
 )
 
 func benchEngines(b *testing.B) map[string]policies.Engine {
@@ -61,7 +61,7 @@ var benchBody = []byte(`{"model":"coder","stream":true,"temperature":0.7,"messag
 func BenchmarkApplyPatch(b *testing.B) {
 	full := &policies.Patch{
 		Defaults:        map[string]any{"temperature": 0.2, "options": map[string]any{"num_ctx": 8192}},
-		SystemPrompt:    &state.SystemPrompt{Mode: "prepend", Text: "You write code."},
+		SystemPrompt:    &fleet.SystemPrompt{Mode: "prepend", Text: "You write code."},
 		DisableThinking: true,
 	}
 	b.Run("model-only", func(b *testing.B) {

@@ -54,7 +54,7 @@ func BundleVersion(files map[string]string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// NewBundle builds a bundle from files (e.g. a state.PolicyBundle's).
+// NewBundle builds a bundle from files (e.g. a fleet.PolicyBundle's).
 func NewBundle(files map[string]string) *Bundle {
 	return &Bundle{Version: BundleVersion(files), Files: files}
 }

@@ -4,7 +4,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/fleet"
 )
 
 // BuildData builds the policy data document from a snapshot: roles and
@@ -19,22 +19,22 @@ import (
 // candidate that is not an exact asset name but whose NormalizeModel form
 // names exactly one asset is replaced by that asset's name; duplicate
 // candidates are dropped.
-func BuildData(snap *state.Snapshot) *Data {
+func BuildData(snap *fleet.Snapshot) *Data {
 	d := &Data{
 		SchemaVersion: SchemaVersion,
-		Roles:         map[string]state.Role{},
+		Roles:         map[string]fleet.Role{},
 		Aliases:       map[string]string{},
 		Models:        map[string][]string{},
 		Services:      map[string]ServiceData{},
 		Assets:        map[string]AssetData{},
-		AssetPolicies: map[string]*state.RequestPolicy{},
+		AssetPolicies: map[string]*fleet.RequestPolicy{},
 	}
 	if snap == nil {
 		return d
 	}
 	type acc struct {
 		family   string
-		kinds    map[state.Kind]bool
+		kinds    map[fleet.Kind]bool
 		thinking bool
 		tags     map[string]bool
 	}
@@ -52,7 +52,7 @@ func BuildData(snap *state.Snapshot) *Data {
 			sd.Assets = append(sd.Assets, a.Name)
 			x := assets[a.Name]
 			if x == nil {
-				x = &acc{kinds: map[state.Kind]bool{}, tags: map[string]bool{}}
+				x = &acc{kinds: map[fleet.Kind]bool{}, tags: map[string]bool{}}
 				assets[a.Name] = x
 			}
 			if x.family == "" {
@@ -149,12 +149,12 @@ func IsQwen3(family, name string) bool {
 
 // addRole copies r into d with the normalisations BuildData documents.
 // Call after assets and models are filled.
-func (d *Data) addRole(r state.Role) {
+func (d *Data) addRole(r fleet.Role) {
 	if r.Name == "" {
 		return
 	}
 	if r.Operation == "" {
-		r.Operation = state.KindChat
+		r.Operation = fleet.KindChat
 	}
 	if len(r.PreferredFamilies) > 0 {
 		fams := make([]string, len(r.PreferredFamilies))

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"sync/atomic"
 
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/fleet"
 )
 
 // MaxFallbackDepth is how many levels of fallback roles resolution walks
@@ -65,7 +65,7 @@ type goTarget struct {
 
 type goRole struct {
 	name    string
-	op      state.Kind
+	op      fleet.Kind
 	targets []goTarget
 	tried   []string // candidate messages, "no candidate" when targets is empty
 	prefix  string   // "role <name>: "
@@ -114,14 +114,14 @@ func compileGo(d *Data) *goState {
 	return st
 }
 
-func roleOp(r *state.Role) state.Kind {
+func roleOp(r *fleet.Role) fleet.Kind {
 	if r.Operation == "" {
-		return state.KindChat
+		return fleet.KindChat
 	}
 	return r.Operation
 }
 
-func hasKind(kinds []state.Kind, k state.Kind) bool {
+func hasKind(kinds []fleet.Kind, k fleet.Kind) bool {
 	for _, x := range kinds {
 		if x == k {
 			return true
@@ -135,7 +135,7 @@ func hasKind(kinds []state.Kind, k state.Kind) bool {
 // no candidates, the assets of its preferred families offering the
 // operation (family preference, then name). The second result explains
 // each candidate left out.
-func RoleCandidates(d *Data, r *state.Role) (names []string, tried []string) {
+func RoleCandidates(d *Data, r *fleet.Role) (names []string, tried []string) {
 	op := roleOp(r)
 	prefix := "role " + r.Name + ": "
 	if len(r.Candidates) > 0 {

@@ -1,8 +1,6 @@
 package policies
 
-import (
-	"github.com/geniehive/geniehive/state"
-)
+import "github.com/geniehive/geniehive/fleet"
 
 // DeepMerge returns base with over merged on top: objects merge key by key
 // (recursively), anything else in over replaces what base holds. Neither
@@ -38,7 +36,7 @@ func DeepMerge(base, over map[string]any) map[string]any {
 // mergedPolicy is an asset policy with a role policy laid over it.
 type mergedPolicy struct {
 	defaults, overrides map[string]any
-	prompt              *state.SystemPrompt
+	prompt              *fleet.SystemPrompt
 	strip               bool
 	thinking            *bool
 	maxTokens           int // smallest positive limit, 0 = none
@@ -48,13 +46,13 @@ type mergedPolicy struct {
 // (role wins), the role's system prompt wins when both set one,
 // strip_reasoning if either asks, thinking from the role when it sets it,
 // max_tokens the smaller positive limit.
-func mergePolicies(asset, role *state.RequestPolicy) mergedPolicy {
+func mergePolicies(asset, role *fleet.RequestPolicy) mergedPolicy {
 	var m mergedPolicy
 	if asset == nil {
-		asset = &state.RequestPolicy{}
+		asset = &fleet.RequestPolicy{}
 	}
 	if role == nil {
-		role = &state.RequestPolicy{}
+		role = &fleet.RequestPolicy{}
 	}
 	m.defaults = DeepMerge(asset.Defaults, role.Defaults)
 	m.overrides = DeepMerge(asset.Overrides, role.Overrides)
@@ -85,8 +83,8 @@ const (
 )
 
 // thinkingMode applies the thinking rules for a target of operation op.
-func thinkingMode(m *mergedPolicy, a AssetData, op state.Kind) int {
-	if op != state.KindChat {
+func thinkingMode(m *mergedPolicy, a AssetData, op fleet.Kind) int {
+	if op != fleet.KindChat {
 		return thinkKeep
 	}
 	if m.thinking != nil {

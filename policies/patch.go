@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/jsonw"
-	"github.com/geniehive/geniehive/state"
 )
 
 // Upstream dialects ApplyPatch writes.
@@ -249,7 +249,7 @@ func applySlow(body []byte, p *Patch, dialect, upstreamModel string) ([]byte, er
 
 // applyPromptMessages returns a new messages slice with the system prompt
 // applied to the first system message (or a new one at the front).
-func applyPromptMessages(msgs []any, sp *state.SystemPrompt) []any {
+func applyPromptMessages(msgs []any, sp *fleet.SystemPrompt) []any {
 	for i, m := range msgs {
 		mm, ok := m.(map[string]any)
 		if !ok || mm["role"] != "system" {
@@ -272,8 +272,8 @@ func applyPromptMessages(msgs []any, sp *state.SystemPrompt) []any {
 }
 
 // applyPromptContent applies the prompt to one system content value.
-func applyPromptContent(cur any, has bool, sp *state.SystemPrompt) any {
-	if !has || cur == nil || sp.Mode == state.PromptReplace {
+func applyPromptContent(cur any, has bool, sp *fleet.SystemPrompt) any {
+	if !has || cur == nil || sp.Mode == fleet.PromptReplace {
 		return sp.Text
 	}
 	switch c := cur.(type) {
@@ -281,14 +281,14 @@ func applyPromptContent(cur any, has bool, sp *state.SystemPrompt) any {
 		if c == "" {
 			return sp.Text
 		}
-		if sp.Mode == state.PromptAppend {
+		if sp.Mode == fleet.PromptAppend {
 			return c + "\n\n" + sp.Text
 		}
 		return sp.Text + "\n\n" + c
 	case []any:
 		part := map[string]any{"type": "text", "text": sp.Text}
 		out := make([]any, 0, len(c)+1)
-		if sp.Mode == state.PromptAppend {
+		if sp.Mode == fleet.PromptAppend {
 			out = append(append(out, c...), part)
 		} else {
 			out = append(append(out, part), c...)

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
-	"github.com/geniehive/geniehive/state"
 )
 
 func decode(t testing.TB, b []byte) any {
@@ -54,44 +54,44 @@ func TestApplyPatch(t *testing.T) {
 		{
 			name:  "replace existing system message",
 			body:  `{"messages":[{"role":"user","content":"q"},{"role":"system","content":"old","name":"s"}]}`,
-			patch: &policies.Patch{SystemPrompt: &state.SystemPrompt{Mode: "replace", Text: "new"}},
+			patch: &policies.Patch{SystemPrompt: &fleet.SystemPrompt{Mode: "replace", Text: "new"}},
 			want:  `{"model":"qwen3:8b","messages":[{"role":"user","content":"q"},{"role":"system","content":"new","name":"s"}]}`,
 		},
 		{
 			name:  "replace inserts at the front",
 			body:  `{"messages":[{"role":"user","content":"q"}]}`,
-			patch: &policies.Patch{SystemPrompt: &state.SystemPrompt{Mode: "replace", Text: "new"}},
+			patch: &policies.Patch{SystemPrompt: &fleet.SystemPrompt{Mode: "replace", Text: "new"}},
 			want:  `{"model":"qwen3:8b","messages":[{"role":"system","content":"new"},{"role":"user","content":"q"}]}`,
 		},
 		{
 			name:  "prepend with a blank line",
 			body:  `{"messages":[{"role":"system","content":"old"},{"role":"user","content":"q"}]}`,
-			patch: &policies.Patch{SystemPrompt: &state.SystemPrompt{Mode: "prepend", Text: "new"}},
+			patch: &policies.Patch{SystemPrompt: &fleet.SystemPrompt{Mode: "prepend", Text: "new"}},
 			want:  `{"model":"qwen3:8b","messages":[{"role":"system","content":"new\n\nold"},{"role":"user","content":"q"}]}`,
 		},
 		{
 			name:  "append to content parts",
 			body:  `{"messages":[{"role":"system","content":[{"type":"text","text":"old"}]}]}`,
-			patch: &policies.Patch{SystemPrompt: &state.SystemPrompt{Mode: "append", Text: "new"}},
+			patch: &policies.Patch{SystemPrompt: &fleet.SystemPrompt{Mode: "append", Text: "new"}},
 			want:  `{"model":"qwen3:8b","messages":[{"role":"system","content":[{"type":"text","text":"old"},{"type":"text","text":"new"}]}]}`,
 		},
 		{
 			name:  "append inserts when there is no system message",
 			body:  `{"messages":[]}`,
-			patch: &policies.Patch{SystemPrompt: &state.SystemPrompt{Mode: "append", Text: "new"}},
+			patch: &policies.Patch{SystemPrompt: &fleet.SystemPrompt{Mode: "append", Text: "new"}},
 			want:  `{"model":"qwen3:8b","messages":[{"role":"system","content":"new"}]}`,
 		},
 		{
 			name:  "no messages: prompt ignored (embeddings)",
 			body:  `{"input":"x"}`,
-			patch: &policies.Patch{SystemPrompt: &state.SystemPrompt{Mode: "append", Text: "new"}},
+			patch: &policies.Patch{SystemPrompt: &fleet.SystemPrompt{Mode: "append", Text: "new"}},
 			want:  `{"model":"qwen3:8b","input":"x"}`,
 		},
 		{
 			name:    "ollama generate: system field",
 			body:    `{"prompt":"x","system":"old"}`,
 			dialect: "ollama",
-			patch:   &policies.Patch{SystemPrompt: &state.SystemPrompt{Mode: "prepend", Text: "new"}},
+			patch:   &policies.Patch{SystemPrompt: &fleet.SystemPrompt{Mode: "prepend", Text: "new"}},
 			want:    `{"model":"qwen3:8b","prompt":"x","system":"new\n\nold"}`,
 		},
 		{
@@ -133,7 +133,7 @@ func TestApplyPatchDoesNotModifyPatch(t *testing.T) {
 	p := &policies.Patch{
 		Defaults:     map[string]any{"options": map[string]any{"a": 1}, "messages": []any{map[string]any{"role": "system", "content": "d"}}},
 		Overrides:    map[string]any{"options": map[string]any{"b": 2}},
-		SystemPrompt: &state.SystemPrompt{Mode: "prepend", Text: "p"},
+		SystemPrompt: &fleet.SystemPrompt{Mode: "prepend", Text: "p"},
 	}
 	before := string(mustMarshal(t, p))
 	for _, body := range []string{`{}`, `{"options":{"c":3}}`, `{"messages":[{"role":"system","content":"x"}]}`} {
@@ -173,9 +173,9 @@ var fuzzPatches = []*policies.Patch{
 	{DisableThinking: true},
 	{Defaults: map[string]any{"temperature": 0.2, "options": map[string]any{"num_ctx": 8192}}},
 	{Overrides: map[string]any{"stream": false, "options": map[string]any{"top_k": 1}}},
-	{SystemPrompt: &state.SystemPrompt{Mode: "prepend", Text: "P"}},
-	{SystemPrompt: &state.SystemPrompt{Mode: "append", Text: "A"}},
-	{SystemPrompt: &state.SystemPrompt{Mode: "replace", Text: "R"}, DisableThinking: true},
+	{SystemPrompt: &fleet.SystemPrompt{Mode: "prepend", Text: "P"}},
+	{SystemPrompt: &fleet.SystemPrompt{Mode: "append", Text: "A"}},
+	{SystemPrompt: &fleet.SystemPrompt{Mode: "replace", Text: "R"}, DisableThinking: true},
 }
 
 // FuzzApplyPatch checks, for any body: no panic; a valid JSON object body

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/geniehive/geniehive/edge/route"
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -61,7 +62,7 @@ func (r *Router) ReportFailure(service string) {
 // ReportSuccess queues a success, but only when it can change anything: this
 // edge saw the service fail since its last success, or the snapshot shows a
 // cooldown (set by any replica). Otherwise it costs one map lookup.
-func (r *Router) ReportSuccess(svc *state.ServiceEntry) {
+func (r *Router) ReportSuccess(svc *fleet.ServiceEntry) {
 	l := r.peekLoc(svc.ID)
 	if (l == nil || !l.failed.Load()) && svc.CooldownUntil.IsZero() {
 		return

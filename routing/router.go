@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/geniehive/geniehive/edge/route"
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/state"
 )
@@ -84,8 +85,8 @@ func (r *Router) peekLoc(id string) *svcLocal { return (*r.local.Load())[id] }
 
 // cand is one (service, asset) under consideration.
 type cand struct {
-	svc       *state.ServiceEntry
-	asset     *state.Asset
+	svc       *fleet.ServiceEntry
+	asset     *fleet.Asset
 	target    *policies.Target
 	group     int
 	pos       int // target position within its group
@@ -114,7 +115,7 @@ type work struct {
 // Facts is what routing reads about a request: route.RequestFacts plus the
 // optional prompt prefix for the text signal.
 type Facts struct {
-	Operation state.Kind
+	Operation fleet.Kind
 	Model     string
 	// Text is the start of the prompt (or a free-text task); only the first
 	// Config.TextChars bytes are read. Never logged.
@@ -123,7 +124,7 @@ type Facts struct {
 }
 
 // Plan implements route.Router.
-func (r *Router) Plan(ctx context.Context, snap *state.Snapshot, dec *policies.Decision, req *route.RequestFacts) (route.Plan, error) {
+func (r *Router) Plan(ctx context.Context, snap *fleet.Snapshot, dec *policies.Decision, req *route.RequestFacts) (route.Plan, error) {
 	f := Facts{Operation: req.Operation, Model: req.Model, Text: req.Text, Now: req.Now}
 	return r.Route(ctx, snap, dec, &f)
 }
@@ -133,7 +134,7 @@ func (r *Router) Plan(ctx context.Context, snap *state.Snapshot, dec *policies.D
 // # Errors
 // *route.NoCandidatesError, *route.SaturatedError (see route.Router), or a
 // Redis error from round_robin / least_loaded.
-func (r *Router) Route(ctx context.Context, snap *state.Snapshot, dec *policies.Decision, f *Facts) (route.Plan, error) {
+func (r *Router) Route(ctx context.Context, snap *fleet.Snapshot, dec *policies.Decision, f *Facts) (route.Plan, error) {
 	w := r.pool.Get().(*work)
 	defer r.pool.Put(w)
 	now := f.Now

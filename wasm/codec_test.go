@@ -6,17 +6,17 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/policies/policytest"
-	"github.com/geniehive/geniehive/state"
 )
 
 func TestAppendInputMatchesEncodingJSON(t *testing.T) {
 	yes := true
 	ins := []*policies.Input{
 		testInput("dev"),
-		{SchemaVersion: 1, Operation: state.KindEmbeddings, Model: "q\"u\\o\te\n\x01<>&é\xff", Thinking: &yes,
-			Key:     policies.Key{ID: "k", Scope: state.ScopeOperator, Roles: []string{"a", "b"}},
+		{SchemaVersion: 1, Operation: fleet.KindEmbeddings, Model: "q\"u\\o\te\n\x01<>&é\xff", Thinking: &yes,
+			Key:     policies.Key{ID: "k", Scope: fleet.ScopeOperator, Roles: []string{"a", "b"}},
 			Headers: map[string]string{"x-a": "1"}, Body: json.RawMessage(`{"model":"x"}`)},
 	}
 	for _, c := range policytest.Cases() {

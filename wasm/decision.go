@@ -6,8 +6,8 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
-	"github.com/geniehive/geniehive/state"
 )
 
 // A small hand parser for the decision document: it reads the guest's
@@ -250,15 +250,15 @@ func internString(b []byte) string {
 	case "service":
 		return policies.TargetService
 	case "chat":
-		return string(state.KindChat)
+		return string(fleet.KindChat)
 	case "embeddings":
-		return string(state.KindEmbeddings)
+		return string(fleet.KindEmbeddings)
 	case "transcription":
-		return string(state.KindTranscription)
+		return string(fleet.KindTranscription)
 	case "speech":
-		return string(state.KindSpeech)
+		return string(fleet.KindSpeech)
 	case "images":
-		return string(state.KindImages)
+		return string(fleet.KindImages)
 	}
 	return string(b)
 }
@@ -470,7 +470,7 @@ func (p *parser) target(t *policies.Target) error {
 			t.Name, err = p.str()
 		case "operation":
 			s, err = p.str()
-			t.Operation = state.Kind(s)
+			t.Operation = fleet.Kind(s)
 		case "role":
 			t.Role, err = p.str()
 		case "group":
@@ -498,7 +498,7 @@ func (p *parser) target(t *policies.Target) error {
 					if p.null() {
 						return nil
 					}
-					sp := &state.SystemPrompt{}
+					sp := &fleet.SystemPrompt{}
 					pt.SystemPrompt = sp
 					err = p.object(func(k []byte) error {
 						var err error

@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
-	"github.com/geniehive/geniehive/state"
 )
 
 func newTestOPA(t testing.TB, o Options) *OPAEngine {
@@ -71,9 +71,9 @@ decision := {"schema_version": 1, "targets": [], "tried": [data.derived.roles]}
 	}
 	for _, e := range []policies.Engine{w, r} {
 		for _, roles := range [][]string{{"b", "a"}, {"c"}} {
-			d := &policies.Data{SchemaVersion: 1, Roles: map[string]state.Role{}}
+			d := &policies.Data{SchemaVersion: 1, Roles: map[string]fleet.Role{}}
 			for _, n := range roles {
-				d.Roles[n] = state.Role{Name: n}
+				d.Roles[n] = fleet.Role{Name: n}
 			}
 			if err := e.SetData(bg, d); err != nil {
 				t.Fatal(err)
@@ -112,9 +112,9 @@ decision := {"schema_version": 1, "targets": [], "tried": [concat("", ["roles: "
 		t.Fatal(err)
 	}
 	roles := func(names ...string) *policies.Data {
-		d := &policies.Data{SchemaVersion: 1, Roles: map[string]state.Role{}}
+		d := &policies.Data{SchemaVersion: 1, Roles: map[string]fleet.Role{}}
 		for _, n := range names {
-			d.Roles[n] = state.Role{Name: n}
+			d.Roles[n] = fleet.Role{Name: n}
 		}
 		return d
 	}

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"strconv"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
-	"github.com/geniehive/geniehive/state"
 )
 
 // Reading OPA values straight out of linear memory.
@@ -673,7 +673,7 @@ func (r *valueReader) target(a uint32, t *policies.Target) error {
 			t.Name, err = r.str(v)
 		case "operation":
 			s, err = r.str(v)
-			t.Operation = state.Kind(s)
+			t.Operation = fleet.Kind(s)
 		case "role":
 			t.Role, err = r.str(v)
 		case "group":
@@ -723,7 +723,7 @@ func (r *valueReader) patch(a uint32) (*policies.Patch, error) {
 			if err := r.expect(v, opaObject); err != nil {
 				return err
 			}
-			sp := &state.SystemPrompt{}
+			sp := &fleet.SystemPrompt{}
 			pt.SystemPrompt = sp
 			err = r.object(v, func(k, v uint32) error {
 				kb, ok, err := r.key(k)

@@ -7,9 +7,9 @@ import (
 
 	"github.com/tetratelabs/wazero/api"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/policies/policytest"
-	"github.com/geniehive/geniehive/state"
 )
 
 // TestValueLayoutChecks: the OPA runtime this module builds against has
@@ -151,12 +151,12 @@ func TestValuePatchesFollowData(t *testing.T) {
 		snap := policytest.Fleet()
 		for i := range snap.Catalog.Roles {
 			if r := &snap.Catalog.Roles[i]; r.Name == "coder" {
-				r.RequestPolicy = &state.RequestPolicy{Defaults: map[string]any{"temperature": temp}}
+				r.RequestPolicy = &fleet.RequestPolicy{Defaults: map[string]any{"temperature": temp}}
 			}
 		}
 		return policies.BuildData(snap)
 	}
-	in := &policies.Input{SchemaVersion: 1, Operation: state.KindChat, Model: "coder", ModelKey: "coder"}
+	in := &policies.Input{SchemaVersion: 1, Operation: fleet.KindChat, Model: "coder", ModelKey: "coder"}
 	eval := func(temp float64, d *policies.Decision) {
 		t.Helper()
 		if err := e.Eval(bg, in, d); err != nil {

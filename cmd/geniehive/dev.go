@@ -15,6 +15,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 
 	"github.com/geniehive/geniehive/edge"
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/cli"
 	"github.com/geniehive/geniehive/loadtest/sim"
 	"github.com/geniehive/geniehive/nodeagent"
@@ -114,7 +115,7 @@ func runDev(args []string) error {
 	ncfg := nodeagent.Config{HostID: "dev", Interval: 2 * time.Second, TTL: 6 * time.Second, NvidiaSMI: "off"}
 	var upstreams []string
 	if !dc.NoOllama && ollamaAnswers(dc.Ollama) {
-		ncfg.Services = append(ncfg.Services, nodeagent.ServiceConfig{Name: "ollama", Kind: state.KindChat, Endpoint: strings.TrimRight(dc.Ollama, "/"), Protocol: state.ProtocolOllama})
+		ncfg.Services = append(ncfg.Services, nodeagent.ServiceConfig{Name: "ollama", Kind: fleet.KindChat, Endpoint: strings.TrimRight(dc.Ollama, "/"), Protocol: fleet.ProtocolOllama})
 		upstreams = append(upstreams, "Ollama at "+dc.Ollama+" (its models are served through the edge)")
 	} else {
 		sims, desc, err := startDevSims()
@@ -127,12 +128,12 @@ func runDev(args []string) error {
 			}
 		}()
 		for _, s := range sims {
-			kind, proto, name := state.KindChat, state.ProtocolOllama, "chat"
+			kind, proto, name := fleet.KindChat, fleet.ProtocolOllama, "chat"
 			switch s.Flavor() {
 			case sim.FlavorWhisper:
-				kind, proto, name = state.KindTranscription, state.ProtocolWhisper, "whisper"
+				kind, proto, name = fleet.KindTranscription, fleet.ProtocolWhisper, "whisper"
 			case sim.FlavorOpenAI:
-				kind, proto, name = state.KindEmbeddings, state.ProtocolOpenAI, "embed"
+				kind, proto, name = fleet.KindEmbeddings, fleet.ProtocolOpenAI, "embed"
 			}
 			ncfg.Services = append(ncfg.Services, nodeagent.ServiceConfig{Name: name, Kind: kind, Endpoint: s.URL(), Protocol: proto})
 		}
@@ -151,7 +152,7 @@ func runDev(args []string) error {
 	ecfg := edge.Config{Listen: dc.Listen, ID: "dev-edge", LogLevel: dc.LogLevel}
 	ecfg.Redis.URL = dc.RedisURL
 	if dc.Key != "" {
-		ecfg.Keys = []edge.KeyConfig{{ID: "dev", Secret: dc.Key, Scope: state.ScopeOperator}}
+		ecfg.Keys = []edge.KeyConfig{{ID: "dev", Secret: dc.Key, Scope: fleet.ScopeOperator}}
 	}
 	if err := ecfg.Provision(); err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/geniehive/geniehive/edge"
 	"github.com/geniehive/geniehive/edge/clusterapi"
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/cli"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/routing"
@@ -135,7 +136,7 @@ func (k keyFlag) String() string { return "" }
 func (k keyFlag) Set(v string) error {
 	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {
-			k.cfg.Keys = append(k.cfg.Keys, edge.KeyConfig{ID: fmt.Sprintf("flag-%d", len(k.cfg.Keys)), Secret: s, Scope: state.ScopeOperator})
+			k.cfg.Keys = append(k.cfg.Keys, edge.KeyConfig{ID: fmt.Sprintf("flag-%d", len(k.cfg.Keys)), Secret: s, Scope: fleet.ScopeOperator})
 		}
 	}
 	return nil
@@ -223,7 +224,7 @@ func serveEdge(ctx context.Context, cfg edge.Config, ov sectionOverrides, store 
 		Snapshot:  watcher.Current,
 		Router:    router,
 		Authorize: srv.Authorize,
-		Resolve: func(ctx context.Context, _ *state.Snapshot, in *policies.Input, out *policies.Decision) error {
+		Resolve: func(ctx context.Context, _ *fleet.Snapshot, in *policies.Input, out *policies.Decision) error {
 			return srv.Engine().Eval(ctx, in, out)
 		},
 		Health: func() clusterapi.EdgeHealth {

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/cli"
 	"github.com/geniehive/geniehive/loadtest"
 	"github.com/geniehive/geniehive/loadtest/sim"
@@ -366,7 +367,7 @@ func registerSim(ctx context.Context, redisURL, prefix string, upURL string, mod
 		return nil, "", err
 	}
 	st := state.New(c, prefix)
-	reg, err := loadtest.RegisterUpstream(ctx, st, "loadtest-sim", upURL, model, state.Kind(kind), services)
+	reg, err := loadtest.RegisterUpstream(ctx, st, "loadtest-sim", upURL, model, fleet.Kind(kind), services)
 	if err != nil {
 		c.Close()
 		return nil, "", fmt.Errorf("registering the simulated upstream: %w", err)

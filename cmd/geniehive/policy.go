@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/cli"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/state"
@@ -183,7 +184,7 @@ func policyPush(ctx context.Context, w io.Writer, dir string, f *policyFlags) er
 		return err
 	}
 	defer closeFn()
-	if err := st.PutPolicyBundle(ctx, &state.PolicyBundle{Version: b.Version, Files: b.Files, PushedAt: time.Now().UTC()}); err != nil {
+	if err := st.PutPolicyBundle(ctx, &fleet.PolicyBundle{Version: b.Version, Files: b.Files, PushedAt: time.Now().UTC()}); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "pushed %s: %d file(s), %d test(s) passed, version %s\n", dir, len(b.Files), len(rs), b.Version)
@@ -265,7 +266,7 @@ func policyEval(ctx context.Context, w io.Writer, f *policyFlags) error {
 		in.ModelKey = policies.NormalizeModel(in.Model)
 	}
 	if in.Operation == "" {
-		in.Operation = state.KindChat
+		in.Operation = fleet.KindChat
 	}
 
 	var data *policies.Data

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/geniehive/geniehive/edge"
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/cli"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/state"
@@ -112,7 +113,7 @@ func reloadPolicies(ctx context.Context, srv *edge.Server, w *state.Watcher, h *
 		applied = pb.Version
 	}
 	for {
-		var snap *state.Snapshot
+		var snap *fleet.Snapshot
 		select {
 		case <-ctx.Done():
 			return

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/state"
@@ -56,10 +57,10 @@ func TestPolicyPushAndStatus(t *testing.T) {
 		t.Fatal("stored bundle replaced by a failing one")
 	}
 
-	if err := st.PutEdge(ctx, state.EdgeInfo{ID: "edge-1", Addr: "10.0.0.1:8080", PolicyEngine: "rego", PolicyVersion: b.Version}, time.Minute); err != nil {
+	if err := st.PutEdge(ctx, fleet.EdgeInfo{ID: "edge-1", Addr: "10.0.0.1:8080", PolicyEngine: "rego", PolicyVersion: b.Version}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.PutEdge(ctx, state.EdgeInfo{ID: "edge-2", Addr: "10.0.0.2:8080", PolicyEngine: "go", PolicyVersion: "builtin-go-v1", PolicyError: "bundle refused"}, time.Minute); err != nil {
+	if err := st.PutEdge(ctx, fleet.EdgeInfo{ID: "edge-2", Addr: "10.0.0.2:8080", PolicyEngine: "go", PolicyVersion: "builtin-go-v1", PolicyError: "bundle refused"}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	out.Reset()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/geniehive/geniehive/edge"
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/loadtest/sim"
 	"github.com/geniehive/geniehive/policies"
@@ -34,9 +35,9 @@ func TestPushedBundleReachesEveryReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer up.Close()
-	ns := &state.NodeState{Host: state.Host{ID: "gpu1"}, Services: []state.Service{{
-		ID: "gpu1/chat", HostID: "gpu1", Name: "chat", Kind: state.KindChat, Protocol: state.ProtocolOpenAI,
-		Endpoint: up.URL(), Healthy: true, Assets: []state.Asset{{Name: "llama3.1:8b", Family: "llama", Loaded: true}},
+	ns := &fleet.NodeState{Host: fleet.Host{ID: "gpu1"}, Services: []fleet.Service{{
+		ID: "gpu1/chat", HostID: "gpu1", Name: "chat", Kind: fleet.KindChat, Protocol: fleet.ProtocolOpenAI,
+		Endpoint: up.URL(), Healthy: true, Assets: []fleet.Asset{{Name: "llama3.1:8b", Family: "llama", Loaded: true}},
 	}}}
 	if err := st.WriteHeartbeat(ctx, ns, time.Minute); err != nil {
 		t.Fatal(err)
@@ -111,7 +112,7 @@ func TestPushedBundleReachesEveryReplica(t *testing.T) {
 	files["v2.rego"] = "package geniehive.v2\n\nmarker := true\n"
 	v2 := policies.NewBundle(files).Version
 	pushed := time.Now()
-	if err := st.PutPolicyBundle(ctx, &state.PolicyBundle{Version: v2, Files: files, PushedAt: pushed}); err != nil {
+	if err := st.PutPolicyBundle(ctx, &fleet.PolicyBundle{Version: v2, Files: files, PushedAt: pushed}); err != nil {
 		t.Fatal(err)
 	}
 	var switched [2]time.Duration
@@ -132,7 +133,7 @@ func TestPushedBundleReachesEveryReplica(t *testing.T) {
 
 	broken := policies.ShippedFiles()
 	broken["broken.rego"] = "package geniehive\n\ndecision := {\n"
-	if err := st.PutPolicyBundle(ctx, &state.PolicyBundle{Version: "broken-1", Files: broken, PushedAt: time.Now()}); err != nil {
+	if err := st.PutPolicyBundle(ctx, &fleet.PolicyBundle{Version: "broken-1", Files: broken, PushedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range addrs {

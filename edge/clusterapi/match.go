@@ -7,9 +7,9 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/routing"
-	"github.com/geniehive/geniehive/state"
 )
 
 // MatchRequest is the body of POST /v1/cluster/routes/match. Give one of
@@ -24,7 +24,7 @@ type MatchRequest struct {
 	// It also feeds the text-overlap signal.
 	Task string `json:"task,omitempty"`
 	// Operation defaults to chat (or the role's own operation).
-	Operation state.Kind `json:"operation,omitempty"`
+	Operation fleet.Kind `json:"operation,omitempty"`
 	// Prompt optionally feeds the text-overlap signal like a request's
 	// first message would. Not logged.
 	Prompt string `json:"prompt,omitempty"`
@@ -33,7 +33,7 @@ type MatchRequest struct {
 type targetView struct {
 	Kind      string     `json:"kind"`
 	Name      string     `json:"name"`
-	Operation state.Kind `json:"operation"`
+	Operation fleet.Kind `json:"operation"`
 	Role      string     `json:"role,omitempty"`
 	Group     int        `json:"group"`
 	Strategy  string     `json:"strategy,omitempty"`
@@ -43,7 +43,7 @@ type targetView struct {
 type MatchResponse struct {
 	Query      MatchRequest         `json:"query"`
 	ResolvedAs string               `json:"resolved_as"`
-	Operation  state.Kind           `json:"operation"`
+	Operation  fleet.Kind           `json:"operation"`
 	Targets    []targetView         `json:"targets"`
 	Tried      []string             `json:"tried,omitempty"`
 	Deny       *policies.Denial     `json:"deny,omitempty"`
@@ -80,7 +80,7 @@ func (a *API) match(ctx *fasthttp.RequestCtx) {
 // the policy's targets and the candidate order, without signal detail.
 func (a *API) resolve(ctx *fasthttp.RequestCtx) {
 	args := ctx.QueryArgs()
-	q := MatchRequest{Model: string(args.Peek("model")), Operation: state.Kind(args.Peek("operation"))}
+	q := MatchRequest{Model: string(args.Peek("model")), Operation: fleet.Kind(args.Peek("operation"))}
 	if q.Model == "" {
 		writeError(ctx, fasthttp.StatusBadRequest, "invalid_request_error", "missing_field", "model", "routes/resolve needs ?model=")
 		return
@@ -129,7 +129,7 @@ func (a *API) explain(ctx *fasthttp.RequestCtx, q MatchRequest, allowTask bool) 
 		}
 	}
 	if op == "" {
-		op = state.KindChat
+		op = fleet.KindChat
 	}
 	resp.Operation = op
 	var d policies.Decision
@@ -163,7 +163,7 @@ func (a *API) explain(ctx *fasthttp.RequestCtx, q MatchRequest, allowTask bool) 
 
 // allAssets is a one-group decision over every live asset offered by a
 // service of kind op, sorted by name.
-func allAssets(snap *state.Snapshot, op state.Kind) []policies.Target {
+func allAssets(snap *fleet.Snapshot, op fleet.Kind) []policies.Target {
 	var names []string
 	for name, svcs := range snap.AssetServices {
 		for _, s := range svcs {
@@ -183,12 +183,12 @@ func allAssets(snap *state.Snapshot, op state.Kind) []policies.Target {
 
 // bestRole is the role whose name, aliases, description, workloads and
 // candidates share the most words with task (nil when none shares any).
-func bestRole(cat *state.Catalog, task string) *state.Role {
+func bestRole(cat *fleet.Catalog, task string) *fleet.Role {
 	words := wordSet(task)
 	if len(words) == 0 {
 		return nil
 	}
-	var best *state.Role
+	var best *fleet.Role
 	bestN := 0
 	for i := range cat.Roles {
 		r := &cat.Roles[i]

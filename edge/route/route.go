@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/state"
 )
@@ -22,7 +23,7 @@ import (
 // RequestFacts is what the edge extracted from a request before routing.
 type RequestFacts struct {
 	// Operation is the kind the route implies (chat, embeddings, ...).
-	Operation state.Kind
+	Operation fleet.Kind
 	// Model is the requested model or role exactly as sent.
 	Model  string
 	Stream bool
@@ -45,7 +46,7 @@ const TextBytes = 256
 // Candidate is one concrete place to send the request.
 type Candidate struct {
 	// Service is the snapshot entry picked (read-only, shared).
-	Service *state.ServiceEntry
+	Service *fleet.ServiceEntry
 	// Asset is the upstream model name to put in the body.
 	Asset string
 	// Target is the decision target this candidate serves (carries the body
@@ -81,7 +82,7 @@ type Plan struct {
 // all are at their concurrency limit (429 with Retry-After). Any other error
 // (Redis down for round_robin/least_loaded, ...) is answered 503 as well.
 type Router interface {
-	Plan(ctx context.Context, snap *state.Snapshot, dec *policies.Decision, req *RequestFacts) (Plan, error)
+	Plan(ctx context.Context, snap *fleet.Snapshot, dec *policies.Decision, req *RequestFacts) (Plan, error)
 }
 
 // Feedback is optionally implemented by a Router that wants to learn the

@@ -40,7 +40,7 @@ const (
 	FlavorVLLM     Flavor = "vllm"     // vLLM: /metrics with vllm:* names
 )
 
-// Model kinds (the same strings as state.Kind).
+// Model kinds (the same strings as fleet.Kind).
 const (
 	KindChat          = "chat"
 	KindEmbeddings    = "embeddings"

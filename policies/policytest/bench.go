@@ -7,17 +7,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
-	"github.com/geniehive/geniehive/state"
 )
 
 // BenchInputs are the requests the benchmarks cycle through: a role with a
 // fallback (the common case), a direct asset, and an unknown model.
 func BenchInputs() []*policies.Input {
 	return []*policies.Input{
-		in(state.KindChat, "coder"),
-		in(state.KindChat, "qwen3:8b"),
-		in(state.KindChat, "gpt-4o"),
+		in(fleet.KindChat, "coder"),
+		in(fleet.KindChat, "qwen3:8b"),
+		in(fleet.KindChat, "gpt-4o"),
 	}
 }
 

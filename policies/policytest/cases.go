@@ -3,8 +3,8 @@ package policytest
 import (
 	"sync"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
-	"github.com/geniehive/geniehive/state"
 )
 
 // Case is one row of the decision table.
@@ -31,13 +31,13 @@ func FleetData() *policies.Data {
 }
 
 // in builds a request as the edge would (ModelKey normalised).
-func in(op state.Kind, model string) *policies.Input {
+func in(op fleet.Kind, model string) *policies.Input {
 	return &policies.Input{SchemaVersion: policies.SchemaVersion, Operation: op, Model: model, ModelKey: policies.NormalizeModel(model)}
 }
 
 func with(i *policies.Input, f func(*policies.Input)) *policies.Input { f(i); return i }
 
-func asset(name string, op state.Kind, role string, group int, p *policies.Patch) policies.Target {
+func asset(name string, op fleet.Kind, role string, group int, p *policies.Patch) policies.Target {
 	return policies.Target{Kind: policies.TargetAsset, Name: name, Operation: op, Role: role, Group: group, Patch: p}
 }
 
@@ -61,13 +61,13 @@ type obj = map[string]any
 // must produce exactly these decisions.
 func Cases() []Case {
 	d := FleetData()
-	const chat, emb = state.KindChat, state.KindEmbeddings
+	const chat, emb = fleet.KindChat, fleet.KindEmbeddings
 	coderDefaults := obj{"temperature": 0.2, "options": obj{"num_ctx": 8192}}
-	coderPrompt := &state.SystemPrompt{Mode: state.PromptPrepend, Text: "You write code."}
+	coderPrompt := &fleet.SystemPrompt{Mode: fleet.PromptPrepend, Text: "You write code."}
 	l70Patch := &policies.Patch{
 		Defaults:     obj{"options": obj{"num_ctx": 4096, "top_p": 0.9}},
 		Overrides:    obj{"options": obj{"top_k": 40}, "stop": []any{"</s>"}},
-		SystemPrompt: &state.SystemPrompt{Mode: state.PromptAppend, Text: "Be brief."},
+		SystemPrompt: &fleet.SystemPrompt{Mode: fleet.PromptAppend, Text: "Be brief."},
 	}
 	coderTargets := func(group int) []policies.Target {
 		ts := []policies.Target{
@@ -158,8 +158,8 @@ func Cases() []Case {
 		{
 			Name:  "transcription asset",
 			Data:  d,
-			Input: in(state.KindTranscription, "whisper-large-v3"),
-			Want:  dec([]policies.Target{asset("whisper-large-v3", state.KindTranscription, "", 0, nil)}),
+			Input: in(fleet.KindTranscription, "whisper-large-v3"),
+			Want:  dec([]policies.Target{asset("whisper-large-v3", fleet.KindTranscription, "", 0, nil)}),
 		},
 		{
 			Name:  "role with candidates, defaults and prompt, falls back to families",
@@ -177,7 +177,7 @@ func Cases() []Case {
 			Name: "role scope allows the alias of a permitted role",
 			Data: d,
 			Input: with(in(chat, "chatbot"), func(i *policies.Input) {
-				i.Key = policies.Key{ID: "k1", Scope: state.ScopeClient, Roles: []string{"General"}}
+				i.Key = policies.Key{ID: "k1", Scope: fleet.ScopeClient, Roles: []string{"General"}}
 			}),
 			Want: dec(append(generalTargets(0), coderTargets(1)...), append(coderTried, cutGeneral)...),
 		},
@@ -234,14 +234,14 @@ func Cases() []Case {
 			Want: dec([]policies.Target{asset("llama3.1:70b", chat, "summarizer", 0, &policies.Patch{
 				Defaults:     obj{"options": obj{"num_ctx": 4096, "top_p": 0.9}},
 				Overrides:    obj{"temperature": 0, "options": obj{"top_k": 10}, "stop": []any{"</s>"}},
-				SystemPrompt: &state.SystemPrompt{Mode: state.PromptReplace, Text: "Summarize."},
+				SystemPrompt: &fleet.SystemPrompt{Mode: fleet.PromptReplace, Text: "Summarize."},
 			})}),
 		},
 		{
 			Name: "key scoped to other roles",
 			Data: d,
 			Input: with(in(chat, "coder"), func(i *policies.Input) {
-				i.Key = policies.Key{ID: "k1", Scope: state.ScopeClient, Roles: []string{"chatbot"}}
+				i.Key = policies.Key{ID: "k1", Scope: fleet.ScopeClient, Roles: []string{"chatbot"}}
 			}),
 			Want: denied(403, "role_not_allowed", "key k1 may not use role coder", append(coderTried, cutCoder)...),
 		},
