@@ -19,7 +19,7 @@ import (
 	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/loadtest/sim"
-	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 )
 
 func do(t *testing.T, method, url, key string, body []byte, hdr map[string]string) (*http.Response, string) {
@@ -338,7 +338,7 @@ func TestSaturatedIs429(t *testing.T) {
 		t.Fatalf("saturated: %d %v %s", r.StatusCode, r.Header, b)
 	}
 	_ = errors.New
-	_ = policies.SchemaVersion
+	_ = policy.SchemaVersion
 }
 
 func TestFailoverDeadToLive(t *testing.T) {

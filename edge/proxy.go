@@ -16,6 +16,7 @@ import (
 	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -28,8 +29,8 @@ type exchange struct {
 	op       fleet.Kind
 	key      *fleet.APIKey
 	facts    reqFacts
-	in       policies.Input
-	dec      policies.Decision
+	in       policy.Input
+	dec      policy.Decision
 	rf       route.RequestFacts
 	model    string
 	mLabel   string
@@ -166,7 +167,7 @@ func (x *exchange) finish() {
 	x.key = nil
 	x.cand = nil
 	x.plan = route.Plan{}
-	x.in = policies.Input{}
+	x.in = policy.Input{}
 	exchangePool.Put(x)
 }
 
@@ -267,7 +268,7 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, rt, upP
 
 	snap := s.watcher.Current()
 	in := &x.in
-	in.SchemaVersion = policies.SchemaVersion
+	in.SchemaVersion = policy.SchemaVersion
 	in.Operation = op
 	in.Model = x.model
 	in.ModelKey = policies.NormalizeModel(x.model)
@@ -281,7 +282,7 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, rt, upP
 	}
 	in.BodyBytes = len(body)
 	if key != nil {
-		in.Key = policies.Key{ID: key.ID, Scope: key.Scope, Roles: key.Roles}
+		in.Key = policy.Key{ID: key.ID, Scope: key.Scope, Roles: key.Roles}
 	}
 	if err := s.Engine().Eval(ctx, in, &x.dec); err != nil {
 		s.log.Error("policy evaluation failed", "err", err, "engine", s.Engine().Name())
@@ -521,7 +522,7 @@ func completionTokens(b []byte) int {
 // rewrite returns the body to send to candidate c: the client's body when
 // nothing changes, else a rewritten copy in buf.
 func (s *Server) rewrite(bb *bbuf, body []byte, x *exchange, c *route.Candidate, mp *multipartInfo) ([]byte, error) {
-	var patch *policies.Patch
+	var patch *policy.Patch
 	if c.Target != nil {
 		patch = c.Target.Patch
 	}

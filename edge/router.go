@@ -6,7 +6,7 @@ import (
 
 	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/fleet"
-	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // simpleRouter is the built-in Router used when no routing strategy is
@@ -15,14 +15,14 @@ import (
 // real thing.
 type simpleRouter struct{}
 
-func (simpleRouter) Plan(_ context.Context, snap *fleet.Snapshot, dec *policies.Decision, req *route.RequestFacts) (route.Plan, error) {
+func (simpleRouter) Plan(_ context.Context, snap *fleet.Snapshot, dec *policy.Decision, req *route.RequestFacts) (route.Plan, error) {
 	var p route.Plan
 	p.Strategy = "first"
 	seen := map[string]bool{}
 	for i := range dec.Targets {
 		t := &dec.Targets[i]
 		switch t.Kind {
-		case policies.TargetService:
+		case policy.TargetService:
 			se := snap.ByID[t.Name]
 			if se == nil || se.Kind != t.Operation || !se.Routable(req.Now) || seen[se.ID] {
 				p.Tried = append(p.Tried, "service "+t.Name+": not routable")

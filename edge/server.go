@@ -1,7 +1,7 @@
 // Package edge is GenieHive's data plane: the stateless fasthttp server
 // OpenAI clients talk to. It authenticates, reads the registry from the
 // local snapshot (state.Watcher), asks the policy engine what to do
-// (policies.Engine), asks the router where (route.Router), rewrites the body
+// (policy.Engine), asks the router where (route.Router), rewrites the body
 // and proxies it with failover before the first byte, relaying SSE event by
 // event. It serves /v1/models with GenieHive metadata, /metrics, and mounts
 // the cluster API (edge/clusterapi) under /v1/cluster/.
@@ -30,6 +30,7 @@ import (
 	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -53,7 +54,7 @@ type Deps struct {
 	// every routable service in snapshot order.
 	Router route.Router
 	// Engine decides targets. When nil, policies.NewGo().
-	Engine policies.Engine
+	Engine policy.Engine
 	// Cluster serves /v1/cluster/*; nil answers 404 there.
 	Cluster ClusterHandler
 	Logger  *slog.Logger
@@ -95,7 +96,7 @@ type Server struct {
 	addr         atomic.Value // string
 }
 
-type engineBox struct{ e policies.Engine }
+type engineBox struct{ e policy.Engine }
 
 type clusterBox struct{ h ClusterHandler }
 
@@ -178,7 +179,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 // SetEngine swaps the policy engine (hot reload) and hands it the current
 // data. The previous engine is returned so the caller may Close it once
 // in-flight evaluations are done.
-func (s *Server) SetEngine(ctx context.Context, e policies.Engine) (policies.Engine, error) {
+func (s *Server) SetEngine(ctx context.Context, e policy.Engine) (policy.Engine, error) {
 	if err := e.SetData(ctx, policies.BuildData(s.watcher.Current())); err != nil {
 		return nil, err
 	}
@@ -229,7 +230,7 @@ func (s *Server) PolicyError() string {
 }
 
 // Engine returns the current policy engine.
-func (s *Server) Engine() policies.Engine { return s.engine.Load().e }
+func (s *Server) Engine() policy.Engine { return s.engine.Load().e }
 
 // Watcher returns the snapshot source.
 func (s *Server) Watcher() *state.Watcher { return s.watcher }

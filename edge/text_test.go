@@ -9,7 +9,7 @@ import (
 
 	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/fleet"
-	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // recRouter records the RequestFacts the edge hands the router.
@@ -19,7 +19,7 @@ type recRouter struct {
 	facts []route.RequestFacts
 }
 
-func (r *recRouter) Plan(ctx context.Context, snap *fleet.Snapshot, dec *policies.Decision, req *route.RequestFacts) (route.Plan, error) {
+func (r *recRouter) Plan(ctx context.Context, snap *fleet.Snapshot, dec *policy.Decision, req *route.RequestFacts) (route.Plan, error) {
 	r.mu.Lock()
 	r.facts = append(r.facts, *req)
 	r.mu.Unlock()

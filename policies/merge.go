@@ -1,6 +1,9 @@
 package policies
 
-import "github.com/geniehive/geniehive/fleet"
+import (
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/policy"
+)
 
 // DeepMerge returns base with over merged on top: objects merge key by key
 // (recursively), anything else in over replaces what base holds. Neither
@@ -83,7 +86,7 @@ const (
 )
 
 // thinkingMode applies the thinking rules for a target of operation op.
-func thinkingMode(m *mergedPolicy, a AssetData, op fleet.Kind) int {
+func thinkingMode(m *mergedPolicy, a policy.AssetData, op fleet.Kind) int {
 	if op != fleet.KindChat {
 		return thinkKeep
 	}
@@ -100,8 +103,8 @@ func thinkingMode(m *mergedPolicy, a AssetData, op fleet.Kind) int {
 }
 
 // patch returns the target patch for a policy, nil when it changes nothing.
-func (m *mergedPolicy) patch(disableThinking bool) *Patch {
-	p := &Patch{
+func (m *mergedPolicy) patch(disableThinking bool) *policy.Patch {
+	p := &policy.Patch{
 		Defaults:        m.defaults,
 		Overrides:       m.overrides,
 		SystemPrompt:    m.prompt,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/jsonw"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // Upstream dialects ApplyPatch writes.
@@ -42,7 +43,7 @@ var ErrNotObject = errors.New("policies: request body is not a JSON object")
 // # Errors
 // ErrNotObject for a body that is not a valid JSON object; an unknown
 // dialect.
-func ApplyPatch(body []byte, p *Patch, dialect string, upstreamModel string) ([]byte, error) {
+func ApplyPatch(body []byte, p *policy.Patch, dialect string, upstreamModel string) ([]byte, error) {
 	switch dialect {
 	case "", DialectOpenAI, DialectOllama:
 	default:
@@ -198,7 +199,7 @@ func skipValue(b []byte, i int) int {
 	}
 }
 
-func applySlow(body []byte, p *Patch, dialect, upstreamModel string) ([]byte, error) {
+func applySlow(body []byte, p *policy.Patch, dialect, upstreamModel string) ([]byte, error) {
 	if !json.Valid(body) || firstByte(body) != '{' {
 		return nil, ErrNotObject
 	}

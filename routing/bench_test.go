@@ -11,13 +11,13 @@ import (
 	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
-	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
 )
 
 // benchSnap: a role with 3 candidate assets on 4 services each, plus a
 // fallback role, with stats, bench results and VRAM figures filled in.
-func benchSnap() (*fleet.Snapshot, *policies.Decision) {
+func benchSnap() (*fleet.Snapshot, *policy.Decision) {
 	cat := &fleet.Catalog{Roles: []fleet.Role{
 		{Name: "coder", Description: "writes code", PreferredFamilies: []string{"qwen3"}, Workloads: []string{"chat.short_reasoning"}},
 	}}
@@ -32,7 +32,7 @@ func benchSnap() (*fleet.Snapshot, *policies.Decision) {
 	snap := snapOf(cat, svcs...)
 	snap.Bench["qwen3-coder:30b"] = []fleet.BenchSummary{{Model: "qwen3-coder:30b", Workload: "chat.short_reasoning", Samples: 20, Quality: 0.8}}
 	d := directTargets("", fleet.KindChat, "qwen3-coder:30b", "qwen3:8b")
-	d.Targets = append(d.Targets, policies.Target{Kind: policies.TargetAsset, Name: "llama3.1:8b", Operation: fleet.KindChat, Group: 1})
+	d.Targets = append(d.Targets, policy.Target{Kind: policy.TargetAsset, Name: "llama3.1:8b", Operation: fleet.KindChat, Group: 1})
 	for i := range d.Targets {
 		d.Targets[i].Role = "coder"
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -61,7 +62,7 @@ type edgeInst struct {
 	inf    *state.Inflight
 	r      *Router
 	rt     *roundTrips // on the router's client only
-	engine policies.Engine
+	engine policy.Engine
 	data   uint64 // snapshot version the engine's data was built from
 	mu     sync.Mutex
 }
@@ -143,7 +144,7 @@ func (f *fixture) settle(t *testing.T, cond func(*fleet.Snapshot) bool) {
 }
 
 // decide runs the reference policy on the edge's current snapshot.
-func (e *edgeInst) decide(t testing.TB, model string) (*fleet.Snapshot, *policies.Decision) {
+func (e *edgeInst) decide(t testing.TB, model string) (*fleet.Snapshot, *policy.Decision) {
 	snap := e.w.Current()
 	e.mu.Lock()
 	if e.data != snap.Version {
@@ -153,8 +154,8 @@ func (e *edgeInst) decide(t testing.TB, model string) (*fleet.Snapshot, *policie
 		e.data = snap.Version
 	}
 	e.mu.Unlock()
-	var d policies.Decision
-	in := policies.Input{SchemaVersion: 1, Operation: fleet.KindChat, Model: model, ModelKey: policies.NormalizeModel(model)}
+	var d policy.Decision
+	in := policy.Input{SchemaVersion: 1, Operation: fleet.KindChat, Model: model, ModelKey: policies.NormalizeModel(model)}
 	if err := e.engine.Eval(context.Background(), &in, &d); err != nil {
 		t.Fatal(err)
 	}

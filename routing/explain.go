@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/geniehive/geniehive/fleet"
-	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // Explanation is a dry run of Route: every candidate with each signal's
@@ -58,7 +58,7 @@ type SkippedService struct {
 }
 
 // Explain runs the strategy as a dry run.
-func (r *Router) Explain(ctx context.Context, snap *fleet.Snapshot, dec *policies.Decision, f *Facts) *Explanation {
+func (r *Router) Explain(ctx context.Context, snap *fleet.Snapshot, dec *policy.Decision, f *Facts) *Explanation {
 	w := new(work)
 	now := f.Now
 	if now.IsZero() {
@@ -127,7 +127,7 @@ func (r *Router) Explain(ctx context.Context, snap *fleet.Snapshot, dec *policie
 		t := &dec.Targets[ti]
 		op := targetOp(t, f)
 		var list []*fleet.ServiceEntry
-		if t.Kind == policies.TargetService {
+		if t.Kind == policy.TargetService {
 			if svc, ok := snap.ByID[t.Name]; ok {
 				list = []*fleet.ServiceEntry{svc}
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 )
 
 var farFuture = time.Now().Add(time.Hour)
@@ -49,14 +50,14 @@ func snapOf(cat *fleet.Catalog, svcs ...*fleet.ServiceEntry) *fleet.Snapshot {
 }
 
 // resolve runs the reference policy engine.
-func resolve(t testing.TB, snap *fleet.Snapshot, model string, op fleet.Kind) *policies.Decision {
+func resolve(t testing.TB, snap *fleet.Snapshot, model string, op fleet.Kind) *policy.Decision {
 	t.Helper()
 	e := policies.NewGo()
 	if err := e.SetData(context.Background(), policies.BuildData(snap)); err != nil {
 		t.Fatal(err)
 	}
-	var d policies.Decision
-	in := policies.Input{SchemaVersion: policies.SchemaVersion, Operation: op, Model: model, ModelKey: policies.NormalizeModel(model)}
+	var d policy.Decision
+	in := policy.Input{SchemaVersion: policy.SchemaVersion, Operation: op, Model: model, ModelKey: policies.NormalizeModel(model)}
 	if err := e.Eval(context.Background(), &in, &d); err != nil {
 		t.Fatal(err)
 	}
@@ -82,10 +83,10 @@ func ids(p route.Plan) []string {
 }
 
 // directTargets is a one-group decision over assets, in order.
-func directTargets(strategy string, op fleet.Kind, names ...string) *policies.Decision {
-	d := &policies.Decision{}
+func directTargets(strategy string, op fleet.Kind, names ...string) *policy.Decision {
+	d := &policy.Decision{}
 	for _, n := range names {
-		d.Targets = append(d.Targets, policies.Target{Kind: policies.TargetAsset, Name: n, Operation: op, Strategy: strategy})
+		d.Targets = append(d.Targets, policy.Target{Kind: policy.TargetAsset, Name: n, Operation: op, Strategy: strategy})
 	}
 	return d
 }

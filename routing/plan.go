@@ -8,12 +8,12 @@ import (
 	"time"
 
 	"github.com/geniehive/geniehive/fleet"
-	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
 )
 
 // targetOp is the operation a target routes to.
-func targetOp(t *policies.Target, f *Facts) fleet.Kind {
+func targetOp(t *policy.Target, f *Facts) fleet.Kind {
 	if t.Operation != "" {
 		return t.Operation
 	}
@@ -50,7 +50,7 @@ func latencyOf(svc *fleet.ServiceEntry) float64 {
 
 // collect fills w.cands with every routable (service, asset) of every
 // target, scored, and returns how many are saturated (by the local estimate).
-func (r *Router) collect(w *work, snap *fleet.Snapshot, dec *policies.Decision, f *Facts, now time.Time) int {
+func (r *Router) collect(w *work, snap *fleet.Snapshot, dec *policy.Decision, f *Facts, now time.Time) int {
 	w.cands = w.cands[:0]
 	w.order = w.order[:0]
 	w.leased = state.Lease{}
@@ -95,7 +95,7 @@ func (r *Router) collect(w *work, snap *fleet.Snapshot, dec *policies.Decision, 
 		op := targetOp(t, f)
 		var list []*fleet.ServiceEntry
 		var one [1]*fleet.ServiceEntry
-		if t.Kind == policies.TargetService {
+		if t.Kind == policy.TargetService {
 			if svc, ok := snap.ByID[t.Name]; ok {
 				one[0] = svc
 				list = one[:]
@@ -116,7 +116,7 @@ func (r *Router) collect(w *work, snap *fleet.Snapshot, dec *policies.Decision, 
 				localIn = l.inflight.Load()
 			}
 			var asset *fleet.Asset
-			if t.Kind == policies.TargetService {
+			if t.Kind == policy.TargetService {
 				asset = serviceAsset(svc)
 			} else {
 				asset, _ = svc.Asset(t.Name)
@@ -188,7 +188,7 @@ func sortIdx(idx []int, cands []cand, lessFn func(a, b *cand) bool) {
 	}
 }
 
-func (r *Router) strategyOf(t *policies.Target) string {
+func (r *Router) strategyOf(t *policy.Target) string {
 	if t.Strategy != "" && ValidStrategy(t.Strategy) {
 		return t.Strategy
 	}
@@ -198,7 +198,7 @@ func (r *Router) strategyOf(t *policies.Target) string {
 // rrKey names the round-robin counter of a group: a hash of its set of
 // targets (order-independent), so every replica and every request that
 // resolves to the same set shares one rotation.
-func rrKey(dec *policies.Decision, group int) string {
+func rrKey(dec *policy.Decision, group int) string {
 	var sum uint64
 	for i := range dec.Targets {
 		t := &dec.Targets[i]
@@ -225,7 +225,7 @@ func rrKey(dec *policies.Decision, group int) string {
 // group by score, then later groups by score. Saturated candidates are left
 // out. dry makes round_robin peek and least_loaded read counts without
 // taking a lease. It returns the strategy applied.
-func (r *Router) order(ctx context.Context, w *work, dec *policies.Decision, dry bool) (string, error) {
+func (r *Router) order(ctx context.Context, w *work, dec *policy.Decision, dry bool) (string, error) {
 	idx := w.order[:0]
 	for i := range w.cands {
 		idx = append(idx, i)
@@ -297,7 +297,7 @@ func byID(a, b *cand) bool {
 	return assetName(a.asset) < assetName(b.asset)
 }
 
-func (r *Router) roundRobin(ctx context.Context, w *work, dec *policies.Decision, g int, grp []int, dry bool) error {
+func (r *Router) roundRobin(ctx context.Context, w *work, dec *policy.Decision, g int, grp []int, dry bool) error {
 	ids := w.queue[:0] // reuse as an index list
 	for k, i := range grp {
 		if !w.cands[i].saturated {
@@ -438,7 +438,7 @@ func (r *Router) leastLoaded(ctx context.Context, w *work, grp []int, dry bool) 
 
 // tried describes, for an error message, every target and why each of its
 // services was not used. Built on the failure path only.
-func (r *Router) tried(snap *fleet.Snapshot, dec *policies.Decision, f *Facts, now time.Time) []string {
+func (r *Router) tried(snap *fleet.Snapshot, dec *policy.Decision, f *Facts, now time.Time) []string {
 	out := append([]string(nil), dec.Tried...)
 	for ti := range dec.Targets {
 		t := &dec.Targets[ti]
@@ -454,7 +454,7 @@ func (r *Router) tried(snap *fleet.Snapshot, dec *policies.Decision, f *Facts, n
 		}
 		b.WriteString(": ")
 		var list []*fleet.ServiceEntry
-		if t.Kind == policies.TargetService {
+		if t.Kind == policy.TargetService {
 			if svc, ok := snap.ByID[t.Name]; ok {
 				list = []*fleet.ServiceEntry{svc}
 			}

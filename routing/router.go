@@ -8,7 +8,7 @@ import (
 
 	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/fleet"
-	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -87,7 +87,7 @@ func (r *Router) peekLoc(id string) *svcLocal { return (*r.local.Load())[id] }
 type cand struct {
 	svc       *fleet.ServiceEntry
 	asset     *fleet.Asset
-	target    *policies.Target
+	target    *policy.Target
 	group     int
 	pos       int // target position within its group
 	sig       Signals
@@ -124,7 +124,7 @@ type Facts struct {
 }
 
 // Plan implements route.Router.
-func (r *Router) Plan(ctx context.Context, snap *fleet.Snapshot, dec *policies.Decision, req *route.RequestFacts) (route.Plan, error) {
+func (r *Router) Plan(ctx context.Context, snap *fleet.Snapshot, dec *policy.Decision, req *route.RequestFacts) (route.Plan, error) {
 	f := Facts{Operation: req.Operation, Model: req.Model, Text: req.Text, Now: req.Now}
 	return r.Route(ctx, snap, dec, &f)
 }
@@ -134,7 +134,7 @@ func (r *Router) Plan(ctx context.Context, snap *fleet.Snapshot, dec *policies.D
 // # Errors
 // *route.NoCandidatesError, *route.SaturatedError (see route.Router), or a
 // Redis error from round_robin / least_loaded.
-func (r *Router) Route(ctx context.Context, snap *fleet.Snapshot, dec *policies.Decision, f *Facts) (route.Plan, error) {
+func (r *Router) Route(ctx context.Context, snap *fleet.Snapshot, dec *policy.Decision, f *Facts) (route.Plan, error) {
 	w := r.pool.Get().(*work)
 	defer r.pool.Put(w)
 	now := f.Now

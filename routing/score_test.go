@@ -9,7 +9,7 @@ import (
 
 	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/fleet"
-	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -22,19 +22,19 @@ func TestSignalsMoveRanking(t *testing.T) {
 	type tc struct {
 		name   string
 		sig    Signal
-		build  func() (*fleet.Snapshot, *policies.Decision, *Facts)
+		build  func() (*fleet.Snapshot, *policy.Decision, *Facts)
 		winner string // service|asset
 	}
-	twoServices := func(mod func(a, b *fleet.ServiceEntry)) func() (*fleet.Snapshot, *policies.Decision, *Facts) {
-		return func() (*fleet.Snapshot, *policies.Decision, *Facts) {
+	twoServices := func(mod func(a, b *fleet.ServiceEntry)) func() (*fleet.Snapshot, *policy.Decision, *Facts) {
+		return func() (*fleet.Snapshot, *policy.Decision, *Facts) {
 			a := svc("a", "s", fleet.KindChat, asset("m:7b", "llama"))
 			b := svc("b", "s", fleet.KindChat, asset("m:7b", "llama"))
 			mod(a, b)
 			return snapOf(nil, a, b), directTargets("", fleet.KindChat, "m:7b"), &Facts{Operation: fleet.KindChat, Model: "m"}
 		}
 	}
-	twoAssets := func(cat *fleet.Catalog, role string, x, y fleet.Asset, mod func(s *fleet.Snapshot)) func() (*fleet.Snapshot, *policies.Decision, *Facts) {
-		return func() (*fleet.Snapshot, *policies.Decision, *Facts) {
+	twoAssets := func(cat *fleet.Catalog, role string, x, y fleet.Asset, mod func(s *fleet.Snapshot)) func() (*fleet.Snapshot, *policy.Decision, *Facts) {
+		return func() (*fleet.Snapshot, *policy.Decision, *Facts) {
 			s := snapOf(cat, svc("h", "s", fleet.KindChat, x, y))
 			if mod != nil {
 				mod(s)
@@ -48,7 +48,7 @@ func TestSignalsMoveRanking(t *testing.T) {
 	}
 	cases := []tc{
 		{name: "text overlap with the prompt", sig: SigTextOverlap, winner: "h/s|coder-7b",
-			build: func() (*fleet.Snapshot, *policies.Decision, *Facts) {
+			build: func() (*fleet.Snapshot, *policy.Decision, *Facts) {
 				s, d, f := twoAssets(nil, "", asset("chat-7b", "x"), asset("coder-7b", "x", "code", "python"), nil)()
 				f.Model, f.Text = "assistant", "Write python code that parses a CSV file"
 				return s, d, f
@@ -60,7 +60,7 @@ func TestSignalsMoveRanking(t *testing.T) {
 			build: twoAssets(&fleet.Catalog{Roles: []fleet.Role{{Name: "r", PreferredFamilies: []string{"qwen3", "llama"}}}}, "r",
 				asset("l-7b", "mistral"), asset("q-7b", "qwen3"), nil)},
 		{name: "loaded beats not loaded", sig: SigLoaded, winner: "h/s|y",
-			build: func() (*fleet.Snapshot, *policies.Decision, *Facts) {
+			build: func() (*fleet.Snapshot, *policy.Decision, *Facts) {
 				y := asset("y", "f")
 				y.Loaded = true
 				return twoAssets(nil, "", asset("x", "f"), y, nil)()

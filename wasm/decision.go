@@ -7,11 +7,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/geniehive/geniehive/fleet"
-	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // A small hand parser for the decision document: it reads the guest's
-// output straight out of linear memory into a reused *policies.Decision
+// output straight out of linear memory into a reused *policy.Decision
 // (Targets and Tried keep their capacity), without reflection. Unknown
 // fields are skipped; null means zero. Free-form values (patch defaults and
 // overrides) decode like encoding/json into any (float64 numbers).
@@ -25,7 +25,7 @@ type parser struct {
 	i int
 }
 
-func (p *parser) fail() error { return errors.Join(ErrOutput, errSyntax) }
+func (p *parser) fail() error { return errors.Join(policy.ErrOutput, errSyntax) }
 
 func (p *parser) ws() {
 	for p.i < len(p.b) {
@@ -246,9 +246,9 @@ func internString(b []byte) string {
 	case "":
 		return ""
 	case "asset":
-		return policies.TargetAsset
+		return policy.TargetAsset
 	case "service":
-		return policies.TargetService
+		return policy.TargetService
 	case "chat":
 		return string(fleet.KindChat)
 	case "embeddings":
@@ -385,10 +385,10 @@ func (p *parser) anyMap() (map[string]any, error) {
 	return v.(map[string]any), nil
 }
 
-func (p *parser) decision(d *policies.Decision) error {
+func (p *parser) decision(d *policy.Decision) error {
 	targets := d.Targets[:0]
 	tried := d.Tried[:0]
-	*d = policies.Decision{}
+	*d = policy.Decision{}
 	if p.null() {
 		return nil
 	}
@@ -402,7 +402,7 @@ func (p *parser) decision(d *policies.Decision) error {
 				return nil
 			}
 			err = p.array(func() error {
-				targets = append(targets, policies.Target{})
+				targets = append(targets, policy.Target{})
 				return p.target(&targets[len(targets)-1])
 			})
 			d.Targets = targets
@@ -422,7 +422,7 @@ func (p *parser) decision(d *policies.Decision) error {
 			if p.null() {
 				return nil
 			}
-			dn := &policies.Denial{}
+			dn := &policy.Denial{}
 			d.Deny = dn
 			err = p.object(func(k []byte) error {
 				var err error
@@ -456,7 +456,7 @@ func (p *parser) decision(d *policies.Decision) error {
 	return err
 }
 
-func (p *parser) target(t *policies.Target) error {
+func (p *parser) target(t *policy.Target) error {
 	if p.null() {
 		return nil
 	}
@@ -481,7 +481,7 @@ func (p *parser) target(t *policies.Target) error {
 			if p.null() {
 				return nil
 			}
-			pt := &policies.Patch{}
+			pt := &policy.Patch{}
 			t.Patch = pt
 			err = p.object(func(k []byte) error {
 				var err error
@@ -525,7 +525,7 @@ func (p *parser) target(t *policies.Target) error {
 }
 
 // parseDecision parses a decision document.
-func parseDecision(b []byte, d *policies.Decision) error {
+func parseDecision(b []byte, d *policy.Decision) error {
 	p := parser{b: b}
 	if err := p.decision(d); err != nil {
 		return err
@@ -537,16 +537,16 @@ func parseDecision(b []byte, d *policies.Decision) error {
 }
 
 // errUndefined: the entrypoint produced no value.
-var errUndefined = errors.Join(ErrOutput, errors.New("wasm: policy decision is undefined"))
+var errUndefined = errors.Join(policy.ErrOutput, errors.New("wasm: policy decision is undefined"))
 
 // parseOPAResult parses OPA's result set `[{"result": <decision>}]`.
-func parseOPAResult(b []byte, d *policies.Decision) error {
+func parseOPAResult(b []byte, d *policy.Decision) error {
 	p := parser{b: b}
 	n := 0
 	err := p.array(func() error {
 		n++
 		if n > 1 {
-			return errors.Join(ErrOutput, errors.New("wasm: policy produced more than one decision"))
+			return errors.Join(policy.ErrOutput, errors.New("wasm: policy produced more than one decision"))
 		}
 		return p.object(func(k []byte) error {
 			if string(k) == "result" {

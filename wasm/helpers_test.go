@@ -8,6 +8,7 @@ import (
 
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // testPolicy returns the wasm tests' own Rego policy.
@@ -28,9 +29,9 @@ func testPolicy(t testing.TB) map[string]string {
 	return files
 }
 
-func testData() *policies.Data {
+func testData() *policy.Data {
 	no := false
-	return &policies.Data{
+	return &policy.Data{
 		SchemaVersion: 1,
 		Roles: map[string]fleet.Role{
 			"coder": {Name: "coder", Operation: fleet.KindChat, Candidates: []string{"qwen3:8b", "llama3.1:8b"}, Strategy: "least_loaded",
@@ -38,8 +39,8 @@ func testData() *policies.Data {
 		},
 		Aliases:  map[string]string{"coder": "coder", "dev": "coder"},
 		Models:   map[string][]string{"qwen3:8b": {"qwen3:8b"}, "llama3.1:8b": {"llama3.1:8b"}, "nomic": {"nomic-embed"}},
-		Services: map[string]policies.ServiceData{"h1/ollama": {ID: "h1/ollama", Kind: fleet.KindChat, Assets: []string{"qwen3:8b", "llama3.1:8b"}}},
-		Assets: map[string]policies.AssetData{
+		Services: map[string]policy.ServiceData{"h1/ollama": {ID: "h1/ollama", Kind: fleet.KindChat, Assets: []string{"qwen3:8b", "llama3.1:8b"}}},
+		Assets: map[string]policy.AssetData{
 			"qwen3:8b":    {Family: "qwen3", Kinds: []fleet.Kind{fleet.KindChat}, Thinking: true, Qwen3: true},
 			"llama3.1:8b": {Family: "llama", Kinds: []fleet.Kind{fleet.KindChat}},
 			"nomic-embed": {Family: "nomic", Kinds: []fleet.Kind{fleet.KindEmbeddings}},
@@ -50,16 +51,16 @@ func testData() *policies.Data {
 	}
 }
 
-func testInput(model string) *policies.Input {
-	return &policies.Input{SchemaVersion: 1, Operation: fleet.KindChat, Model: model, ModelKey: policies.NormalizeModel(model),
-		MaxTokens: 256, BodyBytes: 512, Key: policies.Key{ID: "k1", Scope: fleet.ScopeClient}}
+func testInput(model string) *policy.Input {
+	return &policy.Input{SchemaVersion: 1, Operation: fleet.KindChat, Model: model, ModelKey: policies.NormalizeModel(model),
+		MaxTokens: 256, BodyBytes: 512, Key: policy.Key{ID: "k1", Scope: fleet.ScopeClient}}
 }
 
 var bg = context.Background()
 
-type policiesDecision = policies.Decision
+type policiesDecision = policy.Decision
 
 type (
-	policiesInput = policies.Input
+	policiesInput = policy.Input
 	contextT      = context.Context
 )

@@ -10,11 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/geniehive/geniehive/policy"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
-
-	"github.com/geniehive/geniehive/policies"
 )
 
 // Options configure both engines. The zero value is usable; each field
@@ -24,7 +23,7 @@ type Options struct {
 	// evaluations). Default GOMAXPROCS*2.
 	PoolSize int
 	// EvalTimeout bounds one evaluation. A guest still running at the
-	// deadline is cut off, Eval returns ErrTimeout and the instance is
+	// deadline is cut off, Eval returns policy.ErrTimeout and the instance is
 	// discarded. Default 50ms.
 	EvalTimeout time.Duration
 	// MaxMemoryPages caps each instance's linear memory, in 64 KiB pages.
@@ -71,21 +70,6 @@ func (o Options) withDefaults(defPages uint32) Options {
 	}
 	return o
 }
-
-// Errors returned by Eval; match them with errors.Is.
-var (
-	// ErrTimeout: the evaluation ran past Options.EvalTimeout (or the
-	// caller's deadline) and was cut off.
-	ErrTimeout = errors.New("wasm: evaluation timed out")
-	// ErrClosed: the engine was closed.
-	ErrClosed = errors.New("wasm: engine closed")
-	// ErrMemory: the guest needed more memory than Options.MaxMemoryPages.
-	ErrMemory = errors.New("wasm: memory limit reached")
-	// ErrAbort: the guest aborted (opa_abort, a trap, a panic).
-	ErrAbort = errors.New("wasm: guest aborted")
-	// ErrOutput: the guest's output is not a valid decision document.
-	ErrOutput = errors.New("wasm: malformed decision")
-)
 
 // dataDoc is one version of the data document, serialised once.
 type dataDoc struct {
@@ -245,7 +229,7 @@ func (h *host) warm(ctx context.Context) error {
 // of them). The version is completed (prepare) before it is published,
 // and idle instances load it in the background (refresh); an instance
 // that is busy loads it at its next checkout.
-func (h *host) setData(ctx context.Context, d *policies.Data) error {
+func (h *host) setData(ctx context.Context, d *policy.Data) error {
 	b := []byte("{}")
 	if d != nil {
 		var err error
@@ -270,7 +254,7 @@ func (h *host) publish(ctx context.Context, b []byte) error {
 
 func (h *host) publishLocked(ctx context.Context, b []byte) error {
 	if h.closed.Load() {
-		return ErrClosed
+		return policy.ErrClosed
 	}
 	doc := &dataDoc{ver: h.dataSeq.Add(1), json: b}
 	if h.prepare != nil {
@@ -352,13 +336,18 @@ func (h *host) take(ctx context.Context) (*instance, error) {
 	select {
 	case in = <-h.pool:
 	case <-h.done:
-		return nil, ErrClosed
+		return nil, policy.ErrClosed
 	case <-ctx.Done():
+		// Every instance stayed busy until the caller's deadline: the
+		// evaluation never started.
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, &policy.Error{Code: policy.CodeBusy, Err: ctx.Err()}
+		}
 		return nil, ctx.Err()
 	}
 	if h.closed.Load() {
 		h.pool <- in
-		return nil, ErrClosed
+		return nil, policy.ErrClosed
 	}
 	if in == nil {
 		sctx, cancel := h.setupCtx(ctx)
@@ -438,7 +427,7 @@ func (h *host) arm(ctx context.Context, in *instance, d time.Duration) error {
 		if err := ctx.Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			return err
 		}
-		return ErrTimeout
+		return policy.ErrTimeout
 	}
 	ec := in.ectx
 	ec.parent = ctx
@@ -471,26 +460,26 @@ func classify(err error, fired bool) error {
 	if errors.As(err, &ee) {
 		switch ee.ExitCode() {
 		case sys.ExitCodeDeadlineExceeded:
-			return ErrTimeout
+			return policy.ErrTimeout
 		case sys.ExitCodeContextCanceled:
 			return context.Canceled
 		}
 		if fired {
-			return ErrTimeout
+			return policy.ErrTimeout
 		}
-		return errors.Join(ErrAbort, err)
+		return errors.Join(policy.ErrEval, err)
 	}
 	if fired {
-		return ErrTimeout
+		return policy.ErrTimeout
 	}
 	var ab abortError
 	if errors.As(err, &ab) {
-		return errors.Join(ErrAbort, err)
+		return errors.Join(policy.ErrEval, err)
 	}
-	if errors.Is(err, ErrMemory) {
+	if errors.Is(err, policy.ErrMemory) {
 		return err
 	}
-	return errors.Join(ErrAbort, err)
+	return errors.Join(policy.ErrEval, err)
 }
 
 type abortError struct{ msg string }
@@ -505,7 +494,7 @@ func ensure(mem api.Memory, end uint32) error {
 	}
 	pages := (end - size + 65535) / 65536
 	if _, ok := mem.Grow(pages); !ok {
-		return ErrMemory
+		return policy.ErrMemory
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/geniehive/geniehive/policy"
 )
 
 var (
@@ -138,8 +140,8 @@ func testModuleTimeout(t *testing.T, closeOnDone bool) {
 		start := time.Now()
 		var d policiesDecision
 		err := e.Eval(bg, testInput("x"), &d)
-		if !errors.Is(err, ErrTimeout) {
-			t.Fatalf("eval %d: err = %v, want ErrTimeout", i, err)
+		if !errors.Is(err, policy.ErrTimeout) {
+			t.Fatalf("eval %d: err = %v, want policy.ErrTimeout", i, err)
 		}
 		if el := time.Since(start); el > 2*time.Second {
 			t.Fatalf("cut off after %v", el)

@@ -19,7 +19,7 @@ import (
 	"github.com/geniehive/geniehive/edge/clusterapi"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/cli"
-	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/routing"
 	"github.com/geniehive/geniehive/state"
 )
@@ -224,7 +224,7 @@ func serveEdge(ctx context.Context, cfg edge.Config, ov sectionOverrides, store 
 		Snapshot:  watcher.Current,
 		Router:    router,
 		Authorize: srv.Authorize,
-		Resolve: func(ctx context.Context, _ *fleet.Snapshot, in *policies.Input, out *policies.Decision) error {
+		Resolve: func(ctx context.Context, _ *fleet.Snapshot, in *policy.Input, out *policy.Decision) error {
 			return srv.Engine().Eval(ctx, in, out)
 		},
 		Health: func() clusterapi.EdgeHealth {

@@ -10,6 +10,8 @@ import (
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/cli"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policies/opa"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
 	"github.com/geniehive/geniehive/wasm"
 )
@@ -23,19 +25,19 @@ const (
 )
 
 // policyFactory returns the Factory that builds engine name from a bundle.
-func policyFactory(name string, timeout time.Duration) (policies.Factory, error) {
+func policyFactory(name string, timeout time.Duration) (policy.Factory, error) {
 	opts := wasm.Options{EvalTimeout: timeout}
 	switch name {
 	case "", engineWasm:
-		return func(ctx context.Context, b *policies.Bundle) (policies.Engine, error) {
+		return func(ctx context.Context, b *policy.Bundle) (policy.Engine, error) {
 			o := opts
 			o.Version = b.Version
 			return wasm.NewOPA(ctx, b.Rego(), o)
 		}, nil
 	case engineRego:
-		return policies.RegoFactory, nil
+		return opa.RegoFactory, nil
 	case engineModule:
-		return func(ctx context.Context, b *policies.Bundle) (policies.Engine, error) {
+		return func(ctx context.Context, b *policy.Bundle) (policy.Engine, error) {
 			bin, ok := b.Files["module.wasm"]
 			if !ok {
 				return nil, fmt.Errorf("policy.engine module: the bundle has no module.wasm")
@@ -55,7 +57,7 @@ func policyFactory(name string, timeout time.Duration) (policies.Factory, error)
 // policy. A bundle that fails to build is fatal at start only when it was
 // named explicitly (policy.dir); a broken pushed bundle is logged and the
 // shipped policy serves.
-func startEngine(ctx context.Context, p policySection, store *state.Store, log *slog.Logger) (*policies.Holder, policies.Factory, error) {
+func startEngine(ctx context.Context, p policySection, store *state.Store, log *slog.Logger) (*policies.Holder, policy.Factory, error) {
 	f, err := policyFactory(p.Engine, p.EvalTimeout)
 	if err != nil {
 		return nil, nil, err
@@ -68,20 +70,20 @@ func startEngine(ctx context.Context, p policySection, store *state.Store, log *
 		if err != nil {
 			return nil, nil, err
 		}
-		e, _, err := policies.Prepare(ctx, b, f)
+		e, _, err := policies.Prepare(ctx, b, f, opa.TestBundle)
 		if err != nil {
 			return nil, nil, fmt.Errorf("policy.dir %s: %w", p.Dir, err)
 		}
 		return policies.NewHolder(e), f, nil
 	}
 	if pb, err := store.GetPolicyBundle(ctx); err == nil && pb != nil {
-		e, _, err := policies.Prepare(ctx, policies.NewBundle(pb.Files), f)
+		e, _, err := policies.Prepare(ctx, policy.NewBundle(pb.Files), f, opa.TestBundle)
 		if err == nil {
 			return policies.NewHolder(e), f, nil
 		}
 		log.Error("pushed policy bundle refused at start; serving the shipped policy", "version", pb.Version, "err", err)
 	}
-	e, err := f(ctx, policies.NewBundle(policies.ShippedPolicy()))
+	e, err := f(ctx, policy.NewBundle(policies.ShippedPolicy()))
 	if err != nil {
 		return nil, nil, fmt.Errorf("shipped policy: %w", err)
 	}
@@ -93,7 +95,7 @@ func startEngine(ctx context.Context, p policySection, store *state.Store, log *
 // replica sees the same snapshot event). Each candidate bundle is tested and
 // built in the background; a refused one leaves the running engine in place
 // and is reported through srv.PolicyReloaded.
-func reloadPolicies(ctx context.Context, srv *edge.Server, w *state.Watcher, h *policies.Holder, f policies.Factory, p policySection, log *slog.Logger) {
+func reloadPolicies(ctx context.Context, srv *edge.Server, w *state.Watcher, h *policies.Holder, f policy.Factory, p policySection, log *slog.Logger) {
 	if f == nil {
 		return
 	}
@@ -101,7 +103,8 @@ func reloadPolicies(ctx context.Context, srv *edge.Server, w *state.Watcher, h *
 		go func() {
 			_ = policies.WatchDir(ctx, p.Dir, h, policies.WatchOptions{
 				Factory: f,
-				OnSwap:  func(*policies.Bundle, policies.Engine) { srv.PolicyReloaded(nil) },
+				Test:    opa.TestBundle,
+				OnSwap:  func(*policy.Bundle, policy.Engine) { srv.PolicyReloaded(nil) },
 				OnError: func(err error) { srv.PolicyReloaded(err) },
 				Logger:  log,
 			})
@@ -124,12 +127,12 @@ func reloadPolicies(ctx context.Context, srv *edge.Server, w *state.Watcher, h *
 			continue
 		}
 		applied = pb.Version
-		b := policies.NewBundle(pb.Files)
+		b := policy.NewBundle(pb.Files)
 		if b.Version == h.Engine().Version() {
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, time.Minute)
-		e, _, err := policies.Prepare(pctx, b, f)
+		e, _, err := policies.Prepare(pctx, b, f, opa.TestBundle)
 		if err == nil {
 			err = h.Swap(pctx, e)
 		}

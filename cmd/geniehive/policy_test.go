@@ -14,6 +14,7 @@ import (
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -49,7 +50,7 @@ func TestPolicyPushAndStatus(t *testing.T) {
 	}
 	out.Reset()
 	err = policyPush(ctx, &out, dir, f)
-	var tf *policies.TestFailedError
+	var tf *policy.TestFailedError
 	if !errors.As(err, &tf) || !strings.Contains(out.String(), "FAIL: 1/") {
 		t.Fatalf("push of a failing bundle: %v\n%s", err, out.String())
 	}
@@ -88,7 +89,7 @@ func TestPolicyTestCommand(t *testing.T) {
 	}
 	n := 0
 	for p, s := range policies.ShippedFiles() {
-		if policies.IsTestFile(p) {
+		if policy.IsTestFile(p) {
 			n += strings.Count(s, "\ntest_")
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/loadtest/sim"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -68,7 +69,7 @@ func TestPushedBundleReachesEveryReplica(t *testing.T) {
 	}
 	defer func() { cancel(); wg.Wait() }()
 
-	shipped := policies.NewBundle(policies.ShippedPolicy()).Version
+	shipped := policy.NewBundle(policies.ShippedPolicy()).Version
 	for _, a := range addrs {
 		if eng, v, _ := policyOf(t, a); eng != "wasm" || v != shipped {
 			t.Fatalf("edge %s starts on %s %s, want wasm %s", a, eng, v, shipped)
@@ -110,7 +111,7 @@ func TestPushedBundleReachesEveryReplica(t *testing.T) {
 
 	files := policies.ShippedFiles()
 	files["v2.rego"] = "package geniehive.v2\n\nmarker := true\n"
-	v2 := policies.NewBundle(files).Version
+	v2 := policy.NewBundle(files).Version
 	pushed := time.Now()
 	if err := st.PutPolicyBundle(ctx, &fleet.PolicyBundle{Version: v2, Files: files, PushedAt: pushed}); err != nil {
 		t.Fatal(err)

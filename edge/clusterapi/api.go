@@ -25,6 +25,7 @@ import (
 
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/routing"
 	"github.com/geniehive/geniehive/state"
 )
@@ -65,7 +66,7 @@ type Deps struct {
 	Authorize func(ctx *fasthttp.RequestCtx, need fleet.Scope) bool
 	// Resolve evaluates the edge's active policy for the snapshot. When nil,
 	// the reference Go policy (policies.NewGo) is built per call.
-	Resolve func(ctx context.Context, snap *fleet.Snapshot, in *policies.Input, out *policies.Decision) error
+	Resolve func(ctx context.Context, snap *fleet.Snapshot, in *policy.Input, out *policy.Decision) error
 	// Health returns the edge's own figures. Optional.
 	Health func() EdgeHealth
 	// Policy returns the active policy of this edge. Optional.
@@ -101,7 +102,7 @@ func New(d Deps) *API {
 }
 
 // resolveGo evaluates the reference policy against snap.
-func resolveGo(ctx context.Context, snap *fleet.Snapshot, in *policies.Input, out *policies.Decision) error {
+func resolveGo(ctx context.Context, snap *fleet.Snapshot, in *policy.Input, out *policy.Decision) error {
 	e := policies.NewGo()
 	defer e.Close()
 	if err := e.SetData(ctx, policies.BuildData(snap)); err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/routing"
 )
 
@@ -46,7 +47,7 @@ type MatchResponse struct {
 	Operation  fleet.Kind           `json:"operation"`
 	Targets    []targetView         `json:"targets"`
 	Tried      []string             `json:"tried,omitempty"`
-	Deny       *policies.Denial     `json:"deny,omitempty"`
+	Deny       *policy.Denial       `json:"deny,omitempty"`
 	Routing    *routing.Explanation `json:"routing,omitempty"`
 }
 
@@ -132,7 +133,7 @@ func (a *API) explain(ctx *fasthttp.RequestCtx, q MatchRequest, allowTask bool) 
 		op = fleet.KindChat
 	}
 	resp.Operation = op
-	var d policies.Decision
+	var d policy.Decision
 	if name == "" {
 		// No role matched the task: every asset of the operation competes.
 		resp.ResolvedAs = "every " + string(op) + " asset (no role matches the task)"
@@ -141,7 +142,7 @@ func (a *API) explain(ctx *fasthttp.RequestCtx, q MatchRequest, allowTask bool) 
 			d.Tried = []string{"no live asset serves " + string(op)}
 		}
 	} else {
-		in := policies.Input{SchemaVersion: policies.SchemaVersion, Operation: op, Model: name, ModelKey: policies.NormalizeModel(name)}
+		in := policy.Input{SchemaVersion: policy.SchemaVersion, Operation: op, Model: name, ModelKey: policies.NormalizeModel(name)}
 		if err := a.d.Resolve(c, snap, &in, &d); err != nil {
 			return nil, fasthttp.StatusInternalServerError, err
 		}
@@ -163,7 +164,7 @@ func (a *API) explain(ctx *fasthttp.RequestCtx, q MatchRequest, allowTask bool) 
 
 // allAssets is a one-group decision over every live asset offered by a
 // service of kind op, sorted by name.
-func allAssets(snap *fleet.Snapshot, op fleet.Kind) []policies.Target {
+func allAssets(snap *fleet.Snapshot, op fleet.Kind) []policy.Target {
 	var names []string
 	for name, svcs := range snap.AssetServices {
 		for _, s := range svcs {
@@ -174,9 +175,9 @@ func allAssets(snap *fleet.Snapshot, op fleet.Kind) []policies.Target {
 		}
 	}
 	sort.Strings(names)
-	out := make([]policies.Target, len(names))
+	out := make([]policy.Target, len(names))
 	for i, n := range names {
-		out[i] = policies.Target{Kind: policies.TargetAsset, Name: n, Operation: op}
+		out[i] = policy.Target{Kind: policy.TargetAsset, Name: n, Operation: op}
 	}
 	return out
 }

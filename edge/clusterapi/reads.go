@@ -8,6 +8,7 @@ import (
 
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/routing"
 )
 
@@ -99,8 +100,8 @@ func (a *API) roles(ctx *fasthttp.RequestCtx) {
 		if op == "" {
 			op = fleet.KindChat
 		}
-		var d policies.Decision
-		in := policies.Input{SchemaVersion: policies.SchemaVersion, Operation: op, Model: r.Name, ModelKey: policies.NormalizeModel(r.Name)}
+		var d policy.Decision
+		in := policy.Input{SchemaVersion: policy.SchemaVersion, Operation: op, Model: r.Name, ModelKey: policies.NormalizeModel(r.Name)}
 		if err := a.d.Resolve(c, snap, &in, &d); err == nil {
 			for _, t := range d.Targets {
 				v.Resolves = append(v.Resolves, t.Kind+":"+t.Name)

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/geniehive/geniehive/fleet"
-	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -51,7 +51,7 @@ type Candidate struct {
 	Asset string
 	// Target is the decision target this candidate serves (carries the body
 	// patch and the role it came from). Never nil.
-	Target *policies.Target
+	Target *policy.Target
 	// Leased is true when the strategy already took an in-flight lease for
 	// this candidate (least_loaded does, atomically with its pick); the
 	// edge then ends Lease instead of calling Inflight.Begin itself.
@@ -82,7 +82,7 @@ type Plan struct {
 // all are at their concurrency limit (429 with Retry-After). Any other error
 // (Redis down for round_robin/least_loaded, ...) is answered 503 as well.
 type Router interface {
-	Plan(ctx context.Context, snap *fleet.Snapshot, dec *policies.Decision, req *RequestFacts) (Plan, error)
+	Plan(ctx context.Context, snap *fleet.Snapshot, dec *policy.Decision, req *RequestFacts) (Plan, error)
 }
 
 // Feedback is optionally implemented by a Router that wants to learn the

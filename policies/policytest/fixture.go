@@ -12,6 +12,7 @@ import (
 
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -117,7 +118,7 @@ func Fleet() *fleet.Snapshot {
 // chainData is a fleet with a fallback chain deeper than the walk goes:
 // r0 -> r1 -> ... -> r10, where only r10 has a live candidate, and r3 also
 // falls back to r1 (cut).
-func chainData() *policies.Data {
+func chainData() *policy.Data {
 	snap := &fleet.Snapshot{
 		Services: []*fleet.ServiceEntry{{Service: fleet.Service{ID: "h/s", Kind: fleet.KindChat, Assets: []fleet.Asset{{Name: "m1"}, {Name: "m9"}}}}},
 		Catalog:  &fleet.Catalog{},

@@ -1,4 +1,4 @@
-package policies
+package policy
 
 import (
 	"context"
@@ -9,6 +9,9 @@ import (
 
 // SchemaVersion is the version of the Input, Data and Decision documents.
 const SchemaVersion = 1
+
+// DecisionQuery is the query every Rego-based engine evaluates.
+const DecisionQuery = "data.geniehive.decision"
 
 // Input is the per-request document every engine evaluates (input.* in Rego).
 type Input struct {
@@ -153,11 +156,15 @@ type Engine interface {
 	// SetData installs a new data document; later Evals see it, Evals in
 	// flight finish on the one they started with.
 	SetData(ctx context.Context, d *Data) error
-	// Eval decides one request. out is reset and filled.
+	// Eval decides one request. out is reset and filled. A denial is a
+	// decision (out.Deny), not an error.
 	//
 	// # Errors
-	// Evaluation errors, timeouts (context deadline) and malformed policy
-	// output; the edge answers them with a 500.
+	// An *Error whose Code says what failed: ErrTimeout (the evaluation
+	// ran out of time), ErrBusy (no instance came free before ctx was
+	// done), ErrClosed, ErrOutput (the policy's output is not a decision),
+	// ErrMemory, ErrEval (any other evaluation failure). Match them with
+	// errors.Is.
 	Eval(ctx context.Context, in *Input, out *Decision) error
 	Close() error
 }
