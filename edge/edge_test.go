@@ -16,10 +16,10 @@ import (
 
 	"github.com/openai/openai-go"
 
-	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/loadtest/sim"
 	"github.com/geniehive/geniehive/policy"
+	"github.com/geniehive/geniehive/routing"
 )
 
 func do(t *testing.T, method, url, key string, body []byte, hdr map[string]string) (*http.Response, string) {
@@ -331,7 +331,7 @@ func TestErrors(t *testing.T) {
 
 func TestSaturatedIs429(t *testing.T) {
 	s := newStack(t, func(_ *Config, d *Deps) {
-		d.Router = stubRouter{err: &route.SaturatedError{Model: "coder", RetryAfter: 2 * time.Second}}
+		d.Router = stubRouter{err: &routing.SaturatedError{Model: "coder", RetryAfter: 2 * time.Second}}
 	})
 	r, b := do(t, "POST", s.url+"/v1/chat/completions", testKey, []byte(`{"model":"coder","messages":[]}`), nil)
 	if r.StatusCode != 429 || r.Header.Get("Retry-After") != "2" || !contains(b, "upstreams_saturated") {

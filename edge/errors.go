@@ -11,8 +11,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/internal/jsonw"
+	"github.com/geniehive/geniehive/routing"
 )
 
 // APIError is an error the edge answers in OpenAI's format. Every failure a
@@ -110,11 +110,11 @@ func classify(err error) *APIError {
 	if errors.As(err, &ae) {
 		return ae
 	}
-	var nc *route.NoCandidatesError
+	var nc *routing.NoCandidatesError
 	if errors.As(err, &nc) {
 		return &APIError{Status: 503, Type: "server_error", Code: "no_available_upstream", Param: "model", Message: nc.Error(), RetryAfter: 2}
 	}
-	var se *route.SaturatedError
+	var se *routing.SaturatedError
 	if errors.As(err, &se) {
 		ra := int(se.RetryAfter.Seconds() + 0.999)
 		if ra < 1 {
@@ -122,10 +122,10 @@ func classify(err error) *APIError {
 		}
 		return &APIError{Status: 429, Type: "rate_limit_error", Code: "upstreams_saturated", Message: se.Error(), RetryAfter: ra}
 	}
-	if errors.Is(err, route.ErrNoCandidates) {
+	if errors.Is(err, routing.ErrNoCandidates) {
 		return &APIError{Status: 503, Type: "server_error", Code: "no_available_upstream", Message: err.Error(), RetryAfter: 2}
 	}
-	if errors.Is(err, route.ErrSaturated) {
+	if errors.Is(err, routing.ErrSaturated) {
 		return &APIError{Status: 429, Type: "rate_limit_error", Code: "upstreams_saturated", Message: err.Error(), RetryAfter: 1}
 	}
 	var ue *upstreamError

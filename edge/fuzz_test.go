@@ -8,7 +8,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/geniehive/geniehive/edge/route"
+	"github.com/geniehive/geniehive/routing"
 )
 
 // FuzzScanRequest checks the one-pass validating scanner against
@@ -34,7 +34,7 @@ func FuzzScanRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var fa reqFacts
+		var fa bodyScan
 		err := scanRequest(b, &fa)
 		valid := json.Valid(b)
 		switch {
@@ -91,8 +91,8 @@ func FuzzScanRequest(f *testing.F) {
 		}
 		if utf8.Valid(b) {
 			// (encoding/json replaces invalid UTF-8; the scanner keeps bytes)
-			got := string(appendText(nil, b, &fa, route.TextBytes))
-			ref := refText(m, route.TextBytes)
+			got := string(appendText(nil, b, &fa, routing.TextBytes))
+			ref := refText(m, routing.TextBytes)
 			if got != ref {
 				t.Fatalf("%q: text %q, want %q", b, got, ref)
 			}

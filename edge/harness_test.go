@@ -13,11 +13,11 @@ import (
 	"github.com/openai/openai-go"
 	"github.com/openai/openai-go/option"
 
-	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/loadtest/sim"
 	"github.com/geniehive/geniehive/policy"
+	"github.com/geniehive/geniehive/routing"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -193,6 +193,6 @@ func contains(s, sub string) bool { return strings.Contains(s, sub) }
 // stubRouter returns a fixed error, for error-mapping tests.
 type stubRouter struct{ err error }
 
-func (r stubRouter) Plan(context.Context, *fleet.Snapshot, *policy.Decision, *route.RequestFacts) (route.Plan, error) {
-	return route.Plan{}, r.err
+func (r stubRouter) Plan(context.Context, *fleet.Snapshot, *policy.Decision, *routing.RequestFacts) (routing.Plan, error) {
+	return routing.Plan{}, r.err
 }

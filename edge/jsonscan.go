@@ -19,9 +19,9 @@ const maxJSONDepth = 256
 
 var errJSON = errors.New("malformed JSON")
 
-// reqFacts are the fields extracted from a request body. Byte spans index
+// bodyScan holds the fields extracted from a request body. Byte spans index
 // the body they were scanned from.
-type reqFacts struct {
+type bodyScan struct {
 	modelStart, modelEnd int // span of the model string's quoted value (incl. quotes); -1 when absent
 	modelEscaped         bool
 	modelOK              bool // model present and a string
@@ -194,7 +194,7 @@ var (
 	errDupModel = errors.New("request body has more than one model member")
 )
 
-// scanRequest validates b as JSON and extracts the request facts in the
+// scanRequest validates b as JSON and extracts the request fields in the
 // same single pass: it accepts exactly what json.Valid accepts (nesting at
 // most maxJSONDepth levels), so the request path reads a body once. Later
 // duplicate keys win, as with encoding/json, except "model" (errDupModel).
@@ -203,8 +203,8 @@ var (
 // errJSON when b is not valid JSON, errNotObject when it is valid but not an
 // object, errTooDeep when it nests deeper than maxJSONDepth, errDupModel
 // when the object has two "model" members (escaped spellings included).
-func scanRequest(b []byte, f *reqFacts) error {
-	*f = reqFacts{modelStart: -1, modelEnd: -1}
+func scanRequest(b []byte, f *bodyScan) error {
+	*f = bodyScan{modelStart: -1, modelEnd: -1}
 	i := skipWS(b, 0)
 	if i >= len(b) {
 		return errJSON
@@ -332,7 +332,7 @@ type msgText struct {
 
 // scanMessages validates the messages array at b[i] == '[' (a top-level
 // member) and keeps the text spans of the last user message in f.
-func scanMessages(b []byte, i int, f *reqFacts) (int, error) {
+func scanMessages(b []byte, i int, f *bodyScan) (int, error) {
 	f.nText = 0
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == ']' {
@@ -732,7 +732,7 @@ func vValue(b []byte, i, depth int) (int, error) {
 // appendText appends to dst the text of the request (the last user
 // message's text parts, space-separated, else the top-level "prompt"),
 // decoded, at most max bytes, cut at a UTF-8 boundary.
-func appendText(dst, body []byte, f *reqFacts, max int) []byte {
+func appendText(dst, body []byte, f *bodyScan, max int) []byte {
 	start := len(dst)
 	parts := f.text[:f.nText]
 	if f.nText == 0 && f.prompt.e > f.prompt.s {
@@ -884,7 +884,7 @@ func appendUnquote(dst, s []byte, max int) []byte {
 
 // setModel appends to dst the body with the model value (span from f)
 // replaced by model. When the body has no model field, one is added.
-func setModel(dst, body []byte, f *reqFacts, model string) []byte {
+func setModel(dst, body []byte, f *bodyScan, model string) []byte {
 	if f.modelStart >= 0 && f.modelEnd <= len(body) && f.modelStart < f.modelEnd {
 		dst = append(dst, body[:f.modelStart]...)
 		dst = jsonw.AppendString(dst, model)

@@ -13,10 +13,10 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/policy"
+	"github.com/geniehive/geniehive/routing"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -25,13 +25,13 @@ import (
 type exchange struct {
 	s        *Server
 	start    time.Time
-	route    string
+	endpoint string
 	op       fleet.Kind
 	key      *fleet.APIKey
-	facts    reqFacts
+	scan     bodyScan
 	in       policy.Input
 	dec      policy.Decision
-	rf       route.RequestFacts
+	rf       routing.RequestFacts
 	model    string
 	mLabel   string
 	rLabel   string
@@ -51,10 +51,10 @@ type exchange struct {
 
 	text []byte // scratch for rf.Text
 
-	cand   *route.Candidate
+	cand   *routing.Candidate
 	lease  state.Lease
 	leased bool
-	plan   route.Plan
+	plan   routing.Plan
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
@@ -67,7 +67,7 @@ var (
 func (s *Server) acquireExchange(rt string, op fleet.Kind) *exchange {
 	x := exchangePool.Get().(*exchange)
 	dec, text := x.dec, x.text
-	*x = exchange{s: s, start: time.Now(), route: rt, op: op, status: 200, text: text[:0]}
+	*x = exchange{s: s, start: time.Now(), endpoint: rt, op: op, status: 200, text: text[:0]}
 	dec.Targets = dec.Targets[:0]
 	dec.Tried = dec.Tried[:0]
 	x.dec = dec
@@ -89,7 +89,7 @@ func (x *exchange) endAttempt() {
 	}
 }
 
-func (x *exchange) beginAttempt(c *route.Candidate) {
+func (x *exchange) beginAttempt(c *routing.Candidate) {
 	x.cand = c
 	x.leased = true
 	if x.s.acct != nil {
@@ -136,15 +136,15 @@ func (x *exchange) finish() {
 		st = 499
 		s.met.aborted.Inc()
 	}
-	s.met.request(reqLabels{route: x.route, model: mLabel, role: x.rLabel, service: x.service, status: st}).Inc()
-	s.met.inflightOf(x.route).Dec()
+	s.met.request(reqLabels{endpoint: x.endpoint, model: mLabel, role: x.rLabel, service: x.service, status: st}).Inc()
+	s.met.inflightOf(x.endpoint).Dec()
 	if s.access && s.log.Enabled(context.Background(), slog.LevelInfo) {
 		keyID := ""
 		if x.key != nil {
 			keyID = x.key.ID
 		}
 		attrs := [...]slog.Attr{
-			slog.String("route", x.route),
+			slog.String("endpoint", x.endpoint),
 			slog.String("model", x.model),
 			slog.String("asset", x.asset),
 			slog.String("role", x.rLabel),
@@ -166,7 +166,7 @@ func (x *exchange) finish() {
 	x.s = nil
 	x.key = nil
 	x.cand = nil
-	x.plan = route.Plan{}
+	x.plan = routing.Plan{}
 	x.in = policy.Input{}
 	exchangePool.Put(x)
 }
@@ -198,7 +198,7 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, rt, upP
 	handedOff := false
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("panic serving request", "route", rt, "panic", r, "stack", string(debug.Stack()))
+			s.log.Error("panic serving request", "endpoint", rt, "panic", r, "stack", string(debug.Stack()))
 			x.fail(ctx, errInternal)
 			handedOff = false
 		}
@@ -236,7 +236,7 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, rt, upP
 		mp = &info
 		x.model = info.model
 	} else {
-		if err := scanRequest(body, &x.facts); err != nil {
+		if err := scanRequest(body, &x.scan); err != nil {
 			switch err {
 			case errNotObject:
 				x.fail(ctx, badRequest("invalid_request", "", "request body must be a JSON object"))
@@ -249,17 +249,17 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, rt, upP
 			}
 			return
 		}
-		if !x.facts.modelOK {
+		if !x.scan.modelOK {
 			x.fail(ctx, errNoModel)
 			return
 		}
-		raw := body[x.facts.modelStart:x.facts.modelEnd]
-		if x.facts.modelEscaped {
+		raw := body[x.scan.modelStart:x.scan.modelEnd]
+		if x.scan.modelEscaped {
 			x.model = unquote(raw)
 		} else {
 			x.model = s.names.intern(raw[1 : len(raw)-1])
 		}
-		x.stream = x.facts.stream && op == fleet.KindChat
+		x.stream = x.scan.stream && op == fleet.KindChat
 	}
 	if x.model == "" {
 		x.fail(ctx, errNoModel)
@@ -273,8 +273,8 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, rt, upP
 	in.Model = x.model
 	in.ModelKey = policies.NormalizeModel(x.model)
 	in.Stream = x.stream
-	in.MaxTokens = x.facts.maxTokens
-	switch x.facts.thinking {
+	in.MaxTokens = x.scan.maxTokens
+	switch x.scan.thinking {
 	case 1:
 		in.Thinking = &thinkOn
 	case -1:
@@ -315,12 +315,12 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, rt, upP
 	} else {
 		x.mLabel = t0.Name
 	}
-	x.rf = route.RequestFacts{Operation: op, Model: x.model, Stream: x.stream, BodyBytes: len(body), Now: x.start}
+	x.rf = routing.RequestFacts{Operation: op, Model: x.model, Stream: x.stream, BodyBytes: len(body), Now: x.start}
 	if key != nil {
 		x.rf.KeyID = key.ID
 	}
-	if mp == nil && (x.facts.nText > 0 || x.facts.prompt.e > 0) {
-		x.text = appendText(x.text[:0], body, &x.facts, route.TextBytes)
+	if mp == nil && (x.scan.nText > 0 || x.scan.prompt.e > 0) {
+		x.text = appendText(x.text[:0], body, &x.scan, routing.TextBytes)
 		x.rf.Text = string(x.text)
 	}
 	plan, err := s.router.Plan(ctx, snap, &x.dec, &x.rf)
@@ -330,7 +330,7 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, rt, upP
 	}
 	x.plan = plan
 	if len(plan.Candidates) == 0 {
-		x.fail(ctx, &route.NoCandidatesError{Model: x.model, Tried: plan.Tried})
+		x.fail(ctx, &routing.NoCandidatesError{Model: x.model, Tried: plan.Tried})
 		return
 	}
 	for k, v := range x.dec.Headers {
@@ -472,7 +472,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp 
 		return false
 	}
 	if lastErr == nil {
-		lastErr = &route.NoCandidatesError{Model: x.model, Tried: x.plan.Tried}
+		lastErr = &routing.NoCandidatesError{Model: x.model, Tried: x.plan.Tried}
 	}
 	x.fail(ctx, lastErr)
 	return false
@@ -521,7 +521,7 @@ func completionTokens(b []byte) int {
 
 // rewrite returns the body to send to candidate c: the client's body when
 // nothing changes, else a rewritten copy in buf.
-func (s *Server) rewrite(bb *bbuf, body []byte, x *exchange, c *route.Candidate, mp *multipartInfo) ([]byte, error) {
+func (s *Server) rewrite(bb *bbuf, body []byte, x *exchange, c *routing.Candidate, mp *multipartInfo) ([]byte, error) {
 	var patch *policy.Patch
 	if c.Target != nil {
 		patch = c.Target.Patch
@@ -537,7 +537,7 @@ func (s *Server) rewrite(bb *bbuf, body []byte, x *exchange, c *route.Candidate,
 		if c.Asset == "" || c.Asset == x.model {
 			return body, nil
 		}
-		bb.B = setModel(bb.B[:0], body, &x.facts, c.Asset)
+		bb.B = setModel(bb.B[:0], body, &x.scan, c.Asset)
 		return bb.B, nil
 	}
 	dialect := policies.DialectOpenAI

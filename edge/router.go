@@ -4,9 +4,9 @@ import (
 	"context"
 	"strings"
 
-	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policy"
+	"github.com/geniehive/geniehive/routing"
 )
 
 // simpleRouter is the built-in Router used when no routing strategy is
@@ -15,8 +15,8 @@ import (
 // real thing.
 type simpleRouter struct{}
 
-func (simpleRouter) Plan(_ context.Context, snap *fleet.Snapshot, dec *policy.Decision, req *route.RequestFacts) (route.Plan, error) {
-	var p route.Plan
+func (simpleRouter) Plan(_ context.Context, snap *fleet.Snapshot, dec *policy.Decision, req *routing.RequestFacts) (routing.Plan, error) {
+	var p routing.Plan
 	p.Strategy = "first"
 	seen := map[string]bool{}
 	for i := range dec.Targets {
@@ -33,7 +33,7 @@ func (simpleRouter) Plan(_ context.Context, snap *fleet.Snapshot, dec *policy.De
 			if len(se.Assets) > 0 {
 				asset = se.Assets[0].Name
 			}
-			p.Candidates = append(p.Candidates, route.Candidate{Service: se, Asset: asset, Target: t})
+			p.Candidates = append(p.Candidates, routing.Candidate{Service: se, Asset: asset, Target: t})
 		default:
 			n := 0
 			for _, se := range snap.AssetServices[t.Name] {
@@ -41,7 +41,7 @@ func (simpleRouter) Plan(_ context.Context, snap *fleet.Snapshot, dec *policy.De
 					continue
 				}
 				seen[se.ID+"\x00"+t.Name] = true
-				p.Candidates = append(p.Candidates, route.Candidate{Service: se, Asset: t.Name, Target: t})
+				p.Candidates = append(p.Candidates, routing.Candidate{Service: se, Asset: t.Name, Target: t})
 				n++
 			}
 			if n == 0 {
@@ -50,7 +50,7 @@ func (simpleRouter) Plan(_ context.Context, snap *fleet.Snapshot, dec *policy.De
 		}
 	}
 	if len(p.Candidates) == 0 {
-		return p, &route.NoCandidatesError{Model: req.Model, Tried: append(append([]string(nil), dec.Tried...), p.Tried...)}
+		return p, &routing.NoCandidatesError{Model: req.Model, Tried: append(append([]string(nil), dec.Tried...), p.Tried...)}
 	}
 	return p, nil
 }

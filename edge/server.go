@@ -1,7 +1,7 @@
 // Package edge is GenieHive's data plane: the stateless fasthttp server
 // OpenAI clients talk to. It authenticates, reads the registry from the
 // local snapshot (state.Watcher), asks the policy engine what to do
-// (policy.Engine), asks the router where (route.Router), rewrites the body
+// (policy.Engine), asks the router where (routing.Planner), rewrites the body
 // and proxies it with failover before the first byte, relaying SSE event by
 // event. It serves /v1/models with GenieHive metadata, /metrics, and mounts
 // the cluster API (edge/clusterapi) under /v1/cluster/.
@@ -27,10 +27,10 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/policy"
+	"github.com/geniehive/geniehive/routing"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -52,7 +52,7 @@ type Deps struct {
 	Inflight *state.Inflight
 	// Router picks services. When nil, a built-in router takes, per target,
 	// every routable service in snapshot order.
-	Router route.Router
+	Router routing.Planner
 	// Engine decides targets. When nil, policies.NewGo().
 	Engine policy.Engine
 	// Cluster serves /v1/cluster/*; nil answers 404 there.
@@ -68,9 +68,9 @@ type Server struct {
 	ownWatch bool
 	inflight *state.Inflight
 	ownInfl  bool
-	router   route.Router
-	acct     route.Accounter
-	feedback route.Feedback
+	router   routing.Planner
+	acct     routing.Accounter
+	feedback routing.Feedback
 	cluster  atomic.Pointer[clusterBox]
 	log      *slog.Logger
 	access   bool
@@ -150,8 +150,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if s.router == nil {
 		s.router = simpleRouter{}
 	}
-	s.acct, _ = s.router.(route.Accounter)
-	s.feedback, _ = s.router.(route.Feedback)
+	s.acct, _ = s.router.(routing.Accounter)
+	s.feedback, _ = s.router.(routing.Feedback)
 	e := d.Engine
 	if e == nil {
 		e = policies.NewGo()
@@ -415,27 +415,28 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-// Route labels (metrics and logs).
+// Endpoint labels (the "endpoint" label of metrics and access logs): which
+// OpenAI API a request used. ("Route" means a routing decision elsewhere.)
 const (
-	routeChat          = "chat"
-	routeEmbeddings    = "embeddings"
-	routeTranscription = "transcription"
-	routeSpeech        = "speech"
-	routeImages        = "images"
-	routeModels        = "models"
-	routeCluster       = "cluster"
+	endpointChat          = "chat"
+	endpointEmbeddings    = "embeddings"
+	endpointTranscription = "transcription"
+	endpointSpeech        = "speech"
+	endpointImages        = "images"
+	endpointModels        = "models"
+	endpointCluster       = "cluster"
 )
 
 // inferenceRoutes are the POST routes that proxy to an upstream of a kind.
 var inferenceRoutes = [...]struct {
-	path, full, route string
-	kind              fleet.Kind
+	path, full, endpoint string
+	kind                 fleet.Kind
 }{
-	{"/chat/completions", "/v1/chat/completions", routeChat, fleet.KindChat},
-	{"/embeddings", "/v1/embeddings", routeEmbeddings, fleet.KindEmbeddings},
-	{"/audio/transcriptions", "/v1/audio/transcriptions", routeTranscription, fleet.KindTranscription},
-	{"/audio/speech", "/v1/audio/speech", routeSpeech, fleet.KindSpeech},
-	{"/images/generations", "/v1/images/generations", routeImages, fleet.KindImages},
+	{"/chat/completions", "/v1/chat/completions", endpointChat, fleet.KindChat},
+	{"/embeddings", "/v1/embeddings", endpointEmbeddings, fleet.KindEmbeddings},
+	{"/audio/transcriptions", "/v1/audio/transcriptions", endpointTranscription, fleet.KindTranscription},
+	{"/audio/speech", "/v1/audio/speech", endpointSpeech, fleet.KindSpeech},
+	{"/images/generations", "/v1/images/generations", endpointImages, fleet.KindImages},
 }
 
 func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
@@ -448,7 +449,7 @@ func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
 			writeError(ctx, errMethod)
 			return
 		}
-		s.serveInference(ctx, r.kind, r.route, r.full)
+		s.serveInference(ctx, r.kind, r.endpoint, r.full)
 		return
 	}
 	switch string(p) {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/policy"
@@ -63,7 +62,7 @@ func benchRoute(b *testing.B, strategy string) {
 	r, rt := benchRouter(b, strategy)
 	snap, dec := benchSnap()
 	ctx := context.Background()
-	f := &route.RequestFacts{Operation: fleet.KindChat, Model: "coder"}
+	f := &RequestFacts{Operation: fleet.KindChat, Model: "coder"}
 	// Warm up (pool, script load).
 	for i := 0; i < 10; i++ {
 		p, err := r.Plan(ctx, snap, dec, f)
@@ -102,11 +101,11 @@ func BenchmarkRouteLeastLoaded(b *testing.B) { benchRoute(b, StrategyLeastLoaded
 func BenchmarkRouteScoredPrompt(b *testing.B) {
 	r, _ := benchRouter(b, StrategyScored)
 	snap, dec := benchSnap()
-	f := &Facts{Operation: fleet.KindChat, Model: "coder",
+	f := &RequestFacts{Operation: fleet.KindChat, Model: "coder",
 		Text: "Please write a Python function that parses a CSV file with quoted fields and returns a list of dicts; handle embedded newlines, escaped quotes and a header row, and include type hints and a couple of doctests so it is easy to review for correctness later on."}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		if _, err := r.Route(context.Background(), snap, dec, f); err != nil {
+		if _, err := r.Plan(context.Background(), snap, dec, f); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -119,7 +118,7 @@ func TestScoredAllocations(t *testing.T) {
 	}
 	r := newRouter(t, Config{})
 	snap, dec := benchSnap()
-	f := &route.RequestFacts{Operation: fleet.KindChat, Model: "coder"}
+	f := &RequestFacts{Operation: fleet.KindChat, Model: "coder"}
 	r.Plan(context.Background(), snap, dec, f)
 	n := testing.AllocsPerRun(200, func() { r.Plan(context.Background(), snap, dec, f) })
 	if n > 1 { // the returned candidate slice

@@ -11,7 +11,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/policies"
@@ -202,7 +201,7 @@ func TestClusterRoundRobinExact(t *testing.T) {
 			defer wg.Done()
 			for k := 0; k < 100; k++ {
 				snap, dec := e.decide(t, "rr")
-				p, err := e.r.Plan(context.Background(), snap, dec, &route.RequestFacts{Operation: fleet.KindChat, Model: "rr"})
+				p, err := e.r.Plan(context.Background(), snap, dec, &RequestFacts{Operation: fleet.KindChat, Model: "rr"})
 				if err != nil {
 					t.Error(err)
 					return
@@ -261,7 +260,7 @@ func TestRoundRobinConcurrentPicksShareRoundTrips(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for k := 0; k < 60; k++ {
-				p, err := e.r.Plan(context.Background(), snap, dec, &route.RequestFacts{Operation: fleet.KindChat, Model: "rr"})
+				p, err := e.r.Plan(context.Background(), snap, dec, &RequestFacts{Operation: fleet.KindChat, Model: "rr"})
 				if err != nil {
 					t.Error(err)
 					return
@@ -299,7 +298,7 @@ func TestRoundRobinSingleCandidateNoRoundTrip(t *testing.T) {
 	before := e.rt.n.Load()
 	for k := 0; k < 20; k++ {
 		snap, dec := e.decide(t, "rr")
-		p, err := e.r.Plan(context.Background(), snap, dec, &route.RequestFacts{Operation: fleet.KindChat, Model: "rr"})
+		p, err := e.r.Plan(context.Background(), snap, dec, &RequestFacts{Operation: fleet.KindChat, Model: "rr"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -333,11 +332,11 @@ func TestClusterLeastLoaded(t *testing.T) {
 	f.heartbeat(t, "h2", s2)
 	f.settle(t, func(s *fleet.Snapshot) bool { return len(s.AssetServices["m:7b"]) == 2 })
 	ctx := context.Background()
-	pick := func(e *edgeInst) route.Candidate {
+	pick := func(e *edgeInst) Candidate {
 		t.Helper()
 		snap, dec := e.decide(t, "m:7b")
 		before := e.rt.n.Load()
-		p, err := e.r.Plan(ctx, snap, dec, &route.RequestFacts{Operation: fleet.KindChat, Model: "m:7b"})
+		p, err := e.r.Plan(ctx, snap, dec, &RequestFacts{Operation: fleet.KindChat, Model: "m:7b"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -354,7 +353,7 @@ func TestClusterLeastLoaded(t *testing.T) {
 	// round trip, once per Redis server, not per request).
 	for _, e := range f.edges {
 		snap, dec := e.decide(t, "m:7b")
-		p, err := e.r.Plan(ctx, snap, dec, &route.RequestFacts{Operation: fleet.KindChat, Model: "m:7b"})
+		p, err := e.r.Plan(ctx, snap, dec, &RequestFacts{Operation: fleet.KindChat, Model: "m:7b"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -400,7 +399,7 @@ func TestClusterLeastLoaded(t *testing.T) {
 				defer wg.Done()
 				for n := 0; n < 15; n++ {
 					snap, dec := e.decide(t, "m:7b")
-					p, err := e.r.Plan(ctx, snap, dec, &route.RequestFacts{Operation: fleet.KindChat, Model: "m:7b"})
+					p, err := e.r.Plan(ctx, snap, dec, &RequestFacts{Operation: fleet.KindChat, Model: "m:7b"})
 					if err != nil {
 						t.Error(err)
 						return
@@ -436,7 +435,7 @@ func TestClusterCooldownShared(t *testing.T) {
 	a.r.Drain(ctx)
 	snapOn := func(e *edgeInst) []string {
 		snap, dec := e.decide(t, "m:7b")
-		p, err := e.r.Plan(ctx, snap, dec, &route.RequestFacts{Operation: fleet.KindChat, Model: "m:7b"})
+		p, err := e.r.Plan(ctx, snap, dec, &RequestFacts{Operation: fleet.KindChat, Model: "m:7b"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -58,7 +58,7 @@ type SkippedService struct {
 }
 
 // Explain runs the strategy as a dry run.
-func (r *Router) Explain(ctx context.Context, snap *fleet.Snapshot, dec *policy.Decision, f *Facts) *Explanation {
+func (r *Router) Explain(ctx context.Context, snap *fleet.Snapshot, dec *policy.Decision, f *RequestFacts) *Explanation {
 	w := new(work)
 	now := f.Now
 	if now.IsZero() {

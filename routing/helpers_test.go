@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/policy"
@@ -74,7 +73,7 @@ func newRouter(t testing.TB, cfg Config) *Router {
 }
 
 // ids lists a plan's candidates as "service|asset".
-func ids(p route.Plan) []string {
+func ids(p Plan) []string {
 	var out []string
 	for _, c := range p.Candidates {
 		out = append(out, c.Service.ID+"|"+c.Asset)

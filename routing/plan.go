@@ -13,7 +13,7 @@ import (
 )
 
 // targetOp is the operation a target routes to.
-func targetOp(t *policy.Target, f *Facts) fleet.Kind {
+func targetOp(t *policy.Target, f *RequestFacts) fleet.Kind {
 	if t.Operation != "" {
 		return t.Operation
 	}
@@ -50,7 +50,7 @@ func latencyOf(svc *fleet.ServiceEntry) float64 {
 
 // collect fills w.cands with every routable (service, asset) of every
 // target, scored, and returns how many are saturated (by the local estimate).
-func (r *Router) collect(w *work, snap *fleet.Snapshot, dec *policy.Decision, f *Facts, now time.Time) int {
+func (r *Router) collect(w *work, snap *fleet.Snapshot, dec *policy.Decision, f *RequestFacts, now time.Time) int {
 	w.cands = w.cands[:0]
 	w.order = w.order[:0]
 	w.leased = state.Lease{}
@@ -438,7 +438,7 @@ func (r *Router) leastLoaded(ctx context.Context, w *work, grp []int, dry bool) 
 
 // tried describes, for an error message, every target and why each of its
 // services was not used. Built on the failure path only.
-func (r *Router) tried(snap *fleet.Snapshot, dec *policy.Decision, f *Facts, now time.Time) []string {
+func (r *Router) tried(snap *fleet.Snapshot, dec *policy.Decision, f *RequestFacts, now time.Time) []string {
 	out := append([]string(nil), dec.Tried...)
 	for ti := range dec.Targets {
 		t := &dec.Targets[ti]

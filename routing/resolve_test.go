@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/fleet"
 )
 
@@ -49,19 +48,19 @@ func TestResolutionThroughRouting(t *testing.T) {
 		{name: "role", model: "general", op: fleet.KindChat, want: []string{"h1/ollama|llama3.1:8b", "h2/vllm|llama3.1:8b"}},
 		{name: "fallback chain", model: "broken", op: fleet.KindChat, want: []string{"h1/ollama|llama3.1:8b", "h2/vllm|llama3.1:8b"}},
 		{name: "fallback skips other kind", model: "chat-then-embed", op: fleet.KindChat, want: []string{"h1/ollama|llama3.1:8b", "h2/vllm|llama3.1:8b"}},
-		{name: "cycle cut", model: "loop-a", op: fleet.KindChat, wantErr: route.ErrNoCandidates, errHas: "cycle"},
-		{name: "kind mismatch direct", model: "nomic-embed-text", op: fleet.KindChat, wantErr: route.ErrNoCandidates, errHas: "not of kind chat"},
-		{name: "kind mismatch role", model: "embedder", op: fleet.KindChat, wantErr: route.ErrNoCandidates, errHas: "not of kind chat"},
+		{name: "cycle cut", model: "loop-a", op: fleet.KindChat, wantErr: ErrNoCandidates, errHas: "cycle"},
+		{name: "kind mismatch direct", model: "nomic-embed-text", op: fleet.KindChat, wantErr: ErrNoCandidates, errHas: "not of kind chat"},
+		{name: "kind mismatch role", model: "embedder", op: fleet.KindChat, wantErr: ErrNoCandidates, errHas: "not of kind chat"},
 		{name: "embeddings role", model: "embedder", op: fleet.KindEmbeddings, want: []string{"h1/embed|nomic-embed-text"}},
-		{name: "nothing found", model: "gpt-9", op: fleet.KindChat, wantErr: route.ErrNoCandidates, errHas: "gpt-9"},
-		{name: "only unhealthy", model: "qwen3-coder:30b", op: fleet.KindChat, wantErr: route.ErrNoCandidates, errHas: "connection refused"},
+		{name: "nothing found", model: "gpt-9", op: fleet.KindChat, wantErr: ErrNoCandidates, errHas: "gpt-9"},
+		{name: "only unhealthy", model: "qwen3-coder:30b", op: fleet.KindChat, wantErr: ErrNoCandidates, errHas: "connection refused"},
 	}
 	// Weights: order only, so the expected order is the policy's.
 	r := newRouter(t, Config{Weights: &Weights{CandidateOrder: 1}})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dec := resolve(t, snap, tc.model, tc.op)
-			p, err := r.Plan(context.Background(), snap, dec, &route.RequestFacts{Operation: tc.op, Model: tc.model})
+			p, err := r.Plan(context.Background(), snap, dec, &RequestFacts{Operation: tc.op, Model: tc.model})
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("err = %v, want %v (plan %v)", err, tc.wantErr, ids(p))

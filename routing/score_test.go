@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
@@ -22,19 +21,19 @@ func TestSignalsMoveRanking(t *testing.T) {
 	type tc struct {
 		name   string
 		sig    Signal
-		build  func() (*fleet.Snapshot, *policy.Decision, *Facts)
+		build  func() (*fleet.Snapshot, *policy.Decision, *RequestFacts)
 		winner string // service|asset
 	}
-	twoServices := func(mod func(a, b *fleet.ServiceEntry)) func() (*fleet.Snapshot, *policy.Decision, *Facts) {
-		return func() (*fleet.Snapshot, *policy.Decision, *Facts) {
+	twoServices := func(mod func(a, b *fleet.ServiceEntry)) func() (*fleet.Snapshot, *policy.Decision, *RequestFacts) {
+		return func() (*fleet.Snapshot, *policy.Decision, *RequestFacts) {
 			a := svc("a", "s", fleet.KindChat, asset("m:7b", "llama"))
 			b := svc("b", "s", fleet.KindChat, asset("m:7b", "llama"))
 			mod(a, b)
-			return snapOf(nil, a, b), directTargets("", fleet.KindChat, "m:7b"), &Facts{Operation: fleet.KindChat, Model: "m"}
+			return snapOf(nil, a, b), directTargets("", fleet.KindChat, "m:7b"), &RequestFacts{Operation: fleet.KindChat, Model: "m"}
 		}
 	}
-	twoAssets := func(cat *fleet.Catalog, role string, x, y fleet.Asset, mod func(s *fleet.Snapshot)) func() (*fleet.Snapshot, *policy.Decision, *Facts) {
-		return func() (*fleet.Snapshot, *policy.Decision, *Facts) {
+	twoAssets := func(cat *fleet.Catalog, role string, x, y fleet.Asset, mod func(s *fleet.Snapshot)) func() (*fleet.Snapshot, *policy.Decision, *RequestFacts) {
+		return func() (*fleet.Snapshot, *policy.Decision, *RequestFacts) {
 			s := snapOf(cat, svc("h", "s", fleet.KindChat, x, y))
 			if mod != nil {
 				mod(s)
@@ -43,12 +42,12 @@ func TestSignalsMoveRanking(t *testing.T) {
 			for i := range d.Targets {
 				d.Targets[i].Role = role
 			}
-			return s, d, &Facts{Operation: fleet.KindChat, Model: role}
+			return s, d, &RequestFacts{Operation: fleet.KindChat, Model: role}
 		}
 	}
 	cases := []tc{
 		{name: "text overlap with the prompt", sig: SigTextOverlap, winner: "h/s|coder-7b",
-			build: func() (*fleet.Snapshot, *policy.Decision, *Facts) {
+			build: func() (*fleet.Snapshot, *policy.Decision, *RequestFacts) {
 				s, d, f := twoAssets(nil, "", asset("chat-7b", "x"), asset("coder-7b", "x", "code", "python"), nil)()
 				f.Model, f.Text = "assistant", "Write python code that parses a CSV file"
 				return s, d, f
@@ -60,7 +59,7 @@ func TestSignalsMoveRanking(t *testing.T) {
 			build: twoAssets(&fleet.Catalog{Roles: []fleet.Role{{Name: "r", PreferredFamilies: []string{"qwen3", "llama"}}}}, "r",
 				asset("l-7b", "mistral"), asset("q-7b", "qwen3"), nil)},
 		{name: "loaded beats not loaded", sig: SigLoaded, winner: "h/s|y",
-			build: func() (*fleet.Snapshot, *policy.Decision, *Facts) {
+			build: func() (*fleet.Snapshot, *policy.Decision, *RequestFacts) {
 				y := asset("y", "f")
 				y.Loaded = true
 				return twoAssets(nil, "", asset("x", "f"), y, nil)()
@@ -100,7 +99,7 @@ func TestSignalsMoveRanking(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			snap, dec, f := c.build()
-			p, err := r.Route(context.Background(), snap, dec, f)
+			p, err := r.Plan(context.Background(), snap, dec, f)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -144,23 +143,23 @@ func TestSaturationAndLocalInflight(t *testing.T) {
 	dec := directTargets("", fleet.KindChat, "m")
 	r := newRouter(t, Config{})
 	ctx := context.Background()
-	f := &Facts{Operation: fleet.KindChat, Model: "m"}
-	var open []route.Candidate
+	f := &RequestFacts{Operation: fleet.KindChat, Model: "m"}
+	var open []Candidate
 	for i := 0; i < 3; i++ {
-		p, err := r.Route(ctx, snap, dec, f)
+		p, err := r.Plan(ctx, snap, dec, f)
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
 		r.Begin(&p.Candidates[0])
 		open = append(open, p.Candidates[0])
 	}
-	_, err := r.Route(ctx, snap, dec, f)
-	var se *route.SaturatedError
+	_, err := r.Plan(ctx, snap, dec, f)
+	var se *SaturatedError
 	if !errors.As(err, &se) || se.RetryAfter <= 0 {
 		t.Fatalf("4th request: %v, want saturated with Retry-After", err)
 	}
 	r.End(&open[0], state.Lease{})
-	if _, err := r.Route(ctx, snap, dec, f); err != nil {
+	if _, err := r.Plan(ctx, snap, dec, f); err != nil {
 		t.Fatalf("after End: %v", err)
 	}
 	// A saturated group falls through to the next group.
@@ -169,10 +168,10 @@ func TestSaturationAndLocalInflight(t *testing.T) {
 	dec = directTargets("", fleet.KindChat, "m", "n")
 	dec.Targets[1].Group = 1
 	for i := 0; i < 2; i++ {
-		p, _ := r.Route(ctx, snap, dec, f)
+		p, _ := r.Plan(ctx, snap, dec, f)
 		r.Begin(&p.Candidates[0])
 	}
-	p, err := r.Route(ctx, snap, dec, f)
+	p, err := r.Plan(ctx, snap, dec, f)
 	if err != nil || p.Candidates[0].Service.ID != "c/s" {
 		t.Fatalf("want fallback group: %v %v", ids(p), err)
 	}
@@ -210,14 +209,14 @@ func TestConfigProvision(t *testing.T) {
 }
 
 // TestPlanUsesRequestText: the edge's entry point (Plan, with
-// route.RequestFacts) feeds the prompt text to the text signal exactly as
+// RequestFacts) feeds the prompt text to the text signal exactly as
 // Route does with Facts.Text.
 func TestPlanUsesRequestText(t *testing.T) {
 	snap := snapOf(nil, svc("h", "s", fleet.KindChat, asset("chat-7b", "x"), asset("coder-7b", "x", "code", "python")))
 	dec := directTargets("", fleet.KindChat, "chat-7b", "coder-7b")
 	r := newRouter(t, Config{})
 	plan := func(text string) []string {
-		p, err := r.Plan(context.Background(), snap, dec, &route.RequestFacts{Operation: fleet.KindChat, Model: "assistant", Text: text})
+		p, err := r.Plan(context.Background(), snap, dec, &RequestFacts{Operation: fleet.KindChat, Model: "assistant", Text: text})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -158,7 +158,7 @@ func (a *API) explain(ctx *fasthttp.RequestCtx, q MatchRequest, allowTask bool) 
 	if q.Prompt != "" {
 		text = strings.TrimSpace(text + " " + q.Prompt)
 	}
-	resp.Routing = a.d.Router.Explain(c, snap, &d, &routing.Facts{Operation: op, Model: name, Text: text})
+	resp.Routing = a.d.Router.Explain(c, snap, &d, &routing.RequestFacts{Operation: op, Model: name, Text: text})
 	return resp, 0, nil
 }
 

@@ -1,12 +1,4 @@
-// Package route holds the small types shared by the edge and the routing
-// strategies: what the edge knows about a request (RequestFacts), what a
-// strategy answers (Plan: ordered Candidates), the Router interface the edge
-// calls, and the typed errors it maps to HTTP statuses.
-//
-// It is a leaf package (it imports only state and policies) so that edge and
-// routing can both import it without a cycle. Values are plain data; a Plan
-// belongs to the one request that asked for it.
-package route
+package routing
 
 import (
 	"context"
@@ -20,7 +12,9 @@ import (
 	"github.com/geniehive/geniehive/state"
 )
 
-// RequestFacts is what the edge extracted from a request before routing.
+// RequestFacts is what routing reads about a request: what the edge
+// extracted from it before routing (and what POST /v1/cluster/routes/match
+// describes).
 type RequestFacts struct {
 	// Operation is the kind the route implies (chat, embeddings, ...).
 	Operation fleet.Kind
@@ -70,7 +64,8 @@ type Plan struct {
 	Strategy string
 }
 
-// Router turns a policy decision into a plan using live state.
+// Planner turns a policy decision into a plan using live state; *Router is
+// the implementation, the edge holds the interface.
 //
 // Implementations are safe for concurrent use. Plan must not block on
 // anything but the at-most-one Redis round trip its strategy needs.
@@ -81,7 +76,7 @@ type Plan struct {
 // *SaturatedError (errors.Is(err, ErrSaturated)) when candidates exist but
 // all are at their concurrency limit (429 with Retry-After). Any other error
 // (Redis down for round_robin/least_loaded, ...) is answered 503 as well.
-type Router interface {
+type Planner interface {
 	Plan(ctx context.Context, snap *fleet.Snapshot, dec *policy.Decision, req *RequestFacts) (Plan, error)
 }
 
