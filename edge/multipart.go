@@ -2,7 +2,6 @@ package edge
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -115,5 +114,3 @@ func spliceMultipartModel(dst, body []byte, mp *multipartInfo, model string) []b
 	dst = append(dst, model...)
 	return append(dst, body[mp.valEnd:]...)
 }
-
-var _ = errors.New

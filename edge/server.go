@@ -11,8 +11,9 @@
 // New builds a Server from a provisioned Config and its Deps; Run serves on
 // a listener until its context ends, then stops accepting, drains in-flight
 // requests and streams (bounded by Timeouts.Shutdown) and stops its
-// background loops. A Server is safe for concurrent use; SetEngine swaps the
-// policy engine atomically (hot reload).
+// background loops. A Server is safe for concurrent use. Hot reload of the
+// policy happens behind Deps.Engine (a policies.Holder's AsEngine): the
+// Server never swaps engines itself.
 package edge
 
 import (
@@ -75,7 +76,7 @@ type Server struct {
 	log      *slog.Logger
 	access   bool
 
-	engine atomic.Pointer[engineBox]
+	engine policy.Engine
 	dataMu sync.Mutex // serialises SetData calls
 
 	keys    *keyring
@@ -95,8 +96,6 @@ type Server struct {
 	presenceKick chan struct{}
 	addr         atomic.Value // string
 }
-
-type engineBox struct{ e policy.Engine }
 
 type clusterBox struct{ h ClusterHandler }
 
@@ -156,7 +155,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if e == nil {
 		e = policies.NewGo()
 	}
-	s.engine.Store(&engineBox{e})
+	s.engine = e
 	s.clients.cfg = &s.cfg
 	s.SetCluster(d.Cluster)
 	s.srv = &fasthttp.Server{
@@ -174,17 +173,6 @@ func New(cfg Config, d Deps) (*Server, error) {
 		Logger:                        fasthttpLogger{s.log},
 	}
 	return s, nil
-}
-
-// SetEngine swaps the policy engine (hot reload) and hands it the current
-// data. The previous engine is returned so the caller may Close it once
-// in-flight evaluations are done.
-func (s *Server) SetEngine(ctx context.Context, e policy.Engine) (policy.Engine, error) {
-	if err := e.SetData(ctx, policies.BuildData(s.watcher.Current())); err != nil {
-		return nil, err
-	}
-	old := s.engine.Swap(&engineBox{e})
-	return old.e, nil
 }
 
 // PolicyReloaded records the outcome of a policy reload: err nil means the
@@ -230,7 +218,7 @@ func (s *Server) PolicyError() string {
 }
 
 // Engine returns the current policy engine.
-func (s *Server) Engine() policy.Engine { return s.engine.Load().e }
+func (s *Server) Engine() policy.Engine { return s.engine }
 
 // Watcher returns the snapshot source.
 func (s *Server) Watcher() *state.Watcher { return s.watcher }

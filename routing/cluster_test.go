@@ -227,7 +227,7 @@ func TestClusterRoundRobinExact(t *testing.T) {
 		trips += e.rt.n.Load() - rtBefore[i]
 	}
 	// One round trip per pick, or fewer when concurrent picks share one
-	// (rrCombiner, which a Store with NextRRN switches on).
+	// (rrCombiner, on whenever the router has a store).
 	if f.edges[0].r.rrc == nil {
 		t.Fatal("round-robin combiner not in use with a state.Store")
 	}

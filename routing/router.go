@@ -26,7 +26,7 @@ type Router struct {
 	pending atomic.Int64 // queued or being applied
 
 	pool sync.Pool   // *work
-	rrc  *rrCombiner // nil: each round-robin pick makes its own round trip
+	rrc  *rrCombiner // nil only without a store
 }
 
 // svcLocal is what this process knows about a service beyond the snapshot.
@@ -51,8 +51,8 @@ func New(cfg Config, store *state.Store, inflight *state.Inflight) (*Router, err
 	m := map[string]*svcLocal{}
 	r.local.Store(&m)
 	r.pool.New = func() any { return new(work) }
-	if b, ok := any(store).(rrBatcher); ok && store != nil {
-		r.rrc = &rrCombiner{incr: b.NextRRN}
+	if store != nil {
+		r.rrc = &rrCombiner{incr: store.NextRRN}
 	}
 	return r, nil
 }

@@ -63,7 +63,6 @@ func runDev(args []string) error {
 	if err := cli.Parse(fs, args, nil, &dc); err != nil {
 		return err
 	}
-	// Accept --redis as a short alias (documented in the README).
 	log := newLogger(dc.LogLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
