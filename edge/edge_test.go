@@ -20,6 +20,7 @@ import (
 	"github.com/geniehive/geniehive/loadtest/sim"
 	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/routing"
+	"github.com/geniehive/geniehive/state"
 )
 
 func do(t *testing.T, method, url, key string, body []byte, hdr map[string]string) (*http.Response, string) {
@@ -465,5 +466,57 @@ func TestGracefulShutdownDrainsStream(t *testing.T) {
 	body := <-got
 	if !contains(body, "[DONE]") {
 		t.Fatalf("stream cut by shutdown: %s", body)
+	}
+}
+
+// TestTranscriptionMultipartFraming: the model field is found and rewritten
+// by the same parse that validates the body. With LF-only framing (which
+// mime/multipart and Python's parsers accept) the upstream must receive the
+// resolved asset name, not the name as sent; and two model fields are
+// refused like a duplicate "model" member in JSON (before, the policy saw
+// the last one while the splice rewrote the first).
+func TestTranscriptionMultipartFraming(t *testing.T) {
+	s := newStack(t)
+	cat, err := state.ParseCatalog("t.yaml", []byte(testCatalog+"  - name: listener\n    operation: transcription\n    candidates: [whisper-small]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.store.PutCatalog(context.Background(), cat); err != nil {
+		t.Fatal(err)
+	}
+	s.waitFor(func(sn *fleet.Snapshot) bool { _, ok := sn.Role("listener"); return ok })
+	lf := "--x\nContent-Disposition: form-data; name=\"model\"\n\nlistener\n--x\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\nContent-Type: audio/wav\n\nRIFF0000\n--x--\n"
+	resp, body := do(t, "POST", s.url+"/v1/audio/transcriptions", testKey, []byte(lf), map[string]string{"Content-Type": "multipart/form-data; boundary=x"})
+	if resp.StatusCode != 200 {
+		t.Fatalf("LF-only multipart: %d %s (the upstream must get the asset name, not the role)", resp.StatusCode, body)
+	}
+	crlf := "--x\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-small\r\n--x\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nnothing-here\r\n--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF0000\r\n--x--\r\n"
+	before := s.whisper.Requests("/v1/audio/transcriptions")
+	resp, body = do(t, "POST", s.url+"/v1/audio/transcriptions", testKey, []byte(crlf), map[string]string{"Content-Type": "multipart/form-data; boundary=x"})
+	if resp.StatusCode != 400 || !contains(body, "more than one model") {
+		t.Fatalf("two model fields: %d %s, want 400", resp.StatusCode, body)
+	}
+	if n := s.whisper.Requests("/v1/audio/transcriptions"); n != before {
+		t.Fatalf("a refused upload reached the upstream (%d -> %d)", before, n)
+	}
+}
+
+// TestMultipartSpliceLF: with LF-only framing the value span comes from the
+// validating parse (before, a second CRLF-only scan returned -1 and the
+// splice left the role name in the body).
+func TestMultipartSpliceLF(t *testing.T) {
+	lf := []byte("preamble\n--x\nContent-Disposition: form-data; name=\"model\"\n\nlistener\n--x\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\n\nRIFF\n--x--\nepilogue")
+	ct := []byte("multipart/form-data; boundary=x")
+	info, err := parseMultipart(lf, ct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.valStart < 0 || string(lf[info.valStart:info.valEnd]) != "listener" {
+		t.Fatalf("value span [%d,%d)", info.valStart, info.valEnd)
+	}
+	out := spliceMultipartModel(nil, lf, &info, "whisper-small")
+	model, n, file, err := referenceMultipart(out, ct)
+	if err != nil || n != 1 || !file || model != "whisper-small" {
+		t.Fatalf("spliced body reads as model %q (%d fields, file %v, err %v): %q", model, n, file, err, out)
 	}
 }
