@@ -45,10 +45,6 @@ type Config struct {
 	LogLevel string `yaml:"log_level"`
 	// AccessLog writes one line per request at info level. Default true.
 	AccessLog *bool `yaml:"access_log"`
-	// Routing and Policy are passed through untouched to the routing and
-	// policies packages.
-	Routing yaml.Node `yaml:"routing"`
-	Policy  yaml.Node `yaml:"policy"`
 }
 
 // RedisConfig locates the shared store.
@@ -89,6 +85,11 @@ type Timeouts struct {
 	Heartbeat time.Duration `yaml:"heartbeat"`
 	// Shutdown bounds draining in-flight requests on stop. Default 30s.
 	Shutdown time.Duration `yaml:"shutdown"`
+	// ShutdownDelay is how long a stopping edge keeps serving after
+	// /readyz turned 503, so the load balancer's health check takes it out
+	// of rotation before the listener closes. 0 (the zero value) stops at
+	// once; geniehive edge defaults to 5s (edge/replica).
+	ShutdownDelay time.Duration `yaml:"shutdown_delay"`
 }
 
 // BodyLimits caps request bodies per route (413 beyond). Accepts "8MiB" etc.
@@ -119,6 +120,9 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	*b = v
 	return nil
 }
+
+// UnmarshalText accepts the same forms (config layering, environment).
+func (b *ByteSize) UnmarshalText(t []byte) error { return b.Set(string(t)) }
 
 // String formats the size.
 func (b ByteSize) String() string { return strconv.FormatInt(int64(b), 10) }
@@ -212,6 +216,9 @@ func (c *Config) Provision() error {
 		c.AccessLog = &on
 	}
 	var errs []error
+	if t.ShutdownDelay < 0 {
+		errs = append(errs, errors.New("timeouts.shutdown_delay: negative"))
+	}
 	for i := range c.Keys {
 		k := &c.Keys[i]
 		if k.ID == "" {

@@ -89,7 +89,8 @@ type Server struct {
 	srv          *fasthttp.Server
 	started      time.Time
 	open         atomic.Int64 // requests being served (incl. streams)
-	draining     atomic.Bool
+	unready      atomic.Bool // stopping: /readyz answers 503 (requests still served)
+	draining     atomic.Bool // listener closing: new requests get 503 shutting_down
 	authWarned   atomic.Bool
 	policyErr    atomic.Pointer[string]
 	policyAt     atomic.Int64 // unix nanoseconds the active engine was installed
@@ -233,9 +234,11 @@ func (s *Server) Open() int64 { return s.open.Load() }
 func (s *Server) Addr() string { v, _ := s.addr.Load().(string); return v }
 
 // Run serves on ln (or on Config.Listen when ln is nil) until ctx is done,
-// then shuts down gracefully: it stops accepting, waits for in-flight
-// requests and streams to end (at most Timeouts.Shutdown), flushes stats
-// and removes its presence record.
+// then shuts down gracefully: /readyz turns 503 at once, the edge keeps
+// serving for Timeouts.ShutdownDelay, then stops accepting, waits for
+// in-flight requests and streams to end (at most Timeouts.Shutdown), stops
+// and awaits its background loops (the stats loop flushes a last time) and
+// removes its presence record. Run returns only when all of that is done.
 //
 // # Errors
 // Listen errors and a first snapshot refresh failure are returned; Redis
@@ -252,7 +255,13 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	s.started = time.Now()
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	defer func() { stopBG(); wg.Wait() }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			stopBG()
+			wg.Wait()
+		}
+	}()
 	if s.ownWatch {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := s.watcher.Refresh(rctx)
@@ -291,18 +300,37 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
+	err := s.drain()
+	s.clients.closeIdle()
+	stopped = true
+	// Stop the background loops before removing the presence record (a
+	// presence write racing the removal would resurrect it): the stats
+	// loop flushes once more on its way out.
+	stopBG()
+	wg.Wait()
+	rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_ = s.store.RemoveEdge(rctx, s.cfg.ID)
+	rcancel()
+	return err
+}
+
+// drain is the stop sequence: /readyz answers 503 at once (so the load
+// balancer takes this replica out) while the edge keeps serving for
+// Timeouts.ShutdownDelay; then the listener closes and in-flight requests
+// and streams get Timeouts.Shutdown to finish.
+func (s *Server) drain() error {
+	s.unready.Store(true)
+	if d := s.cfg.Timeouts.ShutdownDelay; d > 0 {
+		s.log.Info("edge stopping: /readyz answers 503; still serving for the shutdown delay", "delay", d)
+		time.Sleep(d)
+	}
 	s.draining.Store(true)
 	s.log.Info("edge shutting down: draining in-flight requests", "open", s.open.Load(), "timeout", s.cfg.Timeouts.Shutdown)
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeouts.Shutdown)
 	defer cancel()
 	err := s.srv.ShutdownWithContext(sctx)
-	if err != nil {
-		s.log.Warn("shutdown deadline passed with requests still open", "open", s.open.Load())
-	}
-	rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
-	_ = s.store.RemoveEdge(rctx, s.cfg.ID)
-	rcancel()
 	if errors.Is(err, context.DeadlineExceeded) {
+		s.log.Warn("shutdown deadline passed with requests still open", "open", s.open.Load())
 		return nil
 	}
 	return err
@@ -392,7 +420,10 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	case string(path) == "/readyz":
 		snap := s.watcher.Current()
 		ctx.SetContentType("application/json")
-		if s.draining.Load() || !snap.RedisOK {
+		if s.unready.Load() || !snap.RedisOK {
+			if s.unready.Load() {
+				ctx.SetConnectionClose()
+			}
 			ctx.SetStatusCode(503)
 			ctx.SetBodyString(`{"status":"not ready"}`)
 			return

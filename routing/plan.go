@@ -254,21 +254,10 @@ func (r *Router) order(ctx context.Context, w *work, dec *policy.Decision, dry b
 		ge++
 	}
 	grp := idx[gi:ge]
-	switch strategy {
-	case StrategyLeastLoaded:
-		if r.inflight == nil || r.store == nil {
+	if st := strategies[strategy]; st != nil && st.order != nil {
+		if !st.usable(r) {
 			strategy = StrategyScored
-			break
-		}
-		if err := r.leastLoaded(ctx, w, grp, dry); err != nil {
-			return strategy, err
-		}
-	case StrategyRoundRobin:
-		if r.store == nil {
-			strategy = StrategyScored
-			break
-		}
-		if err := r.roundRobin(ctx, w, dec, g, grp, dry); err != nil {
+		} else if err := st.order(r, ctx, w, dec, g, grp, dry); err != nil {
 			return strategy, err
 		}
 	}

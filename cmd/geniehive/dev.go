@@ -15,6 +15,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 
 	"github.com/geniehive/geniehive/edge"
+	"github.com/geniehive/geniehive/edge/replica"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/cli"
 	"github.com/geniehive/geniehive/loadtest/sim"
@@ -43,24 +44,32 @@ func init() {
 }
 
 type devConfig struct {
-	Listen   string `yaml:"listen"`
-	RedisURL string `yaml:"redis_url"`
-	Ollama   string `yaml:"ollama"`
-	NoOllama bool   `yaml:"no_ollama"`
-	Key      string `yaml:"key"`
-	LogLevel string `yaml:"log_level"`
+	Listen      string `yaml:"listen"`
+	RedisURL    string `yaml:"redis_url"`
+	Ollama      string `yaml:"ollama"`
+	NoOllama    bool   `yaml:"no_ollama"`
+	Key         string `yaml:"key"`
+	OperatorKey string `yaml:"operator_key"`
+	LogLevel    string `yaml:"log_level"`
+}
+
+// devSettings are the dev stack's flags (GENIEHIVE_<FLAG> in the
+// environment), layered by the same code as the edge's.
+var devSettings = []cli.Setting{
+	{Flag: "listen", Key: "listen", Help: "edge address"},
+	{Flag: "redis-url", Key: "redis_url", Help: "use this Redis instead of the embedded store"},
+	{Flag: "ollama", Key: "ollama", Help: "local Ollama to discover"},
+	{Flag: "no-ollama", Key: "no_ollama", Bool: true, Help: "do not look for Ollama; always use simulated upstreams"},
+	{Flag: "key", Key: "key", Help: "require this CLIENT-scope key for the OpenAI API (default: auth off, local only)"},
+	{Flag: "operator-key", Key: "operator_key", Help: "also accept this OPERATOR-scope key (cluster API changes: geniehive roles/keys/policy against the dev edge)"},
+	{Flag: "log-level", Key: "log_level", Help: "debug, info, warn or error"},
 }
 
 func runDev(args []string) error {
 	var dc devConfig
 	fs := cli.NewFlagSet(devCmd)
-	fs.StringVar(&dc.Listen, "listen", "127.0.0.1:8080", "edge address")
-	fs.StringVar(&dc.RedisURL, "redis-url", "", "use this Redis instead of the embedded store")
-	fs.StringVar(&dc.Ollama, "ollama", "http://127.0.0.1:11434", "local Ollama to discover")
-	fs.BoolVar(&dc.NoOllama, "no-ollama", false, "do not look for Ollama; always use simulated upstreams")
-	fs.StringVar(&dc.Key, "key", "", "require this client key (default: auth off, local only)")
-	fs.StringVar(&dc.LogLevel, "log-level", "warn", "debug, info, warn or error")
-	if err := cli.Parse(fs, args, nil, &dc); err != nil {
+	defaults := map[string]any{"listen": "127.0.0.1:8080", "ollama": "http://127.0.0.1:11434", "log_level": "warn"}
+	if _, err := cli.Load(fs, args, devSettings, defaults, false, &dc); err != nil {
 		return err
 	}
 	log := newLogger(dc.LogLevel)
@@ -148,17 +157,24 @@ func runDev(args []string) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = agent.Run(ctx) }()
 
-	ecfg := edge.Config{Listen: dc.Listen, ID: "dev-edge", LogLevel: dc.LogLevel}
-	ecfg.Redis.URL = dc.RedisURL
+	var ecfg replica.Config
+	ecfg.Edge = edge.Config{Listen: dc.Listen, ID: "dev-edge", LogLevel: dc.LogLevel}
+	ecfg.Edge.Redis.URL = dc.RedisURL
 	if dc.Key != "" {
-		ecfg.Keys = []edge.KeyConfig{{ID: "dev", Secret: dc.Key, Scope: fleet.ScopeOperator}}
+		ecfg.Edge.Keys = append(ecfg.Edge.Keys, edge.KeyConfig{ID: "dev", Secret: dc.Key, Scope: fleet.ScopeClient})
+	}
+	if dc.OperatorKey != "" {
+		ecfg.Edge.Keys = append(ecfg.Edge.Keys, edge.KeyConfig{ID: "dev-operator", Secret: dc.OperatorKey, Scope: fleet.ScopeOperator})
 	}
 	if err := ecfg.Provision(); err != nil {
 		return err
 	}
 	auth := ""
-	if dc.Key != "" {
-		auth = ` -H "Authorization: Bearer ` + dc.Key + `"`
+	if k := dc.Key; k != "" || dc.OperatorKey != "" {
+		if k == "" {
+			k = dc.OperatorKey
+		}
+		auth = ` -H "Authorization: Bearer ` + k + `"`
 	}
 	ready := func(addr string) {
 		fmt.Printf(`GenieHive dev stack is running:
@@ -176,7 +192,12 @@ Try:
 Ctrl-C stops everything.
 `, storeDesc, addr, strings.Join(upstreams, "\n              "), addr, auth, addr, auth)
 	}
-	err = serveEdge(ctx, ecfg, sectionOverrides{}, store, log, ready)
+	r, err := replica.New(ctx, ecfg, replica.Options{Logger: log, Store: store, Ready: ready})
+	if err != nil {
+		return err
+	}
+	err = r.Run(ctx)
+	_ = r.Close()
 	stop()
 	rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	_ = store.RemoveNode(rctx, "dev")

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/geniehive/geniehive/edge"
+	"github.com/geniehive/geniehive/edge/replica"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/loadtest/sim"
@@ -48,16 +49,22 @@ func TestPushedBundleReachesEveryReplica(t *testing.T) {
 	var addrs [2]string
 	var wg sync.WaitGroup
 	for i := range addrs {
-		cfg := edge.Config{Listen: "127.0.0.1:0", ID: "edge-" + string(rune('a'+i)), Redis: edge.RedisConfig{Prefix: prefix}}
-		cfg.PresenceInterval = 200 * time.Millisecond
+		var cfg replica.Config
+		cfg.Edge = edge.Config{Listen: "127.0.0.1:0", ID: "edge-" + string(rune('a'+i)), Redis: edge.RedisConfig{Prefix: prefix}}
+		cfg.Edge.PresenceInterval = 200 * time.Millisecond
 		if err := cfg.Provision(); err != nil {
 			t.Fatal(err)
 		}
 		ready := make(chan string, 1)
+		r, err := replica.New(ctx, cfg, replica.Options{Logger: log, Store: state.New(c, prefix), Ready: func(a string) { ready <- a }})
+		if err != nil {
+			t.Fatal(err)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := serveEdge(ctx, cfg, sectionOverrides{}, state.New(c, prefix), log, func(a string) { ready <- a }); err != nil {
+			defer r.Close()
+			if err := r.Run(ctx); err != nil {
 				t.Errorf("edge: %v", err)
 			}
 		}()
