@@ -90,6 +90,7 @@ type Server struct {
 	started      time.Time
 	open         atomic.Int64 // requests being served (incl. streams)
 	unready      atomic.Bool // stopping: /readyz answers 503 (requests still served)
+	hadState     atomic.Bool // a snapshot read from Redis was seen
 	draining     atomic.Bool // listener closing: new requests get 503 shutting_down
 	authWarned   atomic.Bool
 	policyErr    atomic.Pointer[string]
@@ -336,6 +337,33 @@ func (s *Server) drain() error {
 	return err
 }
 
+// serveReady answers /readyz, the load balancer's health check: 503 from
+// the moment the edge is told to stop (with Connection: close), and before
+// it ever read the shared state; 200 otherwise. A Redis outage after that
+// keeps it ready: the edge serves from its snapshot (the body says
+// "redis":"down"), and taking every replica out of the pool at once would
+// turn a Redis restart into an outage.
+func (s *Server) serveReady(ctx *fasthttp.RequestCtx) {
+	snap := s.watcher.Current()
+	if snap.RedisOK {
+		s.hadState.Store(true)
+	}
+	ctx.SetContentType("application/json")
+	switch {
+	case s.unready.Load():
+		ctx.SetConnectionClose()
+		ctx.SetStatusCode(503)
+		ctx.SetBodyString(`{"status":"stopping"}`)
+	case !s.hadState.Load():
+		ctx.SetStatusCode(503)
+		ctx.SetBodyString(`{"status":"not ready","redis":"down"}`)
+	case !snap.RedisOK:
+		ctx.SetBodyString(`{"status":"ready","redis":"down"}`)
+	default:
+		ctx.SetBodyString(`{"status":"ready"}`)
+	}
+}
+
 // pushData rebuilds the policy data document from snap and installs it.
 func (s *Server) pushData(ctx context.Context, snap *fleet.Snapshot) {
 	d := policies.BuildData(snap)
@@ -418,17 +446,7 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("application/json")
 		ctx.SetBodyString(`{"status":"ok"}`)
 	case string(path) == "/readyz":
-		snap := s.watcher.Current()
-		ctx.SetContentType("application/json")
-		if s.unready.Load() || !snap.RedisOK {
-			if s.unready.Load() {
-				ctx.SetConnectionClose()
-			}
-			ctx.SetStatusCode(503)
-			ctx.SetBodyString(`{"status":"not ready"}`)
-			return
-		}
-		ctx.SetBodyString(`{"status":"ready"}`)
+		s.serveReady(ctx)
 	default:
 		writeError(ctx, errNotFound)
 	}
