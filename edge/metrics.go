@@ -162,7 +162,7 @@ func newMetrics() *metrics {
 func (m *metrics) serve(ctx *fasthttp.RequestCtx) {
 	mfs, err := m.reg.Gather()
 	if err != nil {
-		writeError(ctx, classify(err))
+		WriteError(ctx, err)
 		return
 	}
 	format := expfmt.NewFormat(expfmt.TypeTextPlain)

@@ -184,7 +184,7 @@ func statusText(code int) string {
 
 // fail answers with err (mapped by classify) and records it on x.
 func (x *exchange) fail(ctx *fasthttp.RequestCtx, err error) {
-	e := classify(err)
+	e := Classify(err)
 	x.status = e.Status
 	x.errCode = e.Code
 	writeError(ctx, e)
@@ -237,16 +237,7 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, rt, upP
 		x.model = info.model
 	} else {
 		if err := scanRequest(body, &x.scan); err != nil {
-			switch err {
-			case errNotObject:
-				x.fail(ctx, badRequest("invalid_request", "", "request body must be a JSON object"))
-			case errTooDeep:
-				x.fail(ctx, badRequest("invalid_request", "", err.Error()))
-			case errDupModel:
-				x.fail(ctx, badRequest("invalid_request", "model", err.Error()))
-			default:
-				x.fail(ctx, errBadJSON)
-			}
+			x.fail(ctx, err)
 			return
 		}
 		if !x.scan.modelOK {
@@ -286,23 +277,11 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, rt, upP
 	}
 	if err := s.Engine().Eval(ctx, in, &x.dec); err != nil {
 		s.log.Error("policy evaluation failed", "err", err, "engine", s.Engine().Name())
-		x.fail(ctx, &APIError{Status: 500, Type: "server_error", Code: "policy_error", Message: "policy evaluation failed"})
+		x.fail(ctx, err)
 		return
 	}
 	if d := x.dec.Deny; d != nil {
-		st := d.Status
-		if st == 0 {
-			st = 403
-		}
-		typ := "invalid_request_error"
-		if st == 403 {
-			typ = "permission_error"
-		}
-		code := d.Code
-		if code == "" {
-			code = "policy_denied"
-		}
-		x.fail(ctx, &APIError{Status: st, Type: typ, Code: code, Param: "model", Message: d.Reason})
+		x.fail(ctx, denied{d})
 		return
 	}
 	if len(x.dec.Targets) == 0 {

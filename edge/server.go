@@ -89,9 +89,9 @@ type Server struct {
 	srv          *fasthttp.Server
 	started      time.Time
 	open         atomic.Int64 // requests being served (incl. streams)
-	unready      atomic.Bool // stopping: /readyz answers 503 (requests still served)
-	hadState     atomic.Bool // a snapshot read from Redis was seen
-	draining     atomic.Bool // listener closing: new requests get 503 shutting_down
+	unready      atomic.Bool  // stopping: /readyz answers 503 (requests still served)
+	hadState     atomic.Bool  // a snapshot read from Redis was seen
+	draining     atomic.Bool  // listener closing: new requests get 503 shutting_down
 	authWarned   atomic.Bool
 	policyErr    atomic.Pointer[string]
 	policyAt     atomic.Int64 // unix nanoseconds the active engine was installed
@@ -410,16 +410,15 @@ func (s *Server) presenceLoop(ctx context.Context) {
 	}
 }
 
-// errorHandler answers requests fasthttp could not parse, in OpenAI format.
+// errorHandler answers requests fasthttp could not parse, in OpenAI format:
+// Classify's mapping, except that a timeout here is the client's (408: the
+// request did not arrive in time) and anything else is a malformed request.
 func (s *Server) errorHandler(ctx *fasthttp.RequestCtx, err error) {
-	var e *APIError
+	e := Classify(err)
 	switch {
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		e = errTooLarge
+	case e == errTooLarge || e == errHeadersTooLarge:
 	case isTimeout(err):
 		e = &APIError{Status: 408, Type: "invalid_request_error", Code: "request_timeout", Message: "request not received in time"}
-	case strings.Contains(err.Error(), "too big") || strings.Contains(err.Error(), "small read buffer"):
-		e = errHeadersTooLarge
 	default:
 		e = badRequest("malformed_request", "", "malformed HTTP request")
 	}

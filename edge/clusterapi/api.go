@@ -21,6 +21,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/geniehive/geniehive/edge"
+
 	"github.com/valyala/fasthttp"
 
 	"github.com/geniehive/geniehive/fleet"
@@ -165,23 +167,10 @@ func (a *API) Handle(ctx *fasthttp.RequestCtx) bool {
 	return true
 }
 
-// apiError is the OpenAI error body.
-type apiError struct {
-	Error struct {
-		Message string  `json:"message"`
-		Type    string  `json:"type"`
-		Code    string  `json:"code"`
-		Param   *string `json:"param"`
-	} `json:"error"`
-}
-
+// writeError answers with an OpenAI error through the edge's one error
+// writer (edge.WriteError).
 func writeError(ctx *fasthttp.RequestCtx, status int, typ, code, param, msg string) {
-	var e apiError
-	e.Error.Message, e.Error.Type, e.Error.Code = msg, typ, code
-	if param != "" {
-		e.Error.Param = &param
-	}
-	writeJSON(ctx, status, &e)
+	edge.WriteError(ctx, &edge.APIError{Status: status, Type: typ, Code: code, Param: param, Message: msg})
 }
 
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {

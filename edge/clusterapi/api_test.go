@@ -211,7 +211,9 @@ func TestBenchmarkIngest(t *testing.T) {
 	}
 	for name, b := range bad {
 		code, body := e.do(t, "POST", "/v1/cluster/benchmarks", "o", []byte(b))
-		var er apiError
+		var er struct {
+			Error struct{ Message, Type string } `json:"error"`
+		}
 		if code != 400 || json.Unmarshal(body, &er) != nil || er.Error.Type != "invalid_request_error" || !strings.Contains(er.Error.Message, "nothing stored") {
 			t.Fatalf("%s: %d %s", name, code, body)
 		}

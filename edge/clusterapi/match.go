@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/geniehive/geniehive/edge"
+
 	"github.com/valyala/fasthttp"
 
 	"github.com/geniehive/geniehive/fleet"
@@ -69,9 +71,9 @@ func (a *API) match(ctx *fasthttp.RequestCtx) {
 			"unknown operation "+string(q.Operation)+" (want chat, embeddings, transcription, speech or images)")
 		return
 	}
-	resp, status, err := a.explain(ctx, q, true)
+	resp, err := a.explain(ctx, q, true)
 	if err != nil {
-		writeError(ctx, status, "server_error", "policy_error", "", err.Error())
+		edge.WriteError(ctx, err)
 		return
 	}
 	writeJSON(ctx, fasthttp.StatusOK, resp)
@@ -90,9 +92,9 @@ func (a *API) resolve(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusBadRequest, "invalid_request_error", "invalid_value", "operation", "unknown operation "+string(q.Operation))
 		return
 	}
-	resp, status, err := a.explain(ctx, q, false)
+	resp, err := a.explain(ctx, q, false)
 	if err != nil {
-		writeError(ctx, status, "server_error", "policy_error", "", err.Error())
+		edge.WriteError(ctx, err)
 		return
 	}
 	// Quick form: candidates without their signals.
@@ -104,7 +106,7 @@ func (a *API) resolve(ctx *fasthttp.RequestCtx) {
 	writeJSON(ctx, fasthttp.StatusOK, resp)
 }
 
-func (a *API) explain(ctx *fasthttp.RequestCtx, q MatchRequest, allowTask bool) (*MatchResponse, int, error) {
+func (a *API) explain(ctx *fasthttp.RequestCtx, q MatchRequest, allowTask bool) (*MatchResponse, error) {
 	snap := a.d.Snapshot()
 	c, cancel := opCtx(ctx)
 	defer cancel()
@@ -144,7 +146,7 @@ func (a *API) explain(ctx *fasthttp.RequestCtx, q MatchRequest, allowTask bool) 
 	} else {
 		in := policy.Input{SchemaVersion: policy.SchemaVersion, Operation: op, Model: name, ModelKey: policies.NormalizeModel(name)}
 		if err := a.d.Resolve(c, snap, &in, &d); err != nil {
-			return nil, fasthttp.StatusInternalServerError, err
+			return nil, err
 		}
 	}
 	for _, t := range d.Targets {
@@ -152,14 +154,14 @@ func (a *API) explain(ctx *fasthttp.RequestCtx, q MatchRequest, allowTask bool) 
 	}
 	resp.Tried, resp.Deny = d.Tried, d.Deny
 	if d.Deny != nil {
-		return resp, 0, nil
+		return resp, nil
 	}
 	text := q.Task
 	if q.Prompt != "" {
 		text = strings.TrimSpace(text + " " + q.Prompt)
 	}
 	resp.Routing = a.d.Router.Explain(c, snap, &d, &routing.RequestFacts{Operation: op, Model: name, Text: text})
-	return resp, 0, nil
+	return resp, nil
 }
 
 // allAssets is a one-group decision over every live asset offered by a
