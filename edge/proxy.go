@@ -28,6 +28,7 @@ type exchange struct {
 	endpoint string
 	op       fleet.Kind
 	key      *fleet.APIKey
+	snap     *fleet.Snapshot // the one snapshot this request decides and plans on
 	scan     bodyScan
 	in       policy.Input
 	dec      policy.Decision
@@ -192,7 +193,10 @@ func (x *exchange) fail(ctx *fasthttp.RequestCtx, err error) {
 
 var reasoningKeys = []string{"reasoning_content", "reasoning"}
 
-// serveInference handles every proxied OpenAI endpoint.
+// serveInference handles every proxied OpenAI endpoint, as a pipeline:
+// authenticate -> parse -> decide -> plan -> forward (attempt each
+// candidate, respond with the first that answers). Every step's failure
+// goes to x.fail, which maps it with Classify.
 func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, rt, upPath string) {
 	x := s.acquireExchange(rt, op)
 	handedOff := false
@@ -210,57 +214,80 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, rt, upP
 	if s.access {
 		x.clientIP = ctx.RemoteIP().String()
 	}
+	if !s.authenticate(ctx, x) {
+		return
+	}
+	body := ctx.PostBody()
+	mp, err := s.parse(ctx, x, body)
+	if err == nil {
+		err = s.decide(ctx, x, body)
+	}
+	if err == nil {
+		err = s.plan(ctx, x, body, mp)
+	}
+	if err != nil {
+		x.fail(ctx, err)
+		return
+	}
+	handedOff = s.forward(ctx, x, body, mp, upPath)
+}
+
+// authenticate refuses requests while the edge drains and checks the key;
+// on false the answer is written.
+func (s *Server) authenticate(ctx *fasthttp.RequestCtx, x *exchange) bool {
 	if s.draining.Load() {
 		x.fail(ctx, errShuttingDown)
-		return
+		return false
 	}
 	key, ok := s.authorize(ctx, fleet.ScopeClient)
 	if !ok {
 		x.status, x.errCode = ctx.Response.StatusCode(), "auth"
-		return
+		return false
 	}
 	x.key = key
-	body := ctx.PostBody()
+	return true
+}
+
+// parse checks the body's size and reads what the policy decides on: the
+// model (and, for JSON, stream, max_tokens, thinking and the prompt spans)
+// in one pass over the body. Transcriptions are multipart; mp is then set.
+func (s *Server) parse(ctx *fasthttp.RequestCtx, x *exchange, body []byte) (mp *multipartInfo, err error) {
 	x.bytesIn = len(body)
-	if len(body) > s.cfg.limitFor(op) {
-		x.fail(ctx, errTooLarge)
-		return
+	if len(body) > s.cfg.limitFor(x.op) {
+		return nil, errTooLarge
 	}
-	var mp *multipartInfo
-	if op == fleet.KindTranscription {
+	if x.op == fleet.KindTranscription {
 		info, err := parseMultipart(body, ctx.Request.Header.ContentType())
 		if err != nil {
-			x.fail(ctx, err)
-			return
+			return nil, err
 		}
-		mp = &info
 		x.model = info.model
+		return &info, nil
+	}
+	if err := scanRequest(body, &x.scan); err != nil {
+		return nil, err
+	}
+	if !x.scan.modelOK {
+		return nil, errNoModel
+	}
+	raw := body[x.scan.modelStart:x.scan.modelEnd]
+	if x.scan.modelEscaped {
+		x.model = unquote(raw)
 	} else {
-		if err := scanRequest(body, &x.scan); err != nil {
-			x.fail(ctx, err)
-			return
-		}
-		if !x.scan.modelOK {
-			x.fail(ctx, errNoModel)
-			return
-		}
-		raw := body[x.scan.modelStart:x.scan.modelEnd]
-		if x.scan.modelEscaped {
-			x.model = unquote(raw)
-		} else {
-			x.model = s.names.intern(raw[1 : len(raw)-1])
-		}
-		x.stream = x.scan.stream && op == fleet.KindChat
+		x.model = s.names.intern(raw[1 : len(raw)-1])
 	}
+	x.stream = x.scan.stream && x.op == fleet.KindChat
 	if x.model == "" {
-		x.fail(ctx, errNoModel)
-		return
+		return nil, errNoModel
 	}
+	return nil, nil
+}
 
-	snap := s.watcher.Current()
+// decide evaluates the policy: targets, or a denial (an error here).
+func (s *Server) decide(ctx *fasthttp.RequestCtx, x *exchange, body []byte) error {
 	in := &x.in
 	in.SchemaVersion = policy.SchemaVersion
-	in.Operation = op
+	in.Operation = x.op
 	in.Model = x.model
 	in.ModelKey = policies.NormalizeModel(x.model)
 	in.Stream = x.stream
@@ -272,21 +299,19 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, rt, upP
 		in.Thinking = &thinkOff
 	}
 	in.BodyBytes = len(body)
-	if key != nil {
-		in.Key = policy.Key{ID: key.ID, Scope: key.Scope, Roles: key.Roles}
+	if x.key != nil {
+		in.Key = policy.Key{ID: x.key.ID, Scope: x.key.Scope, Roles: x.key.Roles}
 	}
+	x.snap = s.watcher.Current()
 	if err := s.Engine().Eval(ctx, in, &x.dec); err != nil {
 		s.log.Error("policy evaluation failed", "err", err, "engine", s.Engine().Name())
-		x.fail(ctx, err)
-		return
+		return err
 	}
 	if d := x.dec.Deny; d != nil {
-		x.fail(ctx, denied{d})
-		return
+		return denied{d}
 	}
 	if len(x.dec.Targets) == 0 {
-		x.fail(ctx, unknownModel(snap, x.model, op, x.dec.Tried))
-		return
+		return unknownModel(x.snap, x.model, x.op, x.dec.Tried)
 	}
 	t0 := &x.dec.Targets[0]
 	if t0.Role != "" {
@@ -294,33 +319,36 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, rt, upP
 	} else {
 		x.mLabel = t0.Name
 	}
-	x.rf = routing.RequestFacts{Operation: op, Model: x.model, Stream: x.stream, BodyBytes: len(body), Now: x.start}
-	if key != nil {
-		x.rf.KeyID = key.ID
+	return nil
+}
+
+// plan asks the router where the decision's targets are served now.
+func (s *Server) plan(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp *multipartInfo) error {
+	x.rf = routing.RequestFacts{Operation: x.op, Model: x.model, Stream: x.stream, BodyBytes: len(body), Now: x.start}
+	if x.key != nil {
+		x.rf.KeyID = x.key.ID
 	}
 	if mp == nil && (x.scan.nText > 0 || x.scan.prompt.e > 0) {
 		x.text = appendText(x.text[:0], body, &x.scan, routing.TextBytes)
 		x.rf.Text = string(x.text)
 	}
-	plan, err := s.router.Plan(ctx, snap, &x.dec, &x.rf)
+	plan, err := s.router.Plan(ctx, x.snap, &x.dec, &x.rf)
 	if err != nil {
-		x.fail(ctx, err)
-		return
+		return err
 	}
 	x.plan = plan
 	if len(plan.Candidates) == 0 {
-		x.fail(ctx, &routing.NoCandidatesError{Model: x.model, Tried: plan.Tried})
-		return
+		return &routing.NoCandidatesError{Model: x.model, Tried: plan.Tried}
 	}
 	for k, v := range x.dec.Headers {
 		ctx.Response.Header.Set(k, v)
 	}
-	handedOff = s.forward(ctx, x, body, mp, upPath)
+	return nil
 }
 
 // forward tries the plan's candidates in order until one answers before
-// its first byte, and relays the answer. It reports whether a stream writer
-// took ownership of x.
+// its first byte (attempt), and relays that answer (respond). It reports
+// whether a stream writer took ownership of x.
 func (s *Server) forward(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp *multipartInfo, upPath string) bool {
 	n := min(len(x.plan.Candidates), s.cfg.Failover.Attempts)
 	var lastErr error
@@ -334,126 +362,142 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp 
 			x.fail(ctx, err)
 			return false
 		}
-		uc, err := s.clients.get(c.Service.Endpoint)
-		if err != nil {
-			lastErr = &upstreamError{service: c.Service.ID, err: err}
-			continue
+		resp, err := s.attempt(ctx, x, c, upBody, upPath)
+		if err == nil {
+			return s.respond(ctx, x, c, resp)
 		}
-		x.beginAttempt(c)
-		req := fasthttp.AcquireRequest()
-		resp := fasthttp.AcquireResponse()
-		req.Header.SetMethod(fasthttp.MethodPost)
-		ub := getBuf()
-		ub.B = append(append(ub.B[:0], c.Service.Endpoint...), upPath...)
-		req.SetRequestURIBytes(ub.B)
-		putBuf(ub)
-		copyRequestHeaders(req, &ctx.Request.Header)
-		ub = getBuf()
-		ub.B = appendIP(ub.B[:0], ctx.RemoteIP())
-		req.Header.SetBytesV("X-Forwarded-For", ub.B)
-		putBuf(ub)
-		req.SetBodyRaw(upBody)
-		x.upStart = time.Now()
-		if x.stream {
-			resp.StreamBody = true
-			err = uc.stream.DoDeadline(req, resp, x.upStart.Add(s.cfg.Timeouts.StreamMax))
-		} else {
-			err = uc.plain.DoDeadline(req, resp, x.upStart.Add(s.cfg.Timeouts.Request))
+		lastErr = err
+		if ue, ok := err.(*upstreamError); ok && !ue.retryable() {
+			break
 		}
-		fasthttp.ReleaseRequest(req)
-		if err == nil && (resp.StatusCode() < 200 || resp.StatusCode() > 299) {
-			ue := &upstreamError{service: c.Service.ID, status: resp.StatusCode()}
-			if x.stream {
-				if bs := resp.BodyStream(); bs != nil {
-					ue.body, _ = io.ReadAll(io.LimitReader(bs, 64<<10))
-				}
-				_ = resp.CloseBodyStream()
-			} else {
-				ue.body = append([]byte(nil), resp.Body()...)
-			}
-			err = ue
-		} else if err != nil {
-			err = &upstreamError{service: c.Service.ID, err: err}
+		if i+1 < n {
+			s.met.failovers.WithLabelValues(c.Service.ID).Inc()
+			s.log.Debug("failover", "from", c.Service.ID, "err", err)
 		}
-		if err != nil {
-			fasthttp.ReleaseResponse(resp)
-			x.endAttempt()
-			ue := err.(*upstreamError)
-			reason := "status_" + statusText(ue.status)
-			if ue.err != nil {
-				reason = "transport"
-				if isTimeout(ue.err) {
-					reason = "timeout"
-				}
-			}
-			s.met.upErrors.WithLabelValues(c.Service.ID, reason).Inc()
-			if s.feedback != nil && (ue.err != nil || ue.status >= 500) {
-				s.feedback.Observe(c, false, time.Since(x.upStart))
-			}
-			lastErr = err
-			if !ue.retryable() {
-				break
-			}
-			if i+1 < n {
-				s.met.failovers.WithLabelValues(c.Service.ID).Inc()
-				s.log.Debug("failover", "from", c.Service.ID, "err", err)
-			}
-			continue
-		}
-		// Success: this candidate serves the request.
-		x.service, x.asset = c.Service.ID, c.Asset
-		if c.Target != nil && c.Target.Role == "" {
-			x.mLabel = c.Asset
-		}
-		if s.feedback != nil {
-			s.feedback.Observe(c, true, time.Since(x.upStart))
-		}
-		strip := x.dec.StripReasoning
-		if c.Target != nil && c.Target.Patch != nil {
-			strip = c.Target.Patch.StripReasoning || strip
-		}
-		ctx.Response.Header.Set("X-GenieHive-Service", c.Service.ID)
-		ctx.Response.Header.Set("X-GenieHive-Model", c.Asset)
-		if x.stream && bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream")) {
-			s.startRelay(ctx, x, resp, strip)
-			return true
-		}
-		x.status = resp.StatusCode()
-		ctx.SetStatusCode(x.status)
-		ctx.Response.Header.SetContentTypeBytes(resp.Header.ContentType())
-		var rb []byte
-		if x.stream {
-			// Asked for a stream, got a plain answer: relay it whole.
-			rb, err = io.ReadAll(io.LimitReader(resp.BodyStream(), 256<<20))
-			_ = resp.CloseBodyStream()
-			if err != nil {
-				fasthttp.ReleaseResponse(resp)
-				x.fail(ctx, &upstreamError{service: c.Service.ID, err: err})
-				return false
-			}
-		} else {
-			// Hand the upstream's body buffer to the client response and the
-			// client response's (empty) one to resp: both go back to their
-			// pools with their capacity, so no body is allocated per request.
-			rb = resp.SwapBody(ctx.Response.SwapBody(nil)[:0])
-		}
-		fasthttp.ReleaseResponse(resp)
-		x.ttft = time.Since(x.upStart)
-		x.tokens = completionTokens(rb)
-		if strip && bytes.Contains(rb, []byte(`"reasoning`)) {
-			sb := getBuf()
-			sb.B, _ = stripKeys(sb.B[:0], rb, reasoningKeys)
-			ctx.SetBody(sb.B)
-			putBuf(sb)
-		} else {
-			ctx.Response.SwapBody(rb)
-		}
-		return false
 	}
 	if lastErr == nil {
 		lastErr = &routing.NoCandidatesError{Model: x.model, Tried: x.plan.Tried}
 	}
 	x.fail(ctx, lastErr)
+	return false
+}
+
+// attempt sends the request to candidate c. On success it returns the
+// upstream's 2xx response (the caller releases it) with the candidate's
+// in-flight lease still held; on failure an *upstreamError, with the
+// lease ended, the failure counted and reported to the router.
+func (s *Server) attempt(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candidate, upBody []byte, upPath string) (*fasthttp.Response, error) {
+	uc, err := s.clients.get(c.Service.Endpoint)
+	if err != nil {
+		return nil, &upstreamError{service: c.Service.ID, err: err}
+	}
+	x.beginAttempt(c)
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	req.Header.SetMethod(fasthttp.MethodPost)
+	ub := getBuf()
+	ub.B = append(append(ub.B[:0], c.Service.Endpoint...), upPath...)
+	req.SetRequestURIBytes(ub.B)
+	putBuf(ub)
+	copyRequestHeaders(req, &ctx.Request.Header)
+	ub = getBuf()
+	ub.B = appendIP(ub.B[:0], ctx.RemoteIP())
+	req.Header.SetBytesV("X-Forwarded-For", ub.B)
+	putBuf(ub)
+	req.SetBodyRaw(upBody)
+	x.upStart = time.Now()
+	if x.stream {
+		resp.StreamBody = true
+		err = uc.stream.DoDeadline(req, resp, x.upStart.Add(s.cfg.Timeouts.StreamMax))
+	} else {
+		err = uc.plain.DoDeadline(req, resp, x.upStart.Add(s.cfg.Timeouts.Request))
+	}
+	fasthttp.ReleaseRequest(req)
+	var ue *upstreamError
+	switch {
+	case err != nil:
+		ue = &upstreamError{service: c.Service.ID, err: err}
+	case resp.StatusCode() < 200 || resp.StatusCode() > 299:
+		ue = &upstreamError{service: c.Service.ID, status: resp.StatusCode()}
+		if x.stream {
+			if bs := resp.BodyStream(); bs != nil {
+				ue.body, _ = io.ReadAll(io.LimitReader(bs, 64<<10))
+			}
+			_ = resp.CloseBodyStream()
+		} else {
+			ue.body = append([]byte(nil), resp.Body()...)
+		}
+	default:
+		return resp, nil
+	}
+	fasthttp.ReleaseResponse(resp)
+	x.endAttempt()
+	reason := "status_" + statusText(ue.status)
+	if ue.err != nil {
+		reason = "transport"
+		if isTimeout(ue.err) {
+			reason = "timeout"
+		}
+	}
+	s.met.upErrors.WithLabelValues(c.Service.ID, reason).Inc()
+	if s.feedback != nil && (ue.err != nil || ue.status >= 500) {
+		s.feedback.Observe(c, false, time.Since(x.upStart))
+	}
+	return nil, ue
+}
+
+// respond relays candidate c's successful answer: an SSE stream through
+// the relay (it then owns x: respond returns true), or a whole body,
+// stripped of reasoning when the policy says so. It releases resp.
+func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candidate, resp *fasthttp.Response) bool {
+	x.service, x.asset = c.Service.ID, c.Asset
+	if c.Target != nil && c.Target.Role == "" {
+		x.mLabel = c.Asset
+	}
+	if s.feedback != nil {
+		s.feedback.Observe(c, true, time.Since(x.upStart))
+	}
+	strip := x.dec.StripReasoning
+	if c.Target != nil && c.Target.Patch != nil {
+		strip = c.Target.Patch.StripReasoning || strip
+	}
+	ctx.Response.Header.Set("X-GenieHive-Service", c.Service.ID)
+	ctx.Response.Header.Set("X-GenieHive-Model", c.Asset)
+	if x.stream && bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream")) {
+		s.startRelay(ctx, x, resp, strip)
+		return true
+	}
+	x.status = resp.StatusCode()
+	ctx.SetStatusCode(x.status)
+	ctx.Response.Header.SetContentTypeBytes(resp.Header.ContentType())
+	var rb []byte
+	if x.stream {
+		// Asked for a stream, got a plain answer: relay it whole.
+		var err error
+		rb, err = io.ReadAll(io.LimitReader(resp.BodyStream(), 256<<20))
+		_ = resp.CloseBodyStream()
+		if err != nil {
+			fasthttp.ReleaseResponse(resp)
+			x.fail(ctx, &upstreamError{service: c.Service.ID, err: err})
+			return false
+		}
+	} else {
+		// Hand the upstream's body buffer to the client response and the
+		// client response's (empty) one to resp: both go back to their
+		// pools with their capacity, so no body is allocated per request.
+		rb = resp.SwapBody(ctx.Response.SwapBody(nil)[:0])
+	}
+	fasthttp.ReleaseResponse(resp)
+	x.ttft = time.Since(x.upStart)
+	x.tokens = completionTokens(rb)
+	if strip && bytes.Contains(rb, []byte(`"reasoning`)) {
+		sb := getBuf()
+		sb.B, _ = stripKeys(sb.B[:0], rb, reasoningKeys)
+		ctx.SetBody(sb.B)
+		putBuf(sb)
+	} else {
+		ctx.Response.SwapBody(rb)
+	}
 	return false
 }
 
