@@ -27,6 +27,10 @@ type metrics struct {
 	// gauge set to 1 with the version as label.
 	policyReloads *prometheus.CounterVec
 	policyActive  *prometheus.GaugeVec
+	// policy evaluation latency by engine.
+	policyEval  *prometheus.HistogramVec
+	policyEvalC handleCache[string, prometheus.Observer]
+	redis       *redisHook
 
 	// Handles resolved once per label set: WithLabelValues hashes every
 	// label and takes the vector's lock on each call, which the request
@@ -112,6 +116,11 @@ func (m *metrics) upTTFT(service string) prometheus.Observer {
 	return m.ttftC.get(service, func(s string) prometheus.Observer { return m.ttft.WithLabelValues(s) })
 }
 
+// evalLatency returns the policy evaluation histogram of an engine.
+func (m *metrics) evalLatency(engine string) prometheus.Observer {
+	return m.policyEvalC.get(engine, func(e string) prometheus.Observer { return m.policyEval.WithLabelValues(e) })
+}
+
 // inflightOf returns the in-flight gauge of an endpoint.
 func (m *metrics) inflightOf(endpoint string) prometheus.Gauge {
 	if g, ok := m.inflight[endpoint]; ok {
@@ -154,6 +163,12 @@ func newMetrics() *metrics {
 	for _, rt := range []string{endpointChat, endpointEmbeddings, endpointTranscription, endpointSpeech, endpointImages} {
 		m.inflight[rt] = m.inflightVec.WithLabelValues(rt)
 	}
+	m.policyEval = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "geniehive_policy_eval_seconds", Help: "Policy evaluation time per request, by engine (errors included).",
+		Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1},
+	}, []string{"engine"})
+	m.redis = newRedisHook(m.reg)
+	m.reg.MustRegister(m.policyEval)
 	m.reg.MustRegister(m.requests, m.latency, m.ttft, m.inflightVec, m.failovers, m.upErrors, m.aborted, m.policyReloads, m.policyActive,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

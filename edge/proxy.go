@@ -303,8 +303,12 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx, x *exchange, body []byte) erro
 		in.Key = policy.Key{ID: x.key.ID, Scope: x.key.Scope, Roles: x.key.Roles}
 	}
 	x.snap = s.watcher.Current()
-	if err := s.Engine().Eval(ctx, in, &x.dec); err != nil {
-		s.log.Error("policy evaluation failed", "err", err, "engine", s.Engine().Name())
+	e := s.Engine()
+	t0 := time.Now()
+	err := e.Eval(ctx, in, &x.dec)
+	s.met.evalLatency(e.Name()).Observe(time.Since(t0).Seconds())
+	if err != nil {
+		s.log.Error("policy evaluation failed", "err", err, "engine", e.Name())
 		return err
 	}
 	if d := x.dec.Deny; d != nil {
@@ -313,11 +317,11 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx, x *exchange, body []byte) erro
 	if len(x.dec.Targets) == 0 {
 		return unknownModel(x.snap, x.model, x.op, x.dec.Tried)
 	}
-	t0 := &x.dec.Targets[0]
-	if t0.Role != "" {
-		x.mLabel, x.rLabel = t0.Role, t0.Role
+	first := &x.dec.Targets[0]
+	if first.Role != "" {
+		x.mLabel, x.rLabel = first.Role, first.Role
 	} else {
-		x.mLabel = t0.Name
+		x.mLabel = first.Name
 	}
 	return nil
 }

@@ -196,6 +196,7 @@ Ctrl-C stops everything.
 	if err != nil {
 		return err
 	}
+	c.AddHook(r.Server().RedisHook())
 	err = r.Run(ctx)
 	_ = r.Close()
 	stop()

@@ -48,7 +48,8 @@ type Options struct {
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 	// Store, when set, is used instead of connecting to Config.Edge.Redis
-	// (the caller keeps owning its client).
+	// (the caller keeps owning its client, and adds Server().RedisHook()
+	// to it for the Redis metrics).
 	Store *state.Store
 	// Listener, when set, is served instead of listening on
 	// Config.Edge.Listen.
@@ -122,6 +123,12 @@ func New(ctx context.Context, cfg Config, o Options) (*Replica, error) {
 		return fail(err)
 	}
 	r.srv.SetCluster(r.clusterAPI())
+	if r.client != nil {
+		// Counted on this edge's /metrics. A caller-owned store (Options.
+		// Store) may be shared by several replicas: its owner adds
+		// Server().RedisHook() where it wants the counts.
+		r.client.AddHook(r.srv.RedisHook())
+	}
 	return r, nil
 }
 

@@ -208,3 +208,44 @@ func TestShutdownDelay(t *testing.T) {
 		t.Fatalf("/readyz after stop: %d, want the listener closed", c)
 	}
 }
+
+// TestRedisAndPolicyMetrics: a replica that owns its Redis client counts
+// round trips, commands and failed commands on /metrics (go-redis hook),
+// and observes policy evaluation latency.
+func TestRedisAndPolicyMetrics(t *testing.T) {
+	c, prefix := testredis.New(t)
+	st := state.New(c, prefix)
+	_ = st
+	var cfg replica.Config
+	cfg.Edge = edge.Config{Listen: "127.0.0.1:0", ID: "edge-m", Redis: edge.RedisConfig{URL: testredis.URL(t), Prefix: prefix}}
+	cfg.Policy.Engine = replica.EngineGo
+	if err := cfg.Provision(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan string, 1)
+	r, err := replica.New(ctx, cfg, replica.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func(a string) { ready <- a }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx); _ = r.Close() }()
+	url := "http://" + <-ready
+	defer func() { cancel(); <-done }()
+	if code, _, _ := chat(url, false); code == 0 {
+		t.Fatal("no answer")
+	}
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := string(b)
+	for _, want := range []string{"geniehive_redis_round_trips_total ", `geniehive_redis_commands_total{command="get"}`, `geniehive_policy_eval_seconds_count{engine="go"} 1`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
