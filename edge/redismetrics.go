@@ -37,10 +37,13 @@ func newRedisHook(reg prometheus.Registerer) *redisHook {
 	return h
 }
 
-func (h *redisHook) count(cmd redis.Cmder) {
+// count counts cmd and, when err (the command's outcome) is a failure, its
+// error. (A single command's Err is set only after the hooks return: the
+// hook's result is the outcome.)
+func (h *redisHook) count(cmd redis.Cmder, err error) {
 	name := cmd.Name()
 	h.cmdC.get(name, func(n string) prometheus.Counter { return h.cmds.WithLabelValues(n) }).Inc()
-	if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+	if err != nil && !errors.Is(err, redis.Nil) {
 		h.errC.get(name, func(n string) prometheus.Counter { return h.errs.WithLabelValues(n) }).Inc()
 	}
 }
@@ -59,7 +62,7 @@ func (h *redisHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
 		h.trips.Inc()
-		h.count(cmd)
+		h.count(cmd, err)
 		return err
 	}
 }
@@ -69,7 +72,7 @@ func (h *redisHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 		err := next(ctx, cmds)
 		h.trips.Inc()
 		for _, c := range cmds {
-			h.count(c)
+			h.count(c, c.Err())
 		}
 		return err
 	}
