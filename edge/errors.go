@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/geniehive/geniehive/internal/jsonw"
+	"github.com/geniehive/geniehive/internal/rawjson"
 	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/routing"
 )
@@ -128,12 +129,12 @@ func Classify(err error) *APIError {
 		return ae
 	}
 	switch {
-	case errors.Is(err, errJSON):
+	case errors.Is(err, rawjson.ErrSyntax):
 		return errBadJSON
 	case errors.Is(err, errNotObject):
 		return badRequest("invalid_request", "", errNotObject.Error())
-	case errors.Is(err, errTooDeep):
-		return badRequest("invalid_request", "", errTooDeep.Error())
+	case errors.Is(err, rawjson.ErrTooDeep):
+		return badRequest("invalid_request", "", rawjson.ErrTooDeep.Error())
 	case errors.Is(err, errDupModel):
 		return badRequest("invalid_request", "model", errDupModel.Error())
 	}
@@ -271,6 +272,6 @@ func writeError(ctx *fasthttp.RequestCtx, e *APIError) {
 // isJSONObjectWithError reports whether an upstream body already is an
 // OpenAI error document worth relaying.
 func isJSONObjectWithError(b []byte) bool {
-	i := skipWS(b, 0)
+	i := rawjson.SkipWS(b, 0)
 	return i < len(b) && b[i] == '{' && strings.Contains(string(b[:min(len(b), 64)]), `"error"`)
 }

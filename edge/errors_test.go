@@ -11,6 +11,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/geniehive/geniehive/internal/rawjson"
 	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/routing"
 )
@@ -29,9 +30,9 @@ func TestClassify(t *testing.T) {
 		param  string
 	}{
 		{"api error", errNoModel, 400, "missing_model", 0, "model"},
-		{"bad json", errJSON, 400, "invalid_json", 0, ""},
+		{"bad json", rawjson.ErrSyntax, 400, "invalid_json", 0, ""},
 		{"not an object", errNotObject, 400, "invalid_request", 0, ""},
-		{"too deep", errTooDeep, 400, "invalid_request", 0, ""},
+		{"too deep", rawjson.ErrTooDeep, 400, "invalid_request", 0, ""},
 		{"two models", errDupModel, 400, "invalid_request", 0, "model"},
 		{"two model parts", errDupModelPart, 400, "invalid_request", 0, "model"},
 		{"denial default", denied{&policy.Denial{Reason: "no"}}, 403, "policy_denied", 0, "model"},

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/geniehive/geniehive/internal/rawjson"
 	"github.com/geniehive/geniehive/routing"
 )
 
@@ -42,17 +43,17 @@ func FuzzScanRequest(f *testing.F) {
 		err := scanRequest(b, &fa)
 		valid := json.Valid(b)
 		switch {
-		case err == errTooDeep:
-			if valid && nesting(b) < maxJSONDepth {
+		case err == rawjson.ErrTooDeep:
+			if valid && nesting(b) < rawjson.MaxDepth {
 				t.Fatalf("%q: too deep at nesting %d", b, nesting(b))
 			}
 			return
 		case !valid:
-			if err != errJSON {
+			if err != rawjson.ErrSyntax {
 				t.Fatalf("scanner accepted invalid JSON %q (err %v)", b, err)
 			}
 			return
-		case err == errJSON:
+		case err == rawjson.ErrSyntax:
 			t.Fatalf("scanner rejected valid JSON %q", b)
 		case err == errDupModel:
 			if n := topLevelCount(b, "model"); n < 2 {
@@ -81,7 +82,7 @@ func FuzzScanRequest(f *testing.F) {
 			raw := b[fa.modelStart:fa.modelEnd]
 			got := string(raw[1 : len(raw)-1])
 			if fa.modelEscaped {
-				got = unquote(raw)
+				got = rawjson.Unquote(raw)
 			}
 			var ref string
 			_ = json.Unmarshal(raw, &ref)

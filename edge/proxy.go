@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/internal/rawjson"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/routing"
@@ -272,7 +273,7 @@ func (s *Server) parse(ctx *fasthttp.RequestCtx, x *exchange, body []byte) (mp *
 	}
 	raw := body[x.scan.modelStart:x.scan.modelEnd]
 	if x.scan.modelEscaped {
-		x.model = unquote(raw)
+		x.model = rawjson.Unquote(raw)
 	} else {
 		x.model = s.names.intern(raw[1 : len(raw)-1])
 	}
@@ -538,12 +539,12 @@ func completionTokens(b []byte) int {
 	if i < 0 {
 		return 0
 	}
-	i = skipWS(b, i+len(completionTokensKey))
+	i = rawjson.SkipWS(b, i+len(completionTokensKey))
 	j := i
 	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
 		j++
 	}
-	return intLit(b, i, j)
+	return rawjson.IntLit(b, i, j)
 }
 
 // rewrite returns the body to send to candidate c: the client's body when

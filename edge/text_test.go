@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/internal/rawjson"
 	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/routing"
 )
@@ -90,7 +91,7 @@ func TestBodyValidation(t *testing.T) {
 		{`["model","coder"]`, "invalid_request"},
 		{`{"model":"coder","model":"llama3.1:8b"}`, "invalid_request"},
 		{`{"model":"coder","mod\u0065l":"llama3.1:8b"}`, "invalid_request"},
-		{`{"model":"coder","x":` + strings.Repeat("[", maxJSONDepth+1) + strings.Repeat("]", maxJSONDepth+1) + `}`, "invalid_request"},
+		{`{"model":"coder","x":` + strings.Repeat("[", rawjson.MaxDepth+1) + strings.Repeat("]", rawjson.MaxDepth+1) + `}`, "invalid_request"},
 	} {
 		r, b := do(t, "POST", chat, testKey, []byte(c.body), nil)
 		if r.StatusCode != 400 || !strings.Contains(b, `"code":"`+c.code+`"`) {

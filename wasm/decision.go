@@ -3,10 +3,9 @@ package wasm
 import (
 	"errors"
 	"strconv"
-	"unicode/utf16"
-	"unicode/utf8"
 
 	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/internal/rawjson"
 	"github.com/geniehive/geniehive/policy"
 )
 
@@ -145,85 +144,16 @@ func (p *parser) rawString() ([]byte, error) {
 	return nil, p.fail()
 }
 
+// slowString decodes the string whose content starts at start (after the
+// opening quote) with rawjson's strict decoder (encoding/json's rules: a
+// lone or mismatched surrogate is U+FFFD and the next escape is kept).
 func (p *parser) slowString(start int) ([]byte, error) {
-	out := append([]byte(nil), p.b[start:p.i]...)
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		switch {
-		case c == '"':
-			p.i++
-			return out, nil
-		case c == '\\':
-			if p.i+1 >= len(p.b) {
-				return nil, p.fail()
-			}
-			e := p.b[p.i+1]
-			p.i += 2
-			switch e {
-			case '"', '\\', '/':
-				out = append(out, e)
-			case 'b':
-				out = append(out, '\b')
-			case 'f':
-				out = append(out, '\f')
-			case 'n':
-				out = append(out, '\n')
-			case 'r':
-				out = append(out, '\r')
-			case 't':
-				out = append(out, '\t')
-			case 'u':
-				r, ok := p.hex4()
-				if !ok {
-					return nil, p.fail()
-				}
-				if utf16.IsSurrogate(r) {
-					r2 := rune(utf8.RuneError)
-					if p.i+1 < len(p.b) && p.b[p.i] == '\\' && p.b[p.i+1] == 'u' {
-						save := p.i
-						p.i += 2
-						if x, ok := p.hex4(); ok {
-							r2 = x
-						} else {
-							p.i = save
-						}
-					}
-					r = utf16.DecodeRune(r, r2)
-				}
-				out = utf8.AppendRune(out, r)
-			default:
-				return nil, p.fail()
-			}
-		case c < 0x20:
-			return nil, p.fail()
-		default:
-			out = append(out, c)
-			p.i++
-		}
+	out, end, err := rawjson.DecodeString(nil, p.b, start-1)
+	if err != nil {
+		return nil, p.fail()
 	}
-	return nil, p.fail()
-}
-
-func (p *parser) hex4() (rune, bool) {
-	if p.i+4 > len(p.b) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range p.b[p.i : p.i+4] {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		case c >= 'A' && c <= 'F':
-			r |= rune(c - 'A' + 10)
-		default:
-			return 0, false
-		}
-	}
-	p.i += 4
-	return r, true
+	p.i = end
+	return out, nil
 }
 
 func (p *parser) str() (string, error) {
