@@ -99,9 +99,7 @@ func BenchmarkEngines(b *testing.B) {
 	b.Run("wasm-json", func(b *testing.B) {
 		// The fallback path: the guest serialises the result (opa_eval +
 		// opa_json_dump), the host parses the JSON.
-		o := benchOpts
-		o.noDirect = true
-		e, err := NewOPA(bg, policies.ShippedPolicy(), o)
+		e, err := newOPA(bg, policies.ShippedPolicy(), config{Options: benchOpts, noDirect: true})
 		if err != nil {
 			b.Fatal(err)
 		}

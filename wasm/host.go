@@ -40,19 +40,23 @@ type Options struct {
 	Entrypoint string
 	// Debug receives opa_println / guest stdout and stderr. Default discard.
 	Debug interface{ Write([]byte) (int, error) }
+}
 
-	// noInstrument (tests) forces wazero's WithCloseOnContextDone path.
+// config is Options plus the knobs only this package's tests and
+// benchmarks turn (they are not part of the public Options).
+type config struct {
+	Options
+	// noInstrument forces wazero's WithCloseOnContextDone path.
 	noInstrument bool
-	// noDirect (tests, benchmarks) makes the OPA engine read results
-	// through the guest's JSON serialisation (opa_eval) instead of
-	// straight from memory.
+	// noDirect makes the OPA engine read results through the guest's JSON
+	// serialisation (opa_eval) instead of straight from memory.
 	noDirect bool
 }
 
 // DefaultEntrypoint is the shipped policies' entrypoint (data.geniehive.decision).
 const DefaultEntrypoint = "geniehive/decision"
 
-func (o Options) withDefaults(defPages uint32) Options {
+func (o config) withDefaults(defPages uint32) config {
 	if o.PoolSize <= 0 {
 		o.PoolSize = runtime.GOMAXPROCS(0) * 2
 	}
@@ -167,7 +171,7 @@ func (in *instance) close() {
 type host struct {
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
-	opts     Options
+	opts     config
 	// instrumented: loops check gh_stop (instrument.go) instead of wazero's
 	// WithCloseOnContextDone.
 	instrumented bool
@@ -193,7 +197,7 @@ type host struct {
 // newRuntime configures the runtime. closeOnDone selects wazero's own
 // termination (a Go call per loop iteration) for modules that could not be
 // instrumented (see instrument.go).
-func newRuntime(ctx context.Context, o Options, closeOnDone bool) wazero.Runtime {
+func newRuntime(ctx context.Context, o config, closeOnDone bool) wazero.Runtime {
 	cfg := wazero.NewRuntimeConfig().
 		WithCloseOnContextDone(closeOnDone).
 		WithMemoryLimitPages(o.MaxMemoryPages)
@@ -203,7 +207,7 @@ func newRuntime(ctx context.Context, o Options, closeOnDone bool) wazero.Runtime
 	return wazero.NewRuntimeWithConfig(ctx, cfg)
 }
 
-func (h *host) init(o Options) {
+func (h *host) init(o config) {
 	h.opts = o
 	h.pool = make(chan *instance, o.PoolSize)
 	h.done = make(chan struct{})

@@ -107,12 +107,14 @@ func TestPoolHammer(t *testing.T) {
 	engines := map[string]interface {
 		Eval(ctx contextT, in *policiesInput, out *policiesDecision) error
 	}{}
-	o := newTestOPA(t, Options{PoolSize: 3})
-	m := newTestModule(t, "simple", Options{PoolSize: 3})
+	// A generous budget: 8 goroutines share 3 instances on a loaded
+	// machine, and this test is about pool ownership, not time limits.
+	o := newTestOPA(t, Options{PoolSize: 3, EvalTimeout: 30 * time.Second})
+	m := newTestModule(t, "simple", Options{PoolSize: 3, EvalTimeout: 30 * time.Second})
 	m.SetData(bg, testData())
 	// The shipped policy derives part of its data once per version
 	// (prepareData), concurrently with evaluations here.
-	sh, err := NewOPA(bg, policies.ShippedPolicy(), Options{PoolSize: 3})
+	sh, err := NewOPA(bg, policies.ShippedPolicy(), Options{PoolSize: 3, EvalTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,11 @@ type ModuleEngine struct {
 // wasi_snapshot_preview1, lacks gh_alloc / gh_decide / memory, or fails to
 // initialise within the memory cap.
 func NewModule(ctx context.Context, bin []byte, opts Options) (*ModuleEngine, error) {
-	o := opts.withDefaults(1024)
+	return newModule(ctx, bin, config{Options: opts})
+}
+
+func newModule(ctx context.Context, bin []byte, c config) (*ModuleEngine, error) {
+	o := c.withDefaults(1024)
 	if o.Version == "" {
 		s := sha256.Sum256(bin)
 		o.Version = hex.EncodeToString(s[:8])

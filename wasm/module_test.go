@@ -117,7 +117,11 @@ func TestModuleTimeout(t *testing.T) {
 }
 
 func testModuleTimeout(t *testing.T, closeOnDone bool) {
-	e := newTestModule(t, "loop", Options{PoolSize: 2, EvalTimeout: 20 * time.Millisecond, noInstrument: closeOnDone})
+	e, err := newModule(bg, exampleWasm(t, "loop"), config{Options: Options{PoolSize: 2, EvalTimeout: 20 * time.Millisecond}, noInstrument: closeOnDone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
 	if e.h.instrumented == closeOnDone {
 		t.Fatalf("instrumented = %v", e.h.instrumented)
 	}

@@ -101,14 +101,18 @@ func compileRego(ctx context.Context, files map[string]string, entrypoint string
 // NewOPA compiles Rego sources to Wasm and loads them. See CompileRego and
 // NewOPAFromWasm.
 func NewOPA(ctx context.Context, files map[string]string, opts Options) (*OPAEngine, error) {
-	bin, err := CompileRego(ctx, files, opts.Entrypoint)
+	return newOPA(ctx, files, config{Options: opts})
+}
+
+func newOPA(ctx context.Context, files map[string]string, c config) (*OPAEngine, error) {
+	bin, err := CompileRego(ctx, files, c.Entrypoint)
 	if err != nil {
 		return nil, err
 	}
-	if opts.Version == "" {
-		opts.Version = hashFiles(files)
+	if c.Version == "" {
+		c.Version = hashFiles(files)
 	}
-	return NewOPAFromWasm(ctx, bin, opts)
+	return newOPAFromWasm(ctx, bin, c)
 }
 
 func hashFiles(files map[string]string) string {
@@ -134,7 +138,11 @@ func hashFiles(files map[string]string) string {
 // A module that is not OPA Wasm ABI 1.2+, lacks the entrypoint, needs a
 // builtin this host does not implement, or needs more memory than allowed.
 func NewOPAFromWasm(ctx context.Context, bin []byte, opts Options) (*OPAEngine, error) {
-	o := opts.withDefaults(256)
+	return newOPAFromWasm(ctx, bin, config{Options: opts})
+}
+
+func newOPAFromWasm(ctx context.Context, bin []byte, c config) (*OPAEngine, error) {
+	o := c.withDefaults(256)
 	if o.Version == "" {
 		s := sha256.Sum256(bin)
 		o.Version = hex.EncodeToString(s[:8])
@@ -198,7 +206,7 @@ func knownOPAImport(name string) bool {
 // instantiateEnv registers the host functions OPA modules import from "env".
 // Host functions receive the calling instance, so one host module serves
 // every instance in the runtime.
-func (e *OPAEngine) instantiateEnv(ctx context.Context, rt wazero.Runtime, o Options) error {
+func (e *OPAEngine) instantiateEnv(ctx context.Context, rt wazero.Runtime, o config) error {
 	i32 := api.ValueTypeI32
 	b := rt.NewHostModuleBuilder("env")
 	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, s []uint64) {

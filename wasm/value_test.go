@@ -33,7 +33,7 @@ func TestValueLayoutChecks(t *testing.T) {
 // TestSharedTableThroughJSON: the fallback path (the guest serialises
 // results to JSON) makes the same decisions.
 func TestSharedTableThroughJSON(t *testing.T) {
-	e, err := NewOPA(bg, policies.ShippedPolicy(), Options{noDirect: true})
+	e, err := newOPA(bg, policies.ShippedPolicy(), config{noDirect: true})
 	if err != nil {
 		t.Fatal(err)
 	}
