@@ -82,6 +82,19 @@ func chat(url string, stream bool) (int, string, error) {
 	return resp.StatusCode, string(b), err
 }
 
+// awaitRun waits for Run's result: nil, within a generous deadline.
+func awaitRun(t *testing.T, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("Run did not return")
+	}
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
@@ -142,14 +155,7 @@ func TestGracefulStopLeavesNothingBehind(t *testing.T) {
 		t.Fatal("no stream open at the upstream")
 	}
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(2 * time.Minute):
-		t.Fatal("Run did not return")
-	}
+	awaitRun(t, done)
 	// At once, no waiting: Run returned, so the final flush is done.
 	if c := counts(); c != 0 {
 		t.Fatalf("%d in-flight members left in %s when Run returned", c, key)
@@ -196,14 +202,7 @@ func TestShutdownDelay(t *testing.T) {
 	if err != nil || code != 200 {
 		t.Fatalf("request during the shutdown delay: %d %s %v", code, body, err)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(2 * time.Minute):
-		t.Fatal("Run did not return")
-	}
+	awaitRun(t, done)
 	if c := ready(); c != -1 {
 		t.Fatalf("/readyz after stop: %d, want the listener closed", c)
 	}
