@@ -355,7 +355,7 @@ func findBoolMember(b []byte, i int, k string) int8 {
 			return out
 		}
 		vs := rawjson.SkipWS(b, i+1)
-		ve, err := rawjson.SkipValue(b, vs, 2)
+		ve, err := rawjson.ValidValue(b, vs, 2)
 		if err != nil {
 			return out
 		}
@@ -429,7 +429,7 @@ func stripValue(dst, b []byte, i int, keys []string, depth int) ([]byte, bool, i
 				}
 			}
 			if drop {
-				ve, err := rawjson.SkipValue(b, i+1, depth+1)
+				ve, err := rawjson.ValidValue(b, i+1, depth+1)
 				if err != nil {
 					return dst, removed, ve, err
 				}
@@ -491,7 +491,7 @@ func stripValue(dst, b []byte, i int, keys []string, depth int) ([]byte, bool, i
 			i++
 		}
 	default:
-		e, err := rawjson.SkipValue(b, i, depth)
+		e, err := rawjson.ValidValue(b, i, depth)
 		if err != nil {
 			return dst, false, e, err
 		}

@@ -3,8 +3,8 @@
 // the edge's request scanner and reply rewriting, the policy body patcher
 // and the Wasm decision reader. Everything here allocates nothing (Unquote
 // excepted: it returns a string) and never panics on any input; Valid*
-// accept exactly what encoding/json accepts (fuzzed against it), the Skip*
-// functions assume input already validated and only stay in bounds.
+// accept exactly what encoding/json accepts (fuzzed against it), SkipWS and
+// SkipString assume input already validated and only stay in bounds.
 package rawjson
 
 import (
@@ -51,87 +51,6 @@ func SkipString(b []byte, i int) (int, bool, error) {
 		}
 	}
 	return i, esc, ErrSyntax
-}
-
-// SkipValue returns the index after the value starting at b[i].
-func SkipValue(b []byte, i, depth int) (int, error) {
-	if depth > MaxDepth {
-		return i, ErrSyntax
-	}
-	i = SkipWS(b, i)
-	if i >= len(b) {
-		return i, ErrSyntax
-	}
-	switch b[i] {
-	case '"':
-		j, _, err := SkipString(b, i)
-		return j, err
-	case '{':
-		i = SkipWS(b, i+1)
-		if i < len(b) && b[i] == '}' {
-			return i + 1, nil
-		}
-		for {
-			i = SkipWS(b, i)
-			j, _, err := SkipString(b, i)
-			if err != nil {
-				return j, err
-			}
-			i = SkipWS(b, j)
-			if i >= len(b) || b[i] != ':' {
-				return i, ErrSyntax
-			}
-			if i, err = SkipValue(b, i+1, depth+1); err != nil {
-				return i, err
-			}
-			i = SkipWS(b, i)
-			if i >= len(b) {
-				return i, ErrSyntax
-			}
-			if b[i] == '}' {
-				return i + 1, nil
-			}
-			if b[i] != ',' {
-				return i, ErrSyntax
-			}
-			i++
-		}
-	case '[':
-		i = SkipWS(b, i+1)
-		if i < len(b) && b[i] == ']' {
-			return i + 1, nil
-		}
-		for {
-			var err error
-			if i, err = SkipValue(b, i, depth+1); err != nil {
-				return i, err
-			}
-			i = SkipWS(b, i)
-			if i >= len(b) {
-				return i, ErrSyntax
-			}
-			if b[i] == ']' {
-				return i + 1, nil
-			}
-			if b[i] != ',' {
-				return i, ErrSyntax
-			}
-			i++
-		}
-	default:
-		j := i
-		for j < len(b) {
-			c := b[j]
-			if c == ',' || c == '}' || c == ']' || IsWS(c) {
-				break
-			}
-			j++
-		}
-		if j == i {
-			return i, ErrSyntax
-		}
-		return j, nil
-	}
 }
 
 // KeyIs reports whether the raw quoted key b[s:e] (with quotes, no escapes) equals k.
@@ -625,7 +544,7 @@ func SetModel(dst, body []byte, model string) ([]byte, error) {
 		if err != nil {
 			return dst, err
 		}
-		ve, err := SkipValue(body, vs, 1)
+		ve, err := ValidValue(body, vs, 1)
 		if err != nil {
 			return dst, err
 		}
