@@ -9,11 +9,6 @@ import (
 	"github.com/geniehive/geniehive/routing"
 )
 
-var benchBody = []byte(`{"model":"qwen3:8b","stream":true,"max_tokens":256,"messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"Write a haiku about bees and hives and honey, please."}],"temperature":0.7}`)
-
-// A body with parts, escapes, a long key and an escaped key.
-var benchBodyParts = []byte(`{"a_rather_long_key_name_of_forty_bytes__":1,"mo\u0064el":"qwen3:8b","max_t\u006fkens":64,"messages":[{"role":"user","content":[{"type":"text","text":"caf\u00e9 \"quoted\""},{"type":"image_url","image_url":{"url":"data:,x"}},{"type":"text","text":"second part"}]}]}`)
-
 func TestHotPathAllocations(t *testing.T) {
 	var f bodyScan
 	for _, body := range [][]byte{benchBody, benchBodyParts} {
