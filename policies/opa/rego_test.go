@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/policies/opa"
 	"github.com/geniehive/geniehive/policy"
 )
@@ -15,16 +14,21 @@ import (
 // policy.ErrTimeout (retryable), a policy without a decision is
 // policy.ErrOutput, a runtime error is policy.ErrEval.
 func TestEvalErrorsAreTyped(t *testing.T) {
-	e, err := opa.NewRego(policies.ShippedPolicy(), opa.RegoOptions{})
+	// 10^8 iterations: no machine finishes them before a 100ms deadline,
+	// and OPA checks for cancellation while it evaluates.
+	slow, err := opa.NewRego(map[string]string{"p.rego": `package geniehive
+
+decision := {"schema_version": 1, "targets": [], "n": count([1 | some i in numbers.range(1, 10000); some j in numbers.range(1, 10000)])}
+`}, opa.RegoOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.Close()
+	defer slow.Close()
 	in := &policy.Input{SchemaVersion: policy.SchemaVersion, Operation: "chat", Model: "m", ModelKey: "m"}
 	var d policy.Decision
-	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	err = e.Eval(ctx, in, &d)
+	err = slow.Eval(ctx, in, &d)
 	if !errors.Is(err, policy.ErrTimeout) || !policy.Retryable(err) {
 		t.Fatalf("expired deadline: %v, want policy.ErrTimeout", err)
 	}
