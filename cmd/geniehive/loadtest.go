@@ -435,7 +435,9 @@ func startEdge(ctx context.Context, f loadtestFlags) (url string, pid int, stop 
 		return "", 0, nil, err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	args := []string{"edge", "--listen", addr, "--redis-url", f.RedisURL, "--prefix", f.RedisPrefix, "--log-level", "warn"}
+	// No shutdown delay: nothing balances load onto this edge, and stop()
+	// gives it 5s before it kills it.
+	args := []string{"edge", "--listen", addr, "--redis-url", f.RedisURL, "--prefix", f.RedisPrefix, "--log-level", "warn", "--shutdown-delay", "0"}
 	conf := f.EdgeConfig
 	if conf == "" {
 		dir, err := os.MkdirTemp("", "geniehive-loadtest-")
