@@ -80,29 +80,11 @@ func runDev(args []string) error {
 	defer wg.Wait()
 	storeDesc := dc.RedisURL
 	if dc.RedisURL == "" {
-		m := miniredis.NewMiniRedis()
-		if err := m.StartAddr("127.0.0.1:0"); err != nil {
-			return fmt.Errorf("embedded store: %w", err)
+		m, err := startEmbeddedStore(ctx, &wg)
+		if err != nil {
+			return err
 		}
 		defer m.Close()
-		// miniredis expires keys only when told time has passed: feed it
-		// the wall clock so heartbeat TTLs behave as in Redis.
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			last := time.Now()
-			t := time.NewTicker(100 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case now := <-t.C:
-					m.FastForward(now.Sub(last))
-					last = now
-				}
-			}
-		}()
 		dc.RedisURL = "redis://" + m.Addr() + "/0"
 		storeDesc = "embedded (miniredis on " + m.Addr() + ")"
 	}
@@ -119,34 +101,11 @@ func runDev(args []string) error {
 	if err := store.PutCatalog(ctx, cat); err != nil {
 		return err
 	}
-
-	ncfg := nodeagent.Config{HostID: "dev", Interval: 2 * time.Second, TTL: 6 * time.Second, NvidiaSMI: "off"}
-	var upstreams []string
-	if !dc.NoOllama && ollamaAnswers(dc.Ollama) {
-		ncfg.Services = append(ncfg.Services, nodeagent.ServiceConfig{Name: "ollama", Kind: fleet.KindChat, Endpoint: strings.TrimRight(dc.Ollama, "/"), Protocol: fleet.ProtocolOllama})
-		upstreams = append(upstreams, "Ollama at "+dc.Ollama+" (its models are served through the edge)")
-	} else {
-		sims, desc, err := startDevSims()
-		if err != nil {
-			return err
-		}
-		defer func() {
-			for _, s := range sims {
-				s.Close()
-			}
-		}()
-		for _, s := range sims {
-			kind, proto, name := fleet.KindChat, fleet.ProtocolOllama, "chat"
-			switch s.Flavor() {
-			case sim.FlavorWhisper:
-				kind, proto, name = fleet.KindTranscription, fleet.ProtocolWhisper, "whisper"
-			case sim.FlavorOpenAI:
-				kind, proto, name = fleet.KindEmbeddings, fleet.ProtocolOpenAI, "embed"
-			}
-			ncfg.Services = append(ncfg.Services, nodeagent.ServiceConfig{Name: name, Kind: kind, Endpoint: s.URL(), Protocol: proto})
-		}
-		upstreams = append(upstreams, desc...)
+	ncfg, upstreams, closeSims, err := devUpstreams(dc)
+	if err != nil {
+		return err
 	}
+	defer closeSims()
 	agent, err := nodeagent.New(ncfg, store, nodeagent.Options{Logger: log})
 	if err != nil {
 		return err
@@ -157,41 +116,11 @@ func runDev(args []string) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = agent.Run(ctx) }()
 
-	var ecfg replica.Config
-	ecfg.Edge = edge.Config{Listen: dc.Listen, ID: "dev-edge", LogLevel: dc.LogLevel}
-	ecfg.Edge.Redis.URL = dc.RedisURL
-	if dc.Key != "" {
-		ecfg.Edge.Keys = append(ecfg.Edge.Keys, edge.KeyConfig{ID: "dev", Secret: dc.Key, Scope: fleet.ScopeClient})
-	}
-	if dc.OperatorKey != "" {
-		ecfg.Edge.Keys = append(ecfg.Edge.Keys, edge.KeyConfig{ID: "dev-operator", Secret: dc.OperatorKey, Scope: fleet.ScopeOperator})
-	}
-	if err := ecfg.Provision(); err != nil {
+	ecfg, err := devEdgeConfig(dc)
+	if err != nil {
 		return err
 	}
-	auth := ""
-	if k := dc.Key; k != "" || dc.OperatorKey != "" {
-		if k == "" {
-			k = dc.OperatorKey
-		}
-		auth = ` -H "Authorization: Bearer ` + k + `"`
-	}
-	ready := func(addr string) {
-		fmt.Printf(`GenieHive dev stack is running:
-  store:      %s
-  edge:       http://%s   (OpenAI API under /v1, metrics at /metrics)
-  node agent: host "dev"
-  upstreams:  %s
-  roles:      coder, summarizer, general
-
-Try:
-  curl -s http://%s/v1/models%s
-  curl -s http://%s/v1/chat/completions%s -H "Content-Type: application/json" \
-    -d '{"model":"general","messages":[{"role":"user","content":"Say hello"}]}'
-
-Ctrl-C stops everything.
-`, storeDesc, addr, strings.Join(upstreams, "\n              "), addr, auth, addr, auth)
-	}
+	ready := func(addr string) { printDevBanner(dc, storeDesc, addr, upstreams) }
 	r, err := replica.New(ctx, ecfg, replica.Options{Logger: log, Store: store, Ready: ready})
 	if err != nil {
 		return err
@@ -207,6 +136,101 @@ Ctrl-C stops everything.
 		return nil
 	}
 	return err
+}
+
+// startEmbeddedStore starts miniredis on a free loopback port and feeds it
+// the wall clock until ctx ends (miniredis expires keys only when told time
+// has passed; heartbeat TTLs must behave as in Redis).
+func startEmbeddedStore(ctx context.Context, wg *sync.WaitGroup) (*miniredis.Miniredis, error) {
+	m := miniredis.NewMiniRedis()
+	if err := m.StartAddr("127.0.0.1:0"); err != nil {
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		last := time.Now()
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				m.FastForward(now.Sub(last))
+				last = now
+			}
+		}
+	}()
+	return m, nil
+}
+
+// devUpstreams is the dev node agent's configuration: the local Ollama
+// when one answers, else simulated upstreams (closed by closeSims).
+func devUpstreams(dc devConfig) (ncfg nodeagent.Config, upstreams []string, closeSims func(), err error) {
+	ncfg = nodeagent.Config{HostID: "dev", Interval: 2 * time.Second, TTL: 6 * time.Second, NvidiaSMI: "off"}
+	if !dc.NoOllama && ollamaAnswers(dc.Ollama) {
+		ncfg.Services = append(ncfg.Services, nodeagent.ServiceConfig{Name: "ollama", Kind: fleet.KindChat, Endpoint: strings.TrimRight(dc.Ollama, "/"), Protocol: fleet.ProtocolOllama})
+		return ncfg, []string{"Ollama at " + dc.Ollama + " (its models are served through the edge)"}, func() {}, nil
+	}
+	sims, desc, err := startDevSims()
+	if err != nil {
+		return ncfg, nil, nil, err
+	}
+	for _, s := range sims {
+		kind, proto, name := fleet.KindChat, fleet.ProtocolOllama, "chat"
+		switch s.Flavor() {
+		case sim.FlavorWhisper:
+			kind, proto, name = fleet.KindTranscription, fleet.ProtocolWhisper, "whisper"
+		case sim.FlavorOpenAI:
+			kind, proto, name = fleet.KindEmbeddings, fleet.ProtocolOpenAI, "embed"
+		}
+		ncfg.Services = append(ncfg.Services, nodeagent.ServiceConfig{Name: name, Kind: kind, Endpoint: s.URL(), Protocol: proto})
+	}
+	return ncfg, desc, func() {
+		for _, s := range sims {
+			s.Close()
+		}
+	}, nil
+}
+
+// devEdgeConfig is the dev edge's replica config: no shutdown delay (the
+// zero value), --key as a client key, --operator-key as an operator key.
+func devEdgeConfig(dc devConfig) (replica.Config, error) {
+	var ecfg replica.Config
+	ecfg.Edge = edge.Config{Listen: dc.Listen, ID: "dev-edge", LogLevel: dc.LogLevel}
+	ecfg.Edge.Redis.URL = dc.RedisURL
+	if dc.Key != "" {
+		ecfg.Edge.Keys = append(ecfg.Edge.Keys, edge.KeyConfig{ID: "dev", Secret: dc.Key, Scope: fleet.ScopeClient})
+	}
+	if dc.OperatorKey != "" {
+		ecfg.Edge.Keys = append(ecfg.Edge.Keys, edge.KeyConfig{ID: "dev-operator", Secret: dc.OperatorKey, Scope: fleet.ScopeOperator})
+	}
+	return ecfg, ecfg.Provision()
+}
+
+func printDevBanner(dc devConfig, storeDesc, addr string, upstreams []string) {
+	auth := ""
+	if k := dc.Key; k != "" || dc.OperatorKey != "" {
+		if k == "" {
+			k = dc.OperatorKey
+		}
+		auth = ` -H "Authorization: Bearer ` + k + `"`
+	}
+	fmt.Printf(`GenieHive dev stack is running:
+  store:      %s
+  edge:       http://%s   (OpenAI API under /v1, metrics at /metrics)
+  node agent: host "dev"
+  upstreams:  %s
+  roles:      coder, summarizer, general
+
+Try:
+  curl -s http://%s/v1/models%s
+  curl -s http://%s/v1/chat/completions%s -H "Content-Type: application/json" \
+    -d '{"model":"general","messages":[{"role":"user","content":"Say hello"}]}'
+
+Ctrl-C stops everything.
+`, storeDesc, addr, strings.Join(upstreams, "\n              "), addr, auth, addr, auth)
 }
 
 func ollamaAnswers(base string) bool {
