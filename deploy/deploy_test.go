@@ -9,11 +9,10 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/geniehive/geniehive/edge"
+	"github.com/geniehive/geniehive/edge/replica"
 	"github.com/geniehive/geniehive/ghtest"
 	"github.com/geniehive/geniehive/internal/cli"
 	"github.com/geniehive/geniehive/nodeagent"
-	"github.com/geniehive/geniehive/routing"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -60,19 +59,12 @@ func TestNodeConfigs(t *testing.T) {
 }
 
 func TestEdgeConfig(t *testing.T) {
-	var c edge.Config
-	if err := cli.LoadYAML("config/edge.yaml", &c); err != nil {
+	c, err := replica.LoadFile("config/edge.yaml")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Provision(); err != nil {
-		t.Fatal(err)
-	}
-	if c.Listen != ":8080" || len(c.Keys) == 0 {
-		t.Errorf("edge.yaml: listen %q, %d keys; compose needs :8080 and keys", c.Listen, len(c.Keys))
-	}
-	var r routing.Config
-	if err := c.Routing.Decode(&r); err != nil {
-		t.Errorf("routing section: %v", err)
+	if c.Edge.Listen != ":8080" || len(c.Edge.Keys) == 0 {
+		t.Errorf("edge.yaml: listen %q, %d keys; compose needs :8080 and keys", c.Edge.Listen, len(c.Edge.Keys))
 	}
 }
 

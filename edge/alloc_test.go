@@ -6,16 +6,11 @@ import (
 	"net"
 	"testing"
 
-	"github.com/geniehive/geniehive/edge/route"
+	"github.com/geniehive/geniehive/routing"
 )
 
-var benchBody = []byte(`{"model":"qwen3:8b","stream":true,"max_tokens":256,"messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"Write a haiku about bees and hives and honey, please."}],"temperature":0.7}`)
-
-// A body with parts, escapes, a long key and an escaped key.
-var benchBodyParts = []byte(`{"a_rather_long_key_name_of_forty_bytes__":1,"mo\u0064el":"qwen3:8b","max_t\u006fkens":64,"messages":[{"role":"user","content":[{"type":"text","text":"caf\u00e9 \"quoted\""},{"type":"image_url","image_url":{"url":"data:,x"}},{"type":"text","text":"second part"}]}]}`)
-
 func TestHotPathAllocations(t *testing.T) {
-	var f reqFacts
+	var f bodyScan
 	for _, body := range [][]byte{benchBody, benchBodyParts} {
 		if n := testing.AllocsPerRun(200, func() {
 			if err := scanRequest(body, &f); err != nil {
@@ -24,8 +19,8 @@ func TestHotPathAllocations(t *testing.T) {
 		}); n != 0 {
 			t.Fatalf("validate+scan allocates %v per request", n)
 		}
-		text := make([]byte, 0, route.TextBytes+8)
-		if n := testing.AllocsPerRun(200, func() { text = appendText(text[:0], body, &f, route.TextBytes) }); n != 0 {
+		text := make([]byte, 0, routing.TextBytes+8)
+		if n := testing.AllocsPerRun(200, func() { text = appendText(text[:0], body, &f, routing.TextBytes) }); n != 0 {
 			t.Fatalf("appendText allocates %v", n)
 		}
 		if len(text) == 0 {
@@ -46,7 +41,7 @@ func TestHotPathAllocations(t *testing.T) {
 // reaches its handle without allocating (no WithLabelValues per request).
 func TestMetricHandleAllocations(t *testing.T) {
 	m := newMetrics()
-	k := reqLabels{route: routeChat, model: "qwen3:8b", role: "coder", service: "gpu1/chat", status: 200}
+	k := reqLabels{endpoint: endpointChat, model: "qwen3:8b", role: "coder", service: "gpu1/chat", status: 200}
 	m.request(k).Inc()
 	m.upLatency("gpu1/chat").Observe(0.01)
 	m.upTTFT("gpu1/chat").Observe(0.01)
@@ -54,8 +49,8 @@ func TestMetricHandleAllocations(t *testing.T) {
 		m.request(k).Inc()
 		m.upLatency("gpu1/chat").Observe(0.01)
 		m.upTTFT("gpu1/chat").Observe(0.01)
-		m.inflightOf(routeChat).Inc()
-		m.inflightOf(routeChat).Dec()
+		m.inflightOf(endpointChat).Inc()
+		m.inflightOf(endpointChat).Dec()
 	}); n != 0 {
 		t.Fatalf("metric handles allocate %v per request", n)
 	}
@@ -63,7 +58,7 @@ func TestMetricHandleAllocations(t *testing.T) {
 
 func BenchmarkScanRequest(b *testing.B) {
 	b.ReportAllocs()
-	var f reqFacts
+	var f bodyScan
 	b.SetBytes(int64(len(benchBody)))
 	for b.Loop() {
 		_ = scanRequest(benchBody, &f)
@@ -75,12 +70,12 @@ func BenchmarkScanRequest(b *testing.B) {
 func BenchmarkMetricsPerRequest(b *testing.B) {
 	b.ReportAllocs()
 	m := newMetrics()
-	k := reqLabels{route: routeChat, model: "qwen3:8b", role: "coder", service: "gpu1/chat", status: 200}
+	k := reqLabels{endpoint: endpointChat, model: "qwen3:8b", role: "coder", service: "gpu1/chat", status: 200}
 	for b.Loop() {
-		m.inflightOf(routeChat).Inc()
+		m.inflightOf(endpointChat).Inc()
 		m.request(k).Inc()
 		m.upLatency(k.service).Observe(0.01)
-		m.inflightOf(routeChat).Dec()
+		m.inflightOf(endpointChat).Dec()
 	}
 }
 

@@ -5,19 +5,18 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/valyala/fasthttp"
-
-	"github.com/geniehive/geniehive/state"
 )
 
 // keyring holds the keys from the configuration, by SHA-256 of the secret.
 // Keys stored in Redis arrive with each snapshot (Snapshot.Keys).
 type keyring struct {
-	byHash map[[sha256.Size]byte]*state.APIKey
+	byHash map[[sha256.Size]byte]*fleet.APIKey
 }
 
 func newKeyring(cfg []KeyConfig) (*keyring, error) {
-	kr := &keyring{byHash: make(map[[sha256.Size]byte]*state.APIKey, len(cfg))}
+	kr := &keyring{byHash: make(map[[sha256.Size]byte]*fleet.APIKey, len(cfg))}
 	for _, k := range cfg {
 		var h [sha256.Size]byte
 		if k.Secret != "" {
@@ -29,13 +28,13 @@ func newKeyring(cfg []KeyConfig) (*keyring, error) {
 			}
 			copy(h[:], b)
 		}
-		kr.byHash[h] = &state.APIKey{ID: k.ID, Hash: hex.EncodeToString(h[:]), Scope: k.Scope, Roles: k.Roles}
+		kr.byHash[h] = &fleet.APIKey{ID: k.ID, Hash: hex.EncodeToString(h[:]), Scope: k.Scope, Roles: k.Roles}
 	}
 	return kr, nil
 }
 
 // authEnabled reports whether any key exists (configured or in Redis).
-func (kr *keyring) authEnabled(snap *state.Snapshot) bool {
+func (kr *keyring) authEnabled(snap *fleet.Snapshot) bool {
 	return len(kr.byHash) > 0 || (snap != nil && len(snap.Keys) > 0)
 }
 
@@ -76,7 +75,7 @@ func presentedKey(h *fasthttp.RequestHeader) []byte {
 // lookup finds the key for a presented secret. The comparison of digests is
 // constant time; the map lookup is over SHA-256 digests, which reveals
 // nothing useful about secrets through timing.
-func (kr *keyring) lookup(secret []byte, snap *state.Snapshot) *state.APIKey {
+func (kr *keyring) lookup(secret []byte, snap *fleet.Snapshot) *fleet.APIKey {
 	if len(secret) == 0 {
 		return nil
 	}
@@ -92,7 +91,7 @@ func (kr *keyring) lookup(secret []byte, snap *state.Snapshot) *state.APIKey {
 	return nil
 }
 
-func constEq(h [sha256.Size]byte, k *state.APIKey) bool {
+func constEq(h [sha256.Size]byte, k *fleet.APIKey) bool {
 	var want [sha256.Size]byte
 	if len(k.Hash) != 2*sha256.Size {
 		return false

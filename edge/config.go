@@ -8,9 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/geniehive/geniehive/fleet"
 	"gopkg.in/yaml.v3"
-
-	"github.com/geniehive/geniehive/state"
 )
 
 // Config is the edge's configuration (geniehive edge --config edge.yaml).
@@ -46,10 +45,6 @@ type Config struct {
 	LogLevel string `yaml:"log_level"`
 	// AccessLog writes one line per request at info level. Default true.
 	AccessLog *bool `yaml:"access_log"`
-	// Routing and Policy are passed through untouched to the routing and
-	// policies packages.
-	Routing yaml.Node `yaml:"routing"`
-	Policy  yaml.Node `yaml:"policy"`
 }
 
 // RedisConfig locates the shared store.
@@ -66,7 +61,7 @@ type KeyConfig struct {
 	ID     string      `yaml:"id"`
 	Secret string      `yaml:"secret"`
 	SHA256 string      `yaml:"sha256"`
-	Scope  state.Scope `yaml:"scope"` // client (default) | reader | operator
+	Scope  fleet.Scope `yaml:"scope"` // client (default) | reader | operator
 	Roles  []string    `yaml:"roles"`
 }
 
@@ -90,6 +85,11 @@ type Timeouts struct {
 	Heartbeat time.Duration `yaml:"heartbeat"`
 	// Shutdown bounds draining in-flight requests on stop. Default 30s.
 	Shutdown time.Duration `yaml:"shutdown"`
+	// ShutdownDelay is how long a stopping edge keeps serving after
+	// /readyz turned 503, so the load balancer's health check takes it out
+	// of rotation before the listener closes. 0 (the zero value) stops at
+	// once; geniehive edge defaults to 5s (edge/replica).
+	ShutdownDelay time.Duration `yaml:"shutdown_delay"`
 }
 
 // BodyLimits caps request bodies per route (413 beyond). Accepts "8MiB" etc.
@@ -120,6 +120,9 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	*b = v
 	return nil
 }
+
+// UnmarshalText accepts the same forms (config layering, environment).
+func (b *ByteSize) UnmarshalText(t []byte) error { return b.Set(string(t)) }
 
 // String formats the size.
 func (b ByteSize) String() string { return strconv.FormatInt(int64(b), 10) }
@@ -213,15 +216,18 @@ func (c *Config) Provision() error {
 		c.AccessLog = &on
 	}
 	var errs []error
+	if t.ShutdownDelay < 0 {
+		errs = append(errs, errors.New("timeouts.shutdown_delay: negative"))
+	}
 	for i := range c.Keys {
 		k := &c.Keys[i]
 		if k.ID == "" {
 			k.ID = "config-" + strconv.Itoa(i)
 		}
 		if k.Scope == "" {
-			k.Scope = state.ScopeClient
+			k.Scope = fleet.ScopeClient
 		}
-		if !k.Scope.Allows(state.ScopeClient) {
+		if !k.Scope.Allows(fleet.ScopeClient) {
 			errs = append(errs, fmt.Errorf("keys[%d] (%s): unknown scope %q", i, k.ID, k.Scope))
 		}
 		if (k.Secret == "") == (k.SHA256 == "") {
@@ -234,15 +240,15 @@ func (c *Config) Provision() error {
 	return errors.Join(errs...)
 }
 
-func (c *Config) limitFor(k state.Kind) int {
+func (c *Config) limitFor(k fleet.Kind) int {
 	switch k {
-	case state.KindEmbeddings:
+	case fleet.KindEmbeddings:
 		return int(c.BodyLimits.Embeddings)
-	case state.KindTranscription:
+	case fleet.KindTranscription:
 		return int(c.BodyLimits.Transcription)
-	case state.KindSpeech:
+	case fleet.KindSpeech:
 		return int(c.BodyLimits.Speech)
-	case state.KindImages:
+	case fleet.KindImages:
 		return int(c.BodyLimits.Images)
 	}
 	return int(c.BodyLimits.Chat)

@@ -3,25 +3,12 @@ package edge
 import (
 	"testing"
 	"time"
-
-	"github.com/geniehive/geniehive/internal/cli"
-	"github.com/geniehive/geniehive/routing"
 )
 
-func TestExampleConfig(t *testing.T) {
-	var c Config
-	if err := cli.LoadYAML("testdata/edge.example.yaml", &c); err != nil {
-		t.Fatal(err)
-	}
+func TestKeyConfigValidation(t *testing.T) {
+	c := Config{Keys: []KeyConfig{{ID: "k", SHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}}}
 	if err := c.Provision(); err != nil {
 		t.Fatal(err)
-	}
-	if c.BodyLimits.Transcription != 25<<20 || c.Timeouts.StreamIdle != 5*time.Minute || len(c.Keys) != 1 || c.Failover.Attempts != 3 {
-		t.Fatalf("unexpected: %+v", c)
-	}
-	var rc routing.Config
-	if err := c.Routing.Decode(&rc); err != nil || rc.DefaultStrategy != "scored" {
-		t.Fatalf("routing section: %v %+v", err, rc)
 	}
 	kr, err := newKeyring(c.Keys)
 	if err != nil || kr.lookup([]byte("test"), nil) == nil {
@@ -30,5 +17,9 @@ func TestExampleConfig(t *testing.T) {
 	bad := Config{Keys: []KeyConfig{{ID: "x"}}}
 	if bad.Provision() == nil {
 		t.Fatal("key without secret accepted")
+	}
+	neg := Config{Timeouts: Timeouts{ShutdownDelay: -time.Second}}
+	if neg.Provision() == nil {
+		t.Fatal("negative shutdown delay accepted")
 	}
 }

@@ -16,9 +16,10 @@ import (
 
 	"github.com/openai/openai-go"
 
-	"github.com/geniehive/geniehive/edge/route"
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/loadtest/sim"
-	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
+	"github.com/geniehive/geniehive/routing"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -302,12 +303,12 @@ func TestErrors(t *testing.T) {
 	if r.StatusCode != 503 && r.StatusCode != 404 {
 		t.Errorf("role without routable candidate: %d %s", r.StatusCode, b)
 	}
-	heartbeat(t, s.store, "gpu2", func() state.Service {
-		sv := svc("gpu2", "sick", state.KindChat, s.chat.URL(), state.Asset{Name: "sick-model"})
+	heartbeat(t, s.store, "gpu2", func() fleet.Service {
+		sv := svc("gpu2", "sick", fleet.KindChat, s.chat.URL(), fleet.Asset{Name: "sick-model"})
 		sv.Healthy = false
 		return sv
 	}())
-	s.waitFor(func(sn *state.Snapshot) bool { return sn.ByID["gpu2/sick"] != nil })
+	s.waitFor(func(sn *fleet.Snapshot) bool { return sn.ByID["gpu2/sick"] != nil })
 	r, b = do(t, "POST", chat, testKey, []byte(`{"model":"sick-model","messages":[]}`), nil)
 	check("unavailable", r, b, 503, "no_available_upstream")
 	if r.Header.Get("Retry-After") == "" {
@@ -331,22 +332,22 @@ func TestErrors(t *testing.T) {
 
 func TestSaturatedIs429(t *testing.T) {
 	s := newStack(t, func(_ *Config, d *Deps) {
-		d.Router = stubRouter{err: &route.SaturatedError{Model: "coder", RetryAfter: 2 * time.Second}}
+		d.Router = stubRouter{err: &routing.SaturatedError{Model: "coder", RetryAfter: 2 * time.Second}}
 	})
 	r, b := do(t, "POST", s.url+"/v1/chat/completions", testKey, []byte(`{"model":"coder","messages":[]}`), nil)
 	if r.StatusCode != 429 || r.Header.Get("Retry-After") != "2" || !contains(b, "upstreams_saturated") {
 		t.Fatalf("saturated: %d %v %s", r.StatusCode, r.Header, b)
 	}
 	_ = errors.New
-	_ = policies.SchemaVersion
+	_ = policy.SchemaVersion
 }
 
 func TestFailoverDeadToLive(t *testing.T) {
 	s := newStack(t)
 	dead := startSim(t, sim.Config{Models: []sim.Model{{Name: "llama3.1:8b"}}, Behavior: sim.Behavior{FailBeforeFirstByte: true}})
 	// gpu0 sorts before gpu1: the built-in router tries the dead one first.
-	heartbeat(t, s.store, "gpu0", svc("gpu0", "chat", state.KindChat, dead.URL(), state.Asset{Name: "llama3.1:8b", Loaded: true}))
-	s.waitFor(func(sn *state.Snapshot) bool { return sn.ByID["gpu0/chat"] != nil })
+	heartbeat(t, s.store, "gpu0", svc("gpu0", "chat", fleet.KindChat, dead.URL(), fleet.Asset{Name: "llama3.1:8b", Loaded: true}))
+	s.waitFor(func(sn *fleet.Snapshot) bool { return sn.ByID["gpu0/chat"] != nil })
 	for _, stream := range []bool{false, true} {
 		raw := `{"model":"llama3.1:8b","messages":[{"role":"user","content":"hi"}],"stream":` + map[bool]string{true: "true", false: "false"}[stream] + `}`
 		r, b := do(t, "POST", s.url+"/v1/chat/completions", testKey, []byte(raw), nil)
@@ -465,5 +466,57 @@ func TestGracefulShutdownDrainsStream(t *testing.T) {
 	body := <-got
 	if !contains(body, "[DONE]") {
 		t.Fatalf("stream cut by shutdown: %s", body)
+	}
+}
+
+// TestTranscriptionMultipartFraming: the model field is found and rewritten
+// by the same parse that validates the body. With LF-only framing (which
+// mime/multipart and Python's parsers accept) the upstream must receive the
+// resolved asset name, not the name as sent; and two model fields are
+// refused like a duplicate "model" member in JSON (before, the policy saw
+// the last one while the splice rewrote the first).
+func TestTranscriptionMultipartFraming(t *testing.T) {
+	s := newStack(t)
+	cat, err := state.ParseCatalog("t.yaml", []byte(testCatalog+"  - name: listener\n    operation: transcription\n    candidates: [whisper-small]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.store.PutCatalog(context.Background(), cat); err != nil {
+		t.Fatal(err)
+	}
+	s.waitFor(func(sn *fleet.Snapshot) bool { _, ok := sn.Role("listener"); return ok })
+	lf := "--x\nContent-Disposition: form-data; name=\"model\"\n\nlistener\n--x\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\nContent-Type: audio/wav\n\nRIFF0000\n--x--\n"
+	resp, body := do(t, "POST", s.url+"/v1/audio/transcriptions", testKey, []byte(lf), map[string]string{"Content-Type": "multipart/form-data; boundary=x"})
+	if resp.StatusCode != 200 {
+		t.Fatalf("LF-only multipart: %d %s (the upstream must get the asset name, not the role)", resp.StatusCode, body)
+	}
+	crlf := "--x\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-small\r\n--x\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nnothing-here\r\n--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF0000\r\n--x--\r\n"
+	before := s.whisper.Requests("/v1/audio/transcriptions")
+	resp, body = do(t, "POST", s.url+"/v1/audio/transcriptions", testKey, []byte(crlf), map[string]string{"Content-Type": "multipart/form-data; boundary=x"})
+	if resp.StatusCode != 400 || !contains(body, "more than one model") {
+		t.Fatalf("two model fields: %d %s, want 400", resp.StatusCode, body)
+	}
+	if n := s.whisper.Requests("/v1/audio/transcriptions"); n != before {
+		t.Fatalf("a refused upload reached the upstream (%d -> %d)", before, n)
+	}
+}
+
+// TestMultipartSpliceLF: with LF-only framing the value span comes from the
+// validating parse (before, a second CRLF-only scan returned -1 and the
+// splice left the role name in the body).
+func TestMultipartSpliceLF(t *testing.T) {
+	lf := []byte("preamble\n--x\nContent-Disposition: form-data; name=\"model\"\n\nlistener\n--x\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\n\nRIFF\n--x--\nepilogue")
+	ct := []byte("multipart/form-data; boundary=x")
+	info, err := parseMultipart(lf, ct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.valStart < 0 || string(lf[info.valStart:info.valEnd]) != "listener" {
+		t.Fatalf("value span [%d,%d)", info.valStart, info.valEnd)
+	}
+	out := spliceMultipartModel(nil, lf, &info, "whisper-small")
+	model, n, file, err := referenceMultipart(out, ct)
+	if err != nil || n != 1 || !file || model != "whisper-small" {
+		t.Fatalf("spliced body reads as model %q (%d fields, file %v, err %v): %q", model, n, file, err, out)
 	}
 }

@@ -7,17 +7,19 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/geniehive/geniehive/edge/route"
 	"github.com/geniehive/geniehive/internal/jsonw"
+	"github.com/geniehive/geniehive/internal/rawjson"
+	"github.com/geniehive/geniehive/policy"
+	"github.com/geniehive/geniehive/routing"
 )
 
 // APIError is an error the edge answers in OpenAI's format. Every failure a
-// handler meets is turned into one by classify, the one place that maps
-// errors to HTTP statuses.
+// handler meets — the edge's and the cluster API's — is turned into one by
+// Classify, the one place that maps errors to HTTP statuses, and written by
+// WriteError.
 type APIError struct {
 	Status  int
 	Type    string // invalid_request_error, authentication_error, ...
@@ -99,22 +101,62 @@ func isTimeout(err error) bool {
 	return false
 }
 
-func isConnRefused(err error) bool {
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, fasthttp.ErrDialTimeout) ||
-		(err != nil && strings.Contains(err.Error(), "connection refused"))
-}
+// denied is a policy denial on its way to Classify: a decision, not an
+// engine failure.
+type denied struct{ d *policy.Denial }
 
-// classify maps any error to the API error the client sees.
-func classify(err error) *APIError {
+func (e denied) Error() string { return e.d.Reason }
+
+// Classify maps any error to the API error the client sees. It is total:
+// an error it does not know is a 500 internal_error.
+//
+//   - *APIError: itself.
+//   - request scan errors: 400 (invalid_json, invalid_request; a second
+//     model member names param "model").
+//   - a policy denial: its status (403 default) and code (policy_denied).
+//   - policy engine errors (policy.Error): a timeout or a busy pool is 503
+//     policy_unavailable with Retry-After (a retry may succeed); a closed
+//     engine is 503 shutting_down; anything else 500 policy_error, with no
+//     engine detail (it is logged).
+//   - routing: *routing.NoCandidatesError 503, *routing.SaturatedError 429,
+//     both with Retry-After.
+//   - upstream failures: see the cases below (502/503/504/429/4xx relayed).
+//   - fasthttp's typed errors: ErrSmallBuffer 431, ErrBodyTooLarge 413,
+//     timeouts 504 (408 while reading the request: see errorHandler).
+func Classify(err error) *APIError {
 	var ae *APIError
 	if errors.As(err, &ae) {
 		return ae
 	}
-	var nc *route.NoCandidatesError
+	switch {
+	case errors.Is(err, rawjson.ErrSyntax):
+		return errBadJSON
+	case errors.Is(err, errNotObject):
+		return badRequest("invalid_request", "", errNotObject.Error())
+	case errors.Is(err, rawjson.ErrTooDeep):
+		return badRequest("invalid_request", "", rawjson.ErrTooDeep.Error())
+	case errors.Is(err, errDupModel):
+		return badRequest("invalid_request", "model", errDupModel.Error())
+	}
+	var dn denied
+	if errors.As(err, &dn) {
+		return denialError(dn.d)
+	}
+	var pe *policy.Error
+	if errors.As(err, &pe) {
+		switch {
+		case policy.Retryable(err):
+			return &APIError{Status: 503, Type: "server_error", Code: "policy_unavailable", Message: "the policy engine is busy; retry", RetryAfter: 1}
+		case errors.Is(err, policy.ErrClosed):
+			return errShuttingDown
+		}
+		return &APIError{Status: 500, Type: "server_error", Code: "policy_error", Message: "policy evaluation failed"}
+	}
+	var nc *routing.NoCandidatesError
 	if errors.As(err, &nc) {
 		return &APIError{Status: 503, Type: "server_error", Code: "no_available_upstream", Param: "model", Message: nc.Error(), RetryAfter: 2}
 	}
-	var se *route.SaturatedError
+	var se *routing.SaturatedError
 	if errors.As(err, &se) {
 		ra := int(se.RetryAfter.Seconds() + 0.999)
 		if ra < 1 {
@@ -122,10 +164,10 @@ func classify(err error) *APIError {
 		}
 		return &APIError{Status: 429, Type: "rate_limit_error", Code: "upstreams_saturated", Message: se.Error(), RetryAfter: ra}
 	}
-	if errors.Is(err, route.ErrNoCandidates) {
+	if errors.Is(err, routing.ErrNoCandidates) {
 		return &APIError{Status: 503, Type: "server_error", Code: "no_available_upstream", Message: err.Error(), RetryAfter: 2}
 	}
-	if errors.Is(err, route.ErrSaturated) {
+	if errors.Is(err, routing.ErrSaturated) {
 		return &APIError{Status: 429, Type: "rate_limit_error", Code: "upstreams_saturated", Message: err.Error(), RetryAfter: 1}
 	}
 	var ue *upstreamError
@@ -151,14 +193,38 @@ func classify(err error) *APIError {
 		}
 		return &APIError{Status: 502, Type: "server_error", Code: "upstream_error", Message: ue.Error()}
 	}
-	if isTimeout(err) {
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.As(err, &small):
+		return errHeadersTooLarge
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return errTooLarge
+	case isTimeout(err):
 		return &APIError{Status: 504, Type: "server_error", Code: "timeout", Message: "timed out"}
 	}
-	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-		return errTooLarge
-	}
-	return &APIError{Status: 500, Type: "server_error", Code: "internal_error", Message: err.Error()}
+	return &APIError{Status: 500, Type: "server_error", Code: "internal_error", Message: "internal error"}
 }
+
+// denialError is the answer to a policy denial.
+func denialError(d *policy.Denial) *APIError {
+	st := d.Status
+	if st == 0 {
+		st = 403
+	}
+	typ := "invalid_request_error"
+	if st == 403 {
+		typ = "permission_error"
+	}
+	code := d.Code
+	if code == "" {
+		code = "policy_denied"
+	}
+	return &APIError{Status: st, Type: typ, Code: code, Param: "model", Message: d.Reason}
+}
+
+// WriteError answers the request with Classify(err) in OpenAI's format (the
+// one error writer of the edge and the cluster API).
+func WriteError(ctx *fasthttp.RequestCtx, err error) { writeError(ctx, Classify(err)) }
 
 // appendErrorJSON appends {"error":{...}} for e.
 func appendErrorJSON(dst []byte, e *APIError) []byte {
@@ -206,6 +272,6 @@ func writeError(ctx *fasthttp.RequestCtx, e *APIError) {
 // isJSONObjectWithError reports whether an upstream body already is an
 // OpenAI error document worth relaying.
 func isJSONObjectWithError(b []byte) bool {
-	i := skipWS(b, 0)
+	i := rawjson.SkipWS(b, 0)
 	return i < len(b) && b[i] == '{' && strings.Contains(string(b[:min(len(b), 64)]), `"error"`)
 }

@@ -3,12 +3,17 @@ package edge
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
 	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
-	"github.com/geniehive/geniehive/edge/route"
+	"github.com/geniehive/geniehive/internal/rawjson"
+	"github.com/geniehive/geniehive/routing"
 )
 
 // FuzzScanRequest checks the one-pass validating scanner against
@@ -34,21 +39,21 @@ func FuzzScanRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var fa reqFacts
+		var fa bodyScan
 		err := scanRequest(b, &fa)
 		valid := json.Valid(b)
 		switch {
-		case err == errTooDeep:
-			if valid && nesting(b) < maxJSONDepth {
+		case err == rawjson.ErrTooDeep:
+			if valid && nesting(b) < rawjson.MaxDepth {
 				t.Fatalf("%q: too deep at nesting %d", b, nesting(b))
 			}
 			return
 		case !valid:
-			if err != errJSON {
+			if err != rawjson.ErrSyntax {
 				t.Fatalf("scanner accepted invalid JSON %q (err %v)", b, err)
 			}
 			return
-		case err == errJSON:
+		case err == rawjson.ErrSyntax:
 			t.Fatalf("scanner rejected valid JSON %q", b)
 		case err == errDupModel:
 			if n := topLevelCount(b, "model"); n < 2 {
@@ -77,7 +82,7 @@ func FuzzScanRequest(f *testing.F) {
 			raw := b[fa.modelStart:fa.modelEnd]
 			got := string(raw[1 : len(raw)-1])
 			if fa.modelEscaped {
-				got = unquote(raw)
+				got = rawjson.Unquote(raw)
 			}
 			var ref string
 			_ = json.Unmarshal(raw, &ref)
@@ -91,8 +96,8 @@ func FuzzScanRequest(f *testing.F) {
 		}
 		if utf8.Valid(b) {
 			// (encoding/json replaces invalid UTF-8; the scanner keeps bytes)
-			got := string(appendText(nil, b, &fa, route.TextBytes))
-			ref := refText(m, route.TextBytes)
+			got := string(appendText(nil, b, &fa, routing.TextBytes))
+			ref := refText(m, routing.TextBytes)
 			if got != ref {
 				t.Fatalf("%q: text %q, want %q", b, got, ref)
 			}
@@ -263,23 +268,67 @@ func FuzzStripKeys(f *testing.F) {
 	})
 }
 
-// FuzzMultipart feeds arbitrary bodies to the multipart parser and splicer.
+// FuzzMultipart feeds arbitrary bodies to the multipart parser and
+// splicer, against mime/multipart as the reference: whatever parseMultipart
+// accepts, mime/multipart reads the same model value and finds a file; a
+// body mime/multipart reads with one model field and a file is accepted;
+// and splicing yields a body whose model is the new one.
 func FuzzMultipart(f *testing.F) {
 	ct, body := multipartBody(nil, "whisper-small", 64)
 	f.Add([]byte(ct), body)
 	f.Add([]byte("multipart/form-data; boundary=x"), []byte("--x\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nm\r\n--x--"))
+	f.Add([]byte("multipart/form-data; boundary=x"), []byte("--x\nContent-Disposition: form-data; name=\"model\"\n\nm\n--x\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\n\nAAA\n--x--\n"))
+	f.Add([]byte("multipart/form-data; boundary=x"), []byte("--x\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\na\r\n--x\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nb\r\n--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nA\r\n--x--"))
 	f.Fuzz(func(t *testing.T, ct, b []byte) {
 		info, err := parseMultipart(b, ct)
+		refModel, refModels, refFile, refErr := referenceMultipart(b, ct)
 		if err != nil {
+			if refErr == nil && refModels == 1 && refFile && refModel != "" && len(refModel) <= maxModelField {
+				t.Fatalf("refused %q (%v), mime/multipart reads model %q and a file", b, err, refModel)
+			}
 			return
+		}
+		if info.valStart < 0 || info.valEnd < info.valStart || info.valEnd > len(b) {
+			t.Fatalf("accepted %q with a value span [%d,%d) outside the body", b, info.valStart, info.valEnd)
+		}
+		if refErr != nil || refModels != 1 || !refFile || refModel != info.model {
+			t.Fatalf("accepted %q as model %q; mime/multipart: model %q (%d fields), file %v, err %v", b, info.model, refModel, refModels, refFile, refErr)
 		}
 		out := spliceMultipartModel(nil, b, &info, "other")
 		info2, err := parseMultipart(out, ct)
-		if err != nil && info.valStart >= 0 {
-			t.Fatalf("splice broke a valid body: %q -> %q: %v", b, out, err)
-		}
-		if err == nil && info.valStart >= 0 && info2.model != "other" {
-			t.Fatalf("splice: model %q", info2.model)
+		if err != nil || info2.model != "other" {
+			t.Fatalf("splice of %q -> %q: model %q, err %v", b, out, info2.model, err)
 		}
 	})
+}
+
+// referenceMultipart reads a body with mime/multipart: the last model
+// field's value (trimmed), how many model fields, whether a file part is
+// there.
+func referenceMultipart(b, ct []byte) (model string, models int, file bool, err error) {
+	mt, params, err := mime.ParseMediaType(string(ct))
+	if err != nil || mt != "multipart/form-data" || params["boundary"] == "" {
+		return "", 0, false, errors.New("not multipart/form-data")
+	}
+	r := multipart.NewReader(bytes.NewReader(b), params["boundary"])
+	for {
+		p, err := r.NextRawPart()
+		if err == io.EOF {
+			return model, models, file, nil
+		}
+		if err != nil {
+			return "", 0, false, err
+		}
+		v, err := io.ReadAll(p)
+		if err != nil {
+			return "", 0, false, err
+		}
+		switch {
+		case p.FormName() == "model" && p.FileName() == "":
+			models++
+			model = string(bytes.TrimSpace(v))
+		case p.FileName() != "" || p.FormName() == "file":
+			file = true
+		}
+	}
 }

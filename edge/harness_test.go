@@ -13,10 +13,11 @@ import (
 	"github.com/openai/openai-go"
 	"github.com/openai/openai-go/option"
 
-	"github.com/geniehive/geniehive/edge/route"
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/loadtest/sim"
-	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
+	"github.com/geniehive/geniehive/routing"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -63,14 +64,14 @@ func startSim(t testing.TB, cfg sim.Config) *sim.Server {
 	return s
 }
 
-func svc(host, name string, kind state.Kind, url string, assets ...state.Asset) state.Service {
-	return state.Service{ID: host + "/" + name, HostID: host, Name: name, Kind: kind, Protocol: state.ProtocolOpenAI,
+func svc(host, name string, kind fleet.Kind, url string, assets ...fleet.Asset) fleet.Service {
+	return fleet.Service{ID: host + "/" + name, HostID: host, Name: name, Kind: kind, Protocol: fleet.ProtocolOpenAI,
 		Endpoint: url, Healthy: true, Assets: assets}
 }
 
-func heartbeat(t testing.TB, st *state.Store, host string, services ...state.Service) {
+func heartbeat(t testing.TB, st *state.Store, host string, services ...fleet.Service) {
 	t.Helper()
-	ns := &state.NodeState{Host: state.Host{ID: host, StartedAt: time.Now(), UpdatedAt: time.Now()}, Services: services}
+	ns := &fleet.NodeState{Host: fleet.Host{ID: host, StartedAt: time.Now(), UpdatedAt: time.Now()}, Services: services}
 	if err := st.WriteHeartbeat(context.Background(), ns, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -88,11 +89,11 @@ func newStack(t testing.TB, opts ...stackOpt) *stack {
 	s.emb = startSim(t, sim.Config{Models: []sim.Model{{Name: "nomic-embed-text", Kind: sim.KindEmbeddings, Dims: 8}}})
 	s.whisper = startSim(t, sim.Config{Flavor: sim.FlavorWhisper, Models: []sim.Model{{Name: "whisper-small", Kind: sim.KindTranscription}}})
 	heartbeat(t, st, "gpu1",
-		svc("gpu1", "chat", state.KindChat, s.chat.URL(),
-			state.Asset{Name: "llama3.1:8b", Family: "llama", Loaded: true, ContextLength: 32768, SizeVRAM: 5 << 30},
-			state.Asset{Name: "qwen3:8b", Family: "qwen3", Loaded: true, Thinking: true}),
-		svc("gpu1", "embed", state.KindEmbeddings, s.emb.URL(), state.Asset{Name: "nomic-embed-text", Loaded: true}),
-		svc("gpu1", "whisper", state.KindTranscription, s.whisper.URL(), state.Asset{Name: "whisper-small", Loaded: true}),
+		svc("gpu1", "chat", fleet.KindChat, s.chat.URL(),
+			fleet.Asset{Name: "llama3.1:8b", Family: "llama", Loaded: true, ContextLength: 32768, SizeVRAM: 5 << 30},
+			fleet.Asset{Name: "qwen3:8b", Family: "qwen3", Loaded: true, Thinking: true}),
+		svc("gpu1", "embed", fleet.KindEmbeddings, s.emb.URL(), fleet.Asset{Name: "nomic-embed-text", Loaded: true}),
+		svc("gpu1", "whisper", fleet.KindTranscription, s.whisper.URL(), fleet.Asset{Name: "whisper-small", Loaded: true}),
 	)
 	cat, err := state.ParseCatalog("test", []byte(testCatalog))
 	if err != nil {
@@ -128,7 +129,7 @@ func newStack(t testing.TB, opts ...stackOpt) *stack {
 	s.srv, s.url, s.cancel, s.done = srv, "http://"+ln.Addr().String(), cancel, make(chan error, 1)
 	go func() { s.done <- srv.Run(ctx, ln) }()
 	t.Cleanup(s.stop)
-	s.waitFor(func(sn *state.Snapshot) bool { return len(sn.Services) >= 3 && len(sn.Catalog.Roles) > 0 })
+	s.waitFor(func(sn *fleet.Snapshot) bool { return len(sn.Services) >= 3 && len(sn.Catalog.Roles) > 0 })
 	return s
 }
 
@@ -148,7 +149,7 @@ func (s *stack) stop() {
 	s.cancel = nil
 }
 
-func (s *stack) waitFor(f func(*state.Snapshot) bool) {
+func (s *stack) waitFor(f func(*fleet.Snapshot) bool) {
 	s.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
@@ -192,6 +193,6 @@ func contains(s, sub string) bool { return strings.Contains(s, sub) }
 // stubRouter returns a fixed error, for error-mapping tests.
 type stubRouter struct{ err error }
 
-func (r stubRouter) Plan(context.Context, *state.Snapshot, *policies.Decision, *route.RequestFacts) (route.Plan, error) {
-	return route.Plan{}, r.err
+func (r stubRouter) Plan(context.Context, *fleet.Snapshot, *policy.Decision, *routing.RequestFacts) (routing.Plan, error) {
+	return routing.Plan{}, r.err
 }

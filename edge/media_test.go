@@ -13,8 +13,8 @@ import (
 
 	"github.com/openai/openai-go"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/loadtest/sim"
-	"github.com/geniehive/geniehive/state"
 )
 
 // mediaStack adds a speech service (tts-1) and an image service
@@ -25,10 +25,10 @@ func mediaStack(t *testing.T) (s *stack, tts, img *sim.Server) {
 	tts = startSim(t, sim.Config{Models: []sim.Model{{Name: "tts-1"}}})
 	img = startSim(t, sim.Config{Models: []sim.Model{{Name: "sdxl-turbo"}}})
 	heartbeat(t, s.store, "gpu2",
-		svc("gpu2", "tts", state.KindSpeech, tts.URL(), state.Asset{Name: "tts-1", Loaded: true}),
-		svc("gpu2", "img", state.KindImages, img.URL(), state.Asset{Name: "sdxl-turbo", Loaded: true}),
+		svc("gpu2", "tts", fleet.KindSpeech, tts.URL(), fleet.Asset{Name: "tts-1", Loaded: true}),
+		svc("gpu2", "img", fleet.KindImages, img.URL(), fleet.Asset{Name: "sdxl-turbo", Loaded: true}),
 	)
-	s.waitFor(func(sn *state.Snapshot) bool { return sn.ByID["gpu2/tts"] != nil && sn.ByID["gpu2/img"] != nil })
+	s.waitFor(func(sn *fleet.Snapshot) bool { return sn.ByID["gpu2/tts"] != nil && sn.ByID["gpu2/img"] != nil })
 	return s, tts, img
 }
 

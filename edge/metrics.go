@@ -16,10 +16,10 @@ import (
 // never raw client input.
 type metrics struct {
 	reg         *prometheus.Registry
-	requests    *prometheus.CounterVec   // route, model, role, service, status
+	requests    *prometheus.CounterVec   // endpoint, model, role, service, status
 	latency     *prometheus.HistogramVec // service
 	ttft        *prometheus.HistogramVec // service
-	inflightVec *prometheus.GaugeVec     // route
+	inflightVec *prometheus.GaugeVec     // endpoint
 	failovers   *prometheus.CounterVec   // service (the one that failed)
 	upErrors    *prometheus.CounterVec   // service, reason
 	aborted     prometheus.Counter
@@ -27,6 +27,10 @@ type metrics struct {
 	// gauge set to 1 with the version as label.
 	policyReloads *prometheus.CounterVec
 	policyActive  *prometheus.GaugeVec
+	// policy evaluation latency by engine.
+	policyEval  *prometheus.HistogramVec
+	policyEvalC handleCache[string, prometheus.Observer]
+	redis       *redisHook
 
 	// Handles resolved once per label set: WithLabelValues hashes every
 	// label and takes the vector's lock on each call, which the request
@@ -34,13 +38,13 @@ type metrics struct {
 	reqC     handleCache[reqLabels, prometheus.Counter]
 	latC     handleCache[string, prometheus.Observer]
 	ttftC    handleCache[string, prometheus.Observer]
-	inflight map[string]prometheus.Gauge // by route, built at start
+	inflight map[string]prometheus.Gauge // by endpoint, built at start
 }
 
 // reqLabels are the labels of geniehive_requests_total.
 type reqLabels struct {
-	route, model, role, service string
-	status                      int
+	endpoint, model, role, service string
+	status                         int
 }
 
 // handleCacheMax bounds a handle cache; past it, lookups fall through to
@@ -98,7 +102,7 @@ func (c *handleCache[K, V]) get(k K, mk func(K) V) V {
 // request returns the requests counter for a label set.
 func (m *metrics) request(k reqLabels) prometheus.Counter {
 	return m.reqC.get(k, func(k reqLabels) prometheus.Counter {
-		return m.requests.WithLabelValues(k.route, k.model, k.role, k.service, strconv.Itoa(k.status))
+		return m.requests.WithLabelValues(k.endpoint, k.model, k.role, k.service, strconv.Itoa(k.status))
 	})
 }
 
@@ -112,20 +116,25 @@ func (m *metrics) upTTFT(service string) prometheus.Observer {
 	return m.ttftC.get(service, func(s string) prometheus.Observer { return m.ttft.WithLabelValues(s) })
 }
 
-// inflightOf returns the in-flight gauge of a route.
-func (m *metrics) inflightOf(route string) prometheus.Gauge {
-	if g, ok := m.inflight[route]; ok {
+// evalLatency returns the policy evaluation histogram of an engine.
+func (m *metrics) evalLatency(engine string) prometheus.Observer {
+	return m.policyEvalC.get(engine, func(e string) prometheus.Observer { return m.policyEval.WithLabelValues(e) })
+}
+
+// inflightOf returns the in-flight gauge of an endpoint.
+func (m *metrics) inflightOf(endpoint string) prometheus.Gauge {
+	if g, ok := m.inflight[endpoint]; ok {
 		return g
 	}
-	return m.inflightVec.WithLabelValues(route)
+	return m.inflightVec.WithLabelValues(endpoint)
 }
 
 func newMetrics() *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
 	buckets := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "geniehive_requests_total", Help: "Requests answered, by route, resolved model, role, service and status.",
-	}, []string{"route", "model", "role", "service", "status"})
+		Name: "geniehive_requests_total", Help: "Requests answered, by endpoint, resolved model, role, service and status.",
+	}, []string{"endpoint", "model", "role", "service", "status"})
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "geniehive_upstream_latency_seconds", Help: "Upstream time from request sent to last byte relayed.", Buckets: buckets,
 	}, []string{"service"})
@@ -134,7 +143,7 @@ func newMetrics() *metrics {
 	}, []string{"service"})
 	m.inflightVec = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "geniehive_inflight_requests", Help: "Requests this edge is serving now.",
-	}, []string{"route"})
+	}, []string{"endpoint"})
 	m.failovers = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "geniehive_failovers_total", Help: "Attempts abandoned for the next candidate before the first byte, by failed service.",
 	}, []string{"service"})
@@ -151,9 +160,15 @@ func newMetrics() *metrics {
 		Name: "geniehive_policy_info", Help: "The active policy engine and version (value 1).",
 	}, []string{"engine", "version"})
 	m.inflight = map[string]prometheus.Gauge{}
-	for _, rt := range []string{routeChat, routeEmbeddings, routeTranscription, routeSpeech, routeImages} {
+	for _, rt := range []string{endpointChat, endpointEmbeddings, endpointTranscription, endpointSpeech, endpointImages} {
 		m.inflight[rt] = m.inflightVec.WithLabelValues(rt)
 	}
+	m.policyEval = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "geniehive_policy_eval_seconds", Help: "Policy evaluation time per request, by engine (errors included).",
+		Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1},
+	}, []string{"engine"})
+	m.redis = newRedisHook(m.reg)
+	m.reg.MustRegister(m.policyEval)
 	m.reg.MustRegister(m.requests, m.latency, m.ttft, m.inflightVec, m.failovers, m.upErrors, m.aborted, m.policyReloads, m.policyActive,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -162,7 +177,7 @@ func newMetrics() *metrics {
 func (m *metrics) serve(ctx *fasthttp.RequestCtx) {
 	mfs, err := m.reg.Gather()
 	if err != nil {
-		writeError(ctx, classify(err))
+		WriteError(ctx, err)
 		return
 	}
 	format := expfmt.NewFormat(expfmt.TypeTextPlain)

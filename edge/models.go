@@ -9,8 +9,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
-	"github.com/geniehive/geniehive/state"
 )
 
 func sortStrings(s []string) { slices.Sort(s) }
@@ -36,7 +36,7 @@ type ModelEntry struct {
 // ModelMeta is GenieHive's metadata about a model or role.
 type ModelMeta struct {
 	Kind       string       `json:"kind"` // asset | role
-	Operations []state.Kind `json:"operations,omitempty"`
+	Operations []fleet.Kind `json:"operations,omitempty"`
 	// Asset fields.
 	Family        string        `json:"family,omitempty"`
 	ParameterSize string        `json:"parameter_size,omitempty"`
@@ -92,7 +92,7 @@ type Offload struct {
 
 func classifyOffload(m *ModelMeta) *Offload {
 	o := &Offload{}
-	if !slices.Contains(m.Operations, state.KindChat) {
+	if !slices.Contains(m.Operations, fleet.KindChat) {
 		o.Class, o.Reasons = "unsuitable", []string{"not a chat model"}
 		return o
 	}
@@ -156,7 +156,7 @@ func classifyOffload(m *ModelMeta) *Offload {
 }
 
 // buildModels builds the /v1/models entries from a snapshot.
-func buildModels(snap *state.Snapshot, now time.Time) []ModelEntry {
+func buildModels(snap *fleet.Snapshot, now time.Time) []ModelEntry {
 	created := snap.BuiltAt.Unix()
 	roleOf := map[string][]string{}
 	assets := map[string]*ModelMeta{}
@@ -225,10 +225,10 @@ func buildModels(snap *state.Snapshot, now time.Time) []ModelEntry {
 	for _, r := range snap.Catalog.Roles {
 		op := r.Operation
 		if op == "" {
-			op = state.KindChat
+			op = fleet.KindChat
 		}
 		cands, _ := policies.RoleCandidates(data, &r)
-		rm := ModelMeta{Kind: "role", Operations: []state.Kind{op}, Description: r.Description, Aliases: r.Aliases,
+		rm := ModelMeta{Kind: "role", Operations: []fleet.Kind{op}, Description: r.Description, Aliases: r.Aliases,
 			Candidates: r.Candidates, Fallbacks: r.FallbackRoles}
 		for _, c := range cands {
 			if a := assets[c]; a != nil && a.Routable && slices.Contains(a.Operations, op) {
@@ -253,7 +253,7 @@ func buildModels(snap *state.Snapshot, now time.Time) []ModelEntry {
 	return append(out, roles...)
 }
 
-func (c *modelsCache) get(snap *state.Snapshot) ([]byte, map[string][]byte) {
+func (c *modelsCache) get(snap *fleet.Snapshot) ([]byte, map[string][]byte) {
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()

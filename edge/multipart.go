@@ -1,119 +1,256 @@
 package edge
 
 import (
+	"bufio"
 	"bytes"
-	"errors"
-	"io"
 	"mime"
-	"mime/multipart"
+	"net/textproto"
+	"path/filepath"
 )
 
 // multipartInfo is what the edge reads from a transcription upload.
 type multipartInfo struct {
 	boundary string
 	model    string
-	// valStart/valEnd span the model field's value in the raw body.
+	// valStart/valEnd span the model field's value in the raw body; they
+	// come from the same parse that validated the body, so they are always
+	// inside it when parseMultipart succeeds.
 	valStart, valEnd int
 }
 
-var errBadMultipart = badRequest("invalid_multipart", "file", "request must be multipart/form-data with a file and a model field")
+var (
+	errBadMultipart = badRequest("invalid_multipart", "file", "request must be multipart/form-data with a file and a model field")
+	errDupModelPart = badRequest("invalid_request", "model", "request body has more than one model field")
+)
 
-// parseMultipart validates a multipart/form-data body (every part readable,
-// a file part present) and finds the model field, without copying the file.
+// maxModelField caps the model field's value (as the JSON path caps nothing
+// smaller than a model name needs).
+const maxModelField = 1024
+
+// parseMultipart validates a multipart/form-data body (every part framed,
+// a file part present, exactly one model field) and finds the model field's
+// value, in one pass and without copying the file.
+//
+// It frames parts as Go's mime/multipart reader does (the reference its
+// fuzz test compares against): the first delimiter line decides CRLF or
+// LF-only line endings for the whole body; a delimiter is "--boundary" at a
+// line start followed by linear whitespace and the line ending, or by "--"
+// (the close delimiter); the preamble and the epilogue are ignored; part
+// headers are MIME headers ending at an empty line. Two model fields are
+// refused: parsers disagree on which one wins (the JSON path refuses a
+// duplicate "model" for the same reason).
 func parseMultipart(body, contentType []byte) (multipartInfo, error) {
-	var info multipartInfo
+	info := multipartInfo{valStart: -1, valEnd: -1}
 	mt, params, err := mime.ParseMediaType(string(contentType))
 	if err != nil || mt != "multipart/form-data" || params["boundary"] == "" {
 		return info, errBadMultipart
 	}
 	info.boundary = params["boundary"]
-	r := multipart.NewReader(bytes.NewReader(body), info.boundary)
-	hasFile := false
-	modelSeen := false
+	m := mpScanner{body: body, dash: []byte("--" + info.boundary), nl: []byte("\r\n")}
+	hasFile, models := false, 0
 	for {
-		p, err := r.NextRawPart()
-		if err == io.EOF {
-			break
-		}
+		p, ok, err := m.next()
 		if err != nil {
 			return info, errBadMultipart
 		}
+		if !ok {
+			break
+		}
+		name, file := formPart(p.disposition)
 		switch {
-		case p.FormName() == "model" && p.FileName() == "":
-			v, err := io.ReadAll(io.LimitReader(p, 1024))
-			if err != nil {
+		case name == "model" && file == "":
+			models++
+			if models > 1 {
+				return info, errDupModelPart
+			}
+			if p.valEnd-p.valStart > maxModelField {
 				return info, errBadMultipart
 			}
-			info.model = string(bytes.TrimSpace(v))
-			modelSeen = true
-		case p.FileName() != "" || p.FormName() == "file":
+			info.valStart, info.valEnd = p.valStart, p.valEnd
+			info.model = string(bytes.TrimSpace(body[p.valStart:p.valEnd]))
+		case file != "" || name == "file":
 			hasFile = true
-			if _, err := io.Copy(io.Discard, p); err != nil {
-				return info, errBadMultipart
-			}
-		default:
-			if _, err := io.Copy(io.Discard, p); err != nil {
-				return info, errBadMultipart
-			}
 		}
 	}
 	if !hasFile {
 		return info, errBadMultipart
 	}
-	if !modelSeen || info.model == "" {
+	if models == 0 || info.model == "" {
 		return info, errNoModel
 	}
-	info.valStart, info.valEnd = findMultipartValue(body, info.boundary, "model")
 	return info, nil
 }
 
-// findMultipartValue returns the span of the first non-file part named name.
-func findMultipartValue(body []byte, boundary, name string) (int, int) {
-	delim := []byte("--" + boundary)
-	i := 0
+// mpPart is one part's Content-Disposition and value span.
+type mpPart struct {
+	disposition      string
+	valStart, valEnd int
+}
+
+// mpScanner walks a multipart body part by part.
+type mpScanner struct {
+	body  []byte
+	dash  []byte // "--boundary"
+	nl    []byte // line ending, "\r\n" until the first delimiter says "\n"
+	pos   int
+	parts int
+	done  bool
+}
+
+// line returns the line at pos (with its '\n') and whether one ends there.
+func (m *mpScanner) line() ([]byte, bool) {
+	rest := m.body[m.pos:]
+	if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+		return rest[:i+1], true
+	}
+	return rest, false
+}
+
+// isDelimiter reports whether line is "--boundary" + LWSP + nl; on the
+// first part an LF-only line switches the scanner to LF line endings.
+func (m *mpScanner) isDelimiter(line []byte) bool {
+	if !bytes.HasPrefix(line, m.dash) {
+		return false
+	}
+	rest := bytes.TrimLeft(line[len(m.dash):], " \t")
+	if m.parts == 0 && len(rest) == 1 && rest[0] == '\n' {
+		m.nl = m.nl[1:]
+	}
+	return bytes.Equal(rest, m.nl)
+}
+
+// isClose reports whether line is "--boundary--" + LWSP + (nl or nothing).
+func (m *mpScanner) isClose(line []byte) bool {
+	if !bytes.HasPrefix(line, m.dash) || !bytes.HasPrefix(line[len(m.dash):], []byte("--")) {
+		return false
+	}
+	rest := bytes.TrimLeft(line[len(m.dash)+2:], " \t")
+	return len(rest) == 0 || bytes.Equal(rest, m.nl)
+}
+
+// next returns the next part; ok is false after the close delimiter.
+func (m *mpScanner) next() (p mpPart, ok bool, err error) {
+	if m.done {
+		return p, false, nil
+	}
+	expectPart := false
 	for {
-		j := bytes.Index(body[i:], delim)
-		if j < 0 {
-			return -1, -1
+		line, full := m.line()
+		if !full {
+			if m.isClose(line) {
+				m.done = true
+				return p, false, nil
+			}
+			return p, false, errBadMultipart
 		}
-		hs := i + j + len(delim)
-		he := bytes.Index(body[hs:], []byte("\r\n\r\n"))
-		if he < 0 {
-			return -1, -1
+		if m.isDelimiter(line) {
+			m.pos += len(line)
+			m.parts++
+			return m.part()
 		}
-		hdr := body[hs : hs+he]
-		vs := hs + he + 4
-		ve := bytes.Index(body[vs:], append([]byte("\r\n"), delim...))
-		if ve < 0 {
-			return -1, -1
+		if m.isClose(line) {
+			m.done = true
+			return p, false, nil
 		}
-		if isFormPart(hdr, name) {
-			return vs, vs + ve
+		switch {
+		case expectPart:
+			return p, false, errBadMultipart
+		case m.parts == 0: // preamble
+		case bytes.Equal(line, m.nl): // the line break before a delimiter
+			expectPart = true
+		default:
+			return p, false, errBadMultipart
 		}
-		i = vs + ve
+		m.pos += len(line)
 	}
 }
 
-func isFormPart(hdr []byte, name string) bool {
-	for _, line := range bytes.Split(hdr, []byte("\r\n")) {
-		k, v, ok := bytes.Cut(line, []byte(":"))
-		if !ok || !bytes.EqualFold(bytes.TrimSpace(k), []byte("Content-Disposition")) {
-			continue
+// part reads the headers and finds the value of the part starting at pos.
+func (m *mpScanner) part() (p mpPart, ok bool, err error) {
+	hs := m.pos
+	for {
+		line, full := m.line()
+		if !full {
+			return p, false, errBadMultipart
 		}
-		_, params, err := mime.ParseMediaType(string(bytes.TrimSpace(v)))
-		return err == nil && params["name"] == name && params["filename"] == ""
+		m.pos += len(line)
+		if len(line) == 1 || len(line) == 2 && line[0] == '\r' {
+			break
+		}
+	}
+	h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(m.body[hs:m.pos]))).ReadMIMEHeader()
+	if err != nil {
+		return p, false, errBadMultipart
+	}
+	p.disposition = h.Get("Content-Disposition")
+	p.valStart = m.pos
+	end, ok := m.valueEnd(m.pos)
+	if !ok {
+		return p, false, errBadMultipart
+	}
+	p.valEnd, m.pos = end, end
+	return p, true, nil
+}
+
+// valueEnd finds where the value starting at vs ends: before the first
+// nl+"--boundary" followed by LWSP, a line break or "--"; or at vs itself
+// when the value is empty and a delimiter follows at once.
+func (m *mpScanner) valueEnd(vs int) (int, bool) {
+	if delimAt(m.body[vs:], m.dash) {
+		return vs, true
+	}
+	nlDash := append(append(make([]byte, 0, len(m.nl)+len(m.dash)), m.nl...), m.dash...)
+	for i := vs; ; {
+		j := bytes.Index(m.body[i:], nlDash)
+		if j < 0 {
+			return 0, false
+		}
+		if delimAt(m.body[i+j+len(m.nl):], m.dash) {
+			return i + j, true
+		}
+		i += j + len(nlDash)
+	}
+}
+
+// delimAt reports whether b starts with dash followed by the end of input,
+// linear whitespace, a line break or "--" (mime/multipart's
+// matchAfterPrefix with the whole body read).
+func delimAt(b, dash []byte) bool {
+	if !bytes.HasPrefix(b, dash) {
+		return false
+	}
+	if len(b) == len(dash) {
+		return true
+	}
+	switch c := b[len(dash)]; c {
+	case ' ', '\t', '\r', '\n':
+		return true
+	case '-':
+		return len(b) > len(dash)+1 && b[len(dash)+1] == '-'
 	}
 	return false
 }
 
-// spliceMultipartModel appends body with the model field's value replaced.
-func spliceMultipartModel(dst, body []byte, mp *multipartInfo, model string) []byte {
-	if mp.valStart < 0 || mp.valEnd > len(body) || mp.valStart > mp.valEnd {
-		return append(dst, body...)
+// formPart returns the form field name and file name of a part, as
+// mime/multipart's Part.FormName and Part.FileName read them.
+func formPart(disposition string) (name, file string) {
+	d, params, err := mime.ParseMediaType(disposition)
+	if err != nil {
+		return "", ""
 	}
+	if f := params["filename"]; f != "" { // FileName ignores the disposition type
+		file = filepath.Base(f)
+	}
+	if d == "form-data" {
+		name = params["name"]
+	}
+	return name, file
+}
+
+// spliceMultipartModel appends body with the model field's value replaced.
+// mp must come from a successful parseMultipart of body.
+func spliceMultipartModel(dst, body []byte, mp *multipartInfo, model string) []byte {
 	dst = append(dst, body[:mp.valStart]...)
 	dst = append(dst, model...)
 	return append(dst, body[mp.valEnd:]...)
 }
-
-var _ = errors.New

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/fleet"
 )
 
 // With no live model at all (the fleet is away: Redis lost, agents
@@ -21,7 +21,7 @@ func TestNoLiveModelsIsRetryable503(t *testing.T) {
 	if err := s.store.RemoveNode(context.Background(), "gpu1"); err != nil {
 		t.Fatal(err)
 	}
-	s.waitFor(func(sn *state.Snapshot) bool { return len(sn.Services) == 0 })
+	s.waitFor(func(sn *fleet.Snapshot) bool { return len(sn.Services) == 0 })
 	resp, b := do(t, "POST", s.url+"/v1/chat/completions", testKey, body, nil)
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(b, `"code":"no_models_available"`) {
 		t.Fatalf("empty fleet: %d Retry-After=%q %s", resp.StatusCode, resp.Header.Get("Retry-After"), b)

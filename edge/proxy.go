@@ -13,8 +13,11 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/geniehive/geniehive/edge/route"
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/internal/rawjson"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
+	"github.com/geniehive/geniehive/routing"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -23,13 +26,14 @@ import (
 type exchange struct {
 	s        *Server
 	start    time.Time
-	route    string
-	op       state.Kind
-	key      *state.APIKey
-	facts    reqFacts
-	in       policies.Input
-	dec      policies.Decision
-	rf       route.RequestFacts
+	endpoint string
+	op       fleet.Kind
+	key      *fleet.APIKey
+	snap     *fleet.Snapshot // the one snapshot this request decides and plans on
+	scan     bodyScan
+	in       policy.Input
+	dec      policy.Decision
+	rf       routing.RequestFacts
 	model    string
 	mLabel   string
 	rLabel   string
@@ -49,10 +53,10 @@ type exchange struct {
 
 	text []byte // scratch for rf.Text
 
-	cand   *route.Candidate
+	cand   *routing.Candidate
 	lease  state.Lease
 	leased bool
-	plan   route.Plan
+	plan   routing.Plan
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
@@ -62,10 +66,10 @@ var (
 	thinkOff = false
 )
 
-func (s *Server) acquireExchange(rt string, op state.Kind) *exchange {
+func (s *Server) acquireExchange(rt string, op fleet.Kind) *exchange {
 	x := exchangePool.Get().(*exchange)
 	dec, text := x.dec, x.text
-	*x = exchange{s: s, start: time.Now(), route: rt, op: op, status: 200, text: text[:0]}
+	*x = exchange{s: s, start: time.Now(), endpoint: rt, op: op, status: 200, text: text[:0]}
 	dec.Targets = dec.Targets[:0]
 	dec.Tried = dec.Tried[:0]
 	x.dec = dec
@@ -87,7 +91,7 @@ func (x *exchange) endAttempt() {
 	}
 }
 
-func (x *exchange) beginAttempt(c *route.Candidate) {
+func (x *exchange) beginAttempt(c *routing.Candidate) {
 	x.cand = c
 	x.leased = true
 	if x.s.acct != nil {
@@ -134,15 +138,15 @@ func (x *exchange) finish() {
 		st = 499
 		s.met.aborted.Inc()
 	}
-	s.met.request(reqLabels{route: x.route, model: mLabel, role: x.rLabel, service: x.service, status: st}).Inc()
-	s.met.inflightOf(x.route).Dec()
+	s.met.request(reqLabels{endpoint: x.endpoint, model: mLabel, role: x.rLabel, service: x.service, status: st}).Inc()
+	s.met.inflightOf(x.endpoint).Dec()
 	if s.access && s.log.Enabled(context.Background(), slog.LevelInfo) {
 		keyID := ""
 		if x.key != nil {
 			keyID = x.key.ID
 		}
 		attrs := [...]slog.Attr{
-			slog.String("route", x.route),
+			slog.String("endpoint", x.endpoint),
 			slog.String("model", x.model),
 			slog.String("asset", x.asset),
 			slog.String("role", x.rLabel),
@@ -164,8 +168,8 @@ func (x *exchange) finish() {
 	x.s = nil
 	x.key = nil
 	x.cand = nil
-	x.plan = route.Plan{}
-	x.in = policies.Input{}
+	x.plan = routing.Plan{}
+	x.in = policy.Input{}
 	exchangePool.Put(x)
 }
 
@@ -182,7 +186,7 @@ func statusText(code int) string {
 
 // fail answers with err (mapped by classify) and records it on x.
 func (x *exchange) fail(ctx *fasthttp.RequestCtx, err error) {
-	e := classify(err)
+	e := Classify(err)
 	x.status = e.Status
 	x.errCode = e.Code
 	writeError(ctx, e)
@@ -190,13 +194,16 @@ func (x *exchange) fail(ctx *fasthttp.RequestCtx, err error) {
 
 var reasoningKeys = []string{"reasoning_content", "reasoning"}
 
-// serveInference handles every proxied OpenAI endpoint.
-func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op state.Kind, rt, upPath string) {
+// serveInference handles every proxied OpenAI endpoint, as a pipeline:
+// authenticate -> parse -> decide -> plan -> forward (attempt each
+// candidate, respond with the first that answers). Every step's failure
+// goes to x.fail, which maps it with Classify.
+func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, rt, upPath string) {
 	x := s.acquireExchange(rt, op)
 	handedOff := false
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("panic serving request", "route", rt, "panic", r, "stack", string(debug.Stack()))
+			s.log.Error("panic serving request", "endpoint", rt, "panic", r, "stack", string(debug.Stack()))
 			x.fail(ctx, errInternal)
 			handedOff = false
 		}
@@ -208,138 +215,145 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op state.Kind, rt, upP
 	if s.access {
 		x.clientIP = ctx.RemoteIP().String()
 	}
+	if !s.authenticate(ctx, x) {
+		return
+	}
+	body := ctx.PostBody()
+	mp, err := s.parse(ctx, x, body)
+	if err == nil {
+		err = s.decide(ctx, x, body)
+	}
+	if err == nil {
+		err = s.plan(ctx, x, body, mp)
+	}
+	if err != nil {
+		x.fail(ctx, err)
+		return
+	}
+	handedOff = s.forward(ctx, x, body, mp, upPath)
+}
+
+// authenticate refuses requests while the edge drains and checks the key;
+// on false the answer is written.
+func (s *Server) authenticate(ctx *fasthttp.RequestCtx, x *exchange) bool {
 	if s.draining.Load() {
 		x.fail(ctx, errShuttingDown)
-		return
+		return false
 	}
-	key, ok := s.authorize(ctx, state.ScopeClient)
+	key, ok := s.authorize(ctx, fleet.ScopeClient)
 	if !ok {
 		x.status, x.errCode = ctx.Response.StatusCode(), "auth"
-		return
+		return false
 	}
 	x.key = key
-	body := ctx.PostBody()
+	return true
+}
+
+// parse checks the body's size and reads what the policy decides on: the
+// model (and, for JSON, stream, max_tokens, thinking and the prompt spans)
+// in one pass over the body. Transcriptions are multipart; mp is then set.
+func (s *Server) parse(ctx *fasthttp.RequestCtx, x *exchange, body []byte) (mp *multipartInfo, err error) {
 	x.bytesIn = len(body)
-	if len(body) > s.cfg.limitFor(op) {
-		x.fail(ctx, errTooLarge)
-		return
+	if len(body) > s.cfg.limitFor(x.op) {
+		return nil, errTooLarge
 	}
-	var mp *multipartInfo
-	if op == state.KindTranscription {
+	if x.op == fleet.KindTranscription {
 		info, err := parseMultipart(body, ctx.Request.Header.ContentType())
 		if err != nil {
-			x.fail(ctx, err)
-			return
+			return nil, err
 		}
-		mp = &info
 		x.model = info.model
+		return &info, nil
+	}
+	if err := scanRequest(body, &x.scan); err != nil {
+		return nil, err
+	}
+	if !x.scan.modelOK {
+		return nil, errNoModel
+	}
+	raw := body[x.scan.modelStart:x.scan.modelEnd]
+	if x.scan.modelEscaped {
+		x.model = rawjson.Unquote(raw)
 	} else {
-		if err := scanRequest(body, &x.facts); err != nil {
-			switch err {
-			case errNotObject:
-				x.fail(ctx, badRequest("invalid_request", "", "request body must be a JSON object"))
-			case errTooDeep:
-				x.fail(ctx, badRequest("invalid_request", "", err.Error()))
-			case errDupModel:
-				x.fail(ctx, badRequest("invalid_request", "model", err.Error()))
-			default:
-				x.fail(ctx, errBadJSON)
-			}
-			return
-		}
-		if !x.facts.modelOK {
-			x.fail(ctx, errNoModel)
-			return
-		}
-		raw := body[x.facts.modelStart:x.facts.modelEnd]
-		if x.facts.modelEscaped {
-			x.model = unquote(raw)
-		} else {
-			x.model = s.names.intern(raw[1 : len(raw)-1])
-		}
-		x.stream = x.facts.stream && op == state.KindChat
+		x.model = s.names.intern(raw[1 : len(raw)-1])
 	}
+	x.stream = x.scan.stream && x.op == fleet.KindChat
 	if x.model == "" {
-		x.fail(ctx, errNoModel)
-		return
+		return nil, errNoModel
 	}
+	return nil, nil
+}
 
-	snap := s.watcher.Current()
+// decide evaluates the policy: targets, or a denial (an error here).
+func (s *Server) decide(ctx *fasthttp.RequestCtx, x *exchange, body []byte) error {
 	in := &x.in
-	in.SchemaVersion = policies.SchemaVersion
-	in.Operation = op
+	in.SchemaVersion = policy.SchemaVersion
+	in.Operation = x.op
 	in.Model = x.model
 	in.ModelKey = policies.NormalizeModel(x.model)
 	in.Stream = x.stream
-	in.MaxTokens = x.facts.maxTokens
-	switch x.facts.thinking {
+	in.MaxTokens = x.scan.maxTokens
+	switch x.scan.thinking {
 	case 1:
 		in.Thinking = &thinkOn
 	case -1:
 		in.Thinking = &thinkOff
 	}
 	in.BodyBytes = len(body)
-	if key != nil {
-		in.Key = policies.Key{ID: key.ID, Scope: key.Scope, Roles: key.Roles}
+	if x.key != nil {
+		in.Key = policy.Key{ID: x.key.ID, Scope: x.key.Scope, Roles: x.key.Roles}
 	}
-	if err := s.Engine().Eval(ctx, in, &x.dec); err != nil {
-		s.log.Error("policy evaluation failed", "err", err, "engine", s.Engine().Name())
-		x.fail(ctx, &APIError{Status: 500, Type: "server_error", Code: "policy_error", Message: "policy evaluation failed"})
-		return
+	x.snap = s.watcher.Current()
+	e := s.Engine()
+	t0 := time.Now()
+	err := e.Eval(ctx, in, &x.dec)
+	s.met.evalLatency(e.Name()).Observe(time.Since(t0).Seconds())
+	if err != nil {
+		s.log.Error("policy evaluation failed", "err", err, "engine", e.Name())
+		return err
 	}
 	if d := x.dec.Deny; d != nil {
-		st := d.Status
-		if st == 0 {
-			st = 403
-		}
-		typ := "invalid_request_error"
-		if st == 403 {
-			typ = "permission_error"
-		}
-		code := d.Code
-		if code == "" {
-			code = "policy_denied"
-		}
-		x.fail(ctx, &APIError{Status: st, Type: typ, Code: code, Param: "model", Message: d.Reason})
-		return
+		return denied{d}
 	}
 	if len(x.dec.Targets) == 0 {
-		x.fail(ctx, unknownModel(snap, x.model, op, x.dec.Tried))
-		return
+		return unknownModel(x.snap, x.model, x.op, x.dec.Tried)
 	}
-	t0 := &x.dec.Targets[0]
-	if t0.Role != "" {
-		x.mLabel, x.rLabel = t0.Role, t0.Role
+	first := &x.dec.Targets[0]
+	if first.Role != "" {
+		x.mLabel, x.rLabel = first.Role, first.Role
 	} else {
-		x.mLabel = t0.Name
+		x.mLabel = first.Name
 	}
-	x.rf = route.RequestFacts{Operation: op, Model: x.model, Stream: x.stream, BodyBytes: len(body), Now: x.start}
-	if key != nil {
-		x.rf.KeyID = key.ID
+	return nil
+}
+
+// plan asks the router where the decision's targets are served now.
+func (s *Server) plan(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp *multipartInfo) error {
+	x.rf = routing.RequestFacts{Operation: x.op, Model: x.model, Stream: x.stream, BodyBytes: len(body), Now: x.start}
+	if x.key != nil {
+		x.rf.KeyID = x.key.ID
 	}
-	if mp == nil && (x.facts.nText > 0 || x.facts.prompt.e > 0) {
-		x.text = appendText(x.text[:0], body, &x.facts, route.TextBytes)
+	if mp == nil && (x.scan.nText > 0 || x.scan.prompt.e > 0) {
+		x.text = appendText(x.text[:0], body, &x.scan, routing.TextBytes)
 		x.rf.Text = string(x.text)
 	}
-	plan, err := s.router.Plan(ctx, snap, &x.dec, &x.rf)
+	plan, err := s.router.Plan(ctx, x.snap, &x.dec, &x.rf)
 	if err != nil {
-		x.fail(ctx, err)
-		return
+		return err
 	}
 	x.plan = plan
 	if len(plan.Candidates) == 0 {
-		x.fail(ctx, &route.NoCandidatesError{Model: x.model, Tried: plan.Tried})
-		return
+		return &routing.NoCandidatesError{Model: x.model, Tried: plan.Tried}
 	}
 	for k, v := range x.dec.Headers {
 		ctx.Response.Header.Set(k, v)
 	}
-	handedOff = s.forward(ctx, x, body, mp, upPath)
+	return nil
 }
 
 // forward tries the plan's candidates in order until one answers before
-// its first byte, and relays the answer. It reports whether a stream writer
-// took ownership of x.
+// its first byte (attempt), and relays that answer (respond). It reports
+// whether a stream writer took ownership of x.
 func (s *Server) forward(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp *multipartInfo, upPath string) bool {
 	n := min(len(x.plan.Candidates), s.cfg.Failover.Attempts)
 	var lastErr error
@@ -353,126 +367,142 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp 
 			x.fail(ctx, err)
 			return false
 		}
-		uc, err := s.clients.get(c.Service.Endpoint)
-		if err != nil {
-			lastErr = &upstreamError{service: c.Service.ID, err: err}
-			continue
+		resp, err := s.attempt(ctx, x, c, upBody, upPath)
+		if err == nil {
+			return s.respond(ctx, x, c, resp)
 		}
-		x.beginAttempt(c)
-		req := fasthttp.AcquireRequest()
-		resp := fasthttp.AcquireResponse()
-		req.Header.SetMethod(fasthttp.MethodPost)
-		ub := getBuf()
-		ub.B = append(append(ub.B[:0], c.Service.Endpoint...), upPath...)
-		req.SetRequestURIBytes(ub.B)
-		putBuf(ub)
-		copyRequestHeaders(req, &ctx.Request.Header)
-		ub = getBuf()
-		ub.B = appendIP(ub.B[:0], ctx.RemoteIP())
-		req.Header.SetBytesV("X-Forwarded-For", ub.B)
-		putBuf(ub)
-		req.SetBodyRaw(upBody)
-		x.upStart = time.Now()
-		if x.stream {
-			resp.StreamBody = true
-			err = uc.stream.DoDeadline(req, resp, x.upStart.Add(s.cfg.Timeouts.StreamMax))
-		} else {
-			err = uc.plain.DoDeadline(req, resp, x.upStart.Add(s.cfg.Timeouts.Request))
+		lastErr = err
+		if ue, ok := err.(*upstreamError); ok && !ue.retryable() {
+			break
 		}
-		fasthttp.ReleaseRequest(req)
-		if err == nil && (resp.StatusCode() < 200 || resp.StatusCode() > 299) {
-			ue := &upstreamError{service: c.Service.ID, status: resp.StatusCode()}
-			if x.stream {
-				if bs := resp.BodyStream(); bs != nil {
-					ue.body, _ = io.ReadAll(io.LimitReader(bs, 64<<10))
-				}
-				_ = resp.CloseBodyStream()
-			} else {
-				ue.body = append([]byte(nil), resp.Body()...)
-			}
-			err = ue
-		} else if err != nil {
-			err = &upstreamError{service: c.Service.ID, err: err}
+		if i+1 < n {
+			s.met.failovers.WithLabelValues(c.Service.ID).Inc()
+			s.log.Debug("failover", "from", c.Service.ID, "err", err)
 		}
-		if err != nil {
-			fasthttp.ReleaseResponse(resp)
-			x.endAttempt()
-			ue := err.(*upstreamError)
-			reason := "status_" + statusText(ue.status)
-			if ue.err != nil {
-				reason = "transport"
-				if isTimeout(ue.err) {
-					reason = "timeout"
-				}
-			}
-			s.met.upErrors.WithLabelValues(c.Service.ID, reason).Inc()
-			if s.feedback != nil && (ue.err != nil || ue.status >= 500) {
-				s.feedback.Observe(c, false, time.Since(x.upStart))
-			}
-			lastErr = err
-			if !ue.retryable() {
-				break
-			}
-			if i+1 < n {
-				s.met.failovers.WithLabelValues(c.Service.ID).Inc()
-				s.log.Debug("failover", "from", c.Service.ID, "err", err)
-			}
-			continue
-		}
-		// Success: this candidate serves the request.
-		x.service, x.asset = c.Service.ID, c.Asset
-		if c.Target != nil && c.Target.Role == "" {
-			x.mLabel = c.Asset
-		}
-		if s.feedback != nil {
-			s.feedback.Observe(c, true, time.Since(x.upStart))
-		}
-		strip := x.dec.StripReasoning
-		if c.Target != nil && c.Target.Patch != nil {
-			strip = c.Target.Patch.StripReasoning || strip
-		}
-		ctx.Response.Header.Set("X-GenieHive-Service", c.Service.ID)
-		ctx.Response.Header.Set("X-GenieHive-Model", c.Asset)
-		if x.stream && bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream")) {
-			s.startRelay(ctx, x, resp, strip)
-			return true
-		}
-		x.status = resp.StatusCode()
-		ctx.SetStatusCode(x.status)
-		ctx.Response.Header.SetContentTypeBytes(resp.Header.ContentType())
-		var rb []byte
-		if x.stream {
-			// Asked for a stream, got a plain answer: relay it whole.
-			rb, err = io.ReadAll(io.LimitReader(resp.BodyStream(), 256<<20))
-			_ = resp.CloseBodyStream()
-			if err != nil {
-				fasthttp.ReleaseResponse(resp)
-				x.fail(ctx, &upstreamError{service: c.Service.ID, err: err})
-				return false
-			}
-		} else {
-			// Hand the upstream's body buffer to the client response and the
-			// client response's (empty) one to resp: both go back to their
-			// pools with their capacity, so no body is allocated per request.
-			rb = resp.SwapBody(ctx.Response.SwapBody(nil)[:0])
-		}
-		fasthttp.ReleaseResponse(resp)
-		x.ttft = time.Since(x.upStart)
-		x.tokens = completionTokens(rb)
-		if strip && bytes.Contains(rb, []byte(`"reasoning`)) {
-			sb := getBuf()
-			sb.B, _ = stripKeys(sb.B[:0], rb, reasoningKeys)
-			ctx.SetBody(sb.B)
-			putBuf(sb)
-		} else {
-			ctx.Response.SwapBody(rb)
-		}
-		return false
 	}
 	if lastErr == nil {
-		lastErr = &route.NoCandidatesError{Model: x.model, Tried: x.plan.Tried}
+		lastErr = &routing.NoCandidatesError{Model: x.model, Tried: x.plan.Tried}
 	}
 	x.fail(ctx, lastErr)
+	return false
+}
+
+// attempt sends the request to candidate c. On success it returns the
+// upstream's 2xx response (the caller releases it) with the candidate's
+// in-flight lease still held; on failure an *upstreamError, with the
+// lease ended, the failure counted and reported to the router.
+func (s *Server) attempt(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candidate, upBody []byte, upPath string) (*fasthttp.Response, error) {
+	uc, err := s.clients.get(c.Service.Endpoint)
+	if err != nil {
+		return nil, &upstreamError{service: c.Service.ID, err: err}
+	}
+	x.beginAttempt(c)
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	req.Header.SetMethod(fasthttp.MethodPost)
+	ub := getBuf()
+	ub.B = append(append(ub.B[:0], c.Service.Endpoint...), upPath...)
+	req.SetRequestURIBytes(ub.B)
+	putBuf(ub)
+	copyRequestHeaders(req, &ctx.Request.Header)
+	ub = getBuf()
+	ub.B = appendIP(ub.B[:0], ctx.RemoteIP())
+	req.Header.SetBytesV("X-Forwarded-For", ub.B)
+	putBuf(ub)
+	req.SetBodyRaw(upBody)
+	x.upStart = time.Now()
+	if x.stream {
+		resp.StreamBody = true
+		err = uc.stream.DoDeadline(req, resp, x.upStart.Add(s.cfg.Timeouts.StreamMax))
+	} else {
+		err = uc.plain.DoDeadline(req, resp, x.upStart.Add(s.cfg.Timeouts.Request))
+	}
+	fasthttp.ReleaseRequest(req)
+	var ue *upstreamError
+	switch {
+	case err != nil:
+		ue = &upstreamError{service: c.Service.ID, err: err}
+	case resp.StatusCode() < 200 || resp.StatusCode() > 299:
+		ue = &upstreamError{service: c.Service.ID, status: resp.StatusCode()}
+		if x.stream {
+			if bs := resp.BodyStream(); bs != nil {
+				ue.body, _ = io.ReadAll(io.LimitReader(bs, 64<<10))
+			}
+			_ = resp.CloseBodyStream()
+		} else {
+			ue.body = append([]byte(nil), resp.Body()...)
+		}
+	default:
+		return resp, nil
+	}
+	fasthttp.ReleaseResponse(resp)
+	x.endAttempt()
+	reason := "status_" + statusText(ue.status)
+	if ue.err != nil {
+		reason = "transport"
+		if isTimeout(ue.err) {
+			reason = "timeout"
+		}
+	}
+	s.met.upErrors.WithLabelValues(c.Service.ID, reason).Inc()
+	if s.feedback != nil && (ue.err != nil || ue.status >= 500) {
+		s.feedback.Observe(c, false, time.Since(x.upStart))
+	}
+	return nil, ue
+}
+
+// respond relays candidate c's successful answer: an SSE stream through
+// the relay (it then owns x: respond returns true), or a whole body,
+// stripped of reasoning when the policy says so. It releases resp.
+func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candidate, resp *fasthttp.Response) bool {
+	x.service, x.asset = c.Service.ID, c.Asset
+	if c.Target != nil && c.Target.Role == "" {
+		x.mLabel = c.Asset
+	}
+	if s.feedback != nil {
+		s.feedback.Observe(c, true, time.Since(x.upStart))
+	}
+	strip := x.dec.StripReasoning
+	if c.Target != nil && c.Target.Patch != nil {
+		strip = c.Target.Patch.StripReasoning || strip
+	}
+	ctx.Response.Header.Set("X-GenieHive-Service", c.Service.ID)
+	ctx.Response.Header.Set("X-GenieHive-Model", c.Asset)
+	if x.stream && bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream")) {
+		s.startRelay(ctx, x, resp, strip)
+		return true
+	}
+	x.status = resp.StatusCode()
+	ctx.SetStatusCode(x.status)
+	ctx.Response.Header.SetContentTypeBytes(resp.Header.ContentType())
+	var rb []byte
+	if x.stream {
+		// Asked for a stream, got a plain answer: relay it whole.
+		var err error
+		rb, err = io.ReadAll(io.LimitReader(resp.BodyStream(), 256<<20))
+		_ = resp.CloseBodyStream()
+		if err != nil {
+			fasthttp.ReleaseResponse(resp)
+			x.fail(ctx, &upstreamError{service: c.Service.ID, err: err})
+			return false
+		}
+	} else {
+		// Hand the upstream's body buffer to the client response and the
+		// client response's (empty) one to resp: both go back to their
+		// pools with their capacity, so no body is allocated per request.
+		rb = resp.SwapBody(ctx.Response.SwapBody(nil)[:0])
+	}
+	fasthttp.ReleaseResponse(resp)
+	x.ttft = time.Since(x.upStart)
+	x.tokens = completionTokens(rb)
+	if strip && bytes.Contains(rb, []byte(`"reasoning`)) {
+		sb := getBuf()
+		sb.B, _ = stripKeys(sb.B[:0], rb, reasoningKeys)
+		ctx.SetBody(sb.B)
+		putBuf(sb)
+	} else {
+		ctx.Response.SwapBody(rb)
+	}
 	return false
 }
 
@@ -509,18 +539,18 @@ func completionTokens(b []byte) int {
 	if i < 0 {
 		return 0
 	}
-	i = skipWS(b, i+len(completionTokensKey))
+	i = rawjson.SkipWS(b, i+len(completionTokensKey))
 	j := i
 	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
 		j++
 	}
-	return intLit(b, i, j)
+	return rawjson.IntLit(b, i, j)
 }
 
 // rewrite returns the body to send to candidate c: the client's body when
 // nothing changes, else a rewritten copy in buf.
-func (s *Server) rewrite(bb *bbuf, body []byte, x *exchange, c *route.Candidate, mp *multipartInfo) ([]byte, error) {
-	var patch *policies.Patch
+func (s *Server) rewrite(bb *bbuf, body []byte, x *exchange, c *routing.Candidate, mp *multipartInfo) ([]byte, error) {
+	var patch *policy.Patch
 	if c.Target != nil {
 		patch = c.Target.Patch
 	}
@@ -535,11 +565,11 @@ func (s *Server) rewrite(bb *bbuf, body []byte, x *exchange, c *route.Candidate,
 		if c.Asset == "" || c.Asset == x.model {
 			return body, nil
 		}
-		bb.B = setModel(bb.B[:0], body, &x.facts, c.Asset)
+		bb.B = setModel(bb.B[:0], body, &x.scan, c.Asset)
 		return bb.B, nil
 	}
 	dialect := policies.DialectOpenAI
-	if c.Service.Protocol == state.ProtocolOllama {
+	if c.Service.Protocol == fleet.ProtocolOllama {
 		dialect = policies.DialectOllama
 	}
 	out, err := policies.ApplyPatch(body, patch, dialect, c.Asset)

@@ -4,9 +4,9 @@ import (
 	"context"
 	"strings"
 
-	"github.com/geniehive/geniehive/edge/route"
-	"github.com/geniehive/geniehive/policies"
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/policy"
+	"github.com/geniehive/geniehive/routing"
 )
 
 // simpleRouter is the built-in Router used when no routing strategy is
@@ -15,14 +15,14 @@ import (
 // real thing.
 type simpleRouter struct{}
 
-func (simpleRouter) Plan(_ context.Context, snap *state.Snapshot, dec *policies.Decision, req *route.RequestFacts) (route.Plan, error) {
-	var p route.Plan
+func (simpleRouter) Plan(_ context.Context, snap *fleet.Snapshot, dec *policy.Decision, req *routing.RequestFacts) (routing.Plan, error) {
+	var p routing.Plan
 	p.Strategy = "first"
 	seen := map[string]bool{}
 	for i := range dec.Targets {
 		t := &dec.Targets[i]
 		switch t.Kind {
-		case policies.TargetService:
+		case policy.TargetService:
 			se := snap.ByID[t.Name]
 			if se == nil || se.Kind != t.Operation || !se.Routable(req.Now) || seen[se.ID] {
 				p.Tried = append(p.Tried, "service "+t.Name+": not routable")
@@ -33,7 +33,7 @@ func (simpleRouter) Plan(_ context.Context, snap *state.Snapshot, dec *policies.
 			if len(se.Assets) > 0 {
 				asset = se.Assets[0].Name
 			}
-			p.Candidates = append(p.Candidates, route.Candidate{Service: se, Asset: asset, Target: t})
+			p.Candidates = append(p.Candidates, routing.Candidate{Service: se, Asset: asset, Target: t})
 		default:
 			n := 0
 			for _, se := range snap.AssetServices[t.Name] {
@@ -41,7 +41,7 @@ func (simpleRouter) Plan(_ context.Context, snap *state.Snapshot, dec *policies.
 					continue
 				}
 				seen[se.ID+"\x00"+t.Name] = true
-				p.Candidates = append(p.Candidates, route.Candidate{Service: se, Asset: t.Name, Target: t})
+				p.Candidates = append(p.Candidates, routing.Candidate{Service: se, Asset: t.Name, Target: t})
 				n++
 			}
 			if n == 0 {
@@ -50,14 +50,14 @@ func (simpleRouter) Plan(_ context.Context, snap *state.Snapshot, dec *policies.
 		}
 	}
 	if len(p.Candidates) == 0 {
-		return p, &route.NoCandidatesError{Model: req.Model, Tried: append(append([]string(nil), dec.Tried...), p.Tried...)}
+		return p, &routing.NoCandidatesError{Model: req.Model, Tried: append(append([]string(nil), dec.Tried...), p.Tried...)}
 	}
 	return p, nil
 }
 
 // unknownModel is the 404 for a model or role nothing resolves to; the
 // message lists what is available for the operation.
-func unknownModel(snap *state.Snapshot, model string, op state.Kind, tried []string) *APIError {
+func unknownModel(snap *fleet.Snapshot, model string, op fleet.Kind, tried []string) *APIError {
 	var names []string
 	now := snap.BuiltAt
 	for name, ses := range snap.AssetServices {
@@ -72,7 +72,7 @@ func unknownModel(snap *state.Snapshot, model string, op state.Kind, tried []str
 	for _, r := range snap.Catalog.Roles {
 		rop := r.Operation
 		if rop == "" {
-			rop = state.KindChat
+			rop = fleet.KindChat
 		}
 		if rop == op {
 			names = append(names, r.Name)

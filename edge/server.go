@@ -1,7 +1,7 @@
 // Package edge is GenieHive's data plane: the stateless fasthttp server
 // OpenAI clients talk to. It authenticates, reads the registry from the
 // local snapshot (state.Watcher), asks the policy engine what to do
-// (policies.Engine), asks the router where (route.Router), rewrites the body
+// (policy.Engine), asks the router where (routing.Planner), rewrites the body
 // and proxies it with failover before the first byte, relaying SSE event by
 // event. It serves /v1/models with GenieHive metadata, /metrics, and mounts
 // the cluster API (edge/clusterapi) under /v1/cluster/.
@@ -11,8 +11,9 @@
 // New builds a Server from a provisioned Config and its Deps; Run serves on
 // a listener until its context ends, then stops accepting, drains in-flight
 // requests and streams (bounded by Timeouts.Shutdown) and stops its
-// background loops. A Server is safe for concurrent use; SetEngine swaps the
-// policy engine atomically (hot reload).
+// background loops. A Server is safe for concurrent use. Hot reload of the
+// policy happens behind Deps.Engine (a policies.Holder's AsEngine): the
+// Server never swaps engines itself.
 package edge
 
 import (
@@ -27,8 +28,10 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/geniehive/geniehive/edge/route"
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
+	"github.com/geniehive/geniehive/routing"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -50,9 +53,9 @@ type Deps struct {
 	Inflight *state.Inflight
 	// Router picks services. When nil, a built-in router takes, per target,
 	// every routable service in snapshot order.
-	Router route.Router
+	Router routing.Planner
 	// Engine decides targets. When nil, policies.NewGo().
-	Engine policies.Engine
+	Engine policy.Engine
 	// Cluster serves /v1/cluster/*; nil answers 404 there.
 	Cluster ClusterHandler
 	Logger  *slog.Logger
@@ -66,14 +69,14 @@ type Server struct {
 	ownWatch bool
 	inflight *state.Inflight
 	ownInfl  bool
-	router   route.Router
-	acct     route.Accounter
-	feedback route.Feedback
+	router   routing.Planner
+	acct     routing.Accounter
+	feedback routing.Feedback
 	cluster  atomic.Pointer[clusterBox]
 	log      *slog.Logger
 	access   bool
 
-	engine atomic.Pointer[engineBox]
+	engine policy.Engine
 	dataMu sync.Mutex // serialises SetData calls
 
 	keys    *keyring
@@ -86,15 +89,15 @@ type Server struct {
 	srv          *fasthttp.Server
 	started      time.Time
 	open         atomic.Int64 // requests being served (incl. streams)
-	draining     atomic.Bool
+	unready      atomic.Bool  // stopping: /readyz answers 503 (requests still served)
+	hadState     atomic.Bool  // a snapshot read from Redis was seen
+	draining     atomic.Bool  // listener closing: new requests get 503 shutting_down
 	authWarned   atomic.Bool
 	policyErr    atomic.Pointer[string]
 	policyAt     atomic.Int64 // unix nanoseconds the active engine was installed
 	presenceKick chan struct{}
 	addr         atomic.Value // string
 }
-
-type engineBox struct{ e policies.Engine }
 
 type clusterBox struct{ h ClusterHandler }
 
@@ -110,7 +113,7 @@ func (s *Server) SetCluster(h ClusterHandler) {
 // Authorize checks the caller's key for scope need; when it returns false
 // it has already answered 401 or 403 in OpenAI format. With auth off (no
 // key configured or stored) it allows everything.
-func (s *Server) Authorize(ctx *fasthttp.RequestCtx, need state.Scope) bool {
+func (s *Server) Authorize(ctx *fasthttp.RequestCtx, need fleet.Scope) bool {
 	_, ok := s.authorize(ctx, need)
 	return ok
 }
@@ -148,13 +151,13 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if s.router == nil {
 		s.router = simpleRouter{}
 	}
-	s.acct, _ = s.router.(route.Accounter)
-	s.feedback, _ = s.router.(route.Feedback)
+	s.acct, _ = s.router.(routing.Accounter)
+	s.feedback, _ = s.router.(routing.Feedback)
 	e := d.Engine
 	if e == nil {
 		e = policies.NewGo()
 	}
-	s.engine.Store(&engineBox{e})
+	s.engine = e
 	s.clients.cfg = &s.cfg
 	s.SetCluster(d.Cluster)
 	s.srv = &fasthttp.Server{
@@ -172,17 +175,6 @@ func New(cfg Config, d Deps) (*Server, error) {
 		Logger:                        fasthttpLogger{s.log},
 	}
 	return s, nil
-}
-
-// SetEngine swaps the policy engine (hot reload) and hands it the current
-// data. The previous engine is returned so the caller may Close it once
-// in-flight evaluations are done.
-func (s *Server) SetEngine(ctx context.Context, e policies.Engine) (policies.Engine, error) {
-	if err := e.SetData(ctx, policies.BuildData(s.watcher.Current())); err != nil {
-		return nil, err
-	}
-	old := s.engine.Swap(&engineBox{e})
-	return old.e, nil
 }
 
 // PolicyReloaded records the outcome of a policy reload: err nil means the
@@ -228,7 +220,7 @@ func (s *Server) PolicyError() string {
 }
 
 // Engine returns the current policy engine.
-func (s *Server) Engine() policies.Engine { return s.engine.Load().e }
+func (s *Server) Engine() policy.Engine { return s.engine }
 
 // Watcher returns the snapshot source.
 func (s *Server) Watcher() *state.Watcher { return s.watcher }
@@ -243,9 +235,11 @@ func (s *Server) Open() int64 { return s.open.Load() }
 func (s *Server) Addr() string { v, _ := s.addr.Load().(string); return v }
 
 // Run serves on ln (or on Config.Listen when ln is nil) until ctx is done,
-// then shuts down gracefully: it stops accepting, waits for in-flight
-// requests and streams to end (at most Timeouts.Shutdown), flushes stats
-// and removes its presence record.
+// then shuts down gracefully: /readyz turns 503 at once, the edge keeps
+// serving for Timeouts.ShutdownDelay, then stops accepting, waits for
+// in-flight requests and streams to end (at most Timeouts.Shutdown), stops
+// and awaits its background loops (the stats loop flushes a last time) and
+// removes its presence record. Run returns only when all of that is done.
 //
 // # Errors
 // Listen errors and a first snapshot refresh failure are returned; Redis
@@ -262,7 +256,13 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	s.started = time.Now()
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	defer func() { stopBG(); wg.Wait() }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			stopBG()
+			wg.Wait()
+		}
+	}()
 	if s.ownWatch {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := s.watcher.Refresh(rctx)
@@ -301,25 +301,71 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
+	err := s.drain()
+	s.clients.closeIdle()
+	stopped = true
+	// Stop the background loops before removing the presence record (a
+	// presence write racing the removal would resurrect it): the stats
+	// loop flushes once more on its way out.
+	stopBG()
+	wg.Wait()
+	rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_ = s.store.RemoveEdge(rctx, s.cfg.ID)
+	rcancel()
+	return err
+}
+
+// drain is the stop sequence: /readyz answers 503 at once (so the load
+// balancer takes this replica out) while the edge keeps serving for
+// Timeouts.ShutdownDelay; then the listener closes and in-flight requests
+// and streams get Timeouts.Shutdown to finish.
+func (s *Server) drain() error {
+	s.unready.Store(true)
+	if d := s.cfg.Timeouts.ShutdownDelay; d > 0 {
+		s.log.Info("edge stopping: /readyz answers 503; still serving for the shutdown delay", "delay", d)
+		time.Sleep(d)
+	}
 	s.draining.Store(true)
 	s.log.Info("edge shutting down: draining in-flight requests", "open", s.open.Load(), "timeout", s.cfg.Timeouts.Shutdown)
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeouts.Shutdown)
 	defer cancel()
 	err := s.srv.ShutdownWithContext(sctx)
-	if err != nil {
-		s.log.Warn("shutdown deadline passed with requests still open", "open", s.open.Load())
-	}
-	rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
-	_ = s.store.RemoveEdge(rctx, s.cfg.ID)
-	rcancel()
 	if errors.Is(err, context.DeadlineExceeded) {
+		s.log.Warn("shutdown deadline passed with requests still open", "open", s.open.Load())
 		return nil
 	}
 	return err
 }
 
+// serveReady answers /readyz, the load balancer's health check: 503 from
+// the moment the edge is told to stop (with Connection: close), and before
+// it ever read the shared state; 200 otherwise. A Redis outage after that
+// keeps it ready: the edge serves from its snapshot (the body says
+// "redis":"down"), and taking every replica out of the pool at once would
+// turn a Redis restart into an outage.
+func (s *Server) serveReady(ctx *fasthttp.RequestCtx) {
+	snap := s.watcher.Current()
+	if snap.RedisOK {
+		s.hadState.Store(true)
+	}
+	ctx.SetContentType("application/json")
+	switch {
+	case s.unready.Load():
+		ctx.SetConnectionClose()
+		ctx.SetStatusCode(503)
+		ctx.SetBodyString(`{"status":"stopping"}`)
+	case !s.hadState.Load():
+		ctx.SetStatusCode(503)
+		ctx.SetBodyString(`{"status":"not ready","redis":"down"}`)
+	case !snap.RedisOK:
+		ctx.SetBodyString(`{"status":"ready","redis":"down"}`)
+	default:
+		ctx.SetBodyString(`{"status":"ready"}`)
+	}
+}
+
 // pushData rebuilds the policy data document from snap and installs it.
-func (s *Server) pushData(ctx context.Context, snap *state.Snapshot) {
+func (s *Server) pushData(ctx context.Context, snap *fleet.Snapshot) {
 	d := policies.BuildData(snap)
 	s.dataMu.Lock()
 	defer s.dataMu.Unlock()
@@ -328,7 +374,7 @@ func (s *Server) pushData(ctx context.Context, snap *state.Snapshot) {
 	}
 }
 
-func (s *Server) dataLoop(ctx context.Context, changes <-chan *state.Snapshot) {
+func (s *Server) dataLoop(ctx context.Context, changes <-chan *fleet.Snapshot) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -348,7 +394,7 @@ func (s *Server) presenceLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		e := s.Engine()
-		info := state.EdgeInfo{ID: s.cfg.ID, Addr: s.Addr(), StartedAt: s.started,
+		info := fleet.EdgeInfo{ID: s.cfg.ID, Addr: s.Addr(), StartedAt: s.started,
 			PolicyVersion: e.Version(), PolicyEngine: e.Name(), PolicyError: s.PolicyError()}
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if err := s.store.PutEdge(pctx, info, 3*s.cfg.PresenceInterval); err != nil && ctx.Err() == nil {
@@ -364,16 +410,15 @@ func (s *Server) presenceLoop(ctx context.Context) {
 	}
 }
 
-// errorHandler answers requests fasthttp could not parse, in OpenAI format.
+// errorHandler answers requests fasthttp could not parse, in OpenAI format:
+// Classify's mapping, except that a timeout here is the client's (408: the
+// request did not arrive in time) and anything else is a malformed request.
 func (s *Server) errorHandler(ctx *fasthttp.RequestCtx, err error) {
-	var e *APIError
+	e := Classify(err)
 	switch {
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		e = errTooLarge
+	case e == errTooLarge || e == errHeadersTooLarge:
 	case isTimeout(err):
 		e = &APIError{Status: 408, Type: "invalid_request_error", Code: "request_timeout", Message: "request not received in time"}
-	case strings.Contains(err.Error(), "too big") || strings.Contains(err.Error(), "small read buffer"):
-		e = errHeadersTooLarge
 	default:
 		e = badRequest("malformed_request", "", "malformed HTTP request")
 	}
@@ -400,40 +445,34 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("application/json")
 		ctx.SetBodyString(`{"status":"ok"}`)
 	case string(path) == "/readyz":
-		snap := s.watcher.Current()
-		ctx.SetContentType("application/json")
-		if s.draining.Load() || !snap.RedisOK {
-			ctx.SetStatusCode(503)
-			ctx.SetBodyString(`{"status":"not ready"}`)
-			return
-		}
-		ctx.SetBodyString(`{"status":"ready"}`)
+		s.serveReady(ctx)
 	default:
 		writeError(ctx, errNotFound)
 	}
 }
 
-// Route labels (metrics and logs).
+// Endpoint labels (the "endpoint" label of metrics and access logs): which
+// OpenAI API a request used. ("Route" means a routing decision elsewhere.)
 const (
-	routeChat          = "chat"
-	routeEmbeddings    = "embeddings"
-	routeTranscription = "transcription"
-	routeSpeech        = "speech"
-	routeImages        = "images"
-	routeModels        = "models"
-	routeCluster       = "cluster"
+	endpointChat          = "chat"
+	endpointEmbeddings    = "embeddings"
+	endpointTranscription = "transcription"
+	endpointSpeech        = "speech"
+	endpointImages        = "images"
+	endpointModels        = "models"
+	endpointCluster       = "cluster"
 )
 
 // inferenceRoutes are the POST routes that proxy to an upstream of a kind.
 var inferenceRoutes = [...]struct {
-	path, full, route string
-	kind              state.Kind
+	path, full, endpoint string
+	kind                 fleet.Kind
 }{
-	{"/chat/completions", "/v1/chat/completions", routeChat, state.KindChat},
-	{"/embeddings", "/v1/embeddings", routeEmbeddings, state.KindEmbeddings},
-	{"/audio/transcriptions", "/v1/audio/transcriptions", routeTranscription, state.KindTranscription},
-	{"/audio/speech", "/v1/audio/speech", routeSpeech, state.KindSpeech},
-	{"/images/generations", "/v1/images/generations", routeImages, state.KindImages},
+	{"/chat/completions", "/v1/chat/completions", endpointChat, fleet.KindChat},
+	{"/embeddings", "/v1/embeddings", endpointEmbeddings, fleet.KindEmbeddings},
+	{"/audio/transcriptions", "/v1/audio/transcriptions", endpointTranscription, fleet.KindTranscription},
+	{"/audio/speech", "/v1/audio/speech", endpointSpeech, fleet.KindSpeech},
+	{"/images/generations", "/v1/images/generations", endpointImages, fleet.KindImages},
 }
 
 func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
@@ -446,7 +485,7 @@ func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
 			writeError(ctx, errMethod)
 			return
 		}
-		s.serveInference(ctx, r.kind, r.route, r.full)
+		s.serveInference(ctx, r.kind, r.endpoint, r.full)
 		return
 	}
 	switch string(p) {
@@ -455,7 +494,7 @@ func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
 			writeError(ctx, errMethod)
 			return
 		}
-		if _, ok := s.authorize(ctx, state.ScopeClient); !ok {
+		if _, ok := s.authorize(ctx, fleet.ScopeClient); !ok {
 			return
 		}
 		s.serveModels(ctx, "")
@@ -466,7 +505,7 @@ func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
 				writeError(ctx, errMethod)
 				return
 			}
-			if _, ok := s.authorize(ctx, state.ScopeClient); !ok {
+			if _, ok := s.authorize(ctx, fleet.ScopeClient); !ok {
 				return
 			}
 			s.serveModels(ctx, string(p[len("/models/"):]))
@@ -474,7 +513,7 @@ func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
 			if c := s.cluster.Load(); c != nil && c.h.Handle(ctx) {
 				return
 			}
-			if _, ok := s.authorize(ctx, state.ScopeReader); ok {
+			if _, ok := s.authorize(ctx, fleet.ScopeReader); ok {
 				writeError(ctx, errNotFound)
 			}
 		default:
@@ -485,7 +524,7 @@ func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
 
 // authorize checks the caller's key for scope need; it answers 401/403
 // itself and returns ok=false then. With auth off it returns (nil, true).
-func (s *Server) authorize(ctx *fasthttp.RequestCtx, need state.Scope) (*state.APIKey, bool) {
+func (s *Server) authorize(ctx *fasthttp.RequestCtx, need fleet.Scope) (*fleet.APIKey, bool) {
 	snap := s.watcher.Current()
 	if !s.keys.authEnabled(snap) {
 		return nil, true

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/fleet"
 )
 
 // statsBatch accumulates what the edge observes per service between two
@@ -52,7 +52,7 @@ func (b *statsBatch) observe(service string, ok bool, latency, ttft time.Duratio
 	b.mu.Unlock()
 }
 
-func (b *statsBatch) take() map[string]state.ServiceStats {
+func (b *statsBatch) take() map[string]fleet.ServiceStats {
 	b.mu.Lock()
 	m := b.m
 	b.m = nil
@@ -60,9 +60,9 @@ func (b *statsBatch) take() map[string]state.ServiceStats {
 	if len(m) == 0 {
 		return nil
 	}
-	out := make(map[string]state.ServiceStats, len(m))
+	out := make(map[string]fleet.ServiceStats, len(m))
 	for svc, a := range m {
-		s := state.ServiceStats{Requests: a.n, Failures: a.fail}
+		s := fleet.ServiceStats{Requests: a.n, Failures: a.fail}
 		if ok := a.n - a.fail; ok > 0 {
 			s.LatencyMS = a.latSum / float64(ok)
 		}

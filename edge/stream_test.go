@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/loadtest/sim"
-	"github.com/geniehive/geniehive/state"
 )
 
 // rawStream sends a streaming chat request on a raw connection and returns
@@ -132,8 +132,8 @@ func TestLargeEventAcrossReads(t *testing.T) {
 		fl.Flush()
 	}))
 	defer up.Close()
-	heartbeat(t, s.store, "big", svc("big", "chat", state.KindChat, up.URL, state.Asset{Name: "bigmodel", Loaded: true}))
-	s.waitFor(func(sn *state.Snapshot) bool { return sn.ByID["big/chat"] != nil })
+	heartbeat(t, s.store, "big", svc("big", "chat", fleet.KindChat, up.URL, fleet.Asset{Name: "bigmodel", Loaded: true}))
+	s.waitFor(func(sn *fleet.Snapshot) bool { return sn.ByID["big/chat"] != nil })
 	r, body := do(t, "POST", s.url+"/v1/chat/completions", testKey, []byte(`{"model":"bigmodel","stream":true,"messages":[]}`), nil)
 	if r.StatusCode != 200 {
 		t.Fatalf("%d %s", r.StatusCode, body)

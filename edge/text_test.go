@@ -7,26 +7,27 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/geniehive/geniehive/edge/route"
-	"github.com/geniehive/geniehive/policies"
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/internal/rawjson"
+	"github.com/geniehive/geniehive/policy"
+	"github.com/geniehive/geniehive/routing"
 )
 
 // recRouter records the RequestFacts the edge hands the router.
 type recRouter struct {
 	simpleRouter
 	mu    sync.Mutex
-	facts []route.RequestFacts
+	facts []routing.RequestFacts
 }
 
-func (r *recRouter) Plan(ctx context.Context, snap *state.Snapshot, dec *policies.Decision, req *route.RequestFacts) (route.Plan, error) {
+func (r *recRouter) Plan(ctx context.Context, snap *fleet.Snapshot, dec *policy.Decision, req *routing.RequestFacts) (routing.Plan, error) {
 	r.mu.Lock()
 	r.facts = append(r.facts, *req)
 	r.mu.Unlock()
 	return r.simpleRouter.Plan(ctx, snap, dec, req)
 }
 
-func (r *recRouter) last(t *testing.T) route.RequestFacts {
+func (r *recRouter) last(t *testing.T) routing.RequestFacts {
 	t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -37,7 +38,7 @@ func (r *recRouter) last(t *testing.T) route.RequestFacts {
 }
 
 // TestRequestTextReachesRouter: the router sees the start of the last user
-// message (text parts joined), decoded, capped at route.TextBytes, and the
+// message (text parts joined), decoded, capped at routing.TextBytes, and the
 // same model the upstream gets.
 func TestRequestTextReachesRouter(t *testing.T) {
 	rr := &recRouter{}
@@ -52,7 +53,7 @@ func TestRequestTextReachesRouter(t *testing.T) {
 			"compare these two"},
 		{"no user message", `{"model":"coder","messages":[{"role":"system","content":"only system"}]}`, ""},
 		{"long prompt is capped", `{"model":"coder","messages":[{"role":"user","content":"` + strings.Repeat("é", 200) + `"}]}`,
-			strings.Repeat("é", route.TextBytes/2)},
+			strings.Repeat("é", routing.TextBytes/2)},
 		{"escaped key names the model", `{"mod\u0065l":"coder","messages":[{"role":"user","content":"hi"}]}`, "hi"},
 	}
 	for _, c := range cases {
@@ -90,7 +91,7 @@ func TestBodyValidation(t *testing.T) {
 		{`["model","coder"]`, "invalid_request"},
 		{`{"model":"coder","model":"llama3.1:8b"}`, "invalid_request"},
 		{`{"model":"coder","mod\u0065l":"llama3.1:8b"}`, "invalid_request"},
-		{`{"model":"coder","x":` + strings.Repeat("[", maxJSONDepth+1) + strings.Repeat("]", maxJSONDepth+1) + `}`, "invalid_request"},
+		{`{"model":"coder","x":` + strings.Repeat("[", rawjson.MaxDepth+1) + strings.Repeat("]", rawjson.MaxDepth+1) + `}`, "invalid_request"},
 	} {
 		r, b := do(t, "POST", chat, testKey, []byte(c.body), nil)
 		if r.StatusCode != 400 || !strings.Contains(b, `"code":"`+c.code+`"`) {

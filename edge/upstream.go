@@ -25,6 +25,16 @@ type upClient struct {
 	plain, stream *fasthttp.HostClient
 }
 
+// closeIdle closes every idle upstream connection (at stop).
+func (u *upstreams) closeIdle() {
+	u.m.Range(func(_, v any) bool {
+		c := v.(*upClient)
+		c.plain.CloseIdleConnections()
+		c.stream.CloseIdleConnections()
+		return true
+	})
+}
+
 func (u *upstreams) get(endpoint string) (*upClient, error) {
 	if v, ok := u.m.Load(endpoint); ok {
 		return v.(*upClient), nil

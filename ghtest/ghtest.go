@@ -67,7 +67,7 @@ const (
 	LBStatsPort = "8404/tcp"
 	RedisPort   = "6379/tcp"
 	// HealthPath is the edge's readiness endpoint (the LB checks it too).
-	HealthPath = "/healthz"
+	HealthPath = "/readyz"
 )
 
 // LabelCluster is set on every container and network; its value is the cluster id.

@@ -19,10 +19,12 @@ func HAProxyConfig(edges []string) string {
 const haproxyHead = `# HAProxy in front of the GenieHive edge replicas (compose.yaml mounts this at
 # /usr/local/etc/haproxy/haproxy.cfg; works with haproxy 2.6 (Debian) and 2.8).
 #
-# - Health: GET /healthz on every edge each second; two failures take a
-#   replica out of the pool, two successes bring it back. An edge that is
-#   draining (SIGTERM) answers 503 there first, so it leaves the pool before
-#   it stops accepting connections.
+# - Health: GET /readyz on every edge each second; two failures take a
+#   replica out of the pool, two successes bring it back. An edge told to
+#   stop (SIGTERM) answers 503 there at once and keeps serving for its
+#   timeouts.shutdown_delay (5s), so it leaves the pool before it stops
+#   accepting connections. (/readyz stays 200 through a Redis outage: edges
+#   serve from their snapshots.)
 # - Failover: a request that could not reach an edge (connection refused or
 #   reset, or closed with no response) is retried on another replica. Only
 #   failures before any response byte are retried, so no completion is sent
@@ -87,7 +89,7 @@ backend edges
     balance roundrobin
     option http-no-delay
     option httpchk
-    http-check send meth GET uri /healthz
+    http-check send meth GET uri /readyz
     http-check expect status 200
     default-server inter 1s fastinter 500ms downinter 1s fall 2 rise 2 check resolvers docker resolve-prefer ipv4 init-addr last,libc,none
 `

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/fleet"
 )
 
 // BenchReport is the result of running a workload against one model: what
@@ -414,10 +414,10 @@ func checkWorkloadName(n string) error {
 }
 
 // StateSamples converts the report into the samples stored in Redis.
-func (rep *BenchReport) StateSamples() []state.BenchSample {
-	out := make([]state.BenchSample, 0, len(rep.Samples))
+func (rep *BenchReport) StateSamples() []fleet.BenchSample {
+	out := make([]fleet.BenchSample, 0, len(rep.Samples))
 	for _, s := range rep.Samples {
-		out = append(out, state.BenchSample{
+		out = append(out, fleet.BenchSample{
 			Workload: rep.Workload, Model: rep.Model, Service: rep.Service, Prompt: s.PromptID,
 			LatencyMS: s.LatencyMS, TTFTMS: s.TTFTMS, TokensPerSec: s.TokensPerSec,
 			Quality: s.Quality, OK: s.OK, At: s.At,

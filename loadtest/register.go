@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -31,20 +32,20 @@ type Registration struct {
 //
 // # Errors
 // The first heartbeat's error (bad id, Redis unreachable).
-func RegisterUpstream(ctx context.Context, st *state.Store, hostID, endpoint, model string, kind state.Kind, services int) (*Registration, error) {
+func RegisterUpstream(ctx context.Context, st *state.Store, hostID, endpoint, model string, kind fleet.Kind, services int) (*Registration, error) {
 	now := time.Now()
-	ns := &state.NodeState{
-		Host: state.Host{ID: hostID, Agent: "geniehive-loadtest", StartedAt: now, UpdatedAt: now},
+	ns := &fleet.NodeState{
+		Host: fleet.Host{ID: hostID, Agent: "geniehive-loadtest", StartedAt: now, UpdatedAt: now},
 	}
 	for i := 1; i <= max(services, 1); i++ {
 		name := "sim"
 		if i > 1 {
 			name += "-" + strconv.Itoa(i)
 		}
-		ns.Services = append(ns.Services, state.Service{
-			ID: hostID + "/" + name, HostID: hostID, Name: name, Kind: kind, Protocol: state.ProtocolOpenAI,
+		ns.Services = append(ns.Services, fleet.Service{
+			ID: hostID + "/" + name, HostID: hostID, Name: name, Kind: kind, Protocol: fleet.ProtocolOpenAI,
 			Endpoint: endpoint, Healthy: true,
-			Assets: []state.Asset{{Name: model, Loaded: true}},
+			Assets: []fleet.Asset{{Name: model, Loaded: true}},
 		})
 	}
 	if err := st.WriteHeartbeat(ctx, ns, 10*time.Second); err != nil {
@@ -77,7 +78,7 @@ func (r *Registration) TempKey(ctx context.Context) (string, error) {
 	_, _ = rand.Read(b)
 	secret := "gh-loadtest-" + hex.EncodeToString(b)
 	id := "loadtest-" + hex.EncodeToString(b[:4])
-	if err := r.st.PutKey(ctx, state.APIKey{ID: id, Hash: state.HashKeyHex(secret), Scope: state.ScopeClient}); err != nil {
+	if err := r.st.PutKey(ctx, fleet.APIKey{ID: id, Hash: fleet.HashKeyHex(secret), Scope: fleet.ScopeClient}); err != nil {
 		return "", err
 	}
 	r.keyID = id

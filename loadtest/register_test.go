@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/state"
 )
@@ -14,7 +15,7 @@ func TestRegisterUpstreamServices(t *testing.T) {
 	c, prefix := testredis.New(t)
 	st := state.New(c, prefix)
 	ctx := context.Background()
-	reg, err := RegisterUpstream(ctx, st, "lt", "http://127.0.0.1:9", "sim", state.KindChat, 2)
+	reg, err := RegisterUpstream(ctx, st, "lt", "http://127.0.0.1:9", "sim", fleet.KindChat, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -22,7 +23,7 @@ type Options struct {
 	// and header timeouts; per-service deadlines come from the context).
 	HTTPClient *http.Client
 	// GPUs reads the host's GPUs. Default: nvidia-smi per Config.NvidiaSMI.
-	GPUs func(context.Context) ([]state.GPU, error)
+	GPUs func(context.Context) ([]fleet.GPU, error)
 }
 
 // Agent discovers a host's services and heartbeats them into Redis.
@@ -32,11 +33,11 @@ type Agent struct {
 	store   *state.Store
 	log     *slog.Logger
 	hc      *http.Client
-	gpus    func(context.Context) ([]state.GPU, error)
+	gpus    func(context.Context) ([]fleet.GPU, error)
 	started time.Time
 
 	mu       sync.Mutex
-	lastGood map[string][]state.Asset // last discovered assets per service
+	lastGood map[string][]fleet.Asset // last discovered assets per service
 	lastErr  map[string]string        // last health error per service (for change logs)
 	warned   map[string]bool
 	tokens   map[string]tokenMark // last generated-token counter per service
@@ -57,7 +58,7 @@ func New(cfg Config, store *state.Store, o Options) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, store: store, log: o.Logger, hc: o.HTTPClient, gpus: o.GPUs,
-		started: time.Now(), lastGood: map[string][]state.Asset{}, lastErr: map[string]string{}, warned: map[string]bool{}, tokens: map[string]tokenMark{}}
+		started: time.Now(), lastGood: map[string][]fleet.Asset{}, lastErr: map[string]string{}, warned: map[string]bool{}, tokens: map[string]tokenMark{}}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -88,12 +89,12 @@ func (a *Agent) Config() Config { return a.cfg }
 // Collect discovers every service concurrently (each under
 // DiscoveryTimeout) and reads the GPUs, returning the state to write. It
 // never fails: a service that cannot be read is reported unhealthy.
-func (a *Agent) Collect(ctx context.Context) state.NodeState {
+func (a *Agent) Collect(ctx context.Context) fleet.NodeState {
 	now := time.Now()
-	st := state.NodeState{
-		Host: state.Host{ID: a.cfg.HostID, Labels: a.cfg.Labels, Agent: Version,
+	st := fleet.NodeState{
+		Host: fleet.Host{ID: a.cfg.HostID, Labels: a.cfg.Labels, Agent: Version,
 			StartedAt: a.started, UpdatedAt: now},
-		Services: make([]state.Service, len(a.cfg.Services)),
+		Services: make([]fleet.Service, len(a.cfg.Services)),
 	}
 	var wg sync.WaitGroup
 	probes := make([]probe, len(a.cfg.Services))
@@ -125,7 +126,7 @@ func (a *Agent) Collect(ctx context.Context) state.NodeState {
 	for i := range a.cfg.Services {
 		sc, p := &a.cfg.Services[i], &probes[i]
 		id := a.cfg.ServiceID(sc.Name)
-		svc := state.Service{ID: id, HostID: a.cfg.HostID, Name: sc.Name, Kind: sc.Kind,
+		svc := fleet.Service{ID: id, HostID: a.cfg.HostID, Name: sc.Name, Kind: sc.Kind,
 			Protocol: sc.Protocol, Endpoint: sc.Endpoint, MaxConcurrency: sc.MaxConcurrency,
 			Healthy: p.err == nil, Labels: sc.Labels}
 		if p.err != nil {
@@ -139,7 +140,7 @@ func (a *Agent) Collect(ctx context.Context) state.NodeState {
 			a.lastGood[id] = p.assets
 		}
 		if svc.Assets == nil {
-			svc.Assets = []state.Asset{}
+			svc.Assets = []fleet.Asset{}
 		}
 		if prev, seen := a.lastErr[id]; !seen || prev != svc.HealthError {
 			if svc.Healthy {
@@ -191,7 +192,7 @@ func (a *Agent) warnOnceLocked(key, msg string, args ...any) {
 //
 // # Errors
 // The Redis write's error (the state is still returned).
-func (a *Agent) Beat(ctx context.Context) (state.NodeState, error) {
+func (a *Agent) Beat(ctx context.Context) (fleet.NodeState, error) {
 	st := a.Collect(ctx)
 	wctx, cancel := context.WithTimeout(ctx, min(a.cfg.Interval, 5*time.Second))
 	defer cancel()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/loadtest/sim"
 	"github.com/geniehive/geniehive/state"
@@ -46,8 +47,8 @@ func ollamaSim(t testing.TB) *sim.Server {
 
 func newAgent(t testing.TB, cfg Config, store *state.Store) *Agent {
 	t.Helper()
-	a, err := New(cfg, store, Options{Logger: quiet, GPUs: func(context.Context) ([]state.GPU, error) {
-		return []state.GPU{{Index: 0, Name: "Sim GPU", VRAMTotalBytes: 24 << 30, VRAMUsedBytes: 7 << 30}}, nil
+	a, err := New(cfg, store, Options{Logger: quiet, GPUs: func(context.Context) ([]fleet.GPU, error) {
+		return []fleet.GPU{{Index: 0, Name: "Sim GPU", VRAMTotalBytes: 24 << 30, VRAMUsedBytes: 7 << 30}}, nil
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +83,7 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func readNode(t testing.TB, store *state.Store, host string) (state.NodeState, bool) {
+func readNode(t testing.TB, store *state.Store, host string) (fleet.NodeState, bool) {
 	t.Helper()
 	recs, err := store.ReadNodes(context.Background())
 	if err != nil {
@@ -93,10 +94,10 @@ func readNode(t testing.TB, store *state.Store, host string) (state.NodeState, b
 			return r.State, true
 		}
 	}
-	return state.NodeState{}, false
+	return fleet.NodeState{}, false
 }
 
-func service(st state.NodeState, id string) *state.Service {
+func service(st fleet.NodeState, id string) *fleet.Service {
 	for i := range st.Services {
 		if st.Services[i].ID == id {
 			return &st.Services[i]
@@ -105,7 +106,7 @@ func service(st state.NodeState, id string) *state.Service {
 	return nil
 }
 
-func asset(s *state.Service, name string) *state.Asset {
+func asset(s *fleet.Service, name string) *fleet.Asset {
 	for i := range s.Assets {
 		if s.Assets[i].Name == name {
 			return &s.Assets[i]
@@ -135,15 +136,15 @@ func TestDiscoveryAndHeartbeat(t *testing.T) {
 	wh := startSim(t, sim.Config{Flavor: sim.FlavorWhisper, Models: []sim.Model{{Name: "Systran/faster-whisper-small"}}})
 	oa := startSim(t, sim.Config{Flavor: sim.FlavorOpenAI, Models: []sim.Model{{Name: "gpt-sim"}}})
 	cfg := Config{HostID: "gpu-a", Labels: map[string]string{"zone": "lab"}, Services: []ServiceConfig{
-		{Name: "ollama", Kind: state.KindChat, Endpoint: ol.URL(), Protocol: state.ProtocolOllama, MaxConcurrency: 4,
+		{Name: "ollama", Kind: fleet.KindChat, Endpoint: ol.URL(), Protocol: fleet.ProtocolOllama, MaxConcurrency: 4,
 			Assets: []AssetConfig{{Name: "llama3.2:3b", Loaded: true, Tags: []string{"fast"}}}}, // stale loaded:true
-		{Name: "ollama-embed", Kind: state.KindEmbeddings, Endpoint: ol.URL() + "/", Protocol: state.ProtocolOllama},
-		{Name: "vllm", Endpoint: vl.URL(), Protocol: state.ProtocolVLLM},
-		{Name: "llamacpp", Endpoint: lc.URL(), Protocol: state.ProtocolLlamaCPP},
-		{Name: "whisper", Endpoint: wh.URL(), Protocol: state.ProtocolWhisper, ModelsManifest: []string{"Systran/faster-whisper-large-v3"}},
-		{Name: "whisper-disc", Endpoint: wh.URL(), Protocol: state.ProtocolWhisper},
-		{Name: "openai", Endpoint: oa.URL(), Protocol: state.ProtocolOpenAI},
-		{Name: "static", Kind: state.KindSpeech, Endpoint: oa.URL(), Assets: []AssetConfig{{Name: "kokoro", Loaded: true}}},
+		{Name: "ollama-embed", Kind: fleet.KindEmbeddings, Endpoint: ol.URL() + "/", Protocol: fleet.ProtocolOllama},
+		{Name: "vllm", Endpoint: vl.URL(), Protocol: fleet.ProtocolVLLM},
+		{Name: "llamacpp", Endpoint: lc.URL(), Protocol: fleet.ProtocolLlamaCPP},
+		{Name: "whisper", Endpoint: wh.URL(), Protocol: fleet.ProtocolWhisper, ModelsManifest: []string{"Systran/faster-whisper-large-v3"}},
+		{Name: "whisper-disc", Endpoint: wh.URL(), Protocol: fleet.ProtocolWhisper},
+		{Name: "openai", Endpoint: oa.URL(), Protocol: fleet.ProtocolOpenAI},
+		{Name: "static", Kind: fleet.KindSpeech, Endpoint: oa.URL(), Assets: []AssetConfig{{Name: "kokoro", Loaded: true}}},
 	}}
 	a := newAgent(t, cfg, store)
 	if _, err := a.Beat(context.Background()); err != nil {
@@ -175,7 +176,7 @@ func TestDiscoveryAndHeartbeat(t *testing.T) {
 	if o.Metrics.LoadedModelCount != 2 || o.Metrics.VRAMUsedBytes != 6<<30+1<<28 || o.Metrics.VRAMTotalBytes != 24<<30 {
 		t.Fatalf("ollama metrics %+v", o.Metrics)
 	}
-	if e := service(st, "gpu-a/ollama-embed"); e.Kind != state.KindEmbeddings || e.Endpoint != ol.URL() || asset(e, "qwen3:8b").Thinking {
+	if e := service(st, "gpu-a/ollama-embed"); e.Kind != fleet.KindEmbeddings || e.Endpoint != ol.URL() || asset(e, "qwen3:8b").Thinking {
 		t.Fatalf("embed %+v", e)
 	}
 	v := service(st, "gpu-a/vllm")
@@ -185,13 +186,13 @@ func TestDiscoveryAndHeartbeat(t *testing.T) {
 	if lcs := service(st, "gpu-a/llamacpp"); lcs.Metrics.QueueDepth != 2 || lcs.Assets[0].ContextLength != 131072 {
 		t.Fatalf("llamacpp %+v", lcs)
 	}
-	if w := service(st, "gpu-a/whisper"); w.Kind != state.KindTranscription || len(w.Assets) != 1 || w.Assets[0].Name != "Systran/faster-whisper-large-v3" {
+	if w := service(st, "gpu-a/whisper"); w.Kind != fleet.KindTranscription || len(w.Assets) != 1 || w.Assets[0].Name != "Systran/faster-whisper-large-v3" {
 		t.Fatalf("whisper manifest %+v", w)
 	}
 	if w := service(st, "gpu-a/whisper-disc"); len(w.Assets) != 1 || w.Assets[0].Name != "Systran/faster-whisper-small" {
 		t.Fatalf("whisper discovered %+v", w)
 	}
-	if s := service(st, "gpu-a/static"); len(s.Assets) != 1 || !s.Assets[0].Loaded || s.Kind != state.KindSpeech {
+	if s := service(st, "gpu-a/static"); len(s.Assets) != 1 || !s.Assets[0].Loaded || s.Kind != fleet.KindSpeech {
 		t.Fatalf("static %+v", s)
 	}
 	if ol.Requests("/api/ps") != 2 || vl.Requests("/metrics") != 1 || vl.Requests("/health") != 1 {
@@ -265,9 +266,9 @@ func TestFailingServiceIsolated(t *testing.T) {
 	dead.Close()
 	cfg := Config{HostID: "h", Interval: 300 * time.Millisecond, TTL: 2 * time.Second, DiscoveryTimeout: 200 * time.Millisecond,
 		Services: []ServiceConfig{
-			{Name: "alive", Endpoint: alive.URL(), Protocol: state.ProtocolOllama},
-			{Name: "dead", Endpoint: deadURL, Protocol: state.ProtocolOpenAI},
-			{Name: "hung", Endpoint: hungServer(t), Protocol: state.ProtocolVLLM},
+			{Name: "alive", Endpoint: alive.URL(), Protocol: fleet.ProtocolOllama},
+			{Name: "dead", Endpoint: deadURL, Protocol: fleet.ProtocolOpenAI},
+			{Name: "hung", Endpoint: hungServer(t), Protocol: fleet.ProtocolVLLM},
 		}}
 	runAgent(t, newAgent(t, cfg, store))
 	var first time.Time
@@ -316,7 +317,7 @@ func TestRecoversFromFlushAndRedisRestart(t *testing.T) {
 	store := state.New(c, "")
 	ol := ollamaSim(t)
 	cfg := Config{HostID: "h", Interval: 200 * time.Millisecond, TTL: 2 * time.Second,
-		Services: []ServiceConfig{{Name: "o", Endpoint: ol.URL(), Protocol: state.ProtocolOllama}}}
+		Services: []ServiceConfig{{Name: "o", Endpoint: ol.URL(), Protocol: fleet.ProtocolOllama}}}
 	runAgent(t, newAgent(t, cfg, store))
 	exists := func() bool {
 		n, err := c.Exists(context.Background(), store.NodeKey("h")).Result()
@@ -354,8 +355,8 @@ func TestAgentsIsolatedAndGracefulStop(t *testing.T) {
 	ol := ollamaSim(t)
 	mk := func(host string) *Agent {
 		return newAgent(t, Config{HostID: host, Interval: 200 * time.Millisecond, Services: []ServiceConfig{
-			{Name: "ollama", Endpoint: ol.URL(), Protocol: state.ProtocolOllama},
-			{Name: host + "-only", Endpoint: ol.URL(), Protocol: state.ProtocolOllama},
+			{Name: "ollama", Endpoint: ol.URL(), Protocol: fleet.ProtocolOllama},
+			{Name: host + "-only", Endpoint: ol.URL(), Protocol: fleet.ProtocolOllama},
 		}}, store)
 	}
 	stopA := runAgent(t, mk("a"))
@@ -408,7 +409,7 @@ func childAgent() int {
 	}
 	c := redis.NewClient(opt)
 	a, err := New(Config{HostID: os.Getenv("CHILD_HOST"), Interval: 250 * time.Millisecond, TTL: time.Second, NvidiaSMI: "off",
-		Services: []ServiceConfig{{Name: "o", Endpoint: os.Getenv("CHILD_UPSTREAM"), Protocol: state.ProtocolOllama}}},
+		Services: []ServiceConfig{{Name: "o", Endpoint: os.Getenv("CHILD_UPSTREAM"), Protocol: fleet.ProtocolOllama}}},
 		state.New(c, os.Getenv("CHILD_PREFIX")), Options{Logger: quiet})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -455,7 +456,7 @@ func TestHeartbeatToSnapshotDelay(t *testing.T) {
 	c, prefix := testredis.New(t)
 	store := state.New(c, prefix)
 	ol := ollamaSim(t)
-	a := newAgent(t, Config{HostID: "lat", Services: []ServiceConfig{{Name: "o", Endpoint: ol.URL(), Protocol: state.ProtocolOllama}}}, store)
+	a := newAgent(t, Config{HostID: "lat", Services: []ServiceConfig{{Name: "o", Endpoint: ol.URL(), Protocol: fleet.ProtocolOllama}}}, store)
 	w := state.NewWatcher(state.New(secondClient(t), prefix), state.WatcherOptions{Resync: time.Hour, Logger: quiet})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -551,8 +552,8 @@ func TestHeartbeatCost(t *testing.T) {
 	store := state.New(c, "")
 	ol := ollamaSim(t)
 	a := newAgent(t, Config{HostID: "cost", Services: []ServiceConfig{
-		{Name: "o", Endpoint: ol.URL(), Protocol: state.ProtocolOllama},
-		{Name: "e", Kind: state.KindEmbeddings, Endpoint: ol.URL(), Protocol: state.ProtocolOllama},
+		{Name: "o", Endpoint: ol.URL(), Protocol: fleet.ProtocolOllama},
+		{Name: "e", Kind: fleet.KindEmbeddings, Endpoint: ol.URL(), Protocol: fleet.ProtocolOllama},
 	}}, store)
 	if _, err := a.Beat(ctx); err != nil { // warm the connection
 		t.Fatal(err)
@@ -620,14 +621,14 @@ func TestACLConfinesNode(t *testing.T) {
 	t.Cleanup(func() { c.Close() })
 	store := state.New(c, "")
 	ol := ollamaSim(t)
-	a := newAgent(t, Config{HostID: "node-a", Services: []ServiceConfig{{Name: "o", Endpoint: ol.URL(), Protocol: state.ProtocolOllama}}}, store)
+	a := newAgent(t, Config{HostID: "node-a", Services: []ServiceConfig{{Name: "o", Endpoint: ol.URL(), Protocol: fleet.ProtocolOllama}}}, store)
 	if _, err := a.Beat(ctx); err != nil {
 		t.Fatalf("heartbeat under the node ACL: %v", err)
 	}
 	if admin.Exists(ctx, "gh:node:{node-a}:state").Val() != 1 {
 		t.Fatal("no key written")
 	}
-	b := newAgent(t, Config{HostID: "node-b", Services: []ServiceConfig{{Name: "o", Endpoint: ol.URL(), Protocol: state.ProtocolOllama}}}, store)
+	b := newAgent(t, Config{HostID: "node-b", Services: []ServiceConfig{{Name: "o", Endpoint: ol.URL(), Protocol: fleet.ProtocolOllama}}}, store)
 	if _, err := b.Beat(ctx); err == nil || !(strings.Contains(err.Error(), "NOPERM") || strings.Contains(err.Error(), "EXECABORT")) {
 		t.Fatalf("node-a's credentials wrote node-b: %v", err)
 	}
@@ -635,14 +636,14 @@ func TestACLConfinesNode(t *testing.T) {
 		t.Fatal("node-a's credentials removed node-b")
 	}
 	// Nor the operator's keys: catalog, API keys, policy bundle.
-	cat := &state.Catalog{Roles: []state.Role{{Name: "evil", Candidates: []string{"x"}}}}
+	cat := &fleet.Catalog{Roles: []fleet.Role{{Name: "evil", Candidates: []string{"x"}}}}
 	if err := store.PutCatalog(ctx, cat); err == nil {
 		t.Fatal("node-a's credentials replaced the role catalog")
 	}
-	if err := store.PutKey(ctx, state.APIKey{ID: "evil", Hash: state.HashKeyHex("x"), Scope: state.ScopeOperator}); err == nil {
+	if err := store.PutKey(ctx, fleet.APIKey{ID: "evil", Hash: fleet.HashKeyHex("x"), Scope: fleet.ScopeOperator}); err == nil {
 		t.Fatal("node-a's credentials added an API key")
 	}
-	if err := store.PutPolicyBundle(ctx, &state.PolicyBundle{Version: "evil", Files: map[string]string{"a.rego": "package a"}}); err == nil {
+	if err := store.PutPolicyBundle(ctx, &fleet.PolicyBundle{Version: "evil", Files: map[string]string{"a.rego": "package a"}}); err == nil {
 		t.Fatal("node-a's credentials pushed a policy bundle")
 	}
 	if n := admin.Exists(ctx, "gh:catalog", "gh:keys", "gh:policy:bundle").Val(); n != 0 {

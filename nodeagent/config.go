@@ -23,7 +23,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/fleet"
 )
 
 // Defaults.
@@ -64,7 +64,7 @@ type ServiceConfig struct {
 	// Name is unique on the host; the service id is "<host>/<name>".
 	Name string `yaml:"name"`
 	// Kind: chat, embeddings, transcription, speech or images.
-	Kind state.Kind `yaml:"kind"`
+	Kind fleet.Kind `yaml:"kind"`
 	// Endpoint is the base URL the edge proxies to, e.g. http://10.0.0.5:11434.
 	Endpoint string `yaml:"endpoint"`
 	// Protocol selects discovery: ollama (/api/tags + /api/ps), openai
@@ -112,7 +112,7 @@ func (c *Config) Validate() error {
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if c.HostID == "" {
 		bad("host_id is required")
-	} else if !state.ValidID(c.HostID) || strings.Contains(c.HostID, "/") {
+	} else if !fleet.ValidID(c.HostID) || strings.Contains(c.HostID, "/") {
 		bad("host_id %q: use only letters, digits, '.', '_' and '-' (at most 128)", c.HostID)
 	}
 	if c.Interval == 0 {
@@ -154,16 +154,16 @@ func (c *Config) Validate() error {
 		switch {
 		case s.Name == "":
 			bad("%s: name is required", where)
-		case !state.ValidID(s.Name) || strings.Contains(s.Name, "/"):
+		case !fleet.ValidID(s.Name) || strings.Contains(s.Name, "/"):
 			bad("%s: name: use only letters, digits, '.', '_' and '-'", where)
 		case seen[s.Name]:
 			bad("%s: duplicate service name", where)
 		}
 		seen[s.Name] = true
 		if s.Kind == "" {
-			s.Kind = state.KindChat
-			if s.Protocol == state.ProtocolWhisper {
-				s.Kind = state.KindTranscription
+			s.Kind = fleet.KindChat
+			if s.Protocol == fleet.ProtocolWhisper {
+				s.Kind = fleet.KindTranscription
 			}
 		}
 		if !s.Kind.Valid() {
@@ -184,16 +184,16 @@ func (c *Config) Validate() error {
 			}
 		}
 		switch s.Protocol {
-		case state.ProtocolNone:
+		case fleet.ProtocolNone:
 			if len(s.Assets) == 0 {
 				bad("%s: without discover_protocol, list its models under assets", where)
 			}
-		case state.ProtocolOllama, state.ProtocolOpenAI, state.ProtocolLlamaCPP, state.ProtocolVLLM:
-		case state.ProtocolWhisper:
+		case fleet.ProtocolOllama, fleet.ProtocolOpenAI, fleet.ProtocolLlamaCPP, fleet.ProtocolVLLM:
+		case fleet.ProtocolWhisper:
 		default:
 			bad("%s: discover_protocol %q: want ollama, openai, whisper, llamacpp, vllm or empty", where, s.Protocol)
 		}
-		if len(s.ModelsManifest) > 0 && s.Protocol != state.ProtocolWhisper {
+		if len(s.ModelsManifest) > 0 && s.Protocol != fleet.ProtocolWhisper {
 			bad("%s: models_manifest is only for discover_protocol whisper (use assets)", where)
 		}
 		if s.MaxConcurrency < 0 {
@@ -201,7 +201,7 @@ func (c *Config) Validate() error {
 		}
 		if s.HealthPath == "" {
 			switch s.Protocol {
-			case state.ProtocolLlamaCPP, state.ProtocolVLLM, state.ProtocolWhisper:
+			case fleet.ProtocolLlamaCPP, fleet.ProtocolVLLM, fleet.ProtocolWhisper:
 				s.HealthPath = "/health"
 			}
 		} else if !strings.HasPrefix(s.HealthPath, "/") {

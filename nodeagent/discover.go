@@ -13,14 +13,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/fleet"
 )
 
 const maxDiscoveryBody = 8 << 20
 
 // probe is what one service's discovery found.
 type probe struct {
-	assets   []state.Asset
+	assets   []fleet.Asset
 	queue    int
 	running  int
 	vramUsed int64
@@ -90,10 +90,10 @@ func (a *Agent) discover(ctx context.Context, sc *ServiceConfig) (p probe) {
 		}
 		note(d)
 	}
-	var found []state.Asset
+	var found []fleet.Asset
 	authoritative := true // discovery decides Loaded
 	switch sc.Protocol {
-	case state.ProtocolNone:
+	case fleet.ProtocolNone:
 		if sc.HealthPath == "" {
 			d, err := dial(ctx, sc.Endpoint)
 			if err != nil {
@@ -103,7 +103,7 @@ func (a *Agent) discover(ctx context.Context, sc *ServiceConfig) (p probe) {
 			note(d)
 		}
 		authoritative = false
-	case state.ProtocolOllama:
+	case fleet.ProtocolOllama:
 		var tags ollamaTags
 		d, err := a.getJSON(ctx, sc.Endpoint, "/api/tags", &tags)
 		if err != nil {
@@ -123,21 +123,21 @@ func (a *Agent) discover(ctx context.Context, sc *ServiceConfig) (p probe) {
 			p.vramUsed += m.SizeVRAM
 		}
 		for _, t := range tags.Models {
-			as := state.Asset{Name: t.Name, Family: t.Details.Family, ParameterSize: t.Details.ParameterSize, Quantization: t.Details.QuantizationLevel}
+			as := fleet.Asset{Name: t.Name, Family: t.Details.Family, ParameterSize: t.Details.ParameterSize, Quantization: t.Details.QuantizationLevel}
 			if m, ok := loaded[t.Name]; ok {
 				as.Loaded, as.SizeVRAM, as.ContextLength = true, m.SizeVRAM, m.ContextLength
 			}
 			found = append(found, as)
 		}
-	case state.ProtocolWhisper:
+	case fleet.ProtocolWhisper:
 		if len(sc.ModelsManifest) > 0 {
 			for _, n := range sc.ModelsManifest {
-				found = append(found, state.Asset{Name: n, Loaded: true})
+				found = append(found, fleet.Asset{Name: n, Loaded: true})
 			}
 			break
 		}
 		fallthrough
-	case state.ProtocolOpenAI, state.ProtocolLlamaCPP, state.ProtocolVLLM:
+	case fleet.ProtocolOpenAI, fleet.ProtocolLlamaCPP, fleet.ProtocolVLLM:
 		var ml modelList
 		d, err := a.getJSON(ctx, sc.Endpoint, "/v1/models", &ml)
 		if err != nil {
@@ -146,7 +146,7 @@ func (a *Agent) discover(ctx context.Context, sc *ServiceConfig) (p probe) {
 		}
 		note(d)
 		for _, m := range ml.Data {
-			as := state.Asset{Name: m.ID, Loaded: true, ContextLength: m.MaxModelLen}
+			as := fleet.Asset{Name: m.ID, Loaded: true, ContextLength: m.MaxModelLen}
 			if m.Meta != nil && m.Meta.NCtxTrain > 0 {
 				as.ContextLength = m.Meta.NCtxTrain
 			}
@@ -154,13 +154,13 @@ func (a *Agent) discover(ctx context.Context, sc *ServiceConfig) (p probe) {
 		}
 	}
 	switch sc.Protocol {
-	case state.ProtocolLlamaCPP, state.ProtocolVLLM:
+	case fleet.ProtocolLlamaCPP, fleet.ProtocolVLLM:
 		b, _, err := a.get(ctx, sc.Endpoint, "/metrics")
 		if err != nil {
 			p.warnings = append(p.warnings, "metrics: "+err.Error())
 			break
 		}
-		if sc.Protocol == state.ProtocolLlamaCPP {
+		if sc.Protocol == fleet.ProtocolLlamaCPP {
 			m := parseProm(string(b), "llamacpp:requests_processing", "llamacpp:requests_deferred", "llamacpp:tokens_predicted_total")
 			p.running, p.queue = int(m["llamacpp:requests_processing"]), int(m["llamacpp:requests_deferred"])
 			if v, ok := m["llamacpp:tokens_predicted_total"]; ok {
@@ -182,7 +182,7 @@ func (a *Agent) discover(ctx context.Context, sc *ServiceConfig) (p probe) {
 // With discovery (authoritative), only discovered models are kept and their
 // Loaded state wins (a stale "loaded: true" in the config is corrected);
 // configured metadata fills in or overrides the rest.
-func merge(found []state.Asset, sc *ServiceConfig, authoritative bool, warnings []string) ([]state.Asset, []string) {
+func merge(found []fleet.Asset, sc *ServiceConfig, authoritative bool, warnings []string) ([]fleet.Asset, []string) {
 	byName := make(map[string]int, len(found))
 	for i := range found {
 		byName[found[i].Name] = i
@@ -195,7 +195,7 @@ func merge(found []state.Asset, sc *ServiceConfig, authoritative bool, warnings 
 				warnings = append(warnings, fmt.Sprintf("configured asset %q not offered by the upstream; left out", ac.Name))
 				continue
 			}
-			out = append(out, state.Asset{Name: ac.Name, Loaded: ac.Loaded})
+			out = append(out, fleet.Asset{Name: ac.Name, Loaded: ac.Loaded})
 			i = len(out) - 1
 			byName[ac.Name] = i
 		}
@@ -221,7 +221,7 @@ func merge(found []state.Asset, sc *ServiceConfig, authoritative bool, warnings 
 		if ac.Thinking != nil {
 			as.Thinking = *ac.Thinking
 		} else {
-			as.Thinking = sc.Kind == state.KindChat && guessThinking(as.Name)
+			as.Thinking = sc.Kind == fleet.KindChat && guessThinking(as.Name)
 		}
 	}
 	for i := range out {
@@ -230,7 +230,7 @@ func merge(found []state.Asset, sc *ServiceConfig, authoritative bool, warnings 
 			as.Family = guessFamily(as.Name)
 		}
 		if _, configured := findAsset(sc.Assets, as.Name); !configured {
-			as.Thinking = sc.Kind == state.KindChat && guessThinking(as.Name)
+			as.Thinking = sc.Kind == fleet.KindChat && guessThinking(as.Name)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

@@ -7,15 +7,15 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/fleet"
 )
 
 // nvidiaSMIArgs is the query the agent runs.
 var nvidiaSMIArgs = []string{"--query-gpu=index,name,memory.used,memory.total,utilization.gpu", "--format=csv,noheader,nounits"}
 
 // nvidiaGPUs returns a GPU reader running the nvidia-smi at path.
-func nvidiaGPUs(path string) func(context.Context) ([]state.GPU, error) {
-	return func(ctx context.Context) ([]state.GPU, error) {
+func nvidiaGPUs(path string) func(context.Context) ([]fleet.GPU, error) {
+	return func(ctx context.Context) ([]fleet.GPU, error) {
 		out, err := exec.CommandContext(ctx, path, nvidiaSMIArgs...).Output()
 		if err != nil {
 			return nil, fmt.Errorf("nvidia-smi: %w", err)
@@ -27,8 +27,8 @@ func nvidiaGPUs(path string) func(context.Context) ([]state.GPU, error) {
 // parseNvidiaSMI parses the CSV nvidia-smi prints for nvidiaSMIArgs
 // ("0, NVIDIA GeForce RTX 4090, 1234, 24564, 7"; memory in MiB). Values
 // nvidia-smi cannot read ("[N/A]", "[Not Supported]") become 0.
-func parseNvidiaSMI(out string) ([]state.GPU, error) {
-	var gpus []state.GPU
+func parseNvidiaSMI(out string) ([]fleet.GPU, error) {
+	var gpus []fleet.GPU
 	for n, line := range strings.Split(out, "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" {
@@ -52,7 +52,7 @@ func parseNvidiaSMI(out string) ([]state.GPU, error) {
 			}
 			return int64(v)
 		}
-		gpus = append(gpus, state.GPU{
+		gpus = append(gpus, fleet.GPU{
 			Index:          idx,
 			Name:           strings.TrimSpace(strings.Join(f[1:k-3], ",")),
 			VRAMUsedBytes:  num(f[k-3]) << 20,

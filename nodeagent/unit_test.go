@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/cli"
-	"github.com/geniehive/geniehive/state"
 )
 
 func TestExampleConfigValidates(t *testing.T) {
@@ -22,7 +22,7 @@ func TestExampleConfigValidates(t *testing.T) {
 	if c.HostID != "gpu-a" || len(c.Services) != 6 || c.Interval != 5*time.Second || c.TTL != 15*time.Second {
 		t.Fatalf("%+v", c)
 	}
-	if c.Services[2].HealthPath != "/health" || c.Services[4].Kind != state.KindTranscription {
+	if c.Services[2].HealthPath != "/health" || c.Services[4].Kind != fleet.KindTranscription {
 		t.Fatalf("defaults not filled: %+v", c.Services)
 	}
 }
@@ -124,7 +124,7 @@ func TestParseNvidiaSMI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []state.GPU{
+	want := []fleet.GPU{
 		{Index: 0, Name: "NVIDIA GeForce RTX 4090", VRAMUsedBytes: 18211 << 20, VRAMTotalBytes: 24564 << 20, UtilPercent: 87},
 		{Index: 1, Name: "NVIDIA A100-SXM4-80GB", VRAMUsedBytes: 1 << 20, VRAMTotalBytes: 81920 << 20, UtilPercent: 0},
 	}
@@ -141,18 +141,18 @@ func TestParseNvidiaSMI(t *testing.T) {
 
 func TestMergeStatic(t *testing.T) {
 	yes, no := true, false
-	sc := &ServiceConfig{Kind: state.KindChat, Assets: []AssetConfig{
+	sc := &ServiceConfig{Kind: fleet.KindChat, Assets: []AssetConfig{
 		{Name: "qwen3:8b", Loaded: true, Tags: []string{"coder"}, ContextLength: 32768},
 		{Name: "llama3:8b", Thinking: &yes},
 		{Name: "gone", Loaded: true},
 		{Name: "qwen3:4b", Thinking: &no},
 	}}
-	found := []state.Asset{{Name: "qwen3:8b", Loaded: false, Family: "qwen3"}, {Name: "llama3:8b", Loaded: true}, {Name: "qwen3:4b"}, {Name: "phi4"}}
+	found := []fleet.Asset{{Name: "qwen3:8b", Loaded: false, Family: "qwen3"}, {Name: "llama3:8b", Loaded: true}, {Name: "qwen3:4b"}, {Name: "phi4"}}
 	out, warn := merge(found, sc, true, nil)
 	if len(out) != 4 || len(warn) != 1 || !strings.Contains(warn[0], `"gone"`) {
 		t.Fatalf("%+v %v", out, warn)
 	}
-	by := map[string]state.Asset{}
+	by := map[string]fleet.Asset{}
 	for _, a := range out {
 		by[a.Name] = a
 	}

@@ -3,17 +3,19 @@ package policies_test
 import (
 	"testing"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policies/opa"
 	"github.com/geniehive/geniehive/policies/policytest"
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/policy"
 )
 
-func benchEngines(b *testing.B) map[string]policies.Engine {
-	r, err := policies.NewRego(policies.ShippedPolicy(), policies.RegoOptions{})
+func benchEngines(b *testing.B) map[string]policy.Engine {
+	r, err := opa.NewRego(policies.ShippedPolicy(), opa.RegoOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return map[string]policies.Engine{"go": policies.NewGo(), "rego": r}
+	return map[string]policy.Engine{"go": policies.NewGo(), "rego": r}
 }
 
 // BenchmarkDecision: one "coder" decision per op, per engine.
@@ -59,9 +61,9 @@ var benchBody = []byte(`{"model":"coder","stream":true,"temperature":0.7,"messag
 
 // BenchmarkApplyPatch: the fast path (model only) against a full rewrite.
 func BenchmarkApplyPatch(b *testing.B) {
-	full := &policies.Patch{
+	full := &policy.Patch{
 		Defaults:        map[string]any{"temperature": 0.2, "options": map[string]any{"num_ctx": 8192}},
-		SystemPrompt:    &state.SystemPrompt{Mode: "prepend", Text: "You write code."},
+		SystemPrompt:    &fleet.SystemPrompt{Mode: "prepend", Text: "You write code."},
 		DisableThinking: true,
 	}
 	b.Run("model-only", func(b *testing.B) {
@@ -103,7 +105,7 @@ func TestGoEngineAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := policytest.BenchInputs()[0]
-	var out policies.Decision
+	var out policy.Decision
 	_ = e.Eval(t.Context(), in, &out)
 	if n := testing.AllocsPerRun(100, func() { _ = e.Eval(t.Context(), in, &out) }); n != 0 && !raceEnabled {
 		t.Fatalf("%v allocs per decision, want 0", n)

@@ -8,13 +8,15 @@ import (
 	"testing"
 
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policies/opa"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // TestShippedRegoTests runs the shipped policy's Rego unit tests, so that a
 // failing Rego test fails go test.
 func TestShippedRegoTests(t *testing.T) {
-	b := policies.NewBundle(policies.ShippedFiles())
-	rs, err := policies.TestBundle(context.Background(), b)
+	b := policy.NewBundle(policies.ShippedFiles())
+	rs, err := opa.TestBundle(context.Background(), b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,15 +44,15 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 }
 
 func TestTestBundleReportsFailures(t *testing.T) {
-	b := policies.NewBundle(map[string]string{
+	b := policy.NewBundle(map[string]string{
 		"p.rego":      "package p\n\nx := 1\n",
 		"p_test.rego": "package p_test\n\ntest_ok if data.p.x == 1\n\ntest_bad if data.p.x == 2\n",
 	})
-	rs, err := policies.TestBundle(context.Background(), b)
+	rs, err := opa.TestBundle(context.Background(), b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 2 || policies.Failed(rs) != 1 {
+	if len(rs) != 2 || policy.Failed(rs) != 1 {
 		t.Fatalf("want 1 of 2 failing, got %v", rs)
 	}
 	if rs[1].Name != "test_bad" || rs[1].Pass || !strings.Contains(rs[1].String(), "FAIL") {
@@ -59,8 +61,8 @@ func TestTestBundleReportsFailures(t *testing.T) {
 }
 
 func TestTestBundleCompileError(t *testing.T) {
-	b := policies.NewBundle(map[string]string{"p.rego": "package p\n\nx := \n"})
-	if _, err := policies.TestBundle(context.Background(), b); err == nil || !strings.Contains(err.Error(), "p.rego") {
+	b := policy.NewBundle(map[string]string{"p.rego": "package p\n\nx := \n"})
+	if _, err := opa.TestBundle(context.Background(), b); err == nil || !strings.Contains(err.Error(), "p.rego") {
 		t.Fatalf("want a parse error naming p.rego, got %v", err)
 	}
 }

@@ -4,7 +4,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // BuildData builds the policy data document from a snapshot: roles and
@@ -19,22 +20,22 @@ import (
 // candidate that is not an exact asset name but whose NormalizeModel form
 // names exactly one asset is replaced by that asset's name; duplicate
 // candidates are dropped.
-func BuildData(snap *state.Snapshot) *Data {
-	d := &Data{
-		SchemaVersion: SchemaVersion,
-		Roles:         map[string]state.Role{},
+func BuildData(snap *fleet.Snapshot) *policy.Data {
+	d := &policy.Data{
+		SchemaVersion: policy.SchemaVersion,
+		Roles:         map[string]fleet.Role{},
 		Aliases:       map[string]string{},
 		Models:        map[string][]string{},
-		Services:      map[string]ServiceData{},
-		Assets:        map[string]AssetData{},
-		AssetPolicies: map[string]*state.RequestPolicy{},
+		Services:      map[string]policy.ServiceData{},
+		Assets:        map[string]policy.AssetData{},
+		AssetPolicies: map[string]*fleet.RequestPolicy{},
 	}
 	if snap == nil {
 		return d
 	}
 	type acc struct {
 		family   string
-		kinds    map[state.Kind]bool
+		kinds    map[fleet.Kind]bool
 		thinking bool
 		tags     map[string]bool
 	}
@@ -43,7 +44,7 @@ func BuildData(snap *state.Snapshot) *Data {
 		if se == nil || (!snap.BuiltAt.IsZero() && !se.Live(snap.BuiltAt)) {
 			continue
 		}
-		sd := ServiceData{ID: se.ID, Kind: se.Kind, Assets: make([]string, 0, len(se.Assets))}
+		sd := policy.ServiceData{ID: se.ID, Kind: se.Kind, Assets: make([]string, 0, len(se.Assets))}
 		for i := range se.Assets {
 			a := &se.Assets[i]
 			if a.Name == "" {
@@ -52,7 +53,7 @@ func BuildData(snap *state.Snapshot) *Data {
 			sd.Assets = append(sd.Assets, a.Name)
 			x := assets[a.Name]
 			if x == nil {
-				x = &acc{kinds: map[state.Kind]bool{}, tags: map[string]bool{}}
+				x = &acc{kinds: map[fleet.Kind]bool{}, tags: map[string]bool{}}
 				assets[a.Name] = x
 			}
 			if x.family == "" {
@@ -69,7 +70,7 @@ func BuildData(snap *state.Snapshot) *Data {
 		d.Services[strings.ToLower(se.ID)] = sd
 	}
 	for name, x := range assets {
-		ad := AssetData{Family: x.family, Thinking: x.thinking}
+		ad := policy.AssetData{Family: x.family, Thinking: x.thinking}
 		for k := range x.kinds {
 			ad.Kinds = append(ad.Kinds, k)
 		}
@@ -90,7 +91,7 @@ func BuildData(snap *state.Snapshot) *Data {
 			}
 		}
 		for _, r := range c.Roles {
-			d.addRole(r)
+			addRole(d, r)
 		}
 	}
 	return d
@@ -149,12 +150,12 @@ func IsQwen3(family, name string) bool {
 
 // addRole copies r into d with the normalisations BuildData documents.
 // Call after assets and models are filled.
-func (d *Data) addRole(r state.Role) {
+func addRole(d *policy.Data, r fleet.Role) {
 	if r.Name == "" {
 		return
 	}
 	if r.Operation == "" {
-		r.Operation = state.KindChat
+		r.Operation = fleet.KindChat
 	}
 	if len(r.PreferredFamilies) > 0 {
 		fams := make([]string, len(r.PreferredFamilies))
@@ -178,7 +179,7 @@ func (d *Data) addRole(r state.Role) {
 		r.Candidates = cands
 	}
 	d.Roles[r.Name] = r
-	if _, taken := d.Aliases[NormalizeModel(r.Name)]; !taken || !d.isRoleName(NormalizeModel(r.Name)) {
+	if _, taken := d.Aliases[NormalizeModel(r.Name)]; !taken || !isRoleName(d, NormalizeModel(r.Name)) {
 		d.Aliases[NormalizeModel(r.Name)] = r.Name
 	}
 	for _, a := range r.Aliases {
@@ -191,7 +192,7 @@ func (d *Data) addRole(r state.Role) {
 
 // isRoleName reports whether the alias key k currently points at a role
 // whose own name is k (names win over other roles' aliases).
-func (d *Data) isRoleName(k string) bool {
+func isRoleName(d *policy.Data, k string) bool {
 	n, ok := d.Aliases[k]
 	return ok && NormalizeModel(n) == k
 }

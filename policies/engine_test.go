@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policies/opa"
 	"github.com/geniehive/geniehive/policies/policytest"
 )
 
@@ -12,7 +13,7 @@ func TestGoEngineTable(t *testing.T) {
 }
 
 func TestRegoEngineTable(t *testing.T) {
-	e, err := policies.NewRego(policies.ShippedPolicy(), policies.RegoOptions{})
+	e, err := opa.NewRego(policies.ShippedPolicy(), opa.RegoOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policies/opa"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // TestDenyExample runs the copyable denial example together with the
@@ -26,16 +28,16 @@ func TestDenyExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, rs, err := policies.Prepare(context.Background(), b, nil)
+	e, rs, err := policies.Prepare(context.Background(), b, opa.RegoFactory, opa.TestBundle)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	if len(rs) < 24 || policies.Failed(rs) != 0 {
-		t.Fatalf("%d results, %d failed: %v", len(rs), policies.Failed(rs), rs)
+	if len(rs) < 24 || policy.Failed(rs) != 0 {
+		t.Fatalf("%d results, %d failed: %v", len(rs), policy.Failed(rs), rs)
 	}
-	var d policies.Decision
-	in := &policies.Input{SchemaVersion: 1, Operation: "chat", Model: "x", ModelKey: "x", BodyBytes: 2 << 20}
+	var d policy.Decision
+	in := &policy.Input{SchemaVersion: 1, Operation: "chat", Model: "x", ModelKey: "x", BodyBytes: 2 << 20}
 	if err := e.Eval(context.Background(), in, &d); err != nil {
 		t.Fatal(err)
 	}

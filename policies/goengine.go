@@ -6,7 +6,8 @@ import (
 	"strconv"
 	"sync/atomic"
 
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // MaxFallbackDepth is how many levels of fallback roles resolution walks
@@ -30,9 +31,9 @@ const (
 //
 // Patches in its decisions are shared between requests and must be treated
 // as read-only.
-func NewGo() Engine {
+func NewGo() policy.Engine {
 	e := &goEngine{}
-	e.st.Store(compileGo(&Data{SchemaVersion: SchemaVersion}))
+	e.st.Store(compileGo(&policy.Data{SchemaVersion: policy.SchemaVersion}))
 	return e
 }
 
@@ -41,7 +42,7 @@ type goEngine struct {
 }
 
 type goState struct {
-	data   *Data
+	data   *policy.Data
 	assets map[string]*goAsset
 	roles  map[string]*goRole
 	walks  map[string]*goWalk // by root role name
@@ -49,23 +50,23 @@ type goState struct {
 
 // goAsset is an asset addressed directly (asset policy only).
 type goAsset struct {
-	data AssetData
+	data policy.AssetData
 	pol  mergedPolicy
-	keep *Patch // DisableThinking false
-	off  *Patch // DisableThinking true
+	keep *policy.Patch // DisableThinking false
+	off  *policy.Patch // DisableThinking true
 }
 
 type goTarget struct {
-	t         Target // Group and Patch filled per request
-	data      AssetData
+	t         policy.Target // Group and policy.Patch filled per request
+	data      policy.AssetData
 	pol       mergedPolicy
-	keep, off *Patch
+	keep, off *policy.Patch
 	mode      int
 }
 
 type goRole struct {
 	name    string
-	op      state.Kind
+	op      fleet.Kind
 	targets []goTarget
 	tried   []string // candidate messages, "no candidate" when targets is empty
 	prefix  string   // "role <name>: "
@@ -85,15 +86,15 @@ func (e *goEngine) Name() string    { return "go" }
 func (e *goEngine) Version() string { return GoEngineVersion }
 func (e *goEngine) Close() error    { return nil }
 
-func (e *goEngine) SetData(_ context.Context, d *Data) error {
+func (e *goEngine) SetData(_ context.Context, d *policy.Data) error {
 	if d == nil {
-		d = &Data{SchemaVersion: SchemaVersion}
+		d = &policy.Data{SchemaVersion: policy.SchemaVersion}
 	}
 	e.st.Store(compileGo(d))
 	return nil
 }
 
-func compileGo(d *Data) *goState {
+func compileGo(d *policy.Data) *goState {
 	st := &goState{
 		data:   d,
 		assets: make(map[string]*goAsset, len(d.Assets)),
@@ -114,14 +115,14 @@ func compileGo(d *Data) *goState {
 	return st
 }
 
-func roleOp(r *state.Role) state.Kind {
+func roleOp(r *fleet.Role) fleet.Kind {
 	if r.Operation == "" {
-		return state.KindChat
+		return fleet.KindChat
 	}
 	return r.Operation
 }
 
-func hasKind(kinds []state.Kind, k state.Kind) bool {
+func hasKind(kinds []fleet.Kind, k fleet.Kind) bool {
 	for _, x := range kinds {
 		if x == k {
 			return true
@@ -135,7 +136,7 @@ func hasKind(kinds []state.Kind, k state.Kind) bool {
 // no candidates, the assets of its preferred families offering the
 // operation (family preference, then name). The second result explains
 // each candidate left out.
-func RoleCandidates(d *Data, r *state.Role) (names []string, tried []string) {
+func RoleCandidates(d *policy.Data, r *fleet.Role) (names []string, tried []string) {
 	op := roleOp(r)
 	prefix := "role " + r.Name + ": "
 	if len(r.Candidates) > 0 {
@@ -168,7 +169,7 @@ func RoleCandidates(d *Data, r *state.Role) (names []string, tried []string) {
 	return names, tried
 }
 
-func compileRole(d *Data, name string) *goRole {
+func compileRole(d *policy.Data, name string) *goRole {
 	r := d.Roles[name]
 	gr := &goRole{name: name, op: roleOp(&r), prefix: "role " + name + ": "}
 	names, tried := RoleCandidates(d, &r)
@@ -176,7 +177,7 @@ func compileRole(d *Data, name string) *goRole {
 	for _, n := range names {
 		ad := d.Assets[n]
 		t := goTarget{
-			t:    Target{Kind: TargetAsset, Name: n, Operation: gr.op, Role: name, Strategy: r.Strategy},
+			t:    policy.Target{Kind: policy.TargetAsset, Name: n, Operation: gr.op, Role: name, Strategy: r.Strategy},
 			data: ad,
 			pol:  mergePolicies(d.AssetPolicies[n], r.RequestPolicy),
 		}
@@ -188,7 +189,7 @@ func compileRole(d *Data, name string) *goRole {
 }
 
 // lookupRole resolves a role name or alias to a role present in d.
-func lookupRole(d *Data, nameOrAlias string) (string, bool) {
+func lookupRole(d *policy.Data, nameOrAlias string) (string, bool) {
 	n, ok := d.Aliases[NormalizeModel(nameOrAlias)]
 	if !ok {
 		return "", false
@@ -199,7 +200,7 @@ func lookupRole(d *Data, nameOrAlias string) (string, bool) {
 
 // compileWalk walks root's fallback roles breadth first, level by level,
 // each role once, down to MaxFallbackDepth.
-func compileWalk(d *Data, st *goState, root string) *goWalk {
+func compileWalk(d *policy.Data, st *goState, root string) *goWalk {
 	w := &goWalk{}
 	seen := map[string]bool{root: true}
 	cur := []string{root}
@@ -233,12 +234,12 @@ func compileWalk(d *Data, st *goState, root string) *goWalk {
 	return w
 }
 
-func (e *goEngine) Eval(ctx context.Context, in *Input, out *Decision) error {
+func (e *goEngine) Eval(ctx context.Context, in *policy.Input, out *policy.Decision) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	st := e.st.Load()
-	out.SchemaVersion = SchemaVersion
+	out.SchemaVersion = policy.SchemaVersion
 	out.Targets = out.Targets[:0]
 	out.StripReasoning = false
 	out.Headers = nil
@@ -258,7 +259,7 @@ func (e *goEngine) Eval(ctx context.Context, in *Input, out *Decision) error {
 	if sd, ok := d.Services[key]; ok {
 		direct = true
 		if sd.Kind == op {
-			out.Targets = append(out.Targets, Target{Kind: TargetService, Name: sd.ID, Operation: sd.Kind})
+			out.Targets = append(out.Targets, policy.Target{Kind: policy.TargetService, Name: sd.ID, Operation: sd.Kind})
 		} else {
 			out.Tried = append(out.Tried, "service "+sd.ID+": kind "+string(sd.Kind)+", not "+string(op))
 		}
@@ -280,7 +281,7 @@ func (e *goEngine) Eval(ctx context.Context, in *Input, out *Decision) error {
 			if m := thinkingMode(&a.pol, a.data, op); m == thinkOff || m == thinkDefault && !isTrue(in.Thinking) {
 				p = a.off
 			}
-			out.Targets = append(out.Targets, Target{Kind: TargetAsset, Name: n, Operation: op, Patch: p})
+			out.Targets = append(out.Targets, policy.Target{Kind: policy.TargetAsset, Name: n, Operation: op, Patch: p})
 		}
 	} else if rn, ok := lookupRole(d, key); ok {
 		root = rn
@@ -328,9 +329,9 @@ func (e *goEngine) Eval(ctx context.Context, in *Input, out *Decision) error {
 		if root != "" {
 			reason = "key " + in.Key.ID + " may not use role " + root
 		}
-		out.Deny = &Denial{Status: 403, Code: "role_not_allowed", Reason: reason}
+		out.Deny = &policy.Denial{Status: 403, Code: "role_not_allowed", Reason: reason}
 	} else if len(out.Targets) == 0 && dropped > 0 {
-		out.Deny = &Denial{Status: 400, Code: "max_tokens_exceeded", Reason: maxTokensMsg(in.MaxTokens, droppedMax)}
+		out.Deny = &policy.Denial{Status: 400, Code: "max_tokens_exceeded", Reason: maxTokensMsg(in.MaxTokens, droppedMax)}
 	}
 	for i := range out.Targets {
 		if p := out.Targets[i].Patch; p != nil && p.StripReasoning {
@@ -349,7 +350,7 @@ func maxTokensMsg(req, limit int) string {
 	return "max_tokens " + strconv.Itoa(req) + " exceeds the limit " + strconv.Itoa(limit)
 }
 
-func keyAllows(d *Data, roles []string, root string) bool {
+func keyAllows(d *policy.Data, roles []string, root string) bool {
 	if root == "" {
 		return false
 	}

@@ -1,7 +1,8 @@
 package policies
 
 import (
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // DeepMerge returns base with over merged on top: objects merge key by key
@@ -38,7 +39,7 @@ func DeepMerge(base, over map[string]any) map[string]any {
 // mergedPolicy is an asset policy with a role policy laid over it.
 type mergedPolicy struct {
 	defaults, overrides map[string]any
-	prompt              *state.SystemPrompt
+	prompt              *fleet.SystemPrompt
 	strip               bool
 	thinking            *bool
 	maxTokens           int // smallest positive limit, 0 = none
@@ -48,13 +49,13 @@ type mergedPolicy struct {
 // (role wins), the role's system prompt wins when both set one,
 // strip_reasoning if either asks, thinking from the role when it sets it,
 // max_tokens the smaller positive limit.
-func mergePolicies(asset, role *state.RequestPolicy) mergedPolicy {
+func mergePolicies(asset, role *fleet.RequestPolicy) mergedPolicy {
 	var m mergedPolicy
 	if asset == nil {
-		asset = &state.RequestPolicy{}
+		asset = &fleet.RequestPolicy{}
 	}
 	if role == nil {
-		role = &state.RequestPolicy{}
+		role = &fleet.RequestPolicy{}
 	}
 	m.defaults = DeepMerge(asset.Defaults, role.Defaults)
 	m.overrides = DeepMerge(asset.Overrides, role.Overrides)
@@ -85,8 +86,8 @@ const (
 )
 
 // thinkingMode applies the thinking rules for a target of operation op.
-func thinkingMode(m *mergedPolicy, a AssetData, op state.Kind) int {
-	if op != state.KindChat {
+func thinkingMode(m *mergedPolicy, a policy.AssetData, op fleet.Kind) int {
+	if op != fleet.KindChat {
 		return thinkKeep
 	}
 	if m.thinking != nil {
@@ -102,8 +103,8 @@ func thinkingMode(m *mergedPolicy, a AssetData, op state.Kind) int {
 }
 
 // patch returns the target patch for a policy, nil when it changes nothing.
-func (m *mergedPolicy) patch(disableThinking bool) *Patch {
-	p := &Patch{
+func (m *mergedPolicy) patch(disableThinking bool) *policy.Patch {
+	p := &policy.Patch{
 		Defaults:        m.defaults,
 		Overrides:       m.overrides,
 		SystemPrompt:    m.prompt,

@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/geniehive/geniehive/internal/jsonw"
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/internal/rawjson"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // Upstream dialects ApplyPatch writes.
@@ -42,7 +43,7 @@ var ErrNotObject = errors.New("policies: request body is not a JSON object")
 // # Errors
 // ErrNotObject for a body that is not a valid JSON object; an unknown
 // dialect.
-func ApplyPatch(body []byte, p *Patch, dialect string, upstreamModel string) ([]byte, error) {
+func ApplyPatch(body []byte, p *policy.Patch, dialect string, upstreamModel string) ([]byte, error) {
 	switch dialect {
 	case "", DialectOpenAI, DialectOllama:
 	default:
@@ -50,7 +51,7 @@ func ApplyPatch(body []byte, p *Patch, dialect string, upstreamModel string) ([]
 	}
 	if p.Empty() {
 		if upstreamModel == "" {
-			if !json.Valid(body) || firstByte(body) != '{' {
+			if firstByte(body) != '{' || !rawjson.Valid(body) {
 				return nil, ErrNotObject
 			}
 			return body, nil
@@ -61,144 +62,31 @@ func ApplyPatch(body []byte, p *Patch, dialect string, upstreamModel string) ([]
 }
 
 func firstByte(b []byte) byte {
-	for _, c := range b {
-		if !isSpace(c) {
-			return c
-		}
+	if i := rawjson.SkipWS(b, 0); i < len(b) {
+		return b[i]
 	}
 	return 0
 }
 
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
 // SetModel appends to dst the JSON object body with every top-level "model"
 // member's value replaced by model (or a "model" member added first when it
-// has none), without decoding the body.
+// has none), without decoding the body (rawjson.SetModel, the one model
+// setter, which the edge's span splice shares).
 //
 // # Errors
 // ErrNotObject for a body that is not a valid JSON object.
 func SetModel(dst, body []byte, model string) ([]byte, error) {
-	if !json.Valid(body) {
-		return nil, ErrNotObject
-	}
-	i := skipSpace(body, 0)
-	if i >= len(body) || body[i] != '{' {
-		return nil, ErrNotObject
-	}
 	if dst == nil {
 		dst = make([]byte, 0, len(body)+len(model)+16)
 	}
-	start := 0 // body[start:] not yet copied
-	found := false
-	i++
-	for {
-		i = skipSpace(body, i)
-		if body[i] == '}' {
-			break
-		}
-		// key
-		ks := i
-		ke := skipString(body, i)
-		isModel := keyIs(body[ks:ke], "model")
-		i = skipSpace(body, ke)
-		i = skipSpace(body, i+1) // ':'
-		vs := i
-		ve := skipValue(body, i)
-		if isModel {
-			dst = append(dst, body[start:vs]...)
-			dst = jsonw.AppendString(dst, model)
-			start = ve
-			found = true
-		}
-		i = skipSpace(body, ve)
-		if body[i] == ',' {
-			i++
-			continue
-		}
-		break // '}'
+	out, err := rawjson.SetModel(dst, body, model)
+	if err != nil {
+		return nil, ErrNotObject
 	}
-	if !found {
-		open := bytes.IndexByte(body, '{') + 1
-		dst = append(dst, body[:open]...)
-		dst = append(dst, `"model":`...)
-		dst = jsonw.AppendString(dst, model)
-		if body[skipSpace(body, open)] != '}' {
-			dst = append(dst, ',')
-		}
-		return append(dst, body[open:]...), nil
-	}
-	return append(dst, body[start:]...), nil
+	return out, nil
 }
 
-// keyIs compares a raw JSON string token (quotes included) with s.
-func keyIs(raw []byte, s string) bool {
-	if len(raw) == len(s)+2 && string(raw[1:len(raw)-1]) == s {
-		return true
-	}
-	if bytes.IndexByte(raw, '\\') < 0 {
-		return false
-	}
-	var k string
-	return json.Unmarshal(raw, &k) == nil && k == s
-}
-
-// The skip functions assume valid JSON (checked by json.Valid first).
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && isSpace(b[i]) {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index after the string starting at b[i] == '"'.
-func skipString(b []byte, i int) int {
-	i++
-	for i < len(b) {
-		switch b[i] {
-		case '\\':
-			i += 2
-		case '"':
-			return i + 1
-		default:
-			i++
-		}
-	}
-	return i
-}
-
-// skipValue returns the index after the value starting at b[i].
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for i < len(b) {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i)
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return i
-	default:
-		for i < len(b) && !isSpace(b[i]) && b[i] != ',' && b[i] != '}' && b[i] != ']' {
-			i++
-		}
-		return i
-	}
-}
-
-func applySlow(body []byte, p *Patch, dialect, upstreamModel string) ([]byte, error) {
+func applySlow(body []byte, p *policy.Patch, dialect, upstreamModel string) ([]byte, error) {
 	if !json.Valid(body) || firstByte(body) != '{' {
 		return nil, ErrNotObject
 	}
@@ -249,7 +137,7 @@ func applySlow(body []byte, p *Patch, dialect, upstreamModel string) ([]byte, er
 
 // applyPromptMessages returns a new messages slice with the system prompt
 // applied to the first system message (or a new one at the front).
-func applyPromptMessages(msgs []any, sp *state.SystemPrompt) []any {
+func applyPromptMessages(msgs []any, sp *fleet.SystemPrompt) []any {
 	for i, m := range msgs {
 		mm, ok := m.(map[string]any)
 		if !ok || mm["role"] != "system" {
@@ -272,8 +160,8 @@ func applyPromptMessages(msgs []any, sp *state.SystemPrompt) []any {
 }
 
 // applyPromptContent applies the prompt to one system content value.
-func applyPromptContent(cur any, has bool, sp *state.SystemPrompt) any {
-	if !has || cur == nil || sp.Mode == state.PromptReplace {
+func applyPromptContent(cur any, has bool, sp *fleet.SystemPrompt) any {
+	if !has || cur == nil || sp.Mode == fleet.PromptReplace {
 		return sp.Text
 	}
 	switch c := cur.(type) {
@@ -281,14 +169,14 @@ func applyPromptContent(cur any, has bool, sp *state.SystemPrompt) any {
 		if c == "" {
 			return sp.Text
 		}
-		if sp.Mode == state.PromptAppend {
+		if sp.Mode == fleet.PromptAppend {
 			return c + "\n\n" + sp.Text
 		}
 		return sp.Text + "\n\n" + c
 	case []any:
 		part := map[string]any{"type": "text", "text": sp.Text}
 		out := make([]any, 0, len(c)+1)
-		if sp.Mode == state.PromptAppend {
+		if sp.Mode == fleet.PromptAppend {
 			out = append(append(out, c...), part)
 		} else {
 			out = append(append(out, part), c...)

@@ -7,8 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/policy"
 )
 
 func decode(t testing.TB, b []byte) any {
@@ -27,7 +28,7 @@ func TestApplyPatch(t *testing.T) {
 	_ = f
 	cases := []struct {
 		name, body, dialect string
-		patch               *policies.Patch
+		patch               *policy.Patch
 		want                string
 	}{
 		{
@@ -48,63 +49,63 @@ func TestApplyPatch(t *testing.T) {
 		{
 			name:  "defaults under, overrides over, deep",
 			body:  `{"model":"m","temperature":0.7,"options":{"num_ctx":2048},"stop":["a"]}`,
-			patch: &policies.Patch{Defaults: map[string]any{"temperature": 0.2, "top_p": 0.9, "options": map[string]any{"num_ctx": 8192, "seed": 1}}, Overrides: map[string]any{"options": map[string]any{"top_k": 40}, "stop": []any{"</s>"}}},
+			patch: &policy.Patch{Defaults: map[string]any{"temperature": 0.2, "top_p": 0.9, "options": map[string]any{"num_ctx": 8192, "seed": 1}}, Overrides: map[string]any{"options": map[string]any{"top_k": 40}, "stop": []any{"</s>"}}},
 			want:  `{"model":"qwen3:8b","temperature":0.7,"top_p":0.9,"options":{"num_ctx":2048,"seed":1,"top_k":40},"stop":["</s>"]}`,
 		},
 		{
 			name:  "replace existing system message",
 			body:  `{"messages":[{"role":"user","content":"q"},{"role":"system","content":"old","name":"s"}]}`,
-			patch: &policies.Patch{SystemPrompt: &state.SystemPrompt{Mode: "replace", Text: "new"}},
+			patch: &policy.Patch{SystemPrompt: &fleet.SystemPrompt{Mode: "replace", Text: "new"}},
 			want:  `{"model":"qwen3:8b","messages":[{"role":"user","content":"q"},{"role":"system","content":"new","name":"s"}]}`,
 		},
 		{
 			name:  "replace inserts at the front",
 			body:  `{"messages":[{"role":"user","content":"q"}]}`,
-			patch: &policies.Patch{SystemPrompt: &state.SystemPrompt{Mode: "replace", Text: "new"}},
+			patch: &policy.Patch{SystemPrompt: &fleet.SystemPrompt{Mode: "replace", Text: "new"}},
 			want:  `{"model":"qwen3:8b","messages":[{"role":"system","content":"new"},{"role":"user","content":"q"}]}`,
 		},
 		{
 			name:  "prepend with a blank line",
 			body:  `{"messages":[{"role":"system","content":"old"},{"role":"user","content":"q"}]}`,
-			patch: &policies.Patch{SystemPrompt: &state.SystemPrompt{Mode: "prepend", Text: "new"}},
+			patch: &policy.Patch{SystemPrompt: &fleet.SystemPrompt{Mode: "prepend", Text: "new"}},
 			want:  `{"model":"qwen3:8b","messages":[{"role":"system","content":"new\n\nold"},{"role":"user","content":"q"}]}`,
 		},
 		{
 			name:  "append to content parts",
 			body:  `{"messages":[{"role":"system","content":[{"type":"text","text":"old"}]}]}`,
-			patch: &policies.Patch{SystemPrompt: &state.SystemPrompt{Mode: "append", Text: "new"}},
+			patch: &policy.Patch{SystemPrompt: &fleet.SystemPrompt{Mode: "append", Text: "new"}},
 			want:  `{"model":"qwen3:8b","messages":[{"role":"system","content":[{"type":"text","text":"old"},{"type":"text","text":"new"}]}]}`,
 		},
 		{
 			name:  "append inserts when there is no system message",
 			body:  `{"messages":[]}`,
-			patch: &policies.Patch{SystemPrompt: &state.SystemPrompt{Mode: "append", Text: "new"}},
+			patch: &policy.Patch{SystemPrompt: &fleet.SystemPrompt{Mode: "append", Text: "new"}},
 			want:  `{"model":"qwen3:8b","messages":[{"role":"system","content":"new"}]}`,
 		},
 		{
 			name:  "no messages: prompt ignored (embeddings)",
 			body:  `{"input":"x"}`,
-			patch: &policies.Patch{SystemPrompt: &state.SystemPrompt{Mode: "append", Text: "new"}},
+			patch: &policy.Patch{SystemPrompt: &fleet.SystemPrompt{Mode: "append", Text: "new"}},
 			want:  `{"model":"qwen3:8b","input":"x"}`,
 		},
 		{
 			name:    "ollama generate: system field",
 			body:    `{"prompt":"x","system":"old"}`,
 			dialect: "ollama",
-			patch:   &policies.Patch{SystemPrompt: &state.SystemPrompt{Mode: "prepend", Text: "new"}},
+			patch:   &policy.Patch{SystemPrompt: &fleet.SystemPrompt{Mode: "prepend", Text: "new"}},
 			want:    `{"model":"qwen3:8b","prompt":"x","system":"new\n\nold"}`,
 		},
 		{
 			name:  "thinking off, openai dialect, merged into existing kwargs",
 			body:  `{"chat_template_kwargs":{"x":1,"enable_thinking":true}}`,
-			patch: &policies.Patch{DisableThinking: true},
+			patch: &policy.Patch{DisableThinking: true},
 			want:  `{"model":"qwen3:8b","chat_template_kwargs":{"x":1,"enable_thinking":false}}`,
 		},
 		{
 			name:    "thinking off, ollama dialect",
 			body:    `{"think":true,"n":12345678901234567890}`,
 			dialect: "ollama",
-			patch:   &policies.Patch{DisableThinking: true},
+			patch:   &policy.Patch{DisableThinking: true},
 			want:    `{"model":"qwen3:8b","think":false,"n":12345678901234567890}`,
 		},
 	}
@@ -130,10 +131,10 @@ func TestApplyPatch(t *testing.T) {
 }
 
 func TestApplyPatchDoesNotModifyPatch(t *testing.T) {
-	p := &policies.Patch{
+	p := &policy.Patch{
 		Defaults:     map[string]any{"options": map[string]any{"a": 1}, "messages": []any{map[string]any{"role": "system", "content": "d"}}},
 		Overrides:    map[string]any{"options": map[string]any{"b": 2}},
-		SystemPrompt: &state.SystemPrompt{Mode: "prepend", Text: "p"},
+		SystemPrompt: &fleet.SystemPrompt{Mode: "prepend", Text: "p"},
 	}
 	before := string(mustMarshal(t, p))
 	for _, body := range []string{`{}`, `{"options":{"c":3}}`, `{"messages":[{"role":"system","content":"x"}]}`} {
@@ -156,7 +157,7 @@ func mustMarshal(t testing.TB, v any) []byte {
 
 func TestApplyPatchErrors(t *testing.T) {
 	for _, body := range []string{``, `[]`, `"x"`, `{"a":1`, `{"a":1} {}`, `{"a":1x}`, `null`} {
-		for _, p := range []*policies.Patch{nil, {DisableThinking: true}} {
+		for _, p := range []*policy.Patch{nil, {DisableThinking: true}} {
 			if _, err := policies.ApplyPatch([]byte(body), p, "openai", "m"); err == nil {
 				t.Errorf("body %q patch %v: no error", body, p != nil)
 			}
@@ -168,14 +169,14 @@ func TestApplyPatchErrors(t *testing.T) {
 }
 
 // fuzzPatches are the patches the fuzzer picks from.
-var fuzzPatches = []*policies.Patch{
+var fuzzPatches = []*policy.Patch{
 	nil,
 	{DisableThinking: true},
 	{Defaults: map[string]any{"temperature": 0.2, "options": map[string]any{"num_ctx": 8192}}},
 	{Overrides: map[string]any{"stream": false, "options": map[string]any{"top_k": 1}}},
-	{SystemPrompt: &state.SystemPrompt{Mode: "prepend", Text: "P"}},
-	{SystemPrompt: &state.SystemPrompt{Mode: "append", Text: "A"}},
-	{SystemPrompt: &state.SystemPrompt{Mode: "replace", Text: "R"}, DisableThinking: true},
+	{SystemPrompt: &fleet.SystemPrompt{Mode: "prepend", Text: "P"}},
+	{SystemPrompt: &fleet.SystemPrompt{Mode: "append", Text: "A"}},
+	{SystemPrompt: &fleet.SystemPrompt{Mode: "replace", Text: "R"}, DisableThinking: true},
 }
 
 // FuzzApplyPatch checks, for any body: no panic; a valid JSON object body

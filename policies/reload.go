@@ -12,56 +12,38 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/geniehive/geniehive/policy"
 )
-
-// Factory builds an engine for a bundle. RegoFactory is the one this
-// package provides; the wasm package provides others.
-type Factory func(ctx context.Context, b *Bundle) (Engine, error)
-
-// RegoFactory builds an OPA Go SDK engine from the bundle's Rego.
-func RegoFactory(_ context.Context, b *Bundle) (Engine, error) {
-	if !b.HasRego() {
-		return nil, errors.New("policies: bundle has no Rego policy")
-	}
-	return NewRego(b.Rego(), RegoOptions{Version: b.Version})
-}
-
-// TestFailedError reports a bundle whose Rego tests fail.
-type TestFailedError struct {
-	Failed  int
-	Results []TestResult
-}
-
-func (e *TestFailedError) Error() string {
-	var names []string
-	for _, r := range e.Results {
-		if !r.Pass && !r.Skip {
-			names = append(names, r.Package+"."+r.Name)
-		}
-	}
-	return fmt.Sprintf("policies: %d Rego test(s) failed: %s", e.Failed, strings.Join(names, ", "))
-}
 
 // Prepare tests a bundle and builds its engine: the way every reload (a
 // watched directory, a bundle pushed into Redis) validates a policy before
 // it replaces the running one.
 //
 // # Errors
-// Compile errors, a *TestFailedError when a Rego test fails, and the
-// factory's errors.
-func Prepare(ctx context.Context, b *Bundle, f Factory) (Engine, []TestResult, error) {
+// Compile errors, a *policy.TestFailedError when a Rego test fails, the
+// factory's errors, and an error when f is nil or the bundle carries Rego
+// but test is nil (a Rego bundle is never installed untested). The Rego
+// test runner is policies/opa.TestBundle; this package does not import OPA.
+func Prepare(ctx context.Context, b *policy.Bundle, f policy.Factory, test policy.Tester) (policy.Engine, []policy.TestResult, error) {
 	if f == nil {
-		f = RegoFactory
+		return nil, nil, errors.New("policies: no engine factory")
 	}
 	if err := b.Validate(); err != nil {
 		return nil, nil, err
 	}
-	rs, err := TestBundle(ctx, b)
-	if err != nil {
-		return nil, rs, err
+	var rs []policy.TestResult
+	if b.HasRego() {
+		if test == nil {
+			return nil, nil, errors.New("policies: bundle has Rego but no test runner is configured")
+		}
+		var err error
+		if rs, err = test(ctx, b); err != nil {
+			return nil, rs, err
+		}
 	}
-	if n := Failed(rs); n > 0 {
-		return nil, rs, &TestFailedError{Failed: n, Results: rs}
+	if n := policy.Failed(rs); n > 0 {
+		return nil, rs, &policy.TestFailedError{Failed: n, Results: rs}
 	}
 	e, err := f(ctx, b)
 	if err != nil {
@@ -77,17 +59,17 @@ func Prepare(ctx context.Context, b *Bundle, f Factory) (Engine, []TestResult, e
 // SmokeEval evaluates one request against empty data: a policy that does
 // not produce a decision document (a missing data.geniehive.decision, a
 // runtime error) fails here instead of on the first real request.
-func SmokeEval(ctx context.Context, e Engine) error {
-	if err := e.SetData(ctx, &Data{SchemaVersion: SchemaVersion}); err != nil {
+func SmokeEval(ctx context.Context, e policy.Engine) error {
+	if err := e.SetData(ctx, &policy.Data{SchemaVersion: policy.SchemaVersion}); err != nil {
 		return fmt.Errorf("policies: smoke test: %w", err)
 	}
-	in := &Input{SchemaVersion: SchemaVersion, Operation: "chat", Model: "smoke-test", ModelKey: "smoke-test", Key: Key{ID: "smoke", Scope: "client"}}
-	var d Decision
+	in := &policy.Input{SchemaVersion: policy.SchemaVersion, Operation: "chat", Model: "smoke-test", ModelKey: "smoke-test", Key: policy.Key{ID: "smoke", Scope: "client"}}
+	var d policy.Decision
 	if err := e.Eval(ctx, in, &d); err != nil {
 		return fmt.Errorf("policies: smoke test: %w", err)
 	}
-	if d.SchemaVersion != SchemaVersion {
-		return fmt.Errorf("policies: smoke test: decision schema_version %d, want %d", d.SchemaVersion, SchemaVersion)
+	if d.SchemaVersion != policy.SchemaVersion {
+		return fmt.Errorf("policies: smoke test: decision schema_version %d, want %d", d.SchemaVersion, policy.SchemaVersion)
 	}
 	return nil
 }
@@ -96,10 +78,13 @@ func SmokeEval(ctx context.Context, e Engine) error {
 type WatchOptions struct {
 	// Interval between polls of the directory (default 500ms).
 	Interval time.Duration
-	// Factory builds engines (default RegoFactory).
-	Factory Factory
+	// Factory builds engines (required).
+	Factory policy.Factory
+	// Test runs a Rego bundle's tests (required for Rego bundles; see
+	// Prepare).
+	Test policy.Tester
 	// OnSwap is called after a new engine became active.
-	OnSwap func(b *Bundle, e Engine)
+	OnSwap func(b *policy.Bundle, e policy.Engine)
 	// OnError is called when a changed bundle is refused (the running engine
 	// stays); it is not called again until the directory changes again.
 	OnError func(err error)
@@ -120,9 +105,6 @@ type WatchOptions struct {
 func WatchDir(ctx context.Context, dir string, h *Holder, o WatchOptions) error {
 	if o.Interval <= 0 {
 		o.Interval = 500 * time.Millisecond
-	}
-	if o.Factory == nil {
-		o.Factory = RegoFactory
 	}
 	lastFP := ""
 	lastVersion := h.Engine().Version()
@@ -165,7 +147,7 @@ func reloadDir(ctx context.Context, dir string, h *Holder, o WatchOptions, curre
 	if b.Version == current {
 		return current, nil
 	}
-	e, _, err := Prepare(ctx, b, o.Factory)
+	e, _, err := Prepare(ctx, b, o.Factory, o.Test)
 	if err != nil {
 		return current, fmt.Errorf("policies: bundle %s (%.12s): %w", dir, b.Version, err)
 	}
@@ -192,7 +174,7 @@ func dirFingerprint(dir string) (string, error) {
 		if p != dir && strings.HasPrefix(d.Name(), ".") && d.IsDir() {
 			return filepath.SkipDir
 		}
-		if d.IsDir() || !bundleFile(p) {
+		if d.IsDir() || !policy.IsBundleFile(p) {
 			return nil
 		}
 		fi, err := os.Stat(p) // follows symlinks (ConfigMaps)

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policies/opa"
 	"github.com/geniehive/geniehive/policies/policytest"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // fakeEngine fails any Eval after Close.
@@ -21,11 +23,11 @@ type fakeEngine struct {
 	evals  atomic.Int64
 }
 
-func (f *fakeEngine) Name() string                                  { return f.name }
-func (f *fakeEngine) Version() string                               { return f.name }
-func (f *fakeEngine) SetData(context.Context, *policies.Data) error { return nil }
-func (f *fakeEngine) Close() error                                  { f.closed.Store(true); return nil }
-func (f *fakeEngine) Eval(ctx context.Context, in *policies.Input, out *policies.Decision) error {
+func (f *fakeEngine) Name() string                                { return f.name }
+func (f *fakeEngine) Version() string                             { return f.name }
+func (f *fakeEngine) SetData(context.Context, *policy.Data) error { return nil }
+func (f *fakeEngine) Close() error                                { f.closed.Store(true); return nil }
+func (f *fakeEngine) Eval(ctx context.Context, in *policy.Input, out *policy.Decision) error {
 	if f.closed.Load() {
 		return errors.New("eval on closed engine " + f.name)
 	}
@@ -50,8 +52,8 @@ func TestHolderHammer(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var in policies.Input
-			var out policies.Decision
+			var in policy.Input
+			var out policy.Decision
 			for {
 				select {
 				case <-stop:
@@ -97,7 +99,7 @@ func TestHolderHammer(t *testing.T) {
 
 type refuseData struct{ fakeEngine }
 
-func (r *refuseData) SetData(context.Context, *policies.Data) error { return errors.New("no") }
+func (r *refuseData) SetData(context.Context, *policy.Data) error { return errors.New("no") }
 
 func TestHolderSwapKeepsOldOnDataError(t *testing.T) {
 	old := &fakeEngine{name: "old"}
@@ -138,9 +140,11 @@ func TestWatchDir(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- policies.WatchDir(ctx, dir, h, policies.WatchOptions{
+			Factory:  opa.RegoFactory,
+			Test:     opa.TestBundle,
 			Interval: 20 * time.Millisecond,
 			OnError:  func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() },
-			OnSwap:   func(b *policies.Bundle, e policies.Engine) { mu.Lock(); swaps = append(swaps, b.Version); mu.Unlock() },
+			OnSwap:   func(b *policy.Bundle, e policy.Engine) { mu.Lock(); swaps = append(swaps, b.Version); mu.Unlock() },
 		})
 	}()
 	defer func() {
@@ -156,8 +160,8 @@ func TestWatchDir(t *testing.T) {
 		t.Fatalf("engine %s", h.Engine().Name())
 	}
 	// The swapped engine got the data set earlier.
-	var d policies.Decision
-	if err := h.Eval(ctx, &policies.Input{Operation: "chat", Model: "coder", ModelKey: "coder"}, &d); err != nil || len(d.Targets) == 0 {
+	var d policy.Decision
+	if err := h.Eval(ctx, &policy.Input{Operation: "chat", Model: "coder", ModelKey: "coder"}, &d); err != nil || len(d.Targets) == 0 {
 		t.Fatalf("eval after swap: %v %+v", err, d)
 	}
 
@@ -165,7 +169,7 @@ func TestWatchDir(t *testing.T) {
 	bad := "package geniehive_test\n\ntest_broken if 1 == 2\n"
 	writeFiles(t, dir, map[string]string{"broken_test.rego": bad})
 	waitFor(t, "refusal", func() bool { mu.Lock(); defer mu.Unlock(); return len(errs) == 1 })
-	var tf *policies.TestFailedError
+	var tf *policy.TestFailedError
 	mu.Lock()
 	if !errors.As(errs[0], &tf) || tf.Failed != 1 {
 		t.Fatalf("want a TestFailedError, got %v", errs[0])
@@ -193,5 +197,40 @@ func TestWatchDir(t *testing.T) {
 	defer mu.Unlock()
 	if len(swaps) != 2 {
 		t.Fatalf("swaps %v", swaps)
+	}
+}
+
+// TestHolderClose: Close releases the active engine once, later Evals and
+// Swaps fail with policy.ErrClosed (before, an Eval after Close spun
+// forever waiting for a replacement engine), and Close is idempotent.
+func TestHolderClose(t *testing.T) {
+	e := &fakeEngine{name: "a"}
+	h := policies.NewHolder(e)
+	var d policy.Decision
+	if err := h.Eval(context.Background(), &policy.Input{}, &d); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !e.closed.Load() {
+		t.Fatal("Close did not close the active engine")
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal("second Close:", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.Eval(context.Background(), &policy.Input{}, &d) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, policy.ErrClosed) {
+			t.Fatalf("Eval after Close = %v, want policy.ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Eval after Close did not return")
+	}
+	nb := &fakeEngine{name: "b"}
+	if err := h.Swap(context.Background(), nb); !errors.Is(err, policy.ErrClosed) {
+		t.Fatalf("Swap after Close = %v, want policy.ErrClosed", err)
 	}
 }

@@ -3,15 +3,12 @@ package policies
 import (
 	"embed"
 	"io/fs"
-	"path"
-	"strings"
+
+	"github.com/geniehive/geniehive/policy"
 )
 
 //go:embed rego/*.rego
 var shippedFS embed.FS
-
-// DecisionQuery is the query every Rego-based engine evaluates.
-const DecisionQuery = "data.geniehive.decision"
 
 // ShippedFiles returns the shipped Rego policy and its tests, keyed
 // "rego/<file>". Copy them into a bundle directory to extend them.
@@ -35,14 +32,9 @@ func ShippedFiles() map[string]string {
 func ShippedPolicy() map[string]string {
 	out := map[string]string{}
 	for p, s := range ShippedFiles() {
-		if !IsTestFile(p) {
+		if !policy.IsTestFile(p) {
 			out[p] = s
 		}
 	}
 	return out
-}
-
-// IsTestFile reports whether a Rego file name is a test file (*_test.rego).
-func IsTestFile(name string) bool {
-	return strings.HasSuffix(path.Base(name), "_test.rego")
 }

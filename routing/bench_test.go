@@ -8,30 +8,30 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/geniehive/geniehive/edge/route"
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
-	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
 )
 
 // benchSnap: a role with 3 candidate assets on 4 services each, plus a
 // fallback role, with stats, bench results and VRAM figures filled in.
-func benchSnap() (*state.Snapshot, *policies.Decision) {
-	cat := &state.Catalog{Roles: []state.Role{
+func benchSnap() (*fleet.Snapshot, *policy.Decision) {
+	cat := &fleet.Catalog{Roles: []fleet.Role{
 		{Name: "coder", Description: "writes code", PreferredFamilies: []string{"qwen3"}, Workloads: []string{"chat.short_reasoning"}},
 	}}
-	var svcs []*state.ServiceEntry
+	var svcs []*fleet.ServiceEntry
 	for h := 0; h < 4; h++ {
-		s := svc("h"+strconv.Itoa(h), "ollama", state.KindChat,
+		s := svc("h"+strconv.Itoa(h), "ollama", fleet.KindChat,
 			asset("qwen3-coder:30b", "qwen3", "code"), asset("qwen3:8b", "qwen3"), asset("llama3.1:8b", "llama"))
-		s.Metrics = state.Metrics{LatencyMS: float64(20 + h), TokensPerSecond: 40, QueueDepth: h % 2, VRAMTotalBytes: 24 << 30, VRAMUsedBytes: 10 << 30}
-		s.Stats = state.ServiceStats{Requests: 100, LatencyMS: 900, TokensPerSec: 38}
+		s.Metrics = fleet.Metrics{LatencyMS: float64(20 + h), TokensPerSecond: 40, QueueDepth: h % 2, VRAMTotalBytes: 24 << 30, VRAMUsedBytes: 10 << 30}
+		s.Stats = fleet.ServiceStats{Requests: 100, LatencyMS: 900, TokensPerSec: 38}
 		svcs = append(svcs, s)
 	}
 	snap := snapOf(cat, svcs...)
-	snap.Bench["qwen3-coder:30b"] = []state.BenchSummary{{Model: "qwen3-coder:30b", Workload: "chat.short_reasoning", Samples: 20, Quality: 0.8}}
-	d := directTargets("", state.KindChat, "qwen3-coder:30b", "qwen3:8b")
-	d.Targets = append(d.Targets, policies.Target{Kind: policies.TargetAsset, Name: "llama3.1:8b", Operation: state.KindChat, Group: 1})
+	snap.Bench["qwen3-coder:30b"] = []fleet.BenchSummary{{Model: "qwen3-coder:30b", Workload: "chat.short_reasoning", Samples: 20, Quality: 0.8}}
+	d := directTargets("", fleet.KindChat, "qwen3-coder:30b", "qwen3:8b")
+	d.Targets = append(d.Targets, policy.Target{Kind: policy.TargetAsset, Name: "llama3.1:8b", Operation: fleet.KindChat, Group: 1})
 	for i := range d.Targets {
 		d.Targets[i].Role = "coder"
 	}
@@ -62,7 +62,7 @@ func benchRoute(b *testing.B, strategy string) {
 	r, rt := benchRouter(b, strategy)
 	snap, dec := benchSnap()
 	ctx := context.Background()
-	f := &route.RequestFacts{Operation: state.KindChat, Model: "coder"}
+	f := &RequestFacts{Operation: fleet.KindChat, Model: "coder"}
 	// Warm up (pool, script load).
 	for i := 0; i < 10; i++ {
 		p, err := r.Plan(ctx, snap, dec, f)
@@ -101,11 +101,11 @@ func BenchmarkRouteLeastLoaded(b *testing.B) { benchRoute(b, StrategyLeastLoaded
 func BenchmarkRouteScoredPrompt(b *testing.B) {
 	r, _ := benchRouter(b, StrategyScored)
 	snap, dec := benchSnap()
-	f := &Facts{Operation: state.KindChat, Model: "coder",
+	f := &RequestFacts{Operation: fleet.KindChat, Model: "coder",
 		Text: "Please write a Python function that parses a CSV file with quoted fields and returns a list of dicts; handle embedded newlines, escaped quotes and a header row, and include type hints and a couple of doctests so it is easy to review for correctness later on."}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		if _, err := r.Route(context.Background(), snap, dec, f); err != nil {
+		if _, err := r.Plan(context.Background(), snap, dec, f); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -118,7 +118,7 @@ func TestScoredAllocations(t *testing.T) {
 	}
 	r := newRouter(t, Config{})
 	snap, dec := benchSnap()
-	f := &route.RequestFacts{Operation: state.KindChat, Model: "coder"}
+	f := &RequestFacts{Operation: fleet.KindChat, Model: "coder"}
 	r.Plan(context.Background(), snap, dec, f)
 	n := testing.AllocsPerRun(200, func() { r.Plan(context.Background(), snap, dec, f) })
 	if n > 1 { // the returned candidate slice

@@ -11,9 +11,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/geniehive/geniehive/edge/route"
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -60,7 +61,7 @@ type edgeInst struct {
 	inf    *state.Inflight
 	r      *Router
 	rt     *roundTrips // on the router's client only
-	engine policies.Engine
+	engine policy.Engine
 	data   uint64 // snapshot version the engine's data was built from
 	mu     sync.Mutex
 }
@@ -112,14 +113,14 @@ func newCluster(t *testing.T, n int, cfg Config) *fixture {
 }
 
 // heartbeat registers one host with the given services.
-func (f *fixture) heartbeat(t *testing.T, host string, svcs ...state.Service) {
+func (f *fixture) heartbeat(t *testing.T, host string, svcs ...fleet.Service) {
 	t.Helper()
 	for i := range svcs {
 		svcs[i].HostID = host
 		svcs[i].ID = host + "/" + svcs[i].Name
 		svcs[i].Healthy = true
 	}
-	st := &state.NodeState{Host: state.Host{ID: host}, Services: svcs}
+	st := &fleet.NodeState{Host: fleet.Host{ID: host}, Services: svcs}
 	if err := f.admin.WriteHeartbeat(context.Background(), st, time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +129,7 @@ func (f *fixture) heartbeat(t *testing.T, host string, svcs ...state.Service) {
 // settle waits until every edge's watcher shows cond. (It does not call
 // Refresh itself: a Refresh racing the watcher's own loop can publish an
 // older view after a newer one.)
-func (f *fixture) settle(t *testing.T, cond func(*state.Snapshot) bool) {
+func (f *fixture) settle(t *testing.T, cond func(*fleet.Snapshot) bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for _, e := range f.edges {
@@ -142,7 +143,7 @@ func (f *fixture) settle(t *testing.T, cond func(*state.Snapshot) bool) {
 }
 
 // decide runs the reference policy on the edge's current snapshot.
-func (e *edgeInst) decide(t testing.TB, model string) (*state.Snapshot, *policies.Decision) {
+func (e *edgeInst) decide(t testing.TB, model string) (*fleet.Snapshot, *policy.Decision) {
 	snap := e.w.Current()
 	e.mu.Lock()
 	if e.data != snap.Version {
@@ -152,25 +153,25 @@ func (e *edgeInst) decide(t testing.TB, model string) (*state.Snapshot, *policie
 		e.data = snap.Version
 	}
 	e.mu.Unlock()
-	var d policies.Decision
-	in := policies.Input{SchemaVersion: 1, Operation: state.KindChat, Model: model, ModelKey: policies.NormalizeModel(model)}
+	var d policy.Decision
+	in := policy.Input{SchemaVersion: 1, Operation: fleet.KindChat, Model: model, ModelKey: policies.NormalizeModel(model)}
 	if err := e.engine.Eval(context.Background(), &in, &d); err != nil {
 		t.Fatal(err)
 	}
 	return snap, &d
 }
 
-func chatSvc(name string, latency float64, assets ...string) state.Service {
-	s := state.Service{Name: name, Kind: state.KindChat, Endpoint: "http://127.0.0.1:1", Metrics: state.Metrics{LatencyMS: latency}}
+func chatSvc(name string, latency float64, assets ...string) fleet.Service {
+	s := fleet.Service{Name: name, Kind: fleet.KindChat, Endpoint: "http://127.0.0.1:1", Metrics: fleet.Metrics{LatencyMS: latency}}
 	for _, a := range assets {
-		s.Assets = append(s.Assets, state.Asset{Name: a, Family: "llama", Loaded: true})
+		s.Assets = append(s.Assets, fleet.Asset{Name: a, Family: "llama", Loaded: true})
 	}
 	return s
 }
 
-func putCatalog(t *testing.T, f *fixture, roles ...state.Role) {
+func putCatalog(t *testing.T, f *fixture, roles ...fleet.Role) {
 	t.Helper()
-	if err := f.admin.PutCatalog(context.Background(), &state.Catalog{Roles: roles}); err != nil {
+	if err := f.admin.PutCatalog(context.Background(), &fleet.Catalog{Roles: roles}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -180,8 +181,8 @@ func TestClusterRoundRobinExact(t *testing.T) {
 	for _, h := range []string{"h1", "h2", "h3"} {
 		f.heartbeat(t, h, chatSvc("ollama", 50, "llama3.1:8b"))
 	}
-	putCatalog(t, f, state.Role{Name: "rr", Operation: state.KindChat, Candidates: []string{"llama3.1:8b"}, Strategy: StrategyRoundRobin})
-	f.settle(t, func(s *state.Snapshot) bool {
+	putCatalog(t, f, fleet.Role{Name: "rr", Operation: fleet.KindChat, Candidates: []string{"llama3.1:8b"}, Strategy: StrategyRoundRobin})
+	f.settle(t, func(s *fleet.Snapshot) bool {
 		_, ok := s.Role("rr")
 		return ok && len(s.AssetServices["llama3.1:8b"]) == 3
 	})
@@ -200,7 +201,7 @@ func TestClusterRoundRobinExact(t *testing.T) {
 			defer wg.Done()
 			for k := 0; k < 100; k++ {
 				snap, dec := e.decide(t, "rr")
-				p, err := e.r.Plan(context.Background(), snap, dec, &route.RequestFacts{Operation: state.KindChat, Model: "rr"})
+				p, err := e.r.Plan(context.Background(), snap, dec, &RequestFacts{Operation: fleet.KindChat, Model: "rr"})
 				if err != nil {
 					t.Error(err)
 					return
@@ -226,7 +227,7 @@ func TestClusterRoundRobinExact(t *testing.T) {
 		trips += e.rt.n.Load() - rtBefore[i]
 	}
 	// One round trip per pick, or fewer when concurrent picks share one
-	// (rrCombiner, which a Store with NextRRN switches on).
+	// (rrCombiner, on whenever the router has a store).
 	if f.edges[0].r.rrc == nil {
 		t.Fatal("round-robin combiner not in use with a state.Store")
 	}
@@ -243,8 +244,8 @@ func TestRoundRobinConcurrentPicksShareRoundTrips(t *testing.T) {
 	for _, h := range []string{"h1", "h2", "h3"} {
 		f.heartbeat(t, h, chatSvc("ollama", 50, "llama3.1:8b"))
 	}
-	putCatalog(t, f, state.Role{Name: "rr", Operation: state.KindChat, Candidates: []string{"llama3.1:8b"}, Strategy: StrategyRoundRobin})
-	f.settle(t, func(s *state.Snapshot) bool {
+	putCatalog(t, f, fleet.Role{Name: "rr", Operation: fleet.KindChat, Candidates: []string{"llama3.1:8b"}, Strategy: StrategyRoundRobin})
+	f.settle(t, func(s *fleet.Snapshot) bool {
 		_, ok := s.Role("rr")
 		return ok && len(s.AssetServices["llama3.1:8b"]) == 3
 	})
@@ -259,7 +260,7 @@ func TestRoundRobinConcurrentPicksShareRoundTrips(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for k := 0; k < 60; k++ {
-				p, err := e.r.Plan(context.Background(), snap, dec, &route.RequestFacts{Operation: state.KindChat, Model: "rr"})
+				p, err := e.r.Plan(context.Background(), snap, dec, &RequestFacts{Operation: fleet.KindChat, Model: "rr"})
 				if err != nil {
 					t.Error(err)
 					return
@@ -288,8 +289,8 @@ func TestRoundRobinConcurrentPicksShareRoundTrips(t *testing.T) {
 func TestRoundRobinSingleCandidateNoRoundTrip(t *testing.T) {
 	f := newCluster(t, 1, Config{})
 	f.heartbeat(t, "h1", chatSvc("ollama", 50, "llama3.1:8b"))
-	putCatalog(t, f, state.Role{Name: "rr", Operation: state.KindChat, Candidates: []string{"llama3.1:8b"}, Strategy: StrategyRoundRobin})
-	f.settle(t, func(s *state.Snapshot) bool {
+	putCatalog(t, f, fleet.Role{Name: "rr", Operation: fleet.KindChat, Candidates: []string{"llama3.1:8b"}, Strategy: StrategyRoundRobin})
+	f.settle(t, func(s *fleet.Snapshot) bool {
 		_, ok := s.Role("rr")
 		return ok && len(s.AssetServices["llama3.1:8b"]) == 1
 	})
@@ -297,7 +298,7 @@ func TestRoundRobinSingleCandidateNoRoundTrip(t *testing.T) {
 	before := e.rt.n.Load()
 	for k := 0; k < 20; k++ {
 		snap, dec := e.decide(t, "rr")
-		p, err := e.r.Plan(context.Background(), snap, dec, &route.RequestFacts{Operation: state.KindChat, Model: "rr"})
+		p, err := e.r.Plan(context.Background(), snap, dec, &RequestFacts{Operation: fleet.KindChat, Model: "rr"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -329,13 +330,13 @@ func TestClusterLeastLoaded(t *testing.T) {
 	s2.Endpoint = slow.URL
 	f.heartbeat(t, "h1", s1)
 	f.heartbeat(t, "h2", s2)
-	f.settle(t, func(s *state.Snapshot) bool { return len(s.AssetServices["m:7b"]) == 2 })
+	f.settle(t, func(s *fleet.Snapshot) bool { return len(s.AssetServices["m:7b"]) == 2 })
 	ctx := context.Background()
-	pick := func(e *edgeInst) route.Candidate {
+	pick := func(e *edgeInst) Candidate {
 		t.Helper()
 		snap, dec := e.decide(t, "m:7b")
 		before := e.rt.n.Load()
-		p, err := e.r.Plan(ctx, snap, dec, &route.RequestFacts{Operation: state.KindChat, Model: "m:7b"})
+		p, err := e.r.Plan(ctx, snap, dec, &RequestFacts{Operation: fleet.KindChat, Model: "m:7b"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -352,7 +353,7 @@ func TestClusterLeastLoaded(t *testing.T) {
 	// round trip, once per Redis server, not per request).
 	for _, e := range f.edges {
 		snap, dec := e.decide(t, "m:7b")
-		p, err := e.r.Plan(ctx, snap, dec, &route.RequestFacts{Operation: state.KindChat, Model: "m:7b"})
+		p, err := e.r.Plan(ctx, snap, dec, &RequestFacts{Operation: fleet.KindChat, Model: "m:7b"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -398,7 +399,7 @@ func TestClusterLeastLoaded(t *testing.T) {
 				defer wg.Done()
 				for n := 0; n < 15; n++ {
 					snap, dec := e.decide(t, "m:7b")
-					p, err := e.r.Plan(ctx, snap, dec, &route.RequestFacts{Operation: state.KindChat, Model: "m:7b"})
+					p, err := e.r.Plan(ctx, snap, dec, &RequestFacts{Operation: fleet.KindChat, Model: "m:7b"})
 					if err != nil {
 						t.Error(err)
 						return
@@ -425,7 +426,7 @@ func TestClusterCooldownShared(t *testing.T) {
 	f := newCluster(t, 3, Config{FailureThreshold: 3, Cooldown: 30 * time.Second})
 	f.heartbeat(t, "h1", chatSvc("ollama", 50, "m:7b"))
 	f.heartbeat(t, "h2", chatSvc("ollama", 50, "m:7b"))
-	f.settle(t, func(s *state.Snapshot) bool { return len(s.AssetServices["m:7b"]) == 2 })
+	f.settle(t, func(s *fleet.Snapshot) bool { return len(s.AssetServices["m:7b"]) == 2 })
 	a := f.edges[0]
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
@@ -434,7 +435,7 @@ func TestClusterCooldownShared(t *testing.T) {
 	a.r.Drain(ctx)
 	snapOn := func(e *edgeInst) []string {
 		snap, dec := e.decide(t, "m:7b")
-		p, err := e.r.Plan(ctx, snap, dec, &route.RequestFacts{Operation: state.KindChat, Model: "m:7b"})
+		p, err := e.r.Plan(ctx, snap, dec, &RequestFacts{Operation: fleet.KindChat, Model: "m:7b"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -487,12 +488,12 @@ func TestProbeLeaseHandover(t *testing.T) {
 	defer down.Close()
 	f := newCluster(t, 3, Config{})
 	s1 := chatSvc("vllm", 5, "m:7b")
-	s1.Protocol, s1.Endpoint = state.ProtocolVLLM, up.URL
+	s1.Protocol, s1.Endpoint = fleet.ProtocolVLLM, up.URL
 	s2 := chatSvc("vllm", 5, "m:7b")
-	s2.Protocol, s2.Endpoint = state.ProtocolVLLM, down.URL
+	s2.Protocol, s2.Endpoint = fleet.ProtocolVLLM, down.URL
 	f.heartbeat(t, "h1", s1)
 	f.heartbeat(t, "h2", s2)
-	f.settle(t, func(s *state.Snapshot) bool { return len(s.AssetServices["m:7b"]) == 2 })
+	f.settle(t, func(s *fleet.Snapshot) bool { return len(s.AssetServices["m:7b"]) == 2 })
 
 	const lease = 600 * time.Millisecond
 	probers := make([]*Prober, 3)
@@ -534,7 +535,7 @@ func TestProbeLeaseHandover(t *testing.T) {
 		}
 	}
 	// The failing service is out of routing on every edge; the healthy one stays.
-	f.settle(t, func(s *state.Snapshot) bool {
+	f.settle(t, func(s *fleet.Snapshot) bool {
 		e := s.ByID["h2/vllm"]
 		return e != nil && e.Probe != nil && !e.Probe.Healthy && s.ByID["h1/vllm"].Routable(time.Now())
 	})

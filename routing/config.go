@@ -13,14 +13,9 @@ const (
 	StrategyLeastLoaded = "least_loaded"
 )
 
-// ValidStrategy reports whether s names a strategy ("" means the default).
-func ValidStrategy(s string) bool {
-	switch s {
-	case "", StrategyScored, StrategyRoundRobin, StrategyLeastLoaded:
-		return true
-	}
-	return false
-}
+// ValidStrategy reports whether s names a registered strategy ("" means
+// the default).
+func ValidStrategy(s string) bool { return s == "" || strategies[s] != nil }
 
 // Weights multiply each scoring signal. A signal's contribution to a
 // candidate's score is its weight times its normalised value; see Signal for
@@ -133,7 +128,7 @@ func (c Config) Provision() (Config, error) {
 		c.DefaultStrategy = StrategyScored
 	}
 	if !ValidStrategy(c.DefaultStrategy) {
-		return c, fmt.Errorf("routing.default_strategy %q: want scored, round_robin or least_loaded", c.DefaultStrategy)
+		return c, fmt.Errorf("routing.default_strategy %q: want one of %v", c.DefaultStrategy, StrategyNames())
 	}
 	if c.Weights == nil {
 		w := DefaultWeights()

@@ -5,7 +5,7 @@
 // # Contract
 //
 // The policy engine decides *what* a request may go to: an ordered list of
-// targets (assets or service ids) in groups (policies.Decision). The Router
+// targets (assets or service ids) in groups (policy.Decision). The Router
 // decides *where*: for each group it collects the services of the snapshot
 // that offer the target and are routable now, applies the group's strategy
 // (the first non-empty group only — later groups are fallbacks and are

@@ -5,8 +5,8 @@ import (
 	"math"
 	"time"
 
-	"github.com/geniehive/geniehive/policies"
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // Explanation is a dry run of Route: every candidate with each signal's
@@ -58,7 +58,7 @@ type SkippedService struct {
 }
 
 // Explain runs the strategy as a dry run.
-func (r *Router) Explain(ctx context.Context, snap *state.Snapshot, dec *policies.Decision, f *Facts) *Explanation {
+func (r *Router) Explain(ctx context.Context, snap *fleet.Snapshot, dec *policy.Decision, f *RequestFacts) *Explanation {
 	w := new(work)
 	now := f.Now
 	if now.IsZero() {
@@ -126,10 +126,10 @@ func (r *Router) Explain(ctx context.Context, snap *state.Snapshot, dec *policie
 	for ti := range dec.Targets {
 		t := &dec.Targets[ti]
 		op := targetOp(t, f)
-		var list []*state.ServiceEntry
-		if t.Kind == policies.TargetService {
+		var list []*fleet.ServiceEntry
+		if t.Kind == policy.TargetService {
 			if svc, ok := snap.ByID[t.Name]; ok {
-				list = []*state.ServiceEntry{svc}
+				list = []*fleet.ServiceEntry{svc}
 			}
 		} else {
 			list = snap.AssetServices[t.Name]

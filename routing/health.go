@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/geniehive/geniehive/edge/route"
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -19,7 +19,7 @@ type healthOp struct {
 // returns the cluster-wide in-flight lease for it: c.Lease when the strategy
 // took one, otherwise a new one from the Inflight tracker. Pair every Begin
 // with one End.
-func (r *Router) Begin(c *route.Candidate) state.Lease {
+func (r *Router) Begin(c *Candidate) state.Lease {
 	r.loc(c.Service.ID).inflight.Add(1)
 	if c.Leased {
 		return c.Lease
@@ -31,17 +31,17 @@ func (r *Router) Begin(c *route.Candidate) state.Lease {
 }
 
 // End undoes Begin.
-func (r *Router) End(c *route.Candidate, l state.Lease) {
+func (r *Router) End(c *Candidate, l state.Lease) {
 	r.loc(c.Service.ID).inflight.Add(-1)
 	if r.inflight != nil {
 		r.inflight.End(l)
 	}
 }
 
-// Observe implements route.Feedback: a failed attempt (connect error, 5xx
+// Observe implements Feedback: a failed attempt (connect error, 5xx
 // before the first byte, timeout) counts towards the service's cooldown; a
 // successful one clears its failures. Never blocks.
-func (r *Router) Observe(c *route.Candidate, ok bool, _ time.Duration) {
+func (r *Router) Observe(c *Candidate, ok bool, _ time.Duration) {
 	if ok {
 		r.ReportSuccess(c.Service)
 	} else {
@@ -61,7 +61,7 @@ func (r *Router) ReportFailure(service string) {
 // ReportSuccess queues a success, but only when it can change anything: this
 // edge saw the service fail since its last success, or the snapshot shows a
 // cooldown (set by any replica). Otherwise it costs one map lookup.
-func (r *Router) ReportSuccess(svc *state.ServiceEntry) {
+func (r *Router) ReportSuccess(svc *fleet.ServiceEntry) {
 	l := r.peekLoc(svc.ID)
 	if (l == nil || !l.failed.Load()) && svc.CooldownUntil.IsZero() {
 		return
@@ -140,6 +140,6 @@ func (r *Router) apply(ctx context.Context, op healthOp, log *slog.Logger) {
 }
 
 var (
-	_ route.Router   = (*Router)(nil)
-	_ route.Feedback = (*Router)(nil)
+	_ Planner  = (*Router)(nil)
+	_ Feedback = (*Router)(nil)
 )

@@ -7,12 +7,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
 )
 
 // targetOp is the operation a target routes to.
-func targetOp(t *policies.Target, f *Facts) state.Kind {
+func targetOp(t *policy.Target, f *RequestFacts) fleet.Kind {
 	if t.Operation != "" {
 		return t.Operation
 	}
@@ -21,7 +22,7 @@ func targetOp(t *policies.Target, f *Facts) state.Kind {
 
 // serviceAsset is the asset a service target sends: its first loaded asset,
 // else its first, else nil (the edge then keeps the request's model).
-func serviceAsset(svc *state.ServiceEntry) *state.Asset {
+func serviceAsset(svc *fleet.ServiceEntry) *fleet.Asset {
 	for i := range svc.Assets {
 		if svc.Assets[i].Loaded {
 			return &svc.Assets[i]
@@ -34,7 +35,7 @@ func serviceAsset(svc *state.ServiceEntry) *state.Asset {
 }
 
 // latencyOf is the best latency figure for a service (0 = unknown).
-func latencyOf(svc *state.ServiceEntry) float64 {
+func latencyOf(svc *fleet.ServiceEntry) float64 {
 	if svc.Stats.Requests > 0 && svc.Stats.LatencyMS > 0 {
 		return svc.Stats.LatencyMS
 	}
@@ -49,7 +50,7 @@ func latencyOf(svc *state.ServiceEntry) float64 {
 
 // collect fills w.cands with every routable (service, asset) of every
 // target, scored, and returns how many are saturated (by the local estimate).
-func (r *Router) collect(w *work, snap *state.Snapshot, dec *policies.Decision, f *Facts, now time.Time) int {
+func (r *Router) collect(w *work, snap *fleet.Snapshot, dec *policy.Decision, f *RequestFacts, now time.Time) int {
 	w.cands = w.cands[:0]
 	w.order = w.order[:0]
 	w.leased = state.Lease{}
@@ -64,7 +65,7 @@ func (r *Router) collect(w *work, snap *state.Snapshot, dec *policies.Decision, 
 	rt.base = len(rt.words)
 	in := scoreInput{text: rt}
 	lastRole := "\x00"
-	var role *state.Role
+	var role *fleet.Role
 	nowNS := now.UnixNano()
 	sat := 0
 	for ti := range dec.Targets {
@@ -92,9 +93,9 @@ func (r *Router) collect(w *work, snap *state.Snapshot, dec *policies.Decision, 
 			}
 		}
 		op := targetOp(t, f)
-		var list []*state.ServiceEntry
-		var one [1]*state.ServiceEntry
-		if t.Kind == policies.TargetService {
+		var list []*fleet.ServiceEntry
+		var one [1]*fleet.ServiceEntry
+		if t.Kind == policy.TargetService {
 			if svc, ok := snap.ByID[t.Name]; ok {
 				one[0] = svc
 				list = one[:]
@@ -114,8 +115,8 @@ func (r *Router) collect(w *work, snap *state.Snapshot, dec *policies.Decision, 
 				}
 				localIn = l.inflight.Load()
 			}
-			var asset *state.Asset
-			if t.Kind == policies.TargetService {
+			var asset *fleet.Asset
+			if t.Kind == policy.TargetService {
 				asset = serviceAsset(svc)
 			} else {
 				asset, _ = svc.Asset(t.Name)
@@ -170,7 +171,7 @@ func less(a, b *cand) bool {
 	return assetName(a.asset) < assetName(b.asset)
 }
 
-func assetName(a *state.Asset) string {
+func assetName(a *fleet.Asset) string {
 	if a == nil {
 		return ""
 	}
@@ -187,7 +188,7 @@ func sortIdx(idx []int, cands []cand, lessFn func(a, b *cand) bool) {
 	}
 }
 
-func (r *Router) strategyOf(t *policies.Target) string {
+func (r *Router) strategyOf(t *policy.Target) string {
 	if t.Strategy != "" && ValidStrategy(t.Strategy) {
 		return t.Strategy
 	}
@@ -197,7 +198,7 @@ func (r *Router) strategyOf(t *policies.Target) string {
 // rrKey names the round-robin counter of a group: a hash of its set of
 // targets (order-independent), so every replica and every request that
 // resolves to the same set shares one rotation.
-func rrKey(dec *policies.Decision, group int) string {
+func rrKey(dec *policy.Decision, group int) string {
 	var sum uint64
 	for i := range dec.Targets {
 		t := &dec.Targets[i]
@@ -224,7 +225,7 @@ func rrKey(dec *policies.Decision, group int) string {
 // group by score, then later groups by score. Saturated candidates are left
 // out. dry makes round_robin peek and least_loaded read counts without
 // taking a lease. It returns the strategy applied.
-func (r *Router) order(ctx context.Context, w *work, dec *policies.Decision, dry bool) (string, error) {
+func (r *Router) order(ctx context.Context, w *work, dec *policy.Decision, dry bool) (string, error) {
 	idx := w.order[:0]
 	for i := range w.cands {
 		idx = append(idx, i)
@@ -253,21 +254,10 @@ func (r *Router) order(ctx context.Context, w *work, dec *policies.Decision, dry
 		ge++
 	}
 	grp := idx[gi:ge]
-	switch strategy {
-	case StrategyLeastLoaded:
-		if r.inflight == nil || r.store == nil {
+	if st := strategies[strategy]; st != nil && st.order != nil {
+		if !st.usable(r) {
 			strategy = StrategyScored
-			break
-		}
-		if err := r.leastLoaded(ctx, w, grp, dry); err != nil {
-			return strategy, err
-		}
-	case StrategyRoundRobin:
-		if r.store == nil {
-			strategy = StrategyScored
-			break
-		}
-		if err := r.roundRobin(ctx, w, dec, g, grp, dry); err != nil {
+		} else if err := st.order(r, ctx, w, dec, g, grp, dry); err != nil {
 			return strategy, err
 		}
 	}
@@ -296,7 +286,7 @@ func byID(a, b *cand) bool {
 	return assetName(a.asset) < assetName(b.asset)
 }
 
-func (r *Router) roundRobin(ctx context.Context, w *work, dec *policies.Decision, g int, grp []int, dry bool) error {
+func (r *Router) roundRobin(ctx context.Context, w *work, dec *policy.Decision, g int, grp []int, dry bool) error {
 	ids := w.queue[:0] // reuse as an index list
 	for k, i := range grp {
 		if !w.cands[i].saturated {
@@ -437,7 +427,7 @@ func (r *Router) leastLoaded(ctx context.Context, w *work, grp []int, dry bool) 
 
 // tried describes, for an error message, every target and why each of its
 // services was not used. Built on the failure path only.
-func (r *Router) tried(snap *state.Snapshot, dec *policies.Decision, f *Facts, now time.Time) []string {
+func (r *Router) tried(snap *fleet.Snapshot, dec *policy.Decision, f *RequestFacts, now time.Time) []string {
 	out := append([]string(nil), dec.Tried...)
 	for ti := range dec.Targets {
 		t := &dec.Targets[ti]
@@ -452,10 +442,10 @@ func (r *Router) tried(snap *state.Snapshot, dec *policies.Decision, f *Facts, n
 			b.WriteString(")")
 		}
 		b.WriteString(": ")
-		var list []*state.ServiceEntry
-		if t.Kind == policies.TargetService {
+		var list []*fleet.ServiceEntry
+		if t.Kind == policy.TargetService {
 			if svc, ok := snap.ByID[t.Name]; ok {
-				list = []*state.ServiceEntry{svc}
+				list = []*fleet.ServiceEntry{svc}
 			}
 		} else {
 			list = snap.AssetServices[t.Name]
@@ -480,7 +470,7 @@ func (r *Router) tried(snap *state.Snapshot, dec *policies.Decision, f *Facts, n
 }
 
 // whyNot says why a service is not usable now ("ok" when it is).
-func (r *Router) whyNot(svc *state.ServiceEntry, op state.Kind, now time.Time) string {
+func (r *Router) whyNot(svc *fleet.ServiceEntry, op fleet.Kind, now time.Time) string {
 	switch {
 	case op != "" && svc.Kind != op:
 		return "serves " + string(svc.Kind) + ", not " + string(op)

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -40,14 +41,14 @@ type ProberOptions struct {
 // takes the lease over once it expires.
 type Prober struct {
 	s      *state.Store
-	snap   func() *state.Snapshot
+	snap   func() *fleet.Snapshot
 	o      ProberOptions
 	leader atomic.Bool
 	rounds atomic.Int64
 }
 
 // NewProber returns a Prober; snap returns the current snapshot.
-func NewProber(s *state.Store, snap func() *state.Snapshot, o ProberOptions) *Prober {
+func NewProber(s *state.Store, snap func() *fleet.Snapshot, o ProberOptions) *Prober {
 	if o.Lease <= 0 {
 		o.Lease = 3 * o.Interval
 		if o.Lease < 3*time.Second {
@@ -121,9 +122,9 @@ func (p *Prober) Release(ctx context.Context) error {
 // HealthPath is the path probed for a service of the given protocol.
 func HealthPath(protocol string) string {
 	switch protocol {
-	case state.ProtocolOllama:
+	case fleet.ProtocolOllama:
 		return "/api/version"
-	case state.ProtocolLlamaCPP, state.ProtocolVLLM, state.ProtocolWhisper:
+	case fleet.ProtocolLlamaCPP, fleet.ProtocolVLLM, fleet.ProtocolWhisper:
 		return "/health"
 	}
 	return "/v1/models"
@@ -141,7 +142,7 @@ func (p *Prober) ProbeAll(ctx context.Context) {
 		}
 		wg.Add(1)
 		sem <- struct{}{}
-		go func(svc *state.ServiceEntry) {
+		go func(svc *fleet.ServiceEntry) {
 			defer func() { <-sem; wg.Done() }()
 			res := p.probe(ctx, svc)
 			if ctx.Err() != nil {
@@ -156,11 +157,11 @@ func (p *Prober) ProbeAll(ctx context.Context) {
 	p.rounds.Add(1)
 }
 
-func (p *Prober) probe(ctx context.Context, svc *state.ServiceEntry) state.ProbeResult {
+func (p *Prober) probe(ctx context.Context, svc *fleet.ServiceEntry) fleet.ProbeResult {
 	ctx, cancel := context.WithTimeout(ctx, p.o.Timeout)
 	defer cancel()
 	start := time.Now()
-	res := state.ProbeResult{At: start}
+	res := fleet.ProbeResult{At: start}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, svc.Endpoint+HealthPath(svc.Protocol), nil)
 	if err != nil {
 		res.Error = err.Error()

@@ -6,12 +6,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/geniehive/geniehive/edge/route"
-	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
 )
 
-// Router implements route.Router and route.Feedback over a shared Store.
+// Router implements Planner and Feedback over a shared Store.
 // Create it with New; it is safe for concurrent use.
 type Router struct {
 	cfg      Config
@@ -26,7 +26,7 @@ type Router struct {
 	pending atomic.Int64 // queued or being applied
 
 	pool sync.Pool   // *work
-	rrc  *rrCombiner // nil: each round-robin pick makes its own round trip
+	rrc  *rrCombiner // nil only without a store
 }
 
 // svcLocal is what this process knows about a service beyond the snapshot.
@@ -51,8 +51,8 @@ func New(cfg Config, store *state.Store, inflight *state.Inflight) (*Router, err
 	m := map[string]*svcLocal{}
 	r.local.Store(&m)
 	r.pool.New = func() any { return new(work) }
-	if b, ok := any(store).(rrBatcher); ok && store != nil {
-		r.rrc = &rrCombiner{incr: b.NextRRN}
+	if store != nil {
+		r.rrc = &rrCombiner{incr: store.NextRRN}
 	}
 	return r, nil
 }
@@ -84,9 +84,9 @@ func (r *Router) peekLoc(id string) *svcLocal { return (*r.local.Load())[id] }
 
 // cand is one (service, asset) under consideration.
 type cand struct {
-	svc       *state.ServiceEntry
-	asset     *state.Asset
-	target    *policies.Target
+	svc       *fleet.ServiceEntry
+	asset     *fleet.Asset
+	target    *policy.Target
 	group     int
 	pos       int // target position within its group
 	sig       Signals
@@ -111,29 +111,12 @@ type work struct {
 	counts []int64
 }
 
-// Facts is what routing reads about a request: route.RequestFacts plus the
-// optional prompt prefix for the text signal.
-type Facts struct {
-	Operation state.Kind
-	Model     string
-	// Text is the start of the prompt (or a free-text task); only the first
-	// Config.TextChars bytes are read. Never logged.
-	Text string
-	Now  time.Time
-}
-
-// Plan implements route.Router.
-func (r *Router) Plan(ctx context.Context, snap *state.Snapshot, dec *policies.Decision, req *route.RequestFacts) (route.Plan, error) {
-	f := Facts{Operation: req.Operation, Model: req.Model, Text: req.Text, Now: req.Now}
-	return r.Route(ctx, snap, dec, &f)
-}
-
-// Route is Plan with the prompt text available to the text signal.
+// Plan implements Planner.
 //
 // # Errors
-// *route.NoCandidatesError, *route.SaturatedError (see route.Router), or a
+// *NoCandidatesError, *SaturatedError (see Planner), or a
 // Redis error from round_robin / least_loaded.
-func (r *Router) Route(ctx context.Context, snap *state.Snapshot, dec *policies.Decision, f *Facts) (route.Plan, error) {
+func (r *Router) Plan(ctx context.Context, snap *fleet.Snapshot, dec *policy.Decision, f *RequestFacts) (Plan, error) {
 	w := r.pool.Get().(*work)
 	defer r.pool.Put(w)
 	now := f.Now
@@ -143,15 +126,15 @@ func (r *Router) Route(ctx context.Context, snap *state.Snapshot, dec *policies.
 	nSat := r.collect(w, snap, dec, f, now)
 	strategy, err := r.order(ctx, w, dec, false)
 	if err != nil {
-		return route.Plan{}, err
+		return Plan{}, err
 	}
 	if len(w.order) == 0 {
 		if nSat > 0 || anySaturated(w) {
-			return route.Plan{}, &route.SaturatedError{Model: f.Model, RetryAfter: r.cfg.RetryAfter, Tried: r.tried(snap, dec, f, now)}
+			return Plan{}, &SaturatedError{Model: f.Model, RetryAfter: r.cfg.RetryAfter, Tried: r.tried(snap, dec, f, now)}
 		}
-		return route.Plan{}, &route.NoCandidatesError{Model: f.Model, Tried: r.tried(snap, dec, f, now)}
+		return Plan{}, &NoCandidatesError{Model: f.Model, Tried: r.tried(snap, dec, f, now)}
 	}
-	p := route.Plan{Strategy: strategy, Candidates: make([]route.Candidate, len(w.order))}
+	p := Plan{Strategy: strategy, Candidates: make([]Candidate, len(w.order))}
 	for i, k := range w.order {
 		c := &w.cands[k]
 		rc := &p.Candidates[i]

@@ -5,16 +5,9 @@ import (
 	"sync"
 )
 
-// rrBatcher is the store method the combiner needs: add n to target's
-// round-robin counter in one command and return the new value. When the
-// Store offers it, concurrent round-robin picks for one counter share a
-// round trip; until then each pick makes its own (Store.NextRR).
-type rrBatcher interface {
-	NextRRN(ctx context.Context, target string, n int) (uint64, error)
-}
-
 // rrCombiner coalesces concurrent increments of one round-robin counter
-// into one command. While a command for a counter is in flight, callers for
+// into one command (state.Store.NextRRN adds n to a counter and returns the
+// new value). While a command for a counter is in flight, callers for
 // it gather into the next batch, which its first member sends as one
 // increment by n when the flight lands; each member gets its own value of
 // the n consecutive ones, so the rotation is exactly what n separate

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geniehive/geniehive/edge/route"
-	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -21,76 +21,76 @@ func TestSignalsMoveRanking(t *testing.T) {
 	type tc struct {
 		name   string
 		sig    Signal
-		build  func() (*state.Snapshot, *policies.Decision, *Facts)
+		build  func() (*fleet.Snapshot, *policy.Decision, *RequestFacts)
 		winner string // service|asset
 	}
-	twoServices := func(mod func(a, b *state.ServiceEntry)) func() (*state.Snapshot, *policies.Decision, *Facts) {
-		return func() (*state.Snapshot, *policies.Decision, *Facts) {
-			a := svc("a", "s", state.KindChat, asset("m:7b", "llama"))
-			b := svc("b", "s", state.KindChat, asset("m:7b", "llama"))
+	twoServices := func(mod func(a, b *fleet.ServiceEntry)) func() (*fleet.Snapshot, *policy.Decision, *RequestFacts) {
+		return func() (*fleet.Snapshot, *policy.Decision, *RequestFacts) {
+			a := svc("a", "s", fleet.KindChat, asset("m:7b", "llama"))
+			b := svc("b", "s", fleet.KindChat, asset("m:7b", "llama"))
 			mod(a, b)
-			return snapOf(nil, a, b), directTargets("", state.KindChat, "m:7b"), &Facts{Operation: state.KindChat, Model: "m"}
+			return snapOf(nil, a, b), directTargets("", fleet.KindChat, "m:7b"), &RequestFacts{Operation: fleet.KindChat, Model: "m"}
 		}
 	}
-	twoAssets := func(cat *state.Catalog, role string, x, y state.Asset, mod func(s *state.Snapshot)) func() (*state.Snapshot, *policies.Decision, *Facts) {
-		return func() (*state.Snapshot, *policies.Decision, *Facts) {
-			s := snapOf(cat, svc("h", "s", state.KindChat, x, y))
+	twoAssets := func(cat *fleet.Catalog, role string, x, y fleet.Asset, mod func(s *fleet.Snapshot)) func() (*fleet.Snapshot, *policy.Decision, *RequestFacts) {
+		return func() (*fleet.Snapshot, *policy.Decision, *RequestFacts) {
+			s := snapOf(cat, svc("h", "s", fleet.KindChat, x, y))
 			if mod != nil {
 				mod(s)
 			}
-			d := directTargets("", state.KindChat, x.Name, y.Name)
+			d := directTargets("", fleet.KindChat, x.Name, y.Name)
 			for i := range d.Targets {
 				d.Targets[i].Role = role
 			}
-			return s, d, &Facts{Operation: state.KindChat, Model: role}
+			return s, d, &RequestFacts{Operation: fleet.KindChat, Model: role}
 		}
 	}
 	cases := []tc{
 		{name: "text overlap with the prompt", sig: SigTextOverlap, winner: "h/s|coder-7b",
-			build: func() (*state.Snapshot, *policies.Decision, *Facts) {
+			build: func() (*fleet.Snapshot, *policy.Decision, *RequestFacts) {
 				s, d, f := twoAssets(nil, "", asset("chat-7b", "x"), asset("coder-7b", "x", "code", "python"), nil)()
 				f.Model, f.Text = "assistant", "Write python code that parses a CSV file"
 				return s, d, f
 			}},
 		{name: "text overlap with the role", sig: SigTextOverlap, winner: "h/s|coder-7b",
-			build: twoAssets(&state.Catalog{Roles: []state.Role{{Name: "coder", Description: "writes code"}}}, "coder",
+			build: twoAssets(&fleet.Catalog{Roles: []fleet.Role{{Name: "coder", Description: "writes code"}}}, "coder",
 				asset("chat-7b", "x"), asset("coder-7b", "x", "code"), nil)},
 		{name: "preferred family", sig: SigPreferredFamily, winner: "h/s|q-7b",
-			build: twoAssets(&state.Catalog{Roles: []state.Role{{Name: "r", PreferredFamilies: []string{"qwen3", "llama"}}}}, "r",
+			build: twoAssets(&fleet.Catalog{Roles: []fleet.Role{{Name: "r", PreferredFamilies: []string{"qwen3", "llama"}}}}, "r",
 				asset("l-7b", "mistral"), asset("q-7b", "qwen3"), nil)},
 		{name: "loaded beats not loaded", sig: SigLoaded, winner: "h/s|y",
-			build: func() (*state.Snapshot, *policies.Decision, *Facts) {
+			build: func() (*fleet.Snapshot, *policy.Decision, *RequestFacts) {
 				y := asset("y", "f")
 				y.Loaded = true
 				return twoAssets(nil, "", asset("x", "f"), y, nil)()
 			}},
 		{name: "lower latency", sig: SigLatency, winner: "b/s|m:7b",
-			build: twoServices(func(a, b *state.ServiceEntry) {
-				a.Stats = state.ServiceStats{Requests: 10, LatencyMS: 3000}
-				b.Stats = state.ServiceStats{Requests: 10, LatencyMS: 200}
+			build: twoServices(func(a, b *fleet.ServiceEntry) {
+				a.Stats = fleet.ServiceStats{Requests: 10, LatencyMS: 3000}
+				b.Stats = fleet.ServiceStats{Requests: 10, LatencyMS: 200}
 			})},
 		{name: "higher throughput", sig: SigThroughput, winner: "b/s|m:7b",
-			build: twoServices(func(a, b *state.ServiceEntry) { a.Metrics.TokensPerSecond = 8; b.Metrics.TokensPerSecond = 90 })},
+			build: twoServices(func(a, b *fleet.ServiceEntry) { a.Metrics.TokensPerSecond = 8; b.Metrics.TokensPerSecond = 90 })},
 		{name: "shorter queue", sig: SigQueueDepth, winner: "b/s|m:7b",
-			build: twoServices(func(a, b *state.ServiceEntry) { a.Metrics.QueueDepth = 6 })},
+			build: twoServices(func(a, b *fleet.ServiceEntry) { a.Metrics.QueueDepth = 6 })},
 		{name: "fewer in flight", sig: SigInFlight, winner: "b/s|m:7b",
-			build: twoServices(func(a, b *state.ServiceEntry) { a.Metrics.InFlight = 5 })},
+			build: twoServices(func(a, b *fleet.ServiceEntry) { a.Metrics.InFlight = 5 })},
 		{name: "more VRAM headroom", sig: SigVRAMHeadroom, winner: "b/s|m:7b",
-			build: twoServices(func(a, b *state.ServiceEntry) {
+			build: twoServices(func(a, b *fleet.ServiceEntry) {
 				a.Metrics.VRAMTotalBytes, a.Metrics.VRAMUsedBytes = 24<<30, 23<<30
 				b.Metrics.VRAMTotalBytes, b.Metrics.VRAMUsedBytes = 24<<30, 4<<30
 			})},
 		{name: "benchmarks cover the role's workloads", sig: SigWorkloadOverlap, winner: "h/s|y",
-			build: twoAssets(&state.Catalog{Roles: []state.Role{{Name: "r", Workloads: []string{"chat.short_reasoning"}}}}, "r",
-				asset("x", "f"), asset("y", "f"), func(s *state.Snapshot) {
-					s.Bench["x"] = []state.BenchSummary{{Model: "x", Workload: "other", Samples: 5, Quality: 0.5}}
-					s.Bench["y"] = []state.BenchSummary{{Model: "y", Workload: "chat.short_reasoning", Samples: 5, Quality: 0.5}}
+			build: twoAssets(&fleet.Catalog{Roles: []fleet.Role{{Name: "r", Workloads: []string{"chat.short_reasoning"}}}}, "r",
+				asset("x", "f"), asset("y", "f"), func(s *fleet.Snapshot) {
+					s.Bench["x"] = []fleet.BenchSummary{{Model: "x", Workload: "other", Samples: 5, Quality: 0.5}}
+					s.Bench["y"] = []fleet.BenchSummary{{Model: "y", Workload: "chat.short_reasoning", Samples: 5, Quality: 0.5}}
 				})},
 		{name: "higher benchmark quality", sig: SigBenchQuality, winner: "h/s|y",
-			build: twoAssets(&state.Catalog{Roles: []state.Role{{Name: "r", Workloads: []string{"w"}}}}, "r",
-				asset("x", "f"), asset("y", "f"), func(s *state.Snapshot) {
-					s.Bench["x"] = []state.BenchSummary{{Model: "x", Workload: "w", Samples: 5, Quality: 0.3}}
-					s.Bench["y"] = []state.BenchSummary{{Model: "y", Workload: "w", Samples: 5, Quality: 0.9}}
+			build: twoAssets(&fleet.Catalog{Roles: []fleet.Role{{Name: "r", Workloads: []string{"w"}}}}, "r",
+				asset("x", "f"), asset("y", "f"), func(s *fleet.Snapshot) {
+					s.Bench["x"] = []fleet.BenchSummary{{Model: "x", Workload: "w", Samples: 5, Quality: 0.3}}
+					s.Bench["y"] = []fleet.BenchSummary{{Model: "y", Workload: "w", Samples: 5, Quality: 0.9}}
 				})},
 		{name: "candidate order", sig: SigCandidateOrder, winner: "h/s|x",
 			build: twoAssets(nil, "", asset("x", "f"), asset("y", "f"), nil)},
@@ -99,7 +99,7 @@ func TestSignalsMoveRanking(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			snap, dec, f := c.build()
-			p, err := r.Route(context.Background(), snap, dec, f)
+			p, err := r.Plan(context.Background(), snap, dec, f)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,50 +136,50 @@ func setWeight(w *Weights, s Signal, v float64) {
 }
 
 func TestSaturationAndLocalInflight(t *testing.T) {
-	a := svc("a", "s", state.KindChat, asset("m", "f"))
-	b := svc("b", "s", state.KindChat, asset("m", "f"))
+	a := svc("a", "s", fleet.KindChat, asset("m", "f"))
+	b := svc("b", "s", fleet.KindChat, asset("m", "f"))
 	a.MaxConcurrency, b.MaxConcurrency = 1, 2
 	snap := snapOf(nil, a, b)
-	dec := directTargets("", state.KindChat, "m")
+	dec := directTargets("", fleet.KindChat, "m")
 	r := newRouter(t, Config{})
 	ctx := context.Background()
-	f := &Facts{Operation: state.KindChat, Model: "m"}
-	var open []route.Candidate
+	f := &RequestFacts{Operation: fleet.KindChat, Model: "m"}
+	var open []Candidate
 	for i := 0; i < 3; i++ {
-		p, err := r.Route(ctx, snap, dec, f)
+		p, err := r.Plan(ctx, snap, dec, f)
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
 		r.Begin(&p.Candidates[0])
 		open = append(open, p.Candidates[0])
 	}
-	_, err := r.Route(ctx, snap, dec, f)
-	var se *route.SaturatedError
+	_, err := r.Plan(ctx, snap, dec, f)
+	var se *SaturatedError
 	if !errors.As(err, &se) || se.RetryAfter <= 0 {
 		t.Fatalf("4th request: %v, want saturated with Retry-After", err)
 	}
 	r.End(&open[0], state.Lease{})
-	if _, err := r.Route(ctx, snap, dec, f); err != nil {
+	if _, err := r.Plan(ctx, snap, dec, f); err != nil {
 		t.Fatalf("after End: %v", err)
 	}
 	// A saturated group falls through to the next group.
-	c := svc("c", "s", state.KindChat, asset("n", "f"))
+	c := svc("c", "s", fleet.KindChat, asset("n", "f"))
 	snap = snapOf(nil, a, b, c)
-	dec = directTargets("", state.KindChat, "m", "n")
+	dec = directTargets("", fleet.KindChat, "m", "n")
 	dec.Targets[1].Group = 1
 	for i := 0; i < 2; i++ {
-		p, _ := r.Route(ctx, snap, dec, f)
+		p, _ := r.Plan(ctx, snap, dec, f)
 		r.Begin(&p.Candidates[0])
 	}
-	p, err := r.Route(ctx, snap, dec, f)
+	p, err := r.Plan(ctx, snap, dec, f)
 	if err != nil || p.Candidates[0].Service.ID != "c/s" {
 		t.Fatalf("want fallback group: %v %v", ids(p), err)
 	}
 }
 
 func TestLocalCooldownAndSuccessIsCheap(t *testing.T) {
-	a := svc("a", "s", state.KindChat, asset("m", "f"))
-	b := svc("b", "s", state.KindChat, asset("m", "f"))
+	a := svc("a", "s", fleet.KindChat, asset("m", "f"))
+	b := svc("b", "s", fleet.KindChat, asset("m", "f"))
 	snap := snapOf(nil, a, b)
 	r := newRouter(t, Config{})
 	r.ReportSuccess(a)
@@ -209,14 +209,14 @@ func TestConfigProvision(t *testing.T) {
 }
 
 // TestPlanUsesRequestText: the edge's entry point (Plan, with
-// route.RequestFacts) feeds the prompt text to the text signal exactly as
+// RequestFacts) feeds the prompt text to the text signal exactly as
 // Route does with Facts.Text.
 func TestPlanUsesRequestText(t *testing.T) {
-	snap := snapOf(nil, svc("h", "s", state.KindChat, asset("chat-7b", "x"), asset("coder-7b", "x", "code", "python")))
-	dec := directTargets("", state.KindChat, "chat-7b", "coder-7b")
+	snap := snapOf(nil, svc("h", "s", fleet.KindChat, asset("chat-7b", "x"), asset("coder-7b", "x", "code", "python")))
+	dec := directTargets("", fleet.KindChat, "chat-7b", "coder-7b")
 	r := newRouter(t, Config{})
 	plan := func(text string) []string {
-		p, err := r.Plan(context.Background(), snap, dec, &route.RequestFacts{Operation: state.KindChat, Model: "assistant", Text: text})
+		p, err := r.Plan(context.Background(), snap, dec, &RequestFacts{Operation: fleet.KindChat, Model: "assistant", Text: text})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,7 +3,7 @@ package routing
 import (
 	"strings"
 
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/fleet"
 )
 
 // Signal indexes a scoring signal in Signals.
@@ -54,13 +54,13 @@ func (s *Signals) Sum() float64 {
 
 // scoreInput is everything one candidate's score depends on.
 type scoreInput struct {
-	svc      *state.ServiceEntry
-	asset    *state.Asset // nil for a service target without assets
-	role     *state.Role  // nil for a direct target
+	svc      *fleet.ServiceEntry
+	asset    *fleet.Asset // nil for a service target without assets
+	role     *fleet.Role  // nil for a direct target
 	pos, n   int          // target position within its group, group size
 	inflight int64        // best local estimate
-	host     *state.HostEntry
-	bench    []state.BenchSummary
+	host     *fleet.HostEntry
+	bench    []fleet.BenchSummary
 	text     *requestText
 	hasText  bool
 }

@@ -39,6 +39,9 @@ if ! redis-cli -p "$port" ping >/dev/null 2>&1; then
 fi
 export GENIEHIVE_TEST_REDIS="redis://127.0.0.1:$port/0"
 export TESTCONTAINERS_RYUK_DISABLED=true
+# The container suite (chaos/, ghtest's examples) runs here and in CI, not in
+# a plain `go test ./...`; GENIEHIVE_CHAOS=0 make test skips it.
+export GENIEHIVE_CHAOS="${GENIEHIVE_CHAOS:-1}"
 log "redis-server on $GENIEHIVE_TEST_REDIS"
 
 # A real Ollama (internal/testollama): built once per version, then cached.

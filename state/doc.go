@@ -1,5 +1,8 @@
 // Package state owns GenieHive's shared state: the Redis key schema, every
-// read and write of it, and the edge's local snapshot cache.
+// read and write of it, and the Watcher that keeps an edge's local snapshot
+// (a fleet.Snapshot) fresh. The values it stores (hosts, services, the role
+// catalog, keys, bundles) are the domain types of package fleet; this package
+// adds Redis and YAML (LoadCatalogFile, with line numbers) around them.
 //
 // # Key schema
 //

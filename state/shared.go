@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -93,7 +94,7 @@ func (s *Store) Cooldowns(ctx context.Context, services []string) (map[string]ti
 }
 
 // PutProbe records an active health probe result for a service.
-func (s *Store) PutProbe(ctx context.Context, service string, r ProbeResult) error {
+func (s *Store) PutProbe(ctx context.Context, service string, r fleet.ProbeResult) error {
 	b, _ := json.Marshal(r)
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, s.kProbe, service, b)
@@ -104,14 +105,14 @@ func (s *Store) PutProbe(ctx context.Context, service string, r ProbeResult) err
 }
 
 // Probes returns every stored probe result.
-func (s *Store) Probes(ctx context.Context) (map[string]ProbeResult, error) {
+func (s *Store) Probes(ctx context.Context) (map[string]fleet.ProbeResult, error) {
 	m, err := s.c.HGetAll(ctx, s.kProbe).Result()
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]ProbeResult, len(m))
+	out := make(map[string]fleet.ProbeResult, len(m))
 	for k, v := range m {
-		var r ProbeResult
+		var r fleet.ProbeResult
 		if json.Unmarshal([]byte(v), &r) == nil {
 			out[k] = r
 		}
@@ -159,7 +160,7 @@ func (s *Store) LeaseHolder(ctx context.Context, name string) (string, error) {
 // MergeStats writes edge-observed service figures. Each service's entry is
 // blended with the stored one (request counts add up, averages weigh by
 // requests), so several edges writing in turn converge on fleet figures.
-func (s *Store) MergeStats(ctx context.Context, stats map[string]ServiceStats) error {
+func (s *Store) MergeStats(ctx context.Context, stats map[string]fleet.ServiceStats) error {
 	if len(stats) == 0 {
 		return nil
 	}
@@ -175,7 +176,7 @@ func (s *Store) MergeStats(ctx context.Context, stats map[string]ServiceStats) e
 	for i, name := range names {
 		n := stats[name]
 		if str, ok := old[i].(string); ok {
-			var o ServiceStats
+			var o fleet.ServiceStats
 			if json.Unmarshal([]byte(str), &o) == nil {
 				n = blend(o, n)
 			}
@@ -189,7 +190,7 @@ func (s *Store) MergeStats(ctx context.Context, stats map[string]ServiceStats) e
 
 // blend mixes a new batch into stored figures: an EWMA that gives the new
 // batch a weight of at least 30%.
-func blend(old, cur ServiceStats) ServiceStats {
+func blend(old, cur fleet.ServiceStats) fleet.ServiceStats {
 	w := 0.3
 	if cur.Requests > 0 && old.Requests > 0 {
 		w = math.Max(w, float64(cur.Requests)/float64(old.Requests+cur.Requests))
@@ -203,7 +204,7 @@ func blend(old, cur ServiceStats) ServiceStats {
 		}
 		return a*(1-w) + b*w
 	}
-	return ServiceStats{
+	return fleet.ServiceStats{
 		Requests:     old.Requests + cur.Requests,
 		Failures:     old.Failures + cur.Failures,
 		LatencyMS:    mix(old.LatencyMS, cur.LatencyMS),
@@ -213,14 +214,14 @@ func blend(old, cur ServiceStats) ServiceStats {
 }
 
 // Stats returns every service's stored edge-observed figures.
-func (s *Store) Stats(ctx context.Context) (map[string]ServiceStats, error) {
+func (s *Store) Stats(ctx context.Context) (map[string]fleet.ServiceStats, error) {
 	m, err := s.c.HGetAll(ctx, s.kStats).Result()
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]ServiceStats, len(m))
+	out := make(map[string]fleet.ServiceStats, len(m))
 	for k, v := range m {
-		var st ServiceStats
+		var st fleet.ServiceStats
 		if json.Unmarshal([]byte(v), &st) == nil {
 			out[k] = st
 		}
@@ -229,9 +230,9 @@ func (s *Store) Stats(ctx context.Context) (map[string]ServiceStats, error) {
 }
 
 // PutEdge records (or refreshes) an edge replica's presence for ttl.
-func (s *Store) PutEdge(ctx context.Context, e EdgeInfo, ttl time.Duration) error {
-	if !ValidID(e.ID) {
-		return fmt.Errorf("%w: edge id %q", ErrInvalid, e.ID)
+func (s *Store) PutEdge(ctx context.Context, e fleet.EdgeInfo, ttl time.Duration) error {
+	if !fleet.ValidID(e.ID) {
+		return fmt.Errorf("%w: edge id %q", fleet.ErrInvalid, e.ID)
 	}
 	e.Deadline = time.Now().Add(ttl)
 	b, _ := json.Marshal(e)
@@ -239,16 +240,16 @@ func (s *Store) PutEdge(ctx context.Context, e EdgeInfo, ttl time.Duration) erro
 }
 
 // ListEdges returns the live edge replicas, sorted by id, and forgets dead ones.
-func (s *Store) ListEdges(ctx context.Context) ([]EdgeInfo, error) {
+func (s *Store) ListEdges(ctx context.Context) ([]fleet.EdgeInfo, error) {
 	m, err := s.c.HGetAll(ctx, s.kEdges).Result()
 	if err != nil {
 		return nil, err
 	}
 	now := time.Now()
-	var out []EdgeInfo
+	var out []fleet.EdgeInfo
 	var dead []string
 	for k, v := range m {
-		var e EdgeInfo
+		var e fleet.EdgeInfo
 		if json.Unmarshal([]byte(v), &e) != nil || now.After(e.Deadline) {
 			dead = append(dead, k)
 			continue
@@ -274,16 +275,16 @@ func (s *Store) benchKey(asset, workload string) string {
 // AddBenchSamples stores benchmark samples, newest first, keeping at most
 // keep (default 200) per asset and workload, and announces them. Samples
 // must name a workload and a model.
-func (s *Store) AddBenchSamples(ctx context.Context, samples []BenchSample, keep int) error {
+func (s *Store) AddBenchSamples(ctx context.Context, samples []fleet.BenchSample, keep int) error {
 	if keep <= 0 {
 		keep = 200
 	}
 	for i, sm := range samples {
 		if sm.Workload == "" || sm.Model == "" || strings.ContainsAny(sm.Model+sm.Workload, "{}\x00") {
-			return fmt.Errorf("%w: sample %d: workload and model are required and may not hold braces", ErrInvalid, i)
+			return fmt.Errorf("%w: sample %d: workload and model are required and may not hold braces", fleet.ErrInvalid, i)
 		}
 		if sm.Quality < 0 || sm.Quality > 1 || math.IsNaN(sm.Quality) {
-			return fmt.Errorf("%w: sample %d: quality %v is outside 0..1", ErrInvalid, i, sm.Quality)
+			return fmt.Errorf("%w: sample %d: quality %v is outside 0..1", fleet.ErrInvalid, i, sm.Quality)
 		}
 	}
 	groups := map[[2]string][]any{}
@@ -309,7 +310,7 @@ func (s *Store) AddBenchSamples(ctx context.Context, samples []BenchSample, keep
 }
 
 // BenchSamples returns up to n newest samples of one asset and workload.
-func (s *Store) BenchSamples(ctx context.Context, asset, workload string, n int) ([]BenchSample, error) {
+func (s *Store) BenchSamples(ctx context.Context, asset, workload string, n int) ([]fleet.BenchSample, error) {
 	if n <= 0 {
 		n = 200
 	}
@@ -317,9 +318,9 @@ func (s *Store) BenchSamples(ctx context.Context, asset, workload string, n int)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]BenchSample, 0, len(vals))
+	out := make([]fleet.BenchSample, 0, len(vals))
 	for _, v := range vals {
-		var sm BenchSample
+		var sm fleet.BenchSample
 		if json.Unmarshal([]byte(v), &sm) == nil {
 			out = append(out, sm)
 		}
@@ -328,13 +329,13 @@ func (s *Store) BenchSamples(ctx context.Context, asset, workload string, n int)
 }
 
 // BenchSummaries aggregates every stored (asset, workload), sorted.
-func (s *Store) BenchSummaries(ctx context.Context) ([]BenchSummary, error) {
+func (s *Store) BenchSummaries(ctx context.Context) ([]fleet.BenchSummary, error) {
 	idx, err := s.c.SMembers(ctx, s.kBenchIndex).Result()
 	if err != nil {
 		return nil, err
 	}
 	sort.Strings(idx)
-	var out []BenchSummary
+	var out []fleet.BenchSummary
 	for _, e := range idx {
 		asset, workload, ok := strings.Cut(e, "\x00")
 		if !ok {
@@ -347,7 +348,7 @@ func (s *Store) BenchSummaries(ctx context.Context) ([]BenchSummary, error) {
 		if len(samples) == 0 {
 			continue
 		}
-		sum := BenchSummary{Model: asset, Workload: workload, Samples: len(samples)}
+		sum := fleet.BenchSummary{Model: asset, Workload: workload, Samples: len(samples)}
 		for _, sm := range samples {
 			sum.Quality += sm.Quality
 			sum.LatencyMS += sm.LatencyMS

@@ -9,16 +9,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/state"
 )
 
-func node(id string, svcs ...string) *state.NodeState {
-	st := &state.NodeState{Host: state.Host{ID: id, UpdatedAt: time.Now()}}
+func node(id string, svcs ...string) *fleet.NodeState {
+	st := &fleet.NodeState{Host: fleet.Host{ID: id, UpdatedAt: time.Now()}}
 	for _, s := range svcs {
-		st.Services = append(st.Services, state.Service{
-			ID: id + "/" + s, HostID: id, Name: s, Kind: state.KindChat, Endpoint: "http://127.0.0.1:1",
-			Healthy: true, Assets: []state.Asset{{Name: "m-" + s, Loaded: true}},
+		st.Services = append(st.Services, fleet.Service{
+			ID: id + "/" + s, HostID: id, Name: s, Kind: fleet.KindChat, Endpoint: "http://127.0.0.1:1",
+			Healthy: true, Assets: []fleet.Asset{{Name: "m-" + s, Loaded: true}},
 		})
 	}
 	return st
@@ -62,11 +63,11 @@ func TestHeartbeatRejectsForeignServices(t *testing.T) {
 	s := state.New(c, prefix)
 	st := node("a", "x")
 	st.Services[0].HostID = "b"
-	if err := s.WriteHeartbeat(context.Background(), st, 5*time.Second); !errors.Is(err, state.ErrInvalid) {
-		t.Fatalf("want ErrInvalid, got %v", err)
+	if err := s.WriteHeartbeat(context.Background(), st, 5*time.Second); !errors.Is(err, fleet.ErrInvalid) {
+		t.Fatalf("want fleet.ErrInvalid, got %v", err)
 	}
-	if err := s.WriteHeartbeat(context.Background(), node("bad{id}"), 5*time.Second); !errors.Is(err, state.ErrInvalid) {
-		t.Fatalf("want ErrInvalid for brace id, got %v", err)
+	if err := s.WriteHeartbeat(context.Background(), node("bad{id}"), 5*time.Second); !errors.Is(err, fleet.ErrInvalid) {
+		t.Fatalf("want fleet.ErrInvalid for brace id, got %v", err)
 	}
 	if n, _ := c.Exists(context.Background(), s.NodeKey("a"), s.NodeKey("b")).Result(); n != 0 {
 		t.Fatal("rejected heartbeat wrote keys")
@@ -313,7 +314,7 @@ func TestRestoreOperatorStateAfterDataLoss(t *testing.T) {
 	if err := s.PutCatalog(ctx, cat); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutKey(ctx, state.APIKey{ID: "k1", Hash: state.HashKeyHex("s1"), Scope: state.ScopeClient}); err != nil {
+	if err := s.PutKey(ctx, fleet.APIKey{ID: "k1", Hash: fleet.HashKeyHex("s1"), Scope: fleet.ScopeClient}); err != nil {
 		t.Fatal(err)
 	}
 	w := state.NewWatcher(state.New(srv.Client(t), ""), state.WatcherOptions{Resync: 100 * time.Millisecond, Restore: true})
@@ -354,7 +355,7 @@ func TestCatalogErrorsNameFileLineField(t *testing.T) {
 	}
 	for _, tc := range cases {
 		_, err := state.ParseCatalog("cat.yaml", []byte(tc.yaml))
-		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, state.ErrInvalid) {
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, fleet.ErrInvalid) {
 			t.Errorf("yaml %q: got %v, want %q", tc.yaml, err, tc.want)
 		}
 	}
@@ -363,7 +364,7 @@ func TestCatalogErrorsNameFileLineField(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, ok := c.Role("CODE"); !ok || r.Name != "coder" || r.Operation != state.KindChat {
+	if r, ok := c.Role("CODE"); !ok || r.Name != "coder" || r.Operation != fleet.KindChat {
 		t.Fatalf("alias lookup: %+v %v", r, ok)
 	}
 }
@@ -383,8 +384,8 @@ func TestCatalogStoreRoundTrip(t *testing.T) {
 	if err != nil || len(got.Roles) != 1 || got.Version == "" {
 		t.Fatalf("got %+v, %v", got, err)
 	}
-	bad := &state.Catalog{Roles: []state.Role{{Name: "x"}}}
-	if err := s.PutCatalog(ctx, bad); !errors.Is(err, state.ErrInvalid) {
+	bad := &fleet.Catalog{Roles: []fleet.Role{{Name: "x"}}}
+	if err := s.PutCatalog(ctx, bad); !errors.Is(err, fleet.ErrInvalid) {
 		t.Fatalf("invalid catalog stored: %v", err)
 	}
 	if again, _ := s.GetCatalog(ctx); again.Version != got.Version {
@@ -396,9 +397,9 @@ func TestBenchSamplesBounded(t *testing.T) {
 	c, prefix := testredis.New(t)
 	s := state.New(c, prefix)
 	ctx := context.Background()
-	var samples []state.BenchSample
+	var samples []fleet.BenchSample
 	for i := 0; i < 30; i++ {
-		samples = append(samples, state.BenchSample{Workload: "w", Model: "m", Quality: 0.5, LatencyMS: 10})
+		samples = append(samples, fleet.BenchSample{Workload: "w", Model: "m", Quality: 0.5, LatencyMS: 10})
 	}
 	if err := s.AddBenchSamples(ctx, samples, 20); err != nil {
 		t.Fatal(err)
@@ -407,7 +408,7 @@ func TestBenchSamplesBounded(t *testing.T) {
 	if err != nil || len(sum) != 1 || sum[0].Samples != 20 || sum[0].Quality != 0.5 {
 		t.Fatalf("summaries %+v %v", sum, err)
 	}
-	if err := s.AddBenchSamples(ctx, []state.BenchSample{{Workload: "w", Model: "m", Quality: 2}}, 20); !errors.Is(err, state.ErrInvalid) {
+	if err := s.AddBenchSamples(ctx, []fleet.BenchSample{{Workload: "w", Model: "m", Quality: 2}}, 20); !errors.Is(err, fleet.ErrInvalid) {
 		t.Fatalf("quality 2 accepted: %v", err)
 	}
 }
@@ -440,7 +441,7 @@ func TestRoundRobinBatchesAreConsecutive(t *testing.T) {
 	if ttl := c.TTL(ctx, prefix+"{rr}:t").Val(); ttl <= 0 {
 		t.Fatalf("counter has no idle expiry (ttl %v)", ttl)
 	}
-	if _, err := s.NextRRN(ctx, "t", 0); !errors.Is(err, state.ErrInvalid) {
+	if _, err := s.NextRRN(ctx, "t", 0); !errors.Is(err, fleet.ErrInvalid) {
 		t.Fatalf("batch of 0: %v", err)
 	}
 }

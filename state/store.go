@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -197,43 +198,22 @@ func (s *Store) splitNodeKey(k string) (id, kind string, ok bool) {
 	return rest[:i], rest[i+2:], true
 }
 
-// ErrInvalid marks bad input rejected before anything was written.
-var ErrInvalid = errors.New("invalid")
-
-// ValidID reports whether id is usable as a host or service id: 1–128 bytes
-// of letters, digits and . _ - / (no braces, colons or spaces, which would
-// break the key schema or ACL patterns).
-func ValidID(id string) bool {
-	if id == "" || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-', c == '/':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // WriteHeartbeat stores st under the node's key with ttl and announces it, in
 // one MULTI/EXEC (both keys share nothing cross-slot: PUBLISH has no key).
 //
 // # Errors
 // ErrInvalid for a bad host id, ttl < 1s or services of another host;
 // Redis errors otherwise.
-func (s *Store) WriteHeartbeat(ctx context.Context, st *NodeState, ttl time.Duration) error {
-	if !ValidID(st.Host.ID) {
-		return fmt.Errorf("%w: host id %q", ErrInvalid, st.Host.ID)
+func (s *Store) WriteHeartbeat(ctx context.Context, st *fleet.NodeState, ttl time.Duration) error {
+	if !fleet.ValidID(st.Host.ID) {
+		return fmt.Errorf("%w: host id %q", fleet.ErrInvalid, st.Host.ID)
 	}
 	if ttl < time.Second {
-		return fmt.Errorf("%w: heartbeat ttl %s < 1s", ErrInvalid, ttl)
+		return fmt.Errorf("%w: heartbeat ttl %s < 1s", fleet.ErrInvalid, ttl)
 	}
 	for i := range st.Services {
 		if st.Services[i].HostID != st.Host.ID {
-			return fmt.Errorf("%w: service %q belongs to host %q, not %q", ErrInvalid, st.Services[i].ID, st.Services[i].HostID, st.Host.ID)
+			return fmt.Errorf("%w: service %q belongs to host %q, not %q", fleet.ErrInvalid, st.Services[i].ID, st.Services[i].HostID, st.Host.ID)
 		}
 	}
 	st.TTLSeconds = int(ttl / time.Second)
@@ -265,7 +245,7 @@ func (s *Store) RemoveNode(ctx context.Context, hostID string) error {
 
 // NodeRecord is a node's stored state and when it expires.
 type NodeRecord struct {
-	State    NodeState
+	State    fleet.NodeState
 	Deadline time.Time
 }
 
@@ -378,7 +358,7 @@ func (s *Store) readNodes(ctx context.Context) ([]NodeRecord, map[string]bool, e
 }
 
 // PutCatalog validates and stores the role catalog, and announces it.
-func (s *Store) PutCatalog(ctx context.Context, c *Catalog) error {
+func (s *Store) PutCatalog(ctx context.Context, c *fleet.Catalog) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
@@ -402,37 +382,31 @@ func (s *Store) PutCatalog(ctx context.Context, c *Catalog) error {
 }
 
 // GetCatalog reads the role catalog; an empty one when none is stored.
-func (s *Store) GetCatalog(ctx context.Context) (*Catalog, error) {
+func (s *Store) GetCatalog(ctx context.Context) (*fleet.Catalog, error) {
 	b, err := s.c.Get(ctx, s.kCatalog).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return &Catalog{}, nil
+		return &fleet.Catalog{}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	var c Catalog
+	var c fleet.Catalog
 	if err := json.Unmarshal(b, &c); err != nil {
 		return nil, fmt.Errorf("stored catalog is corrupt: %w", err)
 	}
 	return &c, nil
 }
 
-// HashKey returns the SHA-256 of an API key secret.
-func HashKey(secret string) [32]byte { return sha256.Sum256([]byte(secret)) }
-
-// HashKeyHex is HashKey in hex, as stored in APIKey.Hash.
-func HashKeyHex(secret string) string { h := HashKey(secret); return hex.EncodeToString(h[:]) }
-
 // PutKey stores an API key (its hash only) and announces it.
-func (s *Store) PutKey(ctx context.Context, k APIKey) error {
-	if !ValidID(k.ID) {
-		return fmt.Errorf("%w: key id %q", ErrInvalid, k.ID)
+func (s *Store) PutKey(ctx context.Context, k fleet.APIKey) error {
+	if !fleet.ValidID(k.ID) {
+		return fmt.Errorf("%w: key id %q", fleet.ErrInvalid, k.ID)
 	}
 	if h, err := hex.DecodeString(k.Hash); err != nil || len(h) != sha256.Size {
-		return fmt.Errorf("%w: key %q: sha256 must be 64 hex digits", ErrInvalid, k.ID)
+		return fmt.Errorf("%w: key %q: sha256 must be 64 hex digits", fleet.ErrInvalid, k.ID)
 	}
-	if k.Scope.rank() == 0 {
-		return fmt.Errorf("%w: key %q: scope %q (want client, reader or operator)", ErrInvalid, k.ID, k.Scope)
+	if !k.Scope.Valid() {
+		return fmt.Errorf("%w: key %q: scope %q (want client, reader or operator)", fleet.ErrInvalid, k.ID, k.Scope)
 	}
 	b, _ := json.Marshal(k)
 	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -456,14 +430,14 @@ func (s *Store) DeleteKey(ctx context.Context, id string) error {
 }
 
 // ListKeys returns every stored API key; malformed entries are skipped.
-func (s *Store) ListKeys(ctx context.Context) ([]APIKey, error) {
+func (s *Store) ListKeys(ctx context.Context) ([]fleet.APIKey, error) {
 	m, err := s.c.HGetAll(ctx, s.kKeys).Result()
 	if err != nil {
 		return nil, err
 	}
-	out := make([]APIKey, 0, len(m))
+	out := make([]fleet.APIKey, 0, len(m))
 	for _, v := range m {
-		var k APIKey
+		var k fleet.APIKey
 		if json.Unmarshal([]byte(v), &k) == nil {
 			out = append(out, k)
 		}
@@ -498,7 +472,7 @@ func (s *Store) NextRR(ctx context.Context, target string) (uint64, error) {
 // ErrInvalid for n < 1; Redis errors.
 func (s *Store) NextRRN(ctx context.Context, target string, n int) (uint64, error) {
 	if n < 1 {
-		return 0, fmt.Errorf("%w: round-robin batch of %d", ErrInvalid, n)
+		return 0, fmt.Errorf("%w: round-robin batch of %d", fleet.ErrInvalid, n)
 	}
 	v, err := rrScript.Run(ctx, s.c, []string{s.prefix + "{rr}:" + target}, int(rrIdle/time.Second), n).Int64()
 	if err != nil {
@@ -517,9 +491,9 @@ func (s *Store) PeekRR(ctx context.Context, target string) (uint64, error) {
 }
 
 // PutPolicyBundle stores a policy bundle and announces it.
-func (s *Store) PutPolicyBundle(ctx context.Context, b *PolicyBundle) error {
+func (s *Store) PutPolicyBundle(ctx context.Context, b *fleet.PolicyBundle) error {
 	if b.Version == "" || len(b.Files) == 0 {
-		return fmt.Errorf("%w: policy bundle needs a version and files", ErrInvalid)
+		return fmt.Errorf("%w: policy bundle needs a version and files", fleet.ErrInvalid)
 	}
 	raw, err := json.Marshal(b)
 	if err != nil {
@@ -535,7 +509,7 @@ func (s *Store) PutPolicyBundle(ctx context.Context, b *PolicyBundle) error {
 }
 
 // GetPolicyBundle reads the pushed bundle; nil, nil when none.
-func (s *Store) GetPolicyBundle(ctx context.Context) (*PolicyBundle, error) {
+func (s *Store) GetPolicyBundle(ctx context.Context) (*fleet.PolicyBundle, error) {
 	raw, err := s.c.Get(ctx, s.kPolicy).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
@@ -543,7 +517,7 @@ func (s *Store) GetPolicyBundle(ctx context.Context) (*PolicyBundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	var b PolicyBundle
+	var b fleet.PolicyBundle
 	if err := json.Unmarshal(raw, &b); err != nil {
 		return nil, fmt.Errorf("stored policy bundle is corrupt: %w", err)
 	}
@@ -578,7 +552,7 @@ func (s *Store) Seeded(ctx context.Context) (bool, error) {
 // racing to restore the same state are harmless, and an operator write
 // that got there first wins. It sets the seeded marker and announces what
 // it wrote.
-func (s *Store) Reseed(ctx context.Context, c *Catalog, keys []APIKey, pb *PolicyBundle) error {
+func (s *Store) Reseed(ctx context.Context, c *fleet.Catalog, keys []fleet.APIKey, pb *fleet.PolicyBundle) error {
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if c != nil && len(c.Roles) > 0 {
 			if b, err := json.Marshal(c); err == nil {

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -34,7 +35,7 @@ type WatcherOptions struct {
 type Watcher struct {
 	s   *Store
 	o   WatcherOptions
-	cur atomic.Pointer[Snapshot]
+	cur atomic.Pointer[fleet.Snapshot]
 	ver atomic.Uint64
 
 	// refresh serialises Refresh and event application, so a slow full
@@ -42,19 +43,19 @@ type Watcher struct {
 	refresh sync.Mutex
 	mu      sync.Mutex // guards the model below and subs
 	model   model
-	subs    []chan *Snapshot
+	subs    []chan *fleet.Snapshot
 }
 
 // model is the mutable state snapshots are built from.
 type model struct {
 	nodes     map[string]NodeRecord
-	catalog   *Catalog
-	keys      []APIKey
-	policy    *PolicyBundle
+	catalog   *fleet.Catalog
+	keys      []fleet.APIKey
+	policy    *fleet.PolicyBundle
 	cooldowns map[string]time.Time
-	probes    map[string]ProbeResult
-	stats     map[string]ServiceStats
-	bench     []BenchSummary
+	probes    map[string]fleet.ProbeResult
+	stats     map[string]fleet.ServiceStats
+	bench     []fleet.BenchSummary
 	redisOK   bool
 }
 
@@ -69,18 +70,18 @@ func NewWatcher(s *Store, o WatcherOptions) *Watcher {
 	}
 	w := &Watcher{s: s, o: o}
 	w.model.nodes = map[string]NodeRecord{}
-	w.model.catalog = &Catalog{}
+	w.model.catalog = &fleet.Catalog{}
 	w.publishLocked()
 	return w
 }
 
 // Current returns the latest snapshot. It never returns nil.
-func (w *Watcher) Current() *Snapshot { return w.cur.Load() }
+func (w *Watcher) Current() *fleet.Snapshot { return w.cur.Load() }
 
 // Changes returns a channel that receives each new snapshot (buffer 1: a
 // slow reader sees the latest, not every one).
-func (w *Watcher) Changes() <-chan *Snapshot {
-	ch := make(chan *Snapshot, 1)
+func (w *Watcher) Changes() <-chan *fleet.Snapshot {
+	ch := make(chan *fleet.Snapshot, 1)
 	w.mu.Lock()
 	w.subs = append(w.subs, ch)
 	w.mu.Unlock()
@@ -269,13 +270,13 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 		found bool
 	}
 	nodes := map[string]nodeUpd{}
-	var cat *Catalog
-	var keys []APIKey
-	var pol *PolicyBundle
-	var bench []BenchSummary
+	var cat *fleet.Catalog
+	var keys []fleet.APIKey
+	var pol *fleet.PolicyBundle
+	var bench []fleet.BenchSummary
 	var health, gotKeys, gotPol, gotBench bool
 	var cool map[string]time.Time
-	var probes map[string]ProbeResult
+	var probes map[string]fleet.ProbeResult
 	for ev := range batch {
 		switch {
 		case strings.HasPrefix(ev, EventNode):
@@ -363,29 +364,29 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 // publishLocked builds a snapshot from the model and swaps it in.
 func (w *Watcher) publishLocked() {
 	m := &w.model
-	snap := &Snapshot{
+	snap := &fleet.Snapshot{
 		Version:       w.ver.Add(1),
 		BuiltAt:       time.Now(),
 		RedisOK:       m.redisOK,
-		Hosts:         make(map[string]*HostEntry, len(m.nodes)),
-		ByID:          map[string]*ServiceEntry{},
-		AssetServices: map[string][]*ServiceEntry{},
+		Hosts:         make(map[string]*fleet.HostEntry, len(m.nodes)),
+		ByID:          map[string]*fleet.ServiceEntry{},
+		AssetServices: map[string][]*fleet.ServiceEntry{},
 		Catalog:       m.catalog,
-		Keys:          make(map[[32]byte]*APIKey, len(m.keys)),
-		Bench:         map[string][]BenchSummary{},
+		Keys:          make(map[[32]byte]*fleet.APIKey, len(m.keys)),
+		Bench:         map[string][]fleet.BenchSummary{},
 		Policy:        m.policy,
 	}
 	if snap.Catalog == nil {
-		snap.Catalog = &Catalog{}
+		snap.Catalog = &fleet.Catalog{}
 	}
 	snap.CatalogVersion = snap.Catalog.Version
 	for id, n := range m.nodes {
-		snap.Hosts[id] = &HostEntry{Host: n.State.Host, Deadline: n.Deadline}
+		snap.Hosts[id] = &fleet.HostEntry{Host: n.State.Host, Deadline: n.Deadline}
 		for _, svc := range n.State.Services {
 			if svc.HostID != id {
 				continue
 			}
-			e := &ServiceEntry{Service: svc, Deadline: n.Deadline}
+			e := &fleet.ServiceEntry{Service: svc, Deadline: n.Deadline}
 			if t, ok := m.cooldowns[svc.ID]; ok {
 				e.CooldownUntil = t
 			}

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policies/opa"
 	"github.com/geniehive/geniehive/policies/policytest"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // Benchmarks evaluate the shipped policy over the decision table's requests
@@ -18,8 +20,8 @@ import (
 //
 //	go test -run '^$' -bench . -benchtime 20000x ./wasm
 
-func fleetInputs(tb testing.TB) []*policies.Input {
-	var ins []*policies.Input
+func fleetInputs(tb testing.TB) []*policy.Input {
+	var ins []*policy.Input
 	for _, c := range policytest.Cases() {
 		if c.Data == policytest.FleetData() {
 			ins = append(ins, c.Input)
@@ -31,13 +33,13 @@ func fleetInputs(tb testing.TB) []*policies.Input {
 	return ins
 }
 
-func benchEngine(b *testing.B, e policies.Engine) {
+func benchEngine(b *testing.B, e policy.Engine) {
 	b.Helper()
 	if err := e.SetData(bg, policytest.FleetData()); err != nil {
 		b.Fatal(err)
 	}
 	ins := fleetInputs(b)
-	var d policies.Decision
+	var d policy.Decision
 	for _, in := range ins { // warm every instance path once
 		if err := e.Eval(bg, in, &d); err != nil {
 			b.Fatal(err)
@@ -54,7 +56,7 @@ func benchEngine(b *testing.B, e policies.Engine) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var d policies.Decision
+			var d policy.Decision
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= b.N {
@@ -97,9 +99,7 @@ func BenchmarkEngines(b *testing.B) {
 	b.Run("wasm-json", func(b *testing.B) {
 		// The fallback path: the guest serialises the result (opa_eval +
 		// opa_json_dump), the host parses the JSON.
-		o := benchOpts
-		o.noDirect = true
-		e, err := NewOPA(bg, policies.ShippedPolicy(), o)
+		e, err := newOPA(bg, policies.ShippedPolicy(), config{Options: benchOpts, noDirect: true})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -107,7 +107,7 @@ func BenchmarkEngines(b *testing.B) {
 		benchEngine(b, e)
 	})
 	b.Run("rego-sdk", func(b *testing.B) {
-		e, err := policies.NewRego(policies.ShippedPolicy(), policies.RegoOptions{})
+		e, err := opa.NewRego(policies.ShippedPolicy(), opa.RegoOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -143,7 +143,7 @@ func BenchmarkParseDecision(b *testing.B) {
 	}
 	b.Run("hand", func(b *testing.B) {
 		b.ReportAllocs()
-		var d policies.Decision
+		var d policy.Decision
 		for i := 0; i < b.N; i++ {
 			if err := parseDecision(docs[i%len(docs)], &d); err != nil {
 				b.Fatal(err)
@@ -153,7 +153,7 @@ func BenchmarkParseDecision(b *testing.B) {
 	b.Run("encoding-json", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			var d policies.Decision
+			var d policy.Decision
 			if err := json.Unmarshal(docs[i%len(docs)], &d); err != nil {
 				b.Fatal(err)
 			}

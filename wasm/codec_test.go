@@ -6,17 +6,17 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies/policytest"
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/policy"
 )
 
 func TestAppendInputMatchesEncodingJSON(t *testing.T) {
 	yes := true
-	ins := []*policies.Input{
+	ins := []*policy.Input{
 		testInput("dev"),
-		{SchemaVersion: 1, Operation: state.KindEmbeddings, Model: "q\"u\\o\te\n\x01<>&é\xff", Thinking: &yes,
-			Key:     policies.Key{ID: "k", Scope: state.ScopeOperator, Roles: []string{"a", "b"}},
+		{SchemaVersion: 1, Operation: fleet.KindEmbeddings, Model: "q\"u\\o\te\n\x01<>&é\xff", Thinking: &yes,
+			Key:     policy.Key{ID: "k", Scope: fleet.ScopeOperator, Roles: []string{"a", "b"}},
 			Headers: map[string]string{"x-a": "1"}, Body: json.RawMessage(`{"model":"x"}`)},
 	}
 	for _, c := range policytest.Cases() {
@@ -47,7 +47,7 @@ func TestParseDecisionMatchesEncodingJSON(t *testing.T) {
 		[]byte(` { "targets" : [ { "kind":"asset","group":2,"patch":{"overrides":{"a":[1,2.5e3,true,null,"s"]},"system_prompt":null} } ] } `),
 	)
 	for _, doc := range docs {
-		var want, got policies.Decision
+		var want, got policy.Decision
 		if err := json.Unmarshal(doc, &want); err != nil {
 			t.Fatal(err)
 		}
@@ -64,12 +64,12 @@ func TestParseDecisionMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{``, `{`, `{"targets":[}`, `{"schema_version":"x"}`, `[]`, `{"a":1}x`, `{"tried":["\x01"]}`} {
-		var d policies.Decision
+		var d policy.Decision
 		if err := parseDecision([]byte(bad), &d); err == nil {
 			t.Errorf("accepted %q", bad)
 		}
 	}
-	var d policies.Decision
+	var d policy.Decision
 	if err := parseOPAResult([]byte(`[]`), &d); err == nil {
 		t.Error("undefined decision accepted")
 	}
@@ -81,7 +81,7 @@ func FuzzParseDecision(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var want, got policies.Decision
+		var want, got policy.Decision
 		gerr := parseDecision(b, &got)
 		if !bytes.Equal(bytes.ToLower(b), b) {
 			// encoding/json matches keys case-insensitively; the hand

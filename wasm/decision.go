@@ -3,15 +3,14 @@ package wasm
 import (
 	"errors"
 	"strconv"
-	"unicode/utf16"
-	"unicode/utf8"
 
-	"github.com/geniehive/geniehive/policies"
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/internal/rawjson"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // A small hand parser for the decision document: it reads the guest's
-// output straight out of linear memory into a reused *policies.Decision
+// output straight out of linear memory into a reused *policy.Decision
 // (Targets and Tried keep their capacity), without reflection. Unknown
 // fields are skipped; null means zero. Free-form values (patch defaults and
 // overrides) decode like encoding/json into any (float64 numbers).
@@ -25,7 +24,7 @@ type parser struct {
 	i int
 }
 
-func (p *parser) fail() error { return errors.Join(ErrOutput, errSyntax) }
+func (p *parser) fail() error { return errors.Join(policy.ErrOutput, errSyntax) }
 
 func (p *parser) ws() {
 	for p.i < len(p.b) {
@@ -145,85 +144,16 @@ func (p *parser) rawString() ([]byte, error) {
 	return nil, p.fail()
 }
 
+// slowString decodes the string whose content starts at start (after the
+// opening quote) with rawjson's strict decoder (encoding/json's rules: a
+// lone or mismatched surrogate is U+FFFD and the next escape is kept).
 func (p *parser) slowString(start int) ([]byte, error) {
-	out := append([]byte(nil), p.b[start:p.i]...)
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		switch {
-		case c == '"':
-			p.i++
-			return out, nil
-		case c == '\\':
-			if p.i+1 >= len(p.b) {
-				return nil, p.fail()
-			}
-			e := p.b[p.i+1]
-			p.i += 2
-			switch e {
-			case '"', '\\', '/':
-				out = append(out, e)
-			case 'b':
-				out = append(out, '\b')
-			case 'f':
-				out = append(out, '\f')
-			case 'n':
-				out = append(out, '\n')
-			case 'r':
-				out = append(out, '\r')
-			case 't':
-				out = append(out, '\t')
-			case 'u':
-				r, ok := p.hex4()
-				if !ok {
-					return nil, p.fail()
-				}
-				if utf16.IsSurrogate(r) {
-					r2 := rune(utf8.RuneError)
-					if p.i+1 < len(p.b) && p.b[p.i] == '\\' && p.b[p.i+1] == 'u' {
-						save := p.i
-						p.i += 2
-						if x, ok := p.hex4(); ok {
-							r2 = x
-						} else {
-							p.i = save
-						}
-					}
-					r = utf16.DecodeRune(r, r2)
-				}
-				out = utf8.AppendRune(out, r)
-			default:
-				return nil, p.fail()
-			}
-		case c < 0x20:
-			return nil, p.fail()
-		default:
-			out = append(out, c)
-			p.i++
-		}
+	out, end, err := rawjson.DecodeString(nil, p.b, start-1)
+	if err != nil {
+		return nil, p.fail()
 	}
-	return nil, p.fail()
-}
-
-func (p *parser) hex4() (rune, bool) {
-	if p.i+4 > len(p.b) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range p.b[p.i : p.i+4] {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		case c >= 'A' && c <= 'F':
-			r |= rune(c - 'A' + 10)
-		default:
-			return 0, false
-		}
-	}
-	p.i += 4
-	return r, true
+	p.i = end
+	return out, nil
 }
 
 func (p *parser) str() (string, error) {
@@ -246,19 +176,19 @@ func internString(b []byte) string {
 	case "":
 		return ""
 	case "asset":
-		return policies.TargetAsset
+		return policy.TargetAsset
 	case "service":
-		return policies.TargetService
+		return policy.TargetService
 	case "chat":
-		return string(state.KindChat)
+		return string(fleet.KindChat)
 	case "embeddings":
-		return string(state.KindEmbeddings)
+		return string(fleet.KindEmbeddings)
 	case "transcription":
-		return string(state.KindTranscription)
+		return string(fleet.KindTranscription)
 	case "speech":
-		return string(state.KindSpeech)
+		return string(fleet.KindSpeech)
 	case "images":
-		return string(state.KindImages)
+		return string(fleet.KindImages)
 	}
 	return string(b)
 }
@@ -385,10 +315,10 @@ func (p *parser) anyMap() (map[string]any, error) {
 	return v.(map[string]any), nil
 }
 
-func (p *parser) decision(d *policies.Decision) error {
+func (p *parser) decision(d *policy.Decision) error {
 	targets := d.Targets[:0]
 	tried := d.Tried[:0]
-	*d = policies.Decision{}
+	*d = policy.Decision{}
 	if p.null() {
 		return nil
 	}
@@ -402,7 +332,7 @@ func (p *parser) decision(d *policies.Decision) error {
 				return nil
 			}
 			err = p.array(func() error {
-				targets = append(targets, policies.Target{})
+				targets = append(targets, policy.Target{})
 				return p.target(&targets[len(targets)-1])
 			})
 			d.Targets = targets
@@ -422,7 +352,7 @@ func (p *parser) decision(d *policies.Decision) error {
 			if p.null() {
 				return nil
 			}
-			dn := &policies.Denial{}
+			dn := &policy.Denial{}
 			d.Deny = dn
 			err = p.object(func(k []byte) error {
 				var err error
@@ -456,7 +386,7 @@ func (p *parser) decision(d *policies.Decision) error {
 	return err
 }
 
-func (p *parser) target(t *policies.Target) error {
+func (p *parser) target(t *policy.Target) error {
 	if p.null() {
 		return nil
 	}
@@ -470,7 +400,7 @@ func (p *parser) target(t *policies.Target) error {
 			t.Name, err = p.str()
 		case "operation":
 			s, err = p.str()
-			t.Operation = state.Kind(s)
+			t.Operation = fleet.Kind(s)
 		case "role":
 			t.Role, err = p.str()
 		case "group":
@@ -481,7 +411,7 @@ func (p *parser) target(t *policies.Target) error {
 			if p.null() {
 				return nil
 			}
-			pt := &policies.Patch{}
+			pt := &policy.Patch{}
 			t.Patch = pt
 			err = p.object(func(k []byte) error {
 				var err error
@@ -498,7 +428,7 @@ func (p *parser) target(t *policies.Target) error {
 					if p.null() {
 						return nil
 					}
-					sp := &state.SystemPrompt{}
+					sp := &fleet.SystemPrompt{}
 					pt.SystemPrompt = sp
 					err = p.object(func(k []byte) error {
 						var err error
@@ -525,7 +455,7 @@ func (p *parser) target(t *policies.Target) error {
 }
 
 // parseDecision parses a decision document.
-func parseDecision(b []byte, d *policies.Decision) error {
+func parseDecision(b []byte, d *policy.Decision) error {
 	p := parser{b: b}
 	if err := p.decision(d); err != nil {
 		return err
@@ -537,16 +467,16 @@ func parseDecision(b []byte, d *policies.Decision) error {
 }
 
 // errUndefined: the entrypoint produced no value.
-var errUndefined = errors.Join(ErrOutput, errors.New("wasm: policy decision is undefined"))
+var errUndefined = errors.Join(policy.ErrOutput, errors.New("wasm: policy decision is undefined"))
 
 // parseOPAResult parses OPA's result set `[{"result": <decision>}]`.
-func parseOPAResult(b []byte, d *policies.Decision) error {
+func parseOPAResult(b []byte, d *policy.Decision) error {
 	p := parser{b: b}
 	n := 0
 	err := p.array(func() error {
 		n++
 		if n > 1 {
-			return errors.Join(ErrOutput, errors.New("wasm: policy produced more than one decision"))
+			return errors.Join(policy.ErrOutput, errors.New("wasm: policy produced more than one decision"))
 		}
 		return p.object(func(k []byte) error {
 			if string(k) == "result" {

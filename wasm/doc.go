@@ -1,6 +1,6 @@
 // Package wasm hosts GenieHive policies compiled to WebAssembly in wazero.
 //
-// Two engines implement policies.Engine:
+// Two engines implement policy.Engine:
 //
 //   - OPAEngine ("wasm", NewOPA / NewOPAFromWasm): Rego compiled in process
 //     with OPA's compile package (target wasm, entrypoint
@@ -21,13 +21,13 @@
 // (ignored when it serialises like the current one) that idle instances
 // load in the background and busy ones at their next checkout;
 // evaluations in flight finish on the old one. Close waits for evaluations in flight, closes
-// every instance and the runtime; later Evals return ErrClosed. A reload
+// every instance and the runtime; later Evals return policy.ErrClosed. A reload
 // builds a new engine while the old one serves, then closes the old one.
 //
 // Limits: each instance's memory is capped (Options.MaxMemoryPages) and each
 // evaluation bounded (Options.EvalTimeout). Modules are instrumented at load
 // (instrument.go) so a guest still running at the deadline traps at its next
-// loop iteration; Eval returns ErrTimeout and the instance is replaced.
+// loop iteration; Eval returns policy.ErrTimeout and the instance is replaced.
 // Modules the instrumenter cannot walk fall back to wazero's
 // WithCloseOnContextDone.
 package wasm

@@ -6,8 +6,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // testPolicy returns the wasm tests' own Rego policy.
@@ -28,38 +29,38 @@ func testPolicy(t testing.TB) map[string]string {
 	return files
 }
 
-func testData() *policies.Data {
+func testData() *policy.Data {
 	no := false
-	return &policies.Data{
+	return &policy.Data{
 		SchemaVersion: 1,
-		Roles: map[string]state.Role{
-			"coder": {Name: "coder", Operation: state.KindChat, Candidates: []string{"qwen3:8b", "llama3.1:8b"}, Strategy: "least_loaded",
-				RequestPolicy: &state.RequestPolicy{StripReasoning: true, Thinking: &no}},
+		Roles: map[string]fleet.Role{
+			"coder": {Name: "coder", Operation: fleet.KindChat, Candidates: []string{"qwen3:8b", "llama3.1:8b"}, Strategy: "least_loaded",
+				RequestPolicy: &fleet.RequestPolicy{StripReasoning: true, Thinking: &no}},
 		},
 		Aliases:  map[string]string{"coder": "coder", "dev": "coder"},
 		Models:   map[string][]string{"qwen3:8b": {"qwen3:8b"}, "llama3.1:8b": {"llama3.1:8b"}, "nomic": {"nomic-embed"}},
-		Services: map[string]policies.ServiceData{"h1/ollama": {ID: "h1/ollama", Kind: state.KindChat, Assets: []string{"qwen3:8b", "llama3.1:8b"}}},
-		Assets: map[string]policies.AssetData{
-			"qwen3:8b":    {Family: "qwen3", Kinds: []state.Kind{state.KindChat}, Thinking: true, Qwen3: true},
-			"llama3.1:8b": {Family: "llama", Kinds: []state.Kind{state.KindChat}},
-			"nomic-embed": {Family: "nomic", Kinds: []state.Kind{state.KindEmbeddings}},
+		Services: map[string]policy.ServiceData{"h1/ollama": {ID: "h1/ollama", Kind: fleet.KindChat, Assets: []string{"qwen3:8b", "llama3.1:8b"}}},
+		Assets: map[string]policy.AssetData{
+			"qwen3:8b":    {Family: "qwen3", Kinds: []fleet.Kind{fleet.KindChat}, Thinking: true, Qwen3: true},
+			"llama3.1:8b": {Family: "llama", Kinds: []fleet.Kind{fleet.KindChat}},
+			"nomic-embed": {Family: "nomic", Kinds: []fleet.Kind{fleet.KindEmbeddings}},
 		},
-		AssetPolicies: map[string]*state.RequestPolicy{
+		AssetPolicies: map[string]*fleet.RequestPolicy{
 			"llama3.1:8b": {Defaults: map[string]any{"temperature": 0.2, "options": map[string]any{"num_ctx": 8192.0}}, MaxTokens: 4096},
 		},
 	}
 }
 
-func testInput(model string) *policies.Input {
-	return &policies.Input{SchemaVersion: 1, Operation: state.KindChat, Model: model, ModelKey: policies.NormalizeModel(model),
-		MaxTokens: 256, BodyBytes: 512, Key: policies.Key{ID: "k1", Scope: state.ScopeClient}}
+func testInput(model string) *policy.Input {
+	return &policy.Input{SchemaVersion: 1, Operation: fleet.KindChat, Model: model, ModelKey: policies.NormalizeModel(model),
+		MaxTokens: 256, BodyBytes: 512, Key: policy.Key{ID: "k1", Scope: fleet.ScopeClient}}
 }
 
 var bg = context.Background()
 
-type policiesDecision = policies.Decision
+type policiesDecision = policy.Decision
 
 type (
-	policiesInput = policies.Input
+	policiesInput = policy.Input
 	contextT      = context.Context
 )

@@ -10,11 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/geniehive/geniehive/policy"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
-
-	"github.com/geniehive/geniehive/policies"
 )
 
 // Options configure both engines. The zero value is usable; each field
@@ -24,7 +23,7 @@ type Options struct {
 	// evaluations). Default GOMAXPROCS*2.
 	PoolSize int
 	// EvalTimeout bounds one evaluation. A guest still running at the
-	// deadline is cut off, Eval returns ErrTimeout and the instance is
+	// deadline is cut off, Eval returns policy.ErrTimeout and the instance is
 	// discarded. Default 50ms.
 	EvalTimeout time.Duration
 	// MaxMemoryPages caps each instance's linear memory, in 64 KiB pages.
@@ -41,19 +40,23 @@ type Options struct {
 	Entrypoint string
 	// Debug receives opa_println / guest stdout and stderr. Default discard.
 	Debug interface{ Write([]byte) (int, error) }
+}
 
-	// noInstrument (tests) forces wazero's WithCloseOnContextDone path.
+// config is Options plus the knobs only this package's tests and
+// benchmarks turn (they are not part of the public Options).
+type config struct {
+	Options
+	// noInstrument forces wazero's WithCloseOnContextDone path.
 	noInstrument bool
-	// noDirect (tests, benchmarks) makes the OPA engine read results
-	// through the guest's JSON serialisation (opa_eval) instead of
-	// straight from memory.
+	// noDirect makes the OPA engine read results through the guest's JSON
+	// serialisation (opa_eval) instead of straight from memory.
 	noDirect bool
 }
 
 // DefaultEntrypoint is the shipped policies' entrypoint (data.geniehive.decision).
 const DefaultEntrypoint = "geniehive/decision"
 
-func (o Options) withDefaults(defPages uint32) Options {
+func (o config) withDefaults(defPages uint32) config {
 	if o.PoolSize <= 0 {
 		o.PoolSize = runtime.GOMAXPROCS(0) * 2
 	}
@@ -71,21 +74,6 @@ func (o Options) withDefaults(defPages uint32) Options {
 	}
 	return o
 }
-
-// Errors returned by Eval; match them with errors.Is.
-var (
-	// ErrTimeout: the evaluation ran past Options.EvalTimeout (or the
-	// caller's deadline) and was cut off.
-	ErrTimeout = errors.New("wasm: evaluation timed out")
-	// ErrClosed: the engine was closed.
-	ErrClosed = errors.New("wasm: engine closed")
-	// ErrMemory: the guest needed more memory than Options.MaxMemoryPages.
-	ErrMemory = errors.New("wasm: memory limit reached")
-	// ErrAbort: the guest aborted (opa_abort, a trap, a panic).
-	ErrAbort = errors.New("wasm: guest aborted")
-	// ErrOutput: the guest's output is not a valid decision document.
-	ErrOutput = errors.New("wasm: malformed decision")
-)
 
 // dataDoc is one version of the data document, serialised once.
 type dataDoc struct {
@@ -183,7 +171,7 @@ func (in *instance) close() {
 type host struct {
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
-	opts     Options
+	opts     config
 	// instrumented: loops check gh_stop (instrument.go) instead of wazero's
 	// WithCloseOnContextDone.
 	instrumented bool
@@ -209,7 +197,7 @@ type host struct {
 // newRuntime configures the runtime. closeOnDone selects wazero's own
 // termination (a Go call per loop iteration) for modules that could not be
 // instrumented (see instrument.go).
-func newRuntime(ctx context.Context, o Options, closeOnDone bool) wazero.Runtime {
+func newRuntime(ctx context.Context, o config, closeOnDone bool) wazero.Runtime {
 	cfg := wazero.NewRuntimeConfig().
 		WithCloseOnContextDone(closeOnDone).
 		WithMemoryLimitPages(o.MaxMemoryPages)
@@ -219,7 +207,7 @@ func newRuntime(ctx context.Context, o Options, closeOnDone bool) wazero.Runtime
 	return wazero.NewRuntimeWithConfig(ctx, cfg)
 }
 
-func (h *host) init(o Options) {
+func (h *host) init(o config) {
 	h.opts = o
 	h.pool = make(chan *instance, o.PoolSize)
 	h.done = make(chan struct{})
@@ -245,7 +233,7 @@ func (h *host) warm(ctx context.Context) error {
 // of them). The version is completed (prepare) before it is published,
 // and idle instances load it in the background (refresh); an instance
 // that is busy loads it at its next checkout.
-func (h *host) setData(ctx context.Context, d *policies.Data) error {
+func (h *host) setData(ctx context.Context, d *policy.Data) error {
 	b := []byte("{}")
 	if d != nil {
 		var err error
@@ -270,7 +258,7 @@ func (h *host) publish(ctx context.Context, b []byte) error {
 
 func (h *host) publishLocked(ctx context.Context, b []byte) error {
 	if h.closed.Load() {
-		return ErrClosed
+		return policy.ErrClosed
 	}
 	doc := &dataDoc{ver: h.dataSeq.Add(1), json: b}
 	if h.prepare != nil {
@@ -352,13 +340,18 @@ func (h *host) take(ctx context.Context) (*instance, error) {
 	select {
 	case in = <-h.pool:
 	case <-h.done:
-		return nil, ErrClosed
+		return nil, policy.ErrClosed
 	case <-ctx.Done():
+		// Every instance stayed busy until the caller's deadline: the
+		// evaluation never started.
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, &policy.Error{Code: policy.CodeBusy, Err: ctx.Err()}
+		}
 		return nil, ctx.Err()
 	}
 	if h.closed.Load() {
 		h.pool <- in
-		return nil, ErrClosed
+		return nil, policy.ErrClosed
 	}
 	if in == nil {
 		sctx, cancel := h.setupCtx(ctx)
@@ -438,7 +431,7 @@ func (h *host) arm(ctx context.Context, in *instance, d time.Duration) error {
 		if err := ctx.Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			return err
 		}
-		return ErrTimeout
+		return policy.ErrTimeout
 	}
 	ec := in.ectx
 	ec.parent = ctx
@@ -471,26 +464,26 @@ func classify(err error, fired bool) error {
 	if errors.As(err, &ee) {
 		switch ee.ExitCode() {
 		case sys.ExitCodeDeadlineExceeded:
-			return ErrTimeout
+			return policy.ErrTimeout
 		case sys.ExitCodeContextCanceled:
 			return context.Canceled
 		}
 		if fired {
-			return ErrTimeout
+			return policy.ErrTimeout
 		}
-		return errors.Join(ErrAbort, err)
+		return errors.Join(policy.ErrEval, err)
 	}
 	if fired {
-		return ErrTimeout
+		return policy.ErrTimeout
 	}
 	var ab abortError
 	if errors.As(err, &ab) {
-		return errors.Join(ErrAbort, err)
+		return errors.Join(policy.ErrEval, err)
 	}
-	if errors.Is(err, ErrMemory) {
+	if errors.Is(err, policy.ErrMemory) {
 		return err
 	}
-	return errors.Join(ErrAbort, err)
+	return errors.Join(policy.ErrEval, err)
 }
 
 type abortError struct{ msg string }
@@ -505,7 +498,7 @@ func ensure(mem api.Memory, end uint32) error {
 	}
 	pages := (end - size + 65535) / 65536
 	if _, ok := mem.Grow(pages); !ok {
-		return ErrMemory
+		return policy.ErrMemory
 	}
 	return nil
 }

@@ -4,12 +4,12 @@ import (
 	"strconv"
 
 	"github.com/geniehive/geniehive/internal/jsonw"
-	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // appendInput appends in as JSON, matching encoding/json's output for
-// policies.Input (field names, omitempty) without reflection or allocation.
-func appendInput(b []byte, in *policies.Input) []byte {
+// policy.Input (field names, omitempty) without reflection or allocation.
+func appendInput(b []byte, in *policy.Input) []byte {
 	b = append(b, `{"schema_version":`...)
 	b = strconv.AppendInt(b, int64(in.SchemaVersion), 10)
 	b = append(b, `,"operation":`...)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // slowPolicy burns CPU for a model named "slow" (millions of iterations of
@@ -46,8 +47,8 @@ func TestOPATimeoutDiscardsInstance(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		start := time.Now()
 		err := e.Eval(bg, testInput("slow"), &d)
-		if !errors.Is(err, ErrTimeout) {
-			t.Fatalf("eval %d: %v, want ErrTimeout", i, err)
+		if !errors.Is(err, policy.ErrTimeout) {
+			t.Fatalf("eval %d: %v, want policy.ErrTimeout", i, err)
 		}
 		if el := time.Since(start); el > time.Second {
 			t.Fatalf("cut off after %v", el)
@@ -71,7 +72,7 @@ func TestOPAMemoryCap(t *testing.T) {
 	var d policiesDecision
 	// A guest allocating without bound traps at the cap.
 	err = e.Eval(bg, testInput("hog"), &d)
-	if err == nil || !(errors.Is(err, ErrAbort) || errors.Is(err, ErrMemory)) {
+	if err == nil || !(errors.Is(err, policy.ErrEval) || errors.Is(err, policy.ErrMemory)) {
 		t.Fatalf("hog: %v", err)
 	}
 	t.Logf("hog: %v", err)
@@ -81,8 +82,8 @@ func TestOPAMemoryCap(t *testing.T) {
 	// An input larger than the cap is refused.
 	in := testInput("fast")
 	in.Body = json.RawMessage(`"` + strings.Repeat("x", 5<<20) + `"`)
-	if err := e.Eval(bg, in, &d); !errors.Is(err, ErrMemory) {
-		t.Fatalf("huge input: %v, want ErrMemory", err)
+	if err := e.Eval(bg, in, &d); !errors.Is(err, policy.ErrMemory) {
+		t.Fatalf("huge input: %v, want policy.ErrMemory", err)
 	}
 	// And the engine still serves.
 	if err := e.Eval(bg, testInput("fast"), &d); err != nil {
@@ -106,17 +107,19 @@ func TestPoolHammer(t *testing.T) {
 	engines := map[string]interface {
 		Eval(ctx contextT, in *policiesInput, out *policiesDecision) error
 	}{}
-	o := newTestOPA(t, Options{PoolSize: 3})
-	m := newTestModule(t, "simple", Options{PoolSize: 3})
+	// A generous budget: 8 goroutines share 3 instances on a loaded
+	// machine, and this test is about pool ownership, not time limits.
+	o := newTestOPA(t, Options{PoolSize: 3, EvalTimeout: 30 * time.Second})
+	m := newTestModule(t, "simple", Options{PoolSize: 3, EvalTimeout: 30 * time.Second})
 	m.SetData(bg, testData())
 	// The shipped policy derives part of its data once per version
 	// (prepareData), concurrently with evaluations here.
-	sh, err := NewOPA(bg, policies.ShippedPolicy(), Options{PoolSize: 3})
+	sh, err := NewOPA(bg, policies.ShippedPolicy(), Options{PoolSize: 3, EvalTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sh.Close()
-	shippedData := func(i int) *policies.Data {
+	shippedData := func(i int) *policy.Data {
 		d := testData()
 		d.Aliases["v"+strconv.Itoa(i)] = "coder" // a new version each time
 		return d
@@ -190,7 +193,9 @@ func TestPoolHammer(t *testing.T) {
 }
 
 func TestReloadWhileServing(t *testing.T) {
-	old := newTestOPA(t, Options{PoolSize: 2})
+	// A generous budget: compiling the replacement loads the machine, and
+	// this test is about reloads, not the 50ms default limit.
+	old := newTestOPA(t, Options{PoolSize: 2, EvalTimeout: 30 * time.Second})
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var served atomic.Int64
@@ -214,7 +219,7 @@ func TestReloadWhileServing(t *testing.T) {
 		}()
 	}
 	// Build the replacement while the old engine serves.
-	next, err := NewOPA(bg, testPolicy(t), Options{PoolSize: 2})
+	next, err := NewOPA(bg, testPolicy(t), Options{PoolSize: 2, EvalTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +236,7 @@ func TestReloadWhileServing(t *testing.T) {
 	if err := old.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := old.Eval(bg, testInput("dev"), &d); !errors.Is(err, ErrClosed) {
+	if err := old.Eval(bg, testInput("dev"), &d); !errors.Is(err, policy.ErrClosed) {
 		t.Fatalf("after close: %v", err)
 	}
 	next.Close()

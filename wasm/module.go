@@ -8,10 +8,9 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/geniehive/geniehive/policy"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
-
-	"github.com/geniehive/geniehive/policies"
 )
 
 // ModuleEngine evaluates a custom Wasm policy module that speaks the
@@ -29,7 +28,11 @@ type ModuleEngine struct {
 // wasi_snapshot_preview1, lacks gh_alloc / gh_decide / memory, or fails to
 // initialise within the memory cap.
 func NewModule(ctx context.Context, bin []byte, opts Options) (*ModuleEngine, error) {
-	o := opts.withDefaults(1024)
+	return newModule(ctx, bin, config{Options: opts})
+}
+
+func newModule(ctx context.Context, bin []byte, c config) (*ModuleEngine, error) {
+	o := c.withDefaults(1024)
 	if o.Version == "" {
 		s := sha256.Sum256(bin)
 		o.Version = hex.EncodeToString(s[:8])
@@ -117,10 +120,10 @@ func (e *ModuleEngine) guestAlloc(ctx context.Context, in *instance, n uint32) (
 	}
 	p := uint32(s[0])
 	if p == 0 && n > 0 {
-		return 0, ErrMemory
+		return 0, policy.ErrMemory
 	}
 	if uint64(p)+uint64(n) > uint64(in.mem.Size()) {
-		return 0, errors.Join(ErrOutput, errors.New("wasm: gh_alloc returned a buffer outside memory"))
+		return 0, errors.Join(policy.ErrOutput, errors.New("wasm: gh_alloc returned a buffer outside memory"))
 	}
 	return p, nil
 }
@@ -146,26 +149,26 @@ func (e *ModuleEngine) loadData(ctx context.Context, in *instance, d *dataDoc) e
 	return nil
 }
 
-// Name implements policies.Engine.
+// Name implements policy.Engine.
 func (e *ModuleEngine) Name() string { return "module" }
 
-// Version implements policies.Engine.
+// Version implements policy.Engine.
 func (e *ModuleEngine) Version() string { return e.version }
 
-// SetData implements policies.Engine (lazily, per instance, at checkout).
-func (e *ModuleEngine) SetData(ctx context.Context, d *policies.Data) error {
+// SetData implements policy.Engine (lazily, per instance, at checkout).
+func (e *ModuleEngine) SetData(ctx context.Context, d *policy.Data) error {
 	return e.h.setData(ctx, d)
 }
 
-// Close implements policies.Engine.
+// Close implements policy.Engine.
 func (e *ModuleEngine) Close() error { return e.h.close() }
 
-// Eval implements policies.Engine.
+// Eval implements policy.Engine.
 //
 // # Errors
-// ErrTimeout, ErrMemory, ErrAbort, ErrOutput (errors.Is), ErrClosed, and the
+// policy.ErrTimeout, policy.ErrMemory, policy.ErrEval, policy.ErrOutput (errors.Is), policy.ErrClosed, and the
 // caller's context errors.
-func (e *ModuleEngine) Eval(ctx context.Context, input *policies.Input, out *policies.Decision) error {
+func (e *ModuleEngine) Eval(ctx context.Context, input *policy.Input, out *policy.Decision) error {
 	in, err := e.h.checkout(ctx)
 	if err != nil {
 		return err
@@ -190,16 +193,16 @@ func (e *ModuleEngine) Eval(ctx context.Context, input *policies.Input, out *pol
 	}
 	ptr, ln := uint32(s[0]>>32), uint32(s[0])
 	if ptr == 0 && ln == 0 {
-		return errors.Join(ErrAbort, errors.New("wasm: gh_decide reported failure"))
+		return errors.Join(policy.ErrEval, errors.New("wasm: gh_decide reported failure"))
 	}
 	view, ok := in.mem.Read(ptr, ln)
 	if !ok {
-		return errors.Join(ErrOutput, errors.New("wasm: gh_decide output outside memory"))
+		return errors.Join(policy.ErrOutput, errors.New("wasm: gh_decide output outside memory"))
 	}
 	return parseDecision(view, out)
 }
 
 var (
-	_ policies.Engine = (*ModuleEngine)(nil)
-	_ policies.Engine = (*OPAEngine)(nil)
+	_ policy.Engine = (*ModuleEngine)(nil)
+	_ policy.Engine = (*OPAEngine)(nil)
 )

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/geniehive/geniehive/policy"
 )
 
 var (
@@ -115,7 +117,11 @@ func TestModuleTimeout(t *testing.T) {
 }
 
 func testModuleTimeout(t *testing.T, closeOnDone bool) {
-	e := newTestModule(t, "loop", Options{PoolSize: 2, EvalTimeout: 20 * time.Millisecond, noInstrument: closeOnDone})
+	e, err := newModule(bg, exampleWasm(t, "loop"), config{Options: Options{PoolSize: 2, EvalTimeout: 20 * time.Millisecond}, noInstrument: closeOnDone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
 	if e.h.instrumented == closeOnDone {
 		t.Fatalf("instrumented = %v", e.h.instrumented)
 	}
@@ -138,8 +144,8 @@ func testModuleTimeout(t *testing.T, closeOnDone bool) {
 		start := time.Now()
 		var d policiesDecision
 		err := e.Eval(bg, testInput("x"), &d)
-		if !errors.Is(err, ErrTimeout) {
-			t.Fatalf("eval %d: err = %v, want ErrTimeout", i, err)
+		if !errors.Is(err, policy.ErrTimeout) {
+			t.Fatalf("eval %d: err = %v, want policy.ErrTimeout", i, err)
 		}
 		if el := time.Since(start); el > 2*time.Second {
 			t.Fatalf("cut off after %v", el)

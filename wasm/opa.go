@@ -16,13 +16,13 @@ import (
 	"strings"
 	"testing/fstest"
 
+	"github.com/geniehive/geniehive/policies/opa"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/compile"
 	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
-
-	"github.com/geniehive/geniehive/policies"
 )
 
 // OPAEngine evaluates Rego compiled to Wasm through OPA's Wasm ABI (1.2+:
@@ -32,7 +32,7 @@ type OPAEngine struct {
 	version string
 	ep      int32
 	// derivedEP is the entrypoint of the policy's data-only rule
-	// (policies.DerivedRule), -1 when the module has none.
+	// (policy.DerivedRule), -1 when the module has none.
 	derivedEP int32
 	// direct: results are read straight out of guest memory (value.go);
 	// false when the module's value layout did not check out, and then
@@ -73,7 +73,7 @@ func compileRego(ctx context.Context, files map[string]string, entrypoint string
 		return nil, errors.New("wasm: no .rego sources")
 	}
 	eps := []string{entrypoint}
-	if d := policies.DerivedPath(entrypoint); policies.DefinesRule(files, d) {
+	if d := policy.DerivedPath(entrypoint); opa.DefinesRule(files, d) {
 		eps = append(eps, d)
 	}
 	c := compile.New().
@@ -101,14 +101,18 @@ func compileRego(ctx context.Context, files map[string]string, entrypoint string
 // NewOPA compiles Rego sources to Wasm and loads them. See CompileRego and
 // NewOPAFromWasm.
 func NewOPA(ctx context.Context, files map[string]string, opts Options) (*OPAEngine, error) {
-	bin, err := CompileRego(ctx, files, opts.Entrypoint)
+	return newOPA(ctx, files, config{Options: opts})
+}
+
+func newOPA(ctx context.Context, files map[string]string, c config) (*OPAEngine, error) {
+	bin, err := CompileRego(ctx, files, c.Entrypoint)
 	if err != nil {
 		return nil, err
 	}
-	if opts.Version == "" {
-		opts.Version = hashFiles(files)
+	if c.Version == "" {
+		c.Version = hashFiles(files)
 	}
-	return NewOPAFromWasm(ctx, bin, opts)
+	return newOPAFromWasm(ctx, bin, c)
 }
 
 func hashFiles(files map[string]string) string {
@@ -134,7 +138,11 @@ func hashFiles(files map[string]string) string {
 // A module that is not OPA Wasm ABI 1.2+, lacks the entrypoint, needs a
 // builtin this host does not implement, or needs more memory than allowed.
 func NewOPAFromWasm(ctx context.Context, bin []byte, opts Options) (*OPAEngine, error) {
-	o := opts.withDefaults(256)
+	return newOPAFromWasm(ctx, bin, config{Options: opts})
+}
+
+func newOPAFromWasm(ctx context.Context, bin []byte, c config) (*OPAEngine, error) {
+	o := c.withDefaults(256)
 	if o.Version == "" {
 		s := sha256.Sum256(bin)
 		o.Version = hex.EncodeToString(s[:8])
@@ -198,7 +206,7 @@ func knownOPAImport(name string) bool {
 // instantiateEnv registers the host functions OPA modules import from "env".
 // Host functions receive the calling instance, so one host module serves
 // every instance in the runtime.
-func (e *OPAEngine) instantiateEnv(ctx context.Context, rt wazero.Runtime, o Options) error {
+func (e *OPAEngine) instantiateEnv(ctx context.Context, rt wazero.Runtime, o config) error {
 	i32 := api.ValueTypeI32
 	b := rt.NewHostModuleBuilder("env")
 	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, s []uint64) {
@@ -321,7 +329,7 @@ func (e *OPAEngine) readMeta(ctx context.Context, m api.Module) error {
 	}
 	e.ep = id
 	e.derivedEP = -1
-	if id, ok := eps[policies.DerivedPath(e.h.opts.Entrypoint)]; ok {
+	if id, ok := eps[policy.DerivedPath(e.h.opts.Entrypoint)]; ok {
 		e.derivedEP = id
 	}
 	bs, err := readMap("builtins")
@@ -356,7 +364,7 @@ func (e *OPAEngine) loadData(ctx context.Context, in *instance, d *dataDoc) erro
 // prepareData completes a data version before it is published: when the
 // policy has a derived rule, one instance evaluates it on the raw document
 // and the version's full document gets the result under
-// policies.DerivedKey (that instance keeps the full document loaded).
+// policy.DerivedKey (that instance keeps the full document loaded).
 // Once per data version, never on the request path.
 func (e *OPAEngine) prepareData(ctx context.Context, d *dataDoc) error {
 	if e.derivedEP < 0 {
@@ -375,7 +383,7 @@ func (e *OPAEngine) prepareData(ctx context.Context, d *dataDoc) error {
 		v, err = e.evalDerived(sctx, in)
 	}
 	if err == nil {
-		d.full = withKey(d.json, policies.DerivedKey, v)
+		d.full = withKey(d.json, policy.DerivedKey, v)
 		err = e.parseData(sctx, in, d.full)
 	}
 	if err != nil {
@@ -398,7 +406,7 @@ func (e *OPAEngine) parseData(ctx context.Context, in *instance, doc []byte) err
 		return err
 	}
 	if !in.mem.Write(p, doc) {
-		return ErrMemory
+		return policy.ErrMemory
 	}
 	addr, err := call1(ctx, m, "opa_json_parse", uint64(p), uint64(len(doc)))
 	if err != nil {
@@ -429,14 +437,14 @@ func (e *OPAEngine) evalDerived(ctx context.Context, in *instance) ([]byte, erro
 	s := in.stack[:7]
 	s[0], s[1], s[2], s[3], s[4], s[5], s[6] = 0, uint64(uint32(e.derivedEP)), uint64(in.dataAddr), uint64(addr), uint64(len(input)), uint64(heap), 0
 	if err := e.h.callFor(ctx, in, in.fn, s, e.h.setupTimeout()); err != nil {
-		return nil, fmt.Errorf("wasm: %s: %w", policies.DerivedPath(e.h.opts.Entrypoint), err)
+		return nil, fmt.Errorf("wasm: %s: %w", policy.DerivedPath(e.h.opts.Entrypoint), err)
 	}
 	res := cString(in.mem, uint32(s[0]))
 	var rs []struct {
 		Result json.RawMessage `json:"result"`
 	}
 	if err := json.Unmarshal([]byte(res), &rs); err != nil {
-		return nil, errors.Join(ErrOutput, fmt.Errorf("wasm: %s: %w", policies.DerivedPath(e.h.opts.Entrypoint), err))
+		return nil, errors.Join(policy.ErrOutput, fmt.Errorf("wasm: %s: %w", policy.DerivedPath(e.h.opts.Entrypoint), err))
 	}
 	if len(rs) == 0 || len(rs[0].Result) == 0 {
 		return nil, nil
@@ -462,28 +470,28 @@ func withKey(doc []byte, key string, v []byte) []byte {
 	return append(out, '}')
 }
 
-// Name implements policies.Engine.
+// Name implements policy.Engine.
 func (e *OPAEngine) Name() string { return "wasm" }
 
-// Version implements policies.Engine.
+// Version implements policy.Engine.
 func (e *OPAEngine) Version() string { return e.version }
 
-// SetData implements policies.Engine. Instances pick the new document up at
+// SetData implements policy.Engine. Instances pick the new document up at
 // their next checkout; evaluations in flight finish on the old one.
-func (e *OPAEngine) SetData(ctx context.Context, d *policies.Data) error {
+func (e *OPAEngine) SetData(ctx context.Context, d *policy.Data) error {
 	return e.h.setData(ctx, d)
 }
 
-// Close implements policies.Engine: it waits for evaluations in flight,
+// Close implements policy.Engine: it waits for evaluations in flight,
 // closes every instance and the runtime.
 func (e *OPAEngine) Close() error { return e.h.close() }
 
-// Eval implements policies.Engine.
+// Eval implements policy.Engine.
 //
 // # Errors
-// ErrTimeout, ErrMemory, ErrAbort, ErrOutput (errors.Is), ErrClosed, and the
+// policy.ErrTimeout, policy.ErrMemory, policy.ErrEval, policy.ErrOutput (errors.Is), policy.ErrClosed, and the
 // caller's context errors.
-func (e *OPAEngine) Eval(ctx context.Context, input *policies.Input, out *policies.Decision) error {
+func (e *OPAEngine) Eval(ctx context.Context, input *policy.Input, out *policy.Decision) error {
 	if !e.direct {
 		return e.eval(ctx, input, out, parseOPAResult)
 	}
@@ -531,7 +539,7 @@ func (e *OPAEngine) evalCtx(in *instance, addr, n, heap uint32) (uint32, error) 
 	}
 	inAddr := uint32(s[0])
 	if inAddr == 0 {
-		return 0, errors.Join(ErrAbort, errors.New("wasm: the guest could not parse the input"))
+		return 0, errors.Join(policy.ErrEval, errors.New("wasm: the guest could not parse the input"))
 	}
 	if err := e.h.callArmed(in, f.ctxNew, s[:1]); err != nil {
 		return 0, err
@@ -552,7 +560,7 @@ func (e *OPAEngine) evalCtx(in *instance, addr, n, heap uint32) (uint32, error) 
 	}
 	if rc := uint32(s[0]); rc != 0 {
 		in.dead = true
-		return 0, errors.Join(ErrAbort, fmt.Errorf("wasm: eval failed (code %d)", rc))
+		return 0, errors.Join(policy.ErrEval, fmt.Errorf("wasm: eval failed (code %d)", rc))
 	}
 	s[0] = ctxAddr
 	if err := e.h.callArmed(in, f.ctxGetResult, s[:1]); err != nil {
@@ -560,14 +568,14 @@ func (e *OPAEngine) evalCtx(in *instance, addr, n, heap uint32) (uint32, error) 
 	}
 	res := uint32(s[0])
 	if res == 0 {
-		return 0, errors.Join(ErrOutput, errors.New("wasm: eval returned no result"))
+		return 0, errors.Join(policy.ErrOutput, errors.New("wasm: eval returned no result"))
 	}
 	return res, nil
 }
 
 // dumpResult decodes the result set at res through the guest's JSON
 // serialisation (for values the memory decoder does not map).
-func (e *OPAEngine) dumpResult(ctx context.Context, in *instance, res uint32, out *policies.Decision) error {
+func (e *OPAEngine) dumpResult(ctx context.Context, in *instance, res uint32, out *policy.Decision) error {
 	if err := e.h.arm(ctx, in, e.h.opts.EvalTimeout); err != nil {
 		return err
 	}
@@ -581,12 +589,12 @@ func (e *OPAEngine) dumpResult(ctx context.Context, in *instance, res uint32, ou
 	p := uint32(s[0])
 	size := in.mem.Size()
 	if p == 0 || p >= size {
-		return errors.Join(ErrOutput, errors.New("wasm: opa_json_dump returned nothing"))
+		return errors.Join(policy.ErrOutput, errors.New("wasm: opa_json_dump returned nothing"))
 	}
 	view, _ := in.mem.Read(p, size-p)
 	end := bytes.IndexByte(view, 0)
 	if end < 0 {
-		return errors.Join(ErrOutput, errors.New("wasm: unterminated result"))
+		return errors.Join(policy.ErrOutput, errors.New("wasm: unterminated result"))
 	}
 	return parseOPAResult(view[:end], out)
 }
@@ -663,7 +671,7 @@ func verifyValueLayout(ctx context.Context, m api.Module, eps map[string]int32) 
 		return err
 	}
 	if !mem.Write(p, []byte(valueCanary)) {
-		return ErrMemory
+		return policy.ErrMemory
 	}
 	addr, err = call1(ctx, m, "opa_value_parse", uint64(p), uint64(len(valueCanary)))
 	if err != nil || addr == 0 {
@@ -681,7 +689,7 @@ func verifyValueLayout(ctx context.Context, m api.Module, eps map[string]int32) 
 // writeInput writes the input document's JSON at the instance's evaluation
 // heap mark; it returns where (addr, n bytes) and the 8-aligned heap pointer
 // just past it, from which the evaluation allocates.
-func writeInput(in *instance, input *policies.Input) (addr, n, heap uint32, err error) {
+func writeInput(in *instance, input *policy.Input) (addr, n, heap uint32, err error) {
 	in.buf = appendInput(in.buf[:0], input)
 	addr = in.evalHeap
 	n = uint32(len(in.buf))
@@ -693,7 +701,7 @@ func writeInput(in *instance, input *policies.Input) (addr, n, heap uint32, err 
 	return addr, n, heap, nil
 }
 
-func (e *OPAEngine) eval(ctx context.Context, input *policies.Input, out *policies.Decision, parse func([]byte, *policies.Decision) error) error {
+func (e *OPAEngine) eval(ctx context.Context, input *policy.Input, out *policy.Decision, parse func([]byte, *policy.Decision) error) error {
 	in, err := e.h.checkout(ctx)
 	if err != nil {
 		return err
@@ -711,12 +719,12 @@ func (e *OPAEngine) eval(ctx context.Context, input *policies.Input, out *polici
 	res := uint32(s[0])
 	size := in.mem.Size()
 	if res == 0 || res >= size {
-		return errors.Join(ErrOutput, errors.New("wasm: opa_eval returned no result"))
+		return errors.Join(policy.ErrOutput, errors.New("wasm: opa_eval returned no result"))
 	}
 	view, _ := in.mem.Read(res, size-res)
 	end := bytes.IndexByte(view, 0)
 	if end < 0 {
-		return errors.Join(ErrOutput, errors.New("wasm: unterminated result"))
+		return errors.Join(policy.ErrOutput, errors.New("wasm: unterminated result"))
 	}
 	return parse(view[:end], out)
 }

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/policies/opa"
+	"github.com/geniehive/geniehive/policy"
 )
 
 func newTestOPA(t testing.TB, o Options) *OPAEngine {
@@ -65,20 +67,20 @@ decision := {"schema_version": 1, "targets": [], "tried": [data.derived.roles]}
 	if w.derivedEP < 0 {
 		t.Fatal("derived entrypoint not compiled")
 	}
-	r, err := policies.NewRego(files, policies.RegoOptions{})
+	r, err := opa.NewRego(files, opa.RegoOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range []policies.Engine{w, r} {
+	for _, e := range []policy.Engine{w, r} {
 		for _, roles := range [][]string{{"b", "a"}, {"c"}} {
-			d := &policies.Data{SchemaVersion: 1, Roles: map[string]state.Role{}}
+			d := &policy.Data{SchemaVersion: 1, Roles: map[string]fleet.Role{}}
 			for _, n := range roles {
-				d.Roles[n] = state.Role{Name: n}
+				d.Roles[n] = fleet.Role{Name: n}
 			}
 			if err := e.SetData(bg, d); err != nil {
 				t.Fatal(err)
 			}
-			var got policies.Decision
+			var got policy.Decision
 			if err := e.Eval(bg, testInput("x"), &got); err != nil {
 				t.Fatal(e.Name(), err)
 			}
@@ -107,25 +109,25 @@ decision := {"schema_version": 1, "targets": [], "tried": [concat("", ["roles: "
 		t.Fatal(err)
 	}
 	defer w.Close()
-	r, err := policies.NewRego(files, policies.RegoOptions{})
+	r, err := opa.NewRego(files, opa.RegoOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	roles := func(names ...string) *policies.Data {
-		d := &policies.Data{SchemaVersion: 1, Roles: map[string]state.Role{}}
+	roles := func(names ...string) *policy.Data {
+		d := &policy.Data{SchemaVersion: 1, Roles: map[string]fleet.Role{}}
 		for _, n := range names {
-			d.Roles[n] = state.Role{Name: n}
+			d.Roles[n] = fleet.Role{Name: n}
 		}
 		return d
 	}
-	for _, e := range []policies.Engine{w, r} {
+	for _, e := range []policy.Engine{w, r} {
 		if err := e.SetData(bg, roles("a")); err != nil {
 			t.Fatal(e.Name(), err)
 		}
 		if err := e.SetData(bg, roles("a", "b")); err == nil {
 			t.Fatalf("%s: data the derived rule fails on was accepted", e.Name())
 		}
-		var d policies.Decision
+		var d policy.Decision
 		if err := e.Eval(bg, testInput("x"), &d); err != nil {
 			t.Fatal(e.Name(), err)
 		}

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"strconv"
 
-	"github.com/geniehive/geniehive/policies"
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // Reading OPA values straight out of linear memory.
@@ -34,7 +34,7 @@ import (
 // by the guest's own parser and compiled code must read back exactly) and
 // falls back to opa_json_dump when it does not hold. Every read is bounds
 // checked and a walk is bounded in steps, so a corrupt or hostile result
-// is an ErrOutput, never a host crash or hang.
+// is an policy.ErrOutput, never a host crash or hang.
 //
 // Values below the instance's eval heap (the data document, with
 // data.derived, and the module's constants) do not change between two data
@@ -62,7 +62,7 @@ const (
 const maxValueSteps = 1 << 20
 
 var (
-	errValue = errors.Join(ErrOutput, errors.New("wasm: malformed OPA value in guest memory"))
+	errValue = errors.Join(policy.ErrOutput, errors.New("wasm: malformed OPA value in guest memory"))
 	// errNeedJSON: the value holds something the decoder does not map
 	// (a non-string key in a free-form object); the caller falls back to
 	// the guest's JSON serialisation, which stringifies such keys.
@@ -76,7 +76,7 @@ var (
 type valueCache struct {
 	stable  uint32 // addresses below it do not change until the next reset
 	strs    map[uint32]string
-	patches map[uint32]*policies.Patch
+	patches map[uint32]*policy.Patch
 	recent  map[string]string
 }
 
@@ -87,7 +87,7 @@ func (c *valueCache) reset(stable uint32) {
 	c.stable = stable
 	if c.strs == nil {
 		c.strs = map[uint32]string{}
-		c.patches = map[uint32]*policies.Patch{}
+		c.patches = map[uint32]*policy.Patch{}
 		c.recent = map[string]string{}
 		return
 	}
@@ -526,7 +526,7 @@ func (r *valueReader) expect(a uint32, t byte) error {
 }
 
 // resultSet decodes OPA's result set (a set of {"result": decision}) into d.
-func (r *valueReader) resultSet(a uint32, d *policies.Decision) error {
+func (r *valueReader) resultSet(a uint32, d *policy.Decision) error {
 	if err := r.expect(a, opaSet); err != nil {
 		return err
 	}
@@ -534,7 +534,7 @@ func (r *valueReader) resultSet(a uint32, d *policies.Decision) error {
 	err := r.set(a, func(v uint32) error {
 		n++
 		if n > 1 {
-			return errors.Join(ErrOutput, errors.New("wasm: policy produced more than one decision"))
+			return errors.Join(policy.ErrOutput, errors.New("wasm: policy produced more than one decision"))
 		}
 		if err := r.expect(v, opaObject); err != nil {
 			return err
@@ -559,10 +559,10 @@ func (r *valueReader) resultSet(a uint32, d *policies.Decision) error {
 // decision decodes a decision document into d, with parser.decision's
 // semantics (d reset first, Targets and Tried keep their capacity, null is
 // zero, unknown fields ignored).
-func (r *valueReader) decision(a uint32, d *policies.Decision) error {
+func (r *valueReader) decision(a uint32, d *policy.Decision) error {
 	targets := d.Targets[:0]
 	tried := d.Tried[:0]
-	*d = policies.Decision{}
+	*d = policy.Decision{}
 	if null, err := r.isNull(a); null || err != nil {
 		return err
 	}
@@ -585,7 +585,7 @@ func (r *valueReader) decision(a uint32, d *policies.Decision) error {
 				return err
 			}
 			err = r.array(v, func(v uint32) error {
-				targets = append(targets, policies.Target{})
+				targets = append(targets, policy.Target{})
 				return r.target(v, &targets[len(targets)-1])
 			})
 			d.Targets = targets
@@ -618,7 +618,7 @@ func (r *valueReader) decision(a uint32, d *policies.Decision) error {
 			if err := r.expect(v, opaObject); err != nil {
 				return err
 			}
-			dn := &policies.Denial{}
+			dn := &policy.Denial{}
 			d.Deny = dn
 			err = r.object(v, func(k, v uint32) error {
 				kb, ok, err := r.key(k)
@@ -653,7 +653,7 @@ func (r *valueReader) decision(a uint32, d *policies.Decision) error {
 	})
 }
 
-func (r *valueReader) target(a uint32, t *policies.Target) error {
+func (r *valueReader) target(a uint32, t *policy.Target) error {
 	if null, err := r.isNull(a); null || err != nil {
 		return err
 	}
@@ -673,7 +673,7 @@ func (r *valueReader) target(a uint32, t *policies.Target) error {
 			t.Name, err = r.str(v)
 		case "operation":
 			s, err = r.str(v)
-			t.Operation = state.Kind(s)
+			t.Operation = fleet.Kind(s)
 		case "role":
 			t.Role, err = r.str(v)
 		case "group":
@@ -688,7 +688,7 @@ func (r *valueReader) target(a uint32, t *policies.Target) error {
 }
 
 // patch decodes a target's patch, once per stable address.
-func (r *valueReader) patch(a uint32) (*policies.Patch, error) {
+func (r *valueReader) patch(a uint32) (*policy.Patch, error) {
 	if null, err := r.isNull(a); null || err != nil {
 		return nil, err
 	}
@@ -701,7 +701,7 @@ func (r *valueReader) patch(a uint32) (*policies.Patch, error) {
 			return p, nil
 		}
 	}
-	pt := &policies.Patch{}
+	pt := &policy.Patch{}
 	err := r.object(a, func(k, v uint32) error {
 		kb, ok, err := r.key(k)
 		if err != nil || !ok {
@@ -723,7 +723,7 @@ func (r *valueReader) patch(a uint32) (*policies.Patch, error) {
 			if err := r.expect(v, opaObject); err != nil {
 				return err
 			}
-			sp := &state.SystemPrompt{}
+			sp := &fleet.SystemPrompt{}
 			pt.SystemPrompt = sp
 			err = r.object(v, func(k, v uint32) error {
 				kb, ok, err := r.key(k)

@@ -7,9 +7,10 @@ import (
 
 	"github.com/tetratelabs/wazero/api"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/policies/policytest"
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // TestValueLayoutChecks: the OPA runtime this module builds against has
@@ -32,7 +33,7 @@ func TestValueLayoutChecks(t *testing.T) {
 // TestSharedTableThroughJSON: the fallback path (the guest serialises
 // results to JSON) makes the same decisions.
 func TestSharedTableThroughJSON(t *testing.T) {
-	e, err := NewOPA(bg, policies.ShippedPolicy(), Options{noDirect: true})
+	e, err := newOPA(bg, policies.ShippedPolicy(), config{noDirect: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +84,7 @@ func TestValueDecisionMatchesJSON(t *testing.T) {
 	}
 	defer e.h.checkin(in)
 	for _, doc := range decisionDocs() {
-		var want, got policies.Decision
+		var want, got policy.Decision
 		if err := parseDecision(doc, &want); err != nil {
 			t.Fatalf("%s: %v", doc, err)
 		}
@@ -98,14 +99,14 @@ func TestValueDecisionMatchesJSON(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{`{"schema_version":"x"}`, `[]`, `{"targets":{}}`, `{"tried":[1]}`, `{"strip_reasoning":"yes"}`, `{"targets":[{"group":1.5}]}`} {
-		var d policies.Decision
+		var d policy.Decision
 		r, addr := guestValue(t, in.mod, []byte(bad))
 		if err := r.decision(addr, &d); err == nil {
 			t.Errorf("accepted %s", bad)
 		}
 	}
 	// Rego sets decode as arrays (opa_json_dump writes them so).
-	var d policies.Decision
+	var d policy.Decision
 	r, addr := guestValue(t, in.mod, []byte(`{"targets":[{"patch":{"defaults":{"stop":{"x"}}}}]}`))
 	if err := r.decision(addr, &d); err != nil || !reflect.DeepEqual(d.Targets[0].Patch.Defaults["stop"], []any{"x"}) {
 		t.Fatalf("set: %v %+v", err, d.Targets)
@@ -129,7 +130,7 @@ decision := {"schema_version": 1, "targets": [{"kind": "asset", "name": "m", "op
 		t.Fatal(err)
 	}
 	defer e.Close()
-	var d policies.Decision
+	var d policy.Decision
 	if err := e.Eval(bg, testInput("m"), &d); err != nil {
 		t.Fatal(err)
 	}
@@ -147,17 +148,17 @@ func TestValuePatchesFollowData(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	data := func(temp float64) *policies.Data {
+	data := func(temp float64) *policy.Data {
 		snap := policytest.Fleet()
 		for i := range snap.Catalog.Roles {
 			if r := &snap.Catalog.Roles[i]; r.Name == "coder" {
-				r.RequestPolicy = &state.RequestPolicy{Defaults: map[string]any{"temperature": temp}}
+				r.RequestPolicy = &fleet.RequestPolicy{Defaults: map[string]any{"temperature": temp}}
 			}
 		}
 		return policies.BuildData(snap)
 	}
-	in := &policies.Input{SchemaVersion: 1, Operation: state.KindChat, Model: "coder", ModelKey: "coder"}
-	eval := func(temp float64, d *policies.Decision) {
+	in := &policy.Input{SchemaVersion: 1, Operation: fleet.KindChat, Model: "coder", ModelKey: "coder"}
+	eval := func(temp float64, d *policy.Decision) {
 		t.Helper()
 		if err := e.Eval(bg, in, d); err != nil {
 			t.Fatal(err)
@@ -166,7 +167,7 @@ func TestValuePatchesFollowData(t *testing.T) {
 			t.Fatalf("temperature %v, want %v", got, temp)
 		}
 	}
-	var d1, d2, d3 policies.Decision
+	var d1, d2, d3 policy.Decision
 	if err := e.SetData(bg, data(0.1)); err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +193,7 @@ func FuzzValueReader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, mem []byte, addr uint32) {
 		r := valueReader{mem: mem, cache: &valueCache{}}
 		r.cache.reset(uint32(len(mem) / 2))
-		var d policies.Decision
+		var d policy.Decision
 		_ = r.resultSet(addr, &d)
 		r.steps = 0
 		_ = r.decision(addr, &d)
@@ -234,7 +235,7 @@ func FuzzValueDecision(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var want, got policies.Decision
+		var want, got policy.Decision
 		werr := parseDecision(js, &want)
 		view, _ := in.mod.Memory().Read(0, in.mod.Memory().Size())
 		r := valueReader{mem: view}

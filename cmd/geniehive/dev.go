@@ -15,6 +15,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 
 	"github.com/geniehive/geniehive/edge"
+	"github.com/geniehive/geniehive/edge/replica"
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/cli"
 	"github.com/geniehive/geniehive/loadtest/sim"
 	"github.com/geniehive/geniehive/nodeagent"
@@ -42,27 +44,34 @@ func init() {
 }
 
 type devConfig struct {
-	Listen   string `yaml:"listen"`
-	RedisURL string `yaml:"redis_url"`
-	Ollama   string `yaml:"ollama"`
-	NoOllama bool   `yaml:"no_ollama"`
-	Key      string `yaml:"key"`
-	LogLevel string `yaml:"log_level"`
+	Listen      string `yaml:"listen"`
+	RedisURL    string `yaml:"redis_url"`
+	Ollama      string `yaml:"ollama"`
+	NoOllama    bool   `yaml:"no_ollama"`
+	Key         string `yaml:"key"`
+	OperatorKey string `yaml:"operator_key"`
+	LogLevel    string `yaml:"log_level"`
+}
+
+// devSettings are the dev stack's flags (GENIEHIVE_<FLAG> in the
+// environment), layered by the same code as the edge's.
+var devSettings = []cli.Setting{
+	{Flag: "listen", Key: "listen", Help: "edge address"},
+	{Flag: "redis-url", Key: "redis_url", Help: "use this Redis instead of the embedded store"},
+	{Flag: "ollama", Key: "ollama", Help: "local Ollama to discover"},
+	{Flag: "no-ollama", Key: "no_ollama", Bool: true, Help: "do not look for Ollama; always use simulated upstreams"},
+	{Flag: "key", Key: "key", Help: "require this CLIENT-scope key for the OpenAI API (default: auth off, local only)"},
+	{Flag: "operator-key", Key: "operator_key", Help: "also accept this OPERATOR-scope key (cluster API changes: geniehive roles/keys/policy against the dev edge)"},
+	{Flag: "log-level", Key: "log_level", Help: "debug, info, warn or error"},
 }
 
 func runDev(args []string) error {
 	var dc devConfig
 	fs := cli.NewFlagSet(devCmd)
-	fs.StringVar(&dc.Listen, "listen", "127.0.0.1:8080", "edge address")
-	fs.StringVar(&dc.RedisURL, "redis-url", "", "use this Redis instead of the embedded store")
-	fs.StringVar(&dc.Ollama, "ollama", "http://127.0.0.1:11434", "local Ollama to discover")
-	fs.BoolVar(&dc.NoOllama, "no-ollama", false, "do not look for Ollama; always use simulated upstreams")
-	fs.StringVar(&dc.Key, "key", "", "require this client key (default: auth off, local only)")
-	fs.StringVar(&dc.LogLevel, "log-level", "warn", "debug, info, warn or error")
-	if err := cli.Parse(fs, args, nil, &dc); err != nil {
+	defaults := map[string]any{"listen": "127.0.0.1:8080", "ollama": "http://127.0.0.1:11434", "log_level": "warn"}
+	if _, err := cli.Load(fs, args, devSettings, defaults, false, &dc); err != nil {
 		return err
 	}
-	// Accept --redis as a short alias (documented in the README).
 	log := newLogger(dc.LogLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -71,29 +80,11 @@ func runDev(args []string) error {
 	defer wg.Wait()
 	storeDesc := dc.RedisURL
 	if dc.RedisURL == "" {
-		m := miniredis.NewMiniRedis()
-		if err := m.StartAddr("127.0.0.1:0"); err != nil {
-			return fmt.Errorf("embedded store: %w", err)
+		m, err := startEmbeddedStore(ctx, &wg)
+		if err != nil {
+			return err
 		}
 		defer m.Close()
-		// miniredis expires keys only when told time has passed: feed it
-		// the wall clock so heartbeat TTLs behave as in Redis.
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			last := time.Now()
-			t := time.NewTicker(100 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case now := <-t.C:
-					m.FastForward(now.Sub(last))
-					last = now
-				}
-			}
-		}()
 		dc.RedisURL = "redis://" + m.Addr() + "/0"
 		storeDesc = "embedded (miniredis on " + m.Addr() + ")"
 	}
@@ -110,34 +101,11 @@ func runDev(args []string) error {
 	if err := store.PutCatalog(ctx, cat); err != nil {
 		return err
 	}
-
-	ncfg := nodeagent.Config{HostID: "dev", Interval: 2 * time.Second, TTL: 6 * time.Second, NvidiaSMI: "off"}
-	var upstreams []string
-	if !dc.NoOllama && ollamaAnswers(dc.Ollama) {
-		ncfg.Services = append(ncfg.Services, nodeagent.ServiceConfig{Name: "ollama", Kind: state.KindChat, Endpoint: strings.TrimRight(dc.Ollama, "/"), Protocol: state.ProtocolOllama})
-		upstreams = append(upstreams, "Ollama at "+dc.Ollama+" (its models are served through the edge)")
-	} else {
-		sims, desc, err := startDevSims()
-		if err != nil {
-			return err
-		}
-		defer func() {
-			for _, s := range sims {
-				s.Close()
-			}
-		}()
-		for _, s := range sims {
-			kind, proto, name := state.KindChat, state.ProtocolOllama, "chat"
-			switch s.Flavor() {
-			case sim.FlavorWhisper:
-				kind, proto, name = state.KindTranscription, state.ProtocolWhisper, "whisper"
-			case sim.FlavorOpenAI:
-				kind, proto, name = state.KindEmbeddings, state.ProtocolOpenAI, "embed"
-			}
-			ncfg.Services = append(ncfg.Services, nodeagent.ServiceConfig{Name: name, Kind: kind, Endpoint: s.URL(), Protocol: proto})
-		}
-		upstreams = append(upstreams, desc...)
+	ncfg, upstreams, closeSims, err := devUpstreams(dc)
+	if err != nil {
+		return err
 	}
+	defer closeSims()
 	agent, err := nodeagent.New(ncfg, store, nodeagent.Options{Logger: log})
 	if err != nil {
 		return err
@@ -148,20 +116,108 @@ func runDev(args []string) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = agent.Run(ctx) }()
 
-	ecfg := edge.Config{Listen: dc.Listen, ID: "dev-edge", LogLevel: dc.LogLevel}
-	ecfg.Redis.URL = dc.RedisURL
-	if dc.Key != "" {
-		ecfg.Keys = []edge.KeyConfig{{ID: "dev", Secret: dc.Key, Scope: state.ScopeOperator}}
-	}
-	if err := ecfg.Provision(); err != nil {
+	ecfg, err := devEdgeConfig(dc)
+	if err != nil {
 		return err
 	}
-	auth := ""
-	if dc.Key != "" {
-		auth = ` -H "Authorization: Bearer ` + dc.Key + `"`
+	ready := func(addr string) { printDevBanner(dc, storeDesc, addr, upstreams) }
+	r, err := replica.New(ctx, ecfg, replica.Options{Logger: log, Store: store, Ready: ready})
+	if err != nil {
+		return err
 	}
-	ready := func(addr string) {
-		fmt.Printf(`GenieHive dev stack is running:
+	c.AddHook(r.Server().RedisHook())
+	err = r.Run(ctx)
+	_ = r.Close()
+	stop()
+	rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_ = store.RemoveNode(rctx, "dev")
+	cancel()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// startEmbeddedStore starts miniredis on a free loopback port and feeds it
+// the wall clock until ctx ends (miniredis expires keys only when told time
+// has passed; heartbeat TTLs must behave as in Redis).
+func startEmbeddedStore(ctx context.Context, wg *sync.WaitGroup) (*miniredis.Miniredis, error) {
+	m := miniredis.NewMiniRedis()
+	if err := m.StartAddr("127.0.0.1:0"); err != nil {
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		last := time.Now()
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				m.FastForward(now.Sub(last))
+				last = now
+			}
+		}
+	}()
+	return m, nil
+}
+
+// devUpstreams is the dev node agent's configuration: the local Ollama
+// when one answers, else simulated upstreams (closed by closeSims).
+func devUpstreams(dc devConfig) (ncfg nodeagent.Config, upstreams []string, closeSims func(), err error) {
+	ncfg = nodeagent.Config{HostID: "dev", Interval: 2 * time.Second, TTL: 6 * time.Second, NvidiaSMI: "off"}
+	if !dc.NoOllama && ollamaAnswers(dc.Ollama) {
+		ncfg.Services = append(ncfg.Services, nodeagent.ServiceConfig{Name: "ollama", Kind: fleet.KindChat, Endpoint: strings.TrimRight(dc.Ollama, "/"), Protocol: fleet.ProtocolOllama})
+		return ncfg, []string{"Ollama at " + dc.Ollama + " (its models are served through the edge)"}, func() {}, nil
+	}
+	sims, desc, err := startDevSims()
+	if err != nil {
+		return ncfg, nil, nil, err
+	}
+	for _, s := range sims {
+		kind, proto, name := fleet.KindChat, fleet.ProtocolOllama, "chat"
+		switch s.Flavor() {
+		case sim.FlavorWhisper:
+			kind, proto, name = fleet.KindTranscription, fleet.ProtocolWhisper, "whisper"
+		case sim.FlavorOpenAI:
+			kind, proto, name = fleet.KindEmbeddings, fleet.ProtocolOpenAI, "embed"
+		}
+		ncfg.Services = append(ncfg.Services, nodeagent.ServiceConfig{Name: name, Kind: kind, Endpoint: s.URL(), Protocol: proto})
+	}
+	return ncfg, desc, func() {
+		for _, s := range sims {
+			s.Close()
+		}
+	}, nil
+}
+
+// devEdgeConfig is the dev edge's replica config: no shutdown delay (the
+// zero value), --key as a client key, --operator-key as an operator key.
+func devEdgeConfig(dc devConfig) (replica.Config, error) {
+	var ecfg replica.Config
+	ecfg.Edge = edge.Config{Listen: dc.Listen, ID: "dev-edge", LogLevel: dc.LogLevel}
+	ecfg.Edge.Redis.URL = dc.RedisURL
+	if dc.Key != "" {
+		ecfg.Edge.Keys = append(ecfg.Edge.Keys, edge.KeyConfig{ID: "dev", Secret: dc.Key, Scope: fleet.ScopeClient})
+	}
+	if dc.OperatorKey != "" {
+		ecfg.Edge.Keys = append(ecfg.Edge.Keys, edge.KeyConfig{ID: "dev-operator", Secret: dc.OperatorKey, Scope: fleet.ScopeOperator})
+	}
+	return ecfg, ecfg.Provision()
+}
+
+func printDevBanner(dc devConfig, storeDesc, addr string, upstreams []string) {
+	auth := ""
+	if k := dc.Key; k != "" || dc.OperatorKey != "" {
+		if k == "" {
+			k = dc.OperatorKey
+		}
+		auth = ` -H "Authorization: Bearer ` + k + `"`
+	}
+	fmt.Printf(`GenieHive dev stack is running:
   store:      %s
   edge:       http://%s   (OpenAI API under /v1, metrics at /metrics)
   node agent: host "dev"
@@ -175,16 +231,6 @@ Try:
 
 Ctrl-C stops everything.
 `, storeDesc, addr, strings.Join(upstreams, "\n              "), addr, auth, addr, auth)
-	}
-	err = serveEdge(ctx, ecfg, sectionOverrides{}, store, log, ready)
-	stop()
-	rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	_ = store.RemoveNode(rctx, "dev")
-	cancel()
-	if errors.Is(err, context.Canceled) {
-		return nil
-	}
-	return err
 }
 
 func ollamaAnswers(base string) bool {

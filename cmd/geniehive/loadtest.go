@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/cli"
 	"github.com/geniehive/geniehive/loadtest"
 	"github.com/geniehive/geniehive/loadtest/sim"
@@ -366,7 +367,7 @@ func registerSim(ctx context.Context, redisURL, prefix string, upURL string, mod
 		return nil, "", err
 	}
 	st := state.New(c, prefix)
-	reg, err := loadtest.RegisterUpstream(ctx, st, "loadtest-sim", upURL, model, state.Kind(kind), services)
+	reg, err := loadtest.RegisterUpstream(ctx, st, "loadtest-sim", upURL, model, fleet.Kind(kind), services)
 	if err != nil {
 		c.Close()
 		return nil, "", fmt.Errorf("registering the simulated upstream: %w", err)
@@ -434,7 +435,9 @@ func startEdge(ctx context.Context, f loadtestFlags) (url string, pid int, stop 
 		return "", 0, nil, err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	args := []string{"edge", "--listen", addr, "--redis-url", f.RedisURL, "--prefix", f.RedisPrefix, "--log-level", "warn"}
+	// No shutdown delay: nothing balances load onto this edge, and stop()
+	// gives it 5s before it kills it.
+	args := []string{"edge", "--listen", addr, "--redis-url", f.RedisURL, "--prefix", f.RedisPrefix, "--log-level", "warn", "--shutdown-delay", "0"}
 	conf := f.EdgeConfig
 	if conf == "" {
 		dir, err := os.MkdirTemp("", "geniehive-loadtest-")

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/cli"
 	"github.com/geniehive/geniehive/nodeagent"
 	"github.com/geniehive/geniehive/state"
@@ -184,7 +185,7 @@ func (f *serviceFlag) Set(v string) error {
 		if len(p) != 4 || !strings.Contains(p[3], "://") {
 			return fmt.Errorf("service %q: want name:kind:protocol:endpoint, e.g. ollama:chat:ollama:http://127.0.0.1:11434", spec)
 		}
-		*f.dst = append(*f.dst, nodeagent.ServiceConfig{Name: p[0], Kind: state.Kind(p[1]), Protocol: p[2], Endpoint: p[3]})
+		*f.dst = append(*f.dst, nodeagent.ServiceConfig{Name: p[0], Kind: fleet.Kind(p[1]), Protocol: p[2], Endpoint: p[3]})
 		f.specs = append(f.specs, spec)
 	}
 	return nil

@@ -11,8 +11,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/cli"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policies/opa"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -109,16 +112,16 @@ func policyTest(ctx context.Context, w io.Writer, dir string, verbose bool) erro
 	if err != nil {
 		return err
 	}
-	rs, err := policies.TestBundle(ctx, b)
+	rs, err := opa.TestBundle(ctx, b)
 	if err != nil {
 		return err
 	}
 	printResults(w, rs, verbose)
-	if policies.Failed(rs) > 0 {
-		return fmt.Errorf("%w: %d of %d", errTestsFailed, policies.Failed(rs), len(rs))
+	if policy.Failed(rs) > 0 {
+		return fmt.Errorf("%w: %d of %d", errTestsFailed, policy.Failed(rs), len(rs))
 	}
 	if b.HasRego() {
-		e, err := policies.RegoFactory(ctx, b)
+		e, err := opa.RegoFactory(ctx, b)
 		if err != nil {
 			return err
 		}
@@ -130,7 +133,7 @@ func policyTest(ctx context.Context, w io.Writer, dir string, verbose bool) erro
 	return nil
 }
 
-func printResults(w io.Writer, rs []policies.TestResult, verbose bool) {
+func printResults(w io.Writer, rs []policy.TestResult, verbose bool) {
 	file := ""
 	for _, r := range rs {
 		if !verbose && (r.Pass || r.Skip) {
@@ -147,10 +150,10 @@ func printResults(w io.Writer, rs []policies.TestResult, verbose bool) {
 			}
 		}
 	}
-	if len(rs) > 0 && (verbose || policies.Failed(rs) > 0) {
+	if len(rs) > 0 && (verbose || policy.Failed(rs) > 0) {
 		fmt.Fprintln(w, strings.Repeat("-", 80))
 	}
-	n, failed := len(rs), policies.Failed(rs)
+	n, failed := len(rs), policy.Failed(rs)
 	if failed == 0 {
 		fmt.Fprintf(w, "PASS: %d/%d\n", n, n)
 	} else {
@@ -163,11 +166,11 @@ func policyPush(ctx context.Context, w io.Writer, dir string, f *policyFlags) er
 	if err != nil {
 		return err
 	}
-	var rs []policies.TestResult
+	var rs []policy.TestResult
 	if b.HasRego() {
-		e, results, err := policies.Prepare(ctx, b, policies.RegoFactory)
+		e, results, err := policies.Prepare(ctx, b, opa.RegoFactory, opa.TestBundle)
 		if err != nil {
-			var tf *policies.TestFailedError
+			var tf *policy.TestFailedError
 			if errors.As(err, &tf) {
 				printResults(w, results, false)
 			}
@@ -183,7 +186,7 @@ func policyPush(ctx context.Context, w io.Writer, dir string, f *policyFlags) er
 		return err
 	}
 	defer closeFn()
-	if err := st.PutPolicyBundle(ctx, &state.PolicyBundle{Version: b.Version, Files: b.Files, PushedAt: time.Now().UTC()}); err != nil {
+	if err := st.PutPolicyBundle(ctx, &fleet.PolicyBundle{Version: b.Version, Files: b.Files, PushedAt: time.Now().UTC()}); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "pushed %s: %d file(s), %d test(s) passed, version %s\n", dir, len(b.Files), len(rs), b.Version)
@@ -254,21 +257,21 @@ func policyEval(ctx context.Context, w io.Writer, f *policyFlags) error {
 	if err != nil {
 		return err
 	}
-	var in policies.Input
+	var in policy.Input
 	if err := json.Unmarshal(raw, &in); err != nil {
 		return fmt.Errorf("%s: %w", f.input, err)
 	}
 	if in.SchemaVersion == 0 {
-		in.SchemaVersion = policies.SchemaVersion
+		in.SchemaVersion = policy.SchemaVersion
 	}
 	if in.ModelKey == "" {
 		in.ModelKey = policies.NormalizeModel(in.Model)
 	}
 	if in.Operation == "" {
-		in.Operation = state.KindChat
+		in.Operation = fleet.KindChat
 	}
 
-	var data *policies.Data
+	var data *policy.Data
 	switch {
 	case f.data != "" && f.fromRDB:
 		return fmt.Errorf("%w: --data and --redis are exclusive", cli.ErrUsage)
@@ -277,7 +280,7 @@ func policyEval(ctx context.Context, w io.Writer, f *policyFlags) error {
 		if err != nil {
 			return err
 		}
-		data = &policies.Data{}
+		data = &policy.Data{}
 		if err := json.Unmarshal(raw, data); err != nil {
 			return fmt.Errorf("%s: %w", f.data, err)
 		}
@@ -293,23 +296,23 @@ func policyEval(ctx context.Context, w io.Writer, f *policyFlags) error {
 		}
 		data = policies.BuildData(wt.Current())
 	default:
-		data = &policies.Data{SchemaVersion: policies.SchemaVersion}
+		data = &policy.Data{SchemaVersion: policy.SchemaVersion}
 	}
 
-	var e policies.Engine
+	var e policy.Engine
 	switch {
 	case f.dir != "":
 		b, err := policies.LoadDir(f.dir)
 		if err != nil {
 			return err
 		}
-		if e, err = policies.RegoFactory(ctx, b); err != nil {
+		if e, err = opa.RegoFactory(ctx, b); err != nil {
 			return err
 		}
 	case f.engine == "go":
 		e = policies.NewGo()
 	case f.engine == "rego":
-		if e, err = policies.NewRego(policies.ShippedPolicy(), policies.RegoOptions{}); err != nil {
+		if e, err = opa.NewRego(policies.ShippedPolicy(), opa.RegoOptions{}); err != nil {
 			return err
 		}
 	default:
@@ -319,7 +322,7 @@ func policyEval(ctx context.Context, w io.Writer, f *policyFlags) error {
 	if err := e.SetData(ctx, data); err != nil {
 		return err
 	}
-	var d policies.Decision
+	var d policy.Decision
 	start := time.Now()
 	if err := e.Eval(ctx, &in, &d); err != nil {
 		return err

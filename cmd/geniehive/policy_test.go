@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -48,7 +50,7 @@ func TestPolicyPushAndStatus(t *testing.T) {
 	}
 	out.Reset()
 	err = policyPush(ctx, &out, dir, f)
-	var tf *policies.TestFailedError
+	var tf *policy.TestFailedError
 	if !errors.As(err, &tf) || !strings.Contains(out.String(), "FAIL: 1/") {
 		t.Fatalf("push of a failing bundle: %v\n%s", err, out.String())
 	}
@@ -56,10 +58,10 @@ func TestPolicyPushAndStatus(t *testing.T) {
 		t.Fatal("stored bundle replaced by a failing one")
 	}
 
-	if err := st.PutEdge(ctx, state.EdgeInfo{ID: "edge-1", Addr: "10.0.0.1:8080", PolicyEngine: "rego", PolicyVersion: b.Version}, time.Minute); err != nil {
+	if err := st.PutEdge(ctx, fleet.EdgeInfo{ID: "edge-1", Addr: "10.0.0.1:8080", PolicyEngine: "rego", PolicyVersion: b.Version}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.PutEdge(ctx, state.EdgeInfo{ID: "edge-2", Addr: "10.0.0.2:8080", PolicyEngine: "go", PolicyVersion: "builtin-go-v1", PolicyError: "bundle refused"}, time.Minute); err != nil {
+	if err := st.PutEdge(ctx, fleet.EdgeInfo{ID: "edge-2", Addr: "10.0.0.2:8080", PolicyEngine: "go", PolicyVersion: "builtin-go-v1", PolicyError: "bundle refused"}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	out.Reset()
@@ -87,7 +89,7 @@ func TestPolicyTestCommand(t *testing.T) {
 	}
 	n := 0
 	for p, s := range policies.ShippedFiles() {
-		if policies.IsTestFile(p) {
+		if policy.IsTestFile(p) {
 			n += strings.Count(s, "\ntest_")
 		}
 	}

@@ -14,9 +14,12 @@ import (
 	"time"
 
 	"github.com/geniehive/geniehive/edge"
+	"github.com/geniehive/geniehive/edge/replica"
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/loadtest/sim"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
 )
 
@@ -34,9 +37,9 @@ func TestPushedBundleReachesEveryReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer up.Close()
-	ns := &state.NodeState{Host: state.Host{ID: "gpu1"}, Services: []state.Service{{
-		ID: "gpu1/chat", HostID: "gpu1", Name: "chat", Kind: state.KindChat, Protocol: state.ProtocolOpenAI,
-		Endpoint: up.URL(), Healthy: true, Assets: []state.Asset{{Name: "llama3.1:8b", Family: "llama", Loaded: true}},
+	ns := &fleet.NodeState{Host: fleet.Host{ID: "gpu1"}, Services: []fleet.Service{{
+		ID: "gpu1/chat", HostID: "gpu1", Name: "chat", Kind: fleet.KindChat, Protocol: fleet.ProtocolOpenAI,
+		Endpoint: up.URL(), Healthy: true, Assets: []fleet.Asset{{Name: "llama3.1:8b", Family: "llama", Loaded: true}},
 	}}}
 	if err := st.WriteHeartbeat(ctx, ns, time.Minute); err != nil {
 		t.Fatal(err)
@@ -46,16 +49,22 @@ func TestPushedBundleReachesEveryReplica(t *testing.T) {
 	var addrs [2]string
 	var wg sync.WaitGroup
 	for i := range addrs {
-		cfg := edge.Config{Listen: "127.0.0.1:0", ID: "edge-" + string(rune('a'+i)), Redis: edge.RedisConfig{Prefix: prefix}}
-		cfg.PresenceInterval = 200 * time.Millisecond
+		var cfg replica.Config
+		cfg.Edge = edge.Config{Listen: "127.0.0.1:0", ID: "edge-" + string(rune('a'+i)), Redis: edge.RedisConfig{Prefix: prefix}}
+		cfg.Edge.PresenceInterval = 200 * time.Millisecond
 		if err := cfg.Provision(); err != nil {
 			t.Fatal(err)
 		}
 		ready := make(chan string, 1)
+		r, err := replica.New(ctx, cfg, replica.Options{Logger: log, Store: state.New(c, prefix), Ready: func(a string) { ready <- a }})
+		if err != nil {
+			t.Fatal(err)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := serveEdge(ctx, cfg, sectionOverrides{}, state.New(c, prefix), log, func(a string) { ready <- a }); err != nil {
+			defer r.Close()
+			if err := r.Run(ctx); err != nil {
 				t.Errorf("edge: %v", err)
 			}
 		}()
@@ -67,7 +76,7 @@ func TestPushedBundleReachesEveryReplica(t *testing.T) {
 	}
 	defer func() { cancel(); wg.Wait() }()
 
-	shipped := policies.NewBundle(policies.ShippedPolicy()).Version
+	shipped := policy.NewBundle(policies.ShippedPolicy()).Version
 	for _, a := range addrs {
 		if eng, v, _ := policyOf(t, a); eng != "wasm" || v != shipped {
 			t.Fatalf("edge %s starts on %s %s, want wasm %s", a, eng, v, shipped)
@@ -109,9 +118,9 @@ func TestPushedBundleReachesEveryReplica(t *testing.T) {
 
 	files := policies.ShippedFiles()
 	files["v2.rego"] = "package geniehive.v2\n\nmarker := true\n"
-	v2 := policies.NewBundle(files).Version
+	v2 := policy.NewBundle(files).Version
 	pushed := time.Now()
-	if err := st.PutPolicyBundle(ctx, &state.PolicyBundle{Version: v2, Files: files, PushedAt: pushed}); err != nil {
+	if err := st.PutPolicyBundle(ctx, &fleet.PolicyBundle{Version: v2, Files: files, PushedAt: pushed}); err != nil {
 		t.Fatal(err)
 	}
 	var switched [2]time.Duration
@@ -132,7 +141,7 @@ func TestPushedBundleReachesEveryReplica(t *testing.T) {
 
 	broken := policies.ShippedFiles()
 	broken["broken.rego"] = "package geniehive\n\ndecision := {\n"
-	if err := st.PutPolicyBundle(ctx, &state.PolicyBundle{Version: "broken-1", Files: broken, PushedAt: time.Now()}); err != nil {
+	if err := st.PutPolicyBundle(ctx, &fleet.PolicyBundle{Version: "broken-1", Files: broken, PushedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range addrs {

@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/cli"
 	"github.com/geniehive/geniehive/state"
 )
@@ -163,7 +164,7 @@ func runKeys(args []string) error {
 			return err
 		}
 		secret := "gh-" + hex.EncodeToString(b)
-		k := state.APIKey{ID: fs.Arg(0), Hash: state.HashKeyHex(secret), Scope: state.Scope(*scope), Roles: roles}
+		k := fleet.APIKey{ID: fs.Arg(0), Hash: fleet.HashKeyHex(secret), Scope: fleet.Scope(*scope), Roles: roles}
 		if err := s.PutKey(ctx, k); err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/state"
 )
@@ -62,7 +63,7 @@ func TestKeysAddStoresOnlyHash(t *testing.T) {
 		t.Fatalf("secret %q", secret)
 	}
 	keys, err := state.New(c, prefix).ListKeys(context.Background())
-	if err != nil || len(keys) != 1 || keys[0].Hash != state.HashKeyHex(secret) || keys[0].Scope != state.ScopeReader {
+	if err != nil || len(keys) != 1 || keys[0].Hash != fleet.HashKeyHex(secret) || keys[0].Scope != fleet.ScopeReader {
 		t.Fatalf("stored keys %+v %v", keys, err)
 	}
 	raw, _ := c.HGetAll(context.Background(), prefix+"keys").Result()

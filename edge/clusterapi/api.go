@@ -21,9 +21,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/geniehive/geniehive/edge"
+
 	"github.com/valyala/fasthttp"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/routing"
 	"github.com/geniehive/geniehive/state"
 )
@@ -56,15 +60,15 @@ type Deps struct {
 	// Store is the shared state. Required.
 	Store *state.Store
 	// Snapshot returns the edge's current snapshot (never nil). Required.
-	Snapshot func() *state.Snapshot
+	Snapshot func() *fleet.Snapshot
 	// Router explains routing decisions. Required.
 	Router *routing.Router
 	// Authorize checks the caller's key for need and, when it answers
 	// false, has already written the 401/403. Required.
-	Authorize func(ctx *fasthttp.RequestCtx, need state.Scope) bool
+	Authorize func(ctx *fasthttp.RequestCtx, need fleet.Scope) bool
 	// Resolve evaluates the edge's active policy for the snapshot. When nil,
 	// the reference Go policy (policies.NewGo) is built per call.
-	Resolve func(ctx context.Context, snap *state.Snapshot, in *policies.Input, out *policies.Decision) error
+	Resolve func(ctx context.Context, snap *fleet.Snapshot, in *policy.Input, out *policy.Decision) error
 	// Health returns the edge's own figures. Optional.
 	Health func() EdgeHealth
 	// Policy returns the active policy of this edge. Optional.
@@ -100,7 +104,7 @@ func New(d Deps) *API {
 }
 
 // resolveGo evaluates the reference policy against snap.
-func resolveGo(ctx context.Context, snap *state.Snapshot, in *policies.Input, out *policies.Decision) error {
+func resolveGo(ctx context.Context, snap *fleet.Snapshot, in *policy.Input, out *policy.Decision) error {
 	e := policies.NewGo()
 	defer e.Close()
 	if err := e.SetData(ctx, policies.BuildData(snap)); err != nil {
@@ -111,20 +115,20 @@ func resolveGo(ctx context.Context, snap *state.Snapshot, in *policies.Input, ou
 
 type route struct {
 	method string
-	scope  state.Scope
+	scope  fleet.Scope
 	fn     func(*API, *fasthttp.RequestCtx)
 }
 
 var routes = map[string][]route{
-	"hosts":          {{fasthttp.MethodGet, state.ScopeReader, (*API).hosts}},
-	"services":       {{fasthttp.MethodGet, state.ScopeReader, (*API).services}},
-	"roles":          {{fasthttp.MethodGet, state.ScopeReader, (*API).roles}},
-	"benchmarks":     {{fasthttp.MethodGet, state.ScopeReader, (*API).benchmarks}, {fasthttp.MethodPost, state.ScopeOperator, (*API).ingest}},
-	"health":         {{fasthttp.MethodGet, state.ScopeReader, (*API).health}},
-	"edges":          {{fasthttp.MethodGet, state.ScopeReader, (*API).edges}},
-	"policy":         {{fasthttp.MethodGet, state.ScopeReader, (*API).policy}},
-	"routes/match":   {{fasthttp.MethodPost, state.ScopeReader, (*API).match}},
-	"routes/resolve": {{fasthttp.MethodGet, state.ScopeReader, (*API).resolve}},
+	"hosts":          {{fasthttp.MethodGet, fleet.ScopeReader, (*API).hosts}},
+	"services":       {{fasthttp.MethodGet, fleet.ScopeReader, (*API).services}},
+	"roles":          {{fasthttp.MethodGet, fleet.ScopeReader, (*API).roles}},
+	"benchmarks":     {{fasthttp.MethodGet, fleet.ScopeReader, (*API).benchmarks}, {fasthttp.MethodPost, fleet.ScopeOperator, (*API).ingest}},
+	"health":         {{fasthttp.MethodGet, fleet.ScopeReader, (*API).health}},
+	"edges":          {{fasthttp.MethodGet, fleet.ScopeReader, (*API).edges}},
+	"policy":         {{fasthttp.MethodGet, fleet.ScopeReader, (*API).policy}},
+	"routes/match":   {{fasthttp.MethodPost, fleet.ScopeReader, (*API).match}},
+	"routes/resolve": {{fasthttp.MethodGet, fleet.ScopeReader, (*API).resolve}},
 }
 
 // Handle serves the request when its path is under /v1/cluster/ and
@@ -163,23 +167,10 @@ func (a *API) Handle(ctx *fasthttp.RequestCtx) bool {
 	return true
 }
 
-// apiError is the OpenAI error body.
-type apiError struct {
-	Error struct {
-		Message string  `json:"message"`
-		Type    string  `json:"type"`
-		Code    string  `json:"code"`
-		Param   *string `json:"param"`
-	} `json:"error"`
-}
-
+// writeError answers with an OpenAI error through the edge's one error
+// writer (edge.WriteError).
 func writeError(ctx *fasthttp.RequestCtx, status int, typ, code, param, msg string) {
-	var e apiError
-	e.Error.Message, e.Error.Type, e.Error.Code = msg, typ, code
-	if param != "" {
-		e.Error.Param = &param
-	}
-	writeJSON(ctx, status, &e)
+	edge.WriteError(ctx, &edge.APIError{Status: status, Type: typ, Code: code, Param: param, Message: msg})
 }
 
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {

@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/routing"
 	"github.com/geniehive/geniehive/state"
@@ -25,8 +26,8 @@ type env struct {
 }
 
 // keys: "r" reader, "o" operator, "c" client; anything else is 401.
-func authorize(ctx *fasthttp.RequestCtx, need state.Scope) bool {
-	scope := map[string]state.Scope{"Bearer r": state.ScopeReader, "Bearer o": state.ScopeOperator, "Bearer c": state.ScopeClient}[string(ctx.Request.Header.Peek("Authorization"))]
+func authorize(ctx *fasthttp.RequestCtx, need fleet.Scope) bool {
+	scope := map[string]fleet.Scope{"Bearer r": fleet.ScopeReader, "Bearer o": fleet.ScopeOperator, "Bearer c": fleet.ScopeClient}[string(ctx.Request.Header.Peek("Authorization"))]
 	if scope == "" {
 		writeError(ctx, 401, "invalid_request_error", "invalid_api_key", "", "missing or unknown API key")
 		return false
@@ -44,18 +45,18 @@ func newEnv(t *testing.T) *env {
 	e := &env{store: state.New(c, prefix)}
 	e.w = state.NewWatcher(e.store, state.WatcherOptions{})
 	ctx := context.Background()
-	svcs := []state.Service{
-		{ID: "h1/ollama", HostID: "h1", Name: "ollama", Kind: state.KindChat, Healthy: true, Endpoint: "http://127.0.0.1:1",
-			Assets: []state.Asset{{Name: "qwen3:8b", Family: "qwen3", Loaded: true, Tags: []string{"general"}},
+	svcs := []fleet.Service{
+		{ID: "h1/ollama", HostID: "h1", Name: "ollama", Kind: fleet.KindChat, Healthy: true, Endpoint: "http://127.0.0.1:1",
+			Assets: []fleet.Asset{{Name: "qwen3:8b", Family: "qwen3", Loaded: true, Tags: []string{"general"}},
 				{Name: "qwen3-coder:30b", Family: "qwen3", Tags: []string{"code"}}},
-			Metrics: state.Metrics{LatencyMS: 40, TokensPerSecond: 35}},
+			Metrics: fleet.Metrics{LatencyMS: 40, TokensPerSecond: 35}},
 	}
-	if err := e.store.WriteHeartbeat(ctx, &state.NodeState{Host: state.Host{ID: "h1"}, Services: svcs}, time.Minute); err != nil {
+	if err := e.store.WriteHeartbeat(ctx, &fleet.NodeState{Host: fleet.Host{ID: "h1"}, Services: svcs}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	cat := &state.Catalog{Roles: []state.Role{
-		{Name: "coder", Description: "writes and reviews code", Operation: state.KindChat, Candidates: []string{"qwen3-coder:30b", "qwen3:8b"}, Workloads: []string{"chat.short_reasoning"}},
-		{Name: "support", Description: "answers customer support tickets concisely", Operation: state.KindChat, Candidates: []string{"qwen3:8b"}, Workloads: []string{"chat.concise_support"}},
+	cat := &fleet.Catalog{Roles: []fleet.Role{
+		{Name: "coder", Description: "writes and reviews code", Operation: fleet.KindChat, Candidates: []string{"qwen3-coder:30b", "qwen3:8b"}, Workloads: []string{"chat.short_reasoning"}},
+		{Name: "support", Description: "answers customer support tickets concisely", Operation: fleet.KindChat, Candidates: []string{"qwen3:8b"}, Workloads: []string{"chat.concise_support"}},
 	}}
 	if err := e.store.PutCatalog(ctx, cat); err != nil {
 		t.Fatal(err)
@@ -210,7 +211,9 @@ func TestBenchmarkIngest(t *testing.T) {
 	}
 	for name, b := range bad {
 		code, body := e.do(t, "POST", "/v1/cluster/benchmarks", "o", []byte(b))
-		var er apiError
+		var er struct {
+			Error struct{ Message, Type string } `json:"error"`
+		}
 		if code != 400 || json.Unmarshal(body, &er) != nil || er.Error.Type != "invalid_request_error" || !strings.Contains(er.Error.Message, "nothing stored") {
 			t.Fatalf("%s: %d %s", name, code, body)
 		}

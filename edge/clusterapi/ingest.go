@@ -11,8 +11,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
-	"github.com/geniehive/geniehive/state"
 )
 
 // BenchReport is the benchmark report format (routing/BENCH_REPORT.md).
@@ -55,7 +55,7 @@ type IngestResponse struct {
 	Model    string             `json:"model"`
 	Workload string             `json:"workload"`
 	Accepted int                `json:"accepted"`
-	Summary  state.BenchSummary `json:"summary"`
+	Summary  fleet.BenchSummary `json:"summary"`
 }
 
 func (a *API) ingest(ctx *fasthttp.RequestCtx) {
@@ -78,14 +78,14 @@ func (a *API) ingest(ctx *fasthttp.RequestCtx) {
 	c, cancel := opCtx(ctx)
 	defer cancel()
 	if err := a.d.Store.AddBenchSamples(c, samples, a.d.BenchKeep); err != nil {
-		if errors.Is(err, state.ErrInvalid) {
+		if errors.Is(err, fleet.ErrInvalid) {
 			writeError(ctx, fasthttp.StatusBadRequest, "invalid_request_error", "invalid_value", "", "benchmark report refused, nothing stored: "+err.Error())
 			return
 		}
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "server_error", "redis_unavailable", "", "storing the benchmark failed: "+err.Error())
 		return
 	}
-	sum := state.BenchSummary{Model: samples[0].Model, Workload: samples[0].Workload, Samples: len(samples)}
+	sum := fleet.BenchSummary{Model: samples[0].Model, Workload: samples[0].Workload, Samples: len(samples)}
 	for _, s := range samples {
 		sum.Quality += s.Quality
 		sum.LatencyMS += s.LatencyMS
@@ -118,7 +118,7 @@ func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 //
 // # Errors
 // A *reportError (code, param, message) for the first problem found.
-func ValidateReport(body []byte, snap *state.Snapshot, now time.Time) ([]state.BenchSample, error) {
+func ValidateReport(body []byte, snap *fleet.Snapshot, now time.Time) ([]fleet.BenchSample, error) {
 	var r BenchReport
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -165,7 +165,7 @@ func ValidateReport(body []byte, snap *state.Snapshot, now time.Time) ([]state.B
 	if len(r.Samples) > MaxReportSamples {
 		return nil, bad("too_many_samples", "samples", strconv.Itoa(len(r.Samples))+" samples; at most "+strconv.Itoa(MaxReportSamples)+" per report")
 	}
-	out := make([]state.BenchSample, len(r.Samples))
+	out := make([]fleet.BenchSample, len(r.Samples))
 	for i := range r.Samples {
 		s := &r.Samples[i]
 		p := "samples[" + strconv.Itoa(i) + "]."
@@ -197,14 +197,14 @@ func ValidateReport(body []byte, snap *state.Snapshot, now time.Time) ([]state.B
 		if s.At != nil {
 			at = *s.At
 		}
-		out[i] = state.BenchSample{Workload: r.Workload, Model: asset, Service: r.Service, Prompt: s.PromptID,
+		out[i] = fleet.BenchSample{Workload: r.Workload, Model: asset, Service: r.Service, Prompt: s.PromptID,
 			LatencyMS: *s.LatencyMS, TTFTMS: s.TTFTMS, TokensPerSec: s.TokensPerSec, Quality: *s.Quality, OK: *s.OK, At: at}
 	}
 	return out, nil
 }
 
 // canonicalModel maps a report's model to exactly one live asset name.
-func canonicalModel(snap *state.Snapshot, model string) (string, error) {
+func canonicalModel(snap *fleet.Snapshot, model string) (string, error) {
 	if _, ok := snap.AssetServices[model]; ok {
 		return model, nil
 	}

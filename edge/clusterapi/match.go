@@ -5,11 +5,14 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/geniehive/geniehive/edge"
+
 	"github.com/valyala/fasthttp"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/routing"
-	"github.com/geniehive/geniehive/state"
 )
 
 // MatchRequest is the body of POST /v1/cluster/routes/match. Give one of
@@ -24,7 +27,7 @@ type MatchRequest struct {
 	// It also feeds the text-overlap signal.
 	Task string `json:"task,omitempty"`
 	// Operation defaults to chat (or the role's own operation).
-	Operation state.Kind `json:"operation,omitempty"`
+	Operation fleet.Kind `json:"operation,omitempty"`
 	// Prompt optionally feeds the text-overlap signal like a request's
 	// first message would. Not logged.
 	Prompt string `json:"prompt,omitempty"`
@@ -33,7 +36,7 @@ type MatchRequest struct {
 type targetView struct {
 	Kind      string     `json:"kind"`
 	Name      string     `json:"name"`
-	Operation state.Kind `json:"operation"`
+	Operation fleet.Kind `json:"operation"`
 	Role      string     `json:"role,omitempty"`
 	Group     int        `json:"group"`
 	Strategy  string     `json:"strategy,omitempty"`
@@ -43,10 +46,10 @@ type targetView struct {
 type MatchResponse struct {
 	Query      MatchRequest         `json:"query"`
 	ResolvedAs string               `json:"resolved_as"`
-	Operation  state.Kind           `json:"operation"`
+	Operation  fleet.Kind           `json:"operation"`
 	Targets    []targetView         `json:"targets"`
 	Tried      []string             `json:"tried,omitempty"`
-	Deny       *policies.Denial     `json:"deny,omitempty"`
+	Deny       *policy.Denial       `json:"deny,omitempty"`
 	Routing    *routing.Explanation `json:"routing,omitempty"`
 }
 
@@ -68,9 +71,9 @@ func (a *API) match(ctx *fasthttp.RequestCtx) {
 			"unknown operation "+string(q.Operation)+" (want chat, embeddings, transcription, speech or images)")
 		return
 	}
-	resp, status, err := a.explain(ctx, q, true)
+	resp, err := a.explain(ctx, q, true)
 	if err != nil {
-		writeError(ctx, status, "server_error", "policy_error", "", err.Error())
+		edge.WriteError(ctx, err)
 		return
 	}
 	writeJSON(ctx, fasthttp.StatusOK, resp)
@@ -80,7 +83,7 @@ func (a *API) match(ctx *fasthttp.RequestCtx) {
 // the policy's targets and the candidate order, without signal detail.
 func (a *API) resolve(ctx *fasthttp.RequestCtx) {
 	args := ctx.QueryArgs()
-	q := MatchRequest{Model: string(args.Peek("model")), Operation: state.Kind(args.Peek("operation"))}
+	q := MatchRequest{Model: string(args.Peek("model")), Operation: fleet.Kind(args.Peek("operation"))}
 	if q.Model == "" {
 		writeError(ctx, fasthttp.StatusBadRequest, "invalid_request_error", "missing_field", "model", "routes/resolve needs ?model=")
 		return
@@ -89,9 +92,9 @@ func (a *API) resolve(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusBadRequest, "invalid_request_error", "invalid_value", "operation", "unknown operation "+string(q.Operation))
 		return
 	}
-	resp, status, err := a.explain(ctx, q, false)
+	resp, err := a.explain(ctx, q, false)
 	if err != nil {
-		writeError(ctx, status, "server_error", "policy_error", "", err.Error())
+		edge.WriteError(ctx, err)
 		return
 	}
 	// Quick form: candidates without their signals.
@@ -103,7 +106,7 @@ func (a *API) resolve(ctx *fasthttp.RequestCtx) {
 	writeJSON(ctx, fasthttp.StatusOK, resp)
 }
 
-func (a *API) explain(ctx *fasthttp.RequestCtx, q MatchRequest, allowTask bool) (*MatchResponse, int, error) {
+func (a *API) explain(ctx *fasthttp.RequestCtx, q MatchRequest, allowTask bool) (*MatchResponse, error) {
 	snap := a.d.Snapshot()
 	c, cancel := opCtx(ctx)
 	defer cancel()
@@ -129,10 +132,10 @@ func (a *API) explain(ctx *fasthttp.RequestCtx, q MatchRequest, allowTask bool) 
 		}
 	}
 	if op == "" {
-		op = state.KindChat
+		op = fleet.KindChat
 	}
 	resp.Operation = op
-	var d policies.Decision
+	var d policy.Decision
 	if name == "" {
 		// No role matched the task: every asset of the operation competes.
 		resp.ResolvedAs = "every " + string(op) + " asset (no role matches the task)"
@@ -141,9 +144,9 @@ func (a *API) explain(ctx *fasthttp.RequestCtx, q MatchRequest, allowTask bool) 
 			d.Tried = []string{"no live asset serves " + string(op)}
 		}
 	} else {
-		in := policies.Input{SchemaVersion: policies.SchemaVersion, Operation: op, Model: name, ModelKey: policies.NormalizeModel(name)}
+		in := policy.Input{SchemaVersion: policy.SchemaVersion, Operation: op, Model: name, ModelKey: policies.NormalizeModel(name)}
 		if err := a.d.Resolve(c, snap, &in, &d); err != nil {
-			return nil, fasthttp.StatusInternalServerError, err
+			return nil, err
 		}
 	}
 	for _, t := range d.Targets {
@@ -151,19 +154,19 @@ func (a *API) explain(ctx *fasthttp.RequestCtx, q MatchRequest, allowTask bool) 
 	}
 	resp.Tried, resp.Deny = d.Tried, d.Deny
 	if d.Deny != nil {
-		return resp, 0, nil
+		return resp, nil
 	}
 	text := q.Task
 	if q.Prompt != "" {
 		text = strings.TrimSpace(text + " " + q.Prompt)
 	}
-	resp.Routing = a.d.Router.Explain(c, snap, &d, &routing.Facts{Operation: op, Model: name, Text: text})
-	return resp, 0, nil
+	resp.Routing = a.d.Router.Explain(c, snap, &d, &routing.RequestFacts{Operation: op, Model: name, Text: text})
+	return resp, nil
 }
 
 // allAssets is a one-group decision over every live asset offered by a
 // service of kind op, sorted by name.
-func allAssets(snap *state.Snapshot, op state.Kind) []policies.Target {
+func allAssets(snap *fleet.Snapshot, op fleet.Kind) []policy.Target {
 	var names []string
 	for name, svcs := range snap.AssetServices {
 		for _, s := range svcs {
@@ -174,21 +177,21 @@ func allAssets(snap *state.Snapshot, op state.Kind) []policies.Target {
 		}
 	}
 	sort.Strings(names)
-	out := make([]policies.Target, len(names))
+	out := make([]policy.Target, len(names))
 	for i, n := range names {
-		out[i] = policies.Target{Kind: policies.TargetAsset, Name: n, Operation: op}
+		out[i] = policy.Target{Kind: policy.TargetAsset, Name: n, Operation: op}
 	}
 	return out
 }
 
 // bestRole is the role whose name, aliases, description, workloads and
 // candidates share the most words with task (nil when none shares any).
-func bestRole(cat *state.Catalog, task string) *state.Role {
+func bestRole(cat *fleet.Catalog, task string) *fleet.Role {
 	words := wordSet(task)
 	if len(words) == 0 {
 		return nil
 	}
-	var best *state.Role
+	var best *fleet.Role
 	bestN := 0
 	for i := range cat.Roles {
 		r := &cat.Roles[i]

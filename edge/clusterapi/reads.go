@@ -6,13 +6,14 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/routing"
-	"github.com/geniehive/geniehive/state"
 )
 
 type hostView struct {
-	state.Host
+	fleet.Host
 	Deadline time.Time `json:"deadline"`
 	Live     bool      `json:"live"`
 	Services []string  `json:"services"`
@@ -36,14 +37,14 @@ func (a *API) hosts(ctx *fasthttp.RequestCtx) {
 }
 
 type serviceView struct {
-	state.Service
+	fleet.Service
 	Deadline        time.Time          `json:"deadline"`
 	Live            bool               `json:"live"`
 	HealthyNow      bool               `json:"healthy_now"` // node verdict overridden by a failed probe
 	Routable        bool               `json:"routable"`
 	CooldownUntil   *time.Time         `json:"cooldown_until,omitempty"`
-	Stats           state.ServiceStats `json:"stats"`
-	Probe           *state.ProbeResult `json:"probe,omitempty"`
+	Stats           fleet.ServiceStats `json:"stats"`
+	Probe           *fleet.ProbeResult `json:"probe,omitempty"`
 	ClusterInFlight *int64             `json:"cluster_in_flight,omitempty"`
 }
 
@@ -78,7 +79,7 @@ func (a *API) services(ctx *fasthttp.RequestCtx) {
 }
 
 type roleView struct {
-	state.Role
+	fleet.Role
 	// Resolves is what the role resolves to now (the policy's targets).
 	Resolves []string `json:"resolves_to"`
 	Tried    []string `json:"tried,omitempty"`
@@ -97,10 +98,10 @@ func (a *API) roles(ctx *fasthttp.RequestCtx) {
 		}
 		op := r.Operation
 		if op == "" {
-			op = state.KindChat
+			op = fleet.KindChat
 		}
-		var d policies.Decision
-		in := policies.Input{SchemaVersion: policies.SchemaVersion, Operation: op, Model: r.Name, ModelKey: policies.NormalizeModel(r.Name)}
+		var d policy.Decision
+		in := policy.Input{SchemaVersion: policy.SchemaVersion, Operation: op, Model: r.Name, ModelKey: policies.NormalizeModel(r.Name)}
 		if err := a.d.Resolve(c, snap, &in, &d); err == nil {
 			for _, t := range d.Targets {
 				v.Resolves = append(v.Resolves, t.Kind+":"+t.Name)
@@ -118,8 +119,8 @@ func (a *API) roles(ctx *fasthttp.RequestCtx) {
 }
 
 type benchView struct {
-	state.BenchSummary
-	Recent []state.BenchSample `json:"recent,omitempty"`
+	fleet.BenchSummary
+	Recent []fleet.BenchSample `json:"recent,omitempty"`
 }
 
 // benchmarks lists every (asset, workload) summary; ?model= and

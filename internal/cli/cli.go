@@ -79,10 +79,15 @@ func NewFlagSet(cmd *Command) *flag.FlagSet {
 	return fs
 }
 
-// Parse parses args into fs, then, when configPath points at a file after
-// parsing, decodes that YAML file into cfg (strictly: unknown fields are
-// errors), then re-applies GENIEHIVE_* variables and explicitly set flags so
-// that they win over the file. Flags must be bound to fields of cfg.
+// Parse layers a command's settings into the fields its flags are bound
+// to: the flags' defaults, then the YAML config file (configPath, or
+// GENIEHIVE_CONFIG; decoded strictly into cfg: unknown fields are errors),
+// then GENIEHIVE_* variables, then the command-line flags. Each flag's
+// value is applied once, from the text given (the command line is read
+// first by a recording copy of the flag set only to find --config and which
+// flags are set), so nothing is re-applied through flag.Value.String.
+// Edge and dev use Load (koanf) instead; the other commands bind flags to
+// struct fields and use Parse.
 //
 // configPath may be nil for commands without a config file.
 //
@@ -91,17 +96,27 @@ func NewFlagSet(cmd *Command) *flag.FlagSet {
 // environment values, and an unreadable or invalid config file (the message
 // names the file and line).
 func Parse(fs *flag.FlagSet, args []string, configPath *string, cfg any) error {
-	if err := fs.Parse(flagsFirst(fs, args)); err != nil {
+	args = flagsFirst(fs, args)
+	shadow := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	shadow.SetOutput(io.Discard)
+	fs.VisitAll(func(f *flag.Flag) {
+		b, ok := f.Value.(interface{ IsBoolFlag() bool })
+		shadow.Var(&rawValue{bool: ok && b.IsBoolFlag()}, f.Name, "")
+	})
+	if err := shadow.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
 			return err
 		}
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
-	explicit := map[string]string{}
-	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = f.Value.String() })
-	// Env may name the config file too.
+	explicit := map[string]bool{}
+	shadow.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
 	if configPath != nil {
-		if _, set := explicit["config"]; !set {
+		switch {
+		case explicit["config"]:
+			*configPath = shadow.Lookup("config").Value.(*rawValue).last
+		default:
 			if v, ok := os.LookupEnv(EnvName("config")); ok {
 				*configPath = v
 			}
@@ -114,7 +129,7 @@ func Parse(fs *flag.FlagSet, args []string, configPath *string, cfg any) error {
 	}
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		if _, set := explicit[f.Name]; set || f.Name == "config" {
+		if explicit[f.Name] || f.Name == "config" {
 			return
 		}
 		if v, ok := os.LookupEnv(EnvName(f.Name)); ok {
@@ -126,17 +141,14 @@ func Parse(fs *flag.FlagSet, args []string, configPath *string, cfg any) error {
 	if envErr != nil {
 		return envErr
 	}
-	for name, v := range explicit {
-		if name == "config" {
-			continue
-		}
-		// List flags accumulate on Set: empty them before re-applying.
+	// List flags replace what the file and environment gave.
+	for name := range explicit {
 		if r, ok := fs.Lookup(name).Value.(interface{ Reset() }); ok {
 			r.Reset()
 		}
-		if err := fs.Set(name, v); err != nil {
-			return fmt.Errorf("%w: --%s: %w", ErrUsage, name, err)
-		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,5 +63,38 @@ func TestFlagsAfterPositionalArgs(t *testing.T) {
 	}
 	if got := strings.Join(fs.Args(), " "); got != "FILE OTHER --not-a-flag" {
 		t.Fatalf("positionals %q", got)
+	}
+}
+
+// opaqueFlag is a flag whose String() says nothing (as the old --key flag's
+// did): Parse must apply it from the command line, not re-read it.
+type opaqueFlag struct{ dst *[]string }
+
+func (o opaqueFlag) String() string     { return "" }
+func (o opaqueFlag) Set(v string) error { *o.dst = append(*o.dst, v); return nil }
+
+// TestParseAppliesFlagsOnceFromTheCommandLine: a flag set on the command
+// line is applied once, from its text, after the file and the environment
+// (defect 2's class: flags used to be re-applied through Value.String()).
+func TestParseAppliesFlagsOnceFromTheCommandLine(t *testing.T) {
+	type conf struct {
+		Name  string   `yaml:"name"`
+		Items []string `yaml:"items"`
+	}
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(file, []byte("name: file\nitems: [a]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var c conf
+	var path string
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.StringVar(&path, "config", "", "")
+	fs.StringVar(&c.Name, "name", "default", "")
+	fs.Var(opaqueFlag{&c.Items}, "item", "")
+	if err := Parse(fs, []string{"--config", file, "--item", "b"}, &path, &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "file" || len(c.Items) != 2 || c.Items[0] != "a" || c.Items[1] != "b" {
+		t.Fatalf("got %+v, want name from the file and items a (file) + b (flag, once)", c)
 	}
 }

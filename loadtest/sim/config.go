@@ -48,7 +48,7 @@ const (
 	FlavorVLLM     Flavor = "vllm"     // vLLM OpenAI-compatible server
 )
 
-// Model kinds (the same strings as state.Kind).
+// Model kinds (the same strings as fleet.Kind).
 const (
 	KindChat          = "chat"
 	KindEmbeddings    = "embeddings"

@@ -7,17 +7,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geniehive/geniehive/policies"
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // BenchInputs are the requests the benchmarks cycle through: a role with a
 // fallback (the common case), a direct asset, and an unknown model.
-func BenchInputs() []*policies.Input {
-	return []*policies.Input{
-		in(state.KindChat, "coder"),
-		in(state.KindChat, "qwen3:8b"),
-		in(state.KindChat, "gpt-4o"),
+func BenchInputs() []*policy.Input {
+	return []*policy.Input{
+		in(fleet.KindChat, "coder"),
+		in(fleet.KindChat, "qwen3:8b"),
+		in(fleet.KindChat, "gpt-4o"),
 	}
 }
 
@@ -27,13 +27,13 @@ func BenchInputs() []*policies.Input {
 //	func BenchmarkDecision(b *testing.B) {
 //		b.Run("myengine", func(b *testing.B) { policytest.BenchDecision(b, e) })
 //	}
-func BenchDecision(b *testing.B, e policies.Engine) {
+func BenchDecision(b *testing.B, e policy.Engine) {
 	ctx := context.Background()
 	if err := e.SetData(ctx, FleetData()); err != nil {
 		b.Fatal(err)
 	}
 	input := BenchInputs()[0]
-	var out policies.Decision
+	var out policy.Decision
 	if err := e.Eval(ctx, input, &out); err != nil || len(out.Targets) == 0 {
 		b.Fatalf("eval: %v, %d targets", err, len(out.Targets))
 	}
@@ -49,7 +49,7 @@ func BenchDecision(b *testing.B, e policies.Engine) {
 // BenchLatency runs b.N decisions split over `goroutines` goroutines (each
 // with its own Decision, cycling through BenchInputs), records every
 // decision's duration and reports p50-ns and p99-ns next to ns/op.
-func BenchLatency(b *testing.B, e policies.Engine, goroutines int) {
+func BenchLatency(b *testing.B, e policy.Engine, goroutines int) {
 	ctx := context.Background()
 	if err := e.SetData(ctx, FleetData()); err != nil {
 		b.Fatal(err)
@@ -68,7 +68,7 @@ func BenchLatency(b *testing.B, e policies.Engine, goroutines int) {
 		wg.Add(1)
 		go func(g int) {
 			defer wg.Done()
-			var out policies.Decision
+			var out policy.Decision
 			for i := 0; i < per; i++ {
 				t0 := time.Now()
 				if err := e.Eval(ctx, inputs[i%len(inputs)], &out); err != nil {

@@ -3,26 +3,27 @@ package policytest
 import (
 	"sync"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // Case is one row of the decision table.
 type Case struct {
 	Name  string
-	Data  *policies.Data
-	Input *policies.Input
-	Want  *policies.Decision
+	Data  *policy.Data
+	Input *policy.Input
+	Want  *policy.Decision
 }
 
 var (
 	fleetOnce sync.Once
-	fleetData *policies.Data
-	chain     *policies.Data
+	fleetData *policy.Data
+	chain     *policy.Data
 )
 
 // FleetData is BuildData(Fleet()), built once and shared.
-func FleetData() *policies.Data {
+func FleetData() *policy.Data {
 	fleetOnce.Do(func() {
 		fleetData = policies.BuildData(Fleet())
 		chain = chainData()
@@ -31,18 +32,18 @@ func FleetData() *policies.Data {
 }
 
 // in builds a request as the edge would (ModelKey normalised).
-func in(op state.Kind, model string) *policies.Input {
-	return &policies.Input{SchemaVersion: policies.SchemaVersion, Operation: op, Model: model, ModelKey: policies.NormalizeModel(model)}
+func in(op fleet.Kind, model string) *policy.Input {
+	return &policy.Input{SchemaVersion: policy.SchemaVersion, Operation: op, Model: model, ModelKey: policies.NormalizeModel(model)}
 }
 
-func with(i *policies.Input, f func(*policies.Input)) *policies.Input { f(i); return i }
+func with(i *policy.Input, f func(*policy.Input)) *policy.Input { f(i); return i }
 
-func asset(name string, op state.Kind, role string, group int, p *policies.Patch) policies.Target {
-	return policies.Target{Kind: policies.TargetAsset, Name: name, Operation: op, Role: role, Group: group, Patch: p}
+func asset(name string, op fleet.Kind, role string, group int, p *policy.Patch) policy.Target {
+	return policy.Target{Kind: policy.TargetAsset, Name: name, Operation: op, Role: role, Group: group, Patch: p}
 }
 
-func dec(targets []policies.Target, tried ...string) *policies.Decision {
-	d := &policies.Decision{SchemaVersion: policies.SchemaVersion, Targets: targets, Tried: tried}
+func dec(targets []policy.Target, tried ...string) *policy.Decision {
+	d := &policy.Decision{SchemaVersion: policy.SchemaVersion, Targets: targets, Tried: tried}
 	for _, t := range targets {
 		if t.Patch != nil && t.Patch.StripReasoning {
 			d.StripReasoning = true
@@ -51,8 +52,8 @@ func dec(targets []policies.Target, tried ...string) *policies.Decision {
 	return d
 }
 
-func denied(status int, code, reason string, tried ...string) *policies.Decision {
-	return &policies.Decision{SchemaVersion: policies.SchemaVersion, Deny: &policies.Denial{Status: status, Code: code, Reason: reason}, Tried: tried}
+func denied(status int, code, reason string, tried ...string) *policy.Decision {
+	return &policy.Decision{SchemaVersion: policy.SchemaVersion, Deny: &policy.Denial{Status: status, Code: code, Reason: reason}, Tried: tried}
 }
 
 type obj = map[string]any
@@ -61,26 +62,26 @@ type obj = map[string]any
 // must produce exactly these decisions.
 func Cases() []Case {
 	d := FleetData()
-	const chat, emb = state.KindChat, state.KindEmbeddings
+	const chat, emb = fleet.KindChat, fleet.KindEmbeddings
 	coderDefaults := obj{"temperature": 0.2, "options": obj{"num_ctx": 8192}}
-	coderPrompt := &state.SystemPrompt{Mode: state.PromptPrepend, Text: "You write code."}
-	l70Patch := &policies.Patch{
+	coderPrompt := &fleet.SystemPrompt{Mode: fleet.PromptPrepend, Text: "You write code."}
+	l70Patch := &policy.Patch{
 		Defaults:     obj{"options": obj{"num_ctx": 4096, "top_p": 0.9}},
 		Overrides:    obj{"options": obj{"top_k": 40}, "stop": []any{"</s>"}},
-		SystemPrompt: &state.SystemPrompt{Mode: state.PromptAppend, Text: "Be brief."},
+		SystemPrompt: &fleet.SystemPrompt{Mode: fleet.PromptAppend, Text: "Be brief."},
 	}
-	coderTargets := func(group int) []policies.Target {
-		ts := []policies.Target{
-			asset("qwen3:8b", chat, "coder", group, &policies.Patch{Defaults: coderDefaults, SystemPrompt: coderPrompt, DisableThinking: true, StripReasoning: true}),
-			asset("Qwen/Qwen3-14B", chat, "coder", group, &policies.Patch{Defaults: coderDefaults, SystemPrompt: coderPrompt, DisableThinking: true}),
+	coderTargets := func(group int) []policy.Target {
+		ts := []policy.Target{
+			asset("qwen3:8b", chat, "coder", group, &policy.Patch{Defaults: coderDefaults, SystemPrompt: coderPrompt, DisableThinking: true, StripReasoning: true}),
+			asset("Qwen/Qwen3-14B", chat, "coder", group, &policy.Patch{Defaults: coderDefaults, SystemPrompt: coderPrompt, DisableThinking: true}),
 		}
 		for i := range ts {
 			ts[i].Strategy = "least_loaded"
 		}
 		return ts
 	}
-	generalTargets := func(group int) []policies.Target {
-		return []policies.Target{
+	generalTargets := func(group int) []policy.Target {
+		return []policy.Target{
 			asset("llama3.1:70b", chat, "general", group, l70Patch),
 			asset("llama3.1:8b-instruct-q4_K_M", chat, "general", group, nil),
 			asset("mistral:latest", chat, "general", group, nil),
@@ -98,50 +99,50 @@ func Cases() []Case {
 			Name:  "direct asset, qwen3 thinking off by default",
 			Data:  d,
 			Input: in(chat, "qwen3:8b"),
-			Want:  dec([]policies.Target{asset("qwen3:8b", chat, "", 0, &policies.Patch{DisableThinking: true, StripReasoning: true})}),
+			Want:  dec([]policy.Target{asset("qwen3:8b", chat, "", 0, &policy.Patch{DisableThinking: true, StripReasoning: true})}),
 		},
 		{
 			Name:  "model without tag, request asks for thinking",
 			Data:  d,
-			Input: with(in(chat, "qwen3"), func(i *policies.Input) { i.Thinking = ptr(true) }),
-			Want:  dec([]policies.Target{asset("qwen3:8b", chat, "", 0, &policies.Patch{StripReasoning: true})}),
+			Input: with(in(chat, "qwen3"), func(i *policy.Input) { i.Thinking = ptr(true) }),
+			Want:  dec([]policy.Target{asset("qwen3:8b", chat, "", 0, &policy.Patch{StripReasoning: true})}),
 		},
 		{
 			Name:  "model key computed by the engine when unset",
 			Data:  d,
-			Input: &policies.Input{SchemaVersion: 1, Operation: chat, Model: " QWEN3:8B ", Thinking: ptr(false)},
-			Want:  dec([]policies.Target{asset("qwen3:8b", chat, "", 0, &policies.Patch{DisableThinking: true, StripReasoning: true})}),
+			Input: &policy.Input{SchemaVersion: 1, Operation: chat, Model: " QWEN3:8B ", Thinking: ptr(false)},
+			Want:  dec([]policy.Target{asset("qwen3:8b", chat, "", 0, &policy.Patch{DisableThinking: true, StripReasoning: true})}),
 		},
 		{
 			Name:  "explicit :latest and upper case",
 			Data:  d,
 			Input: in(chat, "Mistral:latest"),
-			Want:  dec([]policies.Target{asset("mistral:latest", chat, "", 0, nil)}),
+			Want:  dec([]policy.Target{asset("mistral:latest", chat, "", 0, nil)}),
 		},
 		{
 			Name:  "name without quantisation suffix",
 			Data:  d,
 			Input: in(chat, "llama3.1:8b-instruct"),
-			Want:  dec([]policies.Target{asset("llama3.1:8b-instruct-q4_K_M", chat, "", 0, nil)}),
+			Want:  dec([]policy.Target{asset("llama3.1:8b-instruct-q4_K_M", chat, "", 0, nil)}),
 		},
 		{
 			Name:  "base name matches every tag; asset max_tokens drops one",
 			Data:  d,
-			Input: with(in(chat, "llama3.1"), func(i *policies.Input) { i.MaxTokens = 3000 }),
-			Want: dec([]policies.Target{asset("llama3.1:8b-instruct-q4_K_M", chat, "", 0, nil)},
+			Input: with(in(chat, "llama3.1"), func(i *policy.Input) { i.MaxTokens = 3000 }),
+			Want: dec([]policy.Target{asset("llama3.1:8b-instruct-q4_K_M", chat, "", 0, nil)},
 				"asset llama3.1:70b: max_tokens 3000 exceeds the limit 2048"),
 		},
 		{
 			Name:  "direct asset carries its asset policy",
 			Data:  d,
 			Input: in(chat, "llama3.1:70b"),
-			Want:  dec([]policies.Target{asset("llama3.1:70b", chat, "", 0, l70Patch)}),
+			Want:  dec([]policy.Target{asset("llama3.1:70b", chat, "", 0, l70Patch)}),
 		},
 		{
 			Name:  "service id",
 			Data:  d,
 			Input: in(emb, "NODE-B/Embed"),
-			Want:  dec([]policies.Target{{Kind: policies.TargetService, Name: "node-b/embed", Operation: emb}}),
+			Want:  dec([]policy.Target{{Kind: policy.TargetService, Name: "node-b/embed", Operation: emb}}),
 		},
 		{
 			Name:  "service of another kind",
@@ -158,8 +159,8 @@ func Cases() []Case {
 		{
 			Name:  "transcription asset",
 			Data:  d,
-			Input: in(state.KindTranscription, "whisper-large-v3"),
-			Want:  dec([]policies.Target{asset("whisper-large-v3", state.KindTranscription, "", 0, nil)}),
+			Input: in(fleet.KindTranscription, "whisper-large-v3"),
+			Want:  dec([]policy.Target{asset("whisper-large-v3", fleet.KindTranscription, "", 0, nil)}),
 		},
 		{
 			Name:  "role with candidates, defaults and prompt, falls back to families",
@@ -176,8 +177,8 @@ func Cases() []Case {
 		{
 			Name: "role scope allows the alias of a permitted role",
 			Data: d,
-			Input: with(in(chat, "chatbot"), func(i *policies.Input) {
-				i.Key = policies.Key{ID: "k1", Scope: state.ScopeClient, Roles: []string{"General"}}
+			Input: with(in(chat, "chatbot"), func(i *policy.Input) {
+				i.Key = policy.Key{ID: "k1", Scope: fleet.ScopeClient, Roles: []string{"General"}}
 			}),
 			Want: dec(append(generalTargets(0), coderTargets(1)...), append(coderTried, cutGeneral)...),
 		},
@@ -185,9 +186,9 @@ func Cases() []Case {
 			Name:  "fallback chain: other operation and unknown role recorded",
 			Data:  d,
 			Input: in(chat, "writer"),
-			Want: dec([]policies.Target{
+			Want: dec([]policy.Target{
 				asset("Qwen/Qwen3-14B", chat, "writer", 0, nil),
-				asset("qwen3:8b", chat, "writer", 0, &policies.Patch{StripReasoning: true}),
+				asset("qwen3:8b", chat, "writer", 0, &policy.Patch{StripReasoning: true}),
 			},
 				"role writer: fallback ghost is not a role",
 				"role embedder: candidates not of kind chat",
@@ -207,7 +208,7 @@ func Cases() []Case {
 			Name:  "embeddings role",
 			Data:  d,
 			Input: in(emb, "embedder"),
-			Want:  dec([]policies.Target{asset("nomic-embed-text", emb, "embedder", 0, nil)}),
+			Want:  dec([]policy.Target{asset("nomic-embed-text", emb, "embedder", 0, nil)}),
 		},
 		{
 			Name:  "nothing found",
@@ -224,45 +225,45 @@ func Cases() []Case {
 		{
 			Name:  "policy thinking false beats the request; strip reasoning",
 			Data:  d,
-			Input: with(in(chat, "reasoner"), func(i *policies.Input) { i.Thinking = ptr(true) }),
-			Want:  dec([]policies.Target{asset("deepseek-r1:8b", chat, "reasoner", 0, &policies.Patch{DisableThinking: true, StripReasoning: true})}),
+			Input: with(in(chat, "reasoner"), func(i *policy.Input) { i.Thinking = ptr(true) }),
+			Want:  dec([]policy.Target{asset("deepseek-r1:8b", chat, "reasoner", 0, &policy.Patch{DisableThinking: true, StripReasoning: true})}),
 		},
 		{
 			Name:  "role overrides deep-merged over asset's, role prompt wins",
 			Data:  d,
-			Input: with(in(chat, "summarizer"), func(i *policies.Input) { i.MaxTokens = 512 }),
-			Want: dec([]policies.Target{asset("llama3.1:70b", chat, "summarizer", 0, &policies.Patch{
+			Input: with(in(chat, "summarizer"), func(i *policy.Input) { i.MaxTokens = 512 }),
+			Want: dec([]policy.Target{asset("llama3.1:70b", chat, "summarizer", 0, &policy.Patch{
 				Defaults:     obj{"options": obj{"num_ctx": 4096, "top_p": 0.9}},
 				Overrides:    obj{"temperature": 0, "options": obj{"top_k": 10}, "stop": []any{"</s>"}},
-				SystemPrompt: &state.SystemPrompt{Mode: state.PromptReplace, Text: "Summarize."},
+				SystemPrompt: &fleet.SystemPrompt{Mode: fleet.PromptReplace, Text: "Summarize."},
 			})}),
 		},
 		{
 			Name: "key scoped to other roles",
 			Data: d,
-			Input: with(in(chat, "coder"), func(i *policies.Input) {
-				i.Key = policies.Key{ID: "k1", Scope: state.ScopeClient, Roles: []string{"chatbot"}}
+			Input: with(in(chat, "coder"), func(i *policy.Input) {
+				i.Key = policy.Key{ID: "k1", Scope: fleet.ScopeClient, Roles: []string{"chatbot"}}
 			}),
 			Want: denied(403, "role_not_allowed", "key k1 may not use role coder", append(coderTried, cutCoder)...),
 		},
 		{
 			Name:  "role-scoped key may not address an asset",
 			Data:  d,
-			Input: with(in(chat, "qwen3:8b"), func(i *policies.Input) { i.Key = policies.Key{ID: "k2", Roles: []string{"general"}} }),
+			Input: with(in(chat, "qwen3:8b"), func(i *policy.Input) { i.Key = policy.Key{ID: "k2", Roles: []string{"general"}} }),
 			Want:  denied(403, "role_not_allowed", "key k2 may only use roles, not model qwen3:8b"),
 		},
 		{
 			Name:  "max_tokens above every limit",
 			Data:  d,
-			Input: with(in(chat, "summarizer"), func(i *policies.Input) { i.MaxTokens = 1000 }),
+			Input: with(in(chat, "summarizer"), func(i *policy.Input) { i.MaxTokens = 1000 }),
 			Want: denied(400, "max_tokens_exceeded", "max_tokens 1000 exceeds the limit 512",
 				"role summarizer: asset llama3.1:70b: max_tokens 1000 exceeds the limit 512"),
 		},
 		{
 			Name:  "max_tokens drops some targets; groups renumbered",
 			Data:  d,
-			Input: with(in(chat, "coder"), func(i *policies.Input) { i.MaxTokens = 5000 }),
-			Want: dec([]policies.Target{
+			Input: with(in(chat, "coder"), func(i *policy.Input) { i.MaxTokens = 5000 }),
+			Want: dec([]policy.Target{
 				asset("llama3.1:8b-instruct-q4_K_M", chat, "general", 0, nil),
 				asset("mistral:latest", chat, "general", 0, nil),
 			},
@@ -277,7 +278,7 @@ func Cases() []Case {
 			Name:  "fallback depth limit",
 			Data:  chain,
 			Input: in(chat, "r0"),
-			Want: dec([]policies.Target{asset("m9", chat, "r8", 0, nil)},
+			Want: dec([]policy.Target{asset("m9", chat, "r8", 0, nil)},
 				"role r0: no candidate of kind chat",
 				"role r1: no candidate of kind chat",
 				"role r2: no candidate of kind chat",

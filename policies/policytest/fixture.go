@@ -10,8 +10,9 @@ package policytest
 import (
 	"time"
 
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/policy"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -31,41 +32,41 @@ func ptr[T any](v T) *T { return &v }
 // back to embedder and to a role that does not exist), reasoner (thinking
 // off, strip reasoning), summarizer (overrides, replace prompt, max_tokens
 // 512).
-func Fleet() *state.Snapshot {
+func Fleet() *fleet.Snapshot {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	live := now.Add(time.Minute)
-	svc := func(id string, kind state.Kind, deadline time.Time, assets ...state.Asset) *state.ServiceEntry {
-		return &state.ServiceEntry{Service: state.Service{ID: id, Kind: kind, Healthy: true, Assets: assets}, Deadline: deadline}
+	svc := func(id string, kind fleet.Kind, deadline time.Time, assets ...fleet.Asset) *fleet.ServiceEntry {
+		return &fleet.ServiceEntry{Service: fleet.Service{ID: id, Kind: kind, Healthy: true, Assets: assets}, Deadline: deadline}
 	}
-	return &state.Snapshot{
+	return &fleet.Snapshot{
 		Version: 7,
 		BuiltAt: now,
 		RedisOK: true,
-		Services: []*state.ServiceEntry{
-			svc("node-a/ollama", state.KindChat, live,
-				state.Asset{Name: "qwen3:8b", Family: "qwen3"},
-				state.Asset{Name: "llama3.1:8b-instruct-q4_K_M", Family: "llama"},
-				state.Asset{Name: "mistral:latest", Family: "mistral"},
-				state.Asset{Name: "deepseek-r1:8b", Family: "qwen2", Thinking: true},
+		Services: []*fleet.ServiceEntry{
+			svc("node-a/ollama", fleet.KindChat, live,
+				fleet.Asset{Name: "qwen3:8b", Family: "qwen3"},
+				fleet.Asset{Name: "llama3.1:8b-instruct-q4_K_M", Family: "llama"},
+				fleet.Asset{Name: "mistral:latest", Family: "mistral"},
+				fleet.Asset{Name: "deepseek-r1:8b", Family: "qwen2", Thinking: true},
 			),
-			svc("node-b/embed", state.KindEmbeddings, live, state.Asset{Name: "nomic-embed-text", Family: "nomic-bert"}),
-			svc("node-b/vllm", state.KindChat, live,
-				state.Asset{Name: "Qwen/Qwen3-14B", Family: "Qwen3"},
-				state.Asset{Name: "llama3.1:70b", Family: "llama"},
+			svc("node-b/embed", fleet.KindEmbeddings, live, fleet.Asset{Name: "nomic-embed-text", Family: "nomic-bert"}),
+			svc("node-b/vllm", fleet.KindChat, live,
+				fleet.Asset{Name: "Qwen/Qwen3-14B", Family: "Qwen3"},
+				fleet.Asset{Name: "llama3.1:70b", Family: "llama"},
 			),
-			svc("node-c/whisper", state.KindTranscription, live, state.Asset{Name: "whisper-large-v3"}),
-			svc("node-d/dead", state.KindChat, now.Add(-time.Second), state.Asset{Name: "gone-model"}),
+			svc("node-c/whisper", fleet.KindTranscription, live, fleet.Asset{Name: "whisper-large-v3"}),
+			svc("node-d/dead", fleet.KindChat, now.Add(-time.Second), fleet.Asset{Name: "gone-model"}),
 		},
-		Catalog: &state.Catalog{
-			Roles: []state.Role{
+		Catalog: &fleet.Catalog{
+			Roles: []fleet.Role{
 				{
 					Name:          "coder",
 					Candidates:    []string{"qwen3:8b", "qwen/qwen3-14b", "missing-model", "nomic-embed-text"},
 					FallbackRoles: []string{"general"},
 					Strategy:      "least_loaded",
-					RequestPolicy: &state.RequestPolicy{
+					RequestPolicy: &fleet.RequestPolicy{
 						Defaults:     map[string]any{"temperature": 0.2, "options": map[string]any{"num_ctx": 8192}},
-						SystemPrompt: &state.SystemPrompt{Mode: state.PromptPrepend, Text: "You write code."},
+						SystemPrompt: &fleet.SystemPrompt{Mode: fleet.PromptPrepend, Text: "You write code."},
 						MaxTokens:    4096,
 					},
 				},
@@ -77,35 +78,35 @@ func Fleet() *state.Snapshot {
 				},
 				{
 					Name:       "embedder",
-					Operation:  state.KindEmbeddings,
+					Operation:  fleet.KindEmbeddings,
 					Candidates: []string{"nomic-embed-text"},
 				},
 				{
 					Name:              "writer",
 					PreferredFamilies: []string{"qwen3"},
 					FallbackRoles:     []string{"embedder", "ghost"},
-					RequestPolicy:     &state.RequestPolicy{Thinking: ptr(true)},
+					RequestPolicy:     &fleet.RequestPolicy{Thinking: ptr(true)},
 				},
 				{
 					Name:          "reasoner",
 					Candidates:    []string{"deepseek-r1:8b"},
-					RequestPolicy: &state.RequestPolicy{Thinking: ptr(false), StripReasoning: true},
+					RequestPolicy: &fleet.RequestPolicy{Thinking: ptr(false), StripReasoning: true},
 				},
 				{
 					Name:       "summarizer",
 					Candidates: []string{"llama3.1:70b"},
-					RequestPolicy: &state.RequestPolicy{
+					RequestPolicy: &fleet.RequestPolicy{
 						Overrides:    map[string]any{"temperature": 0, "options": map[string]any{"top_k": 10}},
-						SystemPrompt: &state.SystemPrompt{Mode: state.PromptReplace, Text: "Summarize."},
+						SystemPrompt: &fleet.SystemPrompt{Mode: fleet.PromptReplace, Text: "Summarize."},
 						MaxTokens:    512,
 					},
 				},
 			},
-			AssetPolicies: map[string]*state.RequestPolicy{
+			AssetPolicies: map[string]*fleet.RequestPolicy{
 				"llama3.1:70b": {
 					Defaults:     map[string]any{"options": map[string]any{"num_ctx": 4096, "top_p": 0.9}},
 					Overrides:    map[string]any{"options": map[string]any{"top_k": 40}, "stop": []any{"</s>"}},
-					SystemPrompt: &state.SystemPrompt{Mode: state.PromptAppend, Text: "Be brief."},
+					SystemPrompt: &fleet.SystemPrompt{Mode: fleet.PromptAppend, Text: "Be brief."},
 					MaxTokens:    2048,
 				},
 				"qwen3:8b": {StripReasoning: true},
@@ -117,13 +118,13 @@ func Fleet() *state.Snapshot {
 // chainData is a fleet with a fallback chain deeper than the walk goes:
 // r0 -> r1 -> ... -> r10, where only r10 has a live candidate, and r3 also
 // falls back to r1 (cut).
-func chainData() *policies.Data {
-	snap := &state.Snapshot{
-		Services: []*state.ServiceEntry{{Service: state.Service{ID: "h/s", Kind: state.KindChat, Assets: []state.Asset{{Name: "m1"}, {Name: "m9"}}}}},
-		Catalog:  &state.Catalog{},
+func chainData() *policy.Data {
+	snap := &fleet.Snapshot{
+		Services: []*fleet.ServiceEntry{{Service: fleet.Service{ID: "h/s", Kind: fleet.KindChat, Assets: []fleet.Asset{{Name: "m1"}, {Name: "m9"}}}}},
+		Catalog:  &fleet.Catalog{},
 	}
 	for i := 0; i <= 10; i++ {
-		r := state.Role{Name: "r" + itoa(i)}
+		r := fleet.Role{Name: "r" + itoa(i)}
 		if i < 10 {
 			r.FallbackRoles = []string{"r" + itoa(i+1)}
 		}

@@ -9,15 +9,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 )
 
 // Run evaluates every case of Cases with e (calling SetData whenever the
 // case's Data differs from the previous one) and fails t on any difference,
 // one subtest per case.
-func Run(t *testing.T, e policies.Engine) {
+func Run(t *testing.T, e policy.Engine) {
 	t.Helper()
-	var cur *policies.Data
+	var cur *policy.Data
 	for _, c := range Cases() {
 		t.Run(c.Name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -28,7 +28,7 @@ func Run(t *testing.T, e policies.Engine) {
 				}
 				cur = c.Data
 			}
-			var got policies.Decision
+			var got policy.Decision
 			if err := e.Eval(ctx, c.Input, &got); err != nil {
 				t.Fatalf("Eval: %v", err)
 			}
@@ -69,7 +69,7 @@ func canon(v any) string {
 
 // Compare returns the differences between two decisions, field by field
 // (nil and empty slices and maps are equal).
-func Compare(want, got *policies.Decision) []string {
+func Compare(want, got *policy.Decision) []string {
 	var d []string
 	add := func(field string, w, g any) { d = append(d, fmt.Sprintf("%s: %v / %v", field, w, g)) }
 	if want.SchemaVersion != got.SchemaVersion {

@@ -1,20 +1,23 @@
-package policies
+package policy
 
 import (
 	"context"
 	"encoding/json"
 
-	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/fleet"
 )
 
 // SchemaVersion is the version of the Input, Data and Decision documents.
 const SchemaVersion = 1
 
+// DecisionQuery is the query every Rego-based engine evaluates.
+const DecisionQuery = "data.geniehive.decision"
+
 // Input is the per-request document every engine evaluates (input.* in Rego).
 type Input struct {
 	SchemaVersion int `json:"schema_version"`
 	// Operation is the kind the request's route implies.
-	Operation state.Kind `json:"operation"`
+	Operation fleet.Kind `json:"operation"`
 	// Model is the requested model or role exactly as sent.
 	Model string `json:"model"`
 	// ModelKey is Model normalised for lookups (see NormalizeModel).
@@ -37,7 +40,7 @@ type Input struct {
 // Key describes the caller's credential (never the secret).
 type Key struct {
 	ID    string      `json:"id"`
-	Scope state.Scope `json:"scope"`
+	Scope fleet.Scope `json:"scope"`
 	Roles []string    `json:"roles,omitempty"`
 }
 
@@ -47,7 +50,7 @@ type Key struct {
 type Data struct {
 	SchemaVersion int `json:"schema_version"`
 	// Roles by name.
-	Roles map[string]state.Role `json:"roles"`
+	Roles map[string]fleet.Role `json:"roles"`
 	// Aliases maps a lower-cased role name or alias to the role name.
 	Aliases map[string]string `json:"aliases"`
 	// Models maps every lookup form of an asset name (see NormalizeModel
@@ -58,13 +61,13 @@ type Data struct {
 	// Assets holds metadata per asset name.
 	Assets map[string]AssetData `json:"assets"`
 	// AssetPolicies are per-asset request policies, by asset name.
-	AssetPolicies map[string]*state.RequestPolicy `json:"asset_policies"`
+	AssetPolicies map[string]*fleet.RequestPolicy `json:"asset_policies"`
 }
 
 // AssetData is what policies know of an asset.
 type AssetData struct {
 	Family   string       `json:"family"`
-	Kinds    []state.Kind `json:"kinds"` // kinds of the services that offer it, sorted
+	Kinds    []fleet.Kind `json:"kinds"` // kinds of the services that offer it, sorted
 	Thinking bool         `json:"thinking"`
 	// Qwen3 is true for Qwen3 / Qwen3.5 family models (thinking on by default upstream).
 	Qwen3 bool     `json:"qwen3"`
@@ -74,7 +77,7 @@ type AssetData struct {
 // ServiceData is what policies know of a service.
 type ServiceData struct {
 	ID     string     `json:"id"`
-	Kind   state.Kind `json:"kind"`
+	Kind   fleet.Kind `json:"kind"`
 	Assets []string   `json:"assets"`
 }
 
@@ -106,7 +109,7 @@ type Decision struct {
 type Target struct {
 	Kind      string     `json:"kind"` // asset | service
 	Name      string     `json:"name"` // asset name or service id
-	Operation state.Kind `json:"operation"`
+	Operation fleet.Kind `json:"operation"`
 	// Role is the role this target came from ("" for a direct match).
 	Role     string `json:"role,omitempty"`
 	Group    int    `json:"group"`
@@ -121,7 +124,7 @@ type Target struct {
 type Patch struct {
 	Defaults     map[string]any      `json:"defaults,omitempty"`
 	Overrides    map[string]any      `json:"overrides,omitempty"`
-	SystemPrompt *state.SystemPrompt `json:"system_prompt,omitempty"`
+	SystemPrompt *fleet.SystemPrompt `json:"system_prompt,omitempty"`
 	// DisableThinking turns thinking off (chat_template_kwargs for
 	// OpenAI-compatible servers, think:false for Ollama).
 	DisableThinking bool `json:"disable_thinking,omitempty"`
@@ -153,11 +156,15 @@ type Engine interface {
 	// SetData installs a new data document; later Evals see it, Evals in
 	// flight finish on the one they started with.
 	SetData(ctx context.Context, d *Data) error
-	// Eval decides one request. out is reset and filled.
+	// Eval decides one request. out is reset and filled. A denial is a
+	// decision (out.Deny), not an error.
 	//
 	// # Errors
-	// Evaluation errors, timeouts (context deadline) and malformed policy
-	// output; the edge answers them with a 500.
+	// An *Error whose Code says what failed: ErrTimeout (the evaluation
+	// ran out of time), ErrBusy (no instance came free before ctx was
+	// done), ErrClosed, ErrOutput (the policy's output is not a decision),
+	// ErrMemory, ErrEval (any other evaluation failure). Match them with
+	// errors.Is.
 	Eval(ctx context.Context, in *Input, out *Decision) error
 	Close() error
 }

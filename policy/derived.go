@@ -1,9 +1,7 @@
-package policies
+package policy
 
 import (
 	"strings"
-
-	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // DerivedRule is the name of the optional data-only rule a policy may
@@ -27,26 +25,4 @@ func DerivedPath(entrypoint string) string {
 		return entrypoint[:i+1] + DerivedRule
 	}
 	return DerivedRule
-}
-
-// DefinesRule reports whether the Rego modules (path -> source; test files
-// and unparsable modules are ignored) define a rule at the slash path p
-// (e.g. "geniehive/derived").
-func DefinesRule(files map[string]string, p string) bool {
-	want := "data." + strings.ReplaceAll(strings.Trim(p, "/"), "/", ".")
-	for name, src := range files {
-		if !isRegoFile(name) || IsTestFile(name) {
-			continue
-		}
-		m, err := ast.ParseModuleWithOpts(name, src, ast.ParserOptions{RegoVersion: ast.RegoV1})
-		if err != nil {
-			continue
-		}
-		for _, r := range m.Rules {
-			if len(r.Head.Args) == 0 && r.Ref().String() == want {
-				return true
-			}
-		}
-	}
-	return false
 }

@@ -1,12 +1,4 @@
-// Package route holds the small types shared by the edge and the routing
-// strategies: what the edge knows about a request (RequestFacts), what a
-// strategy answers (Plan: ordered Candidates), the Router interface the edge
-// calls, and the typed errors it maps to HTTP statuses.
-//
-// It is a leaf package (it imports only state and policies) so that edge and
-// routing can both import it without a cycle. Values are plain data; a Plan
-// belongs to the one request that asked for it.
-package route
+package routing
 
 import (
 	"context"
@@ -15,14 +7,17 @@ import (
 	"strings"
 	"time"
 
-	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
 )
 
-// RequestFacts is what the edge extracted from a request before routing.
+// RequestFacts is what routing reads about a request: what the edge
+// extracted from it before routing (and what POST /v1/cluster/routes/match
+// describes).
 type RequestFacts struct {
 	// Operation is the kind the route implies (chat, embeddings, ...).
-	Operation state.Kind
+	Operation fleet.Kind
 	// Model is the requested model or role exactly as sent.
 	Model  string
 	Stream bool
@@ -45,12 +40,12 @@ const TextBytes = 256
 // Candidate is one concrete place to send the request.
 type Candidate struct {
 	// Service is the snapshot entry picked (read-only, shared).
-	Service *state.ServiceEntry
+	Service *fleet.ServiceEntry
 	// Asset is the upstream model name to put in the body.
 	Asset string
 	// Target is the decision target this candidate serves (carries the body
 	// patch and the role it came from). Never nil.
-	Target *policies.Target
+	Target *policy.Target
 	// Leased is true when the strategy already took an in-flight lease for
 	// this candidate (least_loaded does, atomically with its pick); the
 	// edge then ends Lease instead of calling Inflight.Begin itself.
@@ -69,7 +64,8 @@ type Plan struct {
 	Strategy string
 }
 
-// Router turns a policy decision into a plan using live state.
+// Planner turns a policy decision into a plan using live state; *Router is
+// the implementation, the edge holds the interface.
 //
 // Implementations are safe for concurrent use. Plan must not block on
 // anything but the at-most-one Redis round trip its strategy needs.
@@ -80,8 +76,8 @@ type Plan struct {
 // *SaturatedError (errors.Is(err, ErrSaturated)) when candidates exist but
 // all are at their concurrency limit (429 with Retry-After). Any other error
 // (Redis down for round_robin/least_loaded, ...) is answered 503 as well.
-type Router interface {
-	Plan(ctx context.Context, snap *state.Snapshot, dec *policies.Decision, req *RequestFacts) (Plan, error)
+type Planner interface {
+	Plan(ctx context.Context, snap *fleet.Snapshot, dec *policy.Decision, req *RequestFacts) (Plan, error)
 }
 
 // Feedback is optionally implemented by a Router that wants to learn the

@@ -1,4 +1,4 @@
-package state
+package fleet
 
 import (
 	"crypto/sha256"

@@ -1,4 +1,4 @@
-package state
+package fleet
 
 import "time"
 
@@ -194,3 +194,6 @@ type PolicyBundle struct {
 	Files    map[string]string `json:"files"` // relative path -> content
 	PushedAt time.Time         `json:"pushed_at"`
 }
+
+// Valid reports whether s is one of the three scopes.
+func (s Scope) Valid() bool { return s.rank() > 0 }

@@ -1,4 +1,4 @@
-package policies
+package opa
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/geniehive/geniehive/policy"
+	"github.com/open-policy-agent/opa/topdown"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
@@ -32,16 +34,16 @@ type RegoOptions struct {
 //
 // # Errors
 // Parse and compile errors, naming file and line.
-func NewRego(files map[string]string, opts RegoOptions) (Engine, error) {
+func NewRego(files map[string]string, opts RegoOptions) (policy.Engine, error) {
 	if opts.Query == "" {
-		opts.Query = DecisionQuery
+		opts.Query = policy.DecisionQuery
 	}
 	if opts.Version == "" {
-		opts.Version = BundleVersion(files)
+		opts.Version = policy.BundleVersion(files)
 	}
 	mods := map[string]string{}
 	for p, s := range files {
-		if isRegoFile(p) && !IsTestFile(p) {
+		if policy.IsRegoFile(p) && !policy.IsTestFile(p) {
 			mods[p] = s
 		}
 	}
@@ -53,10 +55,10 @@ func NewRego(files map[string]string, opts RegoOptions) (Engine, error) {
 		return nil, fmt.Errorf("policies: compile: %w", err)
 	}
 	e := &regoEngine{compiler: c, query: opts.Query, version: opts.Version}
-	if ep, ok := queryPath(opts.Query); ok && DefinesRule(mods, DerivedPath(ep)) {
-		e.derived = "data." + strings.ReplaceAll(DerivedPath(ep), "/", ".")
+	if ep, ok := queryPath(opts.Query); ok && DefinesRule(mods, policy.DerivedPath(ep)) {
+		e.derived = "data." + strings.ReplaceAll(policy.DerivedPath(ep), "/", ".")
 	}
-	if err := e.SetData(context.Background(), &Data{SchemaVersion: SchemaVersion}); err != nil {
+	if err := e.SetData(context.Background(), &policy.Data{SchemaVersion: policy.SchemaVersion}); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -83,9 +85,9 @@ func (e *regoEngine) Close() error    { return nil }
 // the current data (snapshot versions change far more often than what
 // policies see of them). The policy's derived rule, if any, is evaluated
 // here, once per data version; an error leaves the current data in place.
-func (e *regoEngine) SetData(ctx context.Context, d *Data) error {
+func (e *regoEngine) SetData(ctx context.Context, d *policy.Data) error {
 	if d == nil {
-		d = &Data{SchemaVersion: SchemaVersion}
+		d = &policy.Data{SchemaVersion: policy.SchemaVersion}
 	}
 	b, err := json.Marshal(d)
 	if err != nil {
@@ -106,7 +108,7 @@ func (e *regoEngine) SetData(ctx context.Context, d *Data) error {
 			return err
 		}
 		if v != nil {
-			doc[DerivedKey] = v
+			doc[policy.DerivedKey] = v
 		}
 	}
 	store := inmem.NewFromObjectWithOpts(doc, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
@@ -159,57 +161,34 @@ func queryPath(q string) (string, bool) {
 	return strings.Join(parts, "/"), true
 }
 
-// DataDocument returns d as the generic JSON document policies see as data.
-func DataDocument(d *Data) (map[string]any, error) {
-	if d == nil {
-		d = &Data{SchemaVersion: SchemaVersion}
-	}
-	b, err := json.Marshal(d)
-	if err != nil {
-		return nil, fmt.Errorf("policies: data: %w", err)
-	}
-	var doc map[string]any
-	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("policies: data: %w", err)
-	}
-	return doc, nil
-}
-
-func (e *regoEngine) Eval(ctx context.Context, in *Input, out *Decision) error {
+func (e *regoEngine) Eval(ctx context.Context, in *policy.Input, out *policy.Decision) error {
 	pq := e.pq.Load()
 	rs, err := pq.Eval(ctx, rego.EvalParsedInput(InputValue(in)))
 	if err != nil {
-		return fmt.Errorf("policies: eval: %w", err)
+		return evalError(err)
 	}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
-		return errors.New("policies: policy produced no decision (is data.geniehive.decision defined?)")
+		return &policy.Error{Code: policy.CodeOutput, Err: errors.New("opa: policy produced no decision (is data.geniehive.decision defined?)")}
 	}
-	return DecodeDecision(rs[0].Expressions[0].Value, out)
+	return policy.DecodeDecision(rs[0].Expressions[0].Value, out)
 }
 
-// DecodeDecision converts a policy's JSON-shaped result into out.
-//
-// # Errors
-// Malformed policy output (wrong types, no targets array).
-func DecodeDecision(v any, out *Decision) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("policies: decision: %w", err)
+// evalError types an OPA evaluation error: OPA reports a deadline or a
+// cancellation as a topdown.Error with CancelErr; anything else is a policy
+// runtime error.
+func evalError(err error) error {
+	var te *topdown.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &te) && te.Code == topdown.CancelErr {
+		return &policy.Error{Code: policy.CodeTimeout, Err: err}
 	}
-	return UnmarshalDecision(b, out)
-}
-
-// UnmarshalDecision parses a Decision document into out (reset first).
-func UnmarshalDecision(b []byte, out *Decision) error {
-	*out = Decision{}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("policies: malformed decision: %w", err)
+	if errors.Is(err, context.Canceled) {
+		return err
 	}
-	return nil
+	return &policy.Error{Code: policy.CodeEval, Err: err}
 }
 
 // InputValue converts in to an OPA value without a JSON round trip.
-func InputValue(in *Input) ast.Value {
+func InputValue(in *policy.Input) ast.Value {
 	terms := make([][2]*ast.Term, 0, 12)
 	add := func(k string, v *ast.Term) { terms = append(terms, [2]*ast.Term{ast.InternedTerm(k), v}) }
 	add("schema_version", ast.InternedTerm(in.SchemaVersion))

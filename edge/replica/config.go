@@ -1,0 +1,106 @@
+package replica
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/geniehive/geniehive/edge"
+	"github.com/geniehive/geniehive/internal/cli"
+	"github.com/geniehive/geniehive/routing"
+)
+
+// Config is one edge replica's whole configuration: the edge's own
+// settings (listen address, Redis, keys, timeouts, limits) at the top
+// level of the YAML file, and its routing: and policy: sections. Every
+// field is typed; nothing is left as raw YAML.
+type Config struct {
+	Edge    edge.Config    `yaml:",squash"`
+	Routing routing.Config `yaml:"routing"`
+	Policy  PolicyConfig   `yaml:"policy"`
+}
+
+// PolicyConfig is the policy: section.
+type PolicyConfig struct {
+	// Engine names a registered engine (RegisterEngine): wasm (Rego
+	// compiled to Wasm, default), rego (OPA's Go evaluator), module (a
+	// custom Wasm module from the bundle) or go (the plain-Go reference;
+	// ignores bundles).
+	Engine string `yaml:"engine"`
+	// Dir is a bundle directory, watched and hot-reloaded; empty uses the
+	// bundle pushed into Redis, else the shipped policy.
+	Dir string `yaml:"dir"`
+	// EvalTimeout bounds one Wasm evaluation. Default 50ms (wasm.Options).
+	EvalTimeout time.Duration `yaml:"eval_timeout"`
+}
+
+// DefaultShutdownDelay is timeouts.shutdown_delay for `geniehive edge`
+// (Defaults): long enough for a load balancer checking /readyz every
+// second or two to take the replica out before its listener closes. The
+// zero Config (tests, `geniehive dev`) stops at once.
+const DefaultShutdownDelay = 5 * time.Second
+
+// Defaults are the layered defaults `geniehive edge` starts from (see
+// cli.Load): values whose zero means something else (a zero shutdown delay
+// is "stop at once") live here rather than in Provision.
+func Defaults() map[string]any {
+	return map[string]any{"timeouts.shutdown_delay": DefaultShutdownDelay.String()}
+}
+
+// Provision fills the documented defaults of every section.
+//
+// # Errors
+// Those of edge.Config.Provision and routing.Config.Provision (bad keys,
+// negative values, an unknown strategy).
+func (c *Config) Provision() error {
+	if err := c.Edge.Provision(); err != nil {
+		return err
+	}
+	rc, err := c.Routing.Provision()
+	if err != nil {
+		return err
+	}
+	c.Routing = rc
+	if c.Policy.Engine == "" {
+		c.Policy.Engine = EngineWasm
+	}
+	return nil
+}
+
+// Validate checks what Provision cannot default.
+//
+// # Errors
+// An unregistered policy engine, a negative policy.eval_timeout.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, ok := lookupEngine(c.Policy.Engine); !ok {
+		errs = append(errs, fmt.Errorf("policy.engine %q: want one of %v", c.Policy.Engine, EngineNames()))
+	}
+	if c.Policy.EvalTimeout < 0 {
+		errs = append(errs, errors.New("policy.eval_timeout: negative"))
+	}
+	if !routing.ValidStrategy(c.Routing.DefaultStrategy) {
+		errs = append(errs, fmt.Errorf("routing.default_strategy %q: want one of %v", c.Routing.DefaultStrategy, routing.StrategyNames()))
+	}
+	return errors.Join(errs...)
+}
+
+// LoadFile reads a replica config file (defaults as for `geniehive edge`,
+// no environment or flags), provisions and validates it.
+//
+// # Errors
+// An unreadable file, unknown keys, invalid values.
+func LoadFile(path string) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("replica", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	if _, err := cli.Load(fs, []string{"--config", path}, nil, Defaults(), true, &c); err != nil {
+		return c, err
+	}
+	if err := c.Provision(); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}

@@ -1,0 +1,339 @@
+// Package replica is the composition root of an edge: it builds one
+// replica — Redis client, snapshot watcher, in-flight tracker, router,
+// prober, policy holder with hot reload, the edge server and its cluster
+// API — from one typed Config, runs it, and takes it down.
+//
+// # Lifecycle
+//
+//	cfg.Provision()  // defaults
+//	cfg.Validate()
+//	r, err := replica.New(ctx, cfg, replica.Options{...})
+//	err = r.Run(ctx) // serves until ctx is done; returns when every goroutine it started has returned
+//	r.Close()        // policy engines released, Redis client closed (when New opened it)
+//
+// Run starts every background goroutine (watcher, in-flight flusher,
+// router health loop, prober, policy reload and directory watch, and the
+// server's own data/stats/presence loops) under one group and awaits them
+// all before it returns: by then the last in-flight removals and stats have
+// been written and the presence record is gone. `geniehive edge`,
+// `geniehive dev` and the tests all build edges here.
+//
+// A Replica is not reusable: Run once, then Close.
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/geniehive/geniehive/edge"
+	"github.com/geniehive/geniehive/edge/clusterapi"
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policies/opa"
+	"github.com/geniehive/geniehive/policy"
+	"github.com/geniehive/geniehive/routing"
+	"github.com/geniehive/geniehive/state"
+)
+
+// Options are what a replica takes from its caller rather than its config.
+type Options struct {
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+	// Store, when set, is used instead of connecting to Config.Edge.Redis
+	// (the caller keeps owning its client, and adds Server().RedisHook()
+	// to it for the Redis metrics).
+	Store *state.Store
+	// Listener, when set, is served instead of listening on
+	// Config.Edge.Listen.
+	Listener net.Listener
+	// Ready, when set, is called once with the address being served.
+	Ready func(addr string)
+}
+
+// Replica is one running edge.
+type Replica struct {
+	cfg      Config
+	log      *slog.Logger
+	client   redis.UniversalClient // owned: closed by Close
+	store    *state.Store
+	holder   *policies.Holder
+	factory  policy.Factory
+	watcher  *state.Watcher
+	inflight *state.Inflight
+	router   *routing.Router
+	srv      *edge.Server
+	ln       net.Listener
+	ready    func(string)
+	closeOne sync.Once
+}
+
+// New builds a replica from a provisioned and validated cfg: it connects
+// to Redis (unless Options.Store is given) and builds the first policy
+// engine (the watched directory's bundle, else the bundle pushed into
+// Redis, else the shipped policy).
+//
+// # Errors
+// A Redis that does not answer, an unregistered engine, a policy.dir
+// bundle that fails to build or pass its tests.
+func New(ctx context.Context, cfg Config, o Options) (*Replica, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	r := &Replica{cfg: cfg, log: o.Logger, store: o.Store, ln: o.Listener, ready: o.Ready}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	if r.store == nil {
+		rc := cfg.Edge.Redis
+		c, err := state.Connect(ctx, state.Options{URL: rc.URL, Prefix: rc.Prefix, Username: rc.Username, Password: rc.Password})
+		if err != nil {
+			return nil, err
+		}
+		r.client = c
+		r.store = state.New(c, rc.Prefix)
+	}
+	fail := func(err error) (*Replica, error) { _ = r.Close(); return nil, err }
+	ectx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	err := r.startEngine(ectx)
+	cancel()
+	if err != nil {
+		return fail(err)
+	}
+	sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := r.store.LoadScripts(sctx); err != nil {
+		r.log.Warn("loading Redis scripts failed; they load on first use", "err", err)
+	}
+	scancel()
+	r.watcher = state.NewWatcher(r.store, state.WatcherOptions{Logger: r.log, Restore: true})
+	r.inflight = state.NewInflight(r.store, cfg.Edge.ID, cfg.Edge.InflightLease)
+	if r.router, err = routing.New(cfg.Routing, r.store, r.inflight); err != nil {
+		return fail(err)
+	}
+	r.srv, err = edge.New(cfg.Edge, edge.Deps{Store: r.store, Watcher: r.watcher, Inflight: r.inflight,
+		Router: r.router, Engine: r.holder.AsEngine(), Logger: r.log})
+	if err != nil {
+		return fail(err)
+	}
+	r.srv.SetCluster(r.clusterAPI())
+	if r.client != nil {
+		// Counted on this edge's /metrics. A caller-owned store (Options.
+		// Store) may be shared by several replicas: its owner adds
+		// Server().RedisHook() where it wants the counts.
+		r.client.AddHook(r.srv.RedisHook())
+	}
+	return r, nil
+}
+
+func (r *Replica) clusterAPI() *clusterapi.API {
+	srv, id, started := r.srv, r.cfg.Edge.ID, time.Now()
+	return clusterapi.New(clusterapi.Deps{
+		Store:     r.store,
+		Snapshot:  r.watcher.Current,
+		Router:    r.router,
+		Authorize: srv.Authorize,
+		Resolve: func(ctx context.Context, _ *fleet.Snapshot, in *policy.Input, out *policy.Decision) error {
+			return srv.Engine().Eval(ctx, in, out)
+		},
+		Health: func() clusterapi.EdgeHealth {
+			return clusterapi.EdgeHealth{ID: id, Addr: srv.Addr(), StartedAt: started, InFlight: srv.Open()}
+		},
+		Policy: func() clusterapi.PolicyStatus {
+			e := srv.Engine()
+			return clusterapi.PolicyStatus{Engine: e.Name(), Version: e.Version(), Error: srv.PolicyError(), LoadedAt: srv.PolicyLoadedAt()}
+		},
+		Logger: r.log,
+	})
+}
+
+// Server is the replica's edge server (for tests and the dev command).
+func (r *Replica) Server() *edge.Server { return r.srv }
+
+// Store is the replica's shared-state store.
+func (r *Replica) Store() *state.Store { return r.store }
+
+// Run serves until ctx is done, then drains (see edge.Server.Run: /readyz
+// turns 503, the edge keeps serving for timeouts.shutdown_delay, then
+// stops accepting and waits for open requests) and returns once every
+// goroutine it started has returned and the final in-flight and stats
+// writes are done. A ctx cancellation is a clean stop (nil).
+//
+// # Errors
+// A listen error; a failure of the server loop.
+func (r *Replica) Run(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := r.watcher.Refresh(rctx); err != nil {
+		r.log.Warn("first snapshot refresh failed; retrying in the background", "err", err)
+	}
+	cancel()
+	// Background loops outlive ctx until the server has drained: the
+	// in-flight flusher must still run while the last requests end.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	g, gctx := errgroup.WithContext(bg)
+	g.Go(func() error { return ignoreCanceled(r.watcher.Run(gctx)) })
+	g.Go(func() error { r.inflight.Run(gctx); return nil })
+	g.Go(func() error { r.router.Run(gctx, r.log); return nil })
+	if rc := r.cfg.Routing; rc.ProbeInterval > 0 {
+		p := routing.NewProber(r.store, r.watcher.Current, routing.ProberOptions{ID: r.cfg.Edge.ID, Interval: rc.ProbeInterval, Lease: rc.ProbeLease, Timeout: rc.ProbeTimeout, Logger: r.log})
+		g.Go(func() error {
+			p.Run(gctx)
+			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = p.Release(rctx)
+			return nil
+		})
+	}
+	if r.factory != nil {
+		if dir := r.cfg.Policy.Dir; dir != "" {
+			g.Go(func() error {
+				return ignoreCanceled(policies.WatchDir(gctx, dir, r.holder, policies.WatchOptions{
+					Factory: r.factory,
+					Test:    opa.TestBundle,
+					OnSwap:  func(*policy.Bundle, policy.Engine) { r.srv.PolicyReloaded(nil) },
+					OnError: func(err error) { r.srv.PolicyReloaded(err) },
+					Logger:  r.log,
+				}))
+			})
+		}
+		g.Go(func() error { r.reloadPushed(gctx); return nil })
+	}
+	if r.ready != nil {
+		g.Go(func() error {
+			for r.srv.Addr() == "" {
+				select {
+				case <-gctx.Done():
+					return nil
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+			r.ready(r.srv.Addr())
+			return nil
+		})
+	}
+	err := r.srv.Run(ctx, r.ln)
+	stopBG()
+	if gerr := g.Wait(); err == nil {
+		err = gerr
+	}
+	dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	r.router.Drain(dctx)
+	dcancel()
+	return ignoreCanceled(err)
+}
+
+// Close releases the policy engines and, when New connected it, the Redis
+// client. Call it after Run returned (or instead of Run). Idempotent.
+func (r *Replica) Close() error {
+	var errs []error
+	r.closeOne.Do(func() {
+		if r.holder != nil {
+			errs = append(errs, r.holder.Close())
+		}
+		if r.client != nil {
+			errs = append(errs, r.client.Close())
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func ignoreCanceled(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// startEngine builds the first engine: the watched directory's bundle when
+// policy.dir is set, else the bundle pushed into Redis, else the shipped
+// policy. A bundle that fails to build is fatal at start only when it was
+// named explicitly (policy.dir); a broken pushed bundle is logged and the
+// shipped policy serves.
+func (r *Replica) startEngine(ctx context.Context) error {
+	p := r.cfg.Policy
+	ef, _ := lookupEngine(p.Engine)
+	f, fixed, err := ef(p)
+	if err != nil {
+		return err
+	}
+	if f == nil {
+		r.holder = policies.NewHolder(fixed())
+		return nil
+	}
+	r.factory = f
+	if p.Dir != "" {
+		b, err := policies.LoadDir(p.Dir)
+		if err != nil {
+			return err
+		}
+		e, _, err := policies.Prepare(ctx, b, f, opa.TestBundle)
+		if err != nil {
+			return fmt.Errorf("policy.dir %s: %w", p.Dir, err)
+		}
+		r.holder = policies.NewHolder(e)
+		return nil
+	}
+	if pb, err := r.store.GetPolicyBundle(ctx); err == nil && pb != nil {
+		e, _, err := policies.Prepare(ctx, policy.NewBundle(pb.Files), f, opa.TestBundle)
+		if err == nil {
+			r.holder = policies.NewHolder(e)
+			return nil
+		}
+		r.log.Error("pushed policy bundle refused at start; serving the shipped policy", "version", pb.Version, "err", err)
+	}
+	e, err := f(ctx, policy.NewBundle(policies.ShippedPolicy()))
+	if err != nil {
+		return fmt.Errorf("shipped policy: %w", err)
+	}
+	r.holder = policies.NewHolder(e)
+	return nil
+}
+
+// reloadPushed keeps the engine current with the bundles pushed into Redis
+// (every replica sees the same snapshot event) until ctx ends. Each
+// candidate bundle is tested and built; a refused one leaves the running
+// engine in place and is reported through the server's PolicyReloaded.
+func (r *Replica) reloadPushed(ctx context.Context) {
+	changes := r.watcher.Changes()
+	applied := ""
+	if pb := r.watcher.Current().Policy; pb != nil {
+		applied = pb.Version
+	}
+	for {
+		var snap *fleet.Snapshot
+		select {
+		case <-ctx.Done():
+			return
+		case snap = <-changes:
+		}
+		pb := snap.Policy
+		if pb == nil || pb.Version == applied {
+			continue
+		}
+		applied = pb.Version
+		b := policy.NewBundle(pb.Files)
+		if b.Version == r.holder.Engine().Version() {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Minute)
+		e, _, err := policies.Prepare(pctx, b, r.factory, opa.TestBundle)
+		if err == nil {
+			if err = r.holder.Swap(pctx, e); err != nil {
+				_ = e.Close()
+			}
+		}
+		cancel()
+		if err != nil {
+			r.log.Error("pushed policy bundle refused; keeping the running policy", "version", pb.Version, "err", err)
+		} else {
+			r.log.Info("policy bundle active", "version", b.Version, "engine", e.Name())
+		}
+		r.srv.PolicyReloaded(err)
+	}
+}

@@ -1,0 +1,81 @@
+package policy
+
+import "errors"
+
+// Code is the stable identifier of an engine failure. Codes never change
+// meaning; the edge maps each to an HTTP status in one place.
+type Code string
+
+// Engine failure codes.
+const (
+	// CodeTimeout: the evaluation ran past its time budget (the engine's
+	// own limit or the caller's deadline) and was cut off. Retryable.
+	CodeTimeout Code = "eval_timeout"
+	// CodeBusy: every pooled instance stayed busy until ctx was done; the
+	// evaluation never started. Retryable.
+	CodeBusy Code = "pool_busy"
+	// CodeClosed: the engine was closed.
+	CodeClosed Code = "engine_closed"
+	// CodeOutput: the policy's output is not a valid decision document
+	// (wrong types, undefined, more than one result, wrong schema).
+	CodeOutput Code = "invalid_output"
+	// CodeMemory: the evaluation needed more memory than its cap.
+	CodeMemory Code = "memory_limit"
+	// CodeEval: any other evaluation failure (a runtime error in the
+	// policy, a guest trap or abort).
+	CodeEval Code = "eval_error"
+)
+
+// Error is an engine failure with a stable Code. errors.Is(err, ErrX)
+// matches any *Error with ErrX's code, so engines may wrap detail in Err
+// and still be recognised.
+type Error struct {
+	Code Code
+	// Err is the underlying cause, if any.
+	Err error
+}
+
+func (e *Error) Error() string {
+	if e.Err == nil {
+		return "policy: " + string(e.Code)
+	}
+	return "policy: " + string(e.Code) + ": " + e.Err.Error()
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Is reports whether target is an *Error with the same code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}
+
+// Sentinels for errors.Is, one per code.
+var (
+	ErrTimeout = &Error{Code: CodeTimeout}
+	ErrBusy    = &Error{Code: CodeBusy}
+	ErrClosed  = &Error{Code: CodeClosed}
+	ErrOutput  = &Error{Code: CodeOutput}
+	ErrMemory  = &Error{Code: CodeMemory}
+	ErrEval    = &Error{Code: CodeEval}
+)
+
+// Wrap returns err as an *Error with code (nil stays nil; an err that
+// already is an *Error keeps its own code).
+func Wrap(code Code, err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *Error
+	if errors.As(err, &pe) {
+		return err
+	}
+	return &Error{Code: code, Err: err}
+}
+
+// Retryable reports whether err is a transient engine failure a client may
+// retry (a timeout or a busy pool): the edge answers 503 with Retry-After.
+func Retryable(err error) bool {
+	return errors.Is(err, ErrTimeout) || errors.Is(err, ErrBusy)
+}
