@@ -107,8 +107,11 @@ func TestPoolHammer(t *testing.T) {
 	engines := map[string]interface {
 		Eval(ctx contextT, in *policiesInput, out *policiesDecision) error
 	}{}
+	// Generous budgets: this test is about pool ownership, and a Go
+	// guest's own collector can pause an evaluation for tens of
+	// milliseconds on a loaded machine.
 	o := newTestOPA(t, Options{PoolSize: 3})
-	m := newTestModule(t, "simple", Options{PoolSize: 3})
+	m := newTestModule(t, "simple", Options{PoolSize: 3, EvalTimeout: 10 * time.Second})
 	m.SetData(bg, testData())
 	// The shipped policy derives part of its data once per version
 	// (prepareData), concurrently with evaluations here.
