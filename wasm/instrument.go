@@ -117,7 +117,7 @@ func instrument(bin []byte, maxDepth uint32) ([]byte, error) {
 			}
 		case secExport:
 			haveExport = true
-			if exportsName(s.body, stopExport) {
+			if hasExport(s.body, stopExport, anyKind) {
 				return nil, errors.New("wasm: module already exports " + stopExport)
 			}
 		}
@@ -374,27 +374,8 @@ func readU32Vec(b []byte) ([]uint32, error) {
 	return out, nil
 }
 
-// exportsName reports whether the export section has an export named want
-// (of any kind).
-func exportsName(b []byte, want string) bool {
-	cnt, off, err := readU32(b, 0)
-	if err != nil {
-		return false
-	}
-	for j := uint32(0); j < cnt; j++ {
-		var name string
-		if name, off, err = readName(b, off); err != nil || off >= len(b) {
-			return false
-		}
-		if name == want {
-			return true
-		}
-		if _, off, err = readU32(b, off+1); err != nil {
-			return false
-		}
-	}
-	return false
-}
+// anyKind matches an export of any kind (hasExport).
+const anyKind = -1
 
 // appendS33 appends v as a signed LEB128 (i32.const immediates, block type
 // indices).

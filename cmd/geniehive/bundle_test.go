@@ -20,6 +20,7 @@ import (
 	"github.com/geniehive/geniehive/loadtest/sim"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/state"
+	"github.com/redis/go-redis/v9"
 )
 
 // buildExampleModule builds wasm/examples/simple (a Go wasip1 module) into
@@ -37,6 +38,52 @@ func buildExampleModule(t *testing.T, dir string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// simChatNode starts a simulated upstream serving llama3.1:8b and registers
+// it as node gpu1's service gpu1/chat; the caller closes the upstream.
+func simChatNode(t *testing.T, ctx context.Context, st *state.Store) *sim.Server {
+	t.Helper()
+	up, err := sim.Start(sim.Config{Models: []sim.Model{{Name: "llama3.1:8b", Family: "llama", Loaded: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := &fleet.NodeState{Host: fleet.Host{ID: "gpu1"}, Services: []fleet.Service{{
+		ID: "gpu1/chat", HostID: "gpu1", Name: "chat", Kind: fleet.KindChat, Protocol: fleet.ProtocolOpenAI,
+		Endpoint: up.URL(), Healthy: true, Assets: []fleet.Asset{{Name: "llama3.1:8b", Family: "llama", Loaded: true}},
+	}}}
+	if err := st.WriteHeartbeat(ctx, ns, time.Minute); err != nil {
+		up.Close()
+		t.Fatal(err)
+	}
+	return up
+}
+
+// startTestEdge runs an edge (serveEdge) on a loopback port until ctx is
+// done and returns its address; wg tracks it.
+func startTestEdge(t *testing.T, ctx context.Context, wg *sync.WaitGroup, c redis.UniversalClient, prefix, id string, ov sectionOverrides) string {
+	t.Helper()
+	cfg := edge.Config{Listen: "127.0.0.1:0", ID: id, Redis: edge.RedisConfig{Prefix: prefix}}
+	cfg.PresenceInterval = 200 * time.Millisecond
+	if err := cfg.Provision(); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	ready := make(chan string, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := serveEdge(ctx, cfg, ov, state.New(c, prefix), log, func(a string) { ready <- a }); err != nil {
+			t.Errorf("edge: %v", err)
+		}
+	}()
+	select {
+	case a := <-ready:
+		return a
+	case <-time.After(time.Minute):
+		t.Fatal("edge did not start")
+	}
+	return ""
 }
 
 // A module bundle pushed with `geniehive policy push` is the one an edge
@@ -77,39 +124,11 @@ func TestPushedModuleBundleLoads(t *testing.T) {
 		t.Fatalf("stored module.wasm differs from the pushed one (%d bytes stored, %d pushed)", len(pb.Files["module.wasm"]), len(wasmBin))
 	}
 
-	up, err := sim.Start(sim.Config{Models: []sim.Model{{Name: "llama3.1:8b", Family: "llama", Loaded: true}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	up := simChatNode(t, ctx, st)
 	defer up.Close()
-	ns := &fleet.NodeState{Host: fleet.Host{ID: "gpu1"}, Services: []fleet.Service{{
-		ID: "gpu1/chat", HostID: "gpu1", Name: "chat", Kind: fleet.KindChat, Protocol: fleet.ProtocolOpenAI,
-		Endpoint: up.URL(), Healthy: true, Assets: []fleet.Asset{{Name: "llama3.1:8b", Family: "llama", Loaded: true}},
-	}}}
-	if err := st.WriteHeartbeat(ctx, ns, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	cfg := edge.Config{Listen: "127.0.0.1:0", ID: "edge-module", Redis: edge.RedisConfig{Prefix: prefix}}
-	if err := cfg.Provision(); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	ready := make(chan string, 1)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := serveEdge(ctx, cfg, sectionOverrides{PolicyEngine: engineModule}, state.New(c, prefix), log, func(a string) { ready <- a }); err != nil {
-			t.Errorf("edge: %v", err)
-		}
-	}()
+	addr := startTestEdge(t, ctx, &wg, c, prefix, "edge-module", sectionOverrides{PolicyEngine: engineModule})
 	defer func() { cancel(); wg.Wait() }()
-	var addr string
-	select {
-	case addr = <-ready:
-	case <-time.After(time.Minute):
-		t.Fatal("edge did not start")
-	}
 	if eng, v, perr := policyOf(t, addr); eng != engineModule || v != local.Version || perr != "" {
 		t.Fatalf("edge runs %s %s (error %q), want module %s", eng, v, perr, local.Version)
 	}
