@@ -246,7 +246,11 @@ func TestHostileGuestsAreCutOff(t *testing.T) {
 		want  error
 	}{
 		{"bomb", policy.ErrTimeout}, // 2^60 calls: fuel at function entry
-		{"deep", policy.ErrMemory},  // the call-depth cap
+		// The call-depth cap, reached within microseconds; on a loaded
+		// machine the guest can be descheduled at a check past its
+		// deadline, and then the timeout comes first (TestWazero-
+		// StackCeilingIsHuge checks the cap without a timer).
+		{"deep", policy.ErrMemory},
 		{"loop", policy.ErrTimeout}, // fuel at loop heads
 	}
 	var attacks [][2]time.Time
@@ -261,7 +265,7 @@ func TestHostileGuestsAreCutOff(t *testing.T) {
 			}()
 			select {
 			case err := <-res:
-				if !errors.Is(err, c.want) {
+				if !errors.Is(err, c.want) && !(c.model == "deep" && errors.Is(err, policy.ErrTimeout)) {
 					t.Fatalf("%s: %v, want %v", c.model, err, c.want)
 				}
 			case <-time.After(30 * time.Second):
