@@ -1,7 +1,9 @@
 package fleet
 
 import (
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -80,5 +82,40 @@ func TestServiceEntryRoutable(t *testing.T) {
 	e.CooldownUntil = now.Add(time.Minute)
 	if e.Routable(now) {
 		t.Fatal("entry in cooldown is routable")
+	}
+}
+
+// A module.wasm pushed as a JSON string lost every byte >= 0x80 (issue 16,
+// item 5): files that are not UTF-8 round-trip through base64, text files
+// and bundles stored before the marker read as they did.
+func TestPolicyBundleBinarySafe(t *testing.T) {
+	bin := "\x00asm\x01\x00\x00\x00\x80\xff\xfe" + string([]byte{0xC3}) // not UTF-8
+	b := PolicyBundle{Version: "v", Files: map[string]string{"module.wasm": bin, "p.rego": "package x # é"}, PushedAt: time.Unix(1, 0).UTC()}
+	raw, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), `"encodings":{"module.wasm":"base64"}`) || !strings.Contains(string(raw), `"p.rego":"package x # é"`) {
+		t.Fatalf("stored form: %s", raw)
+	}
+	var got PolicyBundle
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Files["module.wasm"] != bin || got.Files["p.rego"] != b.Files["p.rego"] || got.Version != "v" || !got.PushedAt.Equal(b.PushedAt) {
+		t.Fatalf("round trip: %+v", got)
+	}
+	var old PolicyBundle
+	if err := json.Unmarshal([]byte(`{"version":"v1","files":{"a.rego":"package a"},"pushed_at":"2026-01-01T00:00:00Z"}`), &old); err != nil || old.Files["a.rego"] != "package a" {
+		t.Fatalf("bundle stored before encodings: %+v %v", old, err)
+	}
+	for _, bad := range []string{
+		`{"version":"v","files":{"m":"x"},"encodings":{"m":"rot13"}}`,
+		`{"version":"v","files":{},"encodings":{"m":"base64"}}`,
+		`{"version":"v","files":{"m":"!!"},"encodings":{"m":"base64"}}`,
+	} {
+		if err := json.Unmarshal([]byte(bad), &old); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", bad, err)
+		}
 	}
 }

@@ -98,6 +98,24 @@ type Snapshot struct {
 
 	// Policy is the bundle pushed into Redis, nil when none.
 	Policy *PolicyBundle
+
+	// Refused lists the node states the edge does not route to (see
+	// state/nodevalidate.go), sorted by key host; none of their services
+	// is in Services. NodesRefusedTotal counts every refusal this process
+	// has seen (a counter for /metrics). NodeAllowlist reports whether the
+	// operator configured endpoint allowlists; without one any endpoint
+	// that passes the structural checks is routed.
+	Refused           []RefusedNode
+	NodesRefusedTotal uint64
+	NodeAllowlist     bool
+}
+
+// RefusedNode is a node state an edge refused to route to, and why.
+type RefusedNode struct {
+	// Host is the host id the key names (as stored, possibly malformed).
+	Host   string    `json:"host"`
+	Reason string    `json:"reason"`
+	Since  time.Time `json:"since"`
 }
 
 // Role returns the role with that name or alias (case-insensitive).

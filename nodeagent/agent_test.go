@@ -611,13 +611,20 @@ func TestACLConfinesNode(t *testing.T) {
 	srv := testredis.Private(t)
 	admin := srv.Client(t)
 	ctx := context.Background()
-	// Exactly the ACL the README and state/doc.go document.
-	acl := []any{"ACL", "SETUSER", "node-a", "on", ">secret", "resetkeys", "~gh:node:{node-a}:*", "resetchannels", "&gh:events:node:node-a",
-		"-@all", "+get", "+set", "+del", "+pttl", "+publish", "+multi", "+exec", "+discard", "+ping"}
+	// Exactly the rule `geniehive node acl node-a` prints and applies (the
+	// README's, built in one place: state.NodeACL).
+	rule, err := state.NodeACL(state.DefaultPrefix, "node-a", "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acl := make([]any, len(rule))
+	for i, a := range rule {
+		acl[i] = a
+	}
 	if err := admin.Do(ctx, acl...).Err(); err != nil {
 		t.Fatal(err)
 	}
-	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "node-a", Password: "secret", ContextTimeoutEnabled: true})
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "node-node-a", Password: "secret", ContextTimeoutEnabled: true})
 	t.Cleanup(func() { c.Close() })
 	store := state.New(c, "")
 	ol := ollamaSim(t)
@@ -635,7 +642,7 @@ func TestACLConfinesNode(t *testing.T) {
 	if err := store.RemoveNode(ctx, "node-b"); err == nil {
 		t.Fatal("node-a's credentials removed node-b")
 	}
-	// Nor the operator's keys: catalog, API keys, policy bundle.
+	// Nor the operator's keys: catalog, API keys, policy bundle, node allowlist.
 	cat := &fleet.Catalog{Roles: []fleet.Role{{Name: "evil", Candidates: []string{"x"}}}}
 	if err := store.PutCatalog(ctx, cat); err == nil {
 		t.Fatal("node-a's credentials replaced the role catalog")
@@ -646,7 +653,10 @@ func TestACLConfinesNode(t *testing.T) {
 	if err := store.PutPolicyBundle(ctx, &fleet.PolicyBundle{Version: "evil", Files: map[string]string{"a.rego": "package a"}}); err == nil {
 		t.Fatal("node-a's credentials pushed a policy bundle")
 	}
-	if n := admin.Exists(ctx, "gh:catalog", "gh:keys", "gh:policy:bundle").Val(); n != 0 {
+	if err := store.PutNodeAllow(ctx, "node-a", []string{"0.0.0.0/0"}); err == nil {
+		t.Fatal("node-a's credentials widened its own endpoint allowlist")
+	}
+	if n := admin.Exists(ctx, "gh:catalog", "gh:keys", "gh:policy:bundle", "gh:nodes:allow").Val(); n != 0 {
 		t.Fatalf("%d operator keys written by a node", n)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/state"
 )
 
 // Defaults.
@@ -112,8 +113,8 @@ func (c *Config) Validate() error {
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if c.HostID == "" {
 		bad("host_id is required")
-	} else if !fleet.ValidID(c.HostID) || strings.Contains(c.HostID, "/") {
-		bad("host_id %q: use only letters, digits, '.', '_' and '-' (at most 128)", c.HostID)
+	} else if !state.ValidHostID(c.HostID) {
+		bad("host_id %q: use only letters, digits, '.', '_' and '-' (at most %d)", c.HostID, state.MaxHostIDLen)
 	}
 	if c.Interval == 0 {
 		c.Interval = DefaultInterval
@@ -154,8 +155,8 @@ func (c *Config) Validate() error {
 		switch {
 		case s.Name == "":
 			bad("%s: name is required", where)
-		case !fleet.ValidID(s.Name) || strings.Contains(s.Name, "/"):
-			bad("%s: name: use only letters, digits, '.', '_' and '-'", where)
+		case !state.ValidHostID(s.Name):
+			bad("%s: name: use only letters, digits, '.', '_' and '-' (at most %d)", where, state.MaxHostIDLen)
 		case seen[s.Name]:
 			bad("%s: duplicate service name", where)
 		}

@@ -15,7 +15,8 @@
 //	gh:node:{<host>}:gone            string  node    5m               tombstone of a graceful stop (deleted by the next heartbeat)
 //	gh:catalog                       string  operator none            Catalog JSON (role catalog + asset policies)
 //	gh:keys                          hash    operator none            key id -> APIKey JSON (SHA-256 only)
-//	gh:policy:bundle                 string  operator none            PolicyBundle JSON
+//	gh:policy:bundle                 string  operator none            PolicyBundle JSON (files not valid UTF-8 base64, named in "encodings")
+//	gh:nodes:allow                   hash    operator none            host id (or "*") -> JSON list of endpoint CIDRs / addresses / host names (nodevalidate.go)
 //	gh:seeded                        string  operator none            set by every operator write; its absence means Redis lost its data
 //	gh:{rr}:<target>                 string  edge    24h idle         round-robin counter (INCR)
 //	gh:{if}:<service>                zset    edge    lease            in-flight leases: member=<edge>:<seq>, score=deadline ms
@@ -29,11 +30,13 @@
 //	gh:bench:index                   set     edge    none             "<asset>\x00<workload>" of every bench list
 //
 // A node writes only keys under gh:node:{<host>}: and publishes only on
-// gh:events:node:<host>, so an ACL such as
+// gh:events:node:<host>, so the ACL NodeACL builds (and `geniehive node
+// acl HOST` prints)
 //
-//	user node-a on >secret ~gh:node:{node-a}:* &gh:events:node:node-a +get +set +del +pttl +publish +multi +exec +discard +ping
+//	ACL SETUSER node-<host> on >secret resetkeys ~gh:node:{<host>}:* resetchannels &gh:events:node:<host> -@all +get +set +del +pttl +publish +multi +exec +discard +ping
 //
-// confines it. See ACL in the README.
+// confines it. See ACL in the README. What it writes is validated by every
+// edge before anything is routed to it (nodevalidate.go).
 //
 // # Losing Redis
 //
@@ -48,7 +51,7 @@
 // # Change events
 //
 // Writers publish on gh:events:<what> (node:<host>, catalog, keys, policy,
-// health, bench, stats). Edges PSUBSCRIBE gh:events:* and refresh their
+// health, bench, stats, nodes:allow). Edges PSUBSCRIBE gh:events:* and refresh their
 // snapshot within milliseconds; a periodic resync covers lost messages and
 // expiry (which announces nothing). Every snapshot entry carries the deadline
 // its key's TTL implies, so an expired node is not routable even before the

@@ -184,20 +184,6 @@ const goneTTL = 5 * time.Minute
 
 func (s *Store) nodeKeyPattern() string { return s.prefix + "node:{*}:*" }
 
-// splitNodeKey extracts the host id and the kind ("state" or "gone") from a
-// node key.
-func (s *Store) splitNodeKey(k string) (id, kind string, ok bool) {
-	rest, ok := strings.CutPrefix(k, s.prefix+"node:{")
-	if !ok {
-		return "", "", false
-	}
-	i := strings.LastIndex(rest, "}:")
-	if i < 0 {
-		return "", "", false
-	}
-	return rest[:i], rest[i+2:], true
-}
-
 // WriteHeartbeat stores st under the node's key with ttl and announces it, in
 // one MULTI/EXEC (both keys share nothing cross-slot: PUBLISH has no key).
 //
@@ -205,7 +191,7 @@ func (s *Store) splitNodeKey(k string) (id, kind string, ok bool) {
 // ErrInvalid for a bad host id, ttl < 1s or services of another host;
 // Redis errors otherwise.
 func (s *Store) WriteHeartbeat(ctx context.Context, st *fleet.NodeState, ttl time.Duration) error {
-	if !fleet.ValidID(st.Host.ID) {
+	if !ValidHostID(st.Host.ID) {
 		return fmt.Errorf("%w: host id %q", fleet.ErrInvalid, st.Host.ID)
 	}
 	if ttl < time.Second {
@@ -215,6 +201,9 @@ func (s *Store) WriteHeartbeat(ctx context.Context, st *fleet.NodeState, ttl tim
 		if st.Services[i].HostID != st.Host.ID {
 			return fmt.Errorf("%w: service %q belongs to host %q, not %q", fleet.ErrInvalid, st.Services[i].ID, st.Services[i].HostID, st.Host.ID)
 		}
+	}
+	if r := checkNodeState(st.Host.ID, st); r != nil { // what edges would refuse
+		return fmt.Errorf("%w: %s", fleet.ErrInvalid, r.Reason)
 	}
 	st.TTLSeconds = int(ttl / time.Second)
 	b, err := json.Marshal(st)
@@ -265,32 +254,23 @@ func (s *Store) ReadNode(ctx context.Context, hostID string) (rec NodeRecord, fo
 	if err != nil {
 		return rec, false, err
 	}
-	if err := json.Unmarshal([]byte(get.Val()), &rec.State); err != nil {
-		return rec, false, fmt.Errorf("node %s: corrupt state: %w", hostID, err)
+	rec, r := s.decodeNode(s.NodeKey(hostID), get.Val(), pttl.Val(), now)
+	if r != nil {
+		return rec, false, r
 	}
-	rec.Deadline = deadline(now, pttl.Val())
 	return rec, true, nil
-}
-
-func deadline(now time.Time, pttl time.Duration) time.Time {
-	if pttl < 0 { // -1: no TTL (should not happen for node keys), -2: gone
-		if pttl == -1 {
-			return now.Add(24 * time.Hour)
-		}
-		return now
-	}
-	return now.Add(pttl)
 }
 
 // ReadNodes reads every node's state. It SCANs (on every master of a
 // cluster): call it on resync, never per request.
 func (s *Store) ReadNodes(ctx context.Context) ([]NodeRecord, error) {
-	recs, _, err := s.readNodes(ctx)
+	recs, _, _, err := s.readNodes(ctx)
 	return recs, err
 }
 
-// readNodes also returns the hosts that left gracefully (tombstones).
-func (s *Store) readNodes(ctx context.Context) ([]NodeRecord, map[string]bool, error) {
+// readNodes also returns the hosts that left gracefully (tombstones) and
+// the node states refused (nodevalidate.go).
+func (s *Store) readNodes(ctx context.Context) ([]NodeRecord, map[string]bool, []*NodeRefusal, error) {
 	var keys []string
 	var mu sync.Mutex
 	scan := func(ctx context.Context, c redis.UniversalClient) error {
@@ -306,16 +286,18 @@ func (s *Store) readNodes(ctx context.Context) ([]NodeRecord, map[string]bool, e
 	}
 	if cc, ok := s.c.(*redis.ClusterClient); ok {
 		if err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return scan(ctx, m) }); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	} else if err := scan(ctx, s.c); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	gone := map[string]bool{}
 	stateKeys := keys[:0]
 	for _, k := range keys {
-		id, kind, ok := s.splitNodeKey(k)
+		id, kind, _, ok := s.parseNodeKey(k)
 		switch {
+		case !ok && strings.HasSuffix(k, ":state"):
+			stateKeys = append(stateKeys, k) // refused by decodeNode, and reported
 		case !ok:
 		case kind == "gone":
 			gone[id] = true
@@ -324,7 +306,7 @@ func (s *Store) readNodes(ctx context.Context) ([]NodeRecord, map[string]bool, e
 		}
 	}
 	if len(stateKeys) == 0 {
-		return nil, gone, nil
+		return nil, gone, nil, nil
 	}
 	now := time.Now()
 	gets := make([]*redis.StringCmd, len(stateKeys))
@@ -337,24 +319,22 @@ func (s *Store) readNodes(ctx context.Context) ([]NodeRecord, map[string]bool, e
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	out := make([]NodeRecord, 0, len(stateKeys))
+	var refused []*NodeRefusal
 	for i := range stateKeys {
 		if gets[i].Err() != nil {
 			continue // expired between SCAN and GET
 		}
-		var rec NodeRecord
-		if json.Unmarshal([]byte(gets[i].Val()), &rec.State) != nil {
+		rec, r := s.decodeNode(stateKeys[i], gets[i].Val(), ttls[i].Val(), now)
+		if r != nil {
+			refused = append(refused, r)
 			continue
 		}
-		if id, _, ok := s.splitNodeKey(stateKeys[i]); !ok || id != rec.State.Host.ID {
-			continue // a key whose content claims another host is ignored
-		}
-		rec.Deadline = deadline(now, ttls[i].Val())
 		out = append(out, rec)
 	}
-	return out, gone, nil
+	return out, gone, refused, nil
 }
 
 // PutCatalog validates and stores the role catalog, and announces it.

@@ -44,6 +44,7 @@ type Watcher struct {
 	mu      sync.Mutex // guards the model below and subs
 	model   model
 	subs    []chan *fleet.Snapshot
+	gate    *nodeGate // node validation and refusals (nodevalidate.go)
 }
 
 // model is the mutable state snapshots are built from.
@@ -68,7 +69,7 @@ func NewWatcher(s *Store, o WatcherOptions) *Watcher {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	w := &Watcher{s: s, o: o}
+	w := &Watcher{s: s, o: o, gate: newNodeGate(o.Logger)}
 	w.model.nodes = map[string]NodeRecord{}
 	w.model.catalog = &fleet.Catalog{}
 	w.publishLocked()
@@ -95,7 +96,7 @@ func (w *Watcher) Changes() <-chan *fleet.Snapshot {
 func (w *Watcher) Refresh(ctx context.Context) error {
 	w.refresh.Lock()
 	defer w.refresh.Unlock()
-	nodes, gone, err := w.s.readNodes(ctx)
+	nodes, gone, refused, err := w.s.readNodes(ctx)
 	if err != nil {
 		w.markDown()
 		return err
@@ -118,10 +119,8 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 	bench, _ := w.s.BenchSummaries(ctx)
 	probes, _ := w.s.Probes(ctx)
 	now := time.Now()
-	nm := make(map[string]NodeRecord, len(nodes))
-	for _, n := range nodes {
-		nm[n.State.Host.ID] = n
-	}
+	w.gate.refreshAllowlist(ctx, w.s)
+	nm := w.gate.admitAll(nodes, refused, now)
 	w.mu.Lock()
 	prev := w.model
 	w.mu.Unlock()
@@ -131,7 +130,7 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 	// removed by its "down" event already); one that died expires at its
 	// own deadline.
 	for id, n := range prev.nodes {
-		if _, ok := nm[id]; !ok && !gone[id] && now.Before(n.Deadline) {
+		if _, ok := nm[id]; !ok && !gone[id] && now.Before(n.Deadline) && !w.gate.isRefused(id) {
 			nm[id] = n
 		}
 	}
@@ -257,7 +256,7 @@ func (w *Watcher) subscribe(ctx context.Context, out chan<- string) {
 
 // apply refreshes what a batch of events touched.
 func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
-	if batch["*"] {
+	if batch["*"] || batch[EventAllow] {
 		if err := w.Refresh(ctx); err != nil && ctx.Err() == nil {
 			w.o.Logger.Warn("state refresh failed", "err", err)
 		}
@@ -282,6 +281,9 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 		case strings.HasPrefix(ev, EventNode):
 			id := strings.TrimPrefix(ev, EventNode)
 			rec, found, err := w.s.ReadNode(ctx, id)
+			if ok, handled := w.gate.admitOne(id, &rec, found, err, time.Now()); handled {
+				found, err = ok, nil
+			}
 			if err != nil {
 				w.o.Logger.Warn("node refresh failed", "node", id, "err", err)
 				continue
@@ -379,6 +381,7 @@ func (w *Watcher) publishLocked() {
 	if snap.Catalog == nil {
 		snap.Catalog = &fleet.Catalog{}
 	}
+	w.gate.fill(snap)
 	snap.CatalogVersion = snap.Catalog.Version
 	for id, n := range m.nodes {
 		snap.Hosts[id] = &fleet.HostEntry{Host: n.State.Host, Deadline: n.Deadline}

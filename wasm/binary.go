@@ -237,7 +237,7 @@ func ownMemory(bin []byte, maxPages uint32) ([]byte, uint32, []importedFunc, err
 			out = appendSection(out, secMemory, mem)
 			inserted = true
 		}
-		if s.id == secExport && !hasExport(s.body, "memory") {
+		if s.id == secExport && !hasExport(s.body, "memory", 2) {
 			return nil, 0, nil, errors.New("wasm: module does not export its memory")
 		}
 		out = appendSection(out, s.id, s.body)
@@ -254,7 +254,9 @@ func appendSection(out []byte, id byte, body []byte) []byte {
 	return append(out, body...)
 }
 
-func hasExport(b []byte, want string) bool {
+// hasExport reports whether the export section b exports want as kind
+// (0 function, 1 table, 2 memory, 3 global; anyKind for any).
+func hasExport(b []byte, want string, kind int) bool {
 	cnt, off, err := readU32(b, 0)
 	if err != nil {
 		return false
@@ -267,11 +269,11 @@ func hasExport(b []byte, want string) bool {
 		if off >= len(b) {
 			return false
 		}
-		kind := b[off]
+		k := int(b[off])
 		if _, off, err = readU32(b, off+1); err != nil {
 			return false
 		}
-		if name == want && kind == 2 {
+		if name == want && (kind == anyKind || k == kind) {
 			return true
 		}
 	}

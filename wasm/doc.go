@@ -24,10 +24,16 @@
 // every instance and the runtime; later Evals return policy.ErrClosed. A reload
 // builds a new engine while the old one serves, then closes the old one.
 //
-// Limits: each instance's memory is capped (Options.MaxMemoryPages) and each
-// evaluation bounded (Options.EvalTimeout). Modules are instrumented at load
-// (instrument.go) so a guest still running at the deadline traps at its next
-// loop iteration; Eval returns policy.ErrTimeout and the instance is replaced.
-// Modules the instrumenter cannot walk fall back to wazero's
-// WithCloseOnContextDone.
+// Limits: each instance's memory is capped (Options.MaxMemoryPages), each
+// evaluation bounded in time (Options.EvalTimeout) and call depth
+// (Options.MaxCallDepth). Every module is instrumented at load
+// (instrument.go): fuel is charged at every function entry and loop
+// iteration, so a guest still running at the deadline traps within 4096
+// calls or iterations (Eval returns policy.ErrTimeout), a guest deeper than
+// the cap traps (policy.ErrMemory), and a running guest reaches a Go
+// preemption point at the same rate, so it never stalls the collector or
+// any other goroutine. The instance is then discarded and its pool slot
+// refilled on the next checkout; evaluations on other instances go on. A
+// module the instrumenter cannot walk (SIMD, threads, exceptions) is
+// refused.
 package wasm

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,11 @@ type Options struct {
 	// Default 256 (16 MiB) for OPA policies and 1024 (64 MiB) for custom
 	// modules (Go guests reserve a larger heap).
 	MaxMemoryPages uint32
+	// MaxCallDepth caps the guest's call depth (in Wasm frames; checked
+	// every fuelPeriod calls, so a guest may overshoot it by up to 4096
+	// frames, see instrument.go). A guest past it traps and Eval returns
+	// policy.ErrMemory. Default DefaultMaxCallDepth.
+	MaxCallDepth uint32
 	// Cache, when set, is a wazero compilation cache shared across engines
 	// (reloads of the same policy then skip native compilation).
 	Cache wazero.CompilationCache
@@ -46,12 +52,21 @@ type Options struct {
 // benchmarks turn (they are not part of the public Options).
 type config struct {
 	Options
-	// noInstrument forces wazero's WithCloseOnContextDone path.
+	// noInstrument forces wazero's WithCloseOnContextDone path: loops only
+	// are checked and the call depth is bounded by wazero's stack ceiling
+	// alone, so production never runs it.
 	noInstrument bool
 	// noDirect makes the OPA engine read results through the guest's JSON
 	// serialisation (opa_eval) instead of straight from memory.
 	noDirect bool
 }
+
+// DefaultMaxCallDepth is Options.MaxCallDepth's default: far above what
+// OPA's runtime needs for the deepest input the edge accepts (256 levels
+// of JSON nesting, a few frames each) or a Go guest's ordinary calls, and
+// a stack of a few MiB at most, where wazero alone lets a guest recurse
+// millions of frames deep (~100 MiB of stack per instance).
+const DefaultMaxCallDepth = 10000
 
 // DefaultEntrypoint is the shipped policies' entrypoint (data.geniehive.decision).
 const DefaultEntrypoint = "geniehive/decision"
@@ -71,6 +86,12 @@ func (o config) withDefaults(defPages uint32) config {
 	}
 	if o.Entrypoint == "" {
 		o.Entrypoint = DefaultEntrypoint
+	}
+	if o.MaxCallDepth == 0 {
+		o.MaxCallDepth = DefaultMaxCallDepth
+	}
+	if o.MaxCallDepth > 1<<30 {
+		o.MaxCallDepth = 1 << 30
 	}
 	return o
 }
@@ -105,8 +126,21 @@ type evalCtx struct {
 	fired    atomic.Bool
 	timer    *time.Timer
 	// stop is the instrumented module's gh_stop global (nil when the
-	// runtime relies on WithCloseOnContextDone).
-	stop api.MutableGlobal
+	// runtime relies on WithCloseOnContextDone). The host writes it from
+	// the timer and reads it after a trap, under stopMu.
+	stop   api.MutableGlobal
+	stopMu sync.Mutex
+}
+
+// stopReason reads gh_stop after a trap: stopDepth when the guest passed
+// its call-depth cap.
+func (c *evalCtx) stopReason() uint64 {
+	if c.stop == nil {
+		return 0
+	}
+	c.stopMu.Lock()
+	defer c.stopMu.Unlock()
+	return c.stop.Get()
 }
 
 func newEvalCtx() *evalCtx {
@@ -114,7 +148,11 @@ func newEvalCtx() *evalCtx {
 	c.timer = time.AfterFunc(time.Hour, func() {
 		c.fired.Store(true)
 		if c.stop != nil {
-			c.stop.Set(1)
+			c.stopMu.Lock()
+			if c.stop.Get() == 0 {
+				c.stop.Set(1)
+			}
+			c.stopMu.Unlock()
 		}
 		close(c.done)
 	})
@@ -172,8 +210,9 @@ type host struct {
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
 	opts     config
-	// instrumented: loops check gh_stop (instrument.go) instead of wazero's
-	// WithCloseOnContextDone.
+	// instrumented: function entries and loops check gh_stop and the call
+	// depth (instrument.go) instead of wazero's WithCloseOnContextDone
+	// (tests only).
 	instrumented bool
 	pool         chan *instance
 	done         chan struct{}
@@ -456,6 +495,9 @@ func (h *host) callArmed(in *instance, fn api.Function, stack []uint64) error {
 		return nil
 	}
 	in.dead = true
+	if in.ectx.stopReason() == stopDepth {
+		return &policy.Error{Code: policy.CodeMemory, Err: fmt.Errorf("wasm: call depth over %d", h.opts.MaxCallDepth)}
+	}
 	return classify(err, in.ectx.fired.Load())
 }
 

@@ -24,7 +24,8 @@ type ModuleEngine struct {
 // NewModule loads a wasip1 module implementing the ABI in ABI.md.
 //
 // # Errors
-// A module that does not compile, imports anything but
+// A module that the guest limiter cannot instrument (instrument.go), that
+// does not compile, imports anything but
 // wasi_snapshot_preview1, lacks gh_alloc / gh_decide / memory, or fails to
 // initialise within the memory cap.
 func NewModule(ctx context.Context, bin []byte, opts Options) (*ModuleEngine, error) {
@@ -38,7 +39,13 @@ func newModule(ctx context.Context, bin []byte, c config) (*ModuleEngine, error)
 		o.Version = hex.EncodeToString(s[:8])
 	}
 	e := &ModuleEngine{version: o.Version}
-	if inst, err := instrumentLoops(bin); err == nil && !o.noInstrument {
+	if !o.noInstrument {
+		inst, err := instrument(bin, o.MaxCallDepth)
+		if err != nil {
+			return nil, fmt.Errorf("wasm: module refused: every guest must be bounded in time and call depth, "+
+				"and this one cannot be instrumented (only MVP Wasm with bulk memory, sign extension, "+
+				"multi-value and tail calls is; build without SIMD, threads and exceptions): %w", err)
+		}
 		bin = inst
 		e.h.instrumented = true
 	}

@@ -157,14 +157,14 @@ func newOPAFromWasm(ctx context.Context, bin []byte, c config) (*OPAEngine, erro
 		}
 	}
 	e := &OPAEngine{version: o.Version}
-	inst, ierr := instrumentLoops(own)
-	if o.noInstrument {
-		ierr = errUninstrumentable
-	}
-	if ierr == nil {
+	if !o.noInstrument {
+		inst, err := instrument(own, o.MaxCallDepth)
+		if err != nil {
+			return nil, fmt.Errorf("wasm: policy refused: it cannot be bounded in time and call depth: %w", err)
+		}
 		own = inst
 	}
-	rt := newRuntime(ctx, o, ierr != nil)
+	rt := newRuntime(ctx, o, o.noInstrument)
 	if err := e.instantiateEnv(ctx, rt, o); err != nil {
 		rt.Close(ctx)
 		return nil, err
@@ -176,7 +176,7 @@ func newOPAFromWasm(ctx context.Context, bin []byte, c config) (*OPAEngine, erro
 	}
 	e.h.rt = rt
 	e.h.compiled = compiled
-	e.h.instrumented = ierr == nil
+	e.h.instrumented = !o.noInstrument
 	e.h.init(o)
 	e.h.newInstance = e.newInstance
 	e.h.loadData = e.loadData

@@ -40,7 +40,11 @@ Services are listed in the YAML file (see nodeagent/testdata/node.example.yaml):
 or, for quick starts and containers, with --service (repeatable, or '|'-separated
 in GENIEHIVE_SERVICE) as name:kind:protocol:endpoint, e.g.
   --service ollama:chat:ollama:http://127.0.0.1:11434
-Flag services are added to the file's.`,
+Flag services are added to the file's.
+
+Operator subcommands (see 'geniehive node allow --help'):
+  node allow HOST CIDR... | node allow --list   endpoint allowlist per node
+  node acl HOST [--apply]                        the node's Redis ACL user`,
 }
 
 func init() {
@@ -56,6 +60,9 @@ type nodeSettings struct {
 }
 
 func runNode(args []string) error {
+	if len(args) > 0 && (args[0] == "allow" || args[0] == "acl") {
+		return runNodeAdmin(args[0], args[1:]) // operator subcommands (nodeadmin.go)
+	}
 	var s nodeSettings
 	fs := cli.NewFlagSet(nodeCmd)
 	fs.StringVar(&s.ConfigPath, "config", "", "YAML config file (keys: host_id, labels, redis_url, redis_username, redis_password, prefix, heartbeat_interval, heartbeat_ttl, discovery_timeout, nvidia_smi, log_level, services)")

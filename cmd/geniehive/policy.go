@@ -189,7 +189,30 @@ func policyPush(ctx context.Context, w io.Writer, dir string, f *policyFlags) er
 	if err := st.PutPolicyBundle(ctx, &fleet.PolicyBundle{Version: b.Version, Files: b.Files, PushedAt: time.Now().UTC()}); err != nil {
 		return err
 	}
+	if err := verifyPushed(ctx, st, b); err != nil {
+		return err
+	}
 	fmt.Fprintf(w, "pushed %s: %d file(s), %d test(s) passed, version %s\n", dir, len(b.Files), len(rs), b.Version)
+	return nil
+}
+
+// verifyPushed reads the stored bundle back and checks it is, file for
+// file, the one pushed (its digest): a bundle that does not survive the
+// store (a module.wasm stored as text lost every byte >= 0x80 while the
+// push reported success) or that another push replaced is reported, not
+// announced as pushed.
+func verifyPushed(ctx context.Context, st *state.Store, b *policy.Bundle) error {
+	got, err := st.GetPolicyBundle(ctx)
+	if err != nil {
+		return fmt.Errorf("pushed, but reading it back failed: %w", err)
+	}
+	if got == nil {
+		return errors.New("pushed, but no bundle is stored (was it deleted meanwhile?)")
+	}
+	if got.Version != b.Version || policy.BundleVersion(got.Files) != b.Version {
+		return fmt.Errorf("the stored bundle (version %s, content digest %s) is not the one pushed (%s): "+
+			"another push replaced it, or the store altered it", short(got.Version), short(policy.BundleVersion(got.Files)), short(b.Version))
+	}
 	return nil
 }
 

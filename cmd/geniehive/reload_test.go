@@ -4,20 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/geniehive/geniehive/edge"
-	"github.com/geniehive/geniehive/edge/replica"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
-	"github.com/geniehive/geniehive/loadtest/sim"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
@@ -32,47 +27,12 @@ func TestPushedBundleReachesEveryReplica(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	up, err := sim.Start(sim.Config{Models: []sim.Model{{Name: "llama3.1:8b", Family: "llama", Loaded: true}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	up := simChatNode(t, ctx, st)
 	defer up.Close()
-	ns := &fleet.NodeState{Host: fleet.Host{ID: "gpu1"}, Services: []fleet.Service{{
-		ID: "gpu1/chat", HostID: "gpu1", Name: "chat", Kind: fleet.KindChat, Protocol: fleet.ProtocolOpenAI,
-		Endpoint: up.URL(), Healthy: true, Assets: []fleet.Asset{{Name: "llama3.1:8b", Family: "llama", Loaded: true}},
-	}}}
-	if err := st.WriteHeartbeat(ctx, ns, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	var addrs [2]string
 	var wg sync.WaitGroup
 	for i := range addrs {
-		var cfg replica.Config
-		cfg.Edge = edge.Config{Listen: "127.0.0.1:0", ID: "edge-" + string(rune('a'+i)), Redis: edge.RedisConfig{Prefix: prefix}}
-		cfg.Edge.PresenceInterval = 200 * time.Millisecond
-		if err := cfg.Provision(); err != nil {
-			t.Fatal(err)
-		}
-		ready := make(chan string, 1)
-		r, err := replica.New(ctx, cfg, replica.Options{Logger: log, Store: state.New(c, prefix), Ready: func(a string) { ready <- a }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer r.Close()
-			if err := r.Run(ctx); err != nil {
-				t.Errorf("edge: %v", err)
-			}
-		}()
-		select {
-		case addrs[i] = <-ready:
-		case <-time.After(time.Minute):
-			t.Fatal("edge did not start")
-		}
+		addrs[i] = startTestEdge(t, ctx, &wg, c, prefix, "edge-"+string(rune('a'+i)), "")
 	}
 	defer func() { cancel(); wg.Wait() }()
 

@@ -51,7 +51,7 @@ func init() {
 	cli.Register(&cli.Command{
 		Name:    "keys",
 		Summary: "manage API keys stored in Redis (add prints the secret once)",
-		Usage:   "keys add ID [--scope client|reader|operator] [--roles a,b] | keys list | keys delete ID",
+		Usage:   "keys add ID [--scope client|reader|operator] [--roles a,b] | keys list | keys delete ID [--force]",
 		Run:     runKeys,
 	})
 }
@@ -137,6 +137,7 @@ func runKeys(args []string) error {
 	scope := fs.String("scope", "client", "add: client (OpenAI API), reader (+ GET /v1/cluster), operator (+ cluster changes)")
 	var roles cli.StringList
 	fs.Var(&roles, "roles", "add: roles the key may use (comma-separated; empty = all)")
+	force := fs.Bool("force", false, "delete: remove the key even when it is the last valid one stored")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		if err := cli.Parse(fs, args, nil, nil); err != nil {
 			return err // --help, or a bad flag
@@ -186,9 +187,38 @@ func runKeys(args []string) error {
 		if fs.NArg() != 1 {
 			return fmt.Errorf("%w: keys delete takes one ID", cli.ErrUsage)
 		}
-		return s.DeleteKey(ctx, fs.Arg(0))
+		return deleteKey(ctx, s, fs.Arg(0), *force)
 	}
 	return errors.Join(cli.ErrUsage, fmt.Errorf("unknown subcommand %q (want add, list or delete)", sub))
+}
+
+// deleteKey removes a stored key, refusing (without force) to remove the
+// last valid one: edges that once saw a key treat an empty keyring as
+// "nobody may pass", so deleting the last key locks every client out (and
+// edges from before that rule turned auth off). A key that is not stored
+// is an error, so a typo does not pass for a deletion.
+func deleteKey(ctx context.Context, s *state.Store, id string, force bool) error {
+	keys, err := s.ListKeys(ctx)
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, k := range keys {
+		found = found || k.ID == id
+	}
+	if !found {
+		return fmt.Errorf("no valid key %q is stored (geniehive keys list)", id)
+	}
+	if len(keys) == 1 && !force {
+		return fmt.Errorf("%q is the last key stored in Redis: deleting it leaves no stored key "+
+			"(clients authenticate with none, and an edge with auth on refuses everyone); "+
+			"add another key first, or repeat with --force", id)
+	}
+	if err := s.DeleteKey(ctx, id); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "key %s deleted\n", id)
+	return nil
 }
 
 func join(s []string) string { return or(strings.Join(s, ","), "-") }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,5 +75,49 @@ func TestKeysAddStoresOnlyHash(t *testing.T) {
 	}
 	if err := runKeys([]string{"add", "x", "--scope", "god", "--redis-url", url, "--prefix", prefix}); err == nil {
 		t.Fatal("unknown scope accepted")
+	}
+}
+
+// Deleting the last stored key is what turned auth off at runtime (issue
+// 16, item 3): the command refuses it without --force.
+func TestKeysDeleteRefusesLastKey(t *testing.T) {
+	c, prefix := testredis.New(t)
+	url := testredis.URL(t)
+	flags := []string{"--redis-url", url, "--prefix", prefix}
+	keys := func(args ...string) error {
+		// add prints the secret on stdout: keep it out of the test log.
+		r, w, _ := os.Pipe()
+		old := os.Stdout
+		os.Stdout = w
+		err := runKeys(append(args, flags...))
+		w.Close()
+		os.Stdout = old
+		io.Copy(io.Discard, r)
+		return err
+	}
+	stored := func() int {
+		n, err := c.HLen(context.Background(), prefix+"keys").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(n)
+	}
+	for _, id := range []string{"a", "b"} {
+		if err := keys("add", id, "--scope", "operator"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := keys("delete", "a"); err != nil || stored() != 1 {
+		t.Fatalf("delete a: %v, %d stored", err, stored())
+	}
+	err := keys("delete", "b")
+	if err == nil || !strings.Contains(err.Error(), "last key") || stored() != 1 {
+		t.Fatalf("deleting the last key: err %v, %d stored, want a refusal and the key kept", err, stored())
+	}
+	if err := keys("delete", "nosuch"); err == nil {
+		t.Fatal("deleting a key that is not stored succeeded")
+	}
+	if err := keys("delete", "b", "--force"); err != nil || stored() != 0 {
+		t.Fatalf("delete --force: %v, %d stored", err, stored())
 	}
 }

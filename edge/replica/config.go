@@ -32,7 +32,8 @@ type PolicyConfig struct {
 	// Dir is a bundle directory, watched and hot-reloaded; empty uses the
 	// bundle pushed into Redis, else the shipped policy.
 	Dir string `yaml:"dir"`
-	// EvalTimeout bounds one Wasm evaluation. Default 50ms (wasm.Options).
+	// EvalTimeout bounds one policy evaluation (every engine but go).
+	// Default 50ms.
 	EvalTimeout time.Duration `yaml:"eval_timeout"`
 }
 

@@ -66,8 +66,8 @@ func init() {
 			return wasm.NewOPA(ctx, b.Rego(), wasm.Options{EvalTimeout: c.EvalTimeout, Version: b.Version})
 		}, nil, nil
 	})
-	RegisterEngine(EngineRego, func(PolicyConfig) (policy.Factory, func() policy.Engine, error) {
-		return opa.RegoFactory, nil, nil
+	RegisterEngine(EngineRego, func(c PolicyConfig) (policy.Factory, func() policy.Engine, error) {
+		return opa.NewRegoFactory(opa.RegoOptions{EvalTimeout: c.EvalTimeout}), nil, nil
 	})
 	RegisterEngine(EngineModule, func(c PolicyConfig) (policy.Factory, func() policy.Engine, error) {
 		return func(ctx context.Context, b *policy.Bundle) (policy.Engine, error) {

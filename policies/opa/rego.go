@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/geniehive/geniehive/policy"
 	"github.com/open-policy-agent/opa/topdown"
@@ -24,20 +25,46 @@ type RegoOptions struct {
 	Query string
 	// Version is reported by Engine.Version (default: the files' BundleVersion).
 	Version string
+	// EvalTimeout bounds one evaluation (ctx's deadline too, when
+	// earlier); past it Eval returns policy.ErrTimeout. Default 50ms, as
+	// for the Wasm engines.
+	EvalTimeout time.Duration
+	// MaxEvalAlloc bounds the bytes the process may allocate while one
+	// evaluation runs (see guard.go for why the process's); past it Eval
+	// returns policy.ErrMemory. Default DefaultMaxEvalAlloc. The derived
+	// rule, evaluated once per data version, gets 16 times as much and
+	// 20 times the timeout plus a second.
+	MaxEvalAlloc uint64
+}
+
+// DefaultMaxEvalAlloc is RegoOptions.MaxEvalAlloc's default: 64 MiB, some
+// thousand times what the shipped policy allocates per decision.
+const DefaultMaxEvalAlloc = 64 << 20
+
+func (o RegoOptions) withDefaults() RegoOptions {
+	if o.Query == "" {
+		o.Query = policy.DecisionQuery
+	}
+	if o.EvalTimeout <= 0 {
+		o.EvalTimeout = 50 * time.Millisecond
+	}
+	if o.MaxEvalAlloc == 0 {
+		o.MaxEvalAlloc = DefaultMaxEvalAlloc
+	}
+	return o
 }
 
 // NewRego compiles the Rego files (path -> source; *_test.rego files are
 // ignored) once and returns an engine that evaluates them through the OPA
 // Go SDK. SetData prepares a new query against a fresh in-memory store
 // holding the data document; Eval runs the prepared query with the request
-// as input, honouring ctx's deadline.
+// as input, bounded in time and allocation (RegoOptions, guard.go).
+// Close stops the engine's guard goroutine.
 //
 // # Errors
 // Parse and compile errors, naming file and line.
 func NewRego(files map[string]string, opts RegoOptions) (policy.Engine, error) {
-	if opts.Query == "" {
-		opts.Query = policy.DecisionQuery
-	}
+	opts = opts.withDefaults()
 	if opts.Version == "" {
 		opts.Version = policy.BundleVersion(files)
 	}
@@ -54,11 +81,12 @@ func NewRego(files map[string]string, opts RegoOptions) (policy.Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policies: compile: %w", err)
 	}
-	e := &regoEngine{compiler: c, query: opts.Query, version: opts.Version}
+	e := &regoEngine{compiler: c, query: opts.Query, version: opts.Version, opts: opts, guard: newGuard()}
 	if ep, ok := queryPath(opts.Query); ok && DefinesRule(mods, policy.DerivedPath(ep)) {
 		e.derived = "data." + strings.ReplaceAll(policy.DerivedPath(ep), "/", ".")
 	}
 	if err := e.SetData(context.Background(), &policy.Data{SchemaVersion: policy.SchemaVersion}); err != nil {
+		e.Close()
 		return nil, err
 	}
 	return e, nil
@@ -71,6 +99,8 @@ type regoEngine struct {
 	// DerivedRule), "" when it defines none.
 	derived string
 	version string
+	opts    RegoOptions
+	guard   *guard
 	pq      atomic.Pointer[rego.PreparedEvalQuery]
 	setMu   sync.Mutex
 	// dataJSON is the data the current query was prepared with.
@@ -79,7 +109,7 @@ type regoEngine struct {
 
 func (e *regoEngine) Name() string    { return "rego" }
 func (e *regoEngine) Version() string { return e.version }
-func (e *regoEngine) Close() error    { return nil }
+func (e *regoEngine) Close() error    { e.guard.close(); return nil }
 
 // SetData prepares the query against d, unless d serialises exactly like
 // the current data (snapshot versions change far more often than what
@@ -129,13 +159,19 @@ func (e *regoEngine) SetData(ctx context.Context, d *policy.Data) error {
 // nil when it is undefined.
 func (e *regoEngine) evalDerived(ctx context.Context, doc map[string]any) (any, error) {
 	store := inmem.NewFromObjectWithOpts(doc, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
-	rs, err := rego.New(
+	pq, err := rego.New(
 		rego.Query(e.derived),
 		rego.Compiler(e.compiler),
 		rego.Store(store),
-	).Eval(ctx)
+	).PrepareForEval(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("policies: %s: %w", e.derived, err)
+	}
+	g := e.guard.start(ctx, 20*e.opts.EvalTimeout+time.Second, 16*e.opts.MaxEvalAlloc)
+	rs, err := pq.Eval(ctx, rego.EvalExternalCancel(g))
+	e.guard.finish(g)
+	if err != nil {
+		return nil, fmt.Errorf("policies: %s: %w", e.derived, e.stopError(g, err))
 	}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
 		return nil, nil
@@ -163,14 +199,31 @@ func queryPath(q string) (string, bool) {
 
 func (e *regoEngine) Eval(ctx context.Context, in *policy.Input, out *policy.Decision) error {
 	pq := e.pq.Load()
-	rs, err := pq.Eval(ctx, rego.EvalParsedInput(InputValue(in)))
+	g := e.guard.start(ctx, e.opts.EvalTimeout, e.opts.MaxEvalAlloc)
+	rs, err := pq.Eval(ctx, rego.EvalParsedInput(InputValue(in)), rego.EvalExternalCancel(g))
+	e.guard.finish(g)
 	if err != nil {
-		return evalError(err)
+		return e.stopError(g, err)
 	}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
 		return &policy.Error{Code: policy.CodeOutput, Err: errors.New("opa: policy produced no decision (is data.geniehive.decision defined?)")}
 	}
 	return policy.DecodeDecision(rs[0].Expressions[0].Value, out)
+}
+
+// stopError types the error of an evaluation the guard may have stopped.
+func (e *regoEngine) stopError(g *guarded, err error) error {
+	switch g.reason.Load() {
+	case stopTimeout:
+		return &policy.Error{Code: policy.CodeTimeout, Err: fmt.Errorf("opa: evaluation ran past %v: %w", e.opts.EvalTimeout, err)}
+	case stopMemory:
+		return &policy.Error{Code: policy.CodeMemory, Err: fmt.Errorf("opa: evaluation allocated over %d MiB: %w", g.budget>>20, err)}
+	case stopCanceled:
+		if cerr := g.ctx.Err(); cerr != nil {
+			return evalError(cerr)
+		}
+	}
+	return evalError(err)
 }
 
 // evalError types an OPA evaluation error: OPA reports a deadline or a

@@ -1,0 +1,50 @@
+package state
+
+import "testing"
+
+func TestNodeKeyParsedStrictly(t *testing.T) {
+	s := &Store{prefix: "gh:"}
+	for k, want := range map[string]string{
+		"gh:node:{gpu-a}:state":                            "gpu-a state",
+		"gh:node:{gpu-a}:gone":                             "gpu-a gone",
+		"gh:node:{a}:x}:state":                             "",
+		"gh:node:{a/b}:state":                              "",
+		"gh:node:{}:state":                                 "",
+		"gh:node:{a}:state:x":                              "",
+		"gh:node:{a:b}:state":                              "",
+		"gh:node:{" + string(make([]byte, 65)) + "}:state": "",
+		"xx:node:{a}:state":                                "",
+	} {
+		h, kind, _, ok := s.parseNodeKey(k)
+		got := ""
+		if ok {
+			got = h + " " + kind
+		}
+		if got != want {
+			t.Errorf("%q: %q, want %q", k, got, want)
+		}
+	}
+}
+
+func TestEndpointChecks(t *testing.T) {
+	for ep, ok := range map[string]bool{
+		"http://10.0.0.5:11434":       true,
+		"https://gpu-a.lan/ollama/v1": true,
+		"http://[::1]:8080":           true,
+		"ftp://10.0.0.5":              false,
+		"http://u:p@10.0.0.5":         false,
+		"http://10.0.0.5/?x":          false,
+		"http://10.0.0.5/#f":          false,
+		"http://10.0.0.5/a/../b":      false,
+		"http://10.0.0.5/a%2fb":       false,
+		"http://10.0.0.5/a b":         false,
+		"http://:80":                  false,
+		"http://10.0.0.5:99999":       false,
+		"//10.0.0.5":                  false,
+		"http://10.0.0.5/" + string(make([]byte, MaxEndpointLen)): false,
+	} {
+		if _, err := checkEndpoint(ep); (err == nil) != ok {
+			t.Errorf("%q: err %v, want ok=%v", ep, err, ok)
+		}
+	}
+}
