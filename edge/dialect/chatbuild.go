@@ -66,6 +66,7 @@ func (o *ChatOptions) offSwitch() ThinkSwitch {
 type content struct {
 	text   []byte // unescaped text, parts joined with textSep
 	parts  []byte // JSON parts, comma-separated
+	imgs   []byte // the image parts alone, comma-separated
 	nText  int
 	images int
 }
@@ -74,7 +75,7 @@ type content struct {
 const textSep = "\n\n"
 
 func (c *content) reset() {
-	c.text, c.parts, c.nText, c.images = c.text[:0], c.parts[:0], 0, 0
+	c.text, c.parts, c.imgs, c.nText, c.images = c.text[:0], c.parts[:0], c.imgs[:0], 0, 0
 }
 
 func (c *content) empty() bool { return c.nText == 0 && c.images == 0 }
@@ -98,6 +99,7 @@ func (c *content) addImage(url, detail []byte) {
 	if len(c.parts) > 0 {
 		c.parts = append(c.parts, ',')
 	}
+	n := len(c.parts)
 	c.parts = append(c.parts, `{"type":"image_url","image_url":{"url":`...)
 	c.parts = appendStr(c.parts, url)
 	if len(detail) > 0 {
@@ -105,6 +107,15 @@ func (c *content) addImage(url, detail []byte) {
 		c.parts = appendStr(c.parts, detail)
 	}
 	c.parts = append(c.parts, "}}"...)
+	c.endImage(n)
+}
+
+// endImage records the image part at c.parts[n:].
+func (c *content) endImage(n int) {
+	if c.images > 0 {
+		c.imgs = append(c.imgs, ',')
+	}
+	c.imgs = append(c.imgs, c.parts[n:]...)
 	c.images++
 }
 
@@ -113,12 +124,13 @@ func (c *content) addDataImage(mediaType, data []byte) {
 	if len(c.parts) > 0 {
 		c.parts = append(c.parts, ',')
 	}
+	n := len(c.parts)
 	c.parts = append(c.parts, `{"type":"image_url","image_url":{"url":"data:`...)
 	c.parts = appendStrBody(c.parts, mediaType)
 	c.parts = append(c.parts, ";base64,"...)
 	c.parts = appendStrBody(c.parts, data)
 	c.parts = append(c.parts, `"}}`...)
-	c.images++
+	c.endImage(n)
 }
 
 // appendValue appends the content as a JSON string, or an array of parts
@@ -246,7 +258,7 @@ func (b *chatBuilder) toolResult(id []byte, c *content) {
 		if len(b.toolImages.parts) > 0 {
 			b.toolImages.parts = append(b.toolImages.parts, ',')
 		}
-		b.toolImages.parts = append(b.toolImages.parts, c.parts...)
+		b.toolImages.parts = append(b.toolImages.parts, c.imgs...)
 		b.toolImages.images += c.images
 	}
 }
