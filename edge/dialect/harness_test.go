@@ -143,6 +143,15 @@ func relay(s *Stream, body io.Reader, write func([]byte)) {
 	write(s.Finish(out[:0]))
 }
 
+func httpPost(url string, body []byte) ([]byte, error) {
+	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}
+
 // chatOnly starts a simulated upstream that serves Chat Completions only.
 func chatOnly(t *testing.T, fl sim.Flavor, b sim.Behavior, models ...sim.Model) *sim.Server {
 	t.Helper()

@@ -17,6 +17,9 @@ func b2s(b []byte) string {
 	return unsafe.String(&b[0], len(b))
 }
 
+// s2b views s as bytes without copying; the bytes must not be written.
+func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
 // appendStr appends b as a JSON string literal (jsonw escaping: valid JSON
 // for any bytes, invalid UTF-8 as U+FFFD).
 func appendStr(dst, b []byte) []byte { return jsonw.AppendString(dst, b2s(b)) }

@@ -1,6 +1,9 @@
 package dialect
 
-import "github.com/valyala/fastjson"
+import (
+	"github.com/geniehive/geniehive/internal/jsonw"
+	"github.com/valyala/fastjson"
+)
 
 // AppendPatched appends body — the one Parse read — for an upstream that
 // speaks its dialect natively, with the model replaced and the policy's
@@ -51,14 +54,14 @@ func (r *Request) AppendPatched(dst, body []byte, p Patch) []byte {
 		dst = append(dst, body[:open]...)
 		if insModel {
 			dst = append(dst, `"model":`...)
-			dst = appendStr(dst, []byte(p.Model))
+			dst = jsonw.AppendString(dst, p.Model)
 			dst = append(dst, ',')
 		}
 		if insSys {
 			dst = append(dst, '"')
 			dst = append(dst, sysName...)
 			dst = append(dst, `":`...)
-			dst = appendStr(dst, []byte(*p.Prompt))
+			dst = jsonw.AppendString(dst, *p.Prompt)
 			dst = append(dst, ',')
 		}
 		if j := skipWS(body, open); j < len(body) && body[j] == '}' {
@@ -71,7 +74,7 @@ func (r *Request) AppendPatched(dst, body []byte, p Patch) []byte {
 		if ed.sys {
 			dst = r.appendSystem(dst, body[ed.s:ed.e], r.top[sysField], p)
 		} else {
-			dst = appendStr(dst, []byte(p.Model))
+			dst = jsonw.AppendString(dst, p.Model)
 		}
 		i = ed.e
 	}
@@ -81,7 +84,7 @@ func (r *Request) AppendPatched(dst, body []byte, p Patch) []byte {
 // appendSystem writes the combined system prompt; raw is the client's
 // value as it stands in the body, v the same parsed.
 func (r *Request) appendSystem(dst, raw []byte, v *fastjson.Value, p Patch) []byte {
-	text := []byte(*p.Prompt)
+	text := s2b(*p.Prompt)
 	switch {
 	case p.Mode == PromptReplace || isNull(v):
 		return appendStr(dst, text)

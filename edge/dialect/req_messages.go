@@ -148,7 +148,7 @@ func (r *Request) messagesTools() error {
 		if len(name) == 0 {
 			return invalid(CodeMissing, "tools", "a tool needs a name")
 		}
-		r.addTool(appendFunctionTool(nil, name, str(t, "description"), t.Get("input_schema"), t.Get("strict")))
+		r.tools = appendFunctionTool(r.toolSep(), name, str(t, "description"), t.Get("input_schema"), t.Get("strict"))
 		r.facts.Tools++
 	}
 	return nil

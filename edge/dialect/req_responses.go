@@ -167,7 +167,7 @@ func (r *Request) responsesTools() error {
 			if len(name) == 0 {
 				return invalid(CodeMissing, "tools", "a function tool needs a name")
 			}
-			r.addTool(appendFunctionTool(nil, name, str(t, "description"), t.Get("parameters"), t.Get("strict")))
+			r.tools = appendFunctionTool(r.toolSep(), name, str(t, "description"), t.Get("parameters"), t.Get("strict"))
 		case "custom":
 			if len(name) == 0 {
 				return invalid(CodeMissing, "tools", "a custom tool needs a name")
@@ -189,18 +189,16 @@ func unsupportedTool(typ string) *Error {
 	return invalid(CodeUnsupportedTool, "tools", `tool type "`+typ+`" is not supported: GenieHive runs self-hosted models through Chat Completions, which call only function tools the client executes; remove built-in (server-side) tools such as web search`)
 }
 
-func (r *Request) addTool(t []byte) {
+// toolSep returns r.tools ready for one more tool.
+func (r *Request) toolSep() []byte {
 	if len(r.tools) > 0 {
-		r.tools = append(r.tools, ',')
+		return append(r.tools, ',')
 	}
-	r.tools = append(r.tools, t...)
+	return r.tools
 }
 
 func (r *Request) addCustomTool(name, desc []byte) {
-	if len(r.tools) > 0 {
-		r.tools = append(r.tools, ',')
-	}
-	r.tools = append(r.tools, `{"type":"function","function":{"name":`...)
+	r.tools = append(r.toolSep(), `{"type":"function","function":{"name":`...)
 	r.tools = appendStr(r.tools, name)
 	if len(desc) > 0 {
 		r.tools = append(r.tools, `,"description":`...)

@@ -3,8 +3,12 @@ package dialect
 import (
 	"sync"
 
+	"github.com/geniehive/geniehive/internal/jsonw"
 	"github.com/valyala/fastjson"
 )
+
+// defaultOptions are used when AppendChat is given none (never written).
+var defaultOptions ChatOptions
 
 // Request is one client request being translated: see the package
 // documentation for its life cycle. The zero value is ready for Parse.
@@ -275,12 +279,12 @@ func (r *Request) AppendChat(dst []byte, o *ChatOptions) ([]byte, error) {
 		return dst, invalid(CodeInvalidRequest, "", "no parsed request")
 	}
 	if o == nil {
-		o = &ChatOptions{}
+		o = &defaultOptions
 	}
 	start := len(dst)
 	dst = append(dst, `{"model":`...)
 	if o.Model != "" {
-		dst = appendStr(dst, []byte(o.Model))
+		dst = jsonw.AppendString(dst, o.Model)
 	} else {
 		dst = appendStr(dst, r.model)
 	}
