@@ -39,7 +39,7 @@ func claudeCodeBody(stream bool) []byte {
 		tools = append(tools, map[string]any{"name": "Tool" + strconv.Itoa(i), "description": strings.Repeat("Reads a file from the local filesystem. ", 12),
 			"input_schema": map[string]any{"type": "object", "$schema": "http://json-schema.org/draft-07/schema#", "additionalProperties": false,
 				"properties": map[string]any{"file_path": map[string]any{"type": "string", "description": "The absolute path"}, "offset": map[string]any{"type": "number"}, "limit": map[string]any{"type": "number"}},
-				"required": []string{"file_path"}}})
+				"required":   []string{"file_path"}}})
 	}
 	msgs := []any{map[string]any{"role": "user", "content": []any{
 		map[string]any{"type": "text", "text": "<system-reminder>context</system-reminder>"},

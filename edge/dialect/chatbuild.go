@@ -149,11 +149,11 @@ func (c *content) appendValue(dst []byte) []byte {
 // calls) into one assistant message, and moving images out of tool results
 // into a user message after them (Chat tool messages carry text only).
 type chatBuilder struct {
-	dst   []byte
-	o     *ChatOptions
-	n     int // messages written
-	cur   content
-	as    struct {
+	dst []byte
+	o   *ChatOptions
+	n   int // messages written
+	cur content
+	as  struct {
 		open      bool
 		text      content
 		reasoning []byte

@@ -28,8 +28,8 @@ func (e *Error) Is(target error) bool {
 
 // Stable error codes.
 const (
-	CodeInvalidJSON     = "invalid_json"           // the body is not JSON, or not an object
-	CodeInvalidRequest  = "invalid_request"        // a member has the wrong type or value
+	CodeInvalidJSON     = "invalid_json"    // the body is not JSON, or not an object
+	CodeInvalidRequest  = "invalid_request" // a member has the wrong type or value
 	CodeMissing         = "missing_required_parameter"
 	CodeDuplicate       = "duplicate_member"       // a member the edge reads appears twice (any letter case)
 	CodeStateful        = "stateful_not_supported" // previous_response_id, conversation, background, item_reference

@@ -25,7 +25,7 @@ type translator struct {
 	up   string // upstream base URL
 	opts ChatOptions
 
-	mu    sync.Mutex
+	mu     sync.Mutex
 	bodies [][]byte // chat bodies sent upstream
 }
 

@@ -50,24 +50,7 @@ func (r *Request) AppendPatched(dst, body []byte, p Patch) []byte {
 	}
 	i := 0
 	if insModel || insSys {
-		open := skipWS(body, 0) + 1
-		dst = append(dst, body[:open]...)
-		if insModel {
-			dst = append(dst, `"model":`...)
-			dst = jsonw.AppendString(dst, p.Model)
-			dst = append(dst, ',')
-		}
-		if insSys {
-			dst = append(dst, '"')
-			dst = append(dst, sysName...)
-			dst = append(dst, `":`...)
-			dst = jsonw.AppendString(dst, *p.Prompt)
-			dst = append(dst, ',')
-		}
-		if j := skipWS(body, open); j < len(body) && body[j] == '}' {
-			dst = dst[:len(dst)-1] // the object was empty: no member follows
-		}
-		i = open
+		dst, i = insertMembers(dst, body, insModel, insSys, sysName, p)
 	}
 	for _, ed := range eds[:n] {
 		dst = append(dst, body[i:ed.s]...)
@@ -79,6 +62,29 @@ func (r *Request) AppendPatched(dst, body []byte, p Patch) []byte {
 		i = ed.e
 	}
 	return append(dst, body[i:]...)
+}
+
+// insertMembers copies body up to its opening brace and adds the model and
+// system prompt members it lacks; it returns where copying resumes.
+func insertMembers(dst, body []byte, model, sys bool, sysName string, p Patch) ([]byte, int) {
+	open := skipWS(body, 0) + 1
+	dst = append(dst, body[:open]...)
+	if model {
+		dst = append(dst, `"model":`...)
+		dst = jsonw.AppendString(dst, p.Model)
+		dst = append(dst, ',')
+	}
+	if sys {
+		dst = append(dst, '"')
+		dst = append(dst, sysName...)
+		dst = append(dst, `":`...)
+		dst = jsonw.AppendString(dst, *p.Prompt)
+		dst = append(dst, ',')
+	}
+	if j := skipWS(body, open); j < len(body) && body[j] == '}' {
+		dst = dst[:len(dst)-1] // the object was empty: no member follows
+	}
+	return dst, open
 }
 
 // appendSystem writes the combined system prompt; raw is the client's

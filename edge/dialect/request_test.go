@@ -194,10 +194,10 @@ func TestRefusals(t *testing.T) {
 func TestAppendPatched(t *testing.T) {
 	p := func(s string) *string { return &s }
 	cases := []struct {
-		api       API
-		in        string
-		patch     Patch
-		want      string
+		api   API
+		in    string
+		patch Patch
+		want  string
 	}{
 		{APIResponses, `{"model":"a","input":"x","instructions":"old"}`, Patch{Model: "b", Prompt: p("new"), Mode: PromptPrepend}, `{"model":"b","input":"x","instructions":"new\n\nold"}`},
 		{APIResponses, `{"instructions":"old","input":"x","model":"a"}`, Patch{Model: "b", Prompt: p("new"), Mode: PromptAppend}, `{"instructions":"old\n\nnew","input":"x","model":"b"}`},

@@ -41,6 +41,8 @@ var upstreamFlavors = []struct {
 	{sim.FlavorOllama, ChatOptions{ReasoningKey: "reasoning", ThinkingOff: EffortNone}},
 }
 
+// One scenario per upstream flavor, in the order an agent's session runs
+// (plain, streamed, a tool round trip), hence the length.
 func TestResponsesSDK(t *testing.T) {
 	for _, u := range upstreamFlavors {
 		t.Run(string(u.flavor), func(t *testing.T) {
@@ -175,6 +177,7 @@ func lastSent(t *testing.T, srv interface{ Close() }) []byte {
 	return nil
 }
 
+// Like TestResponsesSDK: one agent session per flavor.
 func TestMessagesSDK(t *testing.T) {
 	for _, u := range upstreamFlavors {
 		t.Run(string(u.flavor), func(t *testing.T) {
