@@ -52,6 +52,7 @@ type exchange struct {
 	aborted  bool
 
 	text []byte // scratch for rf.Text
+	body *bbuf  // the request body as read (readBody); released by finish
 
 	cand   *routing.Candidate
 	lease  state.Lease
@@ -164,6 +165,10 @@ func (x *exchange) finish() {
 		}
 		s.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs[:]...)
 	}
+	if x.body != nil {
+		putBuf(x.body)
+		x.body = nil
+	}
 	s.open.Add(-1)
 	x.s = nil
 	x.key = nil
@@ -218,7 +223,12 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, rt, upP
 	if !s.authenticate(ctx, x) {
 		return
 	}
-	body := ctx.PostBody()
+	x.body = getBuf()
+	body, err := readBody(ctx, s.cfg.limitFor(op), x.body)
+	if err != nil {
+		x.fail(ctx, err)
+		return
+	}
 	mp, err := s.parse(ctx, x, body)
 	if err == nil {
 		err = s.decide(ctx, x, body)

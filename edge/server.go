@@ -97,6 +97,7 @@ type Server struct {
 	policyAt     atomic.Int64 // unix nanoseconds the active engine was installed
 	presenceKick chan struct{}
 	addr         atomic.Value // string
+	metricsAddr  atomic.Value // string
 }
 
 type clusterBox struct{ h ClusterHandler }
@@ -161,12 +162,20 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s.clients.cfg = &s.cfg
 	s.SetCluster(d.Cluster)
 	s.srv = &fasthttp.Server{
-		Handler:                       s.Handler,
-		ErrorHandler:                  s.errorHandler,
-		Name:                          "geniehive",
-		ReadTimeout:                   cfg.Timeouts.Read,
-		IdleTimeout:                   cfg.Timeouts.Idle,
-		MaxRequestBodySize:            cfg.maxBody(),
+		Handler:            s.Handler,
+		ErrorHandler:       s.errorHandler,
+		Name:               "geniehive",
+		ReadTimeout:        cfg.Timeouts.Read,
+		WriteTimeout:       cfg.Timeouts.Write,
+		IdleTimeout:        cfg.Timeouts.Idle,
+		MaxRequestBodySize: cfg.maxBody(),
+		// Bodies are read by the handlers (readBody), after the key and the
+		// declared size were checked from the headers, into buffers that
+		// grow as bytes arrive.
+		StreamRequestBody:             true,
+		DisablePreParseMultipartForm:  true,
+		Concurrency:                   cfg.MaxConns,
+		MaxConnsPerIP:                 cfg.maxConnsPerIP(),
 		ReadBufferSize:                int(cfg.MaxHeaderBytes),
 		DisableHeaderNamesNormalizing: false,
 		NoDefaultServerHeader:         false,
@@ -174,6 +183,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		ReduceMemoryUsage:             false,
 		Logger:                        fasthttpLogger{s.log},
 	}
+	s.srv.HeaderReceived = s.headerReceived
 	return s, nil
 }
 
@@ -294,6 +304,15 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	}
 	s.log.Info("edge listening", "addr", ln.Addr().String(), "id", s.cfg.ID, "engine", s.Engine().Name(), "policy_version", s.Engine().Version())
 
+	if s.cfg.Metrics.Listen != "" {
+		stopped, err := s.runMetricsListener(bg)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); <-stopped }()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(ln) }()
 	select {
@@ -440,7 +459,7 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	case len(path) > 4 && string(path[:4]) == "/v1/":
 		s.serveV1(ctx, path[3:])
 	case string(path) == "/metrics":
-		s.met.serve(ctx)
+		s.serveMetrics(ctx)
 	case string(path) == "/healthz" || string(path) == "/livez":
 		ctx.SetContentType("application/json")
 		ctx.SetBodyString(`{"status":"ok"}`)
@@ -510,12 +529,7 @@ func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
 			}
 			s.serveModels(ctx, string(p[len("/models/"):]))
 		case strings.HasPrefix(string(p), "/cluster/") || string(p) == "/cluster":
-			if c := s.cluster.Load(); c != nil && c.h.Handle(ctx) {
-				return
-			}
-			if _, ok := s.authorize(ctx, fleet.ScopeReader); ok {
-				writeError(ctx, errNotFound)
-			}
+			s.serveCluster(ctx)
 		default:
 			writeError(ctx, errNotFound)
 		}

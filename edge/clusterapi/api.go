@@ -141,6 +141,11 @@ func (a *API) Handle(ctx *fasthttp.RequestCtx) bool {
 	name := strings.TrimSuffix(string(p[len(Prefix):]), "/")
 	rs, ok := routes[name]
 	if !ok {
+		// Every route needs a key: an unknown path is not revealed as
+		// unknown to a caller without one.
+		if !a.d.Authorize(ctx, fleet.ScopeReader) {
+			return true
+		}
 		writeError(ctx, fasthttp.StatusNotFound, "invalid_request_error", "not_found", "", "no cluster endpoint "+string(p))
 		return true
 	}
