@@ -138,6 +138,10 @@ func Classify(err error) *APIError {
 	case errors.Is(err, errDupModel):
 		return badRequest("invalid_request", "model", errDupModel.Error())
 	}
+	var ce *canonError
+	if errors.As(err, &ce) {
+		return badRequest("invalid_request", ce.param, ce.msg)
+	}
 	var dn denied
 	if errors.As(err, &dn) {
 		return denialError(dn.d)

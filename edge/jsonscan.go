@@ -41,13 +41,15 @@ var (
 
 // scanRequest validates b as JSON and extracts the request fields in the
 // same single pass: it accepts exactly what json.Valid accepts (nesting at
-// most rawjson.MaxDepth levels), so the request path reads a body once. Later
-// duplicate keys win, as with encoding/json, except "model" (errDupModel).
+// most rawjson.MaxDepth levels), so the request path reads a body once. It
+// accepts only bodies every upstream reads alike (canon.go): unique,
+// lower-case top-level names, plain integer token limits, typed switches.
 //
 // # Errors
 // rawjson.ErrSyntax when b is not valid JSON, errNotObject when it is valid but not an
 // object, rawjson.ErrTooDeep when it nests deeper than rawjson.MaxDepth, errDupModel
-// when the object has two "model" members (escaped spellings included).
+// when the object has two "model" members (escaped spellings included), a
+// *canonError (errors.Is errCanon) for a body not in canonical form.
 func scanRequest(b []byte, f *bodyScan) error {
 	*f = bodyScan{modelStart: -1, modelEnd: -1}
 	i := rawjson.SkipWS(b, 0)
@@ -65,6 +67,8 @@ func scanRequest(b []byte, f *bodyScan) error {
 		return errNotObject
 	}
 	nModel := 0
+	var seen keySet
+	var canonErr error // the first non-canonical member, reported once the whole body is valid
 	i = rawjson.SkipWS(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		i++
@@ -89,6 +93,9 @@ func scanRequest(b []byte, f *bodyScan) error {
 			var ve int
 			var kbuf [32]byte
 			key := rawjson.KeyName(b, ks, ke, kesc, &kbuf)
+			if err := seen.add(key, kesc); err != nil && canonErr == nil {
+				canonErr = err
+			}
 			switch {
 			case string(key) == "model":
 				nModel++
@@ -120,22 +127,9 @@ func scanRequest(b []byte, f *bodyScan) error {
 					if b[vs] == '"' {
 						f.prompt = span{vs, ve}
 					}
-				case "stream":
-					v, _ := rawjson.BoolLit(b, vs, ve)
-					f.stream = v
-				case "max_tokens", "max_completion_tokens":
-					if n := rawjson.IntLit(b, vs, ve); n > 0 {
-						f.maxTokens = n
-					}
-				case "think":
-					if v, ok := rawjson.BoolLit(b, vs, ve); ok {
-						f.thinking = boolTri(v)
-					}
-				case "chat_template_kwargs":
-					if b[vs] == '{' {
-						if t := findBoolMember(b, vs, "enable_thinking"); t != 0 {
-							f.thinking = t
-						}
+				default:
+					if err := topValue(key, b, vs, ve, f); err != nil && canonErr == nil {
+						canonErr = err
 					}
 				}
 			}
@@ -159,7 +153,7 @@ func scanRequest(b []byte, f *bodyScan) error {
 	if nModel > 1 {
 		return errDupModel
 	}
-	return nil
+	return canonErr
 }
 
 // span is a byte range [s, e) of a scanned body.
@@ -334,42 +328,6 @@ func boolTri(v bool) int8 {
 		return 1
 	}
 	return -1
-}
-
-// findBoolMember looks for a boolean member k in the object at b[i] == '{'.
-func findBoolMember(b []byte, i int, k string) int8 {
-	var out int8
-	i = rawjson.SkipWS(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return 0
-	}
-	for {
-		i = rawjson.SkipWS(b, i)
-		ks := i
-		ke, _, err := rawjson.SkipString(b, i)
-		if err != nil {
-			return out
-		}
-		i = rawjson.SkipWS(b, ke)
-		if i >= len(b) || b[i] != ':' {
-			return out
-		}
-		vs := rawjson.SkipWS(b, i+1)
-		ve, err := rawjson.ValidValue(b, vs, 2)
-		if err != nil {
-			return out
-		}
-		if rawjson.KeyIs(b, ks, ke, k) {
-			if v, ok := rawjson.BoolLit(b, vs, ve); ok {
-				out = boolTri(v)
-			}
-		}
-		i = rawjson.SkipWS(b, ve)
-		if i >= len(b) || b[i] != ',' {
-			return out
-		}
-		i++
-	}
 }
 
 // setModel appends to dst the body with the model value (span from f)
