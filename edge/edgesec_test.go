@@ -173,3 +173,60 @@ func TestMetricsNeedAKeyWhenAuthRequired(t *testing.T) {
 		t.Fatalf("metrics listener: %d", r.StatusCode)
 	}
 }
+
+// TestErrorsNameNoInternals: an upstream's address and its error document
+// never reach the client (issue 16: "dial tcp 127.0.0.2:9" was echoed, 4xx
+// bodies relayed verbatim with internal fields).
+func TestErrorsNameNoInternals(t *testing.T) {
+	s := newStack(t)
+	heartbeat(t, s.store, "gpu0", svc("gpu0", "chat", fleet.KindChat, "http://127.0.0.2:9", fleet.Asset{Name: "deadmodel", Loaded: true}))
+	s.waitFor(func(sn *fleet.Snapshot) bool { return sn.ByID["gpu0/chat"] != nil })
+	r, b := do(t, "POST", s.url+"/v1/chat/completions", testKey, []byte(`{"model":"deadmodel","messages":[{"role":"user","content":"hi"}]}`), nil)
+	if r.StatusCode != 502 || contains(b, "127.0.0.2") || contains(b, "dial") || !contains(b, "gpu0/chat") {
+		t.Fatalf("dead upstream: %d %s", r.StatusCode, b)
+	}
+	for body, want := range map[string]string{
+		`{"error":{"message":"max_tokens is too large: 9999999","type":"BadRequestError","internal_trace":"/opt/vllm/x.py:12"}}`: "max_tokens is too large: 9999999",
+		`{"error":"model requires more system memory (12 GiB) than is available"}`:                                           "model requires more system memory",
+		`{"error":{"message":"could not reach http://10.1.2.3:11434/api"}}`:                                                   "",
+		`{"error":{"message":"open /root/.ollama/models/blobs/sha256-x: no such file"}}`:                                      "",
+	} {
+		e := Classify(&upstreamError{service: "gpu0/chat", status: 400, body: []byte(body)})
+		if len(e.Body) != 0 || contains(e.Message, "internal_trace") || contains(e.Message, "10.1.2.3") || contains(e.Message, "/root") {
+			t.Errorf("%s -> %+v", body, e)
+		}
+		if want != "" && !contains(e.Message, want) {
+			t.Errorf("%s: message %q lacks %q", body, e.Message, want)
+		}
+	}
+}
+
+// TestLongModelNameIsCut: a 1 MiB model name is not echoed whole.
+func TestLongModelNameIsCut(t *testing.T) {
+	s := newStack(t)
+	name := strings.Repeat("m", 1<<20)
+	r, b := do(t, "POST", s.url+"/v1/chat/completions", testKey, []byte(`{"model":"`+name+`","messages":[]}`), nil)
+	if r.StatusCode != 404 || len(b) > 8<<10 {
+		t.Fatalf("%d, %d-byte answer", r.StatusCode, len(b))
+	}
+	if got := clipName(strings.Repeat("é", 300)); len(got) > maxEchoedName+16 || !strings.HasPrefix(got, "éé") || !utf8Valid(got) {
+		t.Fatalf("clipName: %q", got)
+	}
+}
+
+func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
+
+// TestClientAddressHeadersNotRelayed: X-Real-IP and Forwarded from the
+// client are replaced or dropped like X-Forwarded-For.
+func TestClientAddressHeadersNotRelayed(t *testing.T) {
+	s := newStack(t)
+	r, b := do(t, "POST", s.url+"/v1/chat/completions", testKey, []byte(`{"model":"coder","messages":[{"role":"user","content":"hi"}]}`),
+		map[string]string{"X-Real-IP": "6.6.6.6", "Forwarded": "for=6.6.6.6", "X-Forwarded-For": "6.6.6.6", "X-Forwarded-Host": "evil"})
+	if r.StatusCode != 200 {
+		t.Fatalf("%d %s", r.StatusCode, b)
+	}
+	h := s.chat.LastRequest().Header
+	if h.Get("X-Real-IP") != "127.0.0.1" || h.Get("X-Forwarded-For") != "127.0.0.1" || h.Get("Forwarded") != "" || h.Get("X-Forwarded-Host") != "" {
+		t.Fatalf("upstream saw %v", h)
+	}
+}

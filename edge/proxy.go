@@ -148,7 +148,7 @@ func (x *exchange) finish() {
 		}
 		attrs := [...]slog.Attr{
 			slog.String("endpoint", x.endpoint),
-			slog.String("model", x.model),
+			slog.String("model", clipName(x.model)),
 			slog.String("asset", x.asset),
 			slog.String("role", x.rLabel),
 			slog.String("service", x.service),
@@ -393,6 +393,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp 
 	if lastErr == nil {
 		lastErr = &routing.NoCandidatesError{Model: x.model, Tried: x.plan.Tried}
 	}
+	s.logUpstreamFailure(lastErr)
 	x.fail(ctx, lastErr)
 	return false
 }
@@ -418,6 +419,7 @@ func (s *Server) attempt(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candi
 	ub = getBuf()
 	ub.B = appendIP(ub.B[:0], ctx.RemoteIP())
 	req.Header.SetBytesV("X-Forwarded-For", ub.B)
+	req.Header.SetBytesV("X-Real-IP", ub.B)
 	putBuf(ub)
 	req.SetBodyRaw(upBody)
 	x.upStart = time.Now()
