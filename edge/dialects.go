@@ -142,6 +142,7 @@ func (s *Server) rewriteDialect(bb *bbuf, body []byte, x *exchange, c *routing.C
 		return bb.B, nativePaths[x.api], nil
 	}
 	o := chatOptions(c.Service.Protocol, patch)
+	o.Model = c.Asset
 	var err error
 	if bb.B, err = r.AppendChat(bb.B[:0], &o); err != nil {
 		return nil, "", s.parseDialectErr(err)

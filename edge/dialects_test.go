@@ -71,19 +71,21 @@ func agentStack(t *testing.T, native bool, b sim.Behavior) (*stack, *sim.Server)
 	}
 	s.waitFor(func(sn *fleet.Snapshot) bool {
 		_, ok := sn.Catalog.Role("agent")
-		se := sn.Services["gpu1/chat"]
+		se := serviceByID(sn, "gpu1/chat")
 		return ok && se != nil && se.Endpoint == up.URL() && len(se.APIs) == len(chat.APIs)
 	})
 	return s, up
 }
 
-func (s *stack) openai3() openai3.Client {
-	return openai3.NewClient(option3.WithBaseURL(s.url+"/v1/"), option3.WithAPIKey(testKey), option3.WithMaxRetries(0))
+func (s *stack) openai3() *openai3.Client {
+	c := openai3.NewClient(option3.WithBaseURL(s.url+"/v1/"), option3.WithAPIKey(testKey), option3.WithMaxRetries(0))
+	return &c
 }
 
-func (s *stack) anthropic(opts ...aoption.RequestOption) anthropic.Client {
+func (s *stack) anthropic(opts ...aoption.RequestOption) *anthropic.Client {
 	o := append([]aoption.RequestOption{aoption.WithBaseURL(s.url), aoption.WithAPIKey(testKey), aoption.WithMaxRetries(0)}, opts...)
-	return anthropic.NewClient(o...)
+	c := anthropic.NewClient(o...)
+	return &c
 }
 
 var weatherTool = map[string]any{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}, "required": []string{"city"}}
@@ -152,25 +154,26 @@ func TestResponsesThroughEdge(t *testing.T) {
 		wantPath(t, up, path)
 
 		// A function-tool round trip.
-		tool := responses.ToolUnionParam{OfFunction: &responses.FunctionToolParam{Name: "get_weather", Parameters: weatherTool}}
+		tools := []responses.ToolUnionParam{responses.ToolParamOfFunction("get_weather", weatherTool, false)}
 		input := responses.ResponseInputParam{responses.ResponseInputItemParamOfMessage("weather in Paris?", responses.EasyInputMessageRoleUser)}
-		res, err = c.Responses.New(ctx, responses.ResponseNewParams{Model: "llama3.1:8b", Tools: []responses.ToolUnionParam{tool},
+		res, err = c.Responses.New(ctx, responses.ResponseNewParams{Model: "llama3.1:8b", Tools: tools,
 			Input: responses.ResponseNewParamsInputUnion{OfInputItemList: input}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		var call *responses.ResponseOutputItemUnion
-		for i := range res.Output {
-			if res.Output[i].Type == "function_call" {
-				call = &res.Output[i]
+		var call responses.ResponseFunctionToolCall
+		for _, it := range res.Output {
+			if it.Type == "function_call" {
+				call = it.AsFunctionCall()
 			}
 		}
-		if call == nil || call.Name != "get_weather" || !json.Valid([]byte(call.Arguments.OfString)) {
-			t.Fatalf("no function call: %+v", res.Output)
+		if call.Name != "get_weather" || call.CallID == "" || !json.Valid([]byte(call.Arguments)) {
+			t.Fatalf("no function call: %s", res.RawJSON())
 		}
-		input = append(input, responses.ResponseInputItemParamOfFunctionCall(call.Arguments.OfString, call.CallID, call.Name),
-			responses.ResponseInputItemParamOfFunctionCallOutput(call.CallID, `{"temp":21}`))
-		res, err = c.Responses.New(ctx, responses.ResponseNewParams{Model: "llama3.1:8b", Tools: []responses.ToolUnionParam{tool},
+		out := responses.ResponseInputItemParamOfFunctionCallOutput(`{"temp":21}`)
+		out.OfFunctionCallOutput.CallID = openai3.String(call.CallID)
+		input = append(input, responses.ResponseInputItemParamOfFunctionCall(call.Arguments, call.CallID, call.Name), out)
+		res, err = c.Responses.New(ctx, responses.ResponseNewParams{Model: "llama3.1:8b", Tools: tools,
 			Input: responses.ResponseNewParamsInputUnion{OfInputItemList: input}})
 		if err != nil || res.OutputText() == "" {
 			t.Fatalf("after the tool result: %v %+v", err, res)
@@ -394,4 +397,55 @@ func TestAnthropicModelList(t *testing.T) {
 	if err != nil || len(lst.Data) == 0 || lst.Data[0].Object != "model" {
 		t.Fatalf("openai list: %v %+v", err, lst)
 	}
+}
+
+func serviceByID(sn *fleet.Snapshot, id string) *fleet.ServiceEntry {
+	for _, se := range sn.Services {
+		if se.ID == id {
+			return se
+		}
+	}
+	return nil
+}
+
+// A dead first candidate fails over before the first byte, in each
+// dialect, streamed, natively and translated.
+func TestDialectFailoverThroughEdge(t *testing.T) {
+	modes(t, func(t *testing.T, native bool, _ string) {
+		s, up := agentStack(t, native, sim.Behavior{Chunks: 3, ChunkInterval: time.Millisecond})
+		dead := startSim(t, sim.Config{Behavior: sim.Behavior{FailBeforeFirstByte: true}, Models: []sim.Model{{Name: "llama3.1:8b", Loaded: true}}})
+		a := svc("gpu1", "a-dead", fleet.KindChat, dead.URL(), fleet.Asset{Name: "llama3.1:8b", Loaded: true})
+		b := svc("gpu1", "chat", fleet.KindChat, up.URL(), fleet.Asset{Name: "llama3.1:8b", Loaded: true})
+		if native {
+			a.APIs, b.APIs = allAPIs, allAPIs
+		}
+		heartbeat(t, s.store, "gpu1", a, b)
+		s.waitFor(func(sn *fleet.Snapshot) bool { return sn.ByID["gpu1/a-dead"] != nil })
+		ctx := context.Background()
+		st := s.anthropic().Messages.NewStreaming(ctx, anthropic.MessageNewParams{Model: "llama3.1:8b", MaxTokens: 32,
+			Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hello"))}})
+		var acc anthropic.Message
+		for st.Next() {
+			_ = acc.Accumulate(st.Current())
+		}
+		if err := st.Err(); err != nil || acc.StopReason != anthropic.StopReasonEndTurn {
+			t.Fatalf("messages after failover: %v %+v", err, acc)
+		}
+		rs := s.openai3().Responses.NewStreaming(ctx, responses.ResponseNewParams{Model: "llama3.1:8b",
+			Input: responses.ResponseNewParamsInputUnion{OfString: openai3.String("hello")}})
+		completed := false
+		for rs.Next() {
+			completed = completed || rs.Current().Type == "response.completed"
+		}
+		if rs.Err() != nil || !completed {
+			t.Fatalf("responses after failover: %v", rs.Err())
+		}
+		if dead.Stats().ConnsDropped < 2 {
+			t.Errorf("dead upstream not tried first: %+v", dead.Stats())
+		}
+		_, m := do(t, "GET", s.url+"/metrics", "", nil, nil)
+		if !contains(m, `geniehive_failovers_total{service="gpu1/a-dead"} 2`) {
+			t.Errorf("failover metric:\n%s", grep(m, "failover"))
+		}
+	})
 }
