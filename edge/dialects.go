@@ -27,6 +27,7 @@ import (
 	"errors"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
@@ -85,7 +86,9 @@ func (s *Server) parseDialect(x *exchange, body []byte) error {
 		return err
 	}
 	f := r.Facts()
-	x.model = f.Model
+	// Facts' strings view the Request's reused buffers: the model goes on
+	// as an interned copy (it may outlive the request in caches and logs).
+	x.model = s.names.intern(unsafe.Slice(unsafe.StringData(f.Model), len(f.Model)))
 	x.stream = f.Stream && x.api != dialect.APICountTokens
 	x.scan.maxTokens = f.MaxTokens
 	x.scan.thinking = f.Thinking

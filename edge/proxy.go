@@ -359,8 +359,8 @@ func (s *Server) plan(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp *mu
 	if mp == nil && (x.scan.nText > 0 || x.scan.prompt.e > 0) {
 		x.text = appendText(x.text[:0], body, &x.scan, routing.TextBytes)
 		x.rf.Text = string(x.text)
-	} else if x.dreq != nil {
-		x.rf.Text = x.dreq.Facts().Text
+	} else if x.dreq != nil && x.dreq.Facts().Text != "" {
+		x.rf.Text = string(append(x.text[:0], x.dreq.Facts().Text...)) // a copy: Facts view reused buffers
 	}
 	plan, err := s.router.Plan(ctx, x.snap, &x.dec, &x.rf)
 	if err != nil {
