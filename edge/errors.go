@@ -272,6 +272,10 @@ func writeError(ctx *fasthttp.RequestCtx, e *APIError) {
 	if e.Status == 401 {
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="geniehive"`)
 	}
+	if anthropicRoute(ctx) {
+		writeAnthropicError(ctx, e)
+		return
+	}
 	if len(e.Body) > 0 && isJSONObjectWithError(e.Body) {
 		ctx.SetBody(e.Body)
 		return

@@ -13,6 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/geniehive/geniehive/edge/dialect"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/rawjson"
 	"github.com/geniehive/geniehive/policies"
@@ -53,6 +54,13 @@ type exchange struct {
 
 	text []byte // scratch for rf.Text
 	body *bbuf  // the request body as read (readBody); released by finish
+
+	// api is the client's API on the agent-facing routes (dialects.go);
+	// dreq its parsed body, released by finish; native: the current
+	// attempt passes the body through rather than translating it.
+	api    dialect.API
+	dreq   *dialect.Request
+	native bool
 
 	cand   *routing.Candidate
 	lease  state.Lease
@@ -170,6 +178,10 @@ func (x *exchange) finish() {
 		x.body = nil
 	}
 	s.open.Add(-1)
+	if x.dreq != nil {
+		dialect.ReleaseRequest(x.dreq)
+		x.dreq = nil
+	}
 	x.s = nil
 	x.key = nil
 	x.cand = nil
@@ -203,8 +215,9 @@ var reasoningKeys = []string{"reasoning_content", "reasoning"}
 // authenticate -> parse -> decide -> plan -> forward (attempt each
 // candidate, respond with the first that answers). Every step's failure
 // goes to x.fail, which maps it with Classify.
-func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, rt, upPath string) {
+func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, api dialect.API, rt, upPath string) {
 	x := s.acquireExchange(rt, op)
+	x.api = api
 	handedOff := false
 	defer func() {
 		if r := recover(); r != nil {
@@ -235,6 +248,10 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, rt, upP
 	}
 	if err == nil {
 		err = s.plan(ctx, x, body, mp)
+		if api == dialect.APICountTokens {
+			s.countTokens(ctx, x, body, err)
+			return
+		}
 	}
 	if err != nil {
 		x.fail(ctx, err)
@@ -266,6 +283,9 @@ func (s *Server) parse(ctx *fasthttp.RequestCtx, x *exchange, body []byte) (mp *
 	x.bytesIn = len(body)
 	if len(body) > s.cfg.limitFor(x.op) {
 		return nil, errTooLarge
+	}
+	if x.api != dialect.APIChat {
+		return nil, s.parseDialect(x, body)
 	}
 	if x.op == fleet.KindTranscription {
 		info, err := parseMultipart(body, ctx.Request.Header.ContentType())
@@ -299,6 +319,9 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx, x *exchange, body []byte) erro
 	in := &x.in
 	in.SchemaVersion = policy.SchemaVersion
 	in.Operation = x.op
+	if x.op == fleet.KindChat {
+		in.API = apiNames[x.api]
+	}
 	in.Model = x.model
 	in.ModelKey = policies.NormalizeModel(x.model)
 	in.Stream = x.stream
@@ -346,6 +369,8 @@ func (s *Server) plan(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp *mu
 	if mp == nil && (x.scan.nText > 0 || x.scan.prompt.e > 0) {
 		x.text = appendText(x.text[:0], body, &x.scan, routing.TextBytes)
 		x.rf.Text = string(x.text)
+	} else if x.dreq != nil && x.dreq.Facts().Text != "" {
+		x.rf.Text = string(append(x.text[:0], x.dreq.Facts().Text...)) // a copy: Facts view reused buffers
 	}
 	plan, err := s.router.Plan(ctx, x.snap, &x.dec, &x.rf)
 	if err != nil {
@@ -372,12 +397,22 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp 
 	for i := 0; i < n; i++ {
 		c := &x.plan.Candidates[i]
 		x.attempts = i + 1
-		upBody, err := s.rewrite(rbuf, body, x, c, mp)
+		path := upPath
+		var upBody []byte
+		var err error
+		if x.dreq != nil {
+			upBody, path, err = s.rewriteDialect(rbuf, body, x, c)
+		} else {
+			upBody, err = s.rewrite(rbuf, body, x, c, mp)
+		}
+		if err == errSkipCandidate {
+			continue
+		}
 		if err != nil {
 			x.fail(ctx, err)
 			return false
 		}
-		resp, err := s.attempt(ctx, x, c, upBody, upPath)
+		resp, err := s.attempt(ctx, x, c, upBody, path)
 		if err == nil {
 			return s.respond(ctx, x, c, resp)
 		}
@@ -507,6 +542,16 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candi
 	fasthttp.ReleaseResponse(resp)
 	x.ttft = time.Since(x.upStart)
 	x.tokens = completionTokens(rb)
+	if x.dreq != nil && !x.native {
+		if strip && bytes.Contains(rb, []byte(`"reasoning`)) {
+			sb := getBuf()
+			sb.B, _ = stripKeys(sb.B[:0], rb, reasoningKeys)
+			rb = append(rb[:0], sb.B...)
+			putBuf(sb)
+		}
+		s.respondTranslated(ctx, x, rb)
+		return false
+	}
 	if strip && bytes.Contains(rb, []byte(`"reasoning`)) {
 		sb := getBuf()
 		sb.B, _ = stripKeys(sb.B[:0], rb, reasoningKeys)

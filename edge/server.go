@@ -28,6 +28,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/geniehive/geniehive/edge/dialect"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/policy"
@@ -486,12 +487,17 @@ const (
 var inferenceRoutes = [...]struct {
 	path, full, endpoint string
 	kind                 fleet.Kind
+	api                  dialect.API // the agent-facing APIs: dialects.go
 }{
-	{"/chat/completions", "/v1/chat/completions", endpointChat, fleet.KindChat},
-	{"/embeddings", "/v1/embeddings", endpointEmbeddings, fleet.KindEmbeddings},
-	{"/audio/transcriptions", "/v1/audio/transcriptions", endpointTranscription, fleet.KindTranscription},
-	{"/audio/speech", "/v1/audio/speech", endpointSpeech, fleet.KindSpeech},
-	{"/images/generations", "/v1/images/generations", endpointImages, fleet.KindImages},
+	{"/chat/completions", "/v1/chat/completions", endpointChat, fleet.KindChat, dialect.APIChat},
+	{"/embeddings", "/v1/embeddings", endpointEmbeddings, fleet.KindEmbeddings, dialect.APIChat},
+	{"/audio/transcriptions", "/v1/audio/transcriptions", endpointTranscription, fleet.KindTranscription, dialect.APIChat},
+	{"/audio/speech", "/v1/audio/speech", endpointSpeech, fleet.KindSpeech, dialect.APIChat},
+	{"/images/generations", "/v1/images/generations", endpointImages, fleet.KindImages, dialect.APIChat},
+	{"/responses", "/v1/responses", endpointResponses, fleet.KindChat, dialect.APIResponses},
+	{"/messages", "/v1/messages", endpointMessages, fleet.KindChat, dialect.APIMessages},
+	{"/messages/count_tokens", "/v1/messages/count_tokens", endpointCountTokens, fleet.KindChat, dialect.APICountTokens},
+	{"/completions", "/v1/completions", endpointCompletions, fleet.KindChat, dialect.APICompletions},
 }
 
 func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
@@ -504,7 +510,7 @@ func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
 			writeError(ctx, errMethod)
 			return
 		}
-		s.serveInference(ctx, r.kind, r.endpoint, r.full)
+		s.serveInference(ctx, r.kind, r.api, r.endpoint, r.full)
 		return
 	}
 	switch string(p) {
@@ -514,6 +520,10 @@ func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
 			return
 		}
 		if _, ok := s.authorize(ctx, fleet.ScopeClient); !ok {
+			return
+		}
+		if len(ctx.Request.Header.Peek("anthropic-version")) > 0 {
+			s.serveAnthropicModels(ctx)
 			return
 		}
 		s.serveModels(ctx, "")

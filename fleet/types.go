@@ -98,6 +98,42 @@ type Service struct {
 	Assets         []Asset  `json:"assets"`
 	Metrics        Metrics  `json:"metrics"`
 	Labels         []string `json:"labels,omitempty"`
+	// APIs are the client-facing APIs the upstream serves natively (API*
+	// names), found from its version at discovery or configured (the node
+	// config's apis). The edge passes a request of such an API through and
+	// translates the others to and from Chat Completions. Empty: chat only.
+	APIs []string `json:"apis,omitempty"`
+}
+
+// Client-facing APIs (Service.APIs, and the policy input's api).
+const (
+	APIChat        = "chat"         // POST /v1/chat/completions
+	APIResponses   = "responses"    // POST /v1/responses (OpenAI Responses)
+	APIMessages    = "messages"     // POST /v1/messages (Anthropic Messages)
+	APICountTokens = "count_tokens" // POST /v1/messages/count_tokens
+	APICompletions = "completions"  // POST /v1/completions (legacy)
+)
+
+// ValidAPI reports whether a is one of the API* names.
+func ValidAPI(a string) bool {
+	switch a {
+	case APIChat, APIResponses, APIMessages, APICountTokens, APICompletions:
+		return true
+	}
+	return false
+}
+
+// Speaks reports whether the service serves api natively (chat always).
+func (s *Service) Speaks(api string) bool {
+	if api == APIChat {
+		return true
+	}
+	for _, a := range s.APIs {
+		if a == api {
+			return true
+		}
+	}
+	return false
 }
 
 // NodeState is everything one node agent writes in one heartbeat.

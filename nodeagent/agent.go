@@ -128,7 +128,7 @@ func (a *Agent) Collect(ctx context.Context) fleet.NodeState {
 		id := a.cfg.ServiceID(sc.Name)
 		svc := fleet.Service{ID: id, HostID: a.cfg.HostID, Name: sc.Name, Kind: sc.Kind,
 			Protocol: sc.Protocol, Endpoint: sc.Endpoint, MaxConcurrency: sc.MaxConcurrency,
-			Healthy: p.err == nil, Labels: sc.Labels}
+			Healthy: p.err == nil, Labels: sc.Labels, APIs: p.apis}
 		if p.err != nil {
 			svc.HealthError = p.err.Error()
 			svc.Assets = a.lastGood[id] // keep what it offered, for operators

@@ -29,6 +29,7 @@ type probe struct {
 	latency  time.Duration
 	err      error
 	warnings []string // non-fatal: metrics unreadable, configured asset missing
+	apis     []string // client APIs served natively (apis.go)
 }
 
 // get fetches endpoint+path and returns the body; a non-2xx status is an error.
@@ -175,6 +176,10 @@ func (a *Agent) discover(ctx context.Context, sc *ServiceConfig) (p probe) {
 		}
 	}
 	p.assets, p.warnings = merge(found, sc, authoritative, p.warnings)
+	var warn string
+	if p.apis, warn = a.discoverAPIs(ctx, sc); warn != "" {
+		p.warnings = append(p.warnings, warn)
+	}
 	return p
 }
 
