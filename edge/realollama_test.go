@@ -69,7 +69,9 @@ func TestRealOllamaThinking(t *testing.T) {
 		opts  []option.RequestOption
 		on    bool
 	}{
-		{name: "upstream default on", model: testollama.ThinkingModel, on: true},
+		// Ollama reports the thinking capability: GenieHive's automatic
+		// default turns it off, as for Qwen3.
+		{name: "automatic default off", model: testollama.ThinkingModel},
 		{name: "client asks medium (a level Ollama refuses for this model)", model: testollama.ThinkingModel, eff: shared.ReasoningEffortMedium, on: true},
 		{name: "think false", model: testollama.ThinkingModel, opts: []option.RequestOption{option.WithJSONSet("think", false)}},
 		{name: "enable_thinking false", model: testollama.ThinkingModel, opts: []option.RequestOption{option.WithJSONSet("chat_template_kwargs", map[string]any{"enable_thinking": false})}},
