@@ -190,11 +190,13 @@ func topValue(key []byte, b []byte, vs, ve int, f *bodyScan) error {
 		}
 		f.maxTokens = max(f.maxTokens, n)
 	case "think":
+		// Ollama's native API: a bool, or a level ("low"…) for gpt-oss.
+		f.thinkNative = 0
 		switch v, ok := rawjson.BoolLit(b, vs, ve); {
 		case ok:
-			f.thinking = boolTri(v)
+			f.thinkNative = boolTri(v)
 		case b[vs] == '"' && thinkLevel(b, vs, ve):
-			f.thinking = 1
+			f.thinkNative = 1
 		case !isNull(b, vs, ve):
 			return errThinkType
 		}
@@ -202,9 +204,16 @@ func topValue(key []byte, b []byte, vs, ve int, f *bodyScan) error {
 		if b[vs] != '"' && !isNull(b, vs, ve) {
 			return errEffortType
 		}
+		f.thinkEffort = effortTri(b, vs, ve, &f.effortLevel)
 	case "reasoning":
 		if b[vs] != '{' && !isNull(b, vs, ve) {
 			return errReasoningType
+		}
+		f.thinkReasoning = 0
+		if b[vs] == '{' {
+			if ms, me := findMember(b, vs, "effort"); ms >= 0 {
+				f.thinkReasoning = effortTri(b, ms, me, &f.effortLevel)
+			}
 		}
 	case "chat_template_kwargs":
 		switch {
@@ -213,9 +222,7 @@ func topValue(key []byte, b []byte, vs, ve int, f *bodyScan) error {
 			if !ok {
 				return errKwargsType
 			}
-			if t != 0 {
-				f.thinking = t
-			}
+			f.thinkKwargs = t
 		case !isNull(b, vs, ve):
 			return errKwargsType
 		}

@@ -22,7 +22,11 @@ type bodyScan struct {
 	modelOK              bool // model present and a string
 	stream               bool
 	maxTokens            int
-	thinking             int8 // -1 off, 0 unset, 1 on
+	thinking             int8 // -1 off, 0 unset, 1 on: the client's explicit choice (see thinkingChoice)
+	// think* are the client's thinking switches, each -1 off, 0 absent, 1
+	// on (thinkEffort: "none" is off, any other effort on).
+	thinkNative, thinkKwargs, thinkEffort, thinkReasoning int8
+	effortLevel                                           bool // reasoning_effort or reasoning.effort names a level (not "none")
 	// text spans (quoted JSON strings) of the last user message, in order;
 	// prompt is a top-level "prompt" string (images, completions).
 	text   [maxTextParts]span
@@ -150,6 +154,7 @@ func scanRequest(b []byte, f *bodyScan) error {
 	if rawjson.SkipWS(b, i) != len(b) {
 		return rawjson.ErrSyntax
 	}
+	f.thinking = f.thinkingChoice()
 	if nModel > 1 {
 		return errDupModel
 	}
@@ -323,11 +328,75 @@ func appendText(dst, body []byte, f *bodyScan, max int) []byte {
 	}
 	return dst
 }
+
+// boolTri maps a JSON bool to a thinking state: -1 off, 1 on.
 func boolTri(v bool) int8 {
 	if v {
 		return 1
 	}
 	return -1
+}
+
+// findMember returns the span of member k's value in the object at b[i]
+// (the last one, as encoding/json reads duplicates), or -1, -1.
+func findMember(b []byte, i int, k string) (int, int) {
+	s, e := -1, -1
+	i = rawjson.SkipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return s, e
+	}
+	for {
+		i = rawjson.SkipWS(b, i)
+		ks := i
+		ke, _, err := rawjson.SkipString(b, i)
+		if err != nil {
+			return s, e
+		}
+		i = rawjson.SkipWS(b, ke)
+		if i >= len(b) || b[i] != ':' {
+			return s, e
+		}
+		vs := rawjson.SkipWS(b, i+1)
+		ve, err := rawjson.ValidValue(b, vs, 2)
+		if err != nil {
+			return s, e
+		}
+		if rawjson.KeyIs(b, ks, ke, k) {
+			s, e = vs, ve
+		}
+		i = rawjson.SkipWS(b, ve)
+		if i >= len(b) || b[i] != ',' {
+			return s, e
+		}
+		i++
+	}
+}
+
+// effortTri reads a reasoning effort value: "none" is off, any other
+// string on (and *level set), anything else (null) unset.
+func effortTri(b []byte, s, e int, level *bool) int8 {
+	if b[s] != '"' {
+		return 0
+	}
+	if rawjson.StringIs(b[s:e], "none") {
+		return -1
+	}
+	*level = true
+	return 1
+}
+
+// thinkingChoice is the client's explicit thinking choice from every
+// switch it sent (0: it said nothing). When switches disagree, the one the
+// OpenAI-style clients use wins: reasoning.effort (Ollama: "a reasoning
+// object wins over reasoning_effort"), reasoning_effort,
+// chat_template_kwargs.enable_thinking, then Ollama's think.
+func (f *bodyScan) thinkingChoice() int8 {
+	for _, t := range [...]int8{f.thinkReasoning, f.thinkEffort, f.thinkKwargs, f.thinkNative} {
+		if t != 0 {
+			return t
+		}
+	}
+	return 0
 }
 
 // setModel appends to dst the body with the model value (span from f)

@@ -38,21 +38,24 @@ type ModelMeta struct {
 	Kind       string       `json:"kind"` // asset | role
 	Operations []fleet.Kind `json:"operations,omitempty"`
 	// Asset fields.
-	Family        string        `json:"family,omitempty"`
-	ParameterSize string        `json:"parameter_size,omitempty"`
-	Quantization  string        `json:"quantization,omitempty"`
-	ContextLength int           `json:"context_length,omitempty"`
-	Thinking      bool          `json:"thinking,omitempty"`
-	Loaded        bool          `json:"loaded"`
-	VRAMBytes     int64         `json:"vram_bytes,omitempty"`
-	Hosts         []string      `json:"hosts,omitempty"`
-	Services      []ServiceMeta `json:"services,omitempty"`
-	Roles         []string      `json:"roles,omitempty"` // roles that resolve to it
-	LatencyMS     float64       `json:"latency_ms,omitempty"`
-	TTFTMS        float64       `json:"ttft_ms,omitempty"`
-	TokensPerSec  float64       `json:"tokens_per_sec,omitempty"`
-	BenchQuality  float64       `json:"bench_quality,omitempty"`
-	Offload       *Offload      `json:"offload,omitempty"`
+	Family        string `json:"family,omitempty"`
+	ParameterSize string `json:"parameter_size,omitempty"`
+	Quantization  string `json:"quantization,omitempty"`
+	ContextLength int    `json:"context_length,omitempty"`
+	Thinking      bool   `json:"thinking,omitempty"`
+	// Capabilities are what the upstream says the model can do (Ollama's
+	// /api/show: completion, embedding, vision, tools, thinking, insert).
+	Capabilities []string      `json:"capabilities,omitempty"`
+	Loaded       bool          `json:"loaded"`
+	VRAMBytes    int64         `json:"vram_bytes,omitempty"`
+	Hosts        []string      `json:"hosts,omitempty"`
+	Services     []ServiceMeta `json:"services,omitempty"`
+	Roles        []string      `json:"roles,omitempty"` // roles that resolve to it
+	LatencyMS    float64       `json:"latency_ms,omitempty"`
+	TTFTMS       float64       `json:"ttft_ms,omitempty"`
+	TokensPerSec float64       `json:"tokens_per_sec,omitempty"`
+	BenchQuality float64       `json:"bench_quality,omitempty"`
+	Offload      *Offload      `json:"offload,omitempty"`
 	// Role fields.
 	Description string   `json:"description,omitempty"`
 	Aliases     []string `json:"aliases,omitempty"`
@@ -177,6 +180,11 @@ func buildModels(snap *fleet.Snapshot, now time.Time) []ModelEntry {
 				m.Family, m.ParameterSize, m.Quantization, m.ContextLength = a.Family, a.ParameterSize, a.Quantization, a.ContextLength
 			}
 			m.Thinking = m.Thinking || a.Thinking
+			for _, c := range a.Capabilities {
+				if !slices.Contains(m.Capabilities, c) {
+					m.Capabilities = append(m.Capabilities, c)
+				}
+			}
 			m.Loaded = m.Loaded || a.Loaded
 			if a.SizeVRAM > m.VRAMBytes {
 				m.VRAMBytes = a.SizeVRAM

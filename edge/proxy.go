@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,6 +52,7 @@ type exchange struct {
 	clientIP string
 	errCode  string
 	aborted  bool
+	thinkOff bool // the edge wrote a thinking-off switch for the current candidate
 
 	text []byte // scratch for rf.Text
 	body *bbuf  // the request body as read (readBody); released by finish
@@ -618,21 +620,73 @@ func (s *Server) rewrite(bb *bbuf, body []byte, x *exchange, c *routing.Candidat
 		bb.B = spliceMultipartModel(bb.B[:0], body, mp, c.Asset)
 		return bb.B, nil
 	}
-	if patch.Empty() {
+	r := policies.Rewrite{Dialect: policies.DialectOpenAI, Model: c.Asset}
+	if c.Service.Protocol == fleet.ProtocolOllama {
+		// The edge speaks to Ollama's OpenAI layer (/v1/*), never /api/*.
+		r.Dialect = policies.DialectOllamaOpenAI
+	}
+	if x.op == fleet.KindChat {
+		r.Thinking = thinkingFor(&x.scan, patch, r.Dialect)
+		if r.Thinking > 0 && x.scan.effortLevel && r.Dialect == policies.DialectOllamaOpenAI {
+			r.EffortLevels = takesEffortLevels(c)
+		}
+	}
+	x.thinkOff = r.Thinking < 0 || patch != nil && patch.DisableThinking
+	if patch.Empty() && r.Thinking == 0 {
 		if c.Asset == "" || c.Asset == x.model {
 			return body, nil
 		}
 		bb.B = setModel(bb.B[:0], body, &x.scan, c.Asset)
 		return bb.B, nil
 	}
-	dialect := policies.DialectOpenAI
-	if c.Service.Protocol == fleet.ProtocolOllama {
-		dialect = policies.DialectOllama
-	}
-	out, err := policies.ApplyPatch(body, patch, dialect, c.Asset)
+	out, err := policies.ApplyRewrite(body, patch, r)
 	if err != nil {
 		return nil, badRequest("invalid_request", "", "request body could not be rewritten: "+err.Error())
 	}
 	bb.B = append(bb.B[:0], out...)
 	return bb.B, nil
+}
+
+// thinkingFor is the thinking switch to write for a target: off when the
+// policy turns thinking off; else the client's own choice when it was sent
+// in a switch the upstream does not read (or switches that disagree), so
+// that the upstream does what the client asked; else 0 (body as it is).
+func thinkingFor(f *bodyScan, patch *policy.Patch, dialect string) int8 {
+	if patch != nil && patch.DisableThinking {
+		return -1
+	}
+	want := f.thinking
+	if want == 0 {
+		return 0
+	}
+	disagree := func(t int8) bool { return t != 0 && t != want }
+	if disagree(f.thinkNative) || disagree(f.thinkKwargs) || disagree(f.thinkEffort) || disagree(f.thinkReasoning) {
+		return want
+	}
+	switch dialect {
+	case policies.DialectOllamaOpenAI:
+		// Off is read only from reasoning_effort / reasoning.effort; on is
+		// Ollama's default for a thinking model, but an effort level is
+		// refused for any model but gpt-oss.
+		if want < 0 && f.thinkEffort == 0 && f.thinkReasoning == 0 || want > 0 && f.effortLevel {
+			return want
+		}
+	default:
+		// chat_template_kwargs.enable_thinking is the switch; a top-level
+		// think is Ollama's, reasoning_effort "none" is not vLLM's.
+		if f.thinkNative != 0 || f.thinkEffort < 0 || f.thinkReasoning < 0 || want < 0 && f.thinkKwargs == 0 {
+			return want
+		}
+	}
+	return 0
+}
+
+// takesEffortLevels reports whether Ollama takes reasoning effort levels
+// for c's model: only gpt-oss (server/routes.go: string think values are
+// for the harmony parser; other models answer 400).
+func takesEffortLevels(c *routing.Candidate) bool {
+	if a, ok := c.Service.Asset(c.Asset); ok {
+		return strings.Contains(strings.ToLower(a.Family), "gptoss") || strings.Contains(strings.ToLower(a.Family), "gpt-oss")
+	}
+	return false
 }

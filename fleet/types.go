@@ -68,6 +68,44 @@ type Asset struct {
 	Tags          []string `json:"tags,omitempty"`
 	// Thinking marks a model that emits reasoning (reasoning_content) by default.
 	Thinking bool `json:"thinking,omitempty"`
+	// Capabilities are what the upstream says the model can do (Ollama's
+	// POST /api/show: completion, embedding, vision, tools, thinking,
+	// insert), or the node agent's guess from its family when the server
+	// is too old to say; empty when unknown.
+	Capabilities []string `json:"capabilities,omitempty"`
+}
+
+// Ollama model capabilities (types/model/capability.go).
+const (
+	CapCompletion = "completion"
+	CapEmbedding  = "embedding"
+	CapVision     = "vision"
+	CapTools      = "tools"
+	CapThinking   = "thinking"
+	CapInsert     = "insert"
+)
+
+// Can reports whether the asset's capabilities include c.
+func (a *Asset) Can(c string) bool {
+	for _, x := range a.Capabilities {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// CapabilityKind is the kind of service an asset with these capabilities
+// serves: embeddings for an embedding model, chat for a completion model,
+// "" when the capabilities do not say.
+func (a *Asset) CapabilityKind() Kind {
+	switch {
+	case a.Can(CapEmbedding):
+		return KindEmbeddings
+	case a.Can(CapCompletion):
+		return KindChat
+	}
+	return ""
 }
 
 // Metrics are the load signals a node observes for one service.

@@ -76,7 +76,11 @@ type AssetData struct {
 	Family   string       `json:"family"`
 	Kinds    []fleet.Kind `json:"kinds"` // kinds of the services that offer it, sorted
 	Thinking bool         `json:"thinking"`
-	// Qwen3 is true for Qwen3 / Qwen3.5 family models (thinking on by default upstream).
+	// Qwen3 is true for models that think by default upstream, so that
+	// GenieHive turns thinking off unless the request asks for it: Qwen3 /
+	// Qwen3.5 family models, and every model an upstream reports with the
+	// "thinking" capability (Ollama's /api/show; Ollama thinks by default
+	// since v0.12.4).
 	Qwen3 bool     `json:"qwen3"`
 	Tags  []string `json:"tags,omitempty"`
 }

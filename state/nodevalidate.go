@@ -154,6 +154,12 @@ func (s *Store) decodeNode(key, raw string, pttl time.Duration, now time.Time) (
 	return rec, nil
 }
 
+// Bounds of an asset's capabilities (Ollama lists at most six).
+const (
+	maxCapabilities  = 16
+	maxCapabilityLen = 32
+)
+
 // checkNodeState applies the structural checks to a decoded state.
 func checkNodeState(host string, st *fleet.NodeState) *NodeRefusal {
 	if st.Host.ID != host {
@@ -181,6 +187,15 @@ func checkNodeState(host string, st *fleet.NodeState) *NodeRefusal {
 		for j := range svc.Assets {
 			if n := len(svc.Assets[j].Name); n == 0 || n > MaxNameLen {
 				return refuse(host, "service %s: asset name of %d bytes (1-%d)", svc.ID, n, MaxNameLen)
+			}
+			if caps := svc.Assets[j].Capabilities; len(caps) > maxCapabilities {
+				return refuse(host, "service %s: asset %.64q: %d capabilities exceed %d", svc.ID, svc.Assets[j].Name, len(caps), maxCapabilities)
+			} else {
+				for _, c := range caps {
+					if len(c) == 0 || len(c) > maxCapabilityLen {
+						return refuse(host, "service %s: asset %.64q: capability of %d bytes (1-%d)", svc.ID, svc.Assets[j].Name, len(c), maxCapabilityLen)
+					}
+				}
 			}
 		}
 		if len(svc.APIs) > MaxAPIsPerService {
