@@ -94,7 +94,9 @@ type Server struct {
 	draining     atomic.Bool  // listener closing: new requests get 503 shutting_down
 	authWarned   atomic.Bool
 	policyErr    atomic.Pointer[string]
-	policyAt     atomic.Int64 // unix nanoseconds the active engine was installed
+	dataErr      atomic.Pointer[string] // the policy engine refused the latest data (degraded.go)
+	lastProblems atomic.Pointer[string] // degraded.go: what logProblems logged last
+	policyAt     atomic.Int64           // unix nanoseconds the active engine was installed
 	presenceKick chan struct{}
 	addr         atomic.Value // string
 }
@@ -135,6 +137,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	kr.required = cfg.AuthRequired
 	s := &Server{cfg: cfg, store: d.Store, watcher: d.Watcher, inflight: d.Inflight, router: d.Router,
 		log: d.Logger, keys: kr, met: newMetrics(), access: *cfg.AccessLog, presenceKick: make(chan struct{}, 1)}
 	if s.log == nil {
@@ -160,6 +163,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s.engine = e
 	s.clients.cfg = &s.cfg
 	s.SetCluster(d.Cluster)
+	s.registerDegraded()
 	s.srv = &fasthttp.Server{
 		Handler:                       s.Handler,
 		ErrorHandler:                  s.errorHandler,
@@ -284,7 +288,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	go func() { defer wg.Done(); s.statsLoop(bg) }()
 	go func() { defer wg.Done(); s.presenceLoop(bg) }()
 
-	if !s.keys.authEnabled(s.watcher.Current()) {
+	if s.keys.noKeyEver(s.watcher.Current()) {
 		if s.cfg.AuthRequired {
 			ln.Close()
 			return errors.New("auth_required is set but no key is configured or stored in Redis (add keys: to the edge config, or geniehive keys add)")
@@ -357,10 +361,8 @@ func (s *Server) serveReady(ctx *fasthttp.RequestCtx) {
 	case !s.hadState.Load():
 		ctx.SetStatusCode(503)
 		ctx.SetBodyString(`{"status":"not ready","redis":"down"}`)
-	case !snap.RedisOK:
-		ctx.SetBodyString(`{"status":"ready","redis":"down"}`)
 	default:
-		ctx.SetBodyString(`{"status":"ready"}`)
+		ctx.SetBody(readyBody("ready", !snap.RedisOK, s.problems(snap)))
 	}
 }
 
@@ -381,6 +383,7 @@ func (s *Server) dataLoop(ctx context.Context, changes <-chan *fleet.Snapshot) {
 			return
 		case snap := <-changes:
 			s.pushData(ctx, snap)
+			s.logProblems(snap)
 			if s.authWarned.Load() && s.keys.authEnabled(snap) {
 				s.authWarned.Store(false)
 				s.log.Warn("auth is now ON: keys appeared in Redis")

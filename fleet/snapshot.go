@@ -89,9 +89,20 @@ type Snapshot struct {
 	Catalog *Catalog // never nil; empty when none is loaded
 	// CatalogVersion changes whenever the stored catalog changes.
 	CatalogVersion string
+	// CatalogError is non-empty while the stored catalog does not decode;
+	// Catalog is then the last good one this process read.
+	CatalogError string
 
 	// Keys maps the SHA-256 of a secret to its key.
 	Keys map[[sha256.Size]byte]*APIKey
+	// KeysError is non-empty when the stored keyring is unreadable in whole
+	// or in part (an entry that does not parse, a key of the wrong type):
+	// edges then refuse every request rather than guess. AuthOn reports
+	// that a key was ever stored (the gh:auth:enabled marker), or that this
+	// process saw one: from then on an empty keyring means "nobody passes",
+	// never "auth is off".
+	KeysError string
+	AuthOn    bool
 
 	// Bench maps asset name to its per-workload benchmark summaries.
 	Bench map[string][]BenchSummary

@@ -14,7 +14,9 @@
 //	gh:node:{<host>}:state           string  node    heartbeat TTL    NodeState JSON (host, services, assets, metrics)
 //	gh:node:{<host>}:gone            string  node    5m               tombstone of a graceful stop (deleted by the next heartbeat)
 //	gh:catalog                       string  operator none            Catalog JSON (role catalog + asset policies)
-//	gh:keys                          hash    operator none            key id -> APIKey JSON (SHA-256 only)
+//	gh:catalog:good                  string  operator none            copy of the last catalog PutCatalog wrote (a fresh edge's fallback when gh:catalog is corrupt)
+//	gh:keys                          hash    operator none            key id -> APIKey JSON (SHA-256 only); an entry that does not parse is an error (keyring.go)
+//	gh:auth:enabled                  string  operator none            set by every stored key, never by a delete: auth stays on with an empty keyring
 //	gh:policy:bundle                 string  operator none            PolicyBundle JSON (files not valid UTF-8 base64, named in "encodings")
 //	gh:nodes:allow                   hash    operator none            host id (or "*") -> JSON list of endpoint CIDRs / addresses / host names (nodevalidate.go)
 //	gh:seeded                        string  operator none            set by every operator write; its absence means Redis lost its data

@@ -143,7 +143,7 @@ func (r *Replica) clusterAPI() *clusterapi.API {
 			return srv.Engine().Eval(ctx, in, out)
 		},
 		Health: func() clusterapi.EdgeHealth {
-			return clusterapi.EdgeHealth{ID: id, Addr: srv.Addr(), StartedAt: started, InFlight: srv.Open()}
+			return clusterapi.EdgeHealth{ID: id, Addr: srv.Addr(), StartedAt: started, InFlight: srv.Open(), Degraded: srv.Problems()}
 		},
 		Policy: func() clusterapi.PolicyStatus {
 			e := srv.Engine()
