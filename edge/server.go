@@ -361,6 +361,9 @@ func (s *Server) serveReady(ctx *fasthttp.RequestCtx) {
 	case !s.hadState.Load():
 		ctx.SetStatusCode(503)
 		ctx.SetBodyString(`{"status":"not ready","redis":"down"}`)
+	case s.Engine().Name() == policies.UnavailableName:
+		ctx.SetStatusCode(503)
+		ctx.SetBody(readyBody("not ready: no usable policy", false, s.problems(snap)))
 	default:
 		ctx.SetBody(readyBody("ready", !snap.RedisOK, s.problems(snap)))
 	}

@@ -18,6 +18,7 @@
 //	gh:keys                          hash    operator none            key id -> APIKey JSON (SHA-256 only); an entry that does not parse is an error (keyring.go)
 //	gh:auth:enabled                  string  operator none            set by every stored key, never by a delete: auth stays on with an empty keyring
 //	gh:policy:bundle                 string  operator none            PolicyBundle JSON (files not valid UTF-8 base64, named in "encodings")
+//	gh:policy:good                   hash    edge    none             version, digest, bundle: the last pushed bundle an edge loaded and tested
 //	gh:nodes:allow                   hash    operator none            host id (or "*") -> JSON list of endpoint CIDRs / addresses / host names (nodevalidate.go)
 //	gh:seeded                        string  operator none            set by every operator write; its absence means Redis lost its data
 //	gh:{rr}:<target>                 string  edge    24h idle         round-robin counter (INCR)

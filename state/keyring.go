@@ -128,3 +128,37 @@ func decodeKey(id, v string) (fleet.APIKey, error) {
 func isWrongType(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE")
 }
+
+// PutGoodBundle records pb as the last policy bundle an edge loaded and
+// tested (gh:policy:good: version, digest, bundle), unless it is the one
+// recorded already. Edges call it after every successful load of a pushed
+// bundle; a restarted edge that finds the pushed bundle broken loads this
+// one instead of the shipped policy.
+func (s *Store) PutGoodBundle(ctx context.Context, pb *fleet.PolicyBundle, digest string) error {
+	k := s.prefix + "policy:good"
+	if cur, err := s.c.HGet(ctx, k, "digest").Result(); err == nil && cur == digest {
+		return nil
+	}
+	raw, err := json.Marshal(pb)
+	if err != nil {
+		return err
+	}
+	return s.c.HSet(ctx, k, "version", pb.Version, "digest", digest, "bundle", raw).Err()
+}
+
+// GoodBundle reads what PutGoodBundle recorded; nil, "", nil when nothing
+// is.
+//
+// # Errors
+// Redis errors; a record that does not decode (errors.Is ErrCorrupt).
+func (s *Store) GoodBundle(ctx context.Context) (*fleet.PolicyBundle, string, error) {
+	m, err := s.c.HGetAll(ctx, s.prefix+"policy:good").Result()
+	if err != nil || len(m) == 0 {
+		return nil, "", err
+	}
+	var pb fleet.PolicyBundle
+	if err := json.Unmarshal([]byte(m["bundle"]), &pb); err != nil {
+		return nil, "", fmt.Errorf("last good policy bundle is %w: %v", ErrCorrupt, err)
+	}
+	return &pb, m["digest"], nil
+}
