@@ -22,6 +22,10 @@ type ServiceEntry struct {
 	// CooldownUntil is set while passive health checks hold the service out
 	// of rotation (shared across edges through Redis).
 	CooldownUntil time.Time
+	// AssetCooldowns holds the (service, asset) pairs passive health
+	// checks hold out (asset name -> until), shared across edges; nil when
+	// none. One model failing cools only its pair, never the service.
+	AssetCooldowns map[string]time.Time
 	// Stats are the figures edges observed for this service.
 	Stats ServiceStats
 	// Probe is the last active-probe verdict, if any.
@@ -50,6 +54,13 @@ func (s *ServiceEntry) IsHealthy() bool {
 		return false
 	}
 	return s.Service.Healthy
+}
+
+// AssetInCooldown reports whether the pair (this service, asset) is held
+// out by passive health checks.
+func (s *ServiceEntry) AssetInCooldown(asset string, now time.Time) bool {
+	t, ok := s.AssetCooldowns[asset]
+	return ok && now.Before(t)
 }
 
 // Routable reports whether a request may be sent to the service now:

@@ -25,6 +25,8 @@
 //	gh:{if}:<service>                zset    edge    lease            in-flight leases: member=<edge>:<seq>, score=deadline ms
 //	gh:{health}:cool:<service>       string  edge    cooldown length  passive-health cooldown deadline
 //	gh:{health}:fail:<service>       string  edge    failure window   consecutive failure counter
+//	gh:{health}:cool:assets          hash    edge    none (pruned)    "<service>@<asset>" -> cooldown deadline ms of one model on one service
+//	gh:{health}:fail:<service>@<asset> string edge   failure window   consecutive failures of that pair
 //	gh:probe                         hash    edge    none             service -> ProbeResult JSON
 //	gh:lease:probe                   string  edge    lease length     id of the edge that probes
 //	gh:stats                         hash    edge    none             service -> ServiceStats JSON (batched)

@@ -514,7 +514,7 @@ func (s *Store) GetPolicyBundle(ctx context.Context) (*fleet.PolicyBundle, error
 // rather than a NOSCRIPT miss and an EVAL). Edges call it at start; a Redis
 // restart flushes scripts and the first call after it falls back to EVAL.
 func (s *Store) LoadScripts(ctx context.Context) error {
-	for _, sc := range []*redis.Script{rrScript, pickScript, failScript, leaseScript, releaseScript} {
+	for _, sc := range []*redis.Script{rrScript, pickScript, failScript, assetFailScript, leaseScript, releaseScript} {
 		if err := sc.Load(ctx, s.c).Err(); err != nil {
 			return err
 		}

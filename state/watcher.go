@@ -58,6 +58,7 @@ type model struct {
 	authOn    bool   // gh:auth:enabled was seen
 	policy    *fleet.PolicyBundle
 	cooldowns map[string]time.Time
+	assetCool map[string]map[string]time.Time // service -> asset -> until
 	probes    map[string]fleet.ProbeResult
 	stats     map[string]fleet.ServiceStats
 	bench     []fleet.BenchSummary
@@ -168,8 +169,9 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 		w.markDown()
 		return err
 	}
+	assetCool, _ := w.s.AssetCooldowns(ctx)
 	w.mu.Lock()
-	w.model = model{nodes: nm, catalog: cat, catErr: catErr, keys: keys, keysErr: keysErr, authOn: authOn, policy: pol, cooldowns: cool,
+	w.model = model{nodes: nm, catalog: cat, catErr: catErr, keys: keys, keysErr: keysErr, authOn: authOn, policy: pol, cooldowns: cool, assetCool: assetCool,
 		probes: probes, stats: stats, bench: bench, redisOK: true}
 	w.publishLocked()
 	w.mu.Unlock()
@@ -316,6 +318,8 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 	var bench []fleet.BenchSummary
 	var health, gotKeys, gotPol, gotBench bool
 	var cool map[string]time.Time
+	var assetCool map[string]map[string]time.Time
+	var gotAssetCool bool
 	var probes map[string]fleet.ProbeResult
 	for ev := range batch {
 		switch {
@@ -375,6 +379,9 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 		if c, err := w.s.Cooldowns(ctx, serviceIDs(nodeIDs)); err == nil {
 			cool = c
 		}
+		if c, err := w.s.AssetCooldowns(ctx); err == nil {
+			assetCool, gotAssetCool = c, true
+		}
 		if health {
 			if p, err := w.s.Probes(ctx); err == nil {
 				probes = p
@@ -400,6 +407,9 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 	}
 	if cool != nil {
 		m.cooldowns = cool
+	}
+	if gotAssetCool {
+		m.assetCool = assetCool
 	}
 	if probes != nil {
 		m.probes = probes
@@ -442,6 +452,7 @@ func (w *Watcher) publishLocked() {
 			if t, ok := m.cooldowns[svc.ID]; ok {
 				e.CooldownUntil = t
 			}
+			e.AssetCooldowns = m.assetCool[svc.ID]
 			if p, ok := m.probes[svc.ID]; ok {
 				p := p
 				e.Probe = &p
