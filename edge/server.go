@@ -21,6 +21,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -375,7 +376,12 @@ func (s *Server) pushData(ctx context.Context, snap *fleet.Snapshot) {
 	s.dataMu.Lock()
 	defer s.dataMu.Unlock()
 	if err := s.Engine().SetData(ctx, d); err != nil {
-		s.log.Error("policy engine refused new data; keeping the previous", "err", err, "snapshot", snap.Version)
+		// Reported (logged when it first appears, /readyz, health,
+		// geniehive_degraded{reason="policy_data_refused"}): degraded.go.
+		msg := "policy engine refused the data of snapshot " + strconv.FormatUint(snap.Version, 10) + "; deciding on the previous data: " + err.Error()
+		s.dataErr.Store(&msg)
+	} else {
+		s.dataErr.Store(nil)
 	}
 }
 
