@@ -195,5 +195,5 @@ func (r *Router) applyAsset(ctx context.Context, l *svcLocal, op healthOp, log *
 var (
 	_ Planner         = (*Router)(nil)
 	_ ServiceFeedback = (*Router)(nil)
-	_ Feedback = (*Router)(nil)
+	_ Feedback        = (*Router)(nil)
 )
