@@ -495,7 +495,7 @@ func (s *Server) attempt(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candi
 	}
 	s.met.upErrors.WithLabelValues(c.Service.ID, reason).Inc()
 	if s.feedback != nil && (ue.err != nil || ue.status >= 500) {
-		s.feedback.Observe(c, false, time.Since(x.upStart))
+		routing.Fail(s.feedback, c, ue.err != nil && !isTimeout(ue.err), time.Since(x.upStart))
 	}
 	return nil, ue
 }

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,7 +96,9 @@ type Server struct {
 	draining     atomic.Bool  // listener closing: new requests get 503 shutting_down
 	authWarned   atomic.Bool
 	policyErr    atomic.Pointer[string]
-	policyAt     atomic.Int64 // unix nanoseconds the active engine was installed
+	dataErr      atomic.Pointer[string] // the policy engine refused the latest data (degraded.go)
+	lastProblems atomic.Pointer[string] // degraded.go: what logProblems logged last
+	policyAt     atomic.Int64           // unix nanoseconds the active engine was installed
 	presenceKick chan struct{}
 	addr         atomic.Value // string
 	metricsAddr  atomic.Value // string
@@ -137,6 +140,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	kr.required = cfg.AuthRequired
 	s := &Server{cfg: cfg, store: d.Store, watcher: d.Watcher, inflight: d.Inflight, router: d.Router,
 		log: d.Logger, keys: kr, met: newMetrics(), access: *cfg.AccessLog, presenceKick: make(chan struct{}, 1)}
 	if s.log == nil {
@@ -162,6 +166,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s.engine = e
 	s.clients.cfg = &s.cfg
 	s.SetCluster(d.Cluster)
+	s.registerDegraded()
 	s.srv = &fasthttp.Server{
 		Handler:            s.Handler,
 		ErrorHandler:       s.errorHandler,
@@ -295,7 +300,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	go func() { defer wg.Done(); s.statsLoop(bg) }()
 	go func() { defer wg.Done(); s.presenceLoop(bg) }()
 
-	if !s.keys.authEnabled(s.watcher.Current()) {
+	if s.keys.noKeyEver(s.watcher.Current()) {
 		if s.cfg.AuthRequired {
 			ln.Close()
 			return errors.New("auth_required is set but no key is configured or stored in Redis (add keys: to the edge config, or geniehive keys add)")
@@ -377,10 +382,11 @@ func (s *Server) serveReady(ctx *fasthttp.RequestCtx) {
 	case !s.hadState.Load():
 		ctx.SetStatusCode(503)
 		ctx.SetBodyString(`{"status":"not ready","redis":"down"}`)
-	case !snap.RedisOK:
-		ctx.SetBodyString(`{"status":"ready","redis":"down"}`)
+	case s.Engine().Name() == policies.UnavailableName:
+		ctx.SetStatusCode(503)
+		ctx.SetBody(readyBody("not ready: no usable policy", false, s.problems(snap)))
 	default:
-		ctx.SetBodyString(`{"status":"ready"}`)
+		ctx.SetBody(readyBody("ready", !snap.RedisOK, s.problems(snap)))
 	}
 }
 
@@ -390,7 +396,12 @@ func (s *Server) pushData(ctx context.Context, snap *fleet.Snapshot) {
 	s.dataMu.Lock()
 	defer s.dataMu.Unlock()
 	if err := s.Engine().SetData(ctx, d); err != nil {
-		s.log.Error("policy engine refused new data; keeping the previous", "err", err, "snapshot", snap.Version)
+		// Reported (logged when it first appears, /readyz, health,
+		// geniehive_degraded{reason="policy_data_refused"}): degraded.go.
+		msg := "policy engine refused the data of snapshot " + strconv.FormatUint(snap.Version, 10) + "; deciding on the previous data: " + err.Error()
+		s.dataErr.Store(&msg)
+	} else {
+		s.dataErr.Store(nil)
 	}
 }
 
@@ -401,6 +412,7 @@ func (s *Server) dataLoop(ctx context.Context, changes <-chan *fleet.Snapshot) {
 			return
 		case snap := <-changes:
 			s.pushData(ctx, snap)
+			s.logProblems(snap)
 			if s.authWarned.Load() && s.keys.authEnabled(snap) {
 				s.authWarned.Store(false)
 				s.log.Warn("auth is now ON: keys appeared in Redis")

@@ -364,3 +364,86 @@ func (s *Store) BenchSummaries(ctx context.Context) ([]fleet.BenchSummary, error
 	}
 	return out, nil
 }
+
+// Cooldowns of (service, asset) pairs: one hash of "<service>@<asset>" ->
+// deadline ms beside a failure counter per pair, all under the {health}
+// tag. A client that asks for a model whose upstream fails cools only that
+// pair; the service's other models stay routable.
+func (s *Store) assetCoolKey() string { return s.prefix + "{health}:cool:assets" }
+func (s *Store) assetFailKey(svc, asset string) string {
+	return s.prefix + "{health}:fail:" + svc + "@" + asset
+}
+
+// assetFailScript: as failScript, with the cooldown kept as a field of
+// the pairs hash; fields past their deadline are dropped on the way.
+var assetFailScript = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if n >= tonumber(ARGV[1]) then
+  local now = tonumber(ARGV[4]) - tonumber(ARGV[2])
+  local all = redis.call('HGETALL', KEYS[2])
+  for i = 1, #all, 2 do
+    if tonumber(all[i+1]) < now then redis.call('HDEL', KEYS[2], all[i]) end
+  end
+  redis.call('HSET', KEYS[2], ARGV[5], ARGV[4])
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+`)
+
+// RecordAssetFailure counts a consecutive failure of asset on service; at
+// threshold it cools the pair down for every edge and announces it.
+func (s *Store) RecordAssetFailure(ctx context.Context, service, asset string, threshold int, cooldown time.Duration) (bool, error) {
+	if threshold < 1 {
+		threshold = 1
+	}
+	until := time.Now().Add(cooldown).UnixMilli()
+	window := max(cooldown*4, time.Minute)
+	n, err := assetFailScript.Run(ctx, s.c, []string{s.assetFailKey(service, asset), s.assetCoolKey()},
+		threshold, cooldown.Milliseconds(), window.Milliseconds(), until, service+"@"+asset).Int()
+	if err != nil {
+		return false, err
+	}
+	if n == 1 {
+		s.c.Publish(ctx, s.Channel(EventHealth), service)
+		return true, nil
+	}
+	return false, nil
+}
+
+// RecordAssetSuccess clears a pair's failure count and cooldown.
+func (s *Store) RecordAssetSuccess(ctx context.Context, service, asset string) error {
+	var hdel *redis.IntCmd
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, s.assetFailKey(service, asset))
+		hdel = p.HDel(ctx, s.assetCoolKey(), service+"@"+asset)
+		return nil
+	})
+	if err == nil && hdel.Val() > 0 {
+		s.c.Publish(ctx, s.Channel(EventHealth), service)
+	}
+	return err
+}
+
+// AssetCooldowns returns the pairs in cooldown: service -> asset -> until.
+func (s *Store) AssetCooldowns(ctx context.Context) (map[string]map[string]time.Time, error) {
+	m, err := s.c.HGetAll(ctx, s.assetCoolKey()).Result()
+	if err != nil || len(m) == 0 {
+		return nil, err
+	}
+	now := time.Now()
+	out := map[string]map[string]time.Time{}
+	for k, v := range m {
+		svc, asset, ok := strings.Cut(k, "@")
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if !ok || err != nil || !now.Before(time.UnixMilli(ms)) {
+			continue
+		}
+		if out[svc] == nil {
+			out[svc] = map[string]time.Time{}
+		}
+		out[svc][asset] = time.UnixMilli(ms)
+	}
+	return out, nil
+}

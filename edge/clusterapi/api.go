@@ -43,6 +43,9 @@ type EdgeHealth struct {
 	StartedAt time.Time `json:"started_at"`
 	// InFlight is the number of requests this edge is serving.
 	InFlight int64 `json:"in_flight"`
+	// Degraded lists why the edge is degraded (edge.Server.Problems); the
+	// health status is then "degraded".
+	Degraded []edge.Problem `json:"degraded,omitempty"`
 	// Extra holds anything else the edge wants to show.
 	Extra map[string]any `json:"extra,omitempty"`
 }
