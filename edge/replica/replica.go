@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
@@ -60,12 +61,15 @@ type Options struct {
 
 // Replica is one running edge.
 type Replica struct {
-	cfg      Config
-	log      *slog.Logger
-	client   redis.UniversalClient // owned: closed by Close
-	store    *state.Store
-	holder   *policies.Holder
-	factory  policy.Factory
+	cfg     Config
+	log     *slog.Logger
+	client  redis.UniversalClient // owned: closed by Close
+	store   *state.Store
+	holder  *policies.Holder
+	factory policy.Factory
+	// refused is the version of the pushed bundle refused for its content
+	// at start (startEngine), so reloadPushed does not refuse it again.
+	refused  string
 	watcher  *state.Watcher
 	inflight *state.Inflight
 	router   *routing.Router
@@ -194,11 +198,12 @@ func (r *Replica) Run(ctx context.Context) error {
 		if dir := r.cfg.Policy.Dir; dir != "" {
 			g.Go(func() error {
 				return ignoreCanceled(policies.WatchDir(gctx, dir, r.holder, policies.WatchOptions{
-					Factory: r.factory,
-					Test:    opa.TestBundle,
-					OnSwap:  func(*policy.Bundle, policy.Engine) { r.srv.PolicyReloaded(nil) },
-					OnError: func(err error) { r.srv.PolicyReloaded(err) },
-					Logger:  r.log,
+					Factory:        r.factory,
+					Test:           opa.TestBundle,
+					PrepareTimeout: r.prepareTimeout(),
+					OnSwap:         func(*policy.Bundle, policy.Engine) { r.srv.PolicyReloaded(nil) },
+					OnError:        func(err error) { r.srv.PolicyReloaded(err) },
+					Logger:         r.log,
 				}))
 			})
 		}
@@ -279,13 +284,26 @@ func (r *Replica) startEngine(ctx context.Context) error {
 		r.holder = policies.NewHolder(e)
 		return nil
 	}
-	if pb, err := r.store.GetPolicyBundle(ctx); err == nil && pb != nil {
-		e, _, err := policies.Prepare(ctx, policy.NewBundle(pb.Files), f, opa.TestBundle)
-		if err == nil {
+	pb, err := r.store.GetPolicyBundle(ctx)
+	if err != nil {
+		// Unreadable now, not refused: reloadPushed takes it up from the
+		// first snapshot that carries it.
+		r.log.Warn("pushed policy bundle unreadable at start; serving the shipped policy until it loads", "err", err)
+	} else if pb != nil {
+		b := policy.NewBundle(pb.Files)
+		pctx, cancel := context.WithTimeout(ctx, r.prepareTimeout())
+		e, _, err := policies.Prepare(pctx, b, f, opa.TestBundle)
+		cancel()
+		switch {
+		case err == nil:
 			r.holder = policies.NewHolder(e)
 			return nil
+		case policies.Transient(err):
+			r.log.Warn("pushed policy bundle not loaded at start (transient failure); serving the shipped policy and retrying", "version", pb.Version, "err", err)
+		default:
+			r.refused = b.Version
+			r.log.Error("pushed policy bundle refused at start; serving the shipped policy", "version", pb.Version, "err", err)
 		}
-		r.log.Error("pushed policy bundle refused at start; serving the shipped policy", "version", pb.Version, "err", err)
 	}
 	e, err := f(ctx, policy.NewBundle(policies.ShippedPolicy()))
 	if err != nil {
@@ -297,43 +315,95 @@ func (r *Replica) startEngine(ctx context.Context) error {
 
 // reloadPushed keeps the engine current with the bundles pushed into Redis
 // (every replica sees the same snapshot event) until ctx ends. Each
-// candidate bundle is tested and built; a refused one leaves the running
-// engine in place and is reported through the server's PolicyReloaded.
+// candidate bundle is tested and built off the request path, within
+// policy.prepare_timeout. A bundle refused for its content (it does not
+// compile, its tests fail, its decision has the wrong schema) leaves the
+// running engine in place and is reported through the server's
+// PolicyReloaded; a transient failure (policies.Transient: the attempt
+// timed out or was cancelled, the pool was busy) is logged and retried
+// with backoff (policy.retry_interval doubling up to 30s), never reported
+// as a refusal, so replicas converge on the pushed bundle however busy
+// they were when it arrived.
 func (r *Replica) reloadPushed(ctx context.Context) {
 	changes := r.watcher.Changes()
-	applied := ""
-	if pb := r.watcher.Current().Policy; pb != nil {
-		applied = pb.Version
-	}
+	done := r.refused // the last bundle version whose outcome is final
+	var wait time.Duration
+	retry := time.NewTimer(0) // look at the current snapshot once at start
+	defer retry.Stop()
 	for {
-		var snap *fleet.Snapshot
 		select {
 		case <-ctx.Done():
 			return
-		case snap = <-changes:
+		case <-changes:
+		case <-retry.C:
 		}
-		pb := snap.Policy
-		if pb == nil || pb.Version == applied {
+		pb := r.watcher.Current().Policy
+		if pb == nil {
 			continue
 		}
-		applied = pb.Version
 		b := policy.NewBundle(pb.Files)
-		if b.Version == r.holder.Engine().Version() {
+		if b.Version == done || b.Version == r.holder.Engine().Version() {
+			retry.Stop()
+			wait = 0
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, time.Minute)
-		e, _, err := policies.Prepare(pctx, b, r.factory, opa.TestBundle)
-		if err == nil {
-			if err = r.holder.Swap(pctx, e); err != nil {
-				_ = e.Close()
-			}
-		}
-		cancel()
-		if err != nil {
+		err := r.prepareAndSwap(ctx, b)
+		switch {
+		case err == nil:
+			done, wait = b.Version, 0
+			retry.Stop()
+			r.log.Info("policy bundle active", "version", pb.Version, "engine", r.holder.Engine().Name())
+			r.srv.PolicyReloaded(nil)
+		case ctx.Err() != nil:
+			return
+		case policies.Transient(err):
+			wait = r.nextRetry(wait)
+			retry.Stop()
+			retry.Reset(wait)
+			r.log.Warn("pushed policy bundle not loaded yet (transient failure); retrying", "version", pb.Version, "retry_in", wait, "err", err)
+		default:
+			done, wait = b.Version, 0
+			retry.Stop()
 			r.log.Error("pushed policy bundle refused; keeping the running policy", "version", pb.Version, "err", err)
-		} else {
-			r.log.Info("policy bundle active", "version", b.Version, "engine", e.Name())
+			r.srv.PolicyReloaded(err)
 		}
-		r.srv.PolicyReloaded(err)
 	}
+}
+
+// prepareAndSwap tests, builds and smoke-tests b within policy.prepare_timeout
+// and makes it the active engine.
+func (r *Replica) prepareAndSwap(ctx context.Context, b *policy.Bundle) error {
+	pctx, cancel := context.WithTimeout(ctx, r.prepareTimeout())
+	defer cancel()
+	e, _, err := policies.Prepare(pctx, b, r.factory, opa.TestBundle)
+	if err != nil {
+		return err
+	}
+	if err := r.holder.Swap(pctx, e); err != nil {
+		_ = e.Close()
+		return err
+	}
+	return nil
+}
+
+func (r *Replica) prepareTimeout() time.Duration {
+	if d := r.cfg.Policy.PrepareTimeout; d > 0 {
+		return d
+	}
+	return policies.DefaultPrepareTimeout
+}
+
+// nextRetry is the wait after a transient failure: policy.retry_interval,
+// doubled per failure up to 30s, with up to 25% jitter so replicas that
+// failed together do not retry in lockstep.
+func (r *Replica) nextRetry(prev time.Duration) time.Duration {
+	const max = 30 * time.Second
+	d := r.cfg.Policy.RetryInterval
+	if d <= 0 {
+		d = time.Second
+	}
+	if prev > 0 {
+		d = min(2*prev, max)
+	}
+	return d + rand.N(d/4+1)
 }
