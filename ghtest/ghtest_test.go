@@ -17,6 +17,7 @@ import (
 // cluster: the node agent discovers it at host.docker.internal and the edge
 // proxies to it.
 func TestOwnUpstream(t *testing.T) {
+	needDocker(t)
 	up, err := sim.Start(sim.Config{Flavor: sim.FlavorOpenAI, Addr: "0.0.0.0:0", Models: []sim.Model{{Name: "own-model:1b"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -64,6 +65,7 @@ func TestOwnUpstream(t *testing.T) {
 
 // Terminate removes every container and network, and is idempotent.
 func TestTerminate(t *testing.T) {
+	needDocker(t)
 	ctx := context.Background()
 	c, err := ghtest.Run(ctx, ghtest.WithEdges(2), ghtest.WithSimulatedUpstream("s", "ollama", "qwen3:8b"))
 	if err != nil {

@@ -37,7 +37,14 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 		if err := os.MkdirAll(filepath.Dir(fp), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(fp, []byte(s), 0o644); err != nil {
+		// Atomically (a temp file renamed over the target), as operators
+		// are told to: WatchDir polls every few milliseconds in the tests
+		// and must never see a half-written file (issue 18).
+		tmp := filepath.Join(filepath.Dir(fp), "."+filepath.Base(fp)+".tmp")
+		if err := os.WriteFile(tmp, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, fp); err != nil {
 			t.Fatal(err)
 		}
 	}

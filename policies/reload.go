@@ -16,16 +16,65 @@ import (
 	"github.com/geniehive/geniehive/policy"
 )
 
+// DefaultPrepareTimeout is the budget of one Prepare attempt when the
+// caller sets none (policy.prepare_timeout): compiling Rego to Wasm, running
+// the bundle's tests and the smoke evaluation take well under a second on
+// a quiet machine, and a loaded one must not turn a slow compile into a
+// refusal.
+const DefaultPrepareTimeout = 30 * time.Second
+
+// TransientError marks a Prepare failure that says nothing about the
+// bundle's content: the attempt ran out of time or was cancelled, the
+// engine's instance pool stayed busy, or the bundle could not be read.
+// Such a bundle is retried, never refused.
+type TransientError struct{ Err error }
+
+func (e *TransientError) Error() string { return "policies: transient: " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *TransientError) Unwrap() error { return e.Err }
+
+// Transient reports whether err (from Prepare, Holder.Swap or reading a
+// bundle) is a transient failure — a *TransientError, a cancelled or
+// expired context, a policy.ErrTimeout or policy.ErrBusy — to be retried
+// with backoff. Every other error is a content failure (the bundle does
+// not compile, its tests fail, its decision has the wrong schema) and
+// refuses the bundle.
+func Transient(err error) bool {
+	var te *TransientError
+	return errors.As(err, &te) || policy.Retryable(err) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
 // Prepare tests a bundle and builds its engine: the way every reload (a
 // watched directory, a bundle pushed into Redis) validates a policy before
-// it replaces the running one.
+// it replaces the running one. ctx is the attempt's whole budget (callers
+// give it DefaultPrepareTimeout or policy.prepare_timeout, never the
+// per-request evaluation timeout).
 //
 // # Errors
 // Compile errors, a *policy.TestFailedError when a Rego test fails, the
 // factory's errors, and an error when f is nil or the bundle carries Rego
-// but test is nil (a Rego bundle is never installed untested). The Rego
-// test runner is policies/opa.TestBundle; this package does not import OPA.
+// but test is nil (a Rego bundle is never installed untested). Any failure
+// once ctx is done is returned as a *TransientError (the attempt was cut
+// short: its outcome says nothing about the bundle); see Transient. The
+// Rego test runner is policies/opa.TestBundle; this package does not
+// import OPA.
 func Prepare(ctx context.Context, b *policy.Bundle, f policy.Factory, test policy.Tester) (policy.Engine, []policy.TestResult, error) {
+	e, rs, err := prepare(ctx, b, f, test)
+	if err != nil && ctx.Err() != nil {
+		var te *TransientError
+		if !errors.As(err, &te) {
+			err = &TransientError{Err: fmt.Errorf("%w (attempt cut short: %v)", err, ctx.Err())}
+		}
+	}
+	return e, rs, err
+}
+
+func prepare(ctx context.Context, b *policy.Bundle, f policy.Factory, test policy.Tester) (policy.Engine, []policy.TestResult, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
 	if f == nil {
 		return nil, nil, errors.New("policies: no engine factory")
 	}
@@ -59,7 +108,32 @@ func Prepare(ctx context.Context, b *policy.Bundle, f policy.Factory, test polic
 // SmokeEval evaluates one request against empty data: a policy that does
 // not produce a decision document (a missing data.geniehive.decision, a
 // runtime error) fails here instead of on the first real request.
+//
+// Each evaluation is bounded by the engine's own per-request timeout, so
+// on a loaded machine one may time out or find the pool busy: SmokeEval
+// then tries again, with a short backoff, until ctx is done (the Prepare
+// budget), and only a failure that is not policy.Retryable is final.
 func SmokeEval(ctx context.Context, e policy.Engine) error {
+	wait := 5 * time.Millisecond
+	for {
+		err := smokeEval(ctx, e)
+		if err == nil || !policy.Retryable(err) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		if wait < 500*time.Millisecond {
+			wait *= 2
+		}
+	}
+}
+
+func smokeEval(ctx context.Context, e policy.Engine) error {
 	if err := e.SetData(ctx, &policy.Data{SchemaVersion: policy.SchemaVersion}); err != nil {
 		return fmt.Errorf("policies: smoke test: %w", err)
 	}
@@ -85,9 +159,14 @@ type WatchOptions struct {
 	Test policy.Tester
 	// OnSwap is called after a new engine became active.
 	OnSwap func(b *policy.Bundle, e policy.Engine)
-	// OnError is called when a changed bundle is refused (the running engine
-	// stays); it is not called again until the directory changes again.
+	// OnError is called when a changed bundle is refused for its content
+	// (the running engine stays); it is not called again until the
+	// directory changes again. A transient failure (see Transient) is not a
+	// refusal: it is logged and the bundle is tried again at the next poll.
 	OnError func(err error)
+	// PrepareTimeout is the budget of one attempt to test and build the
+	// bundle (default DefaultPrepareTimeout).
+	PrepareTimeout time.Duration
 	// Logger, when set, logs swaps and refusals.
 	Logger *slog.Logger
 }
@@ -96,7 +175,8 @@ type WatchOptions struct {
 // whenever its content changes, loads, tests and builds the bundle in the
 // background of the caller's goroutine, then swaps it into h. A bundle that
 // fails to load, compile or pass its tests is reported and the running
-// engine stays. The directory is loaded once at start unless h's engine
+// engine stays; a transient failure (Transient) is retried at the next
+// poll and not reported as a refusal. The directory is loaded once at start unless h's engine
 // already has the directory's version. WatchDir returns when ctx is done.
 //
 // Polling was chosen over fsnotify: it is portable (bind mounts, NFS,
@@ -105,6 +185,9 @@ type WatchOptions struct {
 func WatchDir(ctx context.Context, dir string, h *Holder, o WatchOptions) error {
 	if o.Interval <= 0 {
 		o.Interval = 500 * time.Millisecond
+	}
+	if o.PrepareTimeout <= 0 {
+		o.PrepareTimeout = DefaultPrepareTimeout
 	}
 	lastFP := ""
 	lastVersion := h.Engine().Version()
@@ -117,18 +200,24 @@ func WatchDir(ctx context.Context, dir string, h *Holder, o WatchOptions) error 
 		}
 		if fp != lastFP {
 			lastFP = fp
-			if v, err := reloadDir(ctx, dir, h, o, lastVersion); err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
+			v, err := reloadDir(ctx, dir, h, o, lastVersion)
+			switch {
+			case err == nil:
+				lastVersion = v
+			case ctx.Err() != nil:
+				return ctx.Err()
+			case Transient(err):
+				lastFP = "" // try again at the next poll
+				if o.Logger != nil {
+					o.Logger.Warn("policy bundle not loaded yet (transient failure); retrying", "dir", dir, "err", err)
 				}
+			default:
 				if o.OnError != nil {
 					o.OnError(err)
 				}
 				if o.Logger != nil {
 					o.Logger.Error("policy bundle refused; keeping the running one", "dir", dir, "err", err)
 				}
-			} else {
-				lastVersion = v
 			}
 		}
 		select {
@@ -147,11 +236,13 @@ func reloadDir(ctx context.Context, dir string, h *Holder, o WatchOptions, curre
 	if b.Version == current {
 		return current, nil
 	}
-	e, _, err := Prepare(ctx, b, o.Factory, o.Test)
+	pctx, cancel := context.WithTimeout(ctx, o.PrepareTimeout)
+	defer cancel()
+	e, _, err := Prepare(pctx, b, o.Factory, o.Test)
 	if err != nil {
 		return current, fmt.Errorf("policies: bundle %s (%.12s): %w", dir, b.Version, err)
 	}
-	if err := h.Swap(ctx, e); err != nil {
+	if err := h.Swap(pctx, e); err != nil {
 		_ = e.Close()
 		return current, err
 	}

@@ -117,7 +117,9 @@ func TestHolderSwapKeepsOldOnDataError(t *testing.T) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	// Generous: compiling and testing a bundle under -race on a loaded
+	// machine takes many seconds; the deadline only stops a broken run.
+	deadline := time.Now().Add(3 * time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -140,7 +142,9 @@ func TestWatchDir(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- policies.WatchDir(ctx, dir, h, policies.WatchOptions{
-			Factory:  opa.RegoFactory,
+			// A loaded machine runs past the 50ms default evaluation
+			// deadline; this test is about reloading, not deadlines.
+			Factory:  opa.NewRegoFactory(opa.RegoOptions{EvalTimeout: 30 * time.Second}),
 			Test:     opa.TestBundle,
 			Interval: 20 * time.Millisecond,
 			OnError:  func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() },
@@ -232,5 +236,79 @@ func TestHolderClose(t *testing.T) {
 	nb := &fakeEngine{name: "b"}
 	if err := h.Swap(context.Background(), nb); !errors.Is(err, policy.ErrClosed) {
 		t.Fatalf("Swap after Close = %v, want policy.ErrClosed", err)
+	}
+}
+
+// flakyEval times out (policy.ErrTimeout) on its first evaluations, as a
+// 50ms evaluation deadline does on a saturated machine, then decides.
+type flakyEval struct {
+	fakeEngine
+	failures atomic.Int64
+}
+
+func (f *flakyEval) Eval(ctx context.Context, in *policy.Input, out *policy.Decision) error {
+	if f.failures.Add(-1) >= 0 {
+		return policy.ErrTimeout
+	}
+	out.SchemaVersion = policy.SchemaVersion
+	return nil
+}
+
+// Issue 17: Prepare separates transient failures from content failures.
+// An attempt whose budget ran out is a *TransientError whatever failed
+// inside it; a smoke evaluation that times out is retried within the
+// budget; a syntax error with budget left is a content failure.
+func TestPrepareTransientVersusContent(t *testing.T) {
+	b := policy.NewBundle(policies.ShippedFiles())
+	f := func(ctx context.Context, b *policy.Bundle) (policy.Engine, error) {
+		return &flakyEval{fakeEngine: fakeEngine{name: "flaky"}}, nil
+	}
+
+	// The smoke evaluation timing out three times is not a failure.
+	fl := &flakyEval{fakeEngine: fakeEngine{name: "flaky"}}
+	fl.failures.Store(3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := policies.SmokeEval(ctx, fl); err != nil {
+		t.Errorf("SmokeEval after 3 timeouts: %v", err)
+	}
+	if n := fl.failures.Load(); n != -1 {
+		t.Errorf("SmokeEval evaluated %d times, want 4", 3-n)
+	}
+
+	// A cancelled attempt: transient, not a refusal.
+	cctx, ccancel := context.WithCancel(context.Background())
+	ccancel()
+	_, _, err := policies.Prepare(cctx, b, f, opa.TestBundle)
+	var te *policies.TransientError
+	if err == nil || !errors.As(err, &te) || !policies.Transient(err) {
+		t.Errorf("Prepare with a cancelled context: %v, want a *TransientError", err)
+	}
+
+	// Retryable engine errors are transient without the wrapper.
+	for _, e := range []error{policy.ErrBusy, policy.ErrTimeout, context.DeadlineExceeded, &policy.Error{Code: policy.CodeBusy, Err: context.DeadlineExceeded}} {
+		if !policies.Transient(e) {
+			t.Errorf("Transient(%v) = false", e)
+		}
+	}
+
+	// Content failures are final.
+	broken := policies.ShippedFiles()
+	broken["broken.rego"] = "package geniehive\n\ndecision := {\n"
+	_, _, err = policies.Prepare(ctx, policy.NewBundle(broken), f, opa.TestBundle)
+	if err == nil || policies.Transient(err) {
+		t.Errorf("Prepare of a syntax error: %v, want a content failure", err)
+	}
+	failing := policies.ShippedFiles()
+	failing["broken_test.rego"] = "package geniehive_test\n\ntest_broken if 1 == 2\n"
+	_, _, err = policies.Prepare(ctx, policy.NewBundle(failing), f, opa.TestBundle)
+	var tf *policy.TestFailedError
+	if !errors.As(err, &tf) || policies.Transient(err) {
+		t.Errorf("Prepare of a failing test: %v, want a content failure", err)
+	}
+	for _, e := range []error{policy.ErrOutput, policy.ErrEval, policy.ErrMemory, errors.New("rego_parse_error")} {
+		if policies.Transient(e) {
+			t.Errorf("Transient(%v) = true", e)
+		}
 	}
 }

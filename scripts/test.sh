@@ -5,8 +5,9 @@
 # and go test -race against them, and stops Redis.
 # With CI=true a Redis (or Docker, for the chaos suite) that cannot be
 # started, or an Ollama that cannot be built, is a failure, never a skip.
-# GENIEHIVE_OLLAMA=0 skips the Ollama build and its tests (refused under
-# CI=true); GENIEHIVE_TEST_OLLAMA=/path/to/ollama uses that binary instead.
+# GENIEHIVE_OLLAMA=0 skips the Ollama build and its tests, GENIEHIVE_CHAOS=0
+# the container suite (both refused under CI=true; .ci/run sets CI=true);
+# GENIEHIVE_TEST_OLLAMA=/path/to/ollama uses that binary instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,8 +41,13 @@ fi
 export GENIEHIVE_TEST_REDIS="redis://127.0.0.1:$port/0"
 export TESTCONTAINERS_RYUK_DISABLED=true
 # The container suite (chaos/, ghtest's examples) runs here and in CI, not in
-# a plain `go test ./...`; GENIEHIVE_CHAOS=0 make test skips it.
+# a plain `go test ./...`; GENIEHIVE_CHAOS=0 make test skips it (refused
+# under CI=true: CI runs the container suite).
 export GENIEHIVE_CHAOS="${GENIEHIVE_CHAOS:-1}"
+if [ "$GENIEHIVE_CHAOS" = 0 ] && [ "${CI:-}" = true ]; then
+  echo "GENIEHIVE_CHAOS=0 is refused under CI=true: CI runs the container suite" >&2
+  exit 1
+fi
 log "redis-server on $GENIEHIVE_TEST_REDIS"
 
 # A real Ollama (internal/testollama): built once per version, then cached.

@@ -67,6 +67,8 @@ var edgeSettings = []cli.Setting{
 	{Flag: "policy-engine", Key: "policy.engine", Help: "policy.engine: wasm (default), rego, module or go"},
 	{Flag: "policy-dir", Key: "policy.dir", Help: "policy.dir: bundle directory, watched and hot-reloaded"},
 	{Flag: "policy-eval-timeout", Key: "policy.eval_timeout", Help: "policy.eval_timeout: bound on one Wasm evaluation (default 50ms)"},
+	{Flag: "policy-prepare-timeout", Key: "policy.prepare_timeout", Help: "policy.prepare_timeout: budget to test, compile and smoke-test a new bundle, off the request path (default 30s)"},
+	{Flag: "policy-retry-interval", Key: "policy.retry_interval", Help: "policy.retry_interval: first retry after a transient reload failure, doubling up to 30s (default 1s)"},
 	{Flag: "key", List: true, Help: "a CLIENT-scope key secret (repeatable, or comma-separated); added to the file's keys: (prefer keys in the file, as sha256, or in Redis)"},
 	{Flag: "pprof", Help: "serve net/http/pprof on this address (e.g. 127.0.0.1:6060; off by default; loopback only unless you mean it)"},
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -131,6 +132,77 @@ func TestPushedBundleReachesEveryReplica(t *testing.T) {
 		t.Fatalf("only %d requests sent: the test did not exercise traffic", sent.Load())
 	}
 }
+
+// Issue 17: both replicas switch to a pushed bundle while their CPU is
+// saturated (busy goroutines, twice GOMAXPROCS, in the edges' own
+// process). Before, the smoke test ran under the 50ms evaluation deadline
+// and a deadline or cancellation during it was recorded as a refusal: one
+// replica stayed on the old policy. Neither replica may report an error.
+func TestPushedBundleReachesEveryReplicaUnderCPULoad(t *testing.T) {
+	c, prefix := testredis.New(t)
+	st := state.New(c, prefix)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var addrs [2]string
+	var wg sync.WaitGroup
+	for i := range addrs {
+		addrs[i] = startTestEdge(t, ctx, &wg, c, prefix, "edge-"+string(rune('a'+i)), "")
+	}
+	defer func() { cancel(); wg.Wait() }()
+
+	stopHog := cpuHog(2 * runtime.GOMAXPROCS(0))
+	defer stopHog()
+
+	files := policies.ShippedFiles()
+	files["v2.rego"] = "package geniehive.v2\n\nmarker := true\n"
+	v2 := policy.NewBundle(files).Version
+	if err := st.PutPolicyBundle(ctx, &fleet.PolicyBundle{Version: v2, Files: files, PushedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			_, v, perr := policyOf(t, a)
+			if perr != "" {
+				t.Fatalf("edge %s refused a valid bundle under CPU load: %s", a, perr)
+			}
+			if v == v2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("edge %s never switched to %s under CPU load", a, v2)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// cpuHog keeps n goroutines spinning until the returned func is called.
+func cpuHog(n int) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x := uint64(i)
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				for j := 0; j < 1<<16; j++ {
+					x = x*6364136223846793005 + 1442695040888963407
+				}
+				hogSink.Store(x)
+			}
+		}()
+	}
+	return func() { close(done); wg.Wait() }
+}
+
+var hogSink atomic.Uint64
 
 func policyOf(t *testing.T, addr string) (engine, version, errMsg string) {
 	t.Helper()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/geniehive/geniehive/edge"
 	"github.com/geniehive/geniehive/internal/cli"
+	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/routing"
 )
 
@@ -35,6 +36,15 @@ type PolicyConfig struct {
 	// EvalTimeout bounds one policy evaluation (every engine but go).
 	// Default 50ms.
 	EvalTimeout time.Duration `yaml:"eval_timeout"`
+	// PrepareTimeout is the budget of one attempt to test, compile and
+	// smoke-test a new bundle, off the request path (never the evaluation
+	// timeout). An attempt cut short is retried, not a refusal. Default
+	// 30s (policies.DefaultPrepareTimeout).
+	PrepareTimeout time.Duration `yaml:"prepare_timeout"`
+	// RetryInterval is the first wait before a bundle whose preparation
+	// failed transiently (a timeout, a busy pool, a cancelled attempt) is
+	// tried again; it doubles per failure up to 30s. Default 1s.
+	RetryInterval time.Duration `yaml:"retry_interval"`
 }
 
 // DefaultShutdownDelay is timeouts.shutdown_delay for `geniehive edge`
@@ -67,13 +77,20 @@ func (c *Config) Provision() error {
 	if c.Policy.Engine == "" {
 		c.Policy.Engine = EngineWasm
 	}
+	if c.Policy.PrepareTimeout == 0 {
+		c.Policy.PrepareTimeout = policies.DefaultPrepareTimeout
+	}
+	if c.Policy.RetryInterval == 0 {
+		c.Policy.RetryInterval = time.Second
+	}
 	return nil
 }
 
 // Validate checks what Provision cannot default.
 //
 // # Errors
-// An unregistered policy engine, a negative policy.eval_timeout.
+// An unregistered policy engine, a negative policy.eval_timeout,
+// policy.prepare_timeout or policy.retry_interval.
 func (c *Config) Validate() error {
 	var errs []error
 	if _, ok := lookupEngine(c.Policy.Engine); !ok {
@@ -81,6 +98,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Policy.EvalTimeout < 0 {
 		errs = append(errs, errors.New("policy.eval_timeout: negative"))
+	}
+	if c.Policy.PrepareTimeout < 0 {
+		errs = append(errs, errors.New("policy.prepare_timeout: negative"))
+	}
+	if c.Policy.RetryInterval < 0 {
+		errs = append(errs, errors.New("policy.retry_interval: negative"))
 	}
 	if !routing.ValidStrategy(c.Routing.DefaultStrategy) {
 		errs = append(errs, fmt.Errorf("routing.default_strategy %q: want one of %v", c.Routing.DefaultStrategy, routing.StrategyNames()))

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
@@ -60,12 +61,15 @@ type Options struct {
 
 // Replica is one running edge.
 type Replica struct {
-	cfg      Config
-	log      *slog.Logger
-	client   redis.UniversalClient // owned: closed by Close
-	store    *state.Store
-	holder   *policies.Holder
-	factory  policy.Factory
+	cfg     Config
+	log     *slog.Logger
+	client  redis.UniversalClient // owned: closed by Close
+	store   *state.Store
+	holder  *policies.Holder
+	factory policy.Factory
+	// refused is the version of the pushed bundle refused for its content
+	// at start (startEngine), so reloadPushed does not refuse it again.
+	refused  string
 	watcher  *state.Watcher
 	inflight *state.Inflight
 	router   *routing.Router
@@ -202,11 +206,12 @@ func (r *Replica) Run(ctx context.Context) error {
 		if dir := r.cfg.Policy.Dir; dir != "" {
 			g.Go(func() error {
 				return ignoreCanceled(policies.WatchDir(gctx, dir, r.holder, policies.WatchOptions{
-					Factory: r.factory,
-					Test:    opa.TestBundle,
-					OnSwap:  func(*policy.Bundle, policy.Engine) { r.srv.PolicyReloaded(nil) },
-					OnError: func(err error) { r.srv.PolicyReloaded(err) },
-					Logger:  r.log,
+					Factory:        r.factory,
+					Test:           opa.TestBundle,
+					PrepareTimeout: r.prepareTimeout(),
+					OnSwap:         func(*policy.Bundle, policy.Engine) { r.srv.PolicyReloaded(nil) },
+					OnError:        func(err error) { r.srv.PolicyReloaded(err) },
+					Logger:         r.log,
 				}))
 			})
 		}
@@ -301,28 +306,44 @@ func (r *Replica) startEngine(ctx context.Context) error {
 		r.holder = policies.NewHolder(e)
 		return nil
 	}
-	if pb, err := r.store.GetPolicyBundle(ctx); err != nil || pb != nil {
+	pb, err := r.store.GetPolicyBundle(ctx)
+	if err != nil || pb != nil {
+		// A pushed bundle exists (or Redis could not say): never fall back
+		// to the shipped policy, which would drop the operator's denials.
+		transient := err != nil
 		if err == nil {
-			e, _, perr := policies.Prepare(ctx, policy.NewBundle(pb.Files), f, opa.TestBundle)
+			b := policy.NewBundle(pb.Files)
+			pctx, cancel := context.WithTimeout(ctx, r.prepareTimeout())
+			e, _, perr := policies.Prepare(pctx, b, f, opa.TestBundle)
+			cancel()
 			if perr == nil {
 				r.holder, r.applied = policies.NewHolder(e), pb.Version
 				r.recordGood(ctx, pb, e.Version())
 				return nil
 			}
-			err = fmt.Errorf("pushed policy bundle %s refused: %w", pb.Version, perr)
+			transient = policies.Transient(perr)
+			if !transient {
+				r.refused = b.Version
+			}
+			err = fmt.Errorf("pushed policy bundle %s not loaded: %w", pb.Version, perr)
 		}
-		r.startErr = err
+		if transient {
+			// Not the bundle's fault: reloadPushed retries it; no refusal.
+			r.log.Warn("pushed policy bundle not loaded at start (transient failure); retrying", "err", err)
+		} else {
+			r.startErr = err
+		}
 		if good, digest, gerr := r.store.GoodBundle(ctx); gerr == nil && good != nil {
 			b := policy.NewBundle(good.Files)
 			if b.Version == digest {
 				if e, _, perr := policies.Prepare(ctx, b, f, opa.TestBundle); perr == nil {
 					r.holder = policies.NewHolder(e)
-					r.log.Error("pushed policy bundle refused at start; serving the last good bundle", "err", err, "last_good", good.Version)
+					r.log.Error("pushed policy bundle not loaded at start; serving the last good bundle", "err", err, "last_good", good.Version)
 					return nil
 				}
 			}
 		}
-		r.log.Error("pushed policy bundle refused at start and no last good bundle loads: REFUSING TO SERVE (503) until a bundle that loads is pushed", "err", err)
+		r.log.Error("pushed policy bundle not loaded at start and no last good bundle loads: REFUSING TO SERVE (503) until a bundle that loads is active", "err", err)
 		r.holder = policies.NewHolder(policies.Unavailable(err.Error()))
 		return nil
 	}
@@ -336,51 +357,104 @@ func (r *Replica) startEngine(ctx context.Context) error {
 
 // reloadPushed keeps the engine current with the bundles pushed into Redis
 // (every replica sees the same snapshot event) until ctx ends. Each
-// candidate bundle is tested and built; a refused one leaves the running
-// engine in place and is reported through the server's PolicyReloaded.
+// candidate bundle is tested and built off the request path, within
+// policy.prepare_timeout. A bundle refused for its content (it does not
+// compile, its tests fail, its decision has the wrong schema) leaves the
+// running engine in place and is reported through the server's
+// PolicyReloaded; a transient failure (policies.Transient: the attempt
+// timed out or was cancelled, the pool was busy) is logged and retried
+// with backoff (policy.retry_interval doubling up to 30s), never reported
+// as a refusal, so replicas converge on the pushed bundle however busy
+// they were when it arrived.
 func (r *Replica) reloadPushed(ctx context.Context) {
 	changes := r.watcher.Changes()
-	applied := r.applied
-	if r.startErr != nil {
-		if pb := r.watcher.Current().Policy; pb != nil {
-			applied = pb.Version // refused at start already
-		}
-	} else if pb := r.watcher.Current().Policy; pb != nil && applied == "" {
-		applied = pb.Version
-	}
+	done := r.refused // the last bundle version whose outcome is final
+	var wait time.Duration
+	retry := time.NewTimer(0) // look at the current snapshot once at start
+	defer retry.Stop()
 	for {
-		var snap *fleet.Snapshot
 		select {
 		case <-ctx.Done():
 			return
-		case snap = <-changes:
+		case <-changes:
+		case <-retry.C:
 		}
-		pb := snap.Policy
-		if pb == nil || pb.Version == applied {
+		pb := r.watcher.Current().Policy
+		if pb == nil {
 			continue
 		}
-		applied = pb.Version
 		b := policy.NewBundle(pb.Files)
 		if b.Version == r.holder.Engine().Version() {
+			retry.Stop()
+			wait = 0
 			if r.srv.PolicyError() != "" {
 				r.srv.PolicyReloaded(nil) // the bundle that runs is the stored one again
 			}
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, time.Minute)
-		e, _, err := policies.Prepare(pctx, b, r.factory, opa.TestBundle)
-		if err == nil {
-			if err = r.holder.Swap(pctx, e); err != nil {
-				_ = e.Close()
-			}
+		if b.Version == done {
+			retry.Stop()
+			wait = 0
+			continue
 		}
-		cancel()
-		if err != nil {
-			r.log.Error("pushed policy bundle refused; keeping the running policy", "version", pb.Version, "err", err)
-		} else {
-			r.log.Info("policy bundle active", "version", b.Version, "engine", e.Name())
+		err := r.prepareAndSwap(ctx, b)
+		switch {
+		case err == nil:
+			done, wait = b.Version, 0
+			retry.Stop()
+			r.log.Info("policy bundle active", "version", pb.Version, "engine", r.holder.Engine().Name())
 			r.recordGood(ctx, pb, b.Version)
+			r.srv.PolicyReloaded(nil)
+		case ctx.Err() != nil:
+			return
+		case policies.Transient(err):
+			wait = r.nextRetry(wait)
+			retry.Stop()
+			retry.Reset(wait)
+			r.log.Warn("pushed policy bundle not loaded yet (transient failure); retrying", "version", pb.Version, "retry_in", wait, "err", err)
+		default:
+			done, wait = b.Version, 0
+			retry.Stop()
+			r.log.Error("pushed policy bundle refused; keeping the running policy", "version", pb.Version, "err", err)
+			r.srv.PolicyReloaded(err)
 		}
-		r.srv.PolicyReloaded(err)
 	}
+}
+
+// prepareAndSwap tests, builds and smoke-tests b within policy.prepare_timeout
+// and makes it the active engine.
+func (r *Replica) prepareAndSwap(ctx context.Context, b *policy.Bundle) error {
+	pctx, cancel := context.WithTimeout(ctx, r.prepareTimeout())
+	defer cancel()
+	e, _, err := policies.Prepare(pctx, b, r.factory, opa.TestBundle)
+	if err != nil {
+		return err
+	}
+	if err := r.holder.Swap(pctx, e); err != nil {
+		_ = e.Close()
+		return err
+	}
+	return nil
+}
+
+func (r *Replica) prepareTimeout() time.Duration {
+	if d := r.cfg.Policy.PrepareTimeout; d > 0 {
+		return d
+	}
+	return policies.DefaultPrepareTimeout
+}
+
+// nextRetry is the wait after a transient failure: policy.retry_interval,
+// doubled per failure up to 30s, with up to 25% jitter so replicas that
+// failed together do not retry in lockstep.
+func (r *Replica) nextRetry(prev time.Duration) time.Duration {
+	const max = 30 * time.Second
+	d := r.cfg.Policy.RetryInterval
+	if d <= 0 {
+		d = time.Second
+	}
+	if prev > 0 {
+		d = min(2*prev, max)
+	}
+	return d + rand.N(d/4+1)
 }
