@@ -187,9 +187,9 @@ func TestErrorsNameNoInternals(t *testing.T) {
 	}
 	for body, want := range map[string]string{
 		`{"error":{"message":"max_tokens is too large: 9999999","type":"BadRequestError","internal_trace":"/opt/vllm/x.py:12"}}`: "max_tokens is too large: 9999999",
-		`{"error":"model requires more system memory (12 GiB) than is available"}`:                                           "model requires more system memory",
-		`{"error":{"message":"could not reach http://10.1.2.3:11434/api"}}`:                                                   "",
-		`{"error":{"message":"open /root/.ollama/models/blobs/sha256-x: no such file"}}`:                                      "",
+		`{"error":"model requires more system memory (12 GiB) than is available"}`:                                               "model requires more system memory",
+		`{"error":{"message":"could not reach http://10.1.2.3:11434/api"}}`:                                                      "",
+		`{"error":{"message":"open /root/.ollama/models/blobs/sha256-x: no such file"}}`:                                         "",
 	} {
 		e := Classify(&upstreamError{service: "gpu0/chat", status: 400, body: []byte(body)})
 		if len(e.Body) != 0 || contains(e.Message, "internal_trace") || contains(e.Message, "10.1.2.3") || contains(e.Message, "/root") {
