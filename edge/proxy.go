@@ -464,7 +464,7 @@ func (s *Server) attempt(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candi
 		resp.StreamBody = true
 		err = uc.stream.DoDeadline(req, resp, x.upStart.Add(s.cfg.Timeouts.StreamMax))
 	} else {
-		err = uc.plain.DoDeadline(req, resp, x.upStart.Add(s.cfg.Timeouts.Request))
+		err = uc.plainFor(x.op).DoDeadline(req, resp, x.upStart.Add(s.cfg.Timeouts.Request))
 	}
 	fasthttp.ReleaseRequest(req)
 	var ue *upstreamError
@@ -528,8 +528,12 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candi
 	if x.stream {
 		// Asked for a stream, got a plain answer: relay it whole.
 		var err error
-		rb, err = io.ReadAll(io.LimitReader(resp.BodyStream(), 256<<20))
+		limit := s.cfg.answerLimitFor(x.op)
+		rb, err = io.ReadAll(io.LimitReader(resp.BodyStream(), int64(limit)+1))
 		_ = resp.CloseBodyStream()
+		if err == nil && len(rb) > limit {
+			err = fasthttp.ErrBodyTooLarge
+		}
 		if err != nil {
 			fasthttp.ReleaseResponse(resp)
 			x.fail(ctx, &upstreamError{service: c.Service.ID, err: err})

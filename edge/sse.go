@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -55,6 +57,14 @@ type relay struct {
 	next  time.Time // next heartbeat due
 	wrote bool      // WriteTo ran
 	done  bool      // Close ran
+	// client is the client connection: every write to it gets a deadline
+	// (Timeouts.Write, never past the stream's end at StreamMax), so a
+	// client that stops reading does not hold the stream, its upstream
+	// connection and its in-flight lease.
+	client  net.Conn
+	end     time.Time
+	scanned int // pending.B[:scanned] holds no event terminator
+	limit   int // cap on one pending event (AnswerLimits.SSEEvent)
 	// pending receives upstream reads and holds a partial event until its
 	// end arrives; out collects what one read produced for the client.
 	pending, out *bbuf
@@ -83,7 +93,8 @@ func (s *Server) startRelay(ctx *fasthttp.RequestCtx, x *exchange, resp *fasthtt
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
 	r := relayPool.Get().(*relay)
-	*r = relay{s: s, x: x, resp: resp, strip: strip, every: s.cfg.Timeouts.Heartbeat, pending: r.pending, out: r.out}
+	*r = relay{s: s, x: x, resp: resp, strip: strip, every: s.cfg.Timeouts.Heartbeat, pending: r.pending, out: r.out,
+		client: ctx.Conn(), end: x.upStart.Add(s.cfg.Timeouts.StreamMax), limit: int(s.cfg.AnswerLimits.SSEEvent)}
 	if r.pending == nil {
 		r.pending, r.out = new(bbuf), new(bbuf)
 	}
@@ -116,6 +127,7 @@ func (r *relay) Read([]byte) (int, error) {
 // until r.next: it writes an SSE comment to the client. Its error ends the
 // blocked upstream read.
 func (r *relay) heartbeat() error {
+	r.writeDeadline()
 	if _, err := r.w.Write(sseHeartbeat); err != nil {
 		return errClientGone
 	}
@@ -152,19 +164,16 @@ func (r *relay) WriteTo(w io.Writer) (written int64, err error) {
 		n, rerr := body.Read(p[len(p):cap(p)])
 		r.pending.B = p[:len(p)+n]
 		if n > 0 {
-			out := r.out.B[:0]
-			for {
-				end, next := eventEnd(r.pending.B)
-				if end < 0 {
-					break
-				}
-				var d bool
-				out, d = r.appendEvent(out, r.pending.B[:end])
-				sawDone = sawDone || d
-				r.pending.B = append(r.pending.B[:0], r.pending.B[next:]...)
+			var d bool
+			r.out.B, d = r.takeEvents(r.out.B[:0])
+			sawDone = sawDone || d
+			if len(r.pending.B) > r.limit && rerr == nil {
+				// An event this long without its end: refuse to hold more.
+				rerr = errEventTooLarge
+				r.pending.B = r.pending.B[:0]
 			}
-			r.out.B = out
-			if len(out) > 0 {
+			if out := r.out.B; len(out) > 0 {
+				r.writeDeadline()
 				m, werr := w.Write(out)
 				written += int64(m)
 				if werr != nil {
@@ -203,7 +212,11 @@ func (r *relay) WriteTo(w io.Writer) (written int64, err error) {
 	}
 	if upErr != nil || !sawDone {
 		e := &APIError{Type: "server_error", Code: "upstream_stream_error", Message: "upstream " + x.service + " ended the stream early"}
-		if upErr != nil && isTimeout(upErr) {
+		switch {
+		case upErr == errEventTooLarge:
+			e.Code, e.Message = "upstream_answer_too_large", "upstream "+x.service+" sent a stream event larger than this edge's limit ("+strconv.Itoa(r.limit)+" bytes)"
+			r.s.log.Warn("stream event over the limit: stream cut", "service", x.service, "limit", r.limit)
+		case upErr != nil && isTimeout(upErr):
 			e.Code, e.Message = "upstream_timeout", "upstream "+x.service+" went silent for too long"
 		}
 		switch {
@@ -221,6 +234,7 @@ func (r *relay) WriteTo(w io.Writer) (written int64, err error) {
 	}
 	r.out.B = out
 	if len(out) > 0 {
+		r.writeDeadline()
 		m, werr := w.Write(out)
 		written += int64(m)
 		if werr != nil {
@@ -259,25 +273,73 @@ func (r *relay) Close() error {
 	return nil
 }
 
+// errEventTooLarge ends a stream whose pending event passed the limit.
+var errEventTooLarge = errors.New("stream event too large")
+
+// writeDeadline bounds the next write to the client: Timeouts.Write from
+// now, and never past the stream's end.
+func (r *relay) writeDeadline() {
+	if r.client == nil {
+		return
+	}
+	d := time.Now().Add(r.s.cfg.Timeouts.Write)
+	if !r.end.IsZero() && r.end.Before(d) {
+		d = r.end
+	}
+	_ = r.client.SetWriteDeadline(d)
+}
+
+// takeEvents appends every complete event of r.pending to out and keeps
+// the incomplete rest. Each byte is scanned for a terminator once (the
+// search resumes where the last one stopped, minus the two bytes a
+// terminator may straddle), and the rest is moved to the front once per
+// read, so an event arriving in many reads costs linear time.
+func (r *relay) takeEvents(out []byte) ([]byte, bool) {
+	buf := r.pending.B
+	start, sawDone := 0, false
+	for {
+		end, next := eventEndFrom(buf, start, max(start, r.scanned-2))
+		if end < 0 {
+			break
+		}
+		var d bool
+		out, d = r.appendEvent(out, buf[start:end])
+		sawDone = sawDone || d
+		start = next
+	}
+	if start > 0 {
+		r.pending.B = append(buf[:0], buf[start:]...)
+	}
+	r.scanned = len(r.pending.B)
+	return out, sawDone
+}
+
 // eventEnd finds the end of the first complete SSE event in b: end is the
 // length of the event without its blank-line terminator, next the start of
 // what follows. (-1, -1) when no event is complete.
 func eventEnd(b []byte) (end, next int) {
-	for i := 0; i < len(b); i++ {
+	e, n := eventEndFrom(b, 0, 0)
+	return e, n
+}
+
+// eventEndFrom is eventEnd for the event starting at b[start:], searching
+// for its terminator from b[from:] (from >= start); offsets index b.
+func eventEndFrom(b []byte, start, from int) (end, next int) {
+	for i := from; i < len(b); i++ {
 		if b[i] != '\n' {
 			continue
 		}
 		// "\n\n" or "\n\r\n"
 		if i+1 < len(b) && b[i+1] == '\n' {
 			e := i
-			if e > 0 && b[e-1] == '\r' {
+			if e > start && b[e-1] == '\r' {
 				e--
 			}
 			return e, i + 2
 		}
 		if i+2 < len(b) && b[i+1] == '\r' && b[i+2] == '\n' {
 			e := i
-			if e > 0 && b[e-1] == '\r' {
+			if e > start && b[e-1] == '\r' {
 				e--
 			}
 			return e, i + 3

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/geniehive/geniehive/fleet"
 )
 
 // upstreams caches one pair of HostClients per upstream endpoint: a
@@ -22,14 +24,35 @@ type upstreams struct {
 }
 
 type upClient struct {
-	plain, stream *fasthttp.HostClient
+	// plain holds one buffered client per operation, each bounding the
+	// answer it buffers by that operation's AnswerLimits (one endpoint,
+	// say an Ollama, may serve chat and embeddings alike).
+	plain  [nKinds]*fasthttp.HostClient
+	stream *fasthttp.HostClient
+}
+
+// nKinds is the number of operations with a buffered-answer limit.
+const nKinds = 5
+
+var kindsByIndex = [nKinds]fleet.Kind{fleet.KindChat, fleet.KindEmbeddings, fleet.KindTranscription, fleet.KindSpeech, fleet.KindImages}
+
+// plainFor is the buffered client for operation k.
+func (c *upClient) plainFor(k fleet.Kind) *fasthttp.HostClient {
+	for i, ki := range kindsByIndex {
+		if ki == k {
+			return c.plain[i]
+		}
+	}
+	return c.plain[0]
 }
 
 // closeIdle closes every idle upstream connection (at stop).
 func (u *upstreams) closeIdle() {
 	u.m.Range(func(_, v any) bool {
 		c := v.(*upClient)
-		c.plain.CloseIdleConnections()
+		for _, p := range c.plain {
+			p.CloseIdleConnections()
+		}
 		c.stream.CloseIdleConnections()
 		return true
 	})
@@ -54,7 +77,7 @@ func (u *upstreams) get(endpoint string) (*upClient, error) {
 	}
 	connect := u.cfg.Timeouts.Connect
 	idle := u.cfg.Timeouts.StreamIdle // applies to streaming connections only
-	mk := func(streaming bool) *fasthttp.HostClient {
+	mk := func(streaming bool, answerLimit int) *fasthttp.HostClient {
 		hc := &fasthttp.HostClient{
 			Addr:                      addr,
 			IsTLS:                     tls,
@@ -67,7 +90,7 @@ func (u *upstreams) get(endpoint string) (*upClient, error) {
 			ReadBufferSize:            16 << 10,
 			WriteBufferSize:           16 << 10,
 			DisablePathNormalizing:    true,
-			MaxResponseBodySize:       256 << 20,
+			MaxResponseBodySize:       answerLimit,
 			StreamResponseBody:        streaming,
 		}
 		dialer := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}
@@ -85,7 +108,10 @@ func (u *upstreams) get(endpoint string) (*upClient, error) {
 		}
 		return hc
 	}
-	c := &upClient{plain: mk(false), stream: mk(true)}
+	c := &upClient{stream: mk(true, 0)}
+	for i, k := range kindsByIndex {
+		c.plain[i] = mk(false, u.cfg.answerLimitFor(k))
+	}
 	v, _ := u.m.LoadOrStore(endpoint, c)
 	return v.(*upClient), nil
 }
