@@ -318,6 +318,12 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx, x *exchange, body []byte) erro
 		return denied{d}
 	}
 	if len(x.dec.Targets) == 0 {
+		if r, ok := x.snap.Role(strings.TrimSpace(x.model)); ok && roleOp(r) == x.op {
+			// A role that exists but resolves to nothing routable now (its
+			// candidates gone, a fallback cycle cut): 503 naming what was
+			// tried, not "does not exist".
+			return &routing.NoCandidatesError{Model: x.model, Tried: x.dec.Tried}
+		}
 		return unknownModel(x.snap, x.model, x.op, x.dec.Tried)
 	}
 	first := &x.dec.Targets[0]
