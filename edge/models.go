@@ -268,6 +268,28 @@ func buildModelsCounted(snap *fleet.Snapshot, now time.Time) ([]ModelEntry, int)
 				a.Roles = append(a.Roles, r.Name)
 			}
 		}
+		// Then what its fallback roles resolve to, walked in order with
+		// cycles cut, as the policy walks them.
+		seen := map[string]bool{strings.ToLower(r.Name): true}
+		queue := slices.Clone(r.FallbackRoles)
+		for len(queue) > 0 {
+			fr, ok := snap.Catalog.Role(queue[0])
+			queue = queue[1:]
+			if !ok || seen[strings.ToLower(fr.Name)] {
+				continue
+			}
+			seen[strings.ToLower(fr.Name)] = true
+			queue = append(queue, fr.FallbackRoles...)
+			if roleOp(fr) != op {
+				continue
+			}
+			fc, _ := policies.RoleCandidates(data, fr)
+			for _, c := range fc {
+				if a := assets[c]; a != nil && a.Routable && slices.Contains(a.Operations, op) && !slices.Contains(rm.ResolvesTo, c) {
+					rm.ResolvesTo = append(rm.ResolvesTo, c)
+				}
+			}
+		}
 		rm.Routable = len(rm.ResolvesTo) > 0
 		roles = append(roles, ModelEntry{ID: r.Name, Object: "model", Created: created, OwnedBy: "geniehive", GenieHive: rm})
 	}
@@ -282,6 +304,14 @@ func buildModelsCounted(snap *fleet.Snapshot, now time.Time) ([]ModelEntry, int)
 		out = append(out, ModelEntry{ID: n, Object: "model", Created: created, OwnedBy: owner, GenieHive: *m})
 	}
 	return append(out, roles...), visits
+}
+
+// roleOp is the operation a role serves (chat when unset).
+func roleOp(r *fleet.Role) fleet.Kind {
+	if r.Operation == "" {
+		return fleet.KindChat
+	}
+	return r.Operation
 }
 
 func (c *modelsCache) get(snap *fleet.Snapshot) ([]byte, map[string][]byte) {

@@ -351,6 +351,12 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx, x *exchange, body []byte) erro
 		return denied{d}
 	}
 	if len(x.dec.Targets) == 0 {
+		if r, ok := x.snap.Role(strings.TrimSpace(x.model)); ok && roleOp(r) == x.op {
+			// A role that exists but resolves to nothing routable now (its
+			// candidates gone, a fallback cycle cut): 503 naming what was
+			// tried, not "does not exist".
+			return &routing.NoCandidatesError{Model: x.model, Tried: x.dec.Tried}
+		}
 		return unknownModel(x.snap, x.model, x.op, x.dec.Tried)
 	}
 	first := &x.dec.Targets[0]
@@ -515,6 +521,11 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candi
 	if c.Target != nil && c.Target.Patch != nil {
 		strip = c.Target.Patch.StripReasoning || strip
 	}
+	if !strip && x.thinkOff && !keepsReasoning(x.snap, c) {
+		// The edge turned thinking off; an upstream that reasons anyway
+		// (an old server, a model that ignores the switch) must not leak it.
+		strip = true
+	}
 	ctx.Response.Header.Set("X-GenieHive-Service", c.Service.ID)
 	ctx.Response.Header.Set("X-GenieHive-Model", c.Asset)
 	if x.stream && bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream")) {
@@ -565,6 +576,24 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candi
 		putBuf(sb)
 	} else {
 		ctx.Response.SwapBody(rb)
+	}
+	return false
+}
+
+// keepsReasoning reports whether the request policy of c's role or asset
+// says strip_reasoning: false (keep reasoning even when the edge turned
+// thinking off).
+func keepsReasoning(snap *fleet.Snapshot, c *routing.Candidate) bool {
+	if snap == nil || snap.Catalog == nil || c.Target == nil {
+		return false
+	}
+	if c.Target.Role != "" {
+		if r, ok := snap.Catalog.Role(c.Target.Role); ok && r.RequestPolicy != nil && r.RequestPolicy.StripReasoning != nil {
+			return !*r.RequestPolicy.StripReasoning
+		}
+	}
+	if p := snap.Catalog.AssetPolicies[c.Asset]; p != nil && p.StripReasoning != nil {
+		return !*p.StripReasoning
 	}
 	return false
 }

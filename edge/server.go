@@ -553,9 +553,17 @@ func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
 		case strings.HasPrefix(string(p), "/cluster/") || string(p) == "/cluster":
 			s.serveCluster(ctx)
 		default:
-			writeError(ctx, errNotFound)
+			writeError(ctx, unsupportedEndpoint(ctx))
 		}
 	}
+}
+
+// unsupportedEndpoint is the 404 for a path under /v1 the edge does not
+// serve (the OpenAI API has more endpoints than a gateway to self-hosted
+// models proxies).
+func unsupportedEndpoint(ctx *fasthttp.RequestCtx) *APIError {
+	return &APIError{Status: 404, Type: "invalid_request_error", Code: "unknown_endpoint",
+		Message: "endpoint not supported: " + string(ctx.Method()) + " " + string(ctx.Path()) + " (docs/API.md lists what GenieHive serves)"}
 }
 
 // authorize checks the caller's key for scope need; it answers 401/403

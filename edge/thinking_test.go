@@ -188,3 +188,65 @@ func TestThinkingOffStreamOllama(t *testing.T) {
 		}
 	}
 }
+
+// TestStripLeakedReasoning: when the edge turned thinking off and the
+// upstream reasons anyway (a DeepSeek-R1 whose template reads no switch),
+// the reasoning is stripped, streamed and not; a role that says
+// strip_reasoning: false keeps it.
+func TestStripLeakedReasoning(t *testing.T) {
+	s := newStack(t)
+	b := sim.Behavior{ChunkInterval: time.Millisecond, Chunks: simContentTokens, ReasoningChunks: simReasoningTokens}
+	up := startSim(t, sim.Config{Flavor: sim.FlavorVLLM, Behavior: b, Models: []sim.Model{
+		{Name: "deepseek-ai/DeepSeek-R1", Thinking: true, IgnoresSwitch: true, Loaded: true}}})
+	se := svc("gpu3", "vllm", fleet.KindChat, up.URL(), fleet.Asset{Name: "deepseek-ai/DeepSeek-R1", Family: "deepseek2", Thinking: true, Loaded: true})
+	se.Protocol = fleet.ProtocolVLLM
+	heartbeat(t, s.store, "gpu3", se)
+	cat, err := state.ParseCatalog("test", []byte(testCatalog+`
+  - name: r1-quiet
+    operation: chat
+    candidates: [deepseek-ai/DeepSeek-R1]
+    request_policy: {thinking: false}
+  - name: r1-keep
+    operation: chat
+    candidates: [deepseek-ai/DeepSeek-R1]
+    request_policy: {thinking: false, strip_reasoning: false}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.store.PutCatalog(context.Background(), cat); err != nil {
+		t.Fatal(err)
+	}
+	s.waitFor(func(sn *fleet.Snapshot) bool { _, ok := sn.Role("r1-keep"); return ok && len(sn.Services) >= 4 })
+	c := s.clientV3()
+	msgs := []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}
+	for _, k := range []struct {
+		model string
+		opts  []option.RequestOption
+		leak  bool
+	}{
+		{model: "r1-quiet"},
+		{model: "deepseek-ai/DeepSeek-R1", opts: []option.RequestOption{option.WithJSONSet("think", false)}}, // the client's off, translated
+		{model: "r1-keep", leak: true},
+		{model: "deepseek-ai/DeepSeek-R1", leak: true}, // thinking never turned off: relayed
+	} {
+		r, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: k.model, Messages: msgs}, k.opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := reasoningOf(t, r.Choices[0].Message.RawJSON()) != ""; got != k.leak || r.Usage.CompletionTokens != simContentTokens+simReasoningTokens {
+			t.Fatalf("%s: reasoning relayed=%v, want %v: %s", k.model, got, k.leak, r.RawJSON())
+		}
+		st := c.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{Model: k.model, Messages: msgs}, k.opts...)
+		var raw strings.Builder
+		for st.Next() {
+			raw.WriteString(st.Current().RawJSON())
+		}
+		if err := st.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(raw.String(), `"reasoning`); got != k.leak {
+			t.Fatalf("%s stream: reasoning relayed=%v, want %v: %s", k.model, got, k.leak, raw.String())
+		}
+	}
+}

@@ -46,8 +46,10 @@ type RequestPolicy struct {
 	// Objects merge key by key; arrays and scalars replace.
 	Overrides    map[string]any `json:"overrides,omitempty" yaml:"overrides,omitempty"`
 	SystemPrompt *SystemPrompt  `json:"system_prompt,omitempty" yaml:"system_prompt,omitempty"`
-	// StripReasoning removes reasoning_content / reasoning from replies.
-	StripReasoning bool `json:"strip_reasoning,omitempty" yaml:"strip_reasoning,omitempty"`
+	// StripReasoning true removes reasoning_content / reasoning from
+	// replies. Unset, the edge strips reasoning only when it turned thinking
+	// off and the upstream reasons anyway; false keeps it even then.
+	StripReasoning *bool `json:"strip_reasoning,omitempty" yaml:"strip_reasoning,omitempty"`
 	// Thinking forces thinking on (true) or off (false) for thinking-capable
 	// families; unset means "off for Qwen3-family models unless the request
 	// asks for it".

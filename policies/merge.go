@@ -63,7 +63,7 @@ func mergePolicies(asset, role *fleet.RequestPolicy) mergedPolicy {
 	if role.SystemPrompt != nil {
 		m.prompt = role.SystemPrompt
 	}
-	m.strip = asset.StripReasoning || role.StripReasoning
+	m.strip = isTrue(asset.StripReasoning) || isTrue(role.StripReasoning)
 	m.thinking = asset.Thinking
 	if role.Thinking != nil {
 		m.thinking = role.Thinking

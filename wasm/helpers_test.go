@@ -35,7 +35,7 @@ func testData() *policy.Data {
 		SchemaVersion: 1,
 		Roles: map[string]fleet.Role{
 			"coder": {Name: "coder", Operation: fleet.KindChat, Candidates: []string{"qwen3:8b", "llama3.1:8b"}, Strategy: "least_loaded",
-				RequestPolicy: &fleet.RequestPolicy{StripReasoning: true, Thinking: &no}},
+				RequestPolicy: &fleet.RequestPolicy{StripReasoning: new(true), Thinking: &no}},
 		},
 		Aliases:  map[string]string{"coder": "coder", "dev": "coder"},
 		Models:   map[string][]string{"qwen3:8b": {"qwen3:8b"}, "llama3.1:8b": {"llama3.1:8b"}, "nomic": {"nomic-embed"}},

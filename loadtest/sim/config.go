@@ -112,6 +112,12 @@ type Model struct {
 	// prefills <think> and the model never closes it): content stays
 	// empty unless thinking is really off.
 	ThinksOnly bool `yaml:"thinks_only" json:"thinks_only"`
+	// IgnoresSwitch imitates a thinking model whose chat template reads no
+	// thinking switch (DeepSeek-R1 and its distills: the template always
+	// opens <think>, chat_template_kwargs.enable_thinking is not read), on
+	// vLLM, llama.cpp and generic servers: it reasons whatever the request
+	// says.
+	IgnoresSwitch bool `yaml:"ignores_switch" json:"ignores_switch"`
 	// Capabilities, when set, are exactly what Ollama's /api/show reports
 	// (completion, embedding, tools, thinking, vision, insert) and decide
 	// what the model accepts on every flavor. Default: from Kind and

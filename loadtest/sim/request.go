@@ -335,6 +335,9 @@ func (s *Server) openAIThinking(v *fastjson.Value, e *modelEntry) thinkMode {
 	if !e.Thinking {
 		return thinkOff
 	}
+	if e.IgnoresSwitch {
+		return thinkSeparate
+	}
 	// chat_template_kwargs reach the model's Jinja template (Qwen3 reads
 	// enable_thinking): vLLM protocol.py ChatCompletionRequest,
 	// llama.cpp tools/server README "chat_template_kwargs".

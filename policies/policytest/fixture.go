@@ -90,7 +90,7 @@ func Fleet() *fleet.Snapshot {
 				{
 					Name:          "reasoner",
 					Candidates:    []string{"deepseek-r1:8b"},
-					RequestPolicy: &fleet.RequestPolicy{Thinking: ptr(false), StripReasoning: true},
+					RequestPolicy: &fleet.RequestPolicy{Thinking: ptr(false), StripReasoning: ptr(true)},
 				},
 				{
 					Name:       "summarizer",
@@ -109,7 +109,7 @@ func Fleet() *fleet.Snapshot {
 					SystemPrompt: &fleet.SystemPrompt{Mode: fleet.PromptAppend, Text: "Be brief."},
 					MaxTokens:    2048,
 				},
-				"qwen3:8b": {StripReasoning: true},
+				"qwen3:8b": {StripReasoning: ptr(true)},
 			},
 		},
 	}
