@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -77,7 +80,7 @@ func runDev(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return serveDev(ctx, dc, log, func(addr, storeDesc string, upstreams []string) {
-		printDevBanner(dc, storeDesc, addr, upstreams)
+		printDevBanner(os.Stdout, dc, storeDesc, addr, upstreams)
 	})
 }
 
@@ -90,13 +93,13 @@ func serveDev(ctx context.Context, dc devConfig, log *slog.Logger, ready func(ad
 	defer wg.Wait()
 	storeDesc := dc.RedisURL
 	if dc.RedisURL == "" {
-		m, err := startEmbeddedStore(ctx, &wg)
+		m, pw, err := startEmbeddedStore(ctx, &wg)
 		if err != nil {
 			return err
 		}
 		defer m.Close()
-		dc.RedisURL = "redis://" + m.Addr() + "/0"
-		storeDesc = "embedded (miniredis on " + m.Addr() + ")"
+		dc.RedisURL = "redis://:" + pw + "@" + m.Addr() + "/0"
+		storeDesc = "embedded (miniredis on " + m.Addr() + ", random password, not shown)"
 	}
 	c, err := state.Connect(ctx, state.Options{URL: dc.RedisURL})
 	if err != nil {
@@ -147,13 +150,22 @@ func serveDev(ctx context.Context, dc devConfig, log *slog.Logger, ready func(ad
 	return err
 }
 
-// startEmbeddedStore starts miniredis on a free loopback port and feeds it
-// the wall clock until ctx ends (miniredis expires keys only when told time
-// has passed; heartbeat TTLs must behave as in Redis).
-func startEmbeddedStore(ctx context.Context, wg *sync.WaitGroup) (*miniredis.Miniredis, error) {
+// startEmbeddedStore starts miniredis on a free loopback port, protected
+// by a random password it returns (a loopback port is open to every local
+// user: without one, anyone on the machine could write an operator key
+// into the store), and feeds it the wall clock until ctx ends (miniredis
+// expires keys only when told time has passed; heartbeat TTLs must behave
+// as in Redis).
+func startEmbeddedStore(ctx context.Context, wg *sync.WaitGroup) (*miniredis.Miniredis, string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return nil, "", err
+	}
+	pw := hex.EncodeToString(b)
 	m := miniredis.NewMiniRedis()
+	m.RequireAuth(pw)
 	if err := m.StartAddr("127.0.0.1:0"); err != nil {
-		return nil, fmt.Errorf("embedded store: %w", err)
+		return nil, "", fmt.Errorf("embedded store: %w", err)
 	}
 	wg.Add(1)
 	go func() {
@@ -171,7 +183,7 @@ func startEmbeddedStore(ctx context.Context, wg *sync.WaitGroup) (*miniredis.Min
 			}
 		}
 	}()
-	return m, nil
+	return m, pw, nil
 }
 
 // devUpstreams is the dev node agent's configuration: the local Ollama
@@ -218,15 +230,16 @@ func devEdgeConfig(dc devConfig) (replica.Config, error) {
 	return ecfg, ecfg.Provision()
 }
 
-func printDevBanner(dc devConfig, storeDesc, addr string, upstreams []string) {
-	auth := ""
-	if k := dc.Key; k != "" || dc.OperatorKey != "" {
-		if k == "" {
-			k = dc.OperatorKey
-		}
-		auth = ` -H "Authorization: Bearer ` + k + `"`
+// printDevBanner says what runs and how to call it. Keys are never
+// printed (terminals are logged, shared and scrolled back): the curl lines
+// read the key from $GENIEHIVE_KEY.
+func printDevBanner(w io.Writer, dc devConfig, storeDesc, addr string, upstreams []string) {
+	auth, note := "", ""
+	if dc.Key != "" || dc.OperatorKey != "" {
+		auth = ` -H "Authorization: Bearer $GENIEHIVE_KEY"`
+		note = "\n(set GENIEHIVE_KEY to the key you gave with --key or --operator-key)\n"
 	}
-	fmt.Printf(`GenieHive dev stack is running:
+	fmt.Fprintf(w, `GenieHive dev stack is running:
   store:      %s
   edge:       http://%s   (OpenAI API under /v1, metrics at /metrics)
   node agent: host "dev"
@@ -238,8 +251,9 @@ Try:
   curl -s http://%s/v1/chat/completions%s -H "Content-Type: application/json" \
     -d '{"model":"general","messages":[{"role":"user","content":"Say hello"}]}'
 
+%s
 Ctrl-C stops everything.
-`, storeDesc, addr, strings.Join(upstreams, "\n              "), addr, auth, addr, auth)
+`, storeDesc, addr, strings.Join(upstreams, "\n              "), addr, auth, addr, auth, note)
 }
 
 func ollamaAnswers(base string) bool {

@@ -52,7 +52,7 @@ func init() {
 	cli.Register(&cli.Command{
 		Name:    "keys",
 		Summary: "manage API keys stored in Redis (add prints the secret once)",
-		Usage:   "keys add ID [--scope client|reader|operator] [--roles a,b] | keys list | keys delete ID [--force]",
+		Usage:   "keys add ID [--scope client|reader|operator] [--roles a,b] | keys init ID [--scope ...] (only when no key was ever stored) | keys list | keys delete ID [--force]",
 		Run:     runKeys,
 	})
 }
@@ -143,7 +143,7 @@ func runKeys(args []string) error {
 		if err := cli.Parse(fs, args, nil, nil); err != nil {
 			return err // --help, or a bad flag
 		}
-		return fmt.Errorf("%w: want a subcommand: add, list or delete", cli.ErrUsage)
+		return fmt.Errorf("%w: want a subcommand: add, init, list or delete", cli.ErrUsage)
 	}
 	sub, rest := args[0], args[1:]
 	if err := cli.Parse(fs, rest, nil, nil); err != nil {
@@ -157,9 +157,22 @@ func runKeys(args []string) error {
 	}
 	defer done()
 	switch sub {
-	case "add":
+	case "add", "init":
 		if fs.NArg() != 1 {
-			return fmt.Errorf("%w: keys add takes one ID", cli.ErrUsage)
+			return fmt.Errorf("%w: keys %s takes one ID", cli.ErrUsage, sub)
+		}
+		if sub == "init" {
+			// First start of a deployment (compose's one-shot "keys"
+			// service): a key only where none was ever stored, so a
+			// restart prints nothing and changes nothing.
+			kr, err := s.ReadKeyring(ctx)
+			if err != nil && !errors.Is(err, state.ErrCorrupt) {
+				return err
+			}
+			if kr.AuthOn || len(kr.Keys) > 0 || err != nil {
+				fmt.Fprintln(os.Stderr, "keys init: keys were stored before; nothing created, nothing printed")
+				return nil
+			}
 		}
 		b := make([]byte, 24)
 		if _, err := rand.Read(b); err != nil {
@@ -193,7 +206,7 @@ func runKeys(args []string) error {
 		}
 		return deleteKey(ctx, s, fs.Arg(0), *force)
 	}
-	return errors.Join(cli.ErrUsage, fmt.Errorf("unknown subcommand %q (want add, list or delete)", sub))
+	return errors.Join(cli.ErrUsage, fmt.Errorf("unknown subcommand %q (want add, init, list or delete)", sub))
 }
 
 // deleteKey removes a stored key, refusing (without force) to remove the
