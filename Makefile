@@ -16,6 +16,13 @@ test:
 test-stress:
 	bash scripts/test.sh --stress
 
+# Mutation check of the chaos suite: builds the images with the mutants tag
+# and runs each deliberate bug (edge/mutant.go) against the scenarios that
+# must catch it; fails if a mutant survives. Slow (Docker, several minutes
+# per scenario). MUTANTS="failover_off" narrows the list.
+test-mutants:
+	bash scripts/mutants.sh
+
 # Builds the real Ollama the tests run against (cached per version) and
 # prints its path.
 ollama:

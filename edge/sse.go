@@ -290,6 +290,9 @@ func (r *relay) appendEvent(out, ev []byte) ([]byte, bool) {
 		}
 		x.tokens++
 	}
+	if mutant == "relay_drop_last" && done {
+		return out, done
+	}
 	if !r.strip || !isData || !bytes.Contains(ev, []byte(`"reasoning`)) {
 		out = append(out, ev...)
 		return append(out, "\n\n"...), done
