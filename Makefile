@@ -1,7 +1,7 @@
 # GenieHive make targets. `make test` is the test command CI runs.
 GO ?= go
 
-.PHONY: build test ollama images dev
+.PHONY: build test test-stress test-mutants ollama images dev
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/geniehive ./cmd/geniehive
 
@@ -9,6 +9,19 @@ build:
 # reuses) a real Ollama, runs go vet and go test -race ./... against them.
 test:
 	bash scripts/test.sh
+
+# The Redis-touching packages and the policy-reload tests with -race
+# -count=3 beside a CPU hog of twice the core count (a loaded host). Slow:
+# not part of CI's plain suite.
+test-stress:
+	bash scripts/test.sh --stress
+
+# Mutation check of the chaos suite: builds the images with the mutants tag
+# and runs each deliberate bug (edge/mutant.go) against the scenarios that
+# must catch it; fails if a mutant survives. Slow (Docker, several minutes
+# per scenario). MUTANTS="failover_off" narrows the list.
+test-mutants:
+	bash scripts/mutants.sh
 
 # Builds the real Ollama the tests run against (cached per version) and
 # prints its path.

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -58,8 +59,10 @@ const (
 )
 
 // edgeYAML tightens the edges' timeouts so a stuck upstream fails over in
-// seconds, and turns active probing on.
-const edgeYAML = `
+// seconds, and turns active probing on (edgeYAMLNoProbe leaves it off).
+const edgeYAML = edgeYAMLNoProbe + "  probe_interval: 1s\n"
+
+const edgeYAMLNoProbe = `
 presence_interval: 1s
 timeouts:
   connect: 1s
@@ -71,13 +74,17 @@ failover:
 routing:
   failure_threshold: 2
   cooldown: 30s
-  probe_interval: 1s
 `
 
 // simArgs keep answers short: streams are ~16 tokens × 2ms.
 var simArgs = []string{"--chunks", "16", "--chunk-interval", "2ms", "--ttft", "5ms"}
 
 func startCluster(t *testing.T, extra ...ghtest.Option) *ghtest.Cluster {
+	t.Helper()
+	return startClusterYAML(t, edgeYAML, extra...)
+}
+
+func startClusterYAML(t *testing.T, yaml string, extra ...ghtest.Option) *ghtest.Cluster {
 	t.Helper()
 	needDocker(t)
 	opts := []ghtest.Option{
@@ -89,11 +96,15 @@ func startCluster(t *testing.T, extra ...ghtest.Option) *ghtest.Cluster {
 			ghtest.Upstream{Name: "up2", Flavor: "ollama", Models: []string{chatModel, embedModel, soloModel}, Node: 1, Args: append([]string{"--loaded", "all"}, simArgs...)},
 		),
 		ghtest.WithHeartbeat(hbInterval, hbTTL),
-		ghtest.WithEdgeConfig(edgeYAML),
+		ghtest.WithEdgeConfig(yaml),
 		ghtest.WithStartupTimeout(90 * time.Second),
 	}
 	if os.Getenv("GENIEHIVE_CHAOS_LOGS") != "" {
 		opts = append(opts, ghtest.WithLogs(os.Stderr))
+	}
+	if m := os.Getenv("GENIEHIVE_MUTANT"); m != "" {
+		// make test-mutants: the edges run a deliberately broken build.
+		opts = append(opts, ghtest.WithEdgeEnv(map[string]string{"GENIEHIVE_MUTANT": m}))
 	}
 	return ghtest.Start(t, append(opts, extra...)...)
 }
@@ -103,10 +114,22 @@ func startLoad(c *ghtest.Cluster) *Load {
 		ChatModel: chatModel, EmbedModel: embedModel})
 }
 
-// report prints the scenario's one-line summary and fails the test on loss.
-// allowCut tolerates connections cut by a SIGKILLed replica; allowRetryable
-// tolerates clean retryable errors.
-func report(t *testing.T, name string, s Summary, allowRetryable, allowCut bool) {
+// promise is what a scenario's fault may cost. The zero promise: every
+// request succeeds.
+type promise struct {
+	// cutAtFault tolerates connections cut for requests in flight at a
+	// Load.Mark (a SIGKILLed replica's open connections), and nothing else.
+	cutAtFault bool
+	// errorAtFault tolerates a clean retryable error (an error event ending
+	// a stream) for requests in flight at a Load.Mark (streams already under
+	// way on an upstream that died or was cut off cannot fail over).
+	errorAtFault bool
+}
+
+// report prints the scenario's one-line summary and fails the test when the
+// load saw anything its promise does not allow. Successes are required: a
+// cluster that answered nothing lost nothing, and proves nothing.
+func report(t *testing.T, name string, s Summary, p promise) {
 	t.Helper()
 	line := fmt.Sprintf("chaos %-28s %s", name+":", s)
 	fmt.Println(line)
@@ -115,17 +138,24 @@ func report(t *testing.T, name string, s Summary, allowRetryable, allowCut bool)
 	for _, f := range s.Failures {
 		t.Log("  " + f)
 	}
-	if s.Requests < 50 {
-		t.Errorf("only %d requests completed: the load did not run", s.Requests)
+	if s.Requests < 50 || s.OK == 0 {
+		t.Errorf("only %d requests completed, %d succeeded: the load did not run", s.Requests, s.OK)
 	}
 	if s.Other > 0 {
 		t.Errorf("%d requests lost (hang, truncated body or stream, non-OpenAI or non-retryable error)", s.Other)
 	}
-	if s.Cut > 0 && !allowCut {
-		t.Errorf("%d requests had their connection cut", s.Cut)
+	cut, retryable := s.Cut, s.Retryable
+	if p.cutAtFault {
+		cut -= s.SpannedCut
 	}
-	if s.Retryable > 0 && !allowRetryable {
-		t.Errorf("%d requests failed (retryable errors); this scenario allows none", s.Retryable)
+	if p.errorAtFault {
+		retryable -= s.SpannedRetryable
+	}
+	if cut > 0 {
+		t.Errorf("%d requests had their connection cut that this scenario does not allow (%d in flight at the fault, allowed: %v)", cut, s.SpannedCut, p.cutAtFault)
+	}
+	if retryable > 0 {
+		t.Errorf("%d requests failed with retryable errors that this scenario does not allow (%d in flight at the fault, allowed: %v)", retryable, s.SpannedRetryable, p.errorAtFault)
 	}
 }
 
@@ -332,4 +362,33 @@ func edgesMetricSum(ctx context.Context, c *ghtest.Cluster, name, match string) 
 		sum += v
 	}
 	return sum, nil
+}
+
+// edgeModels lists /v1/models on edge i directly (not through the load
+// balancer, which picks any edge).
+func edgeModels(ctx context.Context, c *ghtest.Cluster, i int) ([]string, error) {
+	u, err := c.EdgeURL(ctx, i)
+	if err != nil {
+		return nil, err
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u+"/v1/models", nil)
+	req.Header.Set("Authorization", "Bearer "+c.APIKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return nil, fmt.Errorf("edge %d /v1/models: %s: %w", i, resp.Status, err)
+	}
+	ids := make([]string, 0, len(r.Data))
+	for _, d := range r.Data {
+		ids = append(ids, d.ID)
+	}
+	return ids, nil
 }

@@ -64,13 +64,17 @@ type LoadConfig struct {
 // Summary is what a scenario prints.
 type Summary struct {
 	Requests, OK, Retryable, Cut, Other int64
-	MaxLatency                          time.Duration
-	Failures                            []string // first few non-ok descriptions
+	// SpannedRetryable and SpannedCut count the retryable and cut requests
+	// that were in flight at a Mark (started before it, ended after it):
+	// the only failures a scenario's fault may explain.
+	SpannedRetryable, SpannedCut int64
+	MaxLatency                   time.Duration
+	Failures                     []string // first few non-ok descriptions
 }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("requests=%d ok=%d retryable=%d (cut=%d) other=%d max_latency=%s",
-		s.Requests, s.OK, s.Retryable+s.Cut, s.Cut, s.Other, s.MaxLatency.Round(time.Millisecond))
+	return fmt.Sprintf("requests=%d ok=%d retryable=%d (cut=%d) other=%d in_flight_at_fault=%d max_latency=%s",
+		s.Requests, s.OK, s.Retryable+s.Cut, s.Cut, s.Other, s.SpannedRetryable+s.SpannedCut, s.MaxLatency.Round(time.Millisecond))
 }
 
 // Load runs until Stop.
@@ -81,6 +85,8 @@ type Load struct {
 	client *http.Client
 
 	n       [4]atomic.Int64
+	spanned [4]atomic.Int64
+	marks   []time.Time // under mu
 	maxLat  atomic.Int64
 	mu      sync.Mutex
 	fails   []string
@@ -124,11 +130,32 @@ func (l *Load) Stop() Summary {
 	return l.Summary()
 }
 
+// Mark records the instant of a fault (a kill, a cut): a failed request in
+// flight at that instant is counted as spanning it.
+func (l *Load) Mark() {
+	l.mu.Lock()
+	l.marks = append(l.marks, time.Now())
+	l.mu.Unlock()
+}
+
+// spans reports whether [t0, t1] contains a mark.
+func (l *Load) spans(t0, t1 time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.marks {
+		if t0.Before(m) && t1.After(m) {
+			return true
+		}
+	}
+	return false
+}
+
 // Summary of the requests completed so far.
 func (l *Load) Summary() Summary {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := Summary{OK: l.n[OK].Load(), Retryable: l.n[Retryable].Load(), Cut: l.n[Cut].Load(), Other: l.n[Other].Load(),
+		SpannedRetryable: l.spanned[Retryable].Load(), SpannedCut: l.spanned[Cut].Load(),
 		MaxLatency: time.Duration(l.maxLat.Load()), Failures: append([]string(nil), l.fails...)}
 	sort.SliceStable(s.Failures, func(i, j int) bool {
 		return strings.HasPrefix(s.Failures[i], "OTHER") && !strings.HasPrefix(s.Failures[j], "OTHER")
@@ -151,6 +178,9 @@ func (l *Load) worker(ctx context.Context, w int) {
 			}
 		}
 		l.n[out].Add(1)
+		if out != OK && l.spans(t0, t0.Add(lat)) {
+			l.spanned[out].Add(1)
+		}
 		if out != OK {
 			l.mu.Lock()
 			// Keep the first few of each outcome, losses first in the report.

@@ -131,8 +131,10 @@ pack_rootfs() {
 ctx="$work/geniehive"
 mkdir -p "$ctx/tmp"
 chmod 1777 "$ctx/tmp"
-log "go build ./cmd/geniehive (CGO_ENABLED=0)"
-(cd "$root" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags='-s -w' -o "$ctx/geniehive" ./cmd/geniehive)
+# GENIEHIVE_BUILD_TAGS=mutants (make test-mutants) compiles in the
+# deliberate bugs of edge/mutant.go, switched on by GENIEHIVE_MUTANT.
+log "go build ./cmd/geniehive (CGO_ENABLED=0${GENIEHIVE_BUILD_TAGS:+, tags $GENIEHIVE_BUILD_TAGS})"
+(cd "$root" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -tags "${GENIEHIVE_BUILD_TAGS:-}" -ldflags='-s -w' -o "$ctx/geniehive" ./cmd/geniehive)
 certs=/etc/ssl/certs/ca-certificates.crt
 if [ ! -s "$certs" ]; then
 	ensure_pkg update-ca-certificates ca-certificates

@@ -95,6 +95,9 @@ func (x *exchange) endAttempt() {
 		return
 	}
 	x.leased = false
+	if mutant == "inflight_leak" {
+		return
+	}
 	if x.s.acct != nil {
 		x.s.acct.End(x.cand, x.lease)
 	} else {
@@ -399,6 +402,9 @@ func (s *Server) plan(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp *mu
 // whether a stream writer took ownership of x.
 func (s *Server) forward(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp *multipartInfo, upPath string) bool {
 	n := min(len(x.plan.Candidates), s.cfg.Failover.Attempts)
+	if mutant == "failover_off" {
+		n = min(n, 1)
+	}
 	var lastErr error
 	rbuf := getBuf()
 	defer putBuf(rbuf)

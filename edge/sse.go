@@ -378,6 +378,9 @@ func (r *relay) appendEvent(out, ev []byte) ([]byte, bool) {
 		}
 		x.tokens++
 	}
+	if mutant == "relay_drop_last" && done {
+		return out, done
+	}
 	if r.tr != nil {
 		return r.translate(out, ev, done)
 	}

@@ -101,8 +101,10 @@ func TestStreamIdleBoundsSilenceDespiteHeartbeats(t *testing.T) {
 			if !strings.Contains(l, "upstream_timeout") {
 				t.Fatalf("error event %q", l)
 			}
-			if d := time.Since(start); d < 300*time.Millisecond || d > 3*time.Second {
-				t.Fatalf("idle stream cut after %v, want about 400ms", d)
+			// Not before the idle timeout (no ceiling: a loaded machine
+			// may deliver the error event late).
+			if d := time.Since(start); d < 300*time.Millisecond {
+				t.Fatalf("idle stream cut after %v, before the 400ms idle timeout", d)
 			}
 			if beats < 3 {
 				t.Fatalf("%d heartbeats during 400ms of silence, want several", beats)

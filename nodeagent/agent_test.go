@@ -442,15 +442,18 @@ func TestKilledAgentExpires(t *testing.T) {
 	}
 	_ = cmd.Wait()
 	killed := time.Now()
+	// Its key is still there (nothing cleaned up) and carries at most the
+	// agent's TTL: checked in Redis, not on the wall clock, which a loaded
+	// machine stretches at will.
+	ttl := c.PTTL(context.Background(), key).Val()
 	if c.Exists(context.Background(), key).Val() != 1 {
 		t.Fatal("key gone right after SIGKILL: nothing should have removed it")
 	}
-	waitFor(t, 3*time.Second, "the killed agent's key to expire", func() bool { return c.Exists(context.Background(), key).Val() == 0 })
-	gone := time.Since(killed)
-	t.Logf("SIGKILLed agent's key expired %v after the kill (TTL 1s, interval 250ms)", gone.Round(time.Millisecond))
-	if gone > 1200*time.Millisecond {
-		t.Fatalf("key outlived the TTL: %v", gone)
+	if ttl <= 0 || ttl > time.Second {
+		t.Fatalf("the killed agent's key has TTL %v, want (0, 1s] (the agent's TTL)", ttl)
 	}
+	waitFor(t, time.Minute, "the killed agent's key to expire", func() bool { return c.Exists(context.Background(), key).Val() == 0 })
+	t.Logf("SIGKILLed agent's key expired %v after the kill (TTL 1s, interval 250ms)", time.Since(killed).Round(time.Millisecond))
 }
 
 // TestHeartbeatToSnapshotDelay measures how long a heartbeat takes to reach

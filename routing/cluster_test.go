@@ -449,7 +449,7 @@ func TestClusterCooldownShared(t *testing.T) {
 	start := time.Now()
 	for _, e := range f.edges[1:] {
 		for e.w.Current().ByID["h1/ollama"] == nil || !e.w.Current().ByID["h1/ollama"].InCooldown(time.Now()) {
-			if time.Since(start) > 3*time.Second {
+			if time.Since(start) > time.Minute {
 				t.Fatalf("%s never saw the cooldown", e.id)
 			}
 			time.Sleep(2 * time.Millisecond)
@@ -467,7 +467,7 @@ func TestClusterCooldownShared(t *testing.T) {
 	b.r.Drain(ctx)
 	for _, e := range f.edges {
 		for e.w.Current().ByID["h1/ollama"].InCooldown(time.Now()) {
-			if time.Since(start) > 5*time.Second {
+			if time.Since(start) > time.Minute {
 				t.Fatalf("%s still sees the cooldown after a success", e.id)
 			}
 			time.Sleep(2 * time.Millisecond)
@@ -521,7 +521,7 @@ func TestProbeLeaseHandover(t *testing.T) {
 		}
 		return who
 	}
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(time.Minute) // generous: a loaded machine
 	for leader() < 0 || probers[leader()].Rounds() < 3 {
 		if time.Now().After(deadline) {
 			t.Fatal("no probe leader")
@@ -542,16 +542,22 @@ func TestProbeLeaseHandover(t *testing.T) {
 	if e := f.edges[2].w.Current().ByID["h2/vllm"]; e.Routable(time.Now()) || e.Service.Healthy != true {
 		t.Fatalf("probe result: routable=%v node-healthy=%v (probe must override health, not other fields)", e.Routable(time.Now()), e.Service.Healthy)
 	}
-	// Kill the leader: cancel without releasing.
+	// Kill the leader: cancel without releasing. Its lease carries a TTL of
+	// at most the lease (checked in Redis, not on the wall clock: a loaded
+	// machine may take any time to get here), and another replica takes it
+	// over once it expires.
 	killed := time.Now()
 	cancels[first]()
+	if ttl := f.admin.Client().PTTL(context.Background(), f.admin.Prefix()+"lease:"+ProbeLease).Val(); ttl > lease {
+		t.Fatalf("the dead leader's lease has a TTL of %v, more than the lease %v", ttl, lease)
+	}
 	for {
 		who, _ := f.admin.LeaseHolder(context.Background(), ProbeLease)
 		if who != "" && who != f.edges[first].id {
 			t.Logf("lease moved from %s to %s in %v (lease %v)", f.edges[first].id, who, time.Since(killed), lease)
 			break
 		}
-		if time.Since(killed) > lease+lease/5+100*time.Millisecond {
+		if time.Since(killed) > time.Minute {
 			t.Fatalf("lease not taken over %v after the leader died (lease %v)", time.Since(killed), lease)
 		}
 		time.Sleep(5 * time.Millisecond)

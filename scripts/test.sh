@@ -8,6 +8,14 @@
 # GENIEHIVE_OLLAMA=0 skips the Ollama build and its tests, GENIEHIVE_CHAOS=0
 # the container suite (both refused under CI=true; .ci/run sets CI=true);
 # GENIEHIVE_TEST_OLLAMA=/path/to/ollama uses that binary instead.
+#
+# After the -race run, the allocation tests run again without -race (under
+# -race they are compiled out or skip): a skipped one fails the pass.
+#
+# `scripts/test.sh --stress` (`make test-stress`) runs, against the same
+# private Redis, the Redis-touching packages and the policy-reload tests
+# with -race -count=3 beside a CPU hog of twice the core count, instead of
+# the suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +47,49 @@ if ! redis-cli -p "$port" ping >/dev/null 2>&1; then
   echo "redis-server did not start on port $port:" >&2; cat "$dir/redis.log" >&2; exit 1
 fi
 export GENIEHIVE_TEST_REDIS="redis://127.0.0.1:$port/0"
+
+# The allocation tests (//go:build !race files, or a skip under -race) and
+# the packages that hold them.
+alloc_run='Alloc'
+alloc_pkgs=(./edge/ ./edge/dialect/ ./edge/replica/ ./wasm/ ./routing/ ./policies/ ./internal/rawjson/ ./internal/jsonw/)
+alloc_pass() {
+  log "go test -run '$alloc_run' (no -race: allocation assertions)"
+  local out; out=$(mktemp)
+  if ! go test -count=1 -v -run "$alloc_run" "${alloc_pkgs[@]}" >"$out" 2>&1; then
+    cat "$out" >&2; rm -f "$out"; exit 1
+  fi
+  grep -E '^(ok|FAIL|--- (PASS|FAIL|SKIP))' "$out" >&2 || true
+  if grep -q -- '--- SKIP' "$out"; then
+    echo "an allocation test skipped in the non-race pass: it must run and assert here" >&2
+    rm -f "$out"; exit 1
+  fi
+  local n; n=$(grep -c -- '--- PASS' "$out" || true)
+  rm -f "$out"
+  if [ "$n" -lt 10 ]; then
+    echo "only $n allocation tests ran (want at least 10): the -run pattern or a build tag lost some" >&2
+    exit 1
+  fi
+}
+
+if [ "${1:-}" = --stress ]; then
+  shift
+  cores=$(nproc)
+  hogs=()
+  stop_hogs() { for p in "${hogs[@]}"; do kill "$p" 2>/dev/null || true; done; cleanup; }
+  trap stop_hogs EXIT
+  for _ in $(seq 1 $((2 * cores))); do
+    ( while :; do :; done ) &
+    hogs+=($!)
+  done
+  log "CPU hog: $((2 * cores)) busy loops on $cores cores (pids ${hogs[*]})"
+  redis_pkgs=(./state/ ./routing/ ./nodeagent/ ./edge/ ./edge/clusterapi/ ./edge/replica/ ./loadtest/)
+  log "go test -race -count=3 ${redis_pkgs[*]} (beside the hog)"
+  go test -race -count=3 -timeout 90m "$@" "${redis_pkgs[@]}"
+  log "go test -race -count=3: policy reload tests (beside the hog)"
+  go test -race -count=3 -timeout 60m -run 'Reload|Pushed|Bundle|WatchDir|Prepare|Holder' "$@" ./cmd/geniehive/ ./policies/ ./wasm/
+  log "stress run passed"
+  exit 0
+fi
 export TESTCONTAINERS_RYUK_DISABLED=true
 # The container suite (chaos/, ghtest's examples) runs here and in CI, not in
 # a plain `go test ./...`; GENIEHIVE_CHAOS=0 make test skips it (refused
@@ -75,3 +126,4 @@ log "go vet ./..."
 go vet ./...
 log "go test -race ./..."
 go test -race -timeout 40m "$@" ./...
+alloc_pass

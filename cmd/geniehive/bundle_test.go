@@ -53,7 +53,9 @@ func simChatNode(t *testing.T, ctx context.Context, st *state.Store) *sim.Server
 		ID: "gpu1/chat", HostID: "gpu1", Name: "chat", Kind: fleet.KindChat, Protocol: fleet.ProtocolOpenAI,
 		Endpoint: up.URL(), Healthy: true, Assets: []fleet.Asset{{Name: "llama3.1:8b", Family: "llama", Loaded: true}},
 	}}}
-	if err := st.WriteHeartbeat(ctx, ns, time.Minute); err != nil {
+	// One heartbeat for the whole test: its TTL outlasts any test run
+	// (tests under -race on a loaded machine take minutes).
+	if err := st.WriteHeartbeat(ctx, ns, time.Hour); err != nil {
 		up.Close()
 		t.Fatal(err)
 	}
@@ -72,7 +74,8 @@ func startTestEdge(t *testing.T, ctx context.Context, wg *sync.WaitGroup, c redi
 	if err := cfg.Provision(); err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	// Warnings too: a transient reload failure (retried) is logged as one.
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ready := make(chan string, 1)
 	r, err := replica.New(ctx, cfg, replica.Options{Logger: log, Store: state.New(c, prefix), Ready: func(a string) { ready <- a }})
 	if err != nil {

@@ -363,13 +363,15 @@ func (r *Replica) startEngine(ctx context.Context) error {
 // running engine in place and is reported through the server's
 // PolicyReloaded; a transient failure (policies.Transient: the attempt
 // timed out or was cancelled, the pool was busy) is logged and retried
-// with backoff (policy.retry_interval doubling up to 30s), never reported
-// as a refusal, so replicas converge on the pushed bundle however busy
+// with backoff (policy.retry_interval doubling up to 30s; an attempt that
+// ran out of time gets twice the budget next time, up to 8 times
+// policy.prepare_timeout), never reported as a refusal, so replicas converge on the pushed bundle however busy
 // they were when it arrived.
 func (r *Replica) reloadPushed(ctx context.Context) {
 	changes := r.watcher.Changes()
 	done := r.refused // the last bundle version whose outcome is final
 	var wait time.Duration
+	budget := r.prepareTimeout()
 	retry := time.NewTimer(0) // look at the current snapshot once at start
 	defer retry.Stop()
 	for {
@@ -397,10 +399,10 @@ func (r *Replica) reloadPushed(ctx context.Context) {
 			wait = 0
 			continue
 		}
-		err := r.prepareAndSwap(ctx, b)
+		err := r.prepareAndSwap(ctx, b, budget)
 		switch {
 		case err == nil:
-			done, wait = b.Version, 0
+			done, wait, budget = b.Version, 0, r.prepareTimeout()
 			retry.Stop()
 			r.log.Info("policy bundle active", "version", pb.Version, "engine", r.holder.Engine().Name())
 			r.recordGood(ctx, pb, b.Version)
@@ -408,12 +410,17 @@ func (r *Replica) reloadPushed(ctx context.Context) {
 		case ctx.Err() != nil:
 			return
 		case policies.Transient(err):
+			if errors.Is(err, context.DeadlineExceeded) && budget < 8*r.prepareTimeout() {
+				// The attempt ran out of its budget: a machine this
+				// loaded gets twice as long next time.
+				budget *= 2
+			}
 			wait = r.nextRetry(wait)
 			retry.Stop()
 			retry.Reset(wait)
-			r.log.Warn("pushed policy bundle not loaded yet (transient failure); retrying", "version", pb.Version, "retry_in", wait, "err", err)
+			r.log.Warn("pushed policy bundle not loaded yet (transient failure); retrying", "version", pb.Version, "retry_in", wait, "budget", budget, "err", err)
 		default:
-			done, wait = b.Version, 0
+			done, wait, budget = b.Version, 0, r.prepareTimeout()
 			retry.Stop()
 			r.log.Error("pushed policy bundle refused; keeping the running policy", "version", pb.Version, "err", err)
 			r.srv.PolicyReloaded(err)
@@ -421,10 +428,10 @@ func (r *Replica) reloadPushed(ctx context.Context) {
 	}
 }
 
-// prepareAndSwap tests, builds and smoke-tests b within policy.prepare_timeout
-// and makes it the active engine.
-func (r *Replica) prepareAndSwap(ctx context.Context, b *policy.Bundle) error {
-	pctx, cancel := context.WithTimeout(ctx, r.prepareTimeout())
+// prepareAndSwap tests, builds and smoke-tests b within budget and makes
+// it the active engine.
+func (r *Replica) prepareAndSwap(ctx context.Context, b *policy.Bundle, budget time.Duration) error {
+	pctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	e, _, err := policies.Prepare(pctx, b, r.factory, opa.TestBundle)
 	if err != nil {
