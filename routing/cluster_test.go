@@ -81,15 +81,8 @@ func newCluster(t *testing.T, n int, cfg Config) *fixture {
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	for i := 0; i < n; i++ {
-		opt, err := redis.ParseURL(testredis.URL(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		opt.ContextTimeoutEnabled = true
 		// The router's client (round trips counted) and the watcher's.
-		rc := redis.NewClient(opt)
-		wc := redis.NewClient(opt)
-		t.Cleanup(func() { rc.Close(); wc.Close() })
+		rc, wc := testredis.Client(t), testredis.Client(t)
 		e := &edgeInst{id: "edge-" + string(rune('a'+i)), rt: &roundTrips{}, engine: policies.NewGo()}
 		rc.AddHook(e.rt)
 		e.store = state.New(rc, prefix)
