@@ -333,8 +333,14 @@ func TestClusterLeastLoaded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := e.rt.n.Load() - before; n != 1 {
-			t.Fatalf("least_loaded: %d round trips, want 1", n)
+		// One Lua call; on a Cluster, where the candidates' sets live in
+		// different slots, a pipelined count and a ZADD (state/inflight.go).
+		want := int64(1)
+		if testredis.IsCluster(t) {
+			want = 2
+		}
+		if n := e.rt.n.Load() - before; n != want {
+			t.Fatalf("least_loaded: %d round trips, want %d", n, want)
 		}
 		if !p.Candidates[0].Leased {
 			t.Fatal("least_loaded pick carries no lease")

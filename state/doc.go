@@ -8,7 +8,19 @@
 //
 // Every key and channel starts with one configurable prefix (default "gh:").
 // Keys are grouped by hash tag (the part in braces) so that every multi-key
-// atomic operation touches one Redis Cluster slot.
+// atomic operation touches one Redis Cluster slot. Hash tags are per target
+// (a host, a round-robin target, a service, an asset), never one tag for a
+// family of keys: the hottest keys (round-robin counters, in-flight sets,
+// cooldowns) spread over a Cluster's shards (TestClusterKeysSpread). The
+// keys without a tag (catalog, keys, policy, seeded, ...) are read and
+// written one at a time, or in pipelines, never in one transaction or
+// script; an operator write sets gh:seeded, then writes and announces its
+// value in one MULTI/EXEC.
+//
+// The same code runs on one server, a Sentinel group and a Cluster (the
+// URL forms are in redisurl.go). Where a Cluster cannot do what one server
+// does atomically, the difference is documented where it is made: the
+// least-loaded pick (inflight.go).
 //
 //	key                              type    writer  TTL              holds
 //	gh:node:{<host>}:state           string  node    heartbeat TTL    NodeState JSON (host, services, assets, metrics)
@@ -18,10 +30,10 @@
 //	gh:policy:bundle                 string  operator none            PolicyBundle JSON (files not valid UTF-8 base64, named in "encodings")
 //	gh:nodes:allow                   hash    operator none            host id (or "*") -> JSON list of endpoint CIDRs / addresses / host names (nodevalidate.go)
 //	gh:seeded                        string  operator none            set by every operator write; its absence means Redis lost its data
-//	gh:{rr}:<target>                 string  edge    24h idle         round-robin counter (INCR)
-//	gh:{if}:<service>                zset    edge    lease            in-flight leases: member=<edge>:<seq>, score=deadline ms
-//	gh:{health}:cool:<service>       string  edge    cooldown length  passive-health cooldown deadline
-//	gh:{health}:fail:<service>       string  edge    failure window   consecutive failure counter
+//	gh:rr:{<target>}                 string  edge    24h idle         round-robin counter (INCR)
+//	gh:if:{<service>}                zset    edge    lease            in-flight leases: member=<edge>:<seq>, score=deadline ms
+//	gh:health:{<service>}:cool       string  edge    cooldown length  passive-health cooldown deadline
+//	gh:health:{<service>}:fail       string  edge    failure window   consecutive failure counter
 //	gh:probe                         hash    edge    none             service -> ProbeResult JSON
 //	gh:lease:probe                   string  edge    lease length     id of the edge that probes
 //	gh:stats                         hash    edge    none             service -> ServiceStats JSON (batched)

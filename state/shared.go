@@ -15,8 +15,12 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-func (s *Store) coolKey(svc string) string { return s.prefix + "{health}:cool:" + svc }
-func (s *Store) failKey(svc string) string { return s.prefix + "{health}:fail:" + svc }
+// CooldownKey holds service's passive-health cooldown deadline; failKey
+// its consecutive failure count. Both carry the service as hash tag: the
+// failure script touches the two in one slot, and the services of a fleet
+// spread over a Cluster's shards.
+func (s *Store) CooldownKey(svc string) string { return s.prefix + "health:{" + svc + "}:cool" }
+func (s *Store) failKey(svc string) string     { return s.prefix + "health:{" + svc + "}:fail" }
 
 // failScript: INCR the failure counter (window = ARGV[3] ms); when it
 // reaches the threshold ARGV[1], set the cooldown key to its deadline for
@@ -44,7 +48,7 @@ func (s *Store) RecordFailure(ctx context.Context, service string, threshold int
 	if window < time.Minute {
 		window = time.Minute
 	}
-	n, err := failScript.Run(ctx, s.c, []string{s.failKey(service), s.coolKey(service)},
+	n, err := failScript.Run(ctx, s.c, []string{s.failKey(service), s.CooldownKey(service)},
 		threshold, cooldown.Milliseconds(), window.Milliseconds(), until).Int()
 	if err != nil {
 		return false, err
@@ -58,7 +62,7 @@ func (s *Store) RecordFailure(ctx context.Context, service string, threshold int
 
 // RecordSuccess clears a service's failure count and cooldown.
 func (s *Store) RecordSuccess(ctx context.Context, service string) error {
-	n, err := s.c.Del(ctx, s.failKey(service), s.coolKey(service)).Result()
+	n, err := s.c.Del(ctx, s.failKey(service), s.CooldownKey(service)).Result()
 	if err == nil && n > 0 {
 		s.c.Publish(ctx, s.Channel(EventHealth), service)
 	}
@@ -70,23 +74,22 @@ func (s *Store) Cooldowns(ctx context.Context, services []string) (map[string]ti
 	if len(services) == 0 {
 		return nil, nil
 	}
-	keys := make([]string, len(services))
-	for i, svc := range services {
-		keys[i] = s.coolKey(svc)
-	}
-	// All cooldown keys share the {health} tag: one MGET, also on a cluster.
-	vals, err := s.c.MGet(ctx, keys...).Result()
-	if err != nil {
+	// One GET per service in one pipeline (one round trip; on a Cluster,
+	// one per shard, in parallel): the keys live in different slots.
+	gets := make([]*redis.StringCmd, len(services))
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, svc := range services {
+			gets[i] = p.Get(ctx, s.CooldownKey(svc))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
 	out := map[string]time.Time{}
-	for i, v := range vals {
-		str, ok := v.(string)
-		if !ok {
-			continue
-		}
-		ms, err := strconv.ParseInt(str, 10, 64)
-		if err == nil {
+	for i, g := range gets {
+		ms, err := strconv.ParseInt(g.Val(), 10, 64)
+		if g.Err() == nil && err == nil {
 			out[services[i]] = time.UnixMilli(ms)
 		}
 	}

@@ -324,9 +324,11 @@ func (s *Store) PutCatalog(ctx context.Context, c *fleet.Catalog) error {
 	if b, err = json.Marshal(c); err != nil {
 		return err
 	}
+	if err = s.markSeeded(ctx); err != nil {
+		return err
+	}
 	_, err = s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, s.kCatalog, b, 0)
-		p.Set(ctx, s.kSeeded, "1", 0)
 		p.Publish(ctx, s.Channel(EventCatalog), "put")
 		return nil
 	})
@@ -361,9 +363,11 @@ func (s *Store) PutKey(ctx context.Context, k fleet.APIKey) error {
 		return fmt.Errorf("%w: key %q: scope %q (want client, reader or operator)", fleet.ErrInvalid, k.ID, k.Scope)
 	}
 	b, _ := json.Marshal(k)
+	if err := s.markSeeded(ctx); err != nil {
+		return err
+	}
 	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, s.kKeys, k.ID, b)
-		p.Set(ctx, s.kSeeded, "1", 0)
 		p.Publish(ctx, s.Channel(EventKeys), "put")
 		return nil
 	})
@@ -372,9 +376,11 @@ func (s *Store) PutKey(ctx context.Context, k fleet.APIKey) error {
 
 // DeleteKey removes an API key and announces it.
 func (s *Store) DeleteKey(ctx context.Context, id string) error {
+	if err := s.markSeeded(ctx); err != nil {
+		return err
+	}
 	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HDel(ctx, s.kKeys, id)
-		p.Set(ctx, s.kSeeded, "1", 0)
 		p.Publish(ctx, s.Channel(EventKeys), "del")
 		return nil
 	})
@@ -426,16 +432,21 @@ func (s *Store) NextRRN(ctx context.Context, target string, n int) (uint64, erro
 	if n < 1 {
 		return 0, fmt.Errorf("%w: round-robin batch of %d", fleet.ErrInvalid, n)
 	}
-	v, err := rrScript.Run(ctx, s.c, []string{s.prefix + "{rr}:" + target}, int(rrIdle/time.Second), n).Int64()
+	v, err := rrScript.Run(ctx, s.c, []string{s.RRKey(target)}, int(rrIdle/time.Second), n).Int64()
 	if err != nil {
 		return 0, err
 	}
 	return uint64(v), nil
 }
 
+// RRKey is the round-robin counter of target. Its hash tag is the target,
+// so on a Redis Cluster the counters of different targets spread over the
+// shards.
+func (s *Store) RRKey(target string) string { return s.prefix + "rr:{" + target + "}" }
+
 // PeekRR returns the current counter without changing it (dry runs).
 func (s *Store) PeekRR(ctx context.Context, target string) (uint64, error) {
-	v, err := s.c.Get(ctx, s.prefix+"{rr}:"+target).Uint64()
+	v, err := s.c.Get(ctx, s.RRKey(target)).Uint64()
 	if errors.Is(err, redis.Nil) {
 		return 0, nil
 	}
@@ -451,9 +462,11 @@ func (s *Store) PutPolicyBundle(ctx context.Context, b *fleet.PolicyBundle) erro
 	if err != nil {
 		return err
 	}
+	if err = s.markSeeded(ctx); err != nil {
+		return err
+	}
 	_, err = s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, s.kPolicy, raw, 0)
-		p.Set(ctx, s.kSeeded, "1", 0)
 		p.Publish(ctx, s.Channel(EventPolicy), b.Version)
 		return nil
 	})
@@ -487,6 +500,15 @@ func (s *Store) LoadScripts(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// markSeeded sets the marker Seeded reads. Operator writes set it first,
+// then write and announce their value in one MULTI/EXEC: the marker and the
+// value live in different Cluster slots, so they cannot share the
+// transaction, and a marker without the value (the write failed) only says
+// what was true before.
+func (s *Store) markSeeded(ctx context.Context) error {
+	return s.c.Set(ctx, s.kSeeded, "1", 0).Err()
 }
 
 // Seeded reports whether an operator has written state (catalog, keys or

@@ -147,7 +147,7 @@ func TestRoutesMatchIsADryRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.w.Refresh(ctx)
-	before := keysWith(t, e, "{rr}")
+	before := keysWith(t, e, "rr:")
 	for i := 0; i < 3; i++ {
 		code, body := e.do(t, "POST", "/v1/cluster/routes/match", "r", []byte(`{"role":"coder","prompt":"fix this python function"}`))
 		if code != 200 {
@@ -164,7 +164,7 @@ func TestRoutesMatchIsADryRun(t *testing.T) {
 			t.Fatalf("signals missing: %s", body)
 		}
 	}
-	if after := keysWith(t, e, "{rr}"); after != before {
+	if after := keysWith(t, e, "rr:"); after != before {
 		t.Fatalf("routes/match changed round-robin counters (%d -> %d keys)", before, after)
 	}
 	// Free text picks the role.
