@@ -259,3 +259,23 @@ func randHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// Sentinel returns a client to the first sentinel and the master name when
+// the shared server is a Sentinel group (GENIEHIVE_TEST_REDIS=
+// redis+sentinel://...); ok is false otherwise.
+func Sentinel(t testing.TB) (sc *redis.SentinelClient, master string, ok bool) {
+	t.Helper()
+	u := URL(t)
+	scheme, rest, _ := strings.Cut(u, "://")
+	if scheme != "redis+sentinel" && scheme != "rediss+sentinel" {
+		return nil, "", false
+	}
+	o, err := redis.ParseFailoverURL(strings.TrimSuffix(scheme, "+sentinel") + "://" + rest)
+	if err != nil {
+		t.Fatalf("GENIEHIVE_TEST_REDIS: %v", err)
+	}
+	sc = redis.NewSentinelClient(&redis.Options{Addr: o.SentinelAddrs[0], Username: o.SentinelUsername,
+		Password: o.SentinelPassword, TLSConfig: o.TLSConfig, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { sc.Close() })
+	return sc, o.MasterName, true
+}
