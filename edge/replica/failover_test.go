@@ -1,0 +1,137 @@
+package replica_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/geniehive/geniehive/edge/replica"
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/internal/testredis"
+	"github.com/geniehive/geniehive/loadtest/sim"
+	"github.com/geniehive/geniehive/routing"
+)
+
+// TestSentinelFailoverUnderLoad runs on a Sentinel group only
+// (GENIEHIVE_TEST_REDIS=redis+sentinel://..., as scripts/test.sh does): an
+// edge serves steady round-robin traffic over two upstreams while Sentinel
+// moves the master to the replica (SENTINEL FAILOVER). The edge reconnects
+// on its own: every request succeeds or gets a clean, retryable OpenAI
+// error; requests keep succeeding after the failover; the round-robin
+// counter continues from where it stood (it was replicated) rather than
+// starting over; no in-flight lease is left behind once the load stops.
+func TestSentinelFailoverUnderLoad(t *testing.T) {
+	sc, master, ok := testredis.Sentinel(t)
+	if !ok {
+		t.Skip("needs a Sentinel group: GENIEHIVE_TEST_REDIS=redis+sentinel://... (scripts/test.sh starts one)")
+	}
+	ctx := context.Background()
+	url, st, prefix, up, _, cancel := start(t, func(c *replica.Config) {
+		c.Routing.DefaultStrategy = routing.StrategyRoundRobin
+	}, sim.Behavior{})
+	defer cancel()
+	// A second upstream serving the same model, so the rotation matters.
+	up2, err := sim.Start(sim.Config{Models: []sim.Model{{Name: "llama3.1:8b", Family: "llama", Loaded: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { up2.Close() })
+	ns := &fleet.NodeState{Host: fleet.Host{ID: "gpu2"}, Services: []fleet.Service{{
+		ID: "gpu2/chat", HostID: "gpu2", Name: "chat", Kind: fleet.KindChat, Protocol: fleet.ProtocolOpenAI,
+		Endpoint: up2.URL(), Healthy: true, Assets: []fleet.Asset{{Name: "llama3.1:8b", Family: "llama", Loaded: true}},
+	}}}
+	if err := st.WriteHeartbeat(ctx, ns, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	hits := func() (int64, int64) {
+		return up.Requests("/v1/chat/completions"), up2.Requests("/v1/chat/completions")
+	}
+	waitFor(t, "both upstreams to take requests", func() bool {
+		chat(url, false)
+		a, b := hits()
+		return a > 0 && b > 0
+	})
+	rrKeys := func() []string { return testredis.Keys(t, st.Client(), prefix+"rr:*") }
+	rrValue := func() uint64 {
+		var n uint64
+		for _, k := range rrKeys() {
+			v, _ := st.Client().Get(ctx, k).Uint64()
+			n += v
+		}
+		return n
+	}
+
+	// Steady load: 4 clients, as fast as the edge answers.
+	var okN, retryable, bad atomic.Int64
+	var badMu sync.Mutex
+	var badBodies []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				code, body, err := chat(url, false)
+				switch {
+				case err == nil && code == 200:
+					okN.Add(1)
+				case err == nil && (code == 502 || code == 503 || code == 504) && strings.Contains(body, `"error"`):
+					retryable.Add(1)
+				default:
+					bad.Add(1)
+					badMu.Lock()
+					badBodies = append(badBodies, body)
+					badMu.Unlock()
+				}
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	before := rrValue()
+	addr0, err := sc.GetMasterAddrByName(ctx, master).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	if err := sc.Failover(ctx, master).Err(); err != nil {
+		t.Fatalf("SENTINEL FAILOVER: %v", err)
+	}
+	waitFor(t, "sentinel to name a new master", func() bool {
+		a, err := sc.GetMasterAddrByName(ctx, master).Result()
+		return err == nil && net.JoinHostPort(a[0], a[1]) != net.JoinHostPort(addr0[0], addr0[1])
+	})
+	okAtSwitch := okN.Load()
+	// Serving after the switch: more successes through the new master.
+	waitFor(t, "requests to succeed after the failover", func() bool { return okN.Load() > okAtSwitch+50 })
+	recovered := time.Since(t0)
+	close(stop)
+	wg.Wait()
+	after := rrValue()
+	t.Logf("failover %v -> new master; requests ok %d, retryable errors %d, other %d; rr counter %d before, %d after; recovered in %v",
+		addr0, okN.Load(), retryable.Load(), bad.Load(), before, after, recovered)
+	if bad.Load() > 0 {
+		t.Fatalf("%d requests failed without a clean retryable error: %.300q", bad.Load(), badBodies)
+	}
+	if after < before {
+		t.Fatalf("round-robin counter went back from %d to %d: the rotation started over", before, after)
+	}
+	a, b := hits()
+	if d := a - b; d > (a+b)/5 || -d > (a+b)/5 {
+		t.Fatalf("round robin uneven across the failover: %d vs %d", a, b)
+	}
+	// Every lease ends: no request stays counted on the new master.
+	waitFor(t, "in-flight counts to return to 0", func() bool {
+		n, err := st.InflightCounts(ctx, []string{"gpu1/chat", "gpu2/chat"})
+		return err == nil && n[0] == 0 && n[1] == 0
+	})
+}
