@@ -416,7 +416,14 @@ func TestClusterLeastLoaded(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("least_loaded under load: fast %d, slow %d", fastHits.Load(), slowHits.Load())
-	if fastHits.Load() < 3*slowHits.Load() {
+	// On a Cluster the pick is a count, then a lease (two round trips, not
+	// one atomic script: state/inflight.go), so concurrent picks on a busy
+	// machine see each other less; the fast upstream must still win clearly.
+	factor := int64(6)
+	if testredis.IsCluster(t) {
+		factor = 3
+	}
+	if 2*fastHits.Load() < factor*slowHits.Load() {
 		t.Fatalf("fast %d vs slow %d: least_loaded did not favour the less busy upstream", fastHits.Load(), slowHits.Load())
 	}
 }
