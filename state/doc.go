@@ -68,4 +68,14 @@
 // expiry (which announces nothing). Every snapshot entry carries the deadline
 // its key's TTL implies, so an expired node is not routable even before the
 // next resync.
+//
+// On a Redis Cluster, PUBLISH reaches every node over the cluster bus, so
+// the watcher's PSUBSCRIBE on whichever node go-redis picks receives every
+// event (TestHeartbeatReachesOtherWatcher runs on the Cluster in
+// scripts/test.sh, with its resync off). Sharded pub/sub (SPUBLISH) is not
+// used: it has no pattern subscribe, and a node's ACL names its one
+// channel. After any subscription error (a failover, a reconnect) the
+// watcher subscribes again and rebuilds its whole snapshot; the resync
+// SCANs every master, and a master failing over mid-scan fails only that
+// resync (the snapshot stays, marked RedisOK=false, until the next one).
 package state
