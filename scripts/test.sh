@@ -78,7 +78,8 @@ go test -race -timeout 40m "$@" ./...
 # small (about 3-4 minutes for both on a 2-core machine; see docs/CAPACITY.md).
 # GENIEHIVE_TOPOLOGIES=0 skips this (refused under CI=true); under CI=true a
 # topology that cannot start fails the run.
-redis_packages=(./state/... ./nodeagent/... ./routing/... ./edge/... ./loadtest/... ./cmd/geniehive/...)
+# Every package whose tests use internal/testredis (grep -rl testredis --include=*_test.go).
+redis_packages=(./state ./nodeagent ./routing ./edge ./edge/clusterapi ./edge/replica ./loadtest ./cmd/geniehive)
 run_topologies() {
   if [ "${GENIEHIVE_TOPOLOGIES:-1}" = 0 ]; then
     if [ "${CI:-}" = true ]; then

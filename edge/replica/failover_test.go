@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/geniehive/geniehive/edge/replica"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
@@ -18,17 +20,71 @@ import (
 
 // TestSentinelFailoverUnderLoad runs on a Sentinel group only
 // (GENIEHIVE_TEST_REDIS=redis+sentinel://..., as scripts/test.sh does): an
-// edge serves steady round-robin traffic over two upstreams while Sentinel
-// moves the master to the replica (SENTINEL FAILOVER). The edge reconnects
-// on its own: every request succeeds or gets a clean, retryable OpenAI
-// error; requests keep succeeding after the failover; the round-robin
-// counter continues from where it stood (it was replicated) rather than
-// starting over; no in-flight lease is left behind once the load stops.
+// edge serves steady round-robin traffic while Sentinel moves the master
+// to the replica (SENTINEL FAILOVER); the edge reconnects on its own
+// (checks: failoverUnderLoad).
 func TestSentinelFailoverUnderLoad(t *testing.T) {
 	sc, master, ok := testredis.Sentinel(t)
 	if !ok {
 		t.Skip("needs a Sentinel group: GENIEHIVE_TEST_REDIS=redis+sentinel://... (scripts/test.sh starts one)")
 	}
+	failoverUnderLoad(t, func(ctx context.Context) {
+		addr0, err := sc.GetMasterAddrByName(ctx, master).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sc.Failover(ctx, master).Err(); err != nil {
+			t.Fatalf("SENTINEL FAILOVER: %v", err)
+		}
+		waitFor(t, "sentinel to name a new master", func() bool {
+			a, err := sc.GetMasterAddrByName(ctx, master).Result()
+			return err == nil && net.JoinHostPort(a[0], a[1]) != net.JoinHostPort(addr0[0], addr0[1])
+		})
+		t.Logf("sentinel: master %v replaced", addr0)
+	})
+}
+
+// TestClusterFailoverUnderLoad runs on a Redis Cluster only: the same load
+// while every shard's replica takes over from its master in turn (CLUSTER
+// FAILOVER on the replica), so every key the edge uses moves to a promoted
+// replica.
+func TestClusterFailoverUnderLoad(t *testing.T) {
+	if !testredis.IsCluster(t) {
+		t.Skip("needs a Redis Cluster: GENIEHIVE_TEST_REDIS=redis+cluster://... (scripts/test.sh starts one)")
+	}
+	failoverUnderLoad(t, func(ctx context.Context) {
+		c := testredis.Client(t).(*redis.ClusterClient)
+		slots, err := c.ClusterSlots(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sr := range slots {
+			if len(sr.Nodes) < 2 {
+				t.Fatalf("slots %d-%d have no replica", sr.Start, sr.End)
+			}
+			master, replica := sr.Nodes[0].Addr, sr.Nodes[1].Addr
+			rc := redis.NewClient(&redis.Options{Addr: replica, ContextTimeoutEnabled: true})
+			if err := rc.Do(ctx, "CLUSTER", "FAILOVER").Err(); err != nil {
+				rc.Close()
+				t.Fatalf("CLUSTER FAILOVER on %s: %v", replica, err)
+			}
+			waitFor(t, replica+" to become a master", func() bool {
+				info, err := rc.Info(ctx, "replication").Result()
+				return err == nil && strings.Contains(info, "role:master")
+			})
+			rc.Close()
+			t.Logf("cluster: slots %d-%d moved from %s to %s", sr.Start, sr.End, master, replica)
+		}
+	})
+}
+
+// failoverUnderLoad starts an edge on two upstreams with round robin,
+// drives it with 4 clients, calls fail (which returns once the topology has
+// switched), and checks: every request succeeded or got a clean retryable
+// OpenAI error; requests succeed after the switch; the round-robin counter
+// went on from where it stood (it was replicated), the rotation stayed even;
+// no in-flight lease is left once the load stops.
+func failoverUnderLoad(t *testing.T, fail func(context.Context)) {
 	ctx := context.Background()
 	url, st, prefix, up, _, cancel := start(t, func(c *replica.Config) {
 		c.Routing.DefaultStrategy = routing.StrategyRoundRobin
@@ -98,18 +154,8 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	before := rrValue()
-	addr0, err := sc.GetMasterAddrByName(ctx, master).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
 	t0 := time.Now()
-	if err := sc.Failover(ctx, master).Err(); err != nil {
-		t.Fatalf("SENTINEL FAILOVER: %v", err)
-	}
-	waitFor(t, "sentinel to name a new master", func() bool {
-		a, err := sc.GetMasterAddrByName(ctx, master).Result()
-		return err == nil && net.JoinHostPort(a[0], a[1]) != net.JoinHostPort(addr0[0], addr0[1])
-	})
+	fail(ctx)
 	okAtSwitch := okN.Load()
 	// Serving after the switch: more successes through the new master.
 	waitFor(t, "requests to succeed after the failover", func() bool { return okN.Load() > okAtSwitch+50 })
@@ -117,8 +163,8 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	after := rrValue()
-	t.Logf("failover %v -> new master; requests ok %d, retryable errors %d, other %d; rr counter %d before, %d after; recovered in %v",
-		addr0, okN.Load(), retryable.Load(), bad.Load(), before, after, recovered)
+	t.Logf("requests ok %d, retryable errors %d, other %d; rr counter %d before, %d after; serving again %v after the failover began",
+		okN.Load(), retryable.Load(), bad.Load(), before, after, recovered)
 	if bad.Load() > 0 {
 		t.Fatalf("%d requests failed without a clean retryable error: %.300q", bad.Load(), badBodies)
 	}
