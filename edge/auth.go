@@ -11,8 +11,16 @@ import (
 
 // keyring holds the keys from the configuration, by SHA-256 of the secret.
 // Keys stored in Redis arrive with each snapshot (Snapshot.Keys).
+//
+// Auth fails closed: once it is on — auth_required, a configured key, a
+// stored key, the gh:auth:enabled marker a stored key leaves behind, or a
+// keyring that cannot be read — it stays on, and an empty or unreadable
+// keyring lets nobody in (the edge reports itself degraded: degraded.go).
+// Only a store that never held a key, with no key configured and
+// auth_required unset, leaves auth off.
 type keyring struct {
-	byHash map[[sha256.Size]byte]*fleet.APIKey
+	byHash   map[[sha256.Size]byte]*fleet.APIKey
+	required bool // auth_required
 }
 
 func newKeyring(cfg []KeyConfig) (*keyring, error) {
@@ -33,9 +41,15 @@ func newKeyring(cfg []KeyConfig) (*keyring, error) {
 	return kr, nil
 }
 
-// authEnabled reports whether any key exists (configured or in Redis).
+// authEnabled reports whether requests must present a key.
 func (kr *keyring) authEnabled(snap *fleet.Snapshot) bool {
-	return len(kr.byHash) > 0 || (snap != nil && len(snap.Keys) > 0)
+	return kr.required || !kr.noKeyEver(snap)
+}
+
+// noKeyEver reports that nothing says auth was ever meant to be on: no key
+// configured, none stored, no auth marker, and a keyring that read cleanly.
+func (kr *keyring) noKeyEver(snap *fleet.Snapshot) bool {
+	return len(kr.byHash) == 0 && (snap == nil || (len(snap.Keys) == 0 && !snap.AuthOn && snap.KeysError == ""))
 }
 
 var (

@@ -27,12 +27,23 @@ type Config struct {
 	// (geniehive keys ...). With no key here and none in Redis, auth is OFF.
 	Keys []KeyConfig `yaml:"keys"`
 	// AuthRequired refuses to start without keys instead of running open.
-	AuthRequired bool       `yaml:"auth_required"`
-	Timeouts     Timeouts   `yaml:"timeouts"`
-	BodyLimits   BodyLimits `yaml:"body_limits"`
-	Failover     Failover   `yaml:"failover"`
+	AuthRequired bool          `yaml:"auth_required"`
+	Metrics      MetricsConfig `yaml:"metrics"`
+	Timeouts     Timeouts      `yaml:"timeouts"`
+	BodyLimits   BodyLimits    `yaml:"body_limits"`
+	Failover     Failover      `yaml:"failover"`
+	// AnswerLimits caps buffered (non-streaming) upstream answers per route
+	// and one SSE event of a stream (502 upstream_answer_too_large beyond).
+	AnswerLimits AnswerLimits `yaml:"answer_limits"`
 	// MaxHeaderBytes bounds a request's header block (431 beyond). Default 16KiB.
 	MaxHeaderBytes ByteSize `yaml:"max_header_bytes"`
+	// MaxConns caps client connections to this edge in total (past it a
+	// new connection is answered 503 and closed). Default 65536.
+	MaxConns int `yaml:"max_conns"`
+	// MaxConnsPerClient caps connections from one client address. Behind a
+	// load balancer every connection comes from its address: raise this
+	// (or set -1 for no cap). Default 4096.
+	MaxConnsPerClient int `yaml:"max_conns_per_client"`
 	// StatsInterval is how often observed stats are merged into Redis. Default 1s.
 	StatsInterval time.Duration `yaml:"stats_interval"`
 	// PresenceInterval is how often the edge refreshes its presence record. Default 5s.
@@ -45,6 +56,15 @@ type Config struct {
 	LogLevel string `yaml:"log_level"`
 	// AccessLog writes one line per request at info level. Default true.
 	AccessLog *bool `yaml:"access_log"`
+}
+
+// MetricsConfig says where /metrics is served.
+type MetricsConfig struct {
+	// Listen, when set, serves /metrics (and /healthz) on this separate
+	// address, open, for a scraper on a private network; the main listener
+	// then answers 404 there. When empty, /metrics is on the main listener
+	// and, with auth_required, needs a key of reader or operator scope.
+	Listen string `yaml:"listen"`
 }
 
 // RedisConfig locates the shared store.
@@ -80,6 +100,10 @@ type Timeouts struct {
 	StreamIdle time.Duration `yaml:"stream_idle"`
 	// StreamMax bounds a whole stream. Default 1h.
 	StreamMax time.Duration `yaml:"stream_max"`
+	// Write bounds writing one whole non-streaming answer to the client,
+	// and each write of a stream (a client that stops reading is cut after
+	// it; a stream never outlives StreamMax either). Default 60s.
+	Write time.Duration `yaml:"write"`
 	// Heartbeat is the SSE comment interval while an upstream is silent, so a
 	// gone client is noticed. Default 5s.
 	Heartbeat time.Duration `yaml:"heartbeat"`
@@ -99,6 +123,19 @@ type BodyLimits struct {
 	Transcription ByteSize `yaml:"transcription"` // default 25MiB
 	Speech        ByteSize `yaml:"speech"`        // default 1MiB
 	Images        ByteSize `yaml:"images"`        // default 1MiB
+}
+
+// AnswerLimits caps what the edge buffers of an upstream's answer.
+// Accepts "16MiB" etc.
+type AnswerLimits struct {
+	Chat          ByteSize `yaml:"chat"`          // default 16MiB
+	Embeddings    ByteSize `yaml:"embeddings"`    // default 128MiB
+	Transcription ByteSize `yaml:"transcription"` // default 16MiB
+	Speech        ByteSize `yaml:"speech"`        // default 64MiB
+	Images        ByteSize `yaml:"images"`        // default 64MiB
+	// SSEEvent caps one event of a stream (the relay holds an event until
+	// its terminator arrives). Default 4MiB.
+	SSEEvent ByteSize `yaml:"sse_event"`
 }
 
 // Failover bounds retries before the first byte. (Passive health —
@@ -190,6 +227,7 @@ func (c *Config) Provision() error {
 	def(&t.Request, 10*time.Minute)
 	def(&t.StreamIdle, 5*time.Minute)
 	def(&t.Heartbeat, 5*time.Second)
+	def(&t.Write, 60*time.Second)
 	def(&t.Shutdown, 30*time.Second)
 	def(&c.StatsInterval, time.Second)
 	def(&c.PresenceInterval, 5*time.Second)
@@ -205,6 +243,18 @@ func (c *Config) Provision() error {
 	defB(&c.BodyLimits.Speech, 1<<20)
 	defB(&c.BodyLimits.Images, 1<<20)
 	defB(&c.MaxHeaderBytes, 16<<10)
+	defB(&c.AnswerLimits.Chat, 16<<20)
+	defB(&c.AnswerLimits.Embeddings, 128<<20)
+	defB(&c.AnswerLimits.Transcription, 16<<20)
+	defB(&c.AnswerLimits.Speech, 64<<20)
+	defB(&c.AnswerLimits.Images, 64<<20)
+	defB(&c.AnswerLimits.SSEEvent, 4<<20)
+	if c.MaxConns <= 0 {
+		c.MaxConns = 65536
+	}
+	if c.MaxConnsPerClient == 0 {
+		c.MaxConnsPerClient = 4096
+	}
 	if c.Failover.Attempts <= 0 {
 		c.Failover.Attempts = 3
 	}
@@ -252,6 +302,29 @@ func (c *Config) limitFor(k fleet.Kind) int {
 		return int(c.BodyLimits.Images)
 	}
 	return int(c.BodyLimits.Chat)
+}
+
+// answerLimitFor is the buffered-answer cap of an operation.
+func (c *Config) answerLimitFor(k fleet.Kind) int {
+	switch k {
+	case fleet.KindEmbeddings:
+		return int(c.AnswerLimits.Embeddings)
+	case fleet.KindTranscription:
+		return int(c.AnswerLimits.Transcription)
+	case fleet.KindSpeech:
+		return int(c.AnswerLimits.Speech)
+	case fleet.KindImages:
+		return int(c.AnswerLimits.Images)
+	}
+	return int(c.AnswerLimits.Chat)
+}
+
+// maxConnsPerIP is fasthttp's MaxConnsPerIP (0 = no cap).
+func (c *Config) maxConnsPerIP() int {
+	if c.MaxConnsPerClient < 0 {
+		return 0
+	}
+	return c.MaxConnsPerClient
 }
 
 func (c *Config) maxBody() int {

@@ -82,7 +82,8 @@ func (e *upstreamError) Unwrap() error { return e.err }
 // errors, timeouts, 5xx, 429 and 404 (model gone from that upstream).
 func (e *upstreamError) retryable() bool {
 	if e.err != nil {
-		return true
+		// A too-large answer would be as large again elsewhere.
+		return !errors.Is(e.err, fasthttp.ErrBodyTooLarge)
 	}
 	return e.status >= 500 || e.status == 429 || e.status == 404 || e.status == 408
 }
@@ -138,6 +139,10 @@ func Classify(err error) *APIError {
 	case errors.Is(err, errDupModel):
 		return badRequest("invalid_request", "model", errDupModel.Error())
 	}
+	var ce *canonError
+	if errors.As(err, &ce) {
+		return badRequest("invalid_request", ce.param, ce.msg)
+	}
 	var dn denied
 	if errors.As(err, &dn) {
 		return denialError(dn.d)
@@ -154,7 +159,9 @@ func Classify(err error) *APIError {
 	}
 	var nc *routing.NoCandidatesError
 	if errors.As(err, &nc) {
-		return &APIError{Status: 503, Type: "server_error", Code: "no_available_upstream", Param: "model", Message: nc.Error(), RetryAfter: 2}
+		c := *nc
+		c.Model = clipName(c.Model)
+		return &APIError{Status: 503, Type: "server_error", Code: "no_available_upstream", Param: "model", Message: c.Error(), RetryAfter: 2}
 	}
 	var se *routing.SaturatedError
 	if errors.As(err, &se) {
@@ -175,8 +182,11 @@ func Classify(err error) *APIError {
 		switch {
 		case ue.err != nil && isTimeout(ue.err):
 			return &APIError{Status: 504, Type: "server_error", Code: "upstream_timeout", Message: "upstream " + ue.service + " timed out"}
+		case errors.Is(ue.err, fasthttp.ErrBodyTooLarge):
+			return &APIError{Status: 502, Type: "server_error", Code: "upstream_answer_too_large", Message: "upstream " + ue.service + "'s answer exceeds this endpoint's answer limit"}
 		case ue.err != nil:
-			return &APIError{Status: 502, Type: "server_error", Code: "upstream_unreachable", Message: "upstream " + ue.service + " failed: " + ue.err.Error()}
+			// The transport error names addresses: it goes to the log only.
+			return &APIError{Status: 502, Type: "server_error", Code: "upstream_unreachable", Message: "upstream " + ue.service + " is unreachable"}
 		case ue.status == 429:
 			return &APIError{Status: 429, Type: "rate_limit_error", Code: "upstream_rate_limited", Message: "upstream " + ue.service + " is busy", RetryAfter: 1}
 		case ue.status == 503:
@@ -187,11 +197,16 @@ func Classify(err error) *APIError {
 			return &APIError{Status: 502, Type: "server_error", Code: "upstream_error", Message: "upstream " + ue.service + " answered HTTP " + strconv.Itoa(ue.status)}
 		case ue.status >= 400:
 			// The upstream refused the request itself (bad parameters):
-			// the client's fault, relayed with the upstream's message.
-			return &APIError{Status: ue.status, Type: "invalid_request_error", Code: "upstream_rejected",
-				Message: "upstream " + ue.service + " rejected the request", Body: ue.body}
+			// the client's fault, with the upstream's message when it
+			// names nothing internal (never its document as is).
+			msg := "upstream " + ue.service + " rejected the request"
+			m, param := upstreamMessage(ue.body)
+			if m != "" {
+				msg += ": " + m
+			}
+			return &APIError{Status: ue.status, Type: "invalid_request_error", Code: "upstream_rejected", Param: param, Message: msg}
 		}
-		return &APIError{Status: 502, Type: "server_error", Code: "upstream_error", Message: ue.Error()}
+		return &APIError{Status: 502, Type: "server_error", Code: "upstream_error", Message: "upstream " + ue.service + " answered HTTP " + strconv.Itoa(ue.status)}
 	}
 	var small *fasthttp.ErrSmallBuffer
 	switch {
@@ -257,6 +272,10 @@ func writeError(ctx *fasthttp.RequestCtx, e *APIError) {
 	}
 	if e.Status == 401 {
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="geniehive"`)
+	}
+	if anthropicRoute(ctx) {
+		writeAnthropicError(ctx, e)
+		return
 	}
 	if len(e.Body) > 0 && isJSONObjectWithError(e.Body) {
 		ctx.SetBody(e.Body)

@@ -30,6 +30,9 @@ func FuzzScanRequest(f *testing.F) {
 		`{"chat_template_kwargs":{"enable_thinking":false},"think":true,"model":"m"}`,
 		`{}`, `[]`, `{"model":"m","x":[1,2,{"a":null}],"max_completion_tokens":3e2}`,
 		`{"model":"\ud83d\ude00"}`,
+		`{"model":"allowed","Model":"secret"}`, `{"model":"m","max_tokens":1e5}`, `{"model":"m","max_tokens":"100000"}`,
+		`{"model":"m","max_tokens":100,"Max_Tokens":100000}`, `{"model":"m","ſtream":true}`, `{"model":"m","thin\u212a":true}`,
+		`{"model":"m","chat_template_kwargs":{"enable\u005fthinking":"no"}}`, `{"model":"m","think":"high","max_completion_tokens":9}`,
 		`{"model":"a","mod\u0065l":"b"}`,
 		`{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"one"},{"type":"image_url","image_url":{"url":"x"}},{"text":"two","type":"text"}]},{"role":"assistant","content":"no"}]}`,
 		`{"model":"m","messages":[{"role":"user","content":"a"},{"content":"b","role":"us\u0065r"}],"messages":null}`,
@@ -60,6 +63,14 @@ func FuzzScanRequest(f *testing.F) {
 				t.Fatalf("%q: duplicate model reported, %d found", b, n)
 			}
 			return
+		case errors.Is(err, errCanon):
+			if why := canonViolation(b); why == "" {
+				t.Fatalf("%q refused (%v) though every upstream reads it alike", b, err)
+			}
+			return
+		}
+		if why := canonViolation(b); why != "" && err != errNotObject {
+			t.Fatalf("%q accepted though not canonical: %s", b, why)
 		}
 		if n := topLevelCount(b, "model"); n > 1 {
 			t.Fatalf("%q: %d model members accepted", b, n)
@@ -93,6 +104,9 @@ func FuzzScanRequest(f *testing.F) {
 		}
 		if s, _ := m["stream"].(bool); s != fa.stream {
 			t.Fatalf("%q: stream %v", b, fa.stream)
+		}
+		if fa.modelOK { // (else the edge answers 400 and forwards nothing)
+			checkUpstreamReaders(t, b, &fa)
 		}
 		if utf8.Valid(b) {
 			// (encoding/json replaces invalid UTF-8; the scanner keeps bytes)

@@ -22,7 +22,11 @@ type bodyScan struct {
 	modelOK              bool // model present and a string
 	stream               bool
 	maxTokens            int
-	thinking             int8 // -1 off, 0 unset, 1 on
+	thinking             int8 // -1 off, 0 unset, 1 on: the client's explicit choice (see thinkingChoice)
+	// think* are the client's thinking switches, each -1 off, 0 absent, 1
+	// on (thinkEffort: "none" is off, any other effort on).
+	thinkNative, thinkKwargs, thinkEffort, thinkReasoning int8
+	effortLevel                                           bool // reasoning_effort or reasoning.effort names a level (not "none")
 	// text spans (quoted JSON strings) of the last user message, in order;
 	// prompt is a top-level "prompt" string (images, completions).
 	text   [maxTextParts]span
@@ -41,13 +45,15 @@ var (
 
 // scanRequest validates b as JSON and extracts the request fields in the
 // same single pass: it accepts exactly what json.Valid accepts (nesting at
-// most rawjson.MaxDepth levels), so the request path reads a body once. Later
-// duplicate keys win, as with encoding/json, except "model" (errDupModel).
+// most rawjson.MaxDepth levels), so the request path reads a body once. It
+// accepts only bodies every upstream reads alike (canon.go): unique,
+// lower-case top-level names, plain integer token limits, typed switches.
 //
 // # Errors
 // rawjson.ErrSyntax when b is not valid JSON, errNotObject when it is valid but not an
 // object, rawjson.ErrTooDeep when it nests deeper than rawjson.MaxDepth, errDupModel
-// when the object has two "model" members (escaped spellings included).
+// when the object has two "model" members (escaped spellings included), a
+// *canonError (errors.Is errCanon) for a body not in canonical form.
 func scanRequest(b []byte, f *bodyScan) error {
 	*f = bodyScan{modelStart: -1, modelEnd: -1}
 	i := rawjson.SkipWS(b, 0)
@@ -65,6 +71,8 @@ func scanRequest(b []byte, f *bodyScan) error {
 		return errNotObject
 	}
 	nModel := 0
+	var seen keySet
+	var canonErr error // the first non-canonical member, reported once the whole body is valid
 	i = rawjson.SkipWS(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		i++
@@ -89,6 +97,9 @@ func scanRequest(b []byte, f *bodyScan) error {
 			var ve int
 			var kbuf [32]byte
 			key := rawjson.KeyName(b, ks, ke, kesc, &kbuf)
+			if err := seen.add(key, kesc); err != nil && canonErr == nil {
+				canonErr = err
+			}
 			switch {
 			case string(key) == "model":
 				nModel++
@@ -120,22 +131,9 @@ func scanRequest(b []byte, f *bodyScan) error {
 					if b[vs] == '"' {
 						f.prompt = span{vs, ve}
 					}
-				case "stream":
-					v, _ := rawjson.BoolLit(b, vs, ve)
-					f.stream = v
-				case "max_tokens", "max_completion_tokens":
-					if n := rawjson.IntLit(b, vs, ve); n > 0 {
-						f.maxTokens = n
-					}
-				case "think":
-					if v, ok := rawjson.BoolLit(b, vs, ve); ok {
-						f.thinking = boolTri(v)
-					}
-				case "chat_template_kwargs":
-					if b[vs] == '{' {
-						if t := findBoolMember(b, vs, "enable_thinking"); t != 0 {
-							f.thinking = t
-						}
+				default:
+					if err := topValue(key, b, vs, ve, f); err != nil && canonErr == nil {
+						canonErr = err
 					}
 				}
 			}
@@ -156,10 +154,11 @@ func scanRequest(b []byte, f *bodyScan) error {
 	if rawjson.SkipWS(b, i) != len(b) {
 		return rawjson.ErrSyntax
 	}
+	f.thinking = f.thinkingChoice()
 	if nModel > 1 {
 		return errDupModel
 	}
-	return nil
+	return canonErr
 }
 
 // span is a byte range [s, e) of a scanned body.
@@ -329,6 +328,8 @@ func appendText(dst, body []byte, f *bodyScan, max int) []byte {
 	}
 	return dst
 }
+
+// boolTri maps a JSON bool to a thinking state: -1 off, 1 on.
 func boolTri(v bool) int8 {
 	if v {
 		return 1
@@ -336,40 +337,66 @@ func boolTri(v bool) int8 {
 	return -1
 }
 
-// findBoolMember looks for a boolean member k in the object at b[i] == '{'.
-func findBoolMember(b []byte, i int, k string) int8 {
-	var out int8
+// findMember returns the span of member k's value in the object at b[i]
+// (the last one, as encoding/json reads duplicates), or -1, -1.
+func findMember(b []byte, i int, k string) (int, int) {
+	s, e := -1, -1
 	i = rawjson.SkipWS(b, i+1)
 	if i < len(b) && b[i] == '}' {
-		return 0
+		return s, e
 	}
 	for {
 		i = rawjson.SkipWS(b, i)
 		ks := i
 		ke, _, err := rawjson.SkipString(b, i)
 		if err != nil {
-			return out
+			return s, e
 		}
 		i = rawjson.SkipWS(b, ke)
 		if i >= len(b) || b[i] != ':' {
-			return out
+			return s, e
 		}
 		vs := rawjson.SkipWS(b, i+1)
 		ve, err := rawjson.ValidValue(b, vs, 2)
 		if err != nil {
-			return out
+			return s, e
 		}
 		if rawjson.KeyIs(b, ks, ke, k) {
-			if v, ok := rawjson.BoolLit(b, vs, ve); ok {
-				out = boolTri(v)
-			}
+			s, e = vs, ve
 		}
 		i = rawjson.SkipWS(b, ve)
 		if i >= len(b) || b[i] != ',' {
-			return out
+			return s, e
 		}
 		i++
 	}
+}
+
+// effortTri reads a reasoning effort value: "none" is off, any other
+// string on (and *level set), anything else (null) unset.
+func effortTri(b []byte, s, e int, level *bool) int8 {
+	if b[s] != '"' {
+		return 0
+	}
+	if rawjson.StringIs(b[s:e], "none") {
+		return -1
+	}
+	*level = true
+	return 1
+}
+
+// thinkingChoice is the client's explicit thinking choice from every
+// switch it sent (0: it said nothing). When switches disagree, the one the
+// OpenAI-style clients use wins: reasoning.effort (Ollama: "a reasoning
+// object wins over reasoning_effort"), reasoning_effort,
+// chat_template_kwargs.enable_thinking, then Ollama's think.
+func (f *bodyScan) thinkingChoice() int8 {
+	for _, t := range [...]int8{f.thinkReasoning, f.thinkEffort, f.thinkKwargs, f.thinkNative} {
+		if t != 0 {
+			return t
+		}
+	}
+	return 0
 }
 
 // setModel appends to dst the body with the model value (span from f)

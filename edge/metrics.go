@@ -160,7 +160,8 @@ func newMetrics() *metrics {
 		Name: "geniehive_policy_info", Help: "The active policy engine and version (value 1).",
 	}, []string{"engine", "version"})
 	m.inflight = map[string]prometheus.Gauge{}
-	for _, rt := range []string{endpointChat, endpointEmbeddings, endpointTranscription, endpointSpeech, endpointImages} {
+	for _, rt := range []string{endpointChat, endpointEmbeddings, endpointTranscription, endpointSpeech, endpointImages,
+		endpointResponses, endpointMessages, endpointCountTokens, endpointCompletions} {
 		m.inflight[rt] = m.inflightVec.WithLabelValues(rt)
 	}
 	m.policyEval = prometheus.NewHistogramVec(prometheus.HistogramOpts{

@@ -8,11 +8,13 @@ import (
 	"net"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/geniehive/geniehive/edge/dialect"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/rawjson"
 	"github.com/geniehive/geniehive/policies"
@@ -50,8 +52,17 @@ type exchange struct {
 	clientIP string
 	errCode  string
 	aborted  bool
+	thinkOff bool // the edge wrote a thinking-off switch for the current candidate
 
 	text []byte // scratch for rf.Text
+	body *bbuf  // the request body as read (readBody); released by finish
+
+	// api is the client's API on the agent-facing routes (dialects.go);
+	// dreq its parsed body, released by finish; native: the current
+	// attempt passes the body through rather than translating it.
+	api    dialect.API
+	dreq   *dialect.Request
+	native bool
 
 	cand   *routing.Candidate
 	lease  state.Lease
@@ -147,7 +158,7 @@ func (x *exchange) finish() {
 		}
 		attrs := [...]slog.Attr{
 			slog.String("endpoint", x.endpoint),
-			slog.String("model", x.model),
+			slog.String("model", clipName(x.model)),
 			slog.String("asset", x.asset),
 			slog.String("role", x.rLabel),
 			slog.String("service", x.service),
@@ -164,7 +175,15 @@ func (x *exchange) finish() {
 		}
 		s.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs[:]...)
 	}
+	if x.body != nil {
+		putBuf(x.body)
+		x.body = nil
+	}
 	s.open.Add(-1)
+	if x.dreq != nil {
+		dialect.ReleaseRequest(x.dreq)
+		x.dreq = nil
+	}
 	x.s = nil
 	x.key = nil
 	x.cand = nil
@@ -198,8 +217,9 @@ var reasoningKeys = []string{"reasoning_content", "reasoning"}
 // authenticate -> parse -> decide -> plan -> forward (attempt each
 // candidate, respond with the first that answers). Every step's failure
 // goes to x.fail, which maps it with Classify.
-func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, rt, upPath string) {
+func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, api dialect.API, rt, upPath string) {
 	x := s.acquireExchange(rt, op)
+	x.api = api
 	handedOff := false
 	defer func() {
 		if r := recover(); r != nil {
@@ -218,13 +238,22 @@ func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, rt, upP
 	if !s.authenticate(ctx, x) {
 		return
 	}
-	body := ctx.PostBody()
+	x.body = getBuf()
+	body, err := readBody(ctx, s.cfg.limitFor(op), x.body)
+	if err != nil {
+		x.fail(ctx, err)
+		return
+	}
 	mp, err := s.parse(ctx, x, body)
 	if err == nil {
 		err = s.decide(ctx, x, body)
 	}
 	if err == nil {
 		err = s.plan(ctx, x, body, mp)
+		if api == dialect.APICountTokens {
+			s.countTokens(ctx, x, body, err)
+			return
+		}
 	}
 	if err != nil {
 		x.fail(ctx, err)
@@ -256,6 +285,9 @@ func (s *Server) parse(ctx *fasthttp.RequestCtx, x *exchange, body []byte) (mp *
 	x.bytesIn = len(body)
 	if len(body) > s.cfg.limitFor(x.op) {
 		return nil, errTooLarge
+	}
+	if x.api != dialect.APIChat {
+		return nil, s.parseDialect(x, body)
 	}
 	if x.op == fleet.KindTranscription {
 		info, err := parseMultipart(body, ctx.Request.Header.ContentType())
@@ -289,6 +321,9 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx, x *exchange, body []byte) erro
 	in := &x.in
 	in.SchemaVersion = policy.SchemaVersion
 	in.Operation = x.op
+	if x.op == fleet.KindChat {
+		in.API = apiNames[x.api]
+	}
 	in.Model = x.model
 	in.ModelKey = policies.NormalizeModel(x.model)
 	in.Stream = x.stream
@@ -336,6 +371,8 @@ func (s *Server) plan(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp *mu
 	if mp == nil && (x.scan.nText > 0 || x.scan.prompt.e > 0) {
 		x.text = appendText(x.text[:0], body, &x.scan, routing.TextBytes)
 		x.rf.Text = string(x.text)
+	} else if x.dreq != nil && x.dreq.Facts().Text != "" {
+		x.rf.Text = string(append(x.text[:0], x.dreq.Facts().Text...)) // a copy: Facts view reused buffers
 	}
 	plan, err := s.router.Plan(ctx, x.snap, &x.dec, &x.rf)
 	if err != nil {
@@ -362,12 +399,22 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp 
 	for i := 0; i < n; i++ {
 		c := &x.plan.Candidates[i]
 		x.attempts = i + 1
-		upBody, err := s.rewrite(rbuf, body, x, c, mp)
+		path := upPath
+		var upBody []byte
+		var err error
+		if x.dreq != nil {
+			upBody, path, err = s.rewriteDialect(rbuf, body, x, c)
+		} else {
+			upBody, err = s.rewrite(rbuf, body, x, c, mp)
+		}
+		if err == errSkipCandidate {
+			continue
+		}
 		if err != nil {
 			x.fail(ctx, err)
 			return false
 		}
-		resp, err := s.attempt(ctx, x, c, upBody, upPath)
+		resp, err := s.attempt(ctx, x, c, upBody, path)
 		if err == nil {
 			return s.respond(ctx, x, c, resp)
 		}
@@ -383,6 +430,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp 
 	if lastErr == nil {
 		lastErr = &routing.NoCandidatesError{Model: x.model, Tried: x.plan.Tried}
 	}
+	s.logUpstreamFailure(lastErr)
 	x.fail(ctx, lastErr)
 	return false
 }
@@ -408,6 +456,7 @@ func (s *Server) attempt(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candi
 	ub = getBuf()
 	ub.B = appendIP(ub.B[:0], ctx.RemoteIP())
 	req.Header.SetBytesV("X-Forwarded-For", ub.B)
+	req.Header.SetBytesV("X-Real-IP", ub.B)
 	putBuf(ub)
 	req.SetBodyRaw(upBody)
 	x.upStart = time.Now()
@@ -446,7 +495,7 @@ func (s *Server) attempt(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candi
 	}
 	s.met.upErrors.WithLabelValues(c.Service.ID, reason).Inc()
 	if s.feedback != nil && (ue.err != nil || ue.status >= 500) {
-		s.feedback.Observe(c, false, time.Since(x.upStart))
+		routing.Fail(s.feedback, c, ue.err != nil && !isTimeout(ue.err), time.Since(x.upStart))
 	}
 	return nil, ue
 }
@@ -495,6 +544,16 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candi
 	fasthttp.ReleaseResponse(resp)
 	x.ttft = time.Since(x.upStart)
 	x.tokens = completionTokens(rb)
+	if x.dreq != nil && !x.native {
+		if strip && bytes.Contains(rb, []byte(`"reasoning`)) {
+			sb := getBuf()
+			sb.B, _ = stripKeys(sb.B[:0], rb, reasoningKeys)
+			rb = append(rb[:0], sb.B...)
+			putBuf(sb)
+		}
+		s.respondTranslated(ctx, x, rb)
+		return false
+	}
 	if strip && bytes.Contains(rb, []byte(`"reasoning`)) {
 		sb := getBuf()
 		sb.B, _ = stripKeys(sb.B[:0], rb, reasoningKeys)
@@ -561,21 +620,73 @@ func (s *Server) rewrite(bb *bbuf, body []byte, x *exchange, c *routing.Candidat
 		bb.B = spliceMultipartModel(bb.B[:0], body, mp, c.Asset)
 		return bb.B, nil
 	}
-	if patch.Empty() {
+	r := policies.Rewrite{Dialect: policies.DialectOpenAI, Model: c.Asset}
+	if c.Service.Protocol == fleet.ProtocolOllama {
+		// The edge speaks to Ollama's OpenAI layer (/v1/*), never /api/*.
+		r.Dialect = policies.DialectOllamaOpenAI
+	}
+	if x.op == fleet.KindChat {
+		r.Thinking = thinkingFor(&x.scan, patch, r.Dialect)
+		if r.Thinking > 0 && x.scan.effortLevel && r.Dialect == policies.DialectOllamaOpenAI {
+			r.EffortLevels = takesEffortLevels(c)
+		}
+	}
+	x.thinkOff = r.Thinking < 0 || patch != nil && patch.DisableThinking
+	if patch.Empty() && r.Thinking == 0 {
 		if c.Asset == "" || c.Asset == x.model {
 			return body, nil
 		}
 		bb.B = setModel(bb.B[:0], body, &x.scan, c.Asset)
 		return bb.B, nil
 	}
-	dialect := policies.DialectOpenAI
-	if c.Service.Protocol == fleet.ProtocolOllama {
-		dialect = policies.DialectOllama
-	}
-	out, err := policies.ApplyPatch(body, patch, dialect, c.Asset)
+	out, err := policies.ApplyRewrite(body, patch, r)
 	if err != nil {
 		return nil, badRequest("invalid_request", "", "request body could not be rewritten: "+err.Error())
 	}
 	bb.B = append(bb.B[:0], out...)
 	return bb.B, nil
+}
+
+// thinkingFor is the thinking switch to write for a target: off when the
+// policy turns thinking off; else the client's own choice when it was sent
+// in a switch the upstream does not read (or switches that disagree), so
+// that the upstream does what the client asked; else 0 (body as it is).
+func thinkingFor(f *bodyScan, patch *policy.Patch, dialect string) int8 {
+	if patch != nil && patch.DisableThinking {
+		return -1
+	}
+	want := f.thinking
+	if want == 0 {
+		return 0
+	}
+	disagree := func(t int8) bool { return t != 0 && t != want }
+	if disagree(f.thinkNative) || disagree(f.thinkKwargs) || disagree(f.thinkEffort) || disagree(f.thinkReasoning) {
+		return want
+	}
+	switch dialect {
+	case policies.DialectOllamaOpenAI:
+		// Off is read only from reasoning_effort / reasoning.effort; on is
+		// Ollama's default for a thinking model, but an effort level is
+		// refused for any model but gpt-oss.
+		if want < 0 && f.thinkEffort == 0 && f.thinkReasoning == 0 || want > 0 && f.effortLevel {
+			return want
+		}
+	default:
+		// chat_template_kwargs.enable_thinking is the switch; a top-level
+		// think is Ollama's, reasoning_effort "none" is not vLLM's.
+		if f.thinkNative != 0 || f.thinkEffort < 0 || f.thinkReasoning < 0 || want < 0 && f.thinkKwargs == 0 {
+			return want
+		}
+	}
+	return 0
+}
+
+// takesEffortLevels reports whether Ollama takes reasoning effort levels
+// for c's model: only gpt-oss (server/routes.go: string think values are
+// for the harmony parser; other models answer 400).
+func takesEffortLevels(c *routing.Candidate) bool {
+	if a, ok := c.Service.Asset(c.Asset); ok {
+		return strings.Contains(strings.ToLower(a.Family), "gptoss") || strings.Contains(strings.ToLower(a.Family), "gpt-oss")
+	}
+	return false
 }

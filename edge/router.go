@@ -58,6 +58,7 @@ func (simpleRouter) Plan(_ context.Context, snap *fleet.Snapshot, dec *policy.De
 // unknownModel is the 404 for a model or role nothing resolves to; the
 // message lists what is available for the operation.
 func unknownModel(snap *fleet.Snapshot, model string, op fleet.Kind, tried []string) *APIError {
+	model = clipName(model)
 	var names []string
 	now := snap.BuiltAt
 	for name, ses := range snap.AssetServices {

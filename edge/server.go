@@ -21,6 +21,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/geniehive/geniehive/edge/dialect"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/policy"
@@ -94,9 +96,12 @@ type Server struct {
 	draining     atomic.Bool  // listener closing: new requests get 503 shutting_down
 	authWarned   atomic.Bool
 	policyErr    atomic.Pointer[string]
-	policyAt     atomic.Int64 // unix nanoseconds the active engine was installed
+	dataErr      atomic.Pointer[string] // the policy engine refused the latest data (degraded.go)
+	lastProblems atomic.Pointer[string] // degraded.go: what logProblems logged last
+	policyAt     atomic.Int64           // unix nanoseconds the active engine was installed
 	presenceKick chan struct{}
 	addr         atomic.Value // string
+	metricsAddr  atomic.Value // string
 }
 
 type clusterBox struct{ h ClusterHandler }
@@ -135,6 +140,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	kr.required = cfg.AuthRequired
 	s := &Server{cfg: cfg, store: d.Store, watcher: d.Watcher, inflight: d.Inflight, router: d.Router,
 		log: d.Logger, keys: kr, met: newMetrics(), access: *cfg.AccessLog, presenceKick: make(chan struct{}, 1)}
 	if s.log == nil {
@@ -160,13 +166,22 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s.engine = e
 	s.clients.cfg = &s.cfg
 	s.SetCluster(d.Cluster)
+	s.registerDegraded()
 	s.srv = &fasthttp.Server{
-		Handler:                       s.Handler,
-		ErrorHandler:                  s.errorHandler,
-		Name:                          "geniehive",
-		ReadTimeout:                   cfg.Timeouts.Read,
-		IdleTimeout:                   cfg.Timeouts.Idle,
-		MaxRequestBodySize:            cfg.maxBody(),
+		Handler:            s.Handler,
+		ErrorHandler:       s.errorHandler,
+		Name:               "geniehive",
+		ReadTimeout:        cfg.Timeouts.Read,
+		WriteTimeout:       cfg.Timeouts.Write,
+		IdleTimeout:        cfg.Timeouts.Idle,
+		MaxRequestBodySize: cfg.maxBody(),
+		// Bodies are read by the handlers (readBody), after the key and the
+		// declared size were checked from the headers, into buffers that
+		// grow as bytes arrive.
+		StreamRequestBody:             true,
+		DisablePreParseMultipartForm:  true,
+		Concurrency:                   cfg.MaxConns,
+		MaxConnsPerIP:                 cfg.maxConnsPerIP(),
 		ReadBufferSize:                int(cfg.MaxHeaderBytes),
 		DisableHeaderNamesNormalizing: false,
 		NoDefaultServerHeader:         false,
@@ -174,6 +189,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		ReduceMemoryUsage:             false,
 		Logger:                        fasthttpLogger{s.log},
 	}
+	s.srv.HeaderReceived = s.headerReceived
 	return s, nil
 }
 
@@ -284,7 +300,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	go func() { defer wg.Done(); s.statsLoop(bg) }()
 	go func() { defer wg.Done(); s.presenceLoop(bg) }()
 
-	if !s.keys.authEnabled(s.watcher.Current()) {
+	if s.keys.noKeyEver(s.watcher.Current()) {
 		if s.cfg.AuthRequired {
 			ln.Close()
 			return errors.New("auth_required is set but no key is configured or stored in Redis (add keys: to the edge config, or geniehive keys add)")
@@ -294,6 +310,15 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	}
 	s.log.Info("edge listening", "addr", ln.Addr().String(), "id", s.cfg.ID, "engine", s.Engine().Name(), "policy_version", s.Engine().Version())
 
+	if s.cfg.Metrics.Listen != "" {
+		stopped, err := s.runMetricsListener(bg)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); <-stopped }()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(ln) }()
 	select {
@@ -357,10 +382,11 @@ func (s *Server) serveReady(ctx *fasthttp.RequestCtx) {
 	case !s.hadState.Load():
 		ctx.SetStatusCode(503)
 		ctx.SetBodyString(`{"status":"not ready","redis":"down"}`)
-	case !snap.RedisOK:
-		ctx.SetBodyString(`{"status":"ready","redis":"down"}`)
+	case s.Engine().Name() == policies.UnavailableName:
+		ctx.SetStatusCode(503)
+		ctx.SetBody(readyBody("not ready: no usable policy", false, s.problems(snap)))
 	default:
-		ctx.SetBodyString(`{"status":"ready"}`)
+		ctx.SetBody(readyBody("ready", !snap.RedisOK, s.problems(snap)))
 	}
 }
 
@@ -370,7 +396,12 @@ func (s *Server) pushData(ctx context.Context, snap *fleet.Snapshot) {
 	s.dataMu.Lock()
 	defer s.dataMu.Unlock()
 	if err := s.Engine().SetData(ctx, d); err != nil {
-		s.log.Error("policy engine refused new data; keeping the previous", "err", err, "snapshot", snap.Version)
+		// Reported (logged when it first appears, /readyz, health,
+		// geniehive_degraded{reason="policy_data_refused"}): degraded.go.
+		msg := "policy engine refused the data of snapshot " + strconv.FormatUint(snap.Version, 10) + "; deciding on the previous data: " + err.Error()
+		s.dataErr.Store(&msg)
+	} else {
+		s.dataErr.Store(nil)
 	}
 }
 
@@ -381,6 +412,7 @@ func (s *Server) dataLoop(ctx context.Context, changes <-chan *fleet.Snapshot) {
 			return
 		case snap := <-changes:
 			s.pushData(ctx, snap)
+			s.logProblems(snap)
 			if s.authWarned.Load() && s.keys.authEnabled(snap) {
 				s.authWarned.Store(false)
 				s.log.Warn("auth is now ON: keys appeared in Redis")
@@ -440,7 +472,7 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	case len(path) > 4 && string(path[:4]) == "/v1/":
 		s.serveV1(ctx, path[3:])
 	case string(path) == "/metrics":
-		s.met.serve(ctx)
+		s.serveMetrics(ctx)
 	case string(path) == "/healthz" || string(path) == "/livez":
 		ctx.SetContentType("application/json")
 		ctx.SetBodyString(`{"status":"ok"}`)
@@ -467,12 +499,17 @@ const (
 var inferenceRoutes = [...]struct {
 	path, full, endpoint string
 	kind                 fleet.Kind
+	api                  dialect.API // the agent-facing APIs: dialects.go
 }{
-	{"/chat/completions", "/v1/chat/completions", endpointChat, fleet.KindChat},
-	{"/embeddings", "/v1/embeddings", endpointEmbeddings, fleet.KindEmbeddings},
-	{"/audio/transcriptions", "/v1/audio/transcriptions", endpointTranscription, fleet.KindTranscription},
-	{"/audio/speech", "/v1/audio/speech", endpointSpeech, fleet.KindSpeech},
-	{"/images/generations", "/v1/images/generations", endpointImages, fleet.KindImages},
+	{"/chat/completions", "/v1/chat/completions", endpointChat, fleet.KindChat, dialect.APIChat},
+	{"/embeddings", "/v1/embeddings", endpointEmbeddings, fleet.KindEmbeddings, dialect.APIChat},
+	{"/audio/transcriptions", "/v1/audio/transcriptions", endpointTranscription, fleet.KindTranscription, dialect.APIChat},
+	{"/audio/speech", "/v1/audio/speech", endpointSpeech, fleet.KindSpeech, dialect.APIChat},
+	{"/images/generations", "/v1/images/generations", endpointImages, fleet.KindImages, dialect.APIChat},
+	{"/responses", "/v1/responses", endpointResponses, fleet.KindChat, dialect.APIResponses},
+	{"/messages", "/v1/messages", endpointMessages, fleet.KindChat, dialect.APIMessages},
+	{"/messages/count_tokens", "/v1/messages/count_tokens", endpointCountTokens, fleet.KindChat, dialect.APICountTokens},
+	{"/completions", "/v1/completions", endpointCompletions, fleet.KindChat, dialect.APICompletions},
 }
 
 func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
@@ -485,7 +522,7 @@ func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
 			writeError(ctx, errMethod)
 			return
 		}
-		s.serveInference(ctx, r.kind, r.endpoint, r.full)
+		s.serveInference(ctx, r.kind, r.api, r.endpoint, r.full)
 		return
 	}
 	switch string(p) {
@@ -495,6 +532,10 @@ func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
 			return
 		}
 		if _, ok := s.authorize(ctx, fleet.ScopeClient); !ok {
+			return
+		}
+		if len(ctx.Request.Header.Peek("anthropic-version")) > 0 {
+			s.serveAnthropicModels(ctx)
 			return
 		}
 		s.serveModels(ctx, "")
@@ -510,12 +551,7 @@ func (s *Server) serveV1(ctx *fasthttp.RequestCtx, p []byte) {
 			}
 			s.serveModels(ctx, string(p[len("/models/"):]))
 		case strings.HasPrefix(string(p), "/cluster/") || string(p) == "/cluster":
-			if c := s.cluster.Load(); c != nil && c.h.Handle(ctx) {
-				return
-			}
-			if _, ok := s.authorize(ctx, fleet.ScopeReader); ok {
-				writeError(ctx, errNotFound)
-			}
+			s.serveCluster(ctx)
 		default:
 			writeError(ctx, errNotFound)
 		}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/geniehive/geniehive/edge/dialect"
 )
 
 var (
@@ -56,6 +58,13 @@ type relay struct {
 	// pending receives upstream reads and holds a partial event until its
 	// end arrives; out collects what one read produced for the client.
 	pending, out *bbuf
+	// tr translates a Chat Completions stream into the client's dialect
+	// (nil: relayed as is); native is the dialect of a stream relayed as
+	// is from an upstream that speaks it (APIChat otherwise), whose end is
+	// its own terminal event; events counts its events.
+	tr     *dialect.Stream
+	native dialect.API
+	events int
 }
 
 // relayReadSize is the room made for each upstream read: SSE events are
@@ -81,6 +90,13 @@ func (s *Server) startRelay(ctx *fasthttp.RequestCtx, x *exchange, resp *fasthtt
 	r.pending.B, r.out.B = r.pending.B[:0], r.out.B[:0]
 	if a, ok := resp.LocalAddr().(*connAddr); ok {
 		r.conn = a.c
+	}
+	if x.dreq != nil {
+		if x.native {
+			r.native = x.api
+		} else {
+			r.tr = x.dreq.Stream()
+		}
 	}
 	ctx.SetBodyStream(r, -1)
 }
@@ -182,14 +198,24 @@ func (r *relay) WriteTo(w io.Writer) (written int64, err error) {
 		out, d = r.appendEvent(out, bytes.TrimRight(r.pending.B, "\r\n"))
 		sawDone = sawDone || d
 	}
+	if r.tr != nil && r.tr.Done() {
+		sawDone = true // the translator ended the stream (an upstream error event)
+	}
 	if upErr != nil || !sawDone {
 		e := &APIError{Type: "server_error", Code: "upstream_stream_error", Message: "upstream " + x.service + " ended the stream early"}
 		if upErr != nil && isTimeout(upErr) {
 			e.Code, e.Message = "upstream_timeout", "upstream "+x.service+" went silent for too long"
 		}
-		out = append(out, "data: "...)
-		out = appendErrorJSON(out, e)
-		out = append(out, "\n\n"...)
+		switch {
+		case r.tr != nil:
+			out = r.tr.Fail(out, dialect.ErrorInfo{Status: 502, Type: e.Type, Code: e.Code, Message: e.Message})
+		case r.native != dialect.APIChat:
+			out = appendNativeStreamError(out, r.native, e, r.events)
+		default:
+			out = append(out, "data: "...)
+			out = appendErrorJSON(out, e)
+			out = append(out, "\n\n"...)
+		}
 		x.errCode = e.Code
 		x.status = 502
 	}
@@ -290,6 +316,13 @@ func (r *relay) appendEvent(out, ev []byte) ([]byte, bool) {
 		}
 		x.tokens++
 	}
+	if r.tr != nil {
+		return r.translate(out, ev, done)
+	}
+	if r.native != dialect.APIChat {
+		r.events++
+		done = nativeStreamEnd(ev)
+	}
 	if !r.strip || !isData || !bytes.Contains(ev, []byte(`"reasoning`)) {
 		out = append(out, ev...)
 		return append(out, "\n\n"...), done
@@ -316,4 +349,43 @@ func (r *relay) appendEvent(out, ev []byte) ([]byte, bool) {
 		out = append(out, '\n')
 	}
 	return append(out, '\n'), done
+}
+
+// translate appends the client events one upstream Chat Completions event
+// makes (its data lines fed to the dialect's stream translator, stripped
+// of reasoning first when the policy says so); [DONE] finishes the
+// translated stream. It reports whether the stream is over.
+func (r *relay) translate(out, ev []byte, done bool) ([]byte, bool) {
+	if r.tr.Done() {
+		return out, true
+	}
+	rest := ev
+	for len(rest) > 0 {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		line = bytes.TrimRight(line, "\r")
+		if !bytes.HasPrefix(line, sseData) {
+			continue
+		}
+		p := bytes.TrimLeft(line[len(sseData):], " ")
+		if bytes.HasPrefix(p, sseDone) {
+			return r.tr.Finish(out), true
+		}
+		if r.strip && bytes.Contains(p, []byte(`"reasoning`)) {
+			sb := getBuf()
+			sb.B, _ = stripKeys(sb.B[:0], p, reasoningKeys)
+			out, _ = r.tr.Feed(out, sb.B)
+			putBuf(sb)
+		} else {
+			out, _ = r.tr.Feed(out, p)
+		}
+		if r.tr.Done() {
+			return out, true
+		}
+	}
+	return out, done
 }

@@ -165,12 +165,15 @@ func (c *idleConn) Read(p []byte) (int, error) {
 }
 
 // Request headers never forwarded upstream: hop-by-hop (RFC 9110 7.6.1),
-// the client's credentials, and what the edge sets itself.
+// the client's credentials, what the edge sets itself, and the client's
+// claims about where it is (X-Forwarded-For and X-Real-IP are set from the
+// connection; Forwarded and the other X-Forwarded-* are dropped).
 var skipReqHeaders = []string{
 	"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
 	"te", "trailer", "transfer-encoding", "upgrade",
 	"authorization", "x-api-key", "cookie",
 	"host", "content-length", "content-type", "accept-encoding",
+	"forwarded", "x-forwarded-for", "x-real-ip", "x-forwarded-host", "x-forwarded-proto", "x-geniehive-refused",
 }
 
 func skipHeader(k []byte) bool {

@@ -22,6 +22,10 @@ type ServiceEntry struct {
 	// CooldownUntil is set while passive health checks hold the service out
 	// of rotation (shared across edges through Redis).
 	CooldownUntil time.Time
+	// AssetCooldowns holds the (service, asset) pairs passive health
+	// checks hold out (asset name -> until), shared across edges; nil when
+	// none. One model failing cools only its pair, never the service.
+	AssetCooldowns map[string]time.Time
 	// Stats are the figures edges observed for this service.
 	Stats ServiceStats
 	// Probe is the last active-probe verdict, if any.
@@ -50,6 +54,13 @@ func (s *ServiceEntry) IsHealthy() bool {
 		return false
 	}
 	return s.Service.Healthy
+}
+
+// AssetInCooldown reports whether the pair (this service, asset) is held
+// out by passive health checks.
+func (s *ServiceEntry) AssetInCooldown(asset string, now time.Time) bool {
+	t, ok := s.AssetCooldowns[asset]
+	return ok && now.Before(t)
 }
 
 // Routable reports whether a request may be sent to the service now:
@@ -89,9 +100,20 @@ type Snapshot struct {
 	Catalog *Catalog // never nil; empty when none is loaded
 	// CatalogVersion changes whenever the stored catalog changes.
 	CatalogVersion string
+	// CatalogError is non-empty while the stored catalog does not decode;
+	// Catalog is then the last good one this process read.
+	CatalogError string
 
 	// Keys maps the SHA-256 of a secret to its key.
 	Keys map[[sha256.Size]byte]*APIKey
+	// KeysError is non-empty when the stored keyring is unreadable in whole
+	// or in part (an entry that does not parse, a key of the wrong type):
+	// edges then refuse every request rather than guess. AuthOn reports
+	// that a key was ever stored (the gh:auth:enabled marker), or that this
+	// process saw one: from then on an empty keyring means "nobody passes",
+	// never "auth is off".
+	KeysError string
+	AuthOn    bool
 
 	// Bench maps asset name to its per-workload benchmark summaries.
 	Bench map[string][]BenchSummary

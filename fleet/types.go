@@ -68,6 +68,44 @@ type Asset struct {
 	Tags          []string `json:"tags,omitempty"`
 	// Thinking marks a model that emits reasoning (reasoning_content) by default.
 	Thinking bool `json:"thinking,omitempty"`
+	// Capabilities are what the upstream says the model can do (Ollama's
+	// POST /api/show: completion, embedding, vision, tools, thinking,
+	// insert), or the node agent's guess from its family when the server
+	// is too old to say; empty when unknown.
+	Capabilities []string `json:"capabilities,omitempty"`
+}
+
+// Ollama model capabilities (types/model/capability.go).
+const (
+	CapCompletion = "completion"
+	CapEmbedding  = "embedding"
+	CapVision     = "vision"
+	CapTools      = "tools"
+	CapThinking   = "thinking"
+	CapInsert     = "insert"
+)
+
+// Can reports whether the asset's capabilities include c.
+func (a *Asset) Can(c string) bool {
+	for _, x := range a.Capabilities {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// CapabilityKind is the kind of service an asset with these capabilities
+// serves: embeddings for an embedding model, chat for a completion model,
+// "" when the capabilities do not say.
+func (a *Asset) CapabilityKind() Kind {
+	switch {
+	case a.Can(CapEmbedding):
+		return KindEmbeddings
+	case a.Can(CapCompletion):
+		return KindChat
+	}
+	return ""
 }
 
 // Metrics are the load signals a node observes for one service.
@@ -98,6 +136,42 @@ type Service struct {
 	Assets         []Asset  `json:"assets"`
 	Metrics        Metrics  `json:"metrics"`
 	Labels         []string `json:"labels,omitempty"`
+	// APIs are the client-facing APIs the upstream serves natively (API*
+	// names), found from its version at discovery or configured (the node
+	// config's apis). The edge passes a request of such an API through and
+	// translates the others to and from Chat Completions. Empty: chat only.
+	APIs []string `json:"apis,omitempty"`
+}
+
+// Client-facing APIs (Service.APIs, and the policy input's api).
+const (
+	APIChat        = "chat"         // POST /v1/chat/completions
+	APIResponses   = "responses"    // POST /v1/responses (OpenAI Responses)
+	APIMessages    = "messages"     // POST /v1/messages (Anthropic Messages)
+	APICountTokens = "count_tokens" // POST /v1/messages/count_tokens
+	APICompletions = "completions"  // POST /v1/completions (legacy)
+)
+
+// ValidAPI reports whether a is one of the API* names.
+func ValidAPI(a string) bool {
+	switch a {
+	case APIChat, APIResponses, APIMessages, APICountTokens, APICompletions:
+		return true
+	}
+	return false
+}
+
+// Speaks reports whether the service serves api natively (chat always).
+func (s *Service) Speaks(api string) bool {
+	if api == APIChat {
+		return true
+	}
+	for _, a := range s.APIs {
+		if a == api {
+			return true
+		}
+	}
+	return false
 }
 
 // NodeState is everything one node agent writes in one heartbeat.

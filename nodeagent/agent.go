@@ -41,6 +41,9 @@ type Agent struct {
 	lastErr  map[string]string        // last health error per service (for change logs)
 	warned   map[string]bool
 	tokens   map[string]tokenMark // last generated-token counter per service
+
+	capsMu sync.Mutex
+	caps   map[string][]string // Ollama model capabilities by endpoint, name and digest
 }
 
 type tokenMark struct {
@@ -58,7 +61,7 @@ func New(cfg Config, store *state.Store, o Options) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, store: store, log: o.Logger, hc: o.HTTPClient, gpus: o.GPUs,
-		started: time.Now(), lastGood: map[string][]fleet.Asset{}, lastErr: map[string]string{}, warned: map[string]bool{}, tokens: map[string]tokenMark{}}
+		started: time.Now(), lastGood: map[string][]fleet.Asset{}, lastErr: map[string]string{}, warned: map[string]bool{}, tokens: map[string]tokenMark{}, caps: map[string][]string{}}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -94,7 +97,7 @@ func (a *Agent) Collect(ctx context.Context) fleet.NodeState {
 	st := fleet.NodeState{
 		Host: fleet.Host{ID: a.cfg.HostID, Labels: a.cfg.Labels, Agent: Version,
 			StartedAt: a.started, UpdatedAt: now},
-		Services: make([]fleet.Service, len(a.cfg.Services)),
+		Services: make([]fleet.Service, 0, len(a.cfg.Services)),
 	}
 	var wg sync.WaitGroup
 	probes := make([]probe, len(a.cfg.Services))
@@ -128,7 +131,7 @@ func (a *Agent) Collect(ctx context.Context) fleet.NodeState {
 		id := a.cfg.ServiceID(sc.Name)
 		svc := fleet.Service{ID: id, HostID: a.cfg.HostID, Name: sc.Name, Kind: sc.Kind,
 			Protocol: sc.Protocol, Endpoint: sc.Endpoint, MaxConcurrency: sc.MaxConcurrency,
-			Healthy: p.err == nil, Labels: sc.Labels}
+			Healthy: p.err == nil, Labels: sc.Labels, APIs: p.apis}
 		if p.err != nil {
 			svc.HealthError = p.err.Error()
 			svc.Assets = a.lastGood[id] // keep what it offered, for operators
@@ -165,14 +168,94 @@ func (a *Agent) Collect(ctx context.Context) fleet.NodeState {
 			}
 			a.tokens[id] = tokenMark{p.tokens, now}
 		}
-		for _, as := range svc.Assets {
-			if as.Loaded {
-				m.LoadedModelCount++
+		for _, part := range a.splitByCapability(sc, svc) {
+			part.Metrics.LoadedModelCount = 0
+			for _, as := range part.Assets {
+				if as.Loaded {
+					part.Metrics.LoadedModelCount++
+				}
 			}
+			st.Services = append(st.Services, part)
 		}
-		st.Services[i] = svc
 	}
 	return st
+}
+
+// splitByCapability serves each model only for what it can do. One Ollama
+// holds models of several kinds; its service (of the configured kind)
+// keeps the models whose capabilities fit that kind, and the others are
+// listed under a sibling service "<name>-<kind>" on the same endpoint (an
+// embedding model under "ollama-embeddings"), unless another configured
+// service on that endpoint already serves that kind (only the first
+// service configured on an endpoint gets siblings). Models whose
+// capabilities are unknown stay where they were configured.
+func (a *Agent) splitByCapability(sc *ServiceConfig, svc fleet.Service) []fleet.Service {
+	if sc.Protocol != fleet.ProtocolOllama {
+		return []fleet.Service{svc}
+	}
+	var keep []fleet.Asset
+	others := map[fleet.Kind][]fleet.Asset{}
+	var order []fleet.Kind
+	for _, as := range svc.Assets {
+		k := as.CapabilityKind()
+		if k == "" || k == sc.Kind {
+			keep = append(keep, as)
+			continue
+		}
+		if _, seen := others[k]; !seen {
+			order = append(order, k)
+		}
+		others[k] = append(others[k], as)
+	}
+	if len(order) == 0 {
+		return []fleet.Service{svc}
+	}
+	if keep == nil {
+		keep = []fleet.Asset{}
+	}
+	svc.Assets = keep
+	out := []fleet.Service{svc}
+	for _, k := range order {
+		name := sc.Name + "-" + string(k)
+		if a.configured(sc, k) || a.named(name) || !state.ValidHostID(name) {
+			continue
+		}
+		sib := svc
+		sib.ID, sib.Name, sib.Kind, sib.Assets = a.cfg.ServiceID(name), name, k, others[k]
+		sib.MaxConcurrency = 0
+		out = append(out, sib)
+	}
+	return out
+}
+
+// configured reports whether a configured service on endpoint serves kind
+// k, or one configured before sc lists the endpoint's siblings.
+func (a *Agent) configured(sc *ServiceConfig, k fleet.Kind) bool {
+	first := true
+	for i := range a.cfg.Services {
+		s := &a.cfg.Services[i]
+		if s.Endpoint != sc.Endpoint {
+			continue
+		}
+		if s.Kind == k {
+			return true
+		}
+		if first && s != sc {
+			return true // the first service on the endpoint has the siblings
+		}
+		first = false
+	}
+	return false
+}
+
+// named reports whether a configured service has this name.
+func (a *Agent) named(name string) bool {
+	for i := range a.cfg.Services {
+		if a.cfg.Services[i].Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *Agent) warnOnce(key, msg string, args ...any) {

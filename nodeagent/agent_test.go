@@ -39,7 +39,7 @@ func startSim(t testing.TB, cfg sim.Config) *sim.Server {
 
 func ollamaSim(t testing.TB) *sim.Server {
 	return startSim(t, sim.Config{Flavor: sim.FlavorOllama, Models: []sim.Model{
-		{Name: "qwen3:8b", Family: "qwen3", ParameterSize: "8.2B", Loaded: true, SizeVRAM: 6 << 30, ContextLength: 40960},
+		{Name: "qwen3:8b", Family: "qwen3", ParameterSize: "8.2B", Loaded: true, SizeVRAM: 6 << 30, ContextLength: 40960, Thinking: true},
 		{Name: "llama3.2:3b", Family: "llama", ParameterSize: "3.2B"},
 		{Name: "nomic-embed-text", Kind: sim.KindEmbeddings, Loaded: true, SizeVRAM: 1 << 28},
 	}})
@@ -156,7 +156,9 @@ func TestDiscoveryAndHeartbeat(t *testing.T) {
 		}
 	}
 	o := service(st, "gpu-a/ollama")
-	if o.MaxConcurrency != 4 || o.Endpoint != ol.URL() || len(o.Assets) != 3 {
+	// nomic-embed-text is an embedding model (/api/show): listed only by
+	// the embeddings service on the same Ollama.
+	if o.MaxConcurrency != 4 || o.Endpoint != ol.URL() || len(o.Assets) != 2 || asset(o, "nomic-embed-text:latest") != nil {
 		t.Fatalf("ollama %+v", o)
 	}
 	q, l := asset(o, "qwen3:8b"), asset(o, "llama3.2:3b")
@@ -166,10 +168,10 @@ func TestDiscoveryAndHeartbeat(t *testing.T) {
 	if l.Loaded || l.Tags[0] != "fast" || l.Thinking {
 		t.Fatalf("stale loaded:true not corrected by /api/ps: %+v", l)
 	}
-	if o.Metrics.LoadedModelCount != 2 || o.Metrics.VRAMUsedBytes != 6<<30+1<<28 || o.Metrics.VRAMTotalBytes != 24<<30 {
+	if o.Metrics.LoadedModelCount != 1 || o.Metrics.VRAMUsedBytes != 6<<30+1<<28 || o.Metrics.VRAMTotalBytes != 24<<30 {
 		t.Fatalf("ollama metrics %+v", o.Metrics)
 	}
-	if e := service(st, "gpu-a/ollama-embed"); e.Kind != fleet.KindEmbeddings || e.Endpoint != ol.URL() || asset(e, "qwen3:8b").Thinking {
+	if e := service(st, "gpu-a/ollama-embed"); e.Kind != fleet.KindEmbeddings || e.Endpoint != ol.URL() || len(e.Assets) != 1 || asset(e, "nomic-embed-text:latest") == nil {
 		t.Fatalf("embed %+v", e)
 	}
 	v := service(st, "gpu-a/vllm")
@@ -215,7 +217,7 @@ func TestDiscoveryAndHeartbeat(t *testing.T) {
 	if !ok || !e.Routable(time.Now()) || e.Deadline.Before(time.Now().Add(10*time.Second)) {
 		t.Fatalf("snapshot entry %+v", e)
 	}
-	if len(snap.AssetServices["qwen3:8b"]) != 2 {
+	if len(snap.AssetServices["qwen3:8b"]) != 1 || len(snap.AssetServices["nomic-embed-text:latest"]) != 1 {
 		t.Fatalf("asset index %v", snap.AssetServices["qwen3:8b"])
 	}
 }
@@ -279,7 +281,7 @@ func TestFailingServiceIsolated(t *testing.T) {
 		t.Fatalf("beats every %v with a hung service; want ~300ms", gap)
 	}
 	st, _ := readNode(t, store, "h")
-	if s := service(st, "h/alive"); !s.Healthy || len(s.Assets) != 3 {
+	if s := service(st, "h/alive"); !s.Healthy || len(s.Assets) != 2 || len(service(st, "h/alive-embeddings").Assets) != 1 {
 		t.Fatalf("alive %+v", s)
 	}
 	if s := service(st, "h/dead"); s.Healthy || !strings.Contains(s.HealthError, "connection refused") {
@@ -294,7 +296,7 @@ func TestFailingServiceIsolated(t *testing.T) {
 	waitFor(t, 3*time.Second, "alive to turn unhealthy", func() bool {
 		st, _ := readNode(t, store, "h")
 		s := service(st, "h/alive")
-		return s != nil && !s.Healthy && len(s.Assets) == 3 && s.HealthError != ""
+		return s != nil && !s.Healthy && len(s.Assets) == 2 && s.HealthError != ""
 	})
 	alive.Update(func(b *sim.Behavior) { b.FailBeforeFirstByte = false })
 	waitFor(t, 3*time.Second, "alive to heal", func() bool {
@@ -362,7 +364,8 @@ func TestAgentsIsolatedAndGracefulStop(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // several interleaved beats
 	for _, h := range []string{"a", "b"} {
 		st, _ := readNode(t, store, h)
-		if len(st.Services) != 2 || service(st, h+"/ollama") == nil || service(st, h+"/"+h+"-only") == nil {
+		// The first service on the Ollama lists its embedding model under a sibling.
+		if len(st.Services) != 3 || service(st, h+"/ollama") == nil || service(st, h+"/"+h+"-only") == nil || service(st, h+"/ollama-embeddings") == nil {
 			t.Fatalf("%s overwritten: %+v", h, st.Services)
 		}
 	}

@@ -87,6 +87,11 @@ type ServiceConfig struct {
 	ModelsManifest []string `yaml:"models_manifest"`
 	// Labels are free-form tags copied to the service.
 	Labels []string `yaml:"labels"`
+	// APIs, when set, are the client APIs the upstream serves natively
+	// (chat, responses, messages, count_tokens, completions), replacing
+	// what discovery finds from its version (apis.go). The edge passes
+	// those through and translates the others to Chat Completions.
+	APIs []string `yaml:"apis"`
 }
 
 // AssetConfig is a statically declared model.
@@ -193,6 +198,11 @@ func (c *Config) Validate() error {
 		case fleet.ProtocolWhisper:
 		default:
 			bad("%s: discover_protocol %q: want ollama, openai, whisper, llamacpp, vllm or empty", where, s.Protocol)
+		}
+		for _, api := range s.APIs {
+			if !fleet.ValidAPI(api) {
+				bad("%s: apis: %q: want chat, responses, messages, count_tokens or completions", where, api)
+			}
 		}
 		if len(s.ModelsManifest) > 0 && s.Protocol != fleet.ProtocolWhisper {
 			bad("%s: models_manifest is only for discover_protocol whisper (use assets)", where)

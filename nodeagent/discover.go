@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -29,6 +31,7 @@ type probe struct {
 	latency  time.Duration
 	err      error
 	warnings []string // non-fatal: metrics unreadable, configured asset missing
+	apis     []string // client APIs served natively (apis.go)
 }
 
 // get fetches endpoint+path and returns the body; a non-2xx status is an error.
@@ -122,11 +125,13 @@ func (a *Agent) discover(ctx context.Context, sc *ServiceConfig) (p probe) {
 			loaded[m.Name] = m
 			p.vramUsed += m.SizeVRAM
 		}
-		for _, t := range tags.Models {
+		for i := range tags.Models {
+			t := &tags.Models[i]
 			as := fleet.Asset{Name: t.Name, Family: t.Details.Family, ParameterSize: t.Details.ParameterSize, Quantization: t.Details.QuantizationLevel}
 			if m, ok := loaded[t.Name]; ok {
 				as.Loaded, as.SizeVRAM, as.ContextLength = true, m.SizeVRAM, m.ContextLength
 			}
+			as.Capabilities = a.ollamaCapabilities(ctx, sc.Endpoint, t, &p.warnings)
 			found = append(found, as)
 		}
 	case fleet.ProtocolWhisper:
@@ -175,6 +180,10 @@ func (a *Agent) discover(ctx context.Context, sc *ServiceConfig) (p probe) {
 		}
 	}
 	p.assets, p.warnings = merge(found, sc, authoritative, p.warnings)
+	var warn string
+	if p.apis, warn = a.discoverAPIs(ctx, sc); warn != "" {
+		p.warnings = append(p.warnings, warn)
+	}
 	return p
 }
 
@@ -221,7 +230,7 @@ func merge(found []fleet.Asset, sc *ServiceConfig, authoritative bool, warnings 
 		if ac.Thinking != nil {
 			as.Thinking = *ac.Thinking
 		} else {
-			as.Thinking = sc.Kind == fleet.KindChat && guessThinking(as.Name)
+			as.Thinking = thinks(as, sc.Kind)
 		}
 	}
 	for i := range out {
@@ -230,7 +239,7 @@ func merge(found []fleet.Asset, sc *ServiceConfig, authoritative bool, warnings 
 			as.Family = guessFamily(as.Name)
 		}
 		if _, configured := findAsset(sc.Assets, as.Name); !configured {
-			as.Thinking = sc.Kind == fleet.KindChat && guessThinking(as.Name)
+			as.Thinking = thinks(as, sc.Kind)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -244,6 +253,15 @@ func findAsset(l []AssetConfig, name string) (*AssetConfig, bool) {
 		}
 	}
 	return nil, false
+}
+
+// thinks: what the upstream says (the "thinking" capability) when it says
+// what the model can do, else a guess from the name for a chat service.
+func thinks(as *fleet.Asset, kind fleet.Kind) bool {
+	if len(as.Capabilities) > 0 {
+		return as.Can(fleet.CapThinking)
+	}
+	return kind == fleet.KindChat && guessThinking(as.Name)
 }
 
 // guessThinking: families that reason by default.
@@ -293,13 +311,15 @@ func dial(ctx context.Context, endpoint string) (time.Duration, error) {
 
 type ollamaModel struct {
 	Name          string `json:"name"`
+	Digest        string `json:"digest"`
 	Size          int64  `json:"size"`
 	SizeVRAM      int64  `json:"size_vram"`
 	ContextLength int    `json:"context_length"`
 	Details       struct {
-		Family            string `json:"family"`
-		ParameterSize     string `json:"parameter_size"`
-		QuantizationLevel string `json:"quantization_level"`
+		Family            string   `json:"family"`
+		Families          []string `json:"families"`
+		ParameterSize     string   `json:"parameter_size"`
+		QuantizationLevel string   `json:"quantization_level"`
 	} `json:"details"`
 }
 
@@ -319,4 +339,102 @@ type modelList struct {
 			NCtxTrain int `json:"n_ctx_train"`
 		} `json:"meta"` // llama.cpp
 	} `json:"data"`
+}
+
+// ollamaShow is what the agent reads of POST /api/show.
+type ollamaShow struct {
+	// Capabilities: since v0.6.4 (server/routes.go ShowHandler,
+	// types/model/capability.go); absent before.
+	Capabilities []string `json:"capabilities"`
+}
+
+// ollamaCapabilities returns what an Ollama model can do: the
+// capabilities POST /api/show reports, cached per digest (a model's
+// capabilities follow from its blobs, so a new digest is asked again). A
+// server too old to report them gets guessCapabilities (cached too); a
+// show that fails (timeout, error) gets the guess for this beat only, with
+// a warning, and is asked again next beat.
+func (a *Agent) ollamaCapabilities(ctx context.Context, endpoint string, m *ollamaModel, warnings *[]string) []string {
+	key := endpoint + "\x00" + m.Name + "\x00" + m.Digest
+	a.capsMu.Lock()
+	caps, ok := a.caps[key]
+	a.capsMu.Unlock()
+	if ok {
+		return caps
+	}
+	var show ollamaShow
+	err := a.postJSON(ctx, endpoint, "/api/show", map[string]string{"model": m.Name}, &show)
+	switch {
+	case err != nil:
+		*warnings = append(*warnings, "capabilities of "+m.Name+": "+err.Error()+"; guessed from its family")
+		return guessCapabilities(m)
+	case len(show.Capabilities) == 0:
+		caps = guessCapabilities(m) // Ollama before v0.6.4
+	default:
+		caps = slices.Clone(show.Capabilities)
+		if len(caps) > 16 {
+			caps = caps[:16]
+		}
+	}
+	a.capsMu.Lock()
+	if len(a.caps) >= 4096 { // models come and go: never grow without bound
+		clear(a.caps)
+	}
+	a.caps[key] = caps
+	a.capsMu.Unlock()
+	return caps
+}
+
+// embeddingFamilies are GGUF architectures of embedding models (BERT and
+// its kin), for servers too old to report capabilities.
+var embeddingFamilies = []string{"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "xlm-roberta", "roberta", "t5encoder"}
+
+// guessCapabilities classifies a model of an Ollama too old to say what it
+// can do: an embedding model by family (or "embed" in its name), else a
+// completion model, thinking when its name says so.
+func guessCapabilities(m *ollamaModel) []string {
+	name := strings.ToLower(m.Name)
+	fams := append([]string{strings.ToLower(m.Details.Family)}, m.Details.Families...)
+	for _, f := range fams {
+		if slices.Contains(embeddingFamilies, strings.ToLower(f)) {
+			return []string{fleet.CapEmbedding}
+		}
+	}
+	if strings.Contains(name, "embed") {
+		return []string{fleet.CapEmbedding}
+	}
+	if guessThinking(name) {
+		return []string{fleet.CapCompletion, fleet.CapThinking}
+	}
+	return []string{fleet.CapCompletion}
+}
+
+// postJSON posts body as JSON to endpoint+path and decodes the 2xx answer
+// into v.
+func (a *Agent) postJSON(ctx context.Context, endpoint, path string, body, v any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", path, unwrapURL(err))
+	}
+	defer resp.Body.Close()
+	rb, err := io.ReadAll(io.LimitReader(resp.Body, maxDiscoveryBody))
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("POST %s: status %d", path, resp.StatusCode)
+	}
+	if err := json.Unmarshal(rb, v); err != nil {
+		return fmt.Errorf("POST %s: bad JSON: %w", path, err)
+	}
+	return nil
 }

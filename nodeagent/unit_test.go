@@ -188,3 +188,24 @@ func TestNvidiaSMICommand(t *testing.T) {
 		t.Fatal("unreachable service reported healthy")
 	}
 }
+
+func TestAPIsByRelease(t *testing.T) {
+	for _, c := range []struct {
+		f    func(string) []string
+		v    string
+		want string
+	}{
+		{ollamaAPIs, "0.17.4", "chat,completions,responses,messages"},
+		{ollamaAPIs, "0.14.0", "chat,completions,responses,messages"},
+		{ollamaAPIs, "0.13.5", "chat,completions,responses"},
+		{ollamaAPIs, "0.13.2", "chat,completions"},
+		{ollamaAPIs, "0.1.30", "chat"},
+		{ollamaAPIs, "garbage", "chat"},
+		{vllmAPIs, "0.11.0+cu128", "chat,completions,responses"},
+		{vllmAPIs, "0.9.2", "chat,completions"},
+	} {
+		if got := strings.Join(c.f(c.v), ","); got != c.want {
+			t.Errorf("%s: got %s, want %s", c.v, got, c.want)
+		}
+	}
+}

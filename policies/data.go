@@ -37,7 +37,10 @@ func BuildData(snap *fleet.Snapshot) *policy.Data {
 		family   string
 		kinds    map[fleet.Kind]bool
 		thinking bool
-		tags     map[string]bool
+		// byDefault: an upstream says the model thinks (Ollama's
+		// "thinking" capability), and Ollama thinks by default (v0.12.4+).
+		byDefault bool
+		tags      map[string]bool
 	}
 	assets := map[string]*acc{}
 	for _, se := range snap.Services {
@@ -63,6 +66,7 @@ func BuildData(snap *fleet.Snapshot) *policy.Data {
 				x.kinds[se.Kind] = true
 			}
 			x.thinking = x.thinking || a.Thinking
+			x.byDefault = x.byDefault || a.Can(fleet.CapThinking)
 			for _, t := range a.Tags {
 				x.tags[t] = true
 			}
@@ -79,7 +83,7 @@ func BuildData(snap *fleet.Snapshot) *policy.Data {
 			ad.Tags = append(ad.Tags, t)
 		}
 		sort.Strings(ad.Tags)
-		ad.Qwen3 = IsQwen3(x.family, name)
+		ad.Qwen3 = IsQwen3(x.family, name) || x.byDefault
 		d.Assets[name] = ad
 	}
 	d.Models = BuildModelIndex(assets)

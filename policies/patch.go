@@ -11,11 +11,34 @@ import (
 	"github.com/geniehive/geniehive/policy"
 )
 
-// Upstream dialects ApplyPatch writes.
+// Upstream dialects ApplyPatch writes; each has its own thinking switch
+// (docs/UPSTREAMS.md, "Thinking: which switch each server honours").
 const (
+	// DialectOpenAI: OpenAI-compatible servers (llama.cpp, vLLM):
+	// chat_template_kwargs.enable_thinking.
 	DialectOpenAI = "openai"
+	// DialectOllama: Ollama's native /api/chat and /api/generate: think.
 	DialectOllama = "ollama"
+	// DialectOllamaOpenAI: Ollama's OpenAI layer (/v1/*), which reads only
+	// reasoning_effort and reasoning.effort ("none" is off; openai/openai.go
+	// FromChatRequest) and ignores a top-level think.
+	DialectOllamaOpenAI = "ollama-openai"
 )
+
+// Rewrite says how ApplyRewrite writes a body for one upstream.
+type Rewrite struct {
+	Dialect string // one of the Dialect constants ("" = DialectOpenAI)
+	Model   string // the upstream model name ("" leaves it)
+	// Thinking is written in the dialect's own switch: -1 off, 1 on, 0
+	// leaves the body's switches as they are. ApplyPatch sets -1 when the
+	// patch disables thinking.
+	Thinking int8
+	// EffortLevels: the upstream model takes effort levels ("low"…"high").
+	// Ollama takes them only for gpt-oss and answers 400 for any other
+	// model, so without it "on" drops a level and relies on Ollama's
+	// default (thinking on for a thinking model, v0.12.4+).
+	EffortLevels bool
+}
 
 // ErrNotObject is returned by ApplyPatch for a body that is not a JSON object.
 var ErrNotObject = errors.New("policies: request body is not a JSON object")
@@ -44,12 +67,27 @@ var ErrNotObject = errors.New("policies: request body is not a JSON object")
 // ErrNotObject for a body that is not a valid JSON object; an unknown
 // dialect.
 func ApplyPatch(body []byte, p *policy.Patch, dialect string, upstreamModel string) ([]byte, error) {
+	r := Rewrite{Dialect: dialect, Model: upstreamModel}
+	if p != nil && p.DisableThinking {
+		r.Thinking = -1
+	}
+	return ApplyRewrite(body, p, r)
+}
+
+// ApplyRewrite is ApplyPatch with the thinking switch given explicitly
+// (r.Thinking, which replaces p.DisableThinking): a client's own thinking
+// choice, sent in another server's switch, is written in the upstream's.
+//
+// # Errors
+// As ApplyPatch.
+func ApplyRewrite(body []byte, p *policy.Patch, r Rewrite) ([]byte, error) {
+	dialect, upstreamModel := r.Dialect, r.Model
 	switch dialect {
-	case "", DialectOpenAI, DialectOllama:
+	case "", DialectOpenAI, DialectOllama, DialectOllamaOpenAI:
 	default:
 		return nil, fmt.Errorf("policies: unknown dialect %q", dialect)
 	}
-	if p.Empty() {
+	if p.Empty() && r.Thinking == 0 {
 		if upstreamModel == "" {
 			if firstByte(body) != '{' || !rawjson.Valid(body) {
 				return nil, ErrNotObject
@@ -58,7 +96,7 @@ func ApplyPatch(body []byte, p *policy.Patch, dialect string, upstreamModel stri
 		}
 		return SetModel(nil, body, upstreamModel)
 	}
-	return applySlow(body, p, dialect, upstreamModel)
+	return applySlow(body, p, r)
 }
 
 func firstByte(b []byte) byte {
@@ -86,7 +124,11 @@ func SetModel(dst, body []byte, model string) ([]byte, error) {
 	return out, nil
 }
 
-func applySlow(body []byte, p *policy.Patch, dialect, upstreamModel string) ([]byte, error) {
+func applySlow(body []byte, p *policy.Patch, r Rewrite) ([]byte, error) {
+	dialect, upstreamModel := r.Dialect, r.Model
+	if p == nil {
+		p = &policy.Patch{}
+	}
 	if !json.Valid(body) || firstByte(body) != '{' {
 		return nil, ErrNotObject
 	}
@@ -116,13 +158,8 @@ func applySlow(body []byte, p *policy.Patch, dialect, upstreamModel string) ([]b
 	if upstreamModel != "" {
 		req["model"] = upstreamModel
 	}
-	if p.DisableThinking {
-		if dialect == DialectOllama {
-			req["think"] = false
-		} else {
-			kw, _ := req["chat_template_kwargs"].(map[string]any)
-			req["chat_template_kwargs"] = DeepMerge(kw, map[string]any{"enable_thinking": false})
-		}
+	if r.Thinking != 0 {
+		setThinking(req, r.Thinking > 0, r)
 	}
 	var buf bytes.Buffer
 	buf.Grow(len(body) + 256)
@@ -133,6 +170,59 @@ func applySlow(body []byte, p *policy.Patch, dialect, upstreamModel string) ([]b
 	}
 	out := buf.Bytes()
 	return out[:len(out)-1], nil // drop Encode's newline
+}
+
+// setThinking writes thinking on or off in r.Dialect's own switch and
+// takes out the switches the upstream would read otherwise (or, for
+// another server's, not at all). req is the caller's own top-level map;
+// nested objects are copied before they change.
+func setThinking(req map[string]any, on bool, r Rewrite) {
+	switch r.Dialect {
+	case DialectOllama:
+		// server/routes.go ChatHandler: think is a bool, or a level for
+		// gpt-oss (the harmony parser) only.
+		if _, level := req["think"].(string); !(level && on && r.EffortLevels) {
+			req["think"] = on
+		}
+	case DialectOllamaOpenAI:
+		delete(req, "think") // not read by the OpenAI layer
+		ro, _ := req["reasoning"].(map[string]any)
+		if !on {
+			req["reasoning_effort"] = "none"
+			if ro != nil { // a reasoning object wins over reasoning_effort
+				req["reasoning"] = DeepMerge(ro, map[string]any{"effort": "none"})
+			}
+			return
+		}
+		if e, ok := req["reasoning_effort"].(string); ok && (e == "none" || !r.EffortLevels) {
+			delete(req, "reasoning_effort")
+		}
+		if e, ok := ro["effort"].(string); ok && (e == "none" || !r.EffortLevels) {
+			nr := make(map[string]any, len(ro))
+			for k, v := range ro {
+				if k != "effort" {
+					nr[k] = v
+				}
+			}
+			if len(nr) == 0 {
+				delete(req, "reasoning")
+			} else {
+				req["reasoning"] = nr
+			}
+		}
+	default:
+		// llama.cpp and vLLM read chat_template_kwargs.enable_thinking
+		// (tools/server/README.md; vLLM protocol.py); vLLM passes
+		// reasoning_effort to the template, where Qwen3 ignores it.
+		delete(req, "think")
+		// reasoning_effort "none" is not an effort vLLM accepts; the
+		// template switch says it for both servers.
+		if e, ok := req["reasoning_effort"].(string); ok && e == "none" {
+			delete(req, "reasoning_effort")
+		}
+		kw, _ := req["chat_template_kwargs"].(map[string]any)
+		req["chat_template_kwargs"] = DeepMerge(kw, map[string]any{"enable_thinking": on})
+	}
 }
 
 // applyPromptMessages returns a new messages slice with the system prompt

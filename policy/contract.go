@@ -18,15 +18,22 @@ type Input struct {
 	SchemaVersion int `json:"schema_version"`
 	// Operation is the kind the request's route implies.
 	Operation fleet.Kind `json:"operation"`
+	// API is the client-facing API a chat-kind request used: "chat",
+	// "responses" (OpenAI Responses), "messages" (Anthropic Messages),
+	// "count_tokens" (Anthropic count_tokens), "completions" (legacy);
+	// absent for the other operations (fleet.API* names).
+	API string `json:"api,omitempty"`
 	// Model is the requested model or role exactly as sent.
 	Model string `json:"model"`
 	// ModelKey is Model normalised for lookups (see NormalizeModel).
 	ModelKey string `json:"model_key"`
 	Stream   bool   `json:"stream"`
-	// MaxTokens is the request's max_tokens / max_completion_tokens (0 = unset).
+	// MaxTokens is the request's max_tokens / max_completion_tokens
+	// (Responses: max_output_tokens; 0 = unset).
 	MaxTokens int `json:"max_tokens"`
 	// Thinking is the request's explicit thinking preference, when it sets one
-	// (chat_template_kwargs.enable_thinking, think, or reasoning_effort).
+	// (chat_template_kwargs.enable_thinking, think, or reasoning_effort;
+	// Responses reasoning.effort, Messages thinking.type).
 	Thinking  *bool `json:"thinking,omitempty"`
 	BodyBytes int   `json:"body_bytes"`
 	Key       Key   `json:"key"`
@@ -69,7 +76,11 @@ type AssetData struct {
 	Family   string       `json:"family"`
 	Kinds    []fleet.Kind `json:"kinds"` // kinds of the services that offer it, sorted
 	Thinking bool         `json:"thinking"`
-	// Qwen3 is true for Qwen3 / Qwen3.5 family models (thinking on by default upstream).
+	// Qwen3 is true for models that think by default upstream, so that
+	// GenieHive turns thinking off unless the request asks for it: Qwen3 /
+	// Qwen3.5 family models, and every model an upstream reports with the
+	// "thinking" capability (Ollama's /api/show; Ollama thinks by default
+	// since v0.12.4).
 	Qwen3 bool     `json:"qwen3"`
 	Tags  []string `json:"tags,omitempty"`
 }

@@ -11,6 +11,7 @@ import (
 
 type healthOp struct {
 	service string
+	asset   string // "" for the whole service
 	ok      bool
 }
 
@@ -38,15 +39,33 @@ func (r *Router) End(c *Candidate, l state.Lease) {
 	}
 }
 
-// Observe implements Feedback: a failed attempt (connect error, 5xx
-// before the first byte, timeout) counts towards the service's cooldown; a
-// successful one clears its failures. Never blocks.
+// Observe implements Feedback: a failed attempt (5xx before the first
+// byte, timeout) counts towards the cooldown of the (service, asset) pair
+// only — one model failing must not take the service's other models out
+// for every client; a successful one clears the service's and the pair's
+// failures. Never blocks.
 func (r *Router) Observe(c *Candidate, ok bool, _ time.Duration) {
 	if ok {
 		r.ReportSuccess(c.Service)
-	} else {
-		r.ReportFailure(c.Service.ID)
+		if c.Asset != "" {
+			if l := r.peekLoc(c.Service.ID); (l != nil && l.assetFailed.Load()) || len(c.Service.AssetCooldowns) > 0 {
+				r.enqueue(healthOp{service: c.Service.ID, asset: c.Asset, ok: true})
+			}
+		}
+		return
 	}
+	if c.Asset == "" {
+		r.ReportFailure(c.Service.ID)
+		return
+	}
+	r.loc(c.Service.ID).assetFailed.Store(true)
+	r.enqueue(healthOp{service: c.Service.ID, asset: c.Asset})
+}
+
+// ObserveServiceFailure implements ServiceFeedback: a failure of the whole
+// service (connection refused or reset) counts towards its cooldown.
+func (r *Router) ObserveServiceFailure(c *Candidate, _ time.Duration) {
+	r.ReportFailure(c.Service.ID)
 }
 
 // ReportFailure queues a failure of service for Store.RecordFailure. When it
@@ -110,6 +129,10 @@ func (r *Router) Drain(ctx context.Context) {
 func (r *Router) apply(ctx context.Context, op healthOp, log *slog.Logger) {
 	defer r.pending.Add(-1)
 	l := r.loc(op.service)
+	if op.asset != "" {
+		r.applyAsset(ctx, l, op, log)
+		return
+	}
 	if op.ok {
 		l.failed.Store(false)
 		l.coolUntil.Store(0)
@@ -139,7 +162,38 @@ func (r *Router) apply(ctx context.Context, op healthOp, log *slog.Logger) {
 	}
 }
 
+// applyAsset records a success or failure of one (service, asset) pair.
+func (r *Router) applyAsset(ctx context.Context, l *svcLocal, op healthOp, log *slog.Logger) {
+	if op.ok {
+		l.assetFailed.Store(false)
+		l.clearAssetCool(op.asset)
+		if r.store != nil {
+			if err := r.store.RecordAssetSuccess(ctx, op.service, op.asset); err != nil && log != nil {
+				log.Warn("record success", "service", op.service, "asset", op.asset, "err", err)
+			}
+		}
+		return
+	}
+	if r.store == nil {
+		return
+	}
+	cooled, err := r.store.RecordAssetFailure(ctx, op.service, op.asset, r.cfg.FailureThreshold, r.cfg.Cooldown)
+	if err != nil {
+		if log != nil {
+			log.Warn("record failure", "service", op.service, "asset", op.asset, "err", err)
+		}
+		return
+	}
+	if cooled {
+		l.setAssetCool(op.asset, time.Now().Add(r.cfg.Cooldown).UnixNano())
+		if log != nil {
+			log.Warn("model in cooldown on service", "service", op.service, "asset", op.asset, "cooldown", r.cfg.Cooldown)
+		}
+	}
+}
+
 var (
-	_ Planner  = (*Router)(nil)
-	_ Feedback = (*Router)(nil)
+	_ Planner         = (*Router)(nil)
+	_ ServiceFeedback = (*Router)(nil)
+	_ Feedback        = (*Router)(nil)
 )

@@ -121,6 +121,9 @@ func (r *Router) collect(w *work, snap *fleet.Snapshot, dec *policy.Decision, f 
 			} else {
 				asset, _ = svc.Asset(t.Name)
 			}
+			if asset != nil && (svc.AssetInCooldown(asset.Name, now) || (l != nil && l.assetCooling(asset.Name, nowNS))) {
+				continue
+			}
 			dup := false
 			for k := range w.cands {
 				if w.cands[k].svc == svc && w.cands[k].asset == asset {

@@ -87,6 +87,26 @@ type Feedback interface {
 	Observe(c *Candidate, ok bool, latency time.Duration)
 }
 
+// ServiceFeedback is implemented by a Feedback that tells a failure of
+// the whole service (connection refused or reset: nothing there answers)
+// from a failure of one model on it (a 5xx or a timeout for that model).
+type ServiceFeedback interface {
+	ObserveServiceFailure(c *Candidate, latency time.Duration)
+}
+
+// Fail reports a failed attempt to fb: a service-wide failure through
+// ServiceFeedback when fb implements it, else as Observe(c, false, ...).
+// Observe(c, false, ...) itself counts against the (service, asset) pair
+// only, so a client asking for a model whose upstream fails cannot cool
+// the whole service down for everyone.
+func Fail(fb Feedback, c *Candidate, serviceWide bool, latency time.Duration) {
+	if sf, ok := fb.(ServiceFeedback); ok && serviceWide {
+		sf.ObserveServiceFailure(c, latency)
+		return
+	}
+	fb.Observe(c, false, latency)
+}
+
 // Sentinel errors, for errors.Is.
 var (
 	ErrNoCandidates = errors.New("no routable candidate")

@@ -34,6 +34,51 @@ type svcLocal struct {
 	inflight  atomic.Int64 // requests this edge has open to it (Begin/End)
 	failed    atomic.Bool  // a failure was reported and no success since
 	coolUntil atomic.Int64 // unix ns; local copy of a cooldown this edge set
+	// assetFailed: a (service, asset) failure was reported since the last
+	// success of that pair. assetCool holds the pair cooldowns this edge
+	// set (asset -> unix ns), copy-on-write; nil when none.
+	assetFailed atomic.Bool
+	assetCool   atomic.Pointer[map[string]int64]
+	assetMu     sync.Mutex
+}
+
+// assetCooling reports whether this edge cooled the pair down until past now.
+func (l *svcLocal) assetCooling(asset string, nowNS int64) bool {
+	m := l.assetCool.Load()
+	return m != nil && (*m)[asset] > nowNS
+}
+
+func (l *svcLocal) setAssetCool(asset string, until int64) {
+	l.assetMu.Lock()
+	defer l.assetMu.Unlock()
+	m := map[string]int64{asset: until}
+	if old := l.assetCool.Load(); old != nil {
+		for k, v := range *old {
+			if k != asset {
+				m[k] = v
+			}
+		}
+	}
+	l.assetCool.Store(&m)
+}
+
+func (l *svcLocal) clearAssetCool(asset string) {
+	l.assetMu.Lock()
+	defer l.assetMu.Unlock()
+	old := l.assetCool.Load()
+	if old == nil {
+		return
+	}
+	if _, ok := (*old)[asset]; !ok {
+		return
+	}
+	m := make(map[string]int64, len(*old))
+	for k, v := range *old {
+		if k != asset {
+			m[k] = v
+		}
+	}
+	l.assetCool.Store(&m)
 }
 
 // New returns a Router. store may be nil in unit tests (round_robin and

@@ -26,14 +26,19 @@
 //	gh:node:{<host>}:state           string  node    heartbeat TTL    NodeState JSON (host, services, assets, metrics)
 //	gh:node:{<host>}:gone            string  node    5m               tombstone of a graceful stop (deleted by the next heartbeat)
 //	gh:catalog                       string  operator none            Catalog JSON (role catalog + asset policies)
-//	gh:keys                          hash    operator none            key id -> APIKey JSON (SHA-256 only)
+//	gh:catalog:good                  string  operator none            copy of the last catalog PutCatalog wrote (a fresh edge's fallback when gh:catalog is corrupt)
+//	gh:keys                          hash    operator none            key id -> APIKey JSON (SHA-256 only); an entry that does not parse is an error (keyring.go)
+//	gh:auth:enabled                  string  operator none            set by every stored key, never by a delete: auth stays on with an empty keyring
 //	gh:policy:bundle                 string  operator none            PolicyBundle JSON (files not valid UTF-8 base64, named in "encodings")
+//	gh:policy:good                   hash    edge    none             version, digest, bundle: the last pushed bundle an edge loaded and tested
 //	gh:nodes:allow                   hash    operator none            host id (or "*") -> JSON list of endpoint CIDRs / addresses / host names (nodevalidate.go)
 //	gh:seeded                        string  operator none            set by every operator write; its absence means Redis lost its data
 //	gh:rr:{<target>}                 string  edge    24h idle         round-robin counter (INCR)
 //	gh:if:{<service>}                zset    edge    lease            in-flight leases: member=<edge>:<seq>, score=deadline ms
 //	gh:health:{<service>}:cool       string  edge    cooldown length  passive-health cooldown deadline
 //	gh:health:{<service>}:fail       string  edge    failure window   consecutive failure counter
+//	gh:health:{<service>}:cool:assets hash   edge    none (pruned)    asset -> cooldown deadline ms of one model on that service
+//	gh:health:{<service>}:fail:<asset> string edge   failure window   consecutive failures of that pair
 //	gh:probe                         hash    edge    none             service -> ProbeResult JSON
 //	gh:lease:probe                   string  edge    lease length     id of the edge that probes
 //	gh:stats                         hash    edge    none             service -> ServiceStats JSON (batched)

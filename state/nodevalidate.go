@@ -40,6 +40,7 @@ import (
 //     cannot shadow another host's service (and put it into cooldown);
 //   - at most MaxServicesPerNode services, MaxAssetsPerService assets
 //     each, names of at most MaxNameLen bytes, service names unique;
+//   - at most MaxAPIsPerService native API names per service;
 //   - endpoints are http or https URLs with a host, no userinfo, no query,
 //     no fragment and at most a plain base path (letters, digits, '/', '.',
 //     '_', '-', '~'; no "..", no escapes), at most MaxEndpointLen bytes;
@@ -64,6 +65,9 @@ const (
 	MaxAssetsPerService = 4096
 	MaxNameLen          = 256
 	MaxEndpointLen      = 2048
+	// MaxAPIsPerService caps Service.APIs (names the edge does not know
+	// are ignored, so a newer agent's list is not refused).
+	MaxAPIsPerService = 8
 	// DefaultHeartbeatTTL is the node agent's default heartbeat_ttl
 	// (nodeagent.DefaultTTL).
 	DefaultHeartbeatTTL = 15 * time.Second
@@ -150,6 +154,12 @@ func (s *Store) decodeNode(key, raw string, pttl time.Duration, now time.Time) (
 	return rec, nil
 }
 
+// Bounds of an asset's capabilities (Ollama lists at most six).
+const (
+	maxCapabilities  = 16
+	maxCapabilityLen = 32
+)
+
 // checkNodeState applies the structural checks to a decoded state.
 func checkNodeState(host string, st *fleet.NodeState) *NodeRefusal {
 	if st.Host.ID != host {
@@ -178,6 +188,18 @@ func checkNodeState(host string, st *fleet.NodeState) *NodeRefusal {
 			if n := len(svc.Assets[j].Name); n == 0 || n > MaxNameLen {
 				return refuse(host, "service %s: asset name of %d bytes (1-%d)", svc.ID, n, MaxNameLen)
 			}
+			if caps := svc.Assets[j].Capabilities; len(caps) > maxCapabilities {
+				return refuse(host, "service %s: asset %.64q: %d capabilities exceed %d", svc.ID, svc.Assets[j].Name, len(caps), maxCapabilities)
+			} else {
+				for _, c := range caps {
+					if len(c) == 0 || len(c) > maxCapabilityLen {
+						return refuse(host, "service %s: asset %.64q: capability of %d bytes (1-%d)", svc.ID, svc.Assets[j].Name, len(c), maxCapabilityLen)
+					}
+				}
+			}
+		}
+		if len(svc.APIs) > MaxAPIsPerService {
+			return refuse(host, "service %s: %d apis exceed %d", svc.ID, len(svc.APIs), MaxAPIsPerService)
 		}
 		if _, err := checkEndpoint(svc.Endpoint); err != nil {
 			return refuse(host, "service %s: endpoint %.128q: %v", svc.ID, svc.Endpoint, err)

@@ -367,3 +367,98 @@ func (s *Store) BenchSummaries(ctx context.Context) ([]fleet.BenchSummary, error
 	}
 	return out, nil
 }
+
+// Cooldowns of (service, asset) pairs: per service, one hash of asset ->
+// deadline ms beside a failure counter per pair, all under the service's
+// hash tag (one slot per service, the services spread over a Cluster). A
+// client that asks for a model whose upstream fails cools only that pair;
+// the service's other models stay routable.
+func (s *Store) assetCoolKey(svc string) string { return s.prefix + "health:{" + svc + "}:cool:assets" }
+func (s *Store) assetFailKey(svc, asset string) string {
+	return s.prefix + "health:{" + svc + "}:fail:" + asset
+}
+
+// assetFailScript: as failScript, with the cooldown kept as a field of
+// the pairs hash; fields past their deadline are dropped on the way.
+var assetFailScript = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if n >= tonumber(ARGV[1]) then
+  local now = tonumber(ARGV[4]) - tonumber(ARGV[2])
+  local all = redis.call('HGETALL', KEYS[2])
+  for i = 1, #all, 2 do
+    if tonumber(all[i+1]) < now then redis.call('HDEL', KEYS[2], all[i]) end
+  end
+  redis.call('HSET', KEYS[2], ARGV[5], ARGV[4])
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+`)
+
+// RecordAssetFailure counts a consecutive failure of asset on service; at
+// threshold it cools the pair down for every edge and announces it.
+func (s *Store) RecordAssetFailure(ctx context.Context, service, asset string, threshold int, cooldown time.Duration) (bool, error) {
+	if threshold < 1 {
+		threshold = 1
+	}
+	until := time.Now().Add(cooldown).UnixMilli()
+	window := max(cooldown*4, time.Minute)
+	n, err := assetFailScript.Run(ctx, s.c, []string{s.assetFailKey(service, asset), s.assetCoolKey(service)},
+		threshold, cooldown.Milliseconds(), window.Milliseconds(), until, asset).Int()
+	if err != nil {
+		return false, err
+	}
+	if n == 1 {
+		s.c.Publish(ctx, s.Channel(EventHealth), service)
+		return true, nil
+	}
+	return false, nil
+}
+
+// RecordAssetSuccess clears a pair's failure count and cooldown.
+func (s *Store) RecordAssetSuccess(ctx context.Context, service, asset string) error {
+	var hdel *redis.IntCmd
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, s.assetFailKey(service, asset))
+		hdel = p.HDel(ctx, s.assetCoolKey(service), asset)
+		return nil
+	})
+	if err == nil && hdel.Val() > 0 {
+		s.c.Publish(ctx, s.Channel(EventHealth), service)
+	}
+	return err
+}
+
+// AssetCooldowns returns the pairs of services in cooldown: service ->
+// asset -> until. One HGETALL per service in one pipeline.
+func (s *Store) AssetCooldowns(ctx context.Context, services []string) (map[string]map[string]time.Time, error) {
+	if len(services) == 0 {
+		return nil, nil
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(services))
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, svc := range services {
+			cmds[i] = p.HGetAll(ctx, s.assetCoolKey(svc))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	out := map[string]map[string]time.Time{}
+	for i, c := range cmds {
+		for asset, v := range c.Val() {
+			ms, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || !now.Before(time.UnixMilli(ms)) {
+				continue
+			}
+			if out[services[i]] == nil {
+				out[services[i]] = map[string]time.Time{}
+			}
+			out[services[i]][asset] = time.UnixMilli(ms)
+		}
+	}
+	return out, nil
+}

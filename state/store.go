@@ -100,8 +100,8 @@ type Store struct {
 	c      redis.UniversalClient
 	prefix string
 
-	kCatalog, kKeys, kPolicy, kProbe, kStats, kEdges, kBenchIndex, kSeeded string
-	chPrefix                                                               string
+	kCatalog, kKeys, kAuth, kPolicy, kProbe, kStats, kEdges, kBenchIndex, kSeeded string
+	chPrefix                                                                      string
 }
 
 // New returns a Store over c with every key under prefix ("" = "gh:").
@@ -112,6 +112,7 @@ func New(c redis.UniversalClient, prefix string) *Store {
 	s := &Store{c: c, prefix: prefix}
 	s.kCatalog = prefix + "catalog"
 	s.kKeys = prefix + "keys"
+	s.kAuth = prefix + "auth:enabled"
 	s.kPolicy = prefix + "policy:bundle"
 	s.kProbe = prefix + "probe"
 	s.kStats = prefix + "stats"
@@ -332,7 +333,12 @@ func (s *Store) PutCatalog(ctx context.Context, c *fleet.Catalog) error {
 		p.Publish(ctx, s.Channel(EventCatalog), "put")
 		return nil
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	// The last good copy, after the live one is in (another slot: not in
+	// the transaction); if this write fails the copy is the previous good.
+	return s.c.Set(ctx, s.kCatalog+":good", b, 0).Err()
 }
 
 // GetCatalog reads the role catalog; an empty one when none is stored.
@@ -346,7 +352,25 @@ func (s *Store) GetCatalog(ctx context.Context) (*fleet.Catalog, error) {
 	}
 	var c fleet.Catalog
 	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("stored catalog is corrupt: %w", err)
+		return nil, fmt.Errorf("stored catalog is %w: %v", ErrCorrupt, err)
+	}
+	return &c, nil
+}
+
+// GoodCatalog reads the copy of the catalog PutCatalog keeps beside the
+// live one (gh:catalog:good), for an edge that starts while gh:catalog is
+// corrupt; nil, nil when there is none or it does not decode either.
+func (s *Store) GoodCatalog(ctx context.Context) (*fleet.Catalog, error) {
+	b, err := s.c.Get(ctx, s.kCatalog+":good").Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var c fleet.Catalog
+	if json.Unmarshal(b, &c) != nil {
+		return nil, nil
 	}
 	return &c, nil
 }
@@ -363,7 +387,12 @@ func (s *Store) PutKey(ctx context.Context, k fleet.APIKey) error {
 		return fmt.Errorf("%w: key %q: scope %q (want client, reader or operator)", fleet.ErrInvalid, k.ID, k.Scope)
 	}
 	b, _ := json.Marshal(k)
+	// Auth turns on before the key is stored (another slot: not in the
+	// transaction), so a failure in between fails closed.
 	if err := s.markSeeded(ctx); err != nil {
+		return err
+	}
+	if err := s.c.Set(ctx, s.kAuth, "1", 0).Err(); err != nil {
 		return err
 	}
 	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -385,22 +414,6 @@ func (s *Store) DeleteKey(ctx context.Context, id string) error {
 		return nil
 	})
 	return err
-}
-
-// ListKeys returns every stored API key; malformed entries are skipped.
-func (s *Store) ListKeys(ctx context.Context) ([]fleet.APIKey, error) {
-	m, err := s.c.HGetAll(ctx, s.kKeys).Result()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]fleet.APIKey, 0, len(m))
-	for _, v := range m {
-		var k fleet.APIKey
-		if json.Unmarshal([]byte(v), &k) == nil {
-			out = append(out, k)
-		}
-	}
-	return out, nil
 }
 
 // rrIdle is how long an unused round-robin counter lives.
@@ -494,7 +507,7 @@ func (s *Store) GetPolicyBundle(ctx context.Context) (*fleet.PolicyBundle, error
 // rather than a NOSCRIPT miss and an EVAL). Edges call it at start; a Redis
 // restart flushes scripts and the first call after it falls back to EVAL.
 func (s *Store) LoadScripts(ctx context.Context) error {
-	for _, sc := range []*redis.Script{rrScript, pickScript, failScript, leaseScript, releaseScript} {
+	for _, sc := range []*redis.Script{rrScript, pickScript, failScript, assetFailScript, leaseScript, releaseScript} {
 		if err := sc.Load(ctx, s.c).Err(); err != nil {
 			return err
 		}
@@ -526,7 +539,7 @@ func (s *Store) Seeded(ctx context.Context) (bool, error) {
 // racing to restore the same state are harmless, and an operator write
 // that got there first wins. It sets the seeded marker and announces what
 // it wrote.
-func (s *Store) Reseed(ctx context.Context, c *fleet.Catalog, keys []fleet.APIKey, pb *fleet.PolicyBundle) error {
+func (s *Store) Reseed(ctx context.Context, c *fleet.Catalog, keys []fleet.APIKey, authOn bool, pb *fleet.PolicyBundle) error {
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if c != nil && len(c.Roles) > 0 {
 			if b, err := json.Marshal(c); err == nil {
@@ -538,6 +551,9 @@ func (s *Store) Reseed(ctx context.Context, c *fleet.Catalog, keys []fleet.APIKe
 			if b, err := json.Marshal(k); err == nil {
 				p.HSetNX(ctx, s.kKeys, k.ID, b)
 			}
+		}
+		if authOn || len(keys) > 0 {
+			p.Set(ctx, s.kAuth, "1", 0)
 		}
 		if len(keys) > 0 {
 			p.Publish(ctx, s.Channel(EventKeys), "reseed")

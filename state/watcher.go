@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"sort"
 	"strings"
@@ -51,9 +52,13 @@ type Watcher struct {
 type model struct {
 	nodes     map[string]NodeRecord
 	catalog   *fleet.Catalog
+	catErr    string // the stored catalog does not decode: catalog is the last good one
 	keys      []fleet.APIKey
+	keysErr   string // the keyring is (partly) unreadable: auth denies everyone
+	authOn    bool   // gh:auth:enabled was seen
 	policy    *fleet.PolicyBundle
 	cooldowns map[string]time.Time
+	assetCool map[string]map[string]time.Time // service -> asset -> until
 	probes    map[string]fleet.ProbeResult
 	stats     map[string]fleet.ServiceStats
 	bench     []fleet.BenchSummary
@@ -101,16 +106,21 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 		w.markDown()
 		return err
 	}
-	cat, err := w.s.GetCatalog(ctx)
+	cat, catErr, err := w.readCatalog(ctx)
 	if err != nil {
 		w.markDown()
 		return err
 	}
-	keys, err := w.s.ListKeys(ctx)
+	kr, err := w.s.ReadKeyring(ctx)
+	keysErr := ""
 	if err != nil {
-		w.markDown()
-		return err
+		if !errors.Is(err, ErrCorrupt) {
+			w.markDown()
+			return err
+		}
+		keysErr = err.Error()
 	}
+	keys := kr.Keys
 	pol, err := w.s.GetPolicyBundle(ctx)
 	if err != nil {
 		w.o.Logger.Warn("policy bundle unreadable", "err", err)
@@ -134,7 +144,8 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 			nm[id] = n
 		}
 	}
-	if w.o.Restore && (len(prev.catalog.Roles) > 0 || len(prev.keys) > 0 || prev.policy != nil) {
+	authOn := kr.AuthOn || prev.authOn || len(keys) > 0
+	if w.o.Restore && (len(prev.catalog.Roles) > 0 || len(prev.keys) > 0 || prev.authOn || prev.policy != nil) {
 		seeded, err := w.s.Seeded(ctx)
 		if err == nil && !seeded {
 			if len(cat.Roles) == 0 {
@@ -146,7 +157,7 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 			if pol == nil {
 				pol = prev.policy
 			}
-			if err := w.s.Reseed(ctx, cat, keys, pol); err != nil {
+			if err := w.s.Reseed(ctx, cat, keys, authOn, pol); err != nil {
 				w.o.Logger.Warn("restoring operator state into Redis failed", "err", err)
 			} else {
 				w.o.Logger.Warn("Redis had lost its data: restored the role catalog, keys and policy bundle this edge held")
@@ -158,12 +169,41 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 		w.markDown()
 		return err
 	}
+	assetCool, _ := w.s.AssetCooldowns(ctx, serviceIDs(nm))
 	w.mu.Lock()
-	w.model = model{nodes: nm, catalog: cat, keys: keys, policy: pol, cooldowns: cool,
+	w.model = model{nodes: nm, catalog: cat, catErr: catErr, keys: keys, keysErr: keysErr, authOn: authOn, policy: pol, cooldowns: cool, assetCool: assetCool,
 		probes: probes, stats: stats, bench: bench, redisOK: true}
 	w.publishLocked()
 	w.mu.Unlock()
 	return nil
+}
+
+// readCatalog reads the role catalog. A stored catalog that does not
+// decode is not an outage: the last good catalog stays (this process's, or
+// for a fresh process the copy PutCatalog keeps in gh:catalog:good) and
+// catErr says why, so the edge reports itself degraded and keeps serving
+// the fleet as it was, instead of freezing its whole snapshot.
+//
+// # Errors
+// Redis errors only.
+func (w *Watcher) readCatalog(ctx context.Context) (cat *fleet.Catalog, catErr string, err error) {
+	cat, err = w.s.GetCatalog(ctx)
+	if err == nil || !errors.Is(err, ErrCorrupt) {
+		return cat, "", err
+	}
+	catErr = err.Error()
+	w.mu.Lock()
+	cat = w.model.catalog
+	w.mu.Unlock()
+	if cat == nil || (len(cat.Roles) == 0 && len(cat.AssetPolicies) == 0) {
+		if good, gerr := w.s.GoodCatalog(ctx); gerr == nil && good != nil {
+			cat = good
+		}
+	}
+	if cat == nil {
+		cat = &fleet.Catalog{}
+	}
+	return cat, catErr, nil
 }
 
 func serviceIDs(nodes map[string]NodeRecord) []string {
@@ -270,11 +310,16 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 	}
 	nodes := map[string]nodeUpd{}
 	var cat *fleet.Catalog
-	var keys []fleet.APIKey
+	var catErr string
+	var gotCat bool
+	var kr Keyring
+	var keysErr string
 	var pol *fleet.PolicyBundle
 	var bench []fleet.BenchSummary
 	var health, gotKeys, gotPol, gotBench bool
 	var cool map[string]time.Time
+	var assetCool map[string]map[string]time.Time
+	var gotAssetCool bool
 	var probes map[string]fleet.ProbeResult
 	for ev := range batch {
 		switch {
@@ -290,12 +335,16 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 			}
 			nodes[id] = nodeUpd{rec, found}
 		case ev == EventCatalog:
-			if c, err := w.s.GetCatalog(ctx); err == nil {
-				cat = c
+			if c, ce, err := w.readCatalog(ctx); err == nil {
+				cat, catErr, gotCat = c, ce, true
 			}
 		case ev == EventKeys:
-			if k, err := w.s.ListKeys(ctx); err == nil {
-				keys, gotKeys = k, true
+			k, err := w.s.ReadKeyring(ctx)
+			if err == nil || errors.Is(err, ErrCorrupt) {
+				kr, gotKeys = k, true
+				if err != nil {
+					keysErr = err.Error()
+				}
 			}
 		case ev == EventPolicy:
 			if p, err := w.s.GetPolicyBundle(ctx); err == nil {
@@ -330,6 +379,9 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 		if c, err := w.s.Cooldowns(ctx, serviceIDs(nodeIDs)); err == nil {
 			cool = c
 		}
+		if c, err := w.s.AssetCooldowns(ctx, serviceIDs(nodeIDs)); err == nil {
+			assetCool, gotAssetCool = c, true
+		}
 		if health {
 			if p, err := w.s.Probes(ctx); err == nil {
 				probes = p
@@ -340,11 +392,12 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 	defer w.mu.Unlock()
 	m := w.model
 	m.nodes = nodeIDs
-	if cat != nil {
-		m.catalog = cat
+	if gotCat {
+		m.catalog, m.catErr = cat, catErr
 	}
 	if gotKeys {
-		m.keys = keys
+		m.keys, m.keysErr = kr.Keys, keysErr
+		m.authOn = m.authOn || kr.AuthOn || len(kr.Keys) > 0
 	}
 	if gotPol {
 		m.policy = pol
@@ -354,6 +407,9 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 	}
 	if cool != nil {
 		m.cooldowns = cool
+	}
+	if gotAssetCool {
+		m.assetCool = assetCool
 	}
 	if probes != nil {
 		m.probes = probes
@@ -377,6 +433,9 @@ func (w *Watcher) publishLocked() {
 		Keys:          make(map[[32]byte]*fleet.APIKey, len(m.keys)),
 		Bench:         map[string][]fleet.BenchSummary{},
 		Policy:        m.policy,
+		KeysError:     m.keysErr,
+		CatalogError:  m.catErr,
+		AuthOn:        m.authOn,
 	}
 	if snap.Catalog == nil {
 		snap.Catalog = &fleet.Catalog{}
@@ -393,6 +452,7 @@ func (w *Watcher) publishLocked() {
 			if t, ok := m.cooldowns[svc.ID]; ok {
 				e.CooldownUntil = t
 			}
+			e.AssetCooldowns = m.assetCool[svc.ID]
 			if p, ok := m.probes[svc.ID]; ok {
 				p := p
 				e.Probe = &p

@@ -14,6 +14,10 @@ func appendInput(b []byte, in *policy.Input) []byte {
 	b = strconv.AppendInt(b, int64(in.SchemaVersion), 10)
 	b = append(b, `,"operation":`...)
 	b = jsonw.AppendString(b, string(in.Operation))
+	if in.API != "" {
+		b = append(b, `,"api":`...)
+		b = jsonw.AppendString(b, in.API)
+	}
 	b = append(b, `,"model":`...)
 	b = jsonw.AppendString(b, in.Model)
 	b = append(b, `,"model_key":`...)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -75,7 +76,16 @@ func runDev(args []string) error {
 	log := newLogger(dc.LogLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	return serveDev(ctx, dc, log, func(addr, storeDesc string, upstreams []string) {
+		printDevBanner(dc, storeDesc, addr, upstreams)
+	})
+}
 
+// serveDev runs the dev stack until ctx ends; ready is called once the
+// edge serves, with its address and what the stack runs on (the banner).
+func serveDev(ctx context.Context, dc devConfig, log *slog.Logger, ready func(addr, storeDesc string, upstreams []string)) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	storeDesc := dc.RedisURL
@@ -120,8 +130,7 @@ func runDev(args []string) error {
 	if err != nil {
 		return err
 	}
-	ready := func(addr string) { printDevBanner(dc, storeDesc, addr, upstreams) }
-	r, err := replica.New(ctx, ecfg, replica.Options{Logger: log, Store: store, Ready: ready})
+	r, err := replica.New(ctx, ecfg, replica.Options{Logger: log, Store: store, Ready: func(addr string) { ready(addr, storeDesc, upstreams) }})
 	if err != nil {
 		return err
 	}

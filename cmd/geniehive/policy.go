@@ -237,6 +237,11 @@ func policyStatus(ctx context.Context, w io.Writer, f *policyFlags) error {
 	} else {
 		fmt.Fprintf(w, "pushed bundle: none\n\n")
 	}
+	if good, digest, err := st.GoodBundle(ctx); err != nil {
+		fmt.Fprintf(w, "last good bundle: unreadable (%v)\n\n", err)
+	} else if good != nil {
+		fmt.Fprintf(w, "last good bundle: %s (digest %s; what a restarted edge loads when the pushed one is refused)\n\n", short(good.Version), short(digest))
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "EDGE\tADDR\tENGINE\tVERSION\tIN SYNC\tERROR")
 	for _, e := range edges {

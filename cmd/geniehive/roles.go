@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -174,7 +175,7 @@ func runKeys(args []string) error {
 		return nil
 	case "list":
 		keys, err := s.ListKeys(ctx)
-		if err != nil {
+		if err != nil && !errors.Is(err, state.ErrCorrupt) {
 			return err
 		}
 		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -182,7 +183,10 @@ func runKeys(args []string) error {
 		for _, k := range keys {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s…\n", k.ID, k.Scope, or(join(k.Roles), "all"), k.Hash[:12])
 		}
-		return tw.Flush()
+		if ferr := tw.Flush(); ferr != nil {
+			return ferr
+		}
+		return err // unparsable entries: edges authenticate nobody with them
 	case "delete":
 		if fs.NArg() != 1 {
 			return fmt.Errorf("%w: keys delete takes one ID", cli.ErrUsage)
@@ -199,12 +203,21 @@ func runKeys(args []string) error {
 // is an error, so a typo does not pass for a deletion.
 func deleteKey(ctx context.Context, s *state.Store, id string, force bool) error {
 	keys, err := s.ListKeys(ctx)
-	if err != nil {
+	var kerr *state.KeyringError
+	if err != nil && !errors.As(err, &kerr) {
 		return err
 	}
 	found := false
 	for _, k := range keys {
 		found = found || k.ID == id
+	}
+	if !found && kerr != nil && slices.Contains(kerr.BadIDs, id) {
+		// An unparsable entry authenticates nobody: removing it is always safe.
+		if err := s.DeleteKey(ctx, id); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "unparsable key entry %s deleted\n", id)
+		return nil
 	}
 	if !found {
 		return fmt.Errorf("no valid key %q is stored (geniehive keys list)", id)

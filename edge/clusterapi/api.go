@@ -43,6 +43,9 @@ type EdgeHealth struct {
 	StartedAt time.Time `json:"started_at"`
 	// InFlight is the number of requests this edge is serving.
 	InFlight int64 `json:"in_flight"`
+	// Degraded lists why the edge is degraded (edge.Server.Problems); the
+	// health status is then "degraded".
+	Degraded []edge.Problem `json:"degraded,omitempty"`
 	// Extra holds anything else the edge wants to show.
 	Extra map[string]any `json:"extra,omitempty"`
 }
@@ -141,6 +144,11 @@ func (a *API) Handle(ctx *fasthttp.RequestCtx) bool {
 	name := strings.TrimSuffix(string(p[len(Prefix):]), "/")
 	rs, ok := routes[name]
 	if !ok {
+		// Every route needs a key: an unknown path is not revealed as
+		// unknown to a caller without one.
+		if !a.d.Authorize(ctx, fleet.ScopeReader) {
+			return true
+		}
 		writeError(ctx, fasthttp.StatusNotFound, "invalid_request_error", "not_found", "", "no cluster endpoint "+string(p))
 		return true
 	}

@@ -123,6 +123,13 @@ func TestReadsAndScopes(t *testing.T) {
 	if code, _ := e.do(t, "GET", "/v1/cluster/nope", "r", nil); code != 404 {
 		t.Fatalf("unknown endpoint: %d", code)
 	}
+	// An anonymous caller cannot tell unknown paths from known ones
+	// (issue 16: enumeration before auth).
+	for _, p := range []string{"nope", "keys", "hosts"} {
+		if code, _ := e.do(t, "GET", "/v1/cluster/"+p, "", nil); code != 401 {
+			t.Fatalf("GET /v1/cluster/%s without a key: %d, want 401", p, code)
+		}
+	}
 	if code, _ := e.do(t, "GET", "/v1/models", "r", nil); code != 418 {
 		t.Fatalf("non-cluster path was handled: %d", code)
 	}

@@ -224,7 +224,7 @@ func (a *API) health(ctx *fasthttp.RequestCtx) {
 			h.Snapshot.RoutableServices++
 		}
 	}
-	if !snap.RedisOK {
+	if !snap.RedisOK || len(h.Edge.Degraded) > 0 {
 		h.Status = "degraded"
 	}
 	writeJSON(ctx, fasthttp.StatusOK, h)

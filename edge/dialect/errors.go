@@ -50,6 +50,8 @@ var (
 		"stateful Responses are not supported: GenieHive stores no responses, so previous_response_id cannot be resolved; send the whole conversation in input (store: false)")
 	errConversation = invalid(CodeStateful, "conversation",
 		"stateful Responses are not supported: GenieHive stores no conversations; send the whole conversation in input")
+	errStore = invalid(CodeStateful, "store",
+		"stateful Responses are not supported: GenieHive stores no responses; send store: false (or leave it out) and the whole conversation in input")
 	errBackground = invalid(CodeStateful, "background",
 		"background Responses are not supported: GenieHive stores no responses to poll; use stream or a plain request")
 	errMaxTokens = invalid(CodeMissing, "max_tokens", "max_tokens: field required (a positive integer)")

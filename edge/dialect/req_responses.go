@@ -25,6 +25,8 @@ func (r *Request) parseResponses() error {
 		return errConversation
 	case t[fBackground] != nil && t[fBackground].Type() == fastjson.TypeTrue:
 		return errBackground
+	case t[fStore] != nil && t[fStore].Type() == fastjson.TypeTrue:
+		return errStore
 	case !isNull(t[fPrompt]):
 		return invalid(CodeStateful, "prompt", "stored prompt templates are not supported: send instructions and input")
 	}

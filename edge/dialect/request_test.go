@@ -148,6 +148,7 @@ func TestRefusals(t *testing.T) {
 		{APIResponses, `{"model":"a","Model":"b","input":"x"}`, CodeDuplicate, "more than one model"},
 		{APIResponses, `{"model":"a","input":"x","reasoning":{"effort":"none","Effort":"high"}}`, CodeDuplicate, "reasoning.effort"},
 		{APIResponses, `{"model":"m","input":"x","previous_response_id":"resp_1"}`, CodeStateful, "stateful Responses are not supported"},
+		{APIResponses, `{"model":"m","input":"x","store":true}`, CodeStateful, "stateful Responses are not supported"},
 		{APIResponses, `{"model":"m","input":"x","conversation":"conv_1"}`, CodeStateful, "stores no conversations"},
 		{APIResponses, `{"model":"m","input":"x","background":true}`, CodeStateful, "background"},
 		{APIResponses, `{"model":"m","input":[{"type":"item_reference","id":"msg_1"}]}`, CodeStateful, "item_reference"},

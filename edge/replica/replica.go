@@ -73,6 +73,11 @@ type Replica struct {
 	ln       net.Listener
 	ready    func(string)
 	closeOne sync.Once
+	// startErr is why the pushed bundle was refused at start (the last
+	// good bundle, or no policy at all, serves instead); applied is the
+	// pushed version the holder runs ("" when none).
+	startErr error
+	applied  string
 }
 
 // New builds a replica from a provisioned and validated cfg: it connects
@@ -123,6 +128,9 @@ func New(ctx context.Context, cfg Config, o Options) (*Replica, error) {
 		return fail(err)
 	}
 	r.srv.SetCluster(r.clusterAPI())
+	if r.startErr != nil {
+		r.srv.PolicyReloaded(r.startErr)
+	}
 	if r.client != nil {
 		// Counted on this edge's /metrics. A caller-owned store (Options.
 		// Store) may be shared by several replicas: its owner adds
@@ -143,7 +151,7 @@ func (r *Replica) clusterAPI() *clusterapi.API {
 			return srv.Engine().Eval(ctx, in, out)
 		},
 		Health: func() clusterapi.EdgeHealth {
-			return clusterapi.EdgeHealth{ID: id, Addr: srv.Addr(), StartedAt: started, InFlight: srv.Open()}
+			return clusterapi.EdgeHealth{ID: id, Addr: srv.Addr(), StartedAt: started, InFlight: srv.Open(), Degraded: srv.Problems()}
 		},
 		Policy: func() clusterapi.PolicyStatus {
 			e := srv.Engine()
@@ -243,6 +251,16 @@ func (r *Replica) Close() error {
 	return errors.Join(errs...)
 }
 
+// recordGood keeps pb as the last good bundle (best effort: a failure
+// only means a restart may find an older one).
+func (r *Replica) recordGood(ctx context.Context, pb *fleet.PolicyBundle, digest string) {
+	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := r.store.PutGoodBundle(gctx, pb, digest); err != nil {
+		r.log.Warn("recording the last good policy bundle failed", "err", err)
+	}
+}
+
 func ignoreCanceled(err error) error {
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -253,8 +271,12 @@ func ignoreCanceled(err error) error {
 // startEngine builds the first engine: the watched directory's bundle when
 // policy.dir is set, else the bundle pushed into Redis, else the shipped
 // policy. A bundle that fails to build is fatal at start only when it was
-// named explicitly (policy.dir); a broken pushed bundle is logged and the
-// shipped policy serves.
+// named explicitly (policy.dir). A broken pushed bundle never hands the
+// edge to the shipped policy (that would drop the operator's denials): the
+// last good bundle (gh:policy:good, checked against its digest) serves,
+// else the edge refuses to serve (policies.Unavailable: 503s, /readyz 503)
+// until a bundle that loads is pushed; either way the refusal shows as
+// the policy error and the degraded reason policy_refused.
 func (r *Replica) startEngine(ctx context.Context) error {
 	p := r.cfg.Policy
 	ef, _ := lookupEngine(p.Engine)
@@ -279,13 +301,30 @@ func (r *Replica) startEngine(ctx context.Context) error {
 		r.holder = policies.NewHolder(e)
 		return nil
 	}
-	if pb, err := r.store.GetPolicyBundle(ctx); err == nil && pb != nil {
-		e, _, err := policies.Prepare(ctx, policy.NewBundle(pb.Files), f, opa.TestBundle)
+	if pb, err := r.store.GetPolicyBundle(ctx); err != nil || pb != nil {
 		if err == nil {
-			r.holder = policies.NewHolder(e)
-			return nil
+			e, _, perr := policies.Prepare(ctx, policy.NewBundle(pb.Files), f, opa.TestBundle)
+			if perr == nil {
+				r.holder, r.applied = policies.NewHolder(e), pb.Version
+				r.recordGood(ctx, pb, e.Version())
+				return nil
+			}
+			err = fmt.Errorf("pushed policy bundle %s refused: %w", pb.Version, perr)
 		}
-		r.log.Error("pushed policy bundle refused at start; serving the shipped policy", "version", pb.Version, "err", err)
+		r.startErr = err
+		if good, digest, gerr := r.store.GoodBundle(ctx); gerr == nil && good != nil {
+			b := policy.NewBundle(good.Files)
+			if b.Version == digest {
+				if e, _, perr := policies.Prepare(ctx, b, f, opa.TestBundle); perr == nil {
+					r.holder = policies.NewHolder(e)
+					r.log.Error("pushed policy bundle refused at start; serving the last good bundle", "err", err, "last_good", good.Version)
+					return nil
+				}
+			}
+		}
+		r.log.Error("pushed policy bundle refused at start and no last good bundle loads: REFUSING TO SERVE (503) until a bundle that loads is pushed", "err", err)
+		r.holder = policies.NewHolder(policies.Unavailable(err.Error()))
+		return nil
 	}
 	e, err := f(ctx, policy.NewBundle(policies.ShippedPolicy()))
 	if err != nil {
@@ -301,8 +340,12 @@ func (r *Replica) startEngine(ctx context.Context) error {
 // engine in place and is reported through the server's PolicyReloaded.
 func (r *Replica) reloadPushed(ctx context.Context) {
 	changes := r.watcher.Changes()
-	applied := ""
-	if pb := r.watcher.Current().Policy; pb != nil {
+	applied := r.applied
+	if r.startErr != nil {
+		if pb := r.watcher.Current().Policy; pb != nil {
+			applied = pb.Version // refused at start already
+		}
+	} else if pb := r.watcher.Current().Policy; pb != nil && applied == "" {
 		applied = pb.Version
 	}
 	for {
@@ -319,6 +362,9 @@ func (r *Replica) reloadPushed(ctx context.Context) {
 		applied = pb.Version
 		b := policy.NewBundle(pb.Files)
 		if b.Version == r.holder.Engine().Version() {
+			if r.srv.PolicyError() != "" {
+				r.srv.PolicyReloaded(nil) // the bundle that runs is the stored one again
+			}
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -333,6 +379,7 @@ func (r *Replica) reloadPushed(ctx context.Context) {
 			r.log.Error("pushed policy bundle refused; keeping the running policy", "version", pb.Version, "err", err)
 		} else {
 			r.log.Info("policy bundle active", "version", b.Version, "engine", e.Name())
+			r.recordGood(ctx, pb, b.Version)
 		}
 		r.srv.PolicyReloaded(err)
 	}

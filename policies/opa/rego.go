@@ -246,6 +246,9 @@ func InputValue(in *policy.Input) ast.Value {
 	add := func(k string, v *ast.Term) { terms = append(terms, [2]*ast.Term{ast.InternedTerm(k), v}) }
 	add("schema_version", ast.InternedTerm(in.SchemaVersion))
 	add("operation", ast.StringTerm(string(in.Operation)))
+	if in.API != "" {
+		add("api", ast.StringTerm(in.API))
+	}
 	add("model", ast.StringTerm(in.Model))
 	add("model_key", ast.StringTerm(in.ModelKey))
 	add("stream", ast.InternedTerm(in.Stream))

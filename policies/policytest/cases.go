@@ -114,6 +114,18 @@ func Cases() []Case {
 			Want:  dec([]policy.Target{asset("qwen3:8b", chat, "", 0, &policy.Patch{DisableThinking: true, StripReasoning: true})}),
 		},
 		{
+			Name:  "Responses client: the same role resolution and request policy as chat",
+			Data:  d,
+			Input: with(in(chat, "coder"), func(i *policy.Input) { i.API = fleet.APIResponses; i.Stream = true }),
+			Want:  dec(append(coderTargets(0), generalTargets(1)...), append(append([]string{}, coderTried...), cutCoder)...),
+		},
+		{
+			Name:  "Messages client asking for thinking keeps it on",
+			Data:  d,
+			Input: with(in(chat, "qwen3"), func(i *policy.Input) { i.API = fleet.APIMessages; i.Thinking = ptr(true) }),
+			Want:  dec([]policy.Target{asset("qwen3:8b", chat, "", 0, &policy.Patch{StripReasoning: true})}),
+		},
+		{
 			Name:  "explicit :latest and upper case",
 			Data:  d,
 			Input: in(chat, "Mistral:latest"),

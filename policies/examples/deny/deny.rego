@@ -33,3 +33,16 @@ denials contains {
 	input.stream == true
 	startswith(input.key.id, "batch-")
 }
+
+# Legacy Completions only for keys of the "legacy-" family: input.api says
+# which client API a chat request used (chat, responses, messages,
+# count_tokens, completions).
+denials contains {
+	"priority": 120,
+	"status": 403,
+	"code": "policy_denied",
+	"reason": "the legacy completions API is disabled for this key",
+} if {
+	input.api == "completions"
+	not startswith(input.key.id, "legacy-")
+}

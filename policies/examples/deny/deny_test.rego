@@ -47,3 +47,18 @@ test_shipped_denials_come_first if {
 	d := decide({"body_bytes": 2000000, "key": {"id": "batch-7", "scope": "client", "roles": ["writer"]}})
 	d.deny.code == "role_not_allowed"
 }
+
+test_completions_api_denied if {
+	d := decide({"api": "completions"})
+	d.deny.reason == "the legacy completions API is disabled for this key"
+}
+
+test_completions_api_allowed_for_legacy_keys if {
+	d := decide({"api": "completions", "key": {"id": "legacy-1", "scope": "client"}})
+	not d.deny
+}
+
+test_messages_api_allowed if {
+	d := decide({"api": "messages"})
+	not d.deny
+}
