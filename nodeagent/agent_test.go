@@ -117,14 +117,7 @@ func asset(s *fleet.Service, name string) *fleet.Asset {
 
 // secondClient is a separate connection (another process's view).
 func secondClient(t testing.TB) redis.UniversalClient {
-	opt, err := redis.ParseURL(testredis.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.ContextTimeoutEnabled = true
-	c := redis.NewClient(opt)
-	t.Cleanup(func() { c.Close() })
-	return c
+	return testredis.Client(t)
 }
 
 func TestDiscoveryAndHeartbeat(t *testing.T) {
@@ -376,11 +369,7 @@ func TestAgentsIsolatedAndGracefulStop(t *testing.T) {
 			t.Fatalf("%s overwritten: %+v", h, st.Services)
 		}
 	}
-	keys, err := c.Keys(context.Background(), prefix+"*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sort.Strings(keys)
+	keys := testredis.Keys(t, c, prefix+"*")
 	if len(keys) != 2 || keys[0] != store.NodeKey("a") || keys[1] != store.NodeKey("b") {
 		t.Fatalf("keys %v", keys)
 	}
@@ -406,11 +395,10 @@ func TestMain(m *testing.M) {
 }
 
 func childAgent() int {
-	opt, err := redis.ParseURL(os.Getenv("CHILD_REDIS"))
+	c, err := state.NewClient(state.Options{URL: os.Getenv("CHILD_REDIS")})
 	if err != nil {
 		return 3
 	}
-	c := redis.NewClient(opt)
 	a, err := New(Config{HostID: os.Getenv("CHILD_HOST"), Interval: 250 * time.Millisecond, TTL: time.Second, NvidiaSMI: "off",
 		Services: []ServiceConfig{{Name: "o", Endpoint: os.Getenv("CHILD_UPSTREAM"), Protocol: fleet.ProtocolOllama}}},
 		state.New(c, os.Getenv("CHILD_PREFIX")), Options{Logger: quiet})

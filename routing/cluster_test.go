@@ -81,15 +81,8 @@ func newCluster(t *testing.T, n int, cfg Config) *fixture {
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	for i := 0; i < n; i++ {
-		opt, err := redis.ParseURL(testredis.URL(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		opt.ContextTimeoutEnabled = true
 		// The router's client (round trips counted) and the watcher's.
-		rc := redis.NewClient(opt)
-		wc := redis.NewClient(opt)
-		t.Cleanup(func() { rc.Close(); wc.Close() })
+		rc, wc := testredis.Client(t), testredis.Client(t)
 		e := &edgeInst{id: "edge-" + string(rune('a'+i)), rt: &roundTrips{}, engine: policies.NewGo()}
 		rc.AddHook(e.rt)
 		e.store = state.New(rc, prefix)
@@ -340,8 +333,14 @@ func TestClusterLeastLoaded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := e.rt.n.Load() - before; n != 1 {
-			t.Fatalf("least_loaded: %d round trips, want 1", n)
+		// One Lua call; on a Cluster, where the candidates' sets live in
+		// different slots, a pipelined count and a ZADD (state/inflight.go).
+		want := int64(1)
+		if testredis.IsCluster(t) {
+			want = 2
+		}
+		if n := e.rt.n.Load() - before; n != want {
+			t.Fatalf("least_loaded: %d round trips, want %d", n, want)
 		}
 		if !p.Candidates[0].Leased {
 			t.Fatal("least_loaded pick carries no lease")
@@ -417,7 +416,14 @@ func TestClusterLeastLoaded(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("least_loaded under load: fast %d, slow %d", fastHits.Load(), slowHits.Load())
-	if fastHits.Load() < 3*slowHits.Load() {
+	// On a Cluster the pick is a count, then a lease (two round trips, not
+	// one atomic script: state/inflight.go), so concurrent picks on a busy
+	// machine see each other less; the fast upstream must still win clearly.
+	factor := int64(6)
+	if testredis.IsCluster(t) {
+		factor = 3
+	}
+	if 2*fastHits.Load() < factor*slowHits.Load() {
 		t.Fatalf("fast %d vs slow %d: least_loaded did not favour the less busy upstream", fastHits.Load(), slowHits.Load())
 	}
 }

@@ -127,3 +127,43 @@ go vet ./...
 log "go test -race ./..."
 go test -race -timeout 40m "$@" ./...
 alloc_pass
+
+# --- Redis Cluster and Sentinel -------------------------------------------
+# The packages that touch Redis run again on a Redis Cluster (3 masters + 3
+# replicas) and on a Sentinel group (1 master, 1 replica, 3 sentinels),
+# started by scripts/redis-topology.sh on ports 7000-7022
+# (GENIEHIVE_TOPO_BASE moves them). Without -race, to keep the added time
+# small (about 3-4 minutes for both on a 2-core machine; see docs/CAPACITY.md).
+# GENIEHIVE_TOPOLOGIES=0 skips this (refused under CI=true); under CI=true a
+# topology that cannot start fails the run.
+# Every package whose tests use internal/testredis (grep -rl testredis --include=*_test.go).
+redis_packages=(./state ./nodeagent ./routing ./edge ./edge/clusterapi ./edge/replica ./loadtest ./cmd/geniehive)
+run_topologies() {
+  if [ "${GENIEHIVE_TOPOLOGIES:-1}" = 0 ]; then
+    if [ "${CI:-}" = true ]; then
+      echo "GENIEHIVE_TOPOLOGIES=0 is refused under CI=true" >&2
+      return 1
+    fi
+    log "GENIEHIVE_TOPOLOGIES=0: the Cluster and Sentinel runs are skipped"
+    return 0
+  fi
+  local env
+  if ! env=$(bash scripts/redis-topology.sh start); then
+    if [ "${CI:-}" = true ]; then
+      echo "the Redis Cluster / Sentinel topologies did not start; CI=true requires them" >&2
+      return 1
+    fi
+    log "WARNING: the Redis Cluster / Sentinel topologies did not start; their runs are skipped"
+    return 0
+  fi
+  trap 'bash scripts/redis-topology.sh stop; cleanup' EXIT
+  eval "$env"
+  local t0=$SECONDS
+  log "go test on the Redis Cluster: $GENIEHIVE_TEST_REDIS_CLUSTER"
+  GENIEHIVE_TEST_REDIS=$GENIEHIVE_TEST_REDIS_CLUSTER go test -timeout 20m "$@" "${redis_packages[@]}"
+  log "go test on the Sentinel group: $GENIEHIVE_TEST_REDIS_SENTINEL"
+  GENIEHIVE_TEST_REDIS=$GENIEHIVE_TEST_REDIS_SENTINEL go test -timeout 20m "$@" "${redis_packages[@]}"
+  log "Cluster and Sentinel runs took $((SECONDS - t0))s"
+  bash scripts/redis-topology.sh stop
+}
+run_topologies "$@"

@@ -8,7 +8,19 @@
 //
 // Every key and channel starts with one configurable prefix (default "gh:").
 // Keys are grouped by hash tag (the part in braces) so that every multi-key
-// atomic operation touches one Redis Cluster slot.
+// atomic operation touches one Redis Cluster slot. Hash tags are per target
+// (a host, a round-robin target, a service, an asset), never one tag for a
+// family of keys: the hottest keys (round-robin counters, in-flight sets,
+// cooldowns) spread over a Cluster's shards (TestClusterKeysSpread). The
+// keys without a tag (catalog, keys, policy, seeded, ...) are read and
+// written one at a time, or in pipelines, never in one transaction or
+// script; an operator write sets gh:seeded, then writes and announces its
+// value in one MULTI/EXEC.
+//
+// The same code runs on one server, a Sentinel group and a Cluster (the
+// URL forms are in redisurl.go). Where a Cluster cannot do what one server
+// does atomically, the difference is documented where it is made: the
+// least-loaded pick (inflight.go).
 //
 //	key                              type    writer  TTL              holds
 //	gh:node:{<host>}:state           string  node    heartbeat TTL    NodeState JSON (host, services, assets, metrics)
@@ -21,12 +33,12 @@
 //	gh:policy:good                   hash    edge    none             version, digest, bundle: the last pushed bundle an edge loaded and tested
 //	gh:nodes:allow                   hash    operator none            host id (or "*") -> JSON list of endpoint CIDRs / addresses / host names (nodevalidate.go)
 //	gh:seeded                        string  operator none            set by every operator write; its absence means Redis lost its data
-//	gh:{rr}:<target>                 string  edge    24h idle         round-robin counter (INCR)
-//	gh:{if}:<service>                zset    edge    lease            in-flight leases: member=<edge>:<seq>, score=deadline ms
-//	gh:{health}:cool:<service>       string  edge    cooldown length  passive-health cooldown deadline
-//	gh:{health}:fail:<service>       string  edge    failure window   consecutive failure counter
-//	gh:{health}:cool:assets          hash    edge    none (pruned)    "<service>@<asset>" -> cooldown deadline ms of one model on one service
-//	gh:{health}:fail:<service>@<asset> string edge   failure window   consecutive failures of that pair
+//	gh:rr:{<target>}                 string  edge    24h idle         round-robin counter (INCR)
+//	gh:if:{<service>}                zset    edge    lease            in-flight leases: member=<edge>:<seq>, score=deadline ms
+//	gh:health:{<service>}:cool       string  edge    cooldown length  passive-health cooldown deadline
+//	gh:health:{<service>}:fail       string  edge    failure window   consecutive failure counter
+//	gh:health:{<service>}:cool:assets hash   edge    none (pruned)    asset -> cooldown deadline ms of one model on that service
+//	gh:health:{<service>}:fail:<asset> string edge   failure window   consecutive failures of that pair
 //	gh:probe                         hash    edge    none             service -> ProbeResult JSON
 //	gh:lease:probe                   string  edge    lease length     id of the edge that probes
 //	gh:stats                         hash    edge    none             service -> ServiceStats JSON (batched)
@@ -61,4 +73,14 @@
 // expiry (which announces nothing). Every snapshot entry carries the deadline
 // its key's TTL implies, so an expired node is not routable even before the
 // next resync.
+//
+// On a Redis Cluster, PUBLISH reaches every node over the cluster bus, so
+// the watcher's PSUBSCRIBE on whichever node go-redis picks receives every
+// event (TestHeartbeatReachesOtherWatcher runs on the Cluster in
+// scripts/test.sh, with its resync off). Sharded pub/sub (SPUBLISH) is not
+// used: it has no pattern subscribe, and a node's ACL names its one
+// channel. After any subscription error (a failover, a reconnect) the
+// watcher subscribes again and rebuilds its whole snapshot; the resync
+// SCANs every master, and a master failing over mid-scan fails only that
+// resync (the snapshot stays, marked RedisOK=false, until the next one).
 package state

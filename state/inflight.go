@@ -11,12 +11,15 @@ import (
 )
 
 // In-flight accounting is cluster-wide and crash-safe. Each request in
-// flight is a member "<edge>:<seq>" of the sorted set gh:{if}:<service> with
+// flight is a member "<edge>:<seq>" of the sorted set gh:if:{<service>} with
 // its lease deadline (unix ms) as score. Counting drops members past their
 // deadline, so an edge that dies mid-request leaks its count for at most one
 // lease; a live edge refreshes the deadline of its open requests every
-// leaseTTL/3. All in-flight keys share the {if} hash tag, so the least-loaded
-// pick is one atomic Lua call, also on Redis Cluster.
+// leaseTTL/3. Each in-flight key has its service as hash tag, so the sets of
+// a fleet spread over a Cluster's shards. On one server (or a Sentinel
+// group) the least-loaded pick is one atomic Lua call over the candidates'
+// sets; on a Cluster, where they live in different slots, it is a
+// pipelined count and a ZADD: two round trips (pickLeastLoadedSharded).
 
 // Lease is one request's in-flight entry.
 type Lease struct {
@@ -58,7 +61,10 @@ func NewInflight(s *Store, edgeID string, leaseTTL time.Duration) *Inflight {
 	return &Inflight{s: s, edgeID: edgeID, ttl: leaseTTL, open: map[uint64]string{}, kick: make(chan struct{}, 1)}
 }
 
-func (f *Inflight) key(service string) string { return f.s.prefix + "{if}:" + service }
+func (f *Inflight) key(service string) string { return f.s.InflightKey(service) }
+
+// InflightKey is the sorted set of service's in-flight leases.
+func (s *Store) InflightKey(service string) string { return s.prefix + "if:{" + service + "}" }
 
 func (f *Inflight) member(seq uint64) string {
 	return f.edgeID + ":" + strconv.FormatUint(seq, 10)
@@ -209,7 +215,7 @@ func (s *Store) InflightCounts(ctx context.Context, services []string) ([]int64,
 	cmds := make([]*redis.IntCmd, len(services))
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, svc := range services {
-			cmds[i] = p.ZCount(ctx, s.prefix+"{if}:"+svc, "("+now, "+inf")
+			cmds[i] = p.ZCount(ctx, s.InflightKey(svc), "("+now, "+inf")
 		}
 		return nil
 	})
@@ -254,6 +260,9 @@ func (f *Inflight) PickLeastLoaded(ctx context.Context, services []string, queue
 	if len(services) == 0 {
 		return -1, nil, Lease{}, nil
 	}
+	if _, cluster := f.s.c.(*redis.ClusterClient); cluster && len(services) > 1 {
+		return f.pickLeastLoadedSharded(ctx, services, queueDepth)
+	}
 	keys := make([]string, len(services))
 	for i, svc := range services {
 		keys[i] = f.key(svc)
@@ -277,6 +286,41 @@ func (f *Inflight) PickLeastLoaded(ctx context.Context, services []string, queue
 	}
 	idx = int(res[0])
 	counts = res[1:]
+	l = Lease{Service: services[idx], seq: seq}
+	f.mu.Lock()
+	f.open[seq] = l.Service
+	f.mu.Unlock()
+	return idx, counts, l, nil
+}
+
+// pickLeastLoadedSharded is PickLeastLoaded on a Redis Cluster, where the
+// candidates' sets live in different slots and no script can touch them
+// all: one pipelined ZCOUNT per candidate (one round trip, the shards
+// answering in parallel), the pick made here, then the lease added to the
+// chosen set (a second round trip) so every edge sees it before the pick
+// returns. Two edges picking within that one round trip may both see the
+// same counts: the balance is exact up to the picks in flight in it.
+func (f *Inflight) pickLeastLoadedSharded(ctx context.Context, services []string, queueDepth []int64) (idx int, counts []int64, l Lease, err error) {
+	counts, err = f.s.InflightCounts(ctx, services)
+	if err != nil {
+		return -1, nil, Lease{}, err
+	}
+	best := int64(-1)
+	for i, c := range counts {
+		load := c
+		if i < len(queueDepth) {
+			load += queueDepth[i]
+		}
+		if best < 0 || load < best {
+			idx, best = i, load
+		}
+	}
+	seq := f.seq.Add(1)
+	dl := float64(time.Now().Add(f.ttl).UnixMilli())
+	if err := f.s.c.ZAdd(ctx, f.key(services[idx]), redis.Z{Score: dl, Member: f.member(seq)}).Err(); err != nil {
+		return -1, nil, Lease{}, err
+	}
+	counts[idx]++
 	l = Lease{Service: services[idx], seq: seq}
 	f.mu.Lock()
 	f.open[seq] = l.Service

@@ -15,8 +15,12 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-func (s *Store) coolKey(svc string) string { return s.prefix + "{health}:cool:" + svc }
-func (s *Store) failKey(svc string) string { return s.prefix + "{health}:fail:" + svc }
+// CooldownKey holds service's passive-health cooldown deadline; failKey
+// its consecutive failure count. Both carry the service as hash tag: the
+// failure script touches the two in one slot, and the services of a fleet
+// spread over a Cluster's shards.
+func (s *Store) CooldownKey(svc string) string { return s.prefix + "health:{" + svc + "}:cool" }
+func (s *Store) failKey(svc string) string     { return s.prefix + "health:{" + svc + "}:fail" }
 
 // failScript: INCR the failure counter (window = ARGV[3] ms); when it
 // reaches the threshold ARGV[1], set the cooldown key to its deadline for
@@ -44,7 +48,7 @@ func (s *Store) RecordFailure(ctx context.Context, service string, threshold int
 	if window < time.Minute {
 		window = time.Minute
 	}
-	n, err := failScript.Run(ctx, s.c, []string{s.failKey(service), s.coolKey(service)},
+	n, err := failScript.Run(ctx, s.c, []string{s.failKey(service), s.CooldownKey(service)},
 		threshold, cooldown.Milliseconds(), window.Milliseconds(), until).Int()
 	if err != nil {
 		return false, err
@@ -58,7 +62,7 @@ func (s *Store) RecordFailure(ctx context.Context, service string, threshold int
 
 // RecordSuccess clears a service's failure count and cooldown.
 func (s *Store) RecordSuccess(ctx context.Context, service string) error {
-	n, err := s.c.Del(ctx, s.failKey(service), s.coolKey(service)).Result()
+	n, err := s.c.Del(ctx, s.failKey(service), s.CooldownKey(service)).Result()
 	if err == nil && n > 0 {
 		s.c.Publish(ctx, s.Channel(EventHealth), service)
 	}
@@ -70,23 +74,22 @@ func (s *Store) Cooldowns(ctx context.Context, services []string) (map[string]ti
 	if len(services) == 0 {
 		return nil, nil
 	}
-	keys := make([]string, len(services))
-	for i, svc := range services {
-		keys[i] = s.coolKey(svc)
-	}
-	// All cooldown keys share the {health} tag: one MGET, also on a cluster.
-	vals, err := s.c.MGet(ctx, keys...).Result()
-	if err != nil {
+	// One GET per service in one pipeline (one round trip; on a Cluster,
+	// one per shard, in parallel): the keys live in different slots.
+	gets := make([]*redis.StringCmd, len(services))
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, svc := range services {
+			gets[i] = p.Get(ctx, s.CooldownKey(svc))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
 	out := map[string]time.Time{}
-	for i, v := range vals {
-		str, ok := v.(string)
-		if !ok {
-			continue
-		}
-		ms, err := strconv.ParseInt(str, 10, 64)
-		if err == nil {
+	for i, g := range gets {
+		ms, err := strconv.ParseInt(g.Val(), 10, 64)
+		if g.Err() == nil && err == nil {
 			out[services[i]] = time.UnixMilli(ms)
 		}
 	}
@@ -365,13 +368,14 @@ func (s *Store) BenchSummaries(ctx context.Context) ([]fleet.BenchSummary, error
 	return out, nil
 }
 
-// Cooldowns of (service, asset) pairs: one hash of "<service>@<asset>" ->
-// deadline ms beside a failure counter per pair, all under the {health}
-// tag. A client that asks for a model whose upstream fails cools only that
-// pair; the service's other models stay routable.
-func (s *Store) assetCoolKey() string { return s.prefix + "{health}:cool:assets" }
+// Cooldowns of (service, asset) pairs: per service, one hash of asset ->
+// deadline ms beside a failure counter per pair, all under the service's
+// hash tag (one slot per service, the services spread over a Cluster). A
+// client that asks for a model whose upstream fails cools only that pair;
+// the service's other models stay routable.
+func (s *Store) assetCoolKey(svc string) string { return s.prefix + "health:{" + svc + "}:cool:assets" }
 func (s *Store) assetFailKey(svc, asset string) string {
-	return s.prefix + "{health}:fail:" + svc + "@" + asset
+	return s.prefix + "health:{" + svc + "}:fail:" + asset
 }
 
 // assetFailScript: as failScript, with the cooldown kept as a field of
@@ -400,8 +404,8 @@ func (s *Store) RecordAssetFailure(ctx context.Context, service, asset string, t
 	}
 	until := time.Now().Add(cooldown).UnixMilli()
 	window := max(cooldown*4, time.Minute)
-	n, err := assetFailScript.Run(ctx, s.c, []string{s.assetFailKey(service, asset), s.assetCoolKey()},
-		threshold, cooldown.Milliseconds(), window.Milliseconds(), until, service+"@"+asset).Int()
+	n, err := assetFailScript.Run(ctx, s.c, []string{s.assetFailKey(service, asset), s.assetCoolKey(service)},
+		threshold, cooldown.Milliseconds(), window.Milliseconds(), until, asset).Int()
 	if err != nil {
 		return false, err
 	}
@@ -417,7 +421,7 @@ func (s *Store) RecordAssetSuccess(ctx context.Context, service, asset string) e
 	var hdel *redis.IntCmd
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, s.assetFailKey(service, asset))
-		hdel = p.HDel(ctx, s.assetCoolKey(), service+"@"+asset)
+		hdel = p.HDel(ctx, s.assetCoolKey(service), asset)
 		return nil
 	})
 	if err == nil && hdel.Val() > 0 {
@@ -426,24 +430,35 @@ func (s *Store) RecordAssetSuccess(ctx context.Context, service, asset string) e
 	return err
 }
 
-// AssetCooldowns returns the pairs in cooldown: service -> asset -> until.
-func (s *Store) AssetCooldowns(ctx context.Context) (map[string]map[string]time.Time, error) {
-	m, err := s.c.HGetAll(ctx, s.assetCoolKey()).Result()
-	if err != nil || len(m) == 0 {
+// AssetCooldowns returns the pairs of services in cooldown: service ->
+// asset -> until. One HGETALL per service in one pipeline.
+func (s *Store) AssetCooldowns(ctx context.Context, services []string) (map[string]map[string]time.Time, error) {
+	if len(services) == 0 {
+		return nil, nil
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(services))
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, svc := range services {
+			cmds[i] = p.HGetAll(ctx, s.assetCoolKey(svc))
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	now := time.Now()
 	out := map[string]map[string]time.Time{}
-	for k, v := range m {
-		svc, asset, ok := strings.Cut(k, "@")
-		ms, err := strconv.ParseInt(v, 10, 64)
-		if !ok || err != nil || !now.Before(time.UnixMilli(ms)) {
-			continue
+	for i, c := range cmds {
+		for asset, v := range c.Val() {
+			ms, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || !now.Before(time.UnixMilli(ms)) {
+				continue
+			}
+			if out[services[i]] == nil {
+				out[services[i]] = map[string]time.Time{}
+			}
+			out[services[i]][asset] = time.UnixMilli(ms)
 		}
-		if out[svc] == nil {
-			out[svc] = map[string]time.Time{}
-		}
-		out[svc][asset] = time.UnixMilli(ms)
 	}
 	return out, nil
 }

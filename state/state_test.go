@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/state"
@@ -462,10 +464,90 @@ func TestRoundRobinBatchesAreConsecutive(t *testing.T) {
 	if v, _ := s.NextRR(ctx, "t"); v != 7 {
 		t.Fatalf("after the batch: %d, want 7", v)
 	}
-	if ttl := c.TTL(ctx, prefix+"{rr}:t").Val(); ttl <= 0 {
+	if ttl := c.TTL(ctx, s.RRKey("t")).Val(); ttl <= 0 {
 		t.Fatalf("counter has no idle expiry (ttl %v)", ttl)
 	}
 	if _, err := s.NextRRN(ctx, "t", 0); !errors.Is(err, fleet.ErrInvalid) {
 		t.Fatalf("batch of 0: %v", err)
+	}
+}
+
+// TestClusterKeysSpread: on a Redis Cluster the hot keys of 100 targets
+// (round-robin counters, in-flight sets, cooldowns) land on every master,
+// and every multi-key operation on them works (no CROSSSLOT). Elsewhere
+// it checks the same operations on one slot-less server.
+func TestClusterKeysSpread(t *testing.T) {
+	c, prefix := testredis.New(t)
+	s := state.New(c, prefix)
+	ctx := context.Background()
+	inf := state.NewInflight(s, "e1", time.Minute)
+	var svcs []string
+	for i := 0; i < 100; i++ {
+		target := fmt.Sprintf("t%03d", i)
+		svc := fmt.Sprintf("h%03d/chat", i)
+		svcs = append(svcs, svc)
+		if _, err := s.NextRR(ctx, target); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.RecordFailure(ctx, svc, 1, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i+4 <= len(svcs); i += 4 {
+		if _, _, l, err := inf.PickLeastLoaded(ctx, svcs[i:i+4], nil); err != nil || !l.Valid() {
+			t.Fatalf("least-loaded pick over 4 services: %v", err)
+		}
+	}
+	inf.Flush(ctx)
+	cool, err := s.Cooldowns(ctx, svcs)
+	if err != nil || len(cool) != 100 {
+		t.Fatalf("cooldowns: %d of 100, %v", len(cool), err)
+	}
+	counts, err := s.InflightCounts(ctx, svcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, n := range counts {
+		total += n
+	}
+	if total != 25 {
+		t.Fatalf("in-flight total %d, want 25 (one per pick)", total)
+	}
+	cc, ok := c.(*redis.ClusterClient)
+	if !ok {
+		t.Skip("not a Redis Cluster: the spread over masters is checked on one (GENIEHIVE_TEST_REDIS=redis+cluster://...)")
+	}
+	perMaster := map[string]map[string]int{}
+	var mu sync.Mutex
+	err = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		got := map[string]int{}
+		for _, fam := range []string{"rr:", "if:", "health:"} {
+			iter := m.Scan(ctx, 0, prefix+fam+"*", 1000).Iterator()
+			for iter.Next(ctx) {
+				got[fam]++
+			}
+			if err := iter.Err(); err != nil {
+				return err
+			}
+		}
+		mu.Lock()
+		perMaster[m.Options().Addr] = got
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("keys per master: %v", perMaster)
+	if len(perMaster) < 3 {
+		t.Fatalf("%d masters, want 3", len(perMaster))
+	}
+	for addr, got := range perMaster {
+		for _, fam := range []string{"rr:", "if:", "health:"} {
+			if got[fam] == 0 {
+				t.Errorf("master %s holds no %s keys: one shard carries the whole family", addr, fam)
+			}
+		}
 	}
 }

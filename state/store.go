@@ -21,18 +21,17 @@ const DefaultPrefix = "gh:"
 
 // Options says how to reach Redis.
 type Options struct {
-	// URL is one of:
-	//   redis://[user:pass@]host:port/db       a single server
-	//   rediss://...                            the same over TLS
-	//   redis-sentinel://[user:pass@]h1:p,h2:p/db?master=NAME   Sentinel
-	//   redis-cluster://[user:pass@]h1:p,h2:p   Redis Cluster
-	//   host:port                               shorthand for redis://host:port
+	// URL names a single server, a Sentinel group or a Cluster; the forms
+	// are listed in redisurl.go (redis://, rediss://, unix://,
+	// redis+sentinel://, redis+cluster://, their rediss+ TLS forms, and the
+	// older redis-sentinel:// and redis-cluster:// spellings).
 	// Default: redis://127.0.0.1:6379/0.
 	URL string
 	// Prefix is put before every key and channel. Default "gh:".
 	Prefix string
-	// Username and Password override credentials in URL (so secrets can
-	// come from the environment rather than a URL in a config file).
+	// Username and Password override the servers' credentials in URL (so
+	// secrets can come from the environment rather than a URL in a config
+	// file). A Sentinel's own credentials come from the URL only.
 	Username, Password string
 }
 
@@ -52,74 +51,47 @@ func Connect(ctx context.Context, o Options) (redis.UniversalClient, error) {
 	return c, nil
 }
 
-// NewClient builds a UniversalClient from o without contacting the server.
+// NewClient builds the client o.URL names (a *redis.Client for one server
+// or a Sentinel group, a *redis.ClusterClient for a Cluster) without
+// contacting the server. Every part of GenieHive (edge, node agent, dev,
+// the CLI) connects through it.
+//
+// # Errors
+// See parseRedisURL.
 func NewClient(o Options) (redis.UniversalClient, error) {
-	raw := o.URL
-	if raw == "" {
-		raw = "redis://127.0.0.1:6379/0"
-	}
-	if !strings.Contains(raw, "://") {
-		raw = "redis://" + raw
-	}
-	u, err := url.Parse(raw)
+	p, err := parseRedisURL(o.URL)
 	if err != nil {
-		return nil, fmt.Errorf("redis url %s: %w", RedactURL(raw), err)
+		return nil, err
 	}
-	var uo *redis.UniversalOptions
-	switch u.Scheme {
-	case "redis", "rediss", "unix":
-		opt, err := redis.ParseURL(raw)
-		if err != nil {
-			return nil, fmt.Errorf("redis url %s: %w", RedactURL(raw), err)
-		}
-		opt.ContextTimeoutEnabled = true
-		if o.Username != "" {
-			opt.Username = o.Username
-		}
-		if o.Password != "" {
-			opt.Password = o.Password
-		}
-		return redis.NewClient(opt), nil
-	case "redis-sentinel", "redis-cluster":
-		uo = &redis.UniversalOptions{Addrs: strings.Split(u.Host, ",")}
-		if u.User != nil {
-			uo.Username = u.User.Username()
-			uo.Password, _ = u.User.Password()
-		}
-		if u.Scheme == "redis-sentinel" {
-			uo.MasterName = u.Query().Get("master")
-			if uo.MasterName == "" {
-				return nil, fmt.Errorf("redis url %s: sentinel needs ?master=NAME", RedactURL(raw))
-			}
-			if p := strings.Trim(u.Path, "/"); p != "" {
-				fmt.Sscanf(p, "%d", &uo.DB)
-			}
-		} else {
-			uo.IsClusterMode = true
-		}
-	default:
-		return nil, fmt.Errorf("redis url %s: unknown scheme %q", RedactURL(raw), u.Scheme)
-	}
-	uo.ContextTimeoutEnabled = true
-	if o.Username != "" {
-		uo.Username = o.Username
-	}
-	if o.Password != "" {
-		uo.Password = o.Password
-	}
-	return redis.NewUniversalClient(uo), nil
+	return p.newClient(o), nil
 }
 
-// RedactURL hides the password in a Redis URL for logs.
+// RedactURL hides the passwords in a Redis URL (user info, password= and
+// sentinel_password= parameters) for logs.
 func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
 		return raw
 	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	// Host lists (h1:p,h2:p) do not parse as URLs: hide the user info by hand.
+	if at := strings.LastIndexByte(beforeAny(rest, "/?#"), '@'); at >= 0 {
+		if user, _, hasPw := strings.Cut(rest[:at], ":"); hasPw {
+			rest = user + ":xxxxx" + rest[at:]
+		}
 	}
-	return u.String()
+	if q := strings.IndexByte(rest, '?'); q >= 0 {
+		vals, err := url.ParseQuery(rest[q+1:])
+		if err != nil {
+			return scheme + "://" + rest[:q] + "?xxxxx"
+		}
+		for k := range vals {
+			if strings.Contains(strings.ToLower(k), "password") {
+				vals.Set(k, "xxxxx")
+			}
+		}
+		rest = rest[:q+1] + vals.Encode()
+	}
+	return scheme + "://" + rest
 }
 
 // Store reads and writes GenieHive's shared state. It is safe for concurrent
@@ -353,14 +325,20 @@ func (s *Store) PutCatalog(ctx context.Context, c *fleet.Catalog) error {
 	if b, err = json.Marshal(c); err != nil {
 		return err
 	}
+	if err = s.markSeeded(ctx); err != nil {
+		return err
+	}
 	_, err = s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, s.kCatalog, b, 0)
-		p.Set(ctx, s.kCatalog+":good", b, 0)
-		p.Set(ctx, s.kSeeded, "1", 0)
 		p.Publish(ctx, s.Channel(EventCatalog), "put")
 		return nil
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	// The last good copy, after the live one is in (another slot: not in
+	// the transaction); if this write fails the copy is the previous good.
+	return s.c.Set(ctx, s.kCatalog+":good", b, 0).Err()
 }
 
 // GetCatalog reads the role catalog; an empty one when none is stored.
@@ -409,10 +387,16 @@ func (s *Store) PutKey(ctx context.Context, k fleet.APIKey) error {
 		return fmt.Errorf("%w: key %q: scope %q (want client, reader or operator)", fleet.ErrInvalid, k.ID, k.Scope)
 	}
 	b, _ := json.Marshal(k)
+	// Auth turns on before the key is stored (another slot: not in the
+	// transaction), so a failure in between fails closed.
+	if err := s.markSeeded(ctx); err != nil {
+		return err
+	}
+	if err := s.c.Set(ctx, s.kAuth, "1", 0).Err(); err != nil {
+		return err
+	}
 	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, s.kKeys, k.ID, b)
-		p.Set(ctx, s.kAuth, "1", 0)
-		p.Set(ctx, s.kSeeded, "1", 0)
 		p.Publish(ctx, s.Channel(EventKeys), "put")
 		return nil
 	})
@@ -421,9 +405,11 @@ func (s *Store) PutKey(ctx context.Context, k fleet.APIKey) error {
 
 // DeleteKey removes an API key and announces it.
 func (s *Store) DeleteKey(ctx context.Context, id string) error {
+	if err := s.markSeeded(ctx); err != nil {
+		return err
+	}
 	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HDel(ctx, s.kKeys, id)
-		p.Set(ctx, s.kSeeded, "1", 0)
 		p.Publish(ctx, s.Channel(EventKeys), "del")
 		return nil
 	})
@@ -459,16 +445,21 @@ func (s *Store) NextRRN(ctx context.Context, target string, n int) (uint64, erro
 	if n < 1 {
 		return 0, fmt.Errorf("%w: round-robin batch of %d", fleet.ErrInvalid, n)
 	}
-	v, err := rrScript.Run(ctx, s.c, []string{s.prefix + "{rr}:" + target}, int(rrIdle/time.Second), n).Int64()
+	v, err := rrScript.Run(ctx, s.c, []string{s.RRKey(target)}, int(rrIdle/time.Second), n).Int64()
 	if err != nil {
 		return 0, err
 	}
 	return uint64(v), nil
 }
 
+// RRKey is the round-robin counter of target. Its hash tag is the target,
+// so on a Redis Cluster the counters of different targets spread over the
+// shards.
+func (s *Store) RRKey(target string) string { return s.prefix + "rr:{" + target + "}" }
+
 // PeekRR returns the current counter without changing it (dry runs).
 func (s *Store) PeekRR(ctx context.Context, target string) (uint64, error) {
-	v, err := s.c.Get(ctx, s.prefix+"{rr}:"+target).Uint64()
+	v, err := s.c.Get(ctx, s.RRKey(target)).Uint64()
 	if errors.Is(err, redis.Nil) {
 		return 0, nil
 	}
@@ -484,9 +475,11 @@ func (s *Store) PutPolicyBundle(ctx context.Context, b *fleet.PolicyBundle) erro
 	if err != nil {
 		return err
 	}
+	if err = s.markSeeded(ctx); err != nil {
+		return err
+	}
 	_, err = s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, s.kPolicy, raw, 0)
-		p.Set(ctx, s.kSeeded, "1", 0)
 		p.Publish(ctx, s.Channel(EventPolicy), b.Version)
 		return nil
 	})
@@ -520,6 +513,15 @@ func (s *Store) LoadScripts(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// markSeeded sets the marker Seeded reads. Operator writes set it first,
+// then write and announce their value in one MULTI/EXEC: the marker and the
+// value live in different Cluster slots, so they cannot share the
+// transaction, and a marker without the value (the write failed) only says
+// what was true before.
+func (s *Store) markSeeded(ctx context.Context) error {
+	return s.c.Set(ctx, s.kSeeded, "1", 0).Err()
 }
 
 // Seeded reports whether an operator has written state (catalog, keys or

@@ -169,7 +169,7 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 		w.markDown()
 		return err
 	}
-	assetCool, _ := w.s.AssetCooldowns(ctx)
+	assetCool, _ := w.s.AssetCooldowns(ctx, serviceIDs(nm))
 	w.mu.Lock()
 	w.model = model{nodes: nm, catalog: cat, catErr: catErr, keys: keys, keysErr: keysErr, authOn: authOn, policy: pol, cooldowns: cool, assetCool: assetCool,
 		probes: probes, stats: stats, bench: bench, redisOK: true}
@@ -379,7 +379,7 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 		if c, err := w.s.Cooldowns(ctx, serviceIDs(nodeIDs)); err == nil {
 			cool = c
 		}
-		if c, err := w.s.AssetCooldowns(ctx); err == nil {
+		if c, err := w.s.AssetCooldowns(ctx, serviceIDs(nodeIDs)); err == nil {
 			assetCool, gotAssetCool = c, true
 		}
 		if health {

@@ -68,7 +68,7 @@ func runNode(args []string) error {
 	fs.StringVar(&s.ConfigPath, "config", "", "YAML config file (keys: host_id, labels, redis_url, redis_username, redis_password, prefix, heartbeat_interval, heartbeat_ttl, discovery_timeout, nvidia_smi, log_level, services)")
 	fs.StringVar(&s.HostID, "host-id", "", "this host's id; services become <host-id>/<name> (default: the hostname)")
 	fs.Var(labelsFlag{&s.Labels}, "labels", "host labels as k=v,k2=v2 (e.g. zone=lab,gpu=4090)")
-	fs.StringVar(&s.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL: redis://, rediss://, redis-sentinel://h1:p,h2:p/0?master=NAME, redis-cluster://h1:p,h2:p")
+	fs.StringVar(&s.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL: redis://, rediss://, redis+sentinel://s1:p?master_name=NAME&addr=s2:p, redis+cluster://h1:p?addr=h2:p (rediss+ for TLS)")
 	fs.StringVar(&s.RedisUsername, "redis-username", "", "Redis ACL user (overrides the URL's)")
 	fs.StringVar(&s.RedisPassword, "redis-password", "", "Redis password (overrides the URL's; prefer the env variable)")
 	fs.StringVar(&s.Prefix, "prefix", state.DefaultPrefix, "key prefix shared by the whole cluster")

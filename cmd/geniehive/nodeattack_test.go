@@ -69,7 +69,7 @@ func TestShadowingNodeCannotCoolDownRealService(t *testing.T) {
 		code, body := chat("bait")
 		t.Logf("bait %d: %d %.120s", i, code, body)
 	}
-	if admin.Exists(ctx, "gh:{health}:cool:gpu1/chat").Val() != 0 {
+	if admin.Exists(ctx, state.New(admin, "").CooldownKey("gpu1/chat")).Val() != 0 {
 		t.Fatal("the real gpu1/chat was put into cooldown by the forged service's failures")
 	}
 	for i := 0; i < 5; i++ {

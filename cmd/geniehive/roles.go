@@ -28,7 +28,7 @@ type redisFlags struct {
 }
 
 func (r *redisFlags) bind(fs *flag.FlagSet) {
-	fs.StringVar(&r.URL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL: redis://, rediss://, redis-sentinel://h1:p,h2:p/0?master=NAME or redis-cluster://h1:p,h2:p")
+	fs.StringVar(&r.URL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL: redis://, rediss://, redis+sentinel://s1:p?master_name=NAME&addr=s2:p, redis+cluster://h1:p?addr=h2:p (rediss+ for TLS)")
 	fs.StringVar(&r.Username, "redis-username", "", "Redis ACL user (overrides the URL's)")
 	fs.StringVar(&r.Password, "redis-password", "", "Redis password (overrides the URL's; prefer the environment variable)")
 	fs.StringVar(&r.Prefix, "prefix", state.DefaultPrefix, "prefix of every Redis key and channel")

@@ -154,7 +154,7 @@ func TestRoutesMatchIsADryRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.w.Refresh(ctx)
-	before := keysWith(t, e, "{rr}")
+	before := keysWith(t, e, "rr:")
 	for i := 0; i < 3; i++ {
 		code, body := e.do(t, "POST", "/v1/cluster/routes/match", "r", []byte(`{"role":"coder","prompt":"fix this python function"}`))
 		if code != 200 {
@@ -171,7 +171,7 @@ func TestRoutesMatchIsADryRun(t *testing.T) {
 			t.Fatalf("signals missing: %s", body)
 		}
 	}
-	if after := keysWith(t, e, "{rr}"); after != before {
+	if after := keysWith(t, e, "rr:"); after != before {
 		t.Fatalf("routes/match changed round-robin counters (%d -> %d keys)", before, after)
 	}
 	// Free text picks the role.
@@ -187,11 +187,7 @@ func TestRoutesMatchIsADryRun(t *testing.T) {
 }
 
 func keysWith(t *testing.T, e *env, part string) int {
-	ks, err := e.store.Client().Keys(context.Background(), e.store.Prefix()+part+"*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ks)
+	return len(testredis.Keys(t, e.store.Client(), e.store.Prefix()+part+"*"))
 }
 
 func TestBenchmarkIngest(t *testing.T) {

@@ -128,7 +128,7 @@ func TestGracefulStopLeavesNothingBehind(t *testing.T) {
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
 	}
 	t.Cleanup(func() { goleak.VerifyNone(t, opts...) })
-	url, st, prefix, up, done, cancel := start(t, nil, sim.Behavior{TTFT: 200 * time.Millisecond, ChunkInterval: 20 * time.Millisecond, Chunks: 20})
+	url, st, _, up, done, cancel := start(t, nil, sim.Behavior{TTFT: 200 * time.Millisecond, ChunkInterval: 20 * time.Millisecond, Chunks: 20})
 	const n = 4
 	var wg sync.WaitGroup
 	errs := make(chan string, n)
@@ -142,7 +142,7 @@ func TestGracefulStopLeavesNothingBehind(t *testing.T) {
 			}
 		}()
 	}
-	key := prefix + "{if}:gpu1/chat"
+	key := st.InflightKey("gpu1/chat")
 	counts := func() int64 {
 		n, err := st.InflightCounts(context.Background(), []string{"gpu1/chat"})
 		if err != nil {

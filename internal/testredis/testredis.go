@@ -19,13 +19,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/geniehive/geniehive/state"
 )
 
 var (
@@ -64,33 +68,77 @@ func URL(t testing.TB) string {
 }
 
 // New returns a client on the shared server and a fresh key prefix ending in
-// ':'. Keys under the prefix are deleted when the test ends.
+// ':'. Keys under the prefix are deleted when the test ends. The client is
+// the one state.NewClient builds for the URL: a *redis.ClusterClient when
+// GENIEHIVE_TEST_REDIS names a Cluster, a Sentinel-backed client for a
+// Sentinel group. Tests share the server: they must neither flush it nor
+// assume a database number, and must keep to their prefix.
 func New(t testing.TB) (redis.UniversalClient, string) {
 	t.Helper()
-	u := URL(t)
-	opt, err := redis.ParseURL(u)
+	c := Client(t)
+	prefix := "ght:" + randHex(6) + ":"
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, k := range Keys(t, c, prefix+"*") {
+			c.Del(ctx, k)
+		}
+	})
+	return c, prefix
+}
+
+// Client returns a new client to the shared server (see New), closed when
+// the test ends.
+func Client(t testing.TB) redis.UniversalClient {
+	t.Helper()
+	c, err := state.NewClient(state.Options{URL: URL(t)})
 	if err != nil {
 		t.Fatalf("GENIEHIVE_TEST_REDIS: %v", err)
 	}
-	opt.ContextTimeoutEnabled = true
-	c := redis.NewClient(opt)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.Ping(ctx).Err(); err != nil {
 		c.Close()
 		unavailable(t, err)
 	}
-	prefix := "ght:" + randHex(6) + ":"
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// IsCluster reports whether the shared server is a Redis Cluster.
+func IsCluster(t testing.TB) bool {
+	t.Helper()
+	return strings.Contains(strings.SplitN(URL(t), "://", 2)[0], "cluster")
+}
+
+// Keys returns the keys matching pattern, SCANning every master of a
+// Cluster (KEYS on a cluster client asks one node only).
+func Keys(t testing.TB, c redis.UniversalClient, pattern string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	var out []string
+	scan := func(ctx context.Context, c redis.UniversalClient) error {
+		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
 		for iter.Next(ctx) {
-			c.Del(ctx, iter.Val())
+			mu.Lock()
+			out = append(out, iter.Val())
+			mu.Unlock()
 		}
-		c.Close()
-	})
-	return c, prefix
+		return iter.Err()
+	}
+	var err error
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return scan(ctx, m) })
+	} else {
+		err = scan(ctx, c)
+	}
+	if err != nil {
+		t.Errorf("scan %s: %v", pattern, err)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Server is a redis-server process owned by a test.
@@ -210,4 +258,24 @@ func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// Sentinel returns a client to the first sentinel and the master name when
+// the shared server is a Sentinel group (GENIEHIVE_TEST_REDIS=
+// redis+sentinel://...); ok is false otherwise.
+func Sentinel(t testing.TB) (sc *redis.SentinelClient, master string, ok bool) {
+	t.Helper()
+	u := URL(t)
+	scheme, rest, _ := strings.Cut(u, "://")
+	if scheme != "redis+sentinel" && scheme != "rediss+sentinel" {
+		return nil, "", false
+	}
+	o, err := redis.ParseFailoverURL(strings.TrimSuffix(scheme, "+sentinel") + "://" + rest)
+	if err != nil {
+		t.Fatalf("GENIEHIVE_TEST_REDIS: %v", err)
+	}
+	sc = redis.NewSentinelClient(&redis.Options{Addr: o.SentinelAddrs[0], Username: o.SentinelUsername,
+		Password: o.SentinelPassword, TLSConfig: o.TLSConfig, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { sc.Close() })
+	return sc, o.MasterName, true
 }

@@ -1,0 +1,129 @@
+package state
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TestParseRedisURL reads every URL form through go-redis's own parsers
+// and checks the options each yields.
+func TestParseRedisURL(t *testing.T) {
+	type want struct {
+		mode       redisMode
+		addrs      []string
+		db         int
+		master     string
+		user, pass string
+		suser, spw string
+		tls        bool
+		dial       time.Duration
+	}
+	for _, c := range []struct {
+		url string
+		w   want
+	}{
+		{"", want{mode: modeSingle, addrs: []string{"127.0.0.1:6379"}}},
+		{"10.0.0.1:6380", want{mode: modeSingle, addrs: []string{"10.0.0.1:6380"}}},
+		{"redis://u:p@h:1/3?dial_timeout=2s", want{mode: modeSingle, addrs: []string{"h:1"}, db: 3, user: "u", pass: "p", dial: 2 * time.Second}},
+		{"rediss://h:1/0", want{mode: modeSingle, addrs: []string{"h:1"}, tls: true}},
+		{"redis+sentinel://su:sp@s1:26379/2?master_name=gh&addr=s2:26379&username=u&password=p",
+			want{mode: modeSentinel, addrs: []string{"s1:26379", "s2:26379"}, db: 2, master: "gh", user: "u", pass: "p", suser: "su", spw: "sp"}},
+		{"rediss+sentinel://s1:26379?master_name=gh", want{mode: modeSentinel, addrs: []string{"s1:26379"}, master: "gh", tls: true}},
+		{"redis+cluster://u:p@c1:7000?addr=c2:7001&addr=c3:7002&dial_timeout=3",
+			want{mode: modeCluster, addrs: []string{"c1:7000", "c2:7001", "c3:7002"}, user: "u", pass: "p", dial: 3 * time.Second}},
+		{"rediss+cluster://c1:7000", want{mode: modeCluster, addrs: []string{"c1:7000"}, tls: true}},
+		// The older spellings.
+		{"redis-sentinel://u:p@s1:26379,s2:26379/1?master=gh",
+			want{mode: modeSentinel, addrs: []string{"s1:26379", "s2:26379"}, db: 1, master: "gh", user: "u", pass: "p"}},
+		{"rediss-sentinel://s1:26379,s2:26379?master=gh&dial_timeout=1s",
+			want{mode: modeSentinel, addrs: []string{"s1:26379", "s2:26379"}, master: "gh", tls: true, dial: time.Second}},
+		{"redis-cluster://u:p@c1:7000,c2:7001,c3:7002", want{mode: modeCluster, addrs: []string{"c1:7000", "c2:7001", "c3:7002"}, user: "u", pass: "p"}},
+		{"redis-cluster://c1:7000,c2:7001/0", want{mode: modeCluster, addrs: []string{"c1:7000", "c2:7001"}}},
+		{"rediss-cluster://c1:7000,c2:7001", want{mode: modeCluster, addrs: []string{"c1:7000", "c2:7001"}, tls: true}},
+	} {
+		p, err := parseRedisURL(c.url)
+		if err != nil {
+			t.Errorf("%q: %v", c.url, err)
+			continue
+		}
+		var got want
+		got.mode = p.mode
+		switch p.mode {
+		case modeSingle:
+			o := p.single
+			got.addrs, got.db, got.user, got.pass, got.tls, got.dial = []string{o.Addr}, o.DB, o.Username, o.Password, o.TLSConfig != nil, o.DialTimeout
+		case modeSentinel:
+			o := p.failover
+			got.addrs, got.db, got.master, got.user, got.pass, got.tls, got.dial = o.SentinelAddrs, o.DB, o.MasterName, o.Username, o.Password, o.TLSConfig != nil, o.DialTimeout
+			got.suser, got.spw = o.SentinelUsername, o.SentinelPassword
+		case modeCluster:
+			o := p.cluster
+			got.addrs, got.user, got.pass, got.tls, got.dial = o.Addrs, o.Username, o.Password, o.TLSConfig != nil, o.DialTimeout
+		}
+		if strings.Join(got.addrs, ",") != strings.Join(c.w.addrs, ",") || got.mode != c.w.mode || got.db != c.w.db ||
+			got.master != c.w.master || got.user != c.w.user || got.pass != c.w.pass || got.suser != c.w.suser ||
+			got.spw != c.w.spw || got.tls != c.w.tls || got.dial != c.w.dial {
+			t.Errorf("%q:\n got %+v\nwant %+v", c.url, got, c.w)
+		}
+	}
+}
+
+func TestParseRedisURLRefuses(t *testing.T) {
+	for _, u := range []string{
+		"http://h:1",
+		"redis+sentinel://s1:26379",            // no master name
+		"redis-sentinel://s1:26379,s2:26379/0", // no master
+		"redis+cluster://c1:7000?no_such_option=1",
+		"redis-cluster://c1:7000,c2:7001?bogus=1",
+		"redis-cluster://:pw@",
+		"redis://h:1/notanumber",
+		"redis+sentinel://s1:26379/0?master_name=m&addr=nohostport",
+	} {
+		if _, err := parseRedisURL(u); err == nil {
+			t.Errorf("%q: accepted", u)
+		}
+	}
+}
+
+// TestNewClientKinds checks which client each mode builds, and that every
+// one honours request deadlines and the credential overrides.
+func TestNewClientKinds(t *testing.T) {
+	for u, cluster := range map[string]bool{
+		"redis://h:1/0": false, "redis+sentinel://s:1?master_name=m": false, "redis-cluster://a:1,b:2": true,
+	} {
+		c, err := NewClient(Options{URL: u, Username: "envuser", Password: "envpw"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch cc := c.(type) {
+		case *redis.ClusterClient:
+			if !cluster || !cc.Options().ContextTimeoutEnabled || cc.Options().Password != "envpw" || cc.Options().Username != "envuser" {
+				t.Errorf("%s: cluster client %+v", u, cc.Options())
+			}
+		case *redis.Client:
+			if cluster || !cc.Options().ContextTimeoutEnabled || cc.Options().Password != "envpw" || cc.Options().Username != "envuser" {
+				t.Errorf("%s: client with %+v", u, cc.Options())
+			}
+		default:
+			t.Errorf("%s: %T", u, c)
+		}
+		c.Close()
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"redis://u:secret@h:1/0":                               "redis://u:xxxxx@h:1/0",
+		"redis-sentinel://u:secret@a:1,b:2/0?master=m":         "redis-sentinel://u:xxxxx@a:1,b:2/0?master=m",
+		"redis+sentinel://s1:1?master_name=m&password=secret":  "redis+sentinel://s1:1?master_name=m&password=xxxxx",
+		"redis+sentinel://s1:1?sentinel_password=secret&x=%zz": "redis+sentinel://s1:1?xxxxx",
+		"redis://h:1/0": "redis://h:1/0",
+	} {
+		if got := RedactURL(in); got != want || strings.Contains(got, "secret") {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
