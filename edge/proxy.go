@@ -45,6 +45,7 @@ type exchange struct {
 	attempts int
 	stream   bool
 	ttft     time.Duration
+	gen      time.Duration // generation time of a whole (non-streamed) answer
 	upStart  time.Time
 	tokens   int
 	bytesIn  int
@@ -133,9 +134,9 @@ func (x *exchange) finish() {
 	}
 	if x.service != "" && x.status < 500 && !x.aborted {
 		up := time.Since(x.upStart)
-		var gen time.Duration
-		if x.ttft > 0 {
-			gen = up - x.ttft
+		gen := x.gen
+		if gen == 0 && x.ttft > 0 {
+			gen = up - x.ttft // streamed: first token to last
 		}
 		s.stats.observe(x.service, true, up, x.ttft, x.tokens, gen)
 		s.met.upLatency(x.service).Observe(up.Seconds())
@@ -564,7 +565,7 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candi
 	}
 	fasthttp.ReleaseResponse(resp)
 	x.ttft = time.Since(x.upStart)
-	x.tokens = completionTokens(rb)
+	x.tokens, x.gen = answerTiming(rb, x.ttft)
 	if x.dreq != nil && !x.native {
 		if strip && bytes.Contains(rb, []byte(`"reasoning`)) {
 			sb := getBuf()
@@ -630,19 +631,46 @@ func (t *internTable) intern(b []byte) string {
 	return s
 }
 
-var completionTokensKey = []byte(`"completion_tokens":`)
+var (
+	completionTokensKey = []byte(`"completion_tokens":`)
+	evalCountKey        = []byte(`"eval_count":`)
+	evalDurationKey     = []byte(`"eval_duration":`)
+	predictedNKey       = []byte(`"predicted_n":`)
+	predictedMSKey      = []byte(`"predicted_ms":`)
+)
 
-func completionTokens(b []byte) int {
-	i := bytes.Index(b, completionTokensKey)
+func completionTokens(b []byte) int { return intAfter(b, completionTokensKey) }
+
+// intAfter reads the non-negative integer after the first key in b (0 when
+// absent; a fraction is cut).
+func intAfter(b, key []byte) int {
+	i := bytes.Index(b, key)
 	if i < 0 {
 		return 0
 	}
-	i = rawjson.SkipWS(b, i+len(completionTokensKey))
+	i = rawjson.SkipWS(b, i+len(key))
 	j := i
 	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
 		j++
 	}
 	return rawjson.IntLit(b, i, j)
+}
+
+// answerTiming returns the generated tokens of a whole answer and how long
+// generating them took: the upstream's own figures where it reports them
+// (Ollama's native eval_count and eval_duration in ns, api/types.go
+// Metrics; llama.cpp's timings.predicted_n and predicted_ms,
+// tools/server/server-task.cpp), else the usage's completion_tokens over
+// the whole exchange (a non-streamed body arrives whole: time to its first
+// byte says nothing about generation).
+func answerTiming(b []byte, exchange time.Duration) (int, time.Duration) {
+	if n, d := intAfter(b, evalCountKey), intAfter(b, evalDurationKey); n > 0 && d > 0 {
+		return n, time.Duration(d)
+	}
+	if n, ms := intAfter(b, predictedNKey), intAfter(b, predictedMSKey); n > 0 && ms > 0 {
+		return n, time.Duration(ms) * time.Millisecond
+	}
+	return completionTokens(b), exchange
 }
 
 // rewrite returns the body to send to candidate c: the client's body when

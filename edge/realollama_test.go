@@ -21,10 +21,10 @@ import (
 // realOllamaStack adds the real Ollama's three models to the base stack
 // (as the node agent lists them: tiny-embed under an embeddings service)
 // and the role "quiet" (thinking off by policy) on the thinking model.
-func realOllamaStack(t *testing.T) *stack {
+func realOllamaStack(t *testing.T, opts ...stackOpt) *stack {
 	t.Helper()
 	o := testollama.Start(t)
-	s := newStack(t)
+	s := newStack(t, opts...)
 	chat := svc("ollama1", "ollama", fleet.KindChat, o.URL,
 		fleet.Asset{Name: testollama.ChatModel + ":latest", Family: "llama", Capabilities: []string{fleet.CapCompletion}},
 		fleet.Asset{Name: testollama.ThinkingModel + ":latest", Family: "llama", Thinking: true,

@@ -48,7 +48,10 @@ type Inflight struct {
 	mu      sync.Mutex
 	pending []inflightOp
 	open    map[uint64]string // seq -> service, for lease refresh
-	kick    chan struct{}
+	// releasing counts, per service, removes taken by a Flush whose
+	// pipeline has not returned: Redis may still count them.
+	releasing map[string]int64
+	kick      chan struct{}
 }
 
 // NewInflight returns a tracker for edge edgeID; leaseTTL bounds how long a
@@ -58,7 +61,7 @@ func NewInflight(s *Store, edgeID string, leaseTTL time.Duration) *Inflight {
 	if leaseTTL <= 0 {
 		leaseTTL = 2 * time.Minute
 	}
-	return &Inflight{s: s, edgeID: edgeID, ttl: leaseTTL, open: map[uint64]string{}, kick: make(chan struct{}, 1)}
+	return &Inflight{s: s, edgeID: edgeID, ttl: leaseTTL, open: map[uint64]string{}, releasing: map[string]int64{}, kick: make(chan struct{}, 1)}
 }
 
 func (f *Inflight) key(service string) string { return f.s.InflightKey(service) }
@@ -89,10 +92,49 @@ func (f *Inflight) End(l Lease) {
 	f.mu.Lock()
 	if _, ok := f.open[l.seq]; ok {
 		delete(f.open, l.seq)
-		f.pending = append(f.pending, inflightOp{service: l.Service, seq: l.seq})
+		if i := f.pendingAdd(l.seq); i >= 0 {
+			// Begun and ended within one batch: Redis never counts it.
+			f.pending = append(f.pending[:i], f.pending[i+1:]...)
+		} else {
+			f.pending = append(f.pending, inflightOp{service: l.Service, seq: l.seq})
+		}
 	}
 	f.mu.Unlock()
 	f.poke()
+}
+
+// pendingAdd is the index of seq's queued add, or -1 (f.mu held).
+func (f *Inflight) pendingAdd(seq uint64) int {
+	for i := range f.pending {
+		if op := &f.pending[i]; op.add && op.seq == seq {
+			return i
+		}
+	}
+	return -1
+}
+
+// PendingReleases returns, per service, how many of this edge's finished
+// requests Redis may still count (their removal is queued or being
+// written): least_loaded subtracts them so that a client's next request is
+// never routed by counts that include its previous one.
+func (f *Inflight) PendingReleases(services []string) []int64 {
+	out := make([]int64, len(services))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, svc := range services {
+		out[i] = f.releasing[svc]
+	}
+	for _, op := range f.pending {
+		if op.add {
+			continue
+		}
+		for i, svc := range services {
+			if svc == op.service {
+				out[i]++
+			}
+		}
+	}
+	return out
 }
 
 // Open returns how many requests this edge holds open.
@@ -136,10 +178,26 @@ func (f *Inflight) Flush(ctx context.Context) {
 	f.mu.Lock()
 	ops := f.pending
 	f.pending = nil
+	for _, op := range ops {
+		if !op.add {
+			f.releasing[op.service]++
+		}
+	}
 	f.mu.Unlock()
 	if len(ops) == 0 {
 		return
 	}
+	defer func() {
+		f.mu.Lock()
+		for _, op := range ops {
+			if !op.add {
+				if f.releasing[op.service]--; f.releasing[op.service] <= 0 {
+					delete(f.releasing, op.service)
+				}
+			}
+		}
+		f.mu.Unlock()
+	}()
 	// One ZADD and one ZREM per service, however many requests the batch
 	// holds: fewer commands and allocations than one per request.
 	dl := float64(time.Now().Add(f.ttl).UnixMilli())
@@ -273,12 +331,13 @@ func (f *Inflight) PickLeastLoaded(ctx context.Context, services []string, queue
 	args[0] = now.UnixMilli()
 	args[1] = now.Add(f.ttl).UnixMilli()
 	args[2] = f.member(seq)
+	rel := f.PendingReleases(services)
 	for i := range services {
 		var q int64
 		if i < len(queueDepth) {
 			q = queueDepth[i]
 		}
-		args = append(args, q)
+		args = append(args, q-rel[i]) // this edge's finished requests Redis still counts
 	}
 	res, err := pickScript.Run(ctx, f.s.c, keys, args...).Int64Slice()
 	if err != nil {

@@ -46,7 +46,7 @@ func newEnv(t *testing.T) *env {
 	e.w = state.NewWatcher(e.store, state.WatcherOptions{})
 	ctx := context.Background()
 	svcs := []fleet.Service{
-		{ID: "h1/ollama", HostID: "h1", Name: "ollama", Kind: fleet.KindChat, Healthy: true, Endpoint: "http://127.0.0.1:1",
+		{ID: "h1/ollama", HostID: "h1", Name: "ollama", Kind: fleet.KindChat, Protocol: fleet.ProtocolOllama, Healthy: true, Endpoint: "http://127.0.0.1:1",
 			Assets: []fleet.Asset{{Name: "qwen3:8b", Family: "qwen3", Loaded: true, Tags: []string{"general"}},
 				{Name: "qwen3-coder:30b", Family: "qwen3", Tags: []string{"code"}}},
 			Metrics: fleet.Metrics{LatencyMS: 40, TokensPerSecond: 35}},

@@ -40,6 +40,74 @@ type targetView struct {
 	Role      string     `json:"role,omitempty"`
 	Group     int        `json:"group"`
 	Strategy  string     `json:"strategy,omitempty"`
+	// Policy is what the request policy does to a request for this target.
+	Policy *targetPolicy `json:"policy,omitempty"`
+}
+
+// targetPolicy says what the edge does to a request sent to a target and to
+// its answer: thinking (off: in which switch, per service, as the edge
+// writes it for that upstream), reasoning stripped, and the body patch.
+type targetPolicy struct {
+	// Thinking: "off" (turned off whatever the client asks, or by the
+	// automatic default unless the client asks for it) or "as requested".
+	Thinking string `json:"thinking"`
+	// ThinkingSwitch is the switch written per service id when off.
+	ThinkingSwitch map[string]string `json:"thinking_switch,omitempty"`
+	// StripReasoning: "always", "if the upstream reasons anyway" (thinking
+	// turned off), or "no".
+	StripReasoning string              `json:"strip_reasoning"`
+	Defaults       map[string]any      `json:"defaults,omitempty"`
+	Overrides      map[string]any      `json:"overrides,omitempty"`
+	SystemPrompt   *fleet.SystemPrompt `json:"system_prompt,omitempty"`
+}
+
+// thinkingSwitch is the off switch the edge writes for an upstream
+// protocol (edge/proxy.go rewrite; docs/API.md "Thinking").
+func thinkingSwitch(protocol string) string {
+	if protocol == fleet.ProtocolOllama {
+		return `reasoning_effort: "none"`
+	}
+	return "chat_template_kwargs.enable_thinking: false"
+}
+
+func viewPolicy(snap *fleet.Snapshot, t *policy.Target) *targetPolicy {
+	p := t.Patch
+	v := &targetPolicy{Thinking: "as requested", StripReasoning: "no"}
+	if p == nil {
+		return v
+	}
+	v.Defaults, v.Overrides, v.SystemPrompt = p.Defaults, p.Overrides, p.SystemPrompt
+	if p.DisableThinking {
+		v.Thinking = "off"
+		v.ThinkingSwitch = map[string]string{}
+		for _, se := range snap.AssetServices[t.Name] {
+			if se.Kind == t.Operation {
+				v.ThinkingSwitch[se.ID] = thinkingSwitch(se.Protocol)
+			}
+		}
+		v.StripReasoning = "if the upstream reasons anyway"
+		if keeps(snap, t) {
+			v.StripReasoning = "no"
+		}
+	}
+	if p.StripReasoning {
+		v.StripReasoning = "always"
+	}
+	return v
+}
+
+// keeps: the role's or asset's policy says strip_reasoning: false.
+func keeps(snap *fleet.Snapshot, t *policy.Target) bool {
+	if snap.Catalog == nil {
+		return false
+	}
+	if r, ok := snap.Catalog.Role(t.Role); t.Role != "" && ok && r.RequestPolicy != nil && r.RequestPolicy.StripReasoning != nil {
+		return !*r.RequestPolicy.StripReasoning
+	}
+	if ap := snap.Catalog.AssetPolicies[t.Name]; ap != nil && ap.StripReasoning != nil {
+		return !*ap.StripReasoning
+	}
+	return false
 }
 
 // MatchResponse is the answer of routes/match and routes/resolve.
@@ -149,8 +217,10 @@ func (a *API) explain(ctx *fasthttp.RequestCtx, q MatchRequest, allowTask bool) 
 			return nil, err
 		}
 	}
-	for _, t := range d.Targets {
-		resp.Targets = append(resp.Targets, targetView{Kind: t.Kind, Name: t.Name, Operation: t.Operation, Role: t.Role, Group: t.Group, Strategy: t.Strategy})
+	for i := range d.Targets {
+		t := &d.Targets[i]
+		resp.Targets = append(resp.Targets, targetView{Kind: t.Kind, Name: t.Name, Operation: t.Operation, Role: t.Role, Group: t.Group, Strategy: t.Strategy,
+			Policy: viewPolicy(snap, t)})
 	}
 	resp.Tried, resp.Deny = d.Tried, d.Deny
 	if d.Deny != nil {
