@@ -1,10 +1,11 @@
-package state
+package state_test
 
 import (
 	"context"
 	"testing"
 
 	"github.com/geniehive/geniehive/internal/testredis"
+	"github.com/geniehive/geniehive/state"
 )
 
 // TestLeastLoadedIgnoresOwnFinished: back-to-back requests from one edge
@@ -14,12 +15,12 @@ import (
 // but for this edge's finished requests. Every pick must be A.
 func TestLeastLoadedIgnoresOwnFinished(t *testing.T) {
 	c, prefix := testredis.New(t)
-	s := New(c, prefix)
+	s := state.New(c, prefix)
 	ctx := context.Background()
-	other := NewInflight(s, "other-edge", 0)
+	other := state.NewInflight(s, "other-edge", 0)
 	other.Begin("B")
 	other.Flush(ctx)
-	f := NewInflight(s, "edge", 0) // Run not started: every release stays queued
+	f := state.NewInflight(s, "edge", 0) // Run not started: every release stays queued
 	services := []string{"B", "A"}
 	for i := 0; i < 12; i++ {
 		idx, counts, l, err := f.PickLeastLoaded(ctx, services, nil)
