@@ -200,10 +200,11 @@ func Classify(err error) *APIError {
 			// the client's fault, with the upstream's message when it
 			// names nothing internal (never its document as is).
 			msg := "upstream " + ue.service + " rejected the request"
-			if m := upstreamMessage(ue.body); m != "" {
+			m, param := upstreamMessage(ue.body)
+			if m != "" {
 				msg += ": " + m
 			}
-			return &APIError{Status: ue.status, Type: "invalid_request_error", Code: "upstream_rejected", Message: msg}
+			return &APIError{Status: ue.status, Type: "invalid_request_error", Code: "upstream_rejected", Param: param, Message: msg}
 		}
 		return &APIError{Status: 502, Type: "server_error", Code: "upstream_error", Message: "upstream " + ue.service + " answered HTTP " + strconv.Itoa(ue.status)}
 	}

@@ -39,36 +39,45 @@ const maxRelayedMessage = 300
 // upstreamMessage is the message of an upstream's error body (OpenAI's
 // {"error":{"message"}}, Ollama's {"error":"..."}, vLLM's and FastAPI's
 // top-level "message" or "detail"), when it is safe to show: short and
-// naming no address or path. "" otherwise.
-func upstreamMessage(body []byte) string {
+// naming no address or path. "" otherwise. param is the upstream's
+// "param" when it is a plain field name.
+func upstreamMessage(body []byte) (msg, param string) {
 	var doc struct {
 		Error   json.RawMessage `json:"error"`
 		Message string          `json:"message"`
 		Detail  any             `json:"detail"`
 	}
 	if json.Unmarshal(body, &doc) != nil {
-		return ""
+		return "", ""
 	}
-	msg := doc.Message
+	msg = doc.Message
 	if len(doc.Error) > 0 {
 		var s string
 		var o struct {
 			Message string `json:"message"`
+			Param   string `json:"param"`
 		}
 		if json.Unmarshal(doc.Error, &s) == nil {
 			msg = s
 		} else if json.Unmarshal(doc.Error, &o) == nil && o.Message != "" {
 			msg = o.Message
+			if fieldName.MatchString(o.Param) {
+				param = o.Param
+			}
 		}
 	}
 	if d, ok := doc.Detail.(string); ok && msg == "" {
 		msg = d
 	}
 	if msg == "" || len(msg) > maxRelayedMessage || !utf8.ValidString(msg) || internalDetail.MatchString(msg) {
-		return ""
+		return "", param
 	}
-	return msg
+	return msg, param
 }
+
+// fieldName is a request field path an upstream may name as its error's
+// param.
+var fieldName = regexp.MustCompile(`^[a-z_][a-z0-9_.\[\]]{0,63}$`)
 
 // logUpstreamFailure logs the details of the failure a request ends with
 // (the client sees Classify's sanitised answer).
