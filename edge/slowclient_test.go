@@ -83,12 +83,18 @@ func TestStreamClientThatStopsReading(t *testing.T) {
 func TestBufferedAnswerToClientThatStopsReading(t *testing.T) {
 	s := newStack(t, func(c *Config, _ *Deps) { c.Timeouts.Write = 300 * time.Millisecond })
 	big := `{"choices":[{"message":{"role":"assistant","content":"` + strings.Repeat("y", 12<<20) + `"}}]}`
+	var hit atomic.Bool
 	hostileUpstream(t, s, func(w http.ResponseWriter, r *http.Request) {
+		hit.Store(true)
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, big)
 	})
 	c := rawRequest(t, s, `{"model":"flood","messages":[{"role":"user","content":"hi"}]}`)
-	time.Sleep(1500 * time.Millisecond) // not reading
+	waitUntil(t, 30*time.Second, "upstream asked", hit.Load)
+	// Not reading: wait until the handler is done (the answer is being
+	// written), then three write timeouts more.
+	waitUntil(t, 30*time.Second, "answer handed to the writer", func() bool { return s.srv.Open() == 0 && s.srv.Inflight().Open() == 0 })
+	time.Sleep(time.Second)
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	n, _ := io.Copy(io.Discard, c)
 	if n >= int64(len(big)) {
