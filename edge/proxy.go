@@ -3,6 +3,7 @@ package edge
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -431,6 +432,11 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp 
 		if err == nil {
 			return s.respond(ctx, x, c, resp)
 		}
+		if errors.Is(err, errClientGone) {
+			x.errCode = "client_gone"
+			ctx.SetConnectionClose()
+			return false
+		}
 		lastErr = err
 		if ue, ok := err.(*upstreamError); ok && !ue.retryable() {
 			break
@@ -477,11 +483,17 @@ func (s *Server) attempt(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candi
 		resp.StreamBody = true
 		err = uc.stream.DoDeadline(req, resp, x.upStart.Add(s.cfg.Timeouts.StreamMax))
 	} else {
-		err = uc.plainFor(x.op).DoDeadline(req, resp, x.upStart.Add(s.cfg.Timeouts.Request))
+		err = s.doPlain(ctx, uc.plainFor(x.op), req, resp, x.upStart.Add(s.cfg.Timeouts.Request))
 	}
 	fasthttp.ReleaseRequest(req)
 	var ue *upstreamError
 	switch {
+	case errors.Is(err, errClientGone):
+		// The client left: no upstream failure, no failover.
+		fasthttp.ReleaseResponse(resp)
+		x.endAttempt()
+		x.aborted = true
+		return nil, err
 	case err != nil:
 		ue = &upstreamError{service: c.Service.ID, err: err}
 	case resp.StatusCode() < 200 || resp.StatusCode() > 299:

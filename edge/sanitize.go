@@ -39,8 +39,8 @@ const maxRelayedMessage = 300
 // upstreamMessage is the message of an upstream's error body (OpenAI's
 // {"error":{"message"}}, Ollama's {"error":"..."}, vLLM's and FastAPI's
 // top-level "message" or "detail"), when it is safe to show: short and
-// naming no address or path. "" otherwise. param is OpenAI's error "param"
-// (the request field at fault), kept when it is a plain field name.
+// naming no address or path. "" otherwise. param is the upstream's
+// "param" when it is a plain field name.
 func upstreamMessage(body []byte) (msg, param string) {
 	var doc struct {
 		Error   json.RawMessage `json:"error"`
@@ -61,7 +61,7 @@ func upstreamMessage(body []byte) (msg, param string) {
 			msg = s
 		} else if json.Unmarshal(doc.Error, &o) == nil && o.Message != "" {
 			msg = o.Message
-			if plainParam.MatchString(o.Param) {
+			if fieldName.MatchString(o.Param) {
 				param = o.Param
 			}
 		}
@@ -70,14 +70,14 @@ func upstreamMessage(body []byte) (msg, param string) {
 		msg = d
 	}
 	if msg == "" || len(msg) > maxRelayedMessage || !utf8.ValidString(msg) || internalDetail.MatchString(msg) {
-		return "", ""
+		return "", param
 	}
 	return msg, param
 }
 
-// plainParam is a request field path as OpenAI's error "param" names one
-// ("voice", "messages[0].content").
-var plainParam = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.\[\]]{0,63}$`)
+// fieldName is a request field path an upstream may name as its error's
+// param.
+var fieldName = regexp.MustCompile(`^[a-z_][a-z0-9_.\[\]]{0,63}$`)
 
 // logUpstreamFailure logs the details of the failure a request ends with
 // (the client sees Classify's sanitised answer).

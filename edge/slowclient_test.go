@@ -83,12 +83,18 @@ func TestStreamClientThatStopsReading(t *testing.T) {
 func TestBufferedAnswerToClientThatStopsReading(t *testing.T) {
 	s := newStack(t, func(c *Config, _ *Deps) { c.Timeouts.Write = 300 * time.Millisecond })
 	big := `{"choices":[{"message":{"role":"assistant","content":"` + strings.Repeat("y", 12<<20) + `"}}]}`
+	var hit atomic.Bool
 	hostileUpstream(t, s, func(w http.ResponseWriter, r *http.Request) {
+		hit.Store(true)
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, big)
 	})
 	c := rawRequest(t, s, `{"model":"flood","messages":[{"role":"user","content":"hi"}]}`)
-	time.Sleep(1500 * time.Millisecond) // not reading
+	waitUntil(t, 30*time.Second, "upstream asked", hit.Load)
+	// Not reading: wait until the handler is done (the answer is being
+	// written), then three write timeouts more.
+	waitUntil(t, 30*time.Second, "answer handed to the writer", func() bool { return s.srv.Open() == 0 && s.srv.Inflight().Open() == 0 })
+	time.Sleep(time.Second)
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	n, _ := io.Copy(io.Discard, c)
 	if n >= int64(len(big)) {
@@ -144,4 +150,34 @@ func TestBufferedAnswerLimit(t *testing.T) {
 	if r.StatusCode != 502 || !contains(b, `"upstream_answer_too_large"`) {
 		t.Fatalf("%d %.300s", r.StatusCode, b)
 	}
+}
+
+// TestBufferedClientDisconnectCancelsUpstream: a client hanging up on a
+// non-streaming request cancels the upstream call and frees the in-flight
+// lease within a heartbeat or so (before: the upstream worked on for up to
+// timeouts.request, 10 minutes, the lease held all along).
+func TestBufferedClientDisconnectCancelsUpstream(t *testing.T) {
+	s := newStack(t) // heartbeat 50ms; request timeout 10m
+	var started, cancelled atomic.Bool
+	hostileUpstream(t, s, func(w http.ResponseWriter, r *http.Request) {
+		// A slow generation, as a real server does it: the answer is
+		// written when done, and a client that goes cancels it (net/http
+		// cancels r.Context() when its connection closes, once the body
+		// was read).
+		_, _ = io.ReadAll(r.Body)
+		started.Store(true)
+		select {
+		case <-r.Context().Done():
+			cancelled.Store(true)
+		case <-time.After(time.Minute):
+			io.WriteString(w, `{"choices":[]}`)
+		}
+	})
+	c := rawRequest(t, s, `{"model":"flood","messages":[{"role":"user","content":"hi"}]}`)
+	waitUntil(t, 5*time.Second, "upstream request", started.Load)
+	waitUntil(t, 5*time.Second, "lease taken", func() bool { return s.srv.Inflight().Open() == 1 })
+	c.Close()
+	waitUntil(t, 5*time.Second, "upstream call cancelled", cancelled.Load)
+	waitUntil(t, 5*time.Second, "request finished", func() bool { return s.srv.Open() == 0 })
+	waitUntil(t, 5*time.Second, "lease released", func() bool { return s.srv.Inflight().Open() == 0 })
 }

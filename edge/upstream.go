@@ -27,7 +27,7 @@ type upClient struct {
 	// plain holds one buffered client per operation, each bounding the
 	// answer it buffers by that operation's AnswerLimits (one endpoint,
 	// say an Ollama, may serve chat and embeddings alike).
-	plain  [nKinds]*fasthttp.HostClient
+	plain  [nKinds]*plainPool
 	stream *fasthttp.HostClient
 }
 
@@ -36,8 +36,8 @@ const nKinds = 5
 
 var kindsByIndex = [nKinds]fleet.Kind{fleet.KindChat, fleet.KindEmbeddings, fleet.KindTranscription, fleet.KindSpeech, fleet.KindImages}
 
-// plainFor is the buffered client for operation k.
-func (c *upClient) plainFor(k fleet.Kind) *fasthttp.HostClient {
+// plainFor is the buffered clients' pool for operation k.
+func (c *upClient) plainFor(k fleet.Kind) *plainPool {
 	for i, ki := range kindsByIndex {
 		if ki == k {
 			return c.plain[i]
@@ -51,7 +51,7 @@ func (u *upstreams) closeIdle() {
 	u.m.Range(func(_, v any) bool {
 		c := v.(*upClient)
 		for _, p := range c.plain {
-			p.CloseIdleConnections()
+			p.closeIdle()
 		}
 		c.stream.CloseIdleConnections()
 		return true
@@ -77,7 +77,7 @@ func (u *upstreams) get(endpoint string) (*upClient, error) {
 	}
 	connect := u.cfg.Timeouts.Connect
 	idle := u.cfg.Timeouts.StreamIdle // applies to streaming connections only
-	mk := func(streaming bool, answerLimit int) *fasthttp.HostClient {
+	mk := func(streaming bool, answerLimit int, owner *plainClient) *fasthttp.HostClient {
 		hc := &fasthttp.HostClient{
 			Addr:                      addr,
 			IsTLS:                     tls,
@@ -104,13 +104,20 @@ func (u *upstreams) get(endpoint string) (*upClient, error) {
 				ic.laddr = connAddr{Addr: c.LocalAddr(), c: ic}
 				return ic, nil
 			}
-			return c, nil
+			return &watchConn{Conn: c, owner: owner}, nil
 		}
 		return hc
 	}
-	c := &upClient{stream: mk(true, 0)}
+	c := &upClient{stream: mk(true, 0, nil)}
+	every := u.cfg.Timeouts.Heartbeat
 	for i, k := range kindsByIndex {
-		c.plain[i] = mk(false, u.cfg.answerLimitFor(k))
+		limit := u.cfg.answerLimitFor(k)
+		c.plain[i] = &plainPool{max: maxConns(false), mk: func(pc *plainClient) *fasthttp.HostClient {
+			pc.every = every
+			hc := mk(false, limit, pc)
+			hc.MaxConns = 1
+			return hc
+		}}
 	}
 	v, _ := u.m.LoadOrStore(endpoint, c)
 	return v.(*upClient), nil
