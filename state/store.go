@@ -3,11 +3,14 @@ package state
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +37,63 @@ type Options struct {
 	// Username and Password override credentials in URL (so secrets can
 	// come from the environment rather than a URL in a config file).
 	Username, Password string
+	// TLS files (PEM) for rediss:// (and TLS to Sentinel or Cluster):
+	// TLSCert and TLSKey are this client's certificate and key, for a
+	// server that requires client certificates (redis-server
+	// --tls-auth-clients yes); TLSCA verifies the server instead of the
+	// system roots. Each overrides the URL's tls_cert, tls_key and tls_ca
+	// query parameters (rediss://host:6380/0?tls_cert=/c.pem&tls_key=/k.pem&tls_ca=/ca.pem).
+	TLSCert, TLSKey, TLSCA string
+}
+
+// tlsParams are the URL query parameters NewClient reads itself (go-redis
+// refuses options it does not know).
+var tlsParams = [...]string{"tls_cert", "tls_key", "tls_ca"}
+
+// takeTLS removes the tls_* parameters from u and fills the empty fields
+// of o from them.
+func takeTLS(u *url.URL, o *Options) {
+	q := u.Query()
+	for i, p := range tlsParams {
+		v := q.Get(p)
+		q.Del(p)
+		dst := [...]*string{&o.TLSCert, &o.TLSKey, &o.TLSCA}[i]
+		if *dst == "" {
+			*dst = v
+		}
+	}
+	u.RawQuery = q.Encode()
+}
+
+// tlsConfig builds the client TLS config from o's files; nil when none is
+// named. serverName is the host verified against the server certificate.
+func tlsConfig(o Options, serverName string) (*tls.Config, error) {
+	if o.TLSCert == "" && o.TLSKey == "" && o.TLSCA == "" {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return nil, errors.New("redis tls: a client certificate needs both tls_cert and tls_key")
+	}
+	if o.TLSCert != "" {
+		kp, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("redis tls: client certificate: %w", err)
+		}
+		c.Certificates = []tls.Certificate{kp}
+	}
+	if o.TLSCA != "" {
+		pem, err := os.ReadFile(o.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("redis tls: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("redis tls: %s holds no PEM certificate", o.TLSCA)
+		}
+		c.RootCAs = pool
+	}
+	return c, nil
 }
 
 // Connect builds a UniversalClient from o and pings it.
@@ -65,6 +125,8 @@ func NewClient(o Options) (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis url %s: %w", RedactURL(raw), err)
 	}
+	takeTLS(u, &o)
+	raw = u.String()
 	var uo *redis.UniversalOptions
 	switch u.Scheme {
 	case "redis", "rediss", "unix":
@@ -73,6 +135,16 @@ func NewClient(o Options) (redis.UniversalClient, error) {
 			return nil, fmt.Errorf("redis url %s: %w", RedactURL(raw), err)
 		}
 		opt.ContextTimeoutEnabled = true
+		tc, err := tlsConfig(o, u.Hostname())
+		if err != nil {
+			return nil, err
+		}
+		if tc != nil {
+			if u.Scheme != "rediss" {
+				return nil, fmt.Errorf("redis url %s: TLS files given for a plain redis:// URL (use rediss://)", RedactURL(raw))
+			}
+			opt.TLSConfig = tc
+		}
 		if o.Username != "" {
 			opt.Username = o.Username
 		}
@@ -101,6 +173,14 @@ func NewClient(o Options) (redis.UniversalClient, error) {
 		return nil, fmt.Errorf("redis url %s: unknown scheme %q", RedactURL(raw), u.Scheme)
 	}
 	uo.ContextTimeoutEnabled = true
+	tc, err := tlsConfig(o, "")
+	if err != nil {
+		return nil, err
+	}
+	if tc != nil {
+		tc.ServerName = strings.Split(uo.Addrs[0], ":")[0]
+		uo.TLSConfig = tc
+	}
 	if o.Username != "" {
 		uo.Username = o.Username
 	}
