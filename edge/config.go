@@ -73,6 +73,15 @@ type RedisConfig struct {
 	Prefix   string `yaml:"prefix"` // default "gh:"
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
+	// TLS: PEM files for rediss:// — this edge's client certificate and
+	// key (for a Redis that requires client certificates) and the CA that
+	// verifies the server. The URL's tls_cert/tls_key/tls_ca parameters
+	// do the same.
+	TLS struct {
+		Cert string `yaml:"cert"`
+		Key  string `yaml:"key"`
+		CA   string `yaml:"ca"`
+	} `yaml:"tls"`
 }
 
 // KeyConfig is one configured client key. Give the secret itself or its

@@ -1,6 +1,8 @@
 package state
 
 import (
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -178,6 +180,32 @@ func beforeAny(s, cut string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// setTLS puts the client certificate and CA of tc (nil: none given) into
+// the TLS config go-redis built for a rediss URL, keeping its server name.
+//
+// # Errors
+// TLS files for a URL that is not TLS (redis://, redis+sentinel://, ...).
+func (p parsedURL) setTLS(tc *tls.Config) error {
+	if tc == nil {
+		return nil
+	}
+	var dst **tls.Config
+	switch p.mode {
+	case modeSentinel:
+		dst = &p.failover.TLSConfig
+	case modeCluster:
+		dst = &p.cluster.TLSConfig
+	default:
+		dst = &p.single.TLSConfig
+	}
+	if *dst == nil {
+		return errors.New("TLS files given for a URL without TLS (use rediss://, rediss+sentinel:// or rediss+cluster://)")
+	}
+	tc.ServerName = (*dst).ServerName
+	*dst = tc
+	return nil
 }
 
 // newClient builds the client p names; o's credentials override the

@@ -3,11 +3,14 @@ package state
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +36,74 @@ type Options struct {
 	// secrets can come from the environment rather than a URL in a config
 	// file). A Sentinel's own credentials come from the URL only.
 	Username, Password string
+	// TLS files (PEM) for rediss:// (and TLS to Sentinel or Cluster):
+	// TLSCert and TLSKey are this client's certificate and key, for a
+	// server that requires client certificates (redis-server
+	// --tls-auth-clients yes); TLSCA verifies the server instead of the
+	// system roots. Each overrides the URL's tls_cert, tls_key and tls_ca
+	// query parameters (rediss://host:6380/0?tls_cert=/c.pem&tls_key=/k.pem&tls_ca=/ca.pem).
+	TLSCert, TLSKey, TLSCA string
+}
+
+// tlsParams are the URL query parameters NewClient reads itself (go-redis
+// refuses options it does not know).
+var tlsParams = [...]string{"tls_cert", "tls_key", "tls_ca"}
+
+// takeTLS returns raw without its tls_* query parameters and fills the
+// empty TLS fields of o from them. The query is cut by hand: Sentinel and
+// Cluster host lists (h1:p,h2:p) do not parse as URLs.
+func takeTLS(raw string, o *Options) (string, error) {
+	base, query, ok := strings.Cut(raw, "?")
+	if !ok {
+		return raw, nil
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return "", err
+	}
+	for i, p := range tlsParams {
+		v := q.Get(p)
+		q.Del(p)
+		dst := [...]*string{&o.TLSCert, &o.TLSKey, &o.TLSCA}[i]
+		if *dst == "" {
+			*dst = v
+		}
+	}
+	if len(q) == 0 {
+		return base, nil
+	}
+	return base + "?" + q.Encode(), nil
+}
+
+// tlsConfig builds the client TLS config from o's files; nil when none is
+// named. serverName is the host verified against the server certificate.
+func tlsConfig(o Options, serverName string) (*tls.Config, error) {
+	if o.TLSCert == "" && o.TLSKey == "" && o.TLSCA == "" {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return nil, errors.New("redis tls: a client certificate needs both tls_cert and tls_key")
+	}
+	if o.TLSCert != "" {
+		kp, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("redis tls: client certificate: %w", err)
+		}
+		c.Certificates = []tls.Certificate{kp}
+	}
+	if o.TLSCA != "" {
+		pem, err := os.ReadFile(o.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("redis tls: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("redis tls: %s holds no PEM certificate", o.TLSCA)
+		}
+		c.RootCAs = pool
+	}
+	return c, nil
 }
 
 // Connect builds a UniversalClient from o and pings it.
@@ -59,9 +130,20 @@ func Connect(ctx context.Context, o Options) (redis.UniversalClient, error) {
 // # Errors
 // See parseRedisURL.
 func NewClient(o Options) (redis.UniversalClient, error) {
-	p, err := parseRedisURL(o.URL)
+	raw, err := takeTLS(o.URL, &o)
+	if err != nil {
+		return nil, fmt.Errorf("redis url %s: %w", RedactURL(o.URL), err)
+	}
+	p, err := parseRedisURL(raw)
 	if err != nil {
 		return nil, err
+	}
+	tc, err := tlsConfig(o, "")
+	if err != nil {
+		return nil, err
+	}
+	if err := p.setTLS(tc); err != nil {
+		return nil, fmt.Errorf("redis url %s: %w", RedactURL(raw), err)
 	}
 	return p.newClient(o), nil
 }

@@ -102,7 +102,8 @@ func New(ctx context.Context, cfg Config, o Options) (*Replica, error) {
 	}
 	if r.store == nil {
 		rc := cfg.Edge.Redis
-		c, err := state.Connect(ctx, state.Options{URL: rc.URL, Prefix: rc.Prefix, Username: rc.Username, Password: rc.Password})
+		c, err := state.Connect(ctx, state.Options{URL: rc.URL, Prefix: rc.Prefix, Username: rc.Username, Password: rc.Password,
+			TLSCert: rc.TLS.Cert, TLSKey: rc.TLS.Key, TLSCA: rc.TLS.CA})
 		if err != nil {
 			return nil, err
 		}
