@@ -65,7 +65,7 @@ func Prepare(ctx context.Context, b *policy.Bundle, f policy.Factory, test polic
 	if err != nil && ctx.Err() != nil {
 		var te *TransientError
 		if !errors.As(err, &te) {
-			err = &TransientError{Err: fmt.Errorf("%w (attempt cut short: %v)", err, ctx.Err())}
+			err = &TransientError{Err: fmt.Errorf("%w (attempt cut short: %w)", err, ctx.Err())}
 		}
 	}
 	return e, rs, err
@@ -109,11 +109,13 @@ func prepare(ctx context.Context, b *policy.Bundle, f policy.Factory, test polic
 // not produce a decision document (a missing data.geniehive.decision, a
 // runtime error) fails here instead of on the first real request.
 //
-// Each evaluation is bounded by the engine's own per-request timeout, so
-// on a loaded machine one may time out or find the pool busy: SmokeEval
-// then tries again, with a short backoff, until ctx is done (the Prepare
-// budget), and only a failure that is not policy.Retryable is final.
+// The evaluation runs under policy.WithPrepareBudget: bounded by ctx's
+// deadline (the Prepare budget), not the engine's per-request timeout,
+// which a loaded machine exceeds. One that still times out or finds the
+// pool busy is tried again, with a short backoff, until ctx is done; only
+// a failure that is not policy.Retryable is final.
 func SmokeEval(ctx context.Context, e policy.Engine) error {
+	ctx = policy.WithPrepareBudget(ctx)
 	wait := 5 * time.Millisecond
 	for {
 		err := smokeEval(ctx, e)
