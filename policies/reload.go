@@ -65,7 +65,7 @@ func Prepare(ctx context.Context, b *policy.Bundle, f policy.Factory, test polic
 	if err != nil && ctx.Err() != nil {
 		var te *TransientError
 		if !errors.As(err, &te) {
-			err = &TransientError{Err: fmt.Errorf("%w (attempt cut short: %v)", err, ctx.Err())}
+			err = &TransientError{Err: fmt.Errorf("%w (attempt cut short: %w)", err, ctx.Err())}
 		}
 	}
 	return e, rs, err
@@ -109,11 +109,13 @@ func prepare(ctx context.Context, b *policy.Bundle, f policy.Factory, test polic
 // not produce a decision document (a missing data.geniehive.decision, a
 // runtime error) fails here instead of on the first real request.
 //
-// Each evaluation is bounded by the engine's own per-request timeout, so
-// on a loaded machine one may time out or find the pool busy: SmokeEval
-// then tries again, with a short backoff, until ctx is done (the Prepare
-// budget), and only a failure that is not policy.Retryable is final.
+// The evaluation runs under policy.WithPrepareBudget: bounded by ctx's
+// deadline (the Prepare budget), not the engine's per-request timeout,
+// which a loaded machine exceeds. One that still times out or finds the
+// pool busy is tried again, with a short backoff, until ctx is done; only
+// a failure that is not policy.Retryable is final.
 func SmokeEval(ctx context.Context, e policy.Engine) error {
+	ctx = policy.WithPrepareBudget(ctx)
 	wait := 5 * time.Millisecond
 	for {
 		err := smokeEval(ctx, e)
@@ -176,7 +178,8 @@ type WatchOptions struct {
 // background of the caller's goroutine, then swaps it into h. A bundle that
 // fails to load, compile or pass its tests is reported and the running
 // engine stays; a transient failure (Transient) is retried at the next
-// poll and not reported as a refusal. The directory is loaded once at start unless h's engine
+// poll (an attempt that ran out of PrepareTimeout gets twice as long, up to
+// 8 times) and not reported as a refusal. The directory is loaded once at start unless h's engine
 // already has the directory's version. WatchDir returns when ctx is done.
 //
 // Polling was chosen over fsnotify: it is portable (bind mounts, NFS,
@@ -191,6 +194,7 @@ func WatchDir(ctx context.Context, dir string, h *Holder, o WatchOptions) error 
 	}
 	lastFP := ""
 	lastVersion := h.Engine().Version()
+	budget := o.PrepareTimeout
 	t := time.NewTicker(o.Interval)
 	defer t.Stop()
 	for {
@@ -200,14 +204,17 @@ func WatchDir(ctx context.Context, dir string, h *Holder, o WatchOptions) error 
 		}
 		if fp != lastFP {
 			lastFP = fp
-			v, err := reloadDir(ctx, dir, h, o, lastVersion)
+			v, err := reloadDir(ctx, dir, h, o, lastVersion, budget)
 			switch {
 			case err == nil:
-				lastVersion = v
+				lastVersion, budget = v, o.PrepareTimeout
 			case ctx.Err() != nil:
 				return ctx.Err()
 			case Transient(err):
 				lastFP = "" // try again at the next poll
+				if errors.Is(err, context.DeadlineExceeded) && budget < 8*o.PrepareTimeout {
+					budget *= 2 // a machine this loaded gets longer next time
+				}
 				if o.Logger != nil {
 					o.Logger.Warn("policy bundle not loaded yet (transient failure); retrying", "dir", dir, "err", err)
 				}
@@ -228,7 +235,7 @@ func WatchDir(ctx context.Context, dir string, h *Holder, o WatchOptions) error 
 	}
 }
 
-func reloadDir(ctx context.Context, dir string, h *Holder, o WatchOptions, current string) (string, error) {
+func reloadDir(ctx context.Context, dir string, h *Holder, o WatchOptions, current string, budget time.Duration) (string, error) {
 	b, err := LoadDir(dir)
 	if err != nil {
 		return current, err
@@ -236,7 +243,7 @@ func reloadDir(ctx context.Context, dir string, h *Holder, o WatchOptions, curre
 	if b.Version == current {
 		return current, nil
 	}
-	pctx, cancel := context.WithTimeout(ctx, o.PrepareTimeout)
+	pctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	e, _, err := Prepare(pctx, b, o.Factory, o.Test)
 	if err != nil {

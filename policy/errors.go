@@ -1,6 +1,10 @@
 package policy
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"time"
+)
 
 // Code is the stable identifier of an engine failure. Codes never change
 // meaning; the edge maps each to an HTTP status in one place.
@@ -78,4 +82,30 @@ func Wrap(code Code, err error) error {
 // retry (a timeout or a busy pool): the edge answers 503 with Retry-After.
 func Retryable(err error) bool {
 	return errors.Is(err, ErrTimeout) || errors.Is(err, ErrBusy)
+}
+
+type prepareKey struct{}
+
+// WithPrepareBudget marks ctx as carrying a preparation, not a request: an
+// engine evaluating under it (the smoke test of a new bundle, off the
+// request path) is bounded by ctx's deadline instead of its per-request
+// evaluation timeout, so a loaded machine does not fail a valid bundle.
+// Without a deadline on ctx the per-request timeout applies.
+func WithPrepareBudget(ctx context.Context) context.Context {
+	return context.WithValue(ctx, prepareKey{}, true)
+}
+
+// EvalBudget is the time bound of one evaluation: d (the engine's
+// per-request timeout) or ctx's remaining time when that is shorter, or
+// ctx's remaining time when ctx carries WithPrepareBudget.
+func EvalBudget(ctx context.Context, d time.Duration) time.Duration {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return d
+	}
+	r := time.Until(dl)
+	if r < d || ctx.Value(prepareKey{}) != nil {
+		return r
+	}
+	return d
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 )
 
 func TestErrorCodes(t *testing.T) {
@@ -27,5 +28,30 @@ func TestErrorCodes(t *testing.T) {
 	var pe *Error
 	if err := Wrap(CodeMemory, errors.New("oom")); !errors.As(err, &pe) || pe.Code != CodeMemory || err.Error() != "policy: memory_limit: oom" {
 		t.Fatalf("Wrap: %v", err)
+	}
+}
+
+// A preparation's budget replaces the per-request timeout only when ctx
+// marks it and has a deadline; a request's earlier deadline always wins.
+func TestEvalBudget(t *testing.T) {
+	const d = 50 * time.Millisecond
+	if got := EvalBudget(context.Background(), d); got != d {
+		t.Errorf("no deadline: %v, want %v", got, d)
+	}
+	short, c1 := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer c1()
+	if got := EvalBudget(short, d); got > 10*time.Millisecond {
+		t.Errorf("earlier caller deadline: %v, want <= 10ms", got)
+	}
+	long, c2 := context.WithTimeout(context.Background(), time.Hour)
+	defer c2()
+	if got := EvalBudget(long, d); got != d {
+		t.Errorf("request with a later deadline: %v, want %v", got, d)
+	}
+	if got := EvalBudget(WithPrepareBudget(long), d); got < 59*time.Minute {
+		t.Errorf("preparation: %v, want the hour of its budget", got)
+	}
+	if got := EvalBudget(WithPrepareBudget(context.Background()), d); got != d {
+		t.Errorf("preparation without a deadline: %v, want %v", got, d)
 	}
 }

@@ -461,11 +461,7 @@ func (h *host) callFor(ctx context.Context, in *instance, fn api.Function, stack
 // arm starts in's deadline, d or ctx's if earlier, for one or more guest
 // calls (callArmed); disarm ends it.
 func (h *host) arm(ctx context.Context, in *instance, d time.Duration) error {
-	if dl, ok := ctx.Deadline(); ok {
-		if r := time.Until(dl); r < d {
-			d = r
-		}
-	}
+	d = policy.EvalBudget(ctx, d) // ctx's deadline when earlier, or a preparation's budget
 	if d <= 0 || ctx.Err() != nil {
 		if err := ctx.Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			return err

@@ -199,7 +199,7 @@ func queryPath(q string) (string, bool) {
 
 func (e *regoEngine) Eval(ctx context.Context, in *policy.Input, out *policy.Decision) error {
 	pq := e.pq.Load()
-	g := e.guard.start(ctx, e.opts.EvalTimeout, e.opts.MaxEvalAlloc)
+	g := e.guard.start(ctx, policy.EvalBudget(ctx, e.opts.EvalTimeout), e.opts.MaxEvalAlloc)
 	rs, err := pq.Eval(ctx, rego.EvalParsedInput(InputValue(in)), rego.EvalExternalCancel(g))
 	e.guard.finish(g)
 	if err != nil {
