@@ -2,6 +2,8 @@ package opa
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/open-policy-agent/opa/ast"
 	"github.com/open-policy-agent/opa/storage/inmem"
 	"github.com/open-policy-agent/opa/tester"
+	"github.com/open-policy-agent/opa/topdown"
 )
 
 // TestBundle compiles the bundle's Rego with its tests and runs every
@@ -66,6 +69,12 @@ func TestBundle(ctx context.Context, b *policy.Bundle) ([]policy.TestResult, err
 			tr.File, tr.Row = res.Location.File, res.Location.Row
 		}
 		if res.Error != nil {
+			if topdown.IsCancel(res.Error) || errors.Is(res.Error, context.DeadlineExceeded) || errors.Is(res.Error, context.Canceled) || ctx.Err() != nil {
+				// Cut short (the runner's per-test timeout, a loaded
+				// machine): says nothing about the bundle, so the reload
+				// retries it instead of refusing it.
+				return nil, fmt.Errorf("rego test %s cut short: %w: %w", res.Name, res.Error, policy.ErrTimeout)
+			}
 			tr.Error = res.Error.Error()
 			tr.Pass = false
 		}
