@@ -165,6 +165,8 @@ type WatchOptions struct {
 	// (the running engine stays); it is not called again until the
 	// directory changes again. A transient failure (see Transient) is not a
 	// refusal: it is logged and the bundle is tried again at the next poll.
+	// OnError(nil) says a reported refusal is over without a swap: the
+	// directory went back to the bundle that runs.
 	OnError func(err error)
 	// PrepareTimeout is the budget of one attempt to test and build the
 	// bundle (default DefaultPrepareTimeout).
@@ -195,6 +197,7 @@ func WatchDir(ctx context.Context, dir string, h *Holder, o WatchOptions) error 
 	lastFP := ""
 	lastVersion := h.Engine().Version()
 	budget := o.PrepareTimeout
+	refused := false // a refusal was reported and nothing loaded since
 	t := time.NewTicker(o.Interval)
 	defer t.Stop()
 	for {
@@ -207,7 +210,10 @@ func WatchDir(ctx context.Context, dir string, h *Holder, o WatchOptions) error 
 			v, err := reloadDir(ctx, dir, h, o, lastVersion, budget)
 			switch {
 			case err == nil:
-				lastVersion, budget = v, o.PrepareTimeout
+				if refused && v == lastVersion && o.OnError != nil {
+					o.OnError(nil) // back to the running bundle: the refusal is over
+				}
+				lastVersion, budget, refused = v, o.PrepareTimeout, false
 			case ctx.Err() != nil:
 				return ctx.Err()
 			case Transient(err):
@@ -219,6 +225,7 @@ func WatchDir(ctx context.Context, dir string, h *Holder, o WatchOptions) error 
 					o.Logger.Warn("policy bundle not loaded yet (transient failure); retrying", "dir", dir, "err", err)
 				}
 			default:
+				refused = true
 				if o.OnError != nil {
 					o.OnError(err)
 				}

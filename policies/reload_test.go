@@ -319,3 +319,48 @@ func TestPrepareTransientVersusContent(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchDirRefusalClears (issue 10 item 6): a refusal is reported, and
+// once the broken file is removed (the directory is the running bundle
+// again, so nothing swaps) OnError(nil) says the refusal is over. Before,
+// the refusal stayed reported until some other bundle loaded.
+func TestWatchDirRefusalClears(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, policies.ShippedFiles())
+	h := policies.NewHolder(policies.NewGo())
+	var mu sync.Mutex
+	var errs []error
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- policies.WatchDir(ctx, dir, h, policies.WatchOptions{
+			Factory:  opa.NewRegoFactory(opa.RegoOptions{EvalTimeout: 30 * time.Second}),
+			Test:     opa.TestBundle,
+			Interval: 20 * time.Millisecond,
+			OnError:  func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() },
+		})
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	b, err := policies.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "initial load", func() bool { return h.Engine().Version() == b.Version })
+	writeFiles(t, dir, map[string]string{"broken_test.rego": "package geniehive_test\n\ntest_broken if 1 == 2\n"})
+	waitFor(t, "refusal", func() bool { mu.Lock(); defer mu.Unlock(); return len(errs) == 1 })
+	if err := os.Remove(filepath.Join(dir, "broken_test.rego")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "refusal cleared", func() bool { mu.Lock(); defer mu.Unlock(); return len(errs) == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	if errs[0] == nil || errs[1] != nil {
+		t.Fatalf("want a refusal then its end (nil), got %v", errs)
+	}
+	if h.Engine().Version() != b.Version {
+		t.Fatal("engine changed")
+	}
+}
