@@ -71,6 +71,12 @@ func startTestEdge(t *testing.T, ctx context.Context, wg *sync.WaitGroup, c redi
 	cfg.Edge = edge.Config{Listen: "127.0.0.1:0", ID: id, Redis: edge.RedisConfig{Prefix: prefix}}
 	cfg.Edge.PresenceInterval = 200 * time.Millisecond
 	cfg.Policy.Engine = engine
+	// These tests are about bundles and reloads, not evaluation deadlines:
+	// under -race beside other packages' compiles one evaluation can run
+	// past the 50ms default (an eval_timeout 503, TestPushedBundleReaches-
+	// EveryReplica in CI). The deadline itself is tested in wasm/ and
+	// policies/opa.
+	cfg.Policy.EvalTimeout = 10 * time.Second
 	if err := cfg.Provision(); err != nil {
 		t.Fatal(err)
 	}
