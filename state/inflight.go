@@ -364,9 +364,10 @@ func (f *Inflight) pickLeastLoadedSharded(ctx context.Context, services []string
 	if err != nil {
 		return -1, nil, Lease{}, err
 	}
+	rel := f.PendingReleases(services) // this edge's finished requests Redis still counts
 	best := int64(-1)
 	for i, c := range counts {
-		load := c
+		load := c - rel[i]
 		if i < len(queueDepth) {
 			load += queueDepth[i]
 		}

@@ -85,6 +85,18 @@ func TestWholeHandlerAllocations(t *testing.T) {
 			t.Fatalf("status %d: %s", rc.Response.StatusCode(), rc.Response.Body())
 		}
 	}
+	// Ready says the edge listens, not that its first snapshot (catalog and
+	// node, read from Redis — slower on a Cluster) is in: wait for a 200.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		rc.Response.Reset()
+		h(&rc)
+		if rc.Response.StatusCode() == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no 200 within a minute: %d %s", rc.Response.StatusCode(), rc.Response.Body())
+		}
+	}
 	for i := 0; i < 50; i++ { // warm pools, metric handles, connections
 		serve()
 	}
