@@ -21,7 +21,13 @@ for m in ${MUTANTS:-failover_off relay_drop_last inflight_leak}; do
   pat_var="SCENARIOS_$m"
   pat="${!pat_var:-${runs[$m]}}"
   printf '== mutant %s: go test ./chaos -run %s (must FAIL)\n' "$m" "$pat" >&2
-  if GENIEHIVE_MUTANT=$m go test -count=1 -timeout 30m -run "$pat" ./chaos/ 2>&1 | tail -40; then
+  out=$(mktemp)
+  GENIEHIVE_MUTANT=$m go test -count=1 -timeout 30m -run "$pat" ./chaos/ >"$out" 2>&1
+  rc=$?
+  # What caught it: the failing tests and their messages, then the end.
+  grep -E -- '--- FAIL|_test\.go:[0-9]+:' "$out" | grep -v 'level=' | head -20
+  tail -5 "$out"; rm -f "$out"
+  if [ "$rc" -eq 0 ]; then
     printf '== mutant %s SURVIVED: the suite stayed green\n' "$m" >&2
     survived+=("$m")
   else
