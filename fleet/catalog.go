@@ -208,4 +208,3 @@ func validatePolicy(p *RequestPolicy, field string) error {
 	}
 	return nil
 }
-

@@ -32,4 +32,3 @@ func HashKey(secret string) [32]byte { return sha256.Sum256([]byte(secret)) }
 
 // HashKeyHex is HashKey in hex, as stored in APIKey.Hash.
 func HashKeyHex(secret string) string { h := HashKey(secret); return hex.EncodeToString(h[:]) }
-
