@@ -2,8 +2,7 @@ package nodeagent
 
 import (
 	"context"
-	"strconv"
-	"strings"
+	"github.com/geniehive/geniehive/internal/release"
 
 	"github.com/geniehive/geniehive/fleet"
 )
@@ -61,18 +60,18 @@ func (a *Agent) discoverAPIs(ctx context.Context, sc *ServiceConfig) (apis []str
 
 // ollamaAPIs are the APIs an Ollama release serves (see discoverAPIs).
 func ollamaAPIs(version string) []string {
-	v, ok := parseRelease(version)
+	v, ok := release.Parse(version)
 	if !ok {
 		return []string{fleet.APIChat}
 	}
 	apis := []string{fleet.APIChat}
-	if v.atLeast(0, 2, 0) {
+	if v.AtLeast(0, 2, 0) {
 		apis = append(apis, fleet.APICompletions)
 	}
-	if v.atLeast(0, 13, 3) {
+	if v.AtLeast(0, 13, 3) {
 		apis = append(apis, fleet.APIResponses)
 	}
-	if v.atLeast(0, 14, 0) {
+	if v.AtLeast(0, 14, 0) {
 		apis = append(apis, fleet.APIMessages)
 	}
 	return apis
@@ -81,43 +80,8 @@ func ollamaAPIs(version string) []string {
 // vllmAPIs are the APIs a vLLM release serves (see discoverAPIs).
 func vllmAPIs(version string) []string {
 	apis := []string{fleet.APIChat, fleet.APICompletions}
-	if v, ok := parseRelease(version); ok && v.atLeast(0, 10, 0) {
+	if v, ok := release.Parse(version); ok && v.AtLeast(0, 10, 0) {
 		apis = append(apis, fleet.APIResponses)
 	}
 	return apis
-}
-
-// release is a version number, compared part by part.
-type release [3]int
-
-// parseRelease reads "0.17.4", "v0.17.4", "0.17.4-rc1", "0.11.0+cu128" or
-// "0.17".
-func parseRelease(s string) (release, bool) {
-	var v release
-	s = strings.TrimPrefix(strings.TrimSpace(s), "v")
-	if i := strings.IndexAny(s, "-+ "); i >= 0 {
-		s = s[:i]
-	}
-	parts := strings.Split(s, ".")
-	if len(parts) == 0 || len(parts) > 3 {
-		return v, false
-	}
-	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 {
-			return v, false
-		}
-		v[i] = n
-	}
-	return v, true
-}
-
-func (v release) atLeast(major, minor, patch int) bool {
-	o := release{major, minor, patch}
-	for i := range v {
-		if v[i] != o[i] {
-			return v[i] > o[i]
-		}
-	}
-	return true
 }

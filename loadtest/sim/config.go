@@ -31,6 +31,7 @@ package sim
 import (
 	"errors"
 	"fmt"
+	"github.com/geniehive/geniehive/internal/release"
 	"slices"
 	"strings"
 	"time"
@@ -246,7 +247,7 @@ func (c *Config) Validate() error {
 		c.Version = defaultVersion(c.Flavor)
 	}
 	if c.Flavor == FlavorOllama || c.Flavor == FlavorVLLM {
-		if _, ok := parseVersion(c.Version); !ok {
+		if _, ok := release.Parse(c.Version); !ok {
 			return fmt.Errorf("sim: version %q is not a release number like 0.17.4", c.Version)
 		}
 	}

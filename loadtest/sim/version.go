@@ -1,43 +1,8 @@
 package sim
 
 import (
-	"strconv"
-	"strings"
+	"github.com/geniehive/geniehive/internal/release"
 )
-
-// version is a release number, compared part by part.
-type version [3]int
-
-// parseVersion reads "0.17.4", "v0.17.4", "0.17.4-rc1" or "0.17".
-func parseVersion(s string) (version, bool) {
-	var v version
-	s = strings.TrimPrefix(s, "v")
-	if i := strings.IndexAny(s, "-+ "); i >= 0 {
-		s = s[:i]
-	}
-	parts := strings.Split(s, ".")
-	if len(parts) == 0 || len(parts) > 3 {
-		return v, false
-	}
-	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 {
-			return v, false
-		}
-		v[i] = n
-	}
-	return v, true
-}
-
-func (v version) atLeast(major, minor, patch int) bool {
-	o := version{major, minor, patch}
-	for i := range v {
-		if v[i] != o[i] {
-			return v[i] > o[i]
-		}
-	}
-	return true
-}
 
 // features is what the simulated server release does, decided once at
 // Start from Config.Flavor and Config.Version. Each gate names the commit
@@ -71,27 +36,27 @@ type features struct {
 
 func newFeatures(c *Config) features {
 	var f features
-	v, _ := parseVersion(c.Version)
+	v, _ := release.Parse(c.Version)
 	switch c.Flavor {
 	case FlavorOllama:
-		f.capabilities = v.atLeast(0, 6, 4)
-		f.thinkField = v.atLeast(0, 9, 0)
-		f.psContextLen = v.atLeast(0, 10, 0)
-		f.thinkLevels = v.atLeast(0, 11, 1)
-		f.oaiReasoning = v.atLeast(0, 11, 1)
-		f.oaiEffort = v.atLeast(0, 11, 5)
-		f.thinkDefaultOn = v.atLeast(0, 12, 4)
-		f.thinkFalseOK = v.atLeast(0, 12, 5)
-		f.embedNeedsCap = v.atLeast(0, 30, 0)
+		f.capabilities = v.AtLeast(0, 6, 4)
+		f.thinkField = v.AtLeast(0, 9, 0)
+		f.psContextLen = v.AtLeast(0, 10, 0)
+		f.thinkLevels = v.AtLeast(0, 11, 1)
+		f.oaiReasoning = v.AtLeast(0, 11, 1)
+		f.oaiEffort = v.AtLeast(0, 11, 5)
+		f.thinkDefaultOn = v.AtLeast(0, 12, 4)
+		f.thinkFalseOK = v.AtLeast(0, 12, 5)
+		f.embedNeedsCap = v.AtLeast(0, 30, 0)
 		// server/routes.go: "/v1/responses" since 1eb5e7597 (v0.13.3),
 		// "/v1/messages" since 2b2cda7a2 (v0.14.0); no count_tokens route.
-		f.responses = c.Responses.resolve(v.atLeast(0, 13, 3))
-		f.messages = c.Messages.resolve(v.atLeast(0, 14, 0))
+		f.responses = c.Responses.resolve(v.AtLeast(0, 13, 3))
+		f.messages = c.Messages.resolve(v.AtLeast(0, 14, 0))
 	case FlavorVLLM:
-		f.reasoningOld = !v.atLeast(0, 16, 0)
-		f.reasoningNew = v.atLeast(0, 11, 1)
-		f.gpuCacheMetric = !v.atLeast(0, 11, 0)
-		f.kvCacheMetric = v.atLeast(0, 10, 0)
+		f.reasoningOld = !v.AtLeast(0, 16, 0)
+		f.reasoningNew = v.AtLeast(0, 11, 1)
+		f.gpuCacheMetric = !v.AtLeast(0, 11, 0)
+		f.kvCacheMetric = v.AtLeast(0, 10, 0)
 		// vllm/entrypoints/openai/api_server.py serves /v1/responses;
 		// vllm/entrypoints/anthropic serves /v1/messages and count_tokens.
 		f.responses = c.Responses.resolve(true)
