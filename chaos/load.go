@@ -86,7 +86,7 @@ type Load struct {
 
 	n       [4]atomic.Int64
 	spanned [4]atomic.Int64
-	marks   []time.Time // under mu
+	marks   []window // under mu
 	maxLat  atomic.Int64
 	mu      sync.Mutex
 	fails   []string
@@ -130,20 +130,36 @@ func (l *Load) Stop() Summary {
 	return l.Summary()
 }
 
-// Mark records the instant of a fault (a kill, a cut): a failed request in
-// flight at that instant is counted as spanning it.
-func (l *Load) Mark() {
+// window is the time a fault took to happen: from just before the command
+// that causes it to the moment that command returned.
+type window struct{ from, to time.Time }
+
+// Mark records the start of a fault (a kill, a cut) and returns the function
+// that ends it, to be called once the fault has happened (the kill command
+// returned). A failed request in flight at any instant of that window is
+// counted as spanning it: a request that starts while Docker is still
+// killing a replica reaches the replica and is cut with it, exactly like one
+// that started a moment before. Without a call to the returned function the
+// window is the single instant of the Mark.
+func (l *Load) Mark() (done func()) {
 	l.mu.Lock()
-	l.marks = append(l.marks, time.Now())
+	i := len(l.marks)
+	now := time.Now()
+	l.marks = append(l.marks, window{from: now, to: now})
 	l.mu.Unlock()
+	return func() {
+		l.mu.Lock()
+		l.marks[i].to = time.Now()
+		l.mu.Unlock()
+	}
 }
 
-// spans reports whether [t0, t1] contains a mark.
+// spans reports whether [t0, t1] overlaps a fault window.
 func (l *Load) spans(t0, t1 time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, m := range l.marks {
-		if t0.Before(m) && t1.After(m) {
+		if t0.Before(m.to) && t1.After(m.from) {
 			return true
 		}
 	}

@@ -24,10 +24,11 @@ func TestKillEdge(t *testing.T) {
 	load := startLoad(c)
 	sleep(3 * time.Second)
 	victim := c.Edges[1]
-	load.Mark()
+	killed := load.Mark()
 	if err := c.Kill(ctx, victim); err != nil {
 		t.Fatal(err)
 	}
+	killed()
 	if err := c.WaitLBStatus(ctx, victim.Alias, func(s string) bool { return strings.HasPrefix(s, "DOWN") || strings.HasPrefix(s, "MAINT") }); err != nil {
 		t.Error(err)
 	}
@@ -113,13 +114,14 @@ func TestKillNode(t *testing.T) {
 	load := startLoad(c)
 	sleep(3 * time.Second)
 	t0 := time.Now()
-	load.Mark()
+	killed := load.Mark()
 	if err := c.Kill(ctx, c.Nodes[1]); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Kill(ctx, c.Upstreams[1]); err != nil {
 		t.Fatal(err)
 	}
+	killed()
 	// Every edge, each on its own: the load balancer would show only one.
 	for i := range c.Edges {
 		wctx := ctxT(t, hbTTL+10*time.Second)
@@ -159,10 +161,11 @@ func TestPartitionUpstream(t *testing.T) {
 	ctx := ctxT(t, 2*time.Minute)
 	load := startLoad(c)
 	sleep(3 * time.Second)
-	load.Mark()
+	cut := load.Mark()
 	if err := c.Disconnect(ctx, c.Upstreams[1], c.Network); err != nil {
 		t.Fatal(err)
 	}
+	cut()
 	tried := func() (float64, float64) {
 		// No closing quote: node2/up2 and node2/up2-embeddings both.
 		served, err := edgesMetricSum(ctx, c, "geniehive_requests_total", `service="node2/up2`)
