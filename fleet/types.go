@@ -58,14 +58,17 @@ type GPU struct {
 // Asset is one model a service can serve.
 type Asset struct {
 	// Name is the upstream's own model name ("qwen3:8b", "llama3.1:8b-instruct-q4_K_M").
-	Name          string   `json:"name"`
-	Family        string   `json:"family,omitempty"`         // "qwen3", "llama"
-	ParameterSize string   `json:"parameter_size,omitempty"` // "8B"
-	Quantization  string   `json:"quantization,omitempty"`   // "Q4_K_M"
-	ContextLength int      `json:"context_length,omitempty"`
-	Loaded        bool     `json:"loaded"`
-	SizeVRAM      int64    `json:"size_vram,omitempty"` // bytes resident in VRAM when loaded
-	Tags          []string `json:"tags,omitempty"`
+	Name          string `json:"name"`
+	Family        string `json:"family,omitempty"`         // "qwen3", "llama"
+	ParameterSize string `json:"parameter_size,omitempty"` // "8B"
+	Quantization  string `json:"quantization,omitempty"`   // "Q4_K_M"
+	ContextLength int    `json:"context_length,omitempty"`
+	Loaded        bool   `json:"loaded"`
+	SizeVRAM      int64  `json:"size_vram,omitempty"` // bytes resident in VRAM when loaded
+	// Size is the model's size on disk (Ollama's /api/tags), the swap
+	// controller's estimate of what loading it takes when it is not loaded.
+	Size int64    `json:"size,omitempty"`
+	Tags []string `json:"tags,omitempty"`
 	// Thinking marks a model that emits reasoning (reasoning_content) by default.
 	Thinking bool `json:"thinking,omitempty"`
 	// Capabilities are what the upstream says the model can do (Ollama's
@@ -141,6 +144,9 @@ type Service struct {
 	// config's apis). The edge passes a request of such an API through and
 	// translates the others to and from Chat Completions. Empty: chat only.
 	APIs []string `json:"apis,omitempty"`
+	// Swap says how the node agent loads and unloads this service's models
+	// on command (Swap* names); empty: it cannot, and is never sent one.
+	Swap string `json:"swap,omitempty"`
 }
 
 // Client-facing APIs (Service.APIs, and the policy input's api).

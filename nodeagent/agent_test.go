@@ -653,4 +653,45 @@ func TestACLConfinesNode(t *testing.T) {
 	if n := admin.Exists(ctx, "gh:catalog", "gh:keys", "gh:policy:bundle", "gh:nodes:allow").Val(); n != 0 {
 		t.Fatalf("%d operator keys written by a node", n)
 	}
+
+	// The command channel (issue 14): an operator-side store sends one
+	// command to each node; node-a reads and answers its own, and can
+	// neither read, acknowledge nor answer node-b's, nor send any.
+	ops := state.New(admin, "")
+	dl := time.Now().Add(time.Minute)
+	for _, h := range []string{"node-a", "node-b"} {
+		if _, err := ops.SendSwap(ctx, &fleet.SwapCommand{ID: h + "-1", Op: fleet.SwapLoad, Service: h + "/o", Model: "m", Deadline: dl}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	own, err := store.ReadSwaps(ctx, "node-a", "node-a", false, 8, 0)
+	if err != nil || len(own) != 1 || own[0].Cmd.ID != "node-a-1" {
+		t.Fatalf("node-a reading its own commands: %+v %v", own, err)
+	}
+	if ok, err := store.FinishSwap(ctx, "node-a", own[0].StreamID, &fleet.SwapResult{ID: "node-a-1", Status: fleet.SwapDone}); err != nil || !ok {
+		t.Fatalf("node-a answering its own command: %v %v", ok, err)
+	}
+	if got, err := store.ReadSwaps(ctx, "node-b", "node-a", false, 8, 0); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("node-a read node-b's commands: %+v %v", got, err)
+	}
+	if _, err := store.FinishSwap(ctx, "node-b", "0-1", &fleet.SwapResult{ID: "node-b-1", Status: fleet.SwapFailed}); err == nil {
+		t.Fatal("node-a answered node-b's command")
+	}
+	if err := c.XAck(ctx, ops.SwapStreamKey("node-b"), state.SwapGroup, "0-1").Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("node-a acknowledged on node-b's stream: %v", err)
+	}
+	for _, h := range []string{"node-a", "node-b"} {
+		if _, err := store.SendSwap(ctx, &fleet.SwapCommand{ID: "forged", Op: fleet.SwapUnload, Service: h + "/o", Model: "m", Deadline: dl}); err == nil {
+			t.Fatalf("node-a sent a command to %s", h)
+		}
+	}
+	if n := admin.XLen(ctx, ops.SwapStreamKey("node-b")).Val(); n != 1 {
+		t.Fatalf("node-b's stream holds %d entries, want its 1", n)
+	}
+	if pend := admin.XPending(ctx, ops.SwapStreamKey("node-b"), state.SwapGroup).Val(); pend.Count != 0 {
+		t.Fatalf("node-b's command was taken by someone: %+v", pend)
+	}
+	if admin.Exists(ctx, ops.SwapResultKey("node-b", "node-b-1")).Val() != 0 {
+		t.Fatal("a result was written for node-b")
+	}
 }

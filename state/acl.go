@@ -12,8 +12,10 @@ import (
 // NodeACLCommands are the Redis commands a node agent needs: its heartbeat
 // and graceful stop are SET, DEL and PUBLISH in MULTI/EXEC
 // (WriteHeartbeat, RemoveNode); GET and PTTL let it read its own key back,
-// PING lets clients check the connection.
-var NodeACLCommands = []string{"get", "set", "del", "pttl", "publish", "multi", "exec", "discard", "ping"}
+// PING lets clients check the connection. XREADGROUP and XACK read and
+// acknowledge its command stream (swapcmd.go; the results are SET NX);
+// it has no XADD, so it cannot write commands, not even its own.
+var NodeACLCommands = []string{"get", "set", "del", "pttl", "publish", "multi", "exec", "discard", "ping", "xreadgroup", "xack"}
 
 // NodeACL returns the ACL SETUSER command (as arguments) that confines a
 // node agent to its own keys (<prefix>node:{<host>}:*) and its own event

@@ -25,6 +25,8 @@
 //	key                              type    writer  TTL              holds
 //	gh:node:{<host>}:state           string  node    heartbeat TTL    NodeState JSON (host, services, assets, metrics)
 //	gh:node:{<host>}:gone            string  node    5m               tombstone of a graceful stop (deleted by the next heartbeat)
+//	gh:node:{<host>}:cmds            stream  edge    1h (each send)   swap commands (SwapCommand JSON); consumer group "agent" (swapcmd.go)
+//	gh:node:{<host>}:res:<id>        string  node/edge 10m            SwapResult JSON of one command (SET NX: first writer wins)
 //	gh:catalog                       string  operator none            Catalog JSON (role catalog + asset policies)
 //	gh:catalog:good                  string  operator none            copy of the last catalog PutCatalog wrote (a fresh edge's fallback when gh:catalog is corrupt)
 //	gh:keys                          hash    operator none            key id -> APIKey JSON (SHA-256 only); an entry that does not parse is an error (keyring.go)
@@ -46,11 +48,12 @@
 //	gh:bench:{<asset>}:<workload>    list    edge    none, capped     BenchSample JSON, newest first
 //	gh:bench:index                   set     edge    none             "<asset>\x00<workload>" of every bench list
 //
-// A node writes only keys under gh:node:{<host>}: and publishes only on
+// A node writes only keys under gh:node:{<host>}: (reading its command
+// stream with XREADGROUP, acknowledging with XACK) and publishes only on
 // gh:events:node:<host>, so the ACL NodeACL builds (and `geniehive node
 // acl HOST` prints)
 //
-//	ACL SETUSER node-<host> on >secret resetkeys ~gh:node:{<host>}:* resetchannels &gh:events:node:<host> -@all +get +set +del +pttl +publish +multi +exec +discard +ping
+//	ACL SETUSER node-<host> on >secret resetkeys ~gh:node:{<host>}:* resetchannels &gh:events:node:<host> -@all +get +set +del +pttl +publish +multi +exec +discard +ping +xreadgroup +xack
 //
 // confines it. See ACL in the README. What it writes is validated by every
 // edge before anything is routed to it (nodevalidate.go).
