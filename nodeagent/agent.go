@@ -44,6 +44,10 @@ type Agent struct {
 
 	capsMu sync.Mutex
 	caps   map[string][]string // Ollama model capabilities by endpoint, name and digest
+
+	swaps  map[string]swapTarget // service id (siblings too) -> how it swaps; under mu
+	swapHC *http.Client          // swap commands: no header timeout (loads take long)
+	kick   chan struct{}         // a swap finished: beat now
 }
 
 type tokenMark struct {
@@ -61,7 +65,8 @@ func New(cfg Config, store *state.Store, o Options) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, store: store, log: o.Logger, hc: o.HTTPClient, gpus: o.GPUs,
-		started: time.Now(), lastGood: map[string][]fleet.Asset{}, lastErr: map[string]string{}, warned: map[string]bool{}, tokens: map[string]tokenMark{}, caps: map[string][]string{}}
+		started: time.Now(), lastGood: map[string][]fleet.Asset{}, lastErr: map[string]string{}, warned: map[string]bool{}, tokens: map[string]tokenMark{}, caps: map[string][]string{},
+		swaps: map[string]swapTarget{}, kick: make(chan struct{}, 1)}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -72,6 +77,14 @@ func New(cfg Config, store *state.Store, o Options) (*Agent, error) {
 			ResponseHeaderTimeout: cfg.DiscoveryTimeout,
 			MaxIdleConnsPerHost:   2,
 			IdleConnTimeout:       2 * cfg.Interval,
+		}}
+	}
+	a.swapHC = o.HTTPClient
+	if a.swapHC == nil {
+		a.swapHC = &http.Client{Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 2,
+			IdleConnTimeout:     2 * cfg.Interval,
 		}}
 	}
 	if a.gpus == nil && cfg.NvidiaSMI != "off" {
@@ -131,7 +144,7 @@ func (a *Agent) Collect(ctx context.Context) fleet.NodeState {
 		id := a.cfg.ServiceID(sc.Name)
 		svc := fleet.Service{ID: id, HostID: a.cfg.HostID, Name: sc.Name, Kind: sc.Kind,
 			Protocol: sc.Protocol, Endpoint: sc.Endpoint, MaxConcurrency: sc.MaxConcurrency,
-			Healthy: p.err == nil, Labels: sc.Labels, APIs: p.apis}
+			Healthy: p.err == nil, Labels: sc.Labels, APIs: p.apis, Swap: p.swap}
 		if p.err != nil {
 			svc.HealthError = p.err.Error()
 			svc.Assets = a.lastGood[id] // keep what it offered, for operators
@@ -160,6 +173,9 @@ func (a *Agent) Collect(ctx context.Context) fleet.NodeState {
 		m.LatencyMS = float64(p.latency.Microseconds()) / 1000
 		m.QueueDepth, m.InFlight = p.queue, p.running
 		m.VRAMUsedBytes, m.VRAMTotalBytes = p.vramUsed, vramTotal
+		if sc.VRAMTotal > 0 {
+			m.VRAMTotalBytes = sc.VRAMTotal // the operator's budget for this upstream
+		}
 		if p.tokens >= 0 {
 			// Aggregate generation rate since the previous beat, from the
 			// upstream's own counter (a reset restarts the measurement).
@@ -176,6 +192,7 @@ func (a *Agent) Collect(ctx context.Context) fleet.NodeState {
 				}
 			}
 			st.Services = append(st.Services, part)
+			a.swaps[part.ID] = swapTarget{kind: part.Swap, endpoint: sc.Endpoint}
 		}
 	}
 	return st
@@ -295,11 +312,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	failing := false
 	t := time.NewTimer(0)
 	defer t.Stop()
+	sctx, stopSwaps := context.WithCancel(ctx)
+	swapsDone := make(chan struct{})
+	go func() { defer close(swapsDone); a.runSwaps(sctx) }()
+	defer func() { stopSwaps(); <-swapsDone }()
 	for {
 		select {
 		case <-ctx.Done():
 			return a.remove()
 		case <-t.C:
+		case <-a.kick:
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
 		}
 		start := time.Now()
 		_, err := a.Beat(ctx)

@@ -92,6 +92,11 @@ type ServiceConfig struct {
 	// what discovery finds from its version (apis.go). The edge passes
 	// those through and translates the others to Chat Completions.
 	APIs []string `yaml:"apis"`
+	// VRAMTotal is the memory (bytes) this upstream's models may take, for
+	// the swap controller, when nvidia-smi does not say (no GPU, a shared
+	// GPU, a simulated one); it replaces the host's GPU total for this
+	// service.
+	VRAMTotal int64 `yaml:"vram_total"`
 }
 
 // AssetConfig is a statically declared model.
@@ -209,6 +214,9 @@ func (c *Config) Validate() error {
 		}
 		if s.MaxConcurrency < 0 {
 			bad("%s: max_concurrency must be >= 0", where)
+		}
+		if s.VRAMTotal < 0 {
+			bad("%s: vram_total must be >= 0", where)
 		}
 		if s.HealthPath == "" {
 			switch s.Protocol {

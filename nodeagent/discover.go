@@ -32,6 +32,7 @@ type probe struct {
 	err      error
 	warnings []string // non-fatal: metrics unreadable, configured asset missing
 	apis     []string // client APIs served natively (apis.go)
+	swap     string   // how its models load and unload on command (fleet.Swap*)
 }
 
 // get fetches endpoint+path and returns the body; a non-2xx status is an error.
@@ -127,13 +128,14 @@ func (a *Agent) discover(ctx context.Context, sc *ServiceConfig) (p probe) {
 		}
 		for i := range tags.Models {
 			t := &tags.Models[i]
-			as := fleet.Asset{Name: t.Name, Family: t.Details.Family, ParameterSize: t.Details.ParameterSize, Quantization: t.Details.QuantizationLevel}
+			as := fleet.Asset{Name: t.Name, Family: t.Details.Family, ParameterSize: t.Details.ParameterSize, Quantization: t.Details.QuantizationLevel, Size: t.Size}
 			if m, ok := loaded[t.Name]; ok {
 				as.Loaded, as.SizeVRAM, as.ContextLength = true, m.SizeVRAM, m.ContextLength
 			}
 			as.Capabilities = a.ollamaCapabilities(ctx, sc.Endpoint, t, &p.warnings)
 			found = append(found, as)
 		}
+		p.swap = fleet.SwapOllama
 	case fleet.ProtocolWhisper:
 		if len(sc.ModelsManifest) > 0 {
 			for _, n := range sc.ModelsManifest {
@@ -154,6 +156,13 @@ func (a *Agent) discover(ctx context.Context, sc *ServiceConfig) (p probe) {
 			as := fleet.Asset{Name: m.ID, Loaded: true, ContextLength: m.MaxModelLen}
 			if m.Meta != nil && m.Meta.NCtxTrain > 0 {
 				as.ContextLength = m.Meta.NCtxTrain
+			}
+			if m.Status != nil && sc.Protocol == fleet.ProtocolLlamaCPP {
+				// Router mode (server-models.cpp get_router_models): each
+				// model says whether it is loaded, and the router loads
+				// and unloads on command.
+				as.Loaded = m.Status.Value == "loaded"
+				p.swap = fleet.SwapRouter
 			}
 			found = append(found, as)
 		}
@@ -311,6 +320,7 @@ func dial(ctx context.Context, endpoint string) (time.Duration, error) {
 
 type ollamaModel struct {
 	Name          string `json:"name"`
+	Model         string `json:"model"`
 	Digest        string `json:"digest"`
 	Size          int64  `json:"size"`
 	SizeVRAM      int64  `json:"size_vram"`
@@ -338,6 +348,7 @@ type modelList struct {
 		Meta        *struct {
 			NCtxTrain int `json:"n_ctx_train"`
 		} `json:"meta"` // llama.cpp
+		Status *routerStatus `json:"status"` // llama.cpp router mode
 	} `json:"data"`
 }
 

@@ -201,6 +201,14 @@ func checkNodeState(host string, st *fleet.NodeState) *NodeRefusal {
 		if len(svc.APIs) > MaxAPIsPerService {
 			return refuse(host, "service %s: %d apis exceed %d", svc.ID, len(svc.APIs), MaxAPIsPerService)
 		}
+		switch svc.Swap {
+		case fleet.SwapNone, fleet.SwapOllama, fleet.SwapRouter:
+		default:
+			return refuse(host, "service %s: swap %.32q is not a known kind", svc.ID, svc.Swap)
+		}
+		if svc.Metrics.VRAMTotalBytes < 0 || svc.Metrics.VRAMUsedBytes < 0 {
+			return refuse(host, "service %s: negative VRAM figures", svc.ID)
+		}
 		if _, err := checkEndpoint(svc.Endpoint); err != nil {
 			return refuse(host, "service %s: endpoint %.128q: %v", svc.ID, svc.Endpoint, err)
 		}

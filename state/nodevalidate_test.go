@@ -121,6 +121,11 @@ func TestNodeStatesAreValidated(t *testing.T) {
 			return st
 		}(), time.Minute},
 		{"immortal key without TTL", "gh:node:{evil}:state", "no TTL", node("evil", "chat"), 0},
+		{"unknown swap kind", "gh:node:{evil}:state", "swap", func() *fleet.NodeState {
+			st := node("evil", "chat")
+			st.Services[0].Swap = "rm -rf"
+			return st
+		}(), time.Minute},
 		{"100k assets", "gh:node:{evil}:state", "exceeds", func() *fleet.NodeState {
 			st := node("evil", "chat")
 			st.Services[0].Assets = make([]fleet.Asset, 100000)
