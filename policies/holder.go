@@ -79,6 +79,24 @@ func (h *Holder) Eval(ctx context.Context, in *policy.Input, out *policy.Decisio
 	return he.e.Eval(ctx, in, out)
 }
 
+// EvalSwap evaluates the swap rule with the active engine.
+//
+// # Errors
+// policy.ErrNoSwapRule when the engine cannot (the module engine) or the
+// policy has no swap rule; the engine's; policy.ErrClosed.
+func (h *Holder) EvalSwap(ctx context.Context, in *policy.SwapInput, out *policy.SwapDecision) error {
+	he := h.acquire()
+	if he == nil {
+		return policy.ErrClosed
+	}
+	defer he.release()
+	se, ok := he.e.(policy.SwapEvaluator)
+	if !ok {
+		return policy.ErrNoSwapRule
+	}
+	return se.EvalSwap(ctx, in, out)
+}
+
 // SetData installs d in the active engine and remembers it for engines
 // swapped in later.
 func (h *Holder) SetData(ctx context.Context, d *policy.Data) error {

@@ -34,6 +34,9 @@ type OPAEngine struct {
 	// derivedEP is the entrypoint of the policy's data-only rule
 	// (policy.DerivedRule), -1 when the module has none.
 	derivedEP int32
+	// swapEP is the swap rule's entrypoint (policy.SwapEntrypoint), -1
+	// when the policy has none.
+	swapEP int32
 	// direct: results are read straight out of guest memory (value.go);
 	// false when the module's value layout did not check out, and then
 	// the guest serialises them to JSON (opa_eval).
@@ -75,6 +78,9 @@ func compileRego(ctx context.Context, files map[string]string, entrypoint string
 	eps := []string{entrypoint}
 	if d := policy.DerivedPath(entrypoint); opa.DefinesRule(files, d) {
 		eps = append(eps, d)
+	}
+	if entrypoint != policy.SwapEntrypoint && opa.DefinesRule(files, policy.SwapEntrypoint) {
+		eps = append(eps, policy.SwapEntrypoint)
 	}
 	c := compile.New().
 		WithTarget(compile.TargetWasm).
@@ -332,6 +338,10 @@ func (e *OPAEngine) readMeta(ctx context.Context, m api.Module) error {
 	if id, ok := eps[policy.DerivedPath(e.h.opts.Entrypoint)]; ok {
 		e.derivedEP = id
 	}
+	e.swapEP = -1
+	if id, ok := eps[policy.SwapEntrypoint]; ok && policy.SwapEntrypoint != e.h.opts.Entrypoint {
+		e.swapEP = id
+	}
 	bs, err := readMap("builtins")
 	if err != nil {
 		return err
@@ -450,6 +460,54 @@ func (e *OPAEngine) evalDerived(ctx context.Context, in *instance) ([]byte, erro
 		return nil, nil
 	}
 	return rs[0].Result, nil
+}
+
+// EvalSwap implements policy.SwapEvaluator: the swap rule evaluated on an
+// instance from the pool, over the same data document as decisions, with
+// the input as JSON, bounded like setup work (it runs off the request
+// path, about once a second, on one edge).
+//
+// # Errors
+// policy.ErrNoSwapRule when the module has no swap entrypoint; as Eval.
+func (e *OPAEngine) EvalSwap(ctx context.Context, input *policy.SwapInput, out *policy.SwapDecision) error {
+	if e.swapEP < 0 {
+		return policy.ErrNoSwapRule
+	}
+	doc, err := json.Marshal(input)
+	if err != nil {
+		return err
+	}
+	in, err := e.h.checkout(ctx)
+	if err != nil {
+		return err
+	}
+	defer e.h.checkin(in)
+	addr := in.evalHeap
+	heap := (addr + uint32(len(doc)) + 7) &^ 7
+	if err := ensure(in.mem, heap); err != nil {
+		return err
+	}
+	in.mem.Write(addr, doc)
+	s := in.stack[:7]
+	s[0], s[1], s[2], s[3], s[4], s[5], s[6] = 0, uint64(uint32(e.swapEP)), uint64(in.dataAddr), uint64(addr), uint64(len(doc)), uint64(heap), 0
+	if err := e.h.callFor(ctx, in, in.fn, s, e.h.setupTimeout()); err != nil {
+		return fmt.Errorf("wasm: %s: %w", policy.SwapEntrypoint, err)
+	}
+	res := uint32(s[0])
+	if res == 0 || res >= in.mem.Size() {
+		return errors.Join(policy.ErrOutput, errors.New("wasm: swap: no result"))
+	}
+	var rs []struct {
+		Result json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(cString(in.mem, res)), &rs); err != nil {
+		return errors.Join(policy.ErrOutput, fmt.Errorf("wasm: %s: %w", policy.SwapEntrypoint, err))
+	}
+	*out = policy.SwapDecision{}
+	if len(rs) == 0 || len(rs[0].Result) == 0 {
+		return nil // undefined: no actions
+	}
+	return policy.DecodeSwapDecision(rs[0].Result, out)
 }
 
 // withKey returns the JSON object doc with key set to the JSON value v

@@ -85,6 +85,7 @@ func NewRego(files map[string]string, opts RegoOptions) (policy.Engine, error) {
 	if ep, ok := queryPath(opts.Query); ok && DefinesRule(mods, policy.DerivedPath(ep)) {
 		e.derived = "data." + strings.ReplaceAll(policy.DerivedPath(ep), "/", ".")
 	}
+	e.hasSwap = opts.Query != policy.SwapQuery && DefinesRule(mods, policy.SwapEntrypoint)
 	if err := e.SetData(context.Background(), &policy.Data{SchemaVersion: policy.SchemaVersion}); err != nil {
 		e.Close()
 		return nil, err
@@ -98,6 +99,9 @@ type regoEngine struct {
 	// derived is the query of the policy's data-only rule (see
 	// DerivedRule), "" when it defines none.
 	derived string
+	// hasSwap: the policy defines the swap rule (policy.SwapQuery).
+	hasSwap bool
+	swapPQ  atomic.Pointer[rego.PreparedEvalQuery]
 	version string
 	opts    RegoOptions
 	guard   *guard
@@ -150,9 +154,48 @@ func (e *regoEngine) SetData(ctx context.Context, d *policy.Data) error {
 	if err != nil {
 		return fmt.Errorf("policies: prepare: %w", err)
 	}
+	if e.hasSwap {
+		spq, err := rego.New(rego.Query(policy.SwapQuery), rego.Compiler(e.compiler), rego.Store(store)).PrepareForEval(ctx)
+		if err != nil {
+			return fmt.Errorf("policies: prepare %s: %w", policy.SwapQuery, err)
+		}
+		e.swapPQ.Store(&spq)
+	}
 	e.pq.Store(&pq)
 	e.dataJSON = b
 	return nil
+}
+
+// EvalSwap implements policy.SwapEvaluator, bounded like the derived rule
+// (it runs off the request path, about once a second, on one edge).
+func (e *regoEngine) EvalSwap(ctx context.Context, in *policy.SwapInput, out *policy.SwapDecision) error {
+	pq := e.swapPQ.Load()
+	if !e.hasSwap || pq == nil {
+		return policy.ErrNoSwapRule
+	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	var doc any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return err
+	}
+	g := e.guard.start(ctx, 20*e.opts.EvalTimeout+time.Second, 16*e.opts.MaxEvalAlloc)
+	rs, err := pq.Eval(ctx, rego.EvalInput(doc), rego.EvalExternalCancel(g))
+	e.guard.finish(g)
+	if err != nil {
+		return e.stopError(g, err)
+	}
+	*out = policy.SwapDecision{}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return nil
+	}
+	v, err := json.Marshal(rs[0].Expressions[0].Value)
+	if err != nil {
+		return errors.Join(policy.ErrOutput, err)
+	}
+	return policy.DecodeSwapDecision(v, out)
 }
 
 // evalDerived evaluates the policy's derived rule against doc (no input);
