@@ -8,8 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/geniehive/geniehive/fleet"
 	"gopkg.in/yaml.v3"
+
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/swap"
 )
 
 // Config is the edge's configuration (geniehive edge --config edge.yaml).
@@ -56,6 +58,8 @@ type Config struct {
 	LogLevel string `yaml:"log_level"`
 	// AccessLog writes one line per request at info level. Default true.
 	AccessLog *bool `yaml:"access_log"`
+	// Swap is load-aware model swapping (package swap): off by default.
+	Swap swap.Settings `yaml:"swap"`
 }
 
 // MetricsConfig says where /metrics is served.
@@ -222,6 +226,10 @@ func (c *Config) Provision() error {
 	}
 	if c.Redis.Prefix == "" {
 		c.Redis.Prefix = "gh:"
+	}
+	c.Swap.Provision()
+	if err := c.Swap.Validate(); err != nil {
+		return err
 	}
 	t := &c.Timeouts
 	def := func(d *time.Duration, v time.Duration) {

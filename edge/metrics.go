@@ -31,6 +31,15 @@ type metrics struct {
 	policyEval  *prometheus.HistogramVec
 	policyEvalC handleCache[string, prometheus.Observer]
 	redis       *redisHook
+	// Model swapping: requests that waited for a load and how long (by
+	// result: loaded, timeout); commands by op and result, load times,
+	// refused actions, and the demand per asset (controller edge only).
+	swapWaits       prometheus.Counter
+	swapWaitSeconds *prometheus.HistogramVec
+	swaps           *prometheus.CounterVec
+	swapSeconds     *prometheus.HistogramVec
+	swapRefused     *prometheus.CounterVec
+	swapDemand      *prometheus.GaugeVec
 
 	// Handles resolved once per label set: WithLabelValues hashes every
 	// label and takes the vector's lock on each call, which the request
@@ -170,6 +179,26 @@ func newMetrics() *metrics {
 	}, []string{"engine"})
 	m.redis = newRedisHook(m.reg)
 	m.reg.MustRegister(m.policyEval)
+	loadBuckets := []float64{.1, .25, .5, 1, 2.5, 5, 10, 20, 30, 60, 120}
+	m.swapWaits = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "geniehive_swap_waits_total", Help: "Requests that waited for their model to be loaded (no live service had it loaded).",
+	})
+	m.swapWaitSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "geniehive_swap_wait_seconds", Help: "Time requests waited for a load, by result: loaded, or timeout (swap.wait passed).", Buckets: loadBuckets,
+	}, []string{"result"})
+	m.swaps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "geniehive_swaps_total", Help: "Swap commands the controller on this edge saw end, by op (load, unload) and result (done, failed, expired).",
+	}, []string{"op", "result"})
+	m.swapSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "geniehive_swap_seconds", Help: "Time from sending a swap command to its result, by op (the load time histogram for op=load).", Buckets: loadBuckets,
+	}, []string{"op"})
+	m.swapRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "geniehive_swap_refused_total", Help: "Swap policy actions the hard limits refused, by op.",
+	}, []string{"op"})
+	m.swapDemand = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "geniehive_swap_demand", Help: "Requests waiting fleet-wide for each model to be loaded, as the controller saw them in its last round.",
+	}, []string{"model"})
+	m.reg.MustRegister(m.swapWaits, m.swapWaitSeconds, m.swaps, m.swapSeconds, m.swapRefused, m.swapDemand)
 	m.reg.MustRegister(m.requests, m.latency, m.ttft, m.inflightVec, m.failovers, m.upErrors, m.aborted, m.policyReloads, m.policyActive,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

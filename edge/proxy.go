@@ -97,6 +97,9 @@ func (x *exchange) endAttempt() {
 		return
 	}
 	x.leased = false
+	if x.s.usage != nil {
+		x.s.usage.End(x.cand.Service.ID, x.cand.Asset)
+	}
 	if mutant == "inflight_leak" {
 		return
 	}
@@ -110,6 +113,9 @@ func (x *exchange) endAttempt() {
 func (x *exchange) beginAttempt(c *routing.Candidate) {
 	x.cand = c
 	x.leased = true
+	if x.s.usage != nil {
+		x.s.usage.Begin(c.Service.ID, c.Asset)
+	}
 	if x.s.acct != nil {
 		x.lease = x.s.acct.Begin(c)
 		return
@@ -384,6 +390,9 @@ func (s *Server) plan(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp *mu
 		x.rf.Text = string(x.text)
 	} else if x.dreq != nil && x.dreq.Facts().Text != "" {
 		x.rf.Text = string(append(x.text[:0], x.dreq.Facts().Text...)) // a copy: Facts view reused buffers
+	}
+	if s.usage != nil {
+		s.awaitLoad(ctx, x)
 	}
 	plan, err := s.router.Plan(ctx, x.snap, &x.dec, &x.rf)
 	if err != nil {

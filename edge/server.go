@@ -35,6 +35,7 @@ import (
 	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/routing"
 	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/swap"
 )
 
 // ClusterHandler serves /v1/cluster/*. It is implemented by
@@ -100,8 +101,12 @@ type Server struct {
 	lastProblems atomic.Pointer[string] // degraded.go: what logProblems logged last
 	policyAt     atomic.Int64           // unix nanoseconds the active engine was installed
 	presenceKick chan struct{}
-	addr         atomic.Value // string
-	metricsAddr  atomic.Value // string
+	// Model swapping (nil when swap.enabled is off): what requests use and
+	// wait for, published for the controller; the waiters' wake-up.
+	usage       *swap.Usage
+	waiter      *swap.Waiter
+	addr        atomic.Value // string
+	metricsAddr atomic.Value // string
 }
 
 type clusterBox struct{ h ClusterHandler }
@@ -156,6 +161,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	if s.router == nil {
 		s.router = simpleRouter{}
+	}
+	if cfg.Swap.Enabled {
+		s.usage, s.waiter = swap.NewUsage(), swap.NewWaiter()
 	}
 	s.acct, _ = s.router.(routing.Accounter)
 	s.feedback, _ = s.router.(routing.Feedback)
@@ -299,6 +307,15 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	go func() { defer wg.Done(); s.dataLoop(bg, changes) }()
 	go func() { defer wg.Done(); s.statsLoop(bg) }()
 	go func() { defer wg.Done(); s.presenceLoop(bg) }()
+	if s.usage != nil {
+		wake := s.watcher.Changes()
+		wg.Add(2)
+		go func() { defer wg.Done(); s.waiter.Run(bg, wake) }()
+		go func() {
+			defer wg.Done()
+			swap.Publish(bg, s.store, s.cfg.ID, s.usage, s.cfg.Swap.Interval, func(err error) { s.log.Warn("swap usage not published", "err", err) })
+		}()
+	}
 
 	if s.keys.noKeyEver(s.watcher.Current()) {
 		if s.cfg.AuthRequired {

@@ -13,6 +13,22 @@ type Catalog struct {
 	Version       string                    `json:"version,omitempty" yaml:"version,omitempty"`
 	Roles         []Role                    `json:"roles" yaml:"roles"`
 	AssetPolicies map[string]*RequestPolicy `json:"asset_policies,omitempty" yaml:"asset_policies,omitempty"`
+	// Swap holds the operator's model-swapping settings (issue 14).
+	Swap *SwapCatalog `json:"swap,omitempty" yaml:"swap,omitempty"`
+}
+
+// SwapCatalog is the catalog's swap section.
+type SwapCatalog struct {
+	// Pin lists models the swap controller never unloads.
+	Pin []string `json:"pin,omitempty" yaml:"pin,omitempty"`
+}
+
+// Pinned returns the pinned models (nil-safe).
+func (c *Catalog) Pinned() []string {
+	if c == nil || c.Swap == nil {
+		return nil
+	}
+	return c.Swap.Pin
 }
 
 // Role is a named job ("coder", "summarizer") that resolves to assets.

@@ -64,3 +64,41 @@ const (
 	SwapOllama = "ollama"   // /api/generate with keep_alive, confirmed through /api/ps
 	SwapRouter = "llamacpp" // llama.cpp router: POST /models/load, /models/unload, GET /models
 )
+
+// SwapControl is the swap controller's state of one service
+// (gh:swap:ctl, written by the edge holding the swap lease, read by every
+// edge): the command in flight, the swap under way, the cooldown, and
+// since when each model has been seen resident.
+type SwapControl struct {
+	Service string `json:"service"`
+	// Cmd is the command in flight on the service's node (nil: none).
+	Cmd    *SwapCommand `json:"cmd,omitempty"`
+	SentAt time.Time    `json:"sent_at,omitzero"`
+	// Pending is the model unloads are making room for ("" none).
+	Pending string `json:"pending,omitempty"`
+	// CooldownUntil: no new swap starts on the service before then.
+	CooldownUntil time.Time `json:"cooldown_until,omitzero"`
+	// Settle: the last command ended then; the service counts as busy
+	// until its node's heartbeat is newer (the snapshot shows the effect).
+	Settle time.Time `json:"settle,omitzero"`
+	// LoadedAt: when the controller first saw each resident model.
+	LoadedAt map[string]time.Time `json:"loaded_at,omitempty"`
+}
+
+// SwapRecord is one entry of the swap log (gh:swap:log, newest first,
+// capped): a decision sent or refused, or a command's outcome.
+type SwapRecord struct {
+	At      time.Time `json:"at"`
+	Edge    string    `json:"edge"`
+	Event   string    `json:"event"` // "sent", "refused" (by the guard), "outcome"
+	Op      SwapOp    `json:"op"`
+	Service string    `json:"service"`
+	Model   string    `json:"model"`
+	For     string    `json:"for,omitempty"`
+	Reason  string    `json:"reason,omitempty"`
+	CmdID   string    `json:"cmd_id,omitempty"`
+	// Result and Error of an outcome; TookMS from send to result.
+	Result SwapStatus `json:"result,omitempty"`
+	Error  string     `json:"error,omitempty"`
+	TookMS int64      `json:"took_ms,omitempty"`
+}

@@ -66,14 +66,23 @@ func GoSwap(in *policy.SwapInput) []policy.SwapAction {
 		}
 		return strings.Compare(a.model, b.model)
 	})
+	pendingSomewhere := func(m string) bool {
+		for i := range in.Services {
+			if in.Services[i].Pending == m {
+				return true
+			}
+		}
+		return false
+	}
 	var acts []policy.SwapAction
 	for _, w := range wanted {
+		underway := pendingSomewhere(w.model)
 		var best *policy.SwapService
 		bestCost := 2
 		for i := range in.Services {
 			s := &in.Services[i]
 			x := offer(s, w.model)
-			if s.VRAMTotal <= 0 || x == nil || s.Busy {
+			if s.VRAMTotal <= 0 || x == nil || s.Busy || underway && s.Pending != w.model {
 				continue
 			}
 			if !(s.Pending == w.model || s.Pending == "" && s.CooldownUntilMS <= in.NowMS) {

@@ -21,15 +21,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/geniehive/geniehive/edge"
-
 	"github.com/valyala/fasthttp"
 
+	"github.com/geniehive/geniehive/edge"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/routing"
 	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/swap"
 )
 
 // Prefix is the path prefix the API serves.
@@ -82,6 +82,8 @@ type Deps struct {
 	// MaxBodyBytes caps a benchmark report. Default 8 MiB.
 	MaxBodyBytes int
 	Logger       *slog.Logger
+	// Swap is the edge's swap settings (nil: swapping off).
+	Swap *swap.Settings
 }
 
 // API serves /v1/cluster/*.
@@ -132,6 +134,7 @@ var routes = map[string][]route{
 	"policy":         {{fasthttp.MethodGet, fleet.ScopeReader, (*API).policy}},
 	"routes/match":   {{fasthttp.MethodPost, fleet.ScopeReader, (*API).match}},
 	"routes/resolve": {{fasthttp.MethodGet, fleet.ScopeReader, (*API).resolve}},
+	"swaps":          {{fasthttp.MethodGet, fleet.ScopeReader, (*API).swaps}},
 }
 
 // Handle serves the request when its path is under /v1/cluster/ and

@@ -4,15 +4,16 @@ import (
 	"encoding/json"
 	"sort"
 	"strings"
-
-	"github.com/geniehive/geniehive/edge"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/geniehive/geniehive/edge"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/routing"
+	"github.com/geniehive/geniehive/swap"
 )
 
 // MatchRequest is the body of POST /v1/cluster/routes/match. Give one of
@@ -119,6 +120,9 @@ type MatchResponse struct {
 	Tried      []string             `json:"tried,omitempty"`
 	Deny       *policy.Denial       `json:"deny,omitempty"`
 	Routing    *routing.Explanation `json:"routing,omitempty"`
+	// Swap says whether the pick's model is loaded, being loaded, or
+	// would be waited for (model swapping, issue 14).
+	Swap *swap.View `json:"swap,omitempty"`
 }
 
 func (a *API) match(ctx *fasthttp.RequestCtx) {
@@ -231,6 +235,16 @@ func (a *API) explain(ctx *fasthttp.RequestCtx, q MatchRequest, allowTask bool) 
 		text = strings.TrimSpace(text + " " + q.Prompt)
 	}
 	resp.Routing = a.d.Router.Explain(c, snap, &d, &routing.RequestFacts{Operation: op, Model: name, Text: text})
+	var ctl map[string]*fleet.SwapControl
+	var enabled bool
+	var wait time.Duration
+	if a.d.Swap != nil {
+		enabled, wait = a.d.Swap.Enabled, a.d.Swap.Wait
+		if enabled {
+			ctl, _ = a.d.Store.SwapControls(c) // best effort: without it no "loading"
+		}
+	}
+	resp.Swap = swap.Explain(snap, &d, ctl, enabled, wait, time.Now())
 	return resp, nil
 }
 

@@ -29,6 +29,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -42,6 +43,7 @@ import (
 	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/routing"
 	"github.com/geniehive/geniehive/state"
+	"github.com/geniehive/geniehive/swap"
 )
 
 // Options are what a replica takes from its caller rather than its config.
@@ -82,6 +84,7 @@ type Replica struct {
 	// pushed version the holder runs ("" when none).
 	startErr error
 	applied  string
+	swapper  atomic.Pointer[swap.Controller]
 }
 
 // New builds a replica from a provisioned and validated cfg: it connects
@@ -163,11 +166,16 @@ func (r *Replica) clusterAPI() *clusterapi.API {
 			return clusterapi.PolicyStatus{Engine: e.Name(), Version: e.Version(), Error: srv.PolicyError(), LoadedAt: srv.PolicyLoadedAt()}
 		},
 		Logger: r.log,
+		Swap:   &r.cfg.Edge.Swap,
 	})
 }
 
 // Server is the replica's edge server (for tests and the dev command).
 func (r *Replica) Server() *edge.Server { return r.srv }
+
+// Swapper is the replica's swap controller (nil until Run starts it, or
+// when swap.enabled is off).
+func (r *Replica) Swapper() *swap.Controller { return r.swapper.Load() }
 
 // Store is the replica's shared-state store.
 func (r *Replica) Store() *state.Store { return r.store }
@@ -200,6 +208,17 @@ func (r *Replica) Run(ctx context.Context) error {
 			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			_ = p.Release(rctx)
+			return nil
+		})
+	}
+	if r.cfg.Edge.Swap.Enabled {
+		sc := swap.New(r.store, r.watcher.Current, r.holder.EvalSwap, swap.Options{ID: r.cfg.Edge.ID, Settings: r.cfg.Edge.Swap, Logger: r.log, Observe: r.srv.SwapObserver()})
+		r.swapper.Store(sc)
+		g.Go(func() error {
+			sc.Run(gctx)
+			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = sc.Release(rctx)
 			return nil
 		})
 	}

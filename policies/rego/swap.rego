@@ -16,7 +16,8 @@
 # before sending it, so a policy chooses but cannot break them.
 #
 # The shipped rule: for each model requests wait for and nobody has
-# loaded, most wanted first, pick a service that offers it, is not busy
+# loaded, most wanted first — unless a swap for it is under way on a
+# service (then only that service goes on with it) — pick a service that offers it, is not busy
 # and not cooling down (or is already making room for it): one where it
 # fits in free VRAM (load it), else one where unloading idle models makes
 # it fit (unload the idlest first; the load follows once there is room).
@@ -80,9 +81,21 @@ _swap_cost(s, m, size) := -1 if {
 	size <= _swap_free(s) + _swap_room(s)
 }
 
+# A swap under way for m (a load in flight, or unloads making room)
+# continues where it started; no second one starts elsewhere.
+_swap_pending_somewhere(m) if {
+	some s in input.services
+	s.pending == m
+}
+
+_swap_eligible(s, m) if not _swap_pending_somewhere(m)
+
+_swap_eligible(s, m) if s.pending == m
+
 _swap_options(m) := sort([[c, s.id] |
 	some s in input.services
 	s.vram_total > 0
+	_swap_eligible(s, m)
 	x := _swap_offer(s, m)
 	_swap_may_act(s, m)
 	c := _swap_cost(s, m, x.size)

@@ -71,3 +71,11 @@ test_swap_most_wanted_first if {
 	acts := geniehive.swap.actions with input as inp
 	acts[0].model == "w"
 }
+
+test_swap_one_swap_per_model if {
+	# A load of w is in flight on a/o (busy, pending w): b/o, with room,
+	# must not load it too.
+	a := object.union(_swsvc("a/o", 0, [_swm("w", false, 1 * _swgib)]), {"busy": true, "pending": "w"})
+	b := _swsvc("b/o", 0, [_swm("w", false, 1 * _swgib)])
+	geniehive.swap.actions == [] with input as _swin([a, b], [{"model": "w", "waiting": 2}])
+}

@@ -1,0 +1,81 @@
+package edge
+
+import (
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/swap"
+)
+
+// awaitLoad: when no live service has the request's model loaded but one
+// that can swap offers it, the request counts as demand for that model
+// (published for the swap controller) and waits — at most swap.wait — for
+// a snapshot where a service has it loaded, rather than piling onto a host
+// that would load it on demand. x.snap is the snapshot to plan with. Past
+// the wait it goes on as without swapping (the upstream loads on demand).
+func (s *Server) awaitLoad(ctx *fasthttp.RequestCtx, x *exchange) {
+	asset, wait := swap.Need(x.snap, &x.dec, x.start)
+	if !wait || s.cfg.Swap.Wait <= 0 {
+		return
+	}
+	done := s.usage.Waiting(asset)
+	defer done()
+	s.met.swapWaits.Inc()
+	t0 := time.Now()
+	timer := time.NewTimer(s.cfg.Swap.Wait)
+	defer timer.Stop()
+	result := "timeout"
+wait:
+	for {
+		ch := s.waiter.Changed()
+		snap := s.watcher.Current()
+		if _, still := swap.Need(snap, &x.dec, time.Now()); !still {
+			x.snap, result = snap, "loaded"
+			break
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			x.snap = s.watcher.Current()
+			break wait
+		}
+	}
+	x.rf.Now = time.Now()
+	s.met.swapWaitSeconds.WithLabelValues(result).Observe(time.Since(t0).Seconds())
+}
+
+// SwapObserver is the swap controller's metrics sink on this edge.
+func (s *Server) SwapObserver() swap.Observer { return (*swapObserver)(s.met) }
+
+type swapObserver metrics
+
+func (o *swapObserver) Outcome(op fleet.SwapOp, result fleet.SwapStatus, took time.Duration) {
+	o.swaps.WithLabelValues(string(op), string(result)).Inc()
+	if result == fleet.SwapDone {
+		o.swapSeconds.WithLabelValues(string(op)).Observe(took.Seconds())
+	}
+}
+
+func (o *swapObserver) Refused(op string) {
+	if op != "load" && op != "unload" {
+		op = "other"
+	}
+	o.swapRefused.WithLabelValues(op).Inc()
+}
+
+// Demand sets the gauge per model; models no longer wanted drop to 0 (a
+// model's series stays once seen: the set is bounded by the fleet's
+// models, which the controller reads from the registry).
+func (o *swapObserver) Demand(waiting map[string]int) {
+	o.swapDemand.Reset()
+	for m, n := range waiting {
+		if len(m) <= 256 {
+			o.swapDemand.WithLabelValues(m).Set(float64(n))
+		}
+	}
+}
+
+// SwapUsage is this edge's swap usage record (nil when swapping is off).
+func (s *Server) SwapUsage() *swap.Usage { return s.usage }

@@ -1,0 +1,158 @@
+package swap
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/policy"
+	"github.com/geniehive/geniehive/state"
+)
+
+// Waiter wakes requests waiting for a load on every new snapshot. Safe for
+// concurrent use.
+type Waiter struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// NewWaiter returns a Waiter; Run feeds it.
+func NewWaiter() *Waiter { return &Waiter{ch: make(chan struct{})} }
+
+// Changed returns a channel closed at the next snapshot.
+func (w *Waiter) Changed() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ch
+}
+
+// Run wakes the waiters on every snapshot from changes until ctx ends.
+func (w *Waiter) Run(ctx context.Context, changes <-chan *fleet.Snapshot) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+		}
+		w.mu.Lock()
+		close(w.ch)
+		w.ch = make(chan struct{})
+		w.mu.Unlock()
+	}
+}
+
+// Need says whether a request with this decision should wait for a load
+// on snap: no live service that offers one of its first group's assets has
+// it loaded, and one that can swap offers it. It returns the asset to
+// wait for (the first such target's).
+func Need(snap *fleet.Snapshot, dec *policy.Decision, now time.Time) (asset string, wait bool) {
+	if len(dec.Targets) == 0 {
+		return "", false
+	}
+	g := dec.Targets[0].Group
+	for i := range dec.Targets {
+		t := &dec.Targets[i]
+		if t.Group != g {
+			break
+		}
+		if t.Kind != policy.TargetAsset {
+			return "", false // a service target: the client chose where
+		}
+		for _, svc := range snap.AssetServices[t.Name] {
+			if svc.Kind != t.Operation || !svc.Routable(now) {
+				continue
+			}
+			a, ok := svc.Asset(t.Name)
+			if !ok {
+				continue
+			}
+			if a.Loaded {
+				return "", false
+			}
+			if svc.Swap != fleet.SwapNone && asset == "" {
+				asset = t.Name
+			}
+		}
+	}
+	return asset, asset != ""
+}
+
+// Publish writes usage every interval (alive for three) until ctx ends,
+// then removes it.
+func Publish(ctx context.Context, s *state.Store, edge string, u *Usage, interval time.Duration, log func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var failing bool
+	for {
+		wctx, cancel := context.WithTimeout(ctx, interval)
+		err := s.PutSwapUsage(wctx, edge, u.Snapshot(), 3*interval)
+		cancel()
+		if err != nil && ctx.Err() == nil && !failing {
+			log(err)
+		}
+		failing = err != nil
+		select {
+		case <-ctx.Done():
+			dctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = s.PutSwapUsage(dctx, edge, &state.SwapUsage{}, time.Second)
+			cancel()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// View is what routes/match says about a pick and model swapping.
+type View struct {
+	Model string `json:"model"`
+	// State: "loaded" (a live service has it loaded: no wait);
+	// "loading" (a load is in flight on Service: a request waits for it);
+	// "would_wait" (nobody has it loaded: a request would wait up to
+	// WaitS for the controller to load it where the swap policy says);
+	// "on_demand" (swapping is off, or no live service that offers it can
+	// swap: the upstream loads it when the request arrives).
+	State     string  `json:"state"`
+	Service   string  `json:"service,omitempty"`
+	CommandID string  `json:"command_id,omitempty"`
+	Op        string  `json:"op,omitempty"` // the command in flight (an unload making room)
+	WaitS     float64 `json:"wait_s,omitempty"`
+}
+
+// Explain says how a request with this decision would meet model swapping
+// (nil when it has no asset target). ctl is the controller's state
+// (state.Store.SwapControls); enabled and wait are the edge's swap
+// settings.
+func Explain(snap *fleet.Snapshot, dec *policy.Decision, ctl map[string]*fleet.SwapControl, enabled bool, wait time.Duration, now time.Time) *View {
+	if len(dec.Targets) == 0 || dec.Targets[0].Kind != policy.TargetAsset {
+		return nil
+	}
+	asset, need := Need(snap, dec, now)
+	if !need {
+		first := dec.Targets[0].Name
+		for _, svc := range snap.AssetServices[first] {
+			if a, ok := svc.Asset(first); ok && a.Loaded && svc.Routable(now) {
+				return &View{Model: first, State: "loaded", Service: svc.ID}
+			}
+		}
+		return &View{Model: first, State: "on_demand"}
+	}
+	if !enabled || wait <= 0 {
+		return &View{Model: asset, State: "on_demand"}
+	}
+	v := &View{Model: asset, State: "would_wait", WaitS: wait.Seconds()}
+	ids := make([]string, 0, len(ctl))
+	for id := range ctl {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		c := ctl[id]
+		if c.Cmd != nil && (c.Cmd.Model == asset && c.Cmd.Op == fleet.SwapLoad || c.Pending == asset) {
+			v.State, v.Service, v.CommandID, v.Op = "loading", id, c.Cmd.ID, string(c.Cmd.Op)
+			break
+		}
+	}
+	return v
+}
