@@ -316,7 +316,9 @@ func TestSwapUnloadsOnlyIdleUnpinned(t *testing.T) {
 		t.Fatalf("n2 holds %v (unloads %d): a model with requests in flight was evicted", got, h.nodes["n2"].sim.Stats().Unloads)
 	}
 	h.waitFor("the load's outcome in the log", 10*time.Second, func() bool {
-		return find(h.records(), func(r fleet.SwapRecord) bool { return r.Event == "outcome" && r.Op == fleet.SwapLoad && r.Model == "m5:latest" }) != nil
+		return find(h.records(), func(r fleet.SwapRecord) bool {
+			return r.Event == "outcome" && r.Op == fleet.SwapLoad && r.Model == "m5:latest"
+		}) != nil
 	})
 	recs := h.records()
 	if r := find(recs, func(r fleet.SwapRecord) bool {
