@@ -82,7 +82,7 @@ if [ "${1:-}" = --stress ]; then
     hogs+=($!)
   done
   log "CPU hog: $((2 * cores)) busy loops on $cores cores (pids ${hogs[*]})"
-  redis_pkgs=(./state/ ./routing/ ./nodeagent/ ./edge/ ./edge/clusterapi/ ./edge/replica/ ./loadtest/)
+  redis_pkgs=(./state/ ./routing/ ./nodeagent/ ./edge/ ./edge/clusterapi/ ./edge/replica/ ./loadtest/ ./swap/)
   log "go test -race -count=3 ${redis_pkgs[*]} (beside the hog)"
   go test -race -count=3 -timeout 90m "$@" "${redis_pkgs[@]}"
   log "go test -race -count=3: policy reload tests (beside the hog)"
@@ -137,7 +137,7 @@ alloc_pass
 # GENIEHIVE_TOPOLOGIES=0 skips this (refused under CI=true); under CI=true a
 # topology that cannot start fails the run.
 # Every package whose tests use internal/testredis (grep -rl testredis --include=*_test.go).
-redis_packages=(./state ./nodeagent ./routing ./edge ./edge/clusterapi ./edge/replica ./loadtest ./cmd/geniehive)
+redis_packages=(./state ./nodeagent ./routing ./edge ./edge/clusterapi ./edge/replica ./loadtest ./cmd/geniehive ./swap)
 run_topologies() {
   if [ "${GENIEHIVE_TOPOLOGIES:-1}" = 0 ]; then
     if [ "${CI:-}" = true ]; then

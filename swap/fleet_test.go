@@ -2,6 +2,7 @@ package swap_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,6 +20,8 @@ import (
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/loadtest/sim"
 	"github.com/geniehive/geniehive/nodeagent"
+	"github.com/geniehive/geniehive/policies"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/state"
 	"github.com/geniehive/geniehive/swap"
 )
@@ -332,4 +335,241 @@ func TestSwapUnloadsOnlyIdleUnpinned(t *testing.T) {
 		}
 	}
 	h.checkInvariants()
+}
+
+func (h *harness) leader() *edgeH {
+	for _, e := range h.edges {
+		if s := e.r.Swapper(); s != nil && s.Leader() {
+			return e
+		}
+	}
+	return nil
+}
+
+// TestSwapLeaseHandover: one controller at a time; when its edge stops,
+// the other edge takes the lease over and the next swap is its decision.
+// No service ever had two commands in flight (checkInvariants over the
+// whole log, written by both).
+func TestSwapLeaseHandover(t *testing.T) {
+	h := newHarness(t, map[string][]string{"n1": {"m1:latest"}, "n2": {"m2:latest"}}, nil, nil)
+	h.waitFor("a controller", 10*time.Second, func() bool { return h.leader() != nil })
+	first := h.leader()
+	for _, e := range h.edges {
+		if e != first && e.r.Swapper().Leader() {
+			t.Fatal("two edges hold the swap lease")
+		}
+	}
+	var other *edgeH
+	for _, e := range h.edges {
+		if e != first {
+			other = e
+		}
+	}
+	if code, body := chat(other, "m3:latest"); code != 200 {
+		t.Fatalf("m3 through the non-leader: %d %s", code, body)
+	}
+	first.cancel()
+	<-first.done
+	first.done <- nil
+	h.waitFor("the lease handed over", 10*time.Second, func() bool { return other.r.Swapper().Leader() })
+	if code, body := chat(other, "m4:latest"); code != 200 {
+		t.Fatalf("m4 after the handover: %d %s", code, body)
+	}
+	h.waitFor("both loads settled", 10*time.Second, func() bool {
+		n := 0
+		for _, r := range h.records() {
+			if r.Event == "outcome" && r.Op == fleet.SwapLoad && r.Result == fleet.SwapDone {
+				n++
+			}
+		}
+		return n == 2
+	})
+	recs := h.records()
+	m3 := find(recs, func(r fleet.SwapRecord) bool { return r.Event == "sent" && r.Model == "m3:latest" })
+	m4 := find(recs, func(r fleet.SwapRecord) bool { return r.Event == "sent" && r.Model == "m4:latest" })
+	if m3 == nil || m4 == nil || m3.Edge != first.id || m4.Edge != other.id {
+		t.Fatalf("decisions: m3 %+v, m4 %+v; want m3 by %s, m4 by %s", m3, m4, first.id, other.id)
+	}
+	h.checkInvariants()
+}
+
+// TestSwapNodeDiesMidSwap: the only node with room dies while loading
+// (its Redis connection cut: no result, no graceful removal). The command
+// expires at its deadline, decided by the controller; nothing stays in
+// flight, the dead service leaves the controller's state with its key,
+// and a command to a node that never reads its stream expires the same
+// way.
+func TestSwapNodeDiesMidSwap(t *testing.T) {
+	slowLoad := sim.Behavior{LoadTime: 10 * time.Second, Chunks: 4, ChunkInterval: time.Millisecond}
+	h := newHarness(t, map[string][]string{"n2": {"m1:latest", "m2:latest"}}, map[string]sim.Behavior{"n1": slowLoad},
+		func(c *replica.Config) { c.Edge.Swap.Wait = 500 * time.Millisecond; c.Edge.Swap.MinResidency = time.Hour })
+	go chat(h.edges[0], "m3:latest")
+	h.waitFor("the load sent to n1", 10*time.Second, func() bool {
+		return find(h.records(), func(r fleet.SwapRecord) bool { return r.Event == "sent" && r.Service == "n1/ollama" }) != nil
+	})
+	h.waitFor("n1 loading", 10*time.Second, func() bool {
+		for _, r := range h.nodes["n1"].sim.Resident() {
+			if r.Loading {
+				return true
+			}
+		}
+		return false
+	})
+	h.kill("n1")
+	// A node that never reads its stream: its heartbeat, written here, is
+	// all there is of it.
+	ghost := &fleet.NodeState{Host: fleet.Host{ID: "ghost"}, Services: []fleet.Service{{ID: "ghost/ollama", HostID: "ghost", Name: "ollama",
+		Kind: fleet.KindChat, Protocol: fleet.ProtocolOllama, Swap: fleet.SwapOllama, Endpoint: "http://127.0.0.1:9", Healthy: true,
+		Metrics: fleet.Metrics{VRAMTotalBytes: budget}, Assets: []fleet.Asset{{Name: "m9:latest", Size: gib}}}}}
+	if err := h.st.WriteHeartbeat(context.Background(), ghost, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	go func() { // until the edge's snapshot has the ghost (404 before)
+		for i := 0; i < 100; i++ {
+			if code, _ := chat(h.edges[1], "m9:latest"); code != 404 {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	defer func() {
+		if t.Failed() {
+			for _, r := range h.records() {
+				t.Logf("%+v", r)
+			}
+		}
+	}()
+	h.waitFor("both commands expired", 20*time.Second, func() bool {
+		n := 0
+		for _, r := range h.records() {
+			if r.Event == "outcome" && r.Result == fleet.SwapExpired {
+				n++
+			}
+		}
+		return n == 2
+	})
+	for _, r := range h.records() {
+		if r.Event == "outcome" && r.Result != fleet.SwapExpired {
+			t.Errorf("outcome %+v", r)
+		}
+	}
+	res, found, err := h.st.SwapResult(context.Background(), "n1", find(h.records(), func(r fleet.SwapRecord) bool { return r.Event == "sent" && r.Service == "n1/ollama" }).CmdID)
+	if err != nil || !found || res.Status != fleet.SwapExpired || res.By == "node" {
+		t.Fatalf("n1's command result %+v %v %v: want expired by an edge", res, found, err)
+	}
+	h.waitFor("no stuck state", 20*time.Second, func() bool {
+		ctl, err := h.st.SwapControls(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for id, c := range ctl {
+			if c.Cmd != nil || id == "n1/ollama" {
+				return false
+			}
+		}
+		return true
+	})
+	h.checkInvariants()
+}
+
+// TestSwapPolicyPushLive: a pushed bundle whose swap rule decides nothing
+// stops swapping on the running edges (a request for an unloaded model
+// waits out swap.wait and nothing is sent); pushing the shipped rule back
+// starts it again. Meanwhile routes/match says the pick would wait for a
+// load, and GET /v1/cluster/swaps lists the decision.
+func TestSwapPolicyPushLive(t *testing.T) {
+	h := newHarness(t, map[string][]string{"n1": {"m1:latest"}}, nil, func(c *replica.Config) { c.Edge.Swap.Wait = 700 * time.Millisecond })
+	ctx := context.Background()
+	push := func(version, swapRule string) {
+		files := map[string]string{}
+		for k, v := range policies.ShippedPolicy() {
+			files[k] = v
+		}
+		if swapRule != "" {
+			files["rego/swap.rego"] = swapRule
+		}
+		if err := h.st.PutPolicyBundle(ctx, &fleet.PolicyBundle{Version: version, Files: files, PushedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		want := policy.NewBundle(files).Version
+		defer func() {
+			if t.Failed() {
+				for _, e := range h.edges {
+					t.Logf("%s: %s %q", e.id, e.r.Server().Engine().Version(), e.r.Server().PolicyError())
+				}
+			}
+		}()
+		h.waitFor("both edges on "+version, 20*time.Second, func() bool {
+			for _, e := range h.edges {
+				if e.r.Server().Engine().Version() != want {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	push("never", "package geniehive\n\nswap := {\"schema_version\": 1, \"actions\": []}\n")
+	v := match(t, h.edges[1], "m2:latest")
+	if v.State != "would_wait" || v.Model != "m2:latest" || v.WaitS != 0.7 {
+		t.Fatalf("routes/match swap view %+v, want would_wait for m2", v)
+	}
+	code, _ := chat(h.edges[0], "m2:latest")
+	if code != 200 { // after the wait, n1 or n2 loads it on demand as before
+		t.Fatalf("m2 after the wait: %d", code)
+	}
+	if r := find(h.records(), func(r fleet.SwapRecord) bool { return r.Event == "sent" }); r != nil {
+		t.Fatalf("a swap was sent under a policy that decides none: %+v", r)
+	}
+	push("shipped-again", "")
+	if code, body := chat(h.edges[0], "m3:latest"); code != 200 {
+		t.Fatalf("m3: %d %s", code, body)
+	}
+	h.waitFor("the load of m3 in the log", 10*time.Second, func() bool {
+		return find(h.records(), func(r fleet.SwapRecord) bool { return r.Event == "outcome" && r.Model == "m3:latest" && r.Result == fleet.SwapDone }) != nil
+	})
+	var sv struct {
+		Enabled    bool               `json:"enabled"`
+		Controller string             `json:"controller"`
+		Data       []fleet.SwapRecord `json:"data"`
+	}
+	getJSON(t, h.edges[1].url+"/v1/cluster/swaps?limit=5", &sv)
+	if !sv.Enabled || sv.Controller == "" || len(sv.Data) == 0 || len(sv.Data) > 5 || sv.Data[0].Model != "m3:latest" {
+		t.Fatalf("GET /v1/cluster/swaps: %+v", sv)
+	}
+	if v := match(t, h.edges[1], "m3:latest"); v.State != "loaded" {
+		t.Fatalf("routes/match for a loaded model: %+v", v)
+	}
+	h.checkInvariants()
+}
+
+func match(t *testing.T, e *edgeH, model string) swap.View {
+	t.Helper()
+	resp, err := http.Post(e.url+"/v1/cluster/routes/match", "application/json", strings.NewReader(`{"model":"`+model+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m struct {
+		Swap *swap.View `json:"swap"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil || resp.StatusCode != 200 || m.Swap == nil {
+		t.Fatalf("routes/match: %d %v %+v", resp.StatusCode, err, m)
+	}
+	return *m.Swap
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
 }
