@@ -402,7 +402,10 @@ func TestSwapLeaseHandover(t *testing.T) {
 func TestSwapNodeDiesMidSwap(t *testing.T) {
 	slowLoad := sim.Behavior{LoadTime: 10 * time.Second, Chunks: 4, ChunkInterval: time.Millisecond}
 	h := newHarness(t, map[string][]string{"n2": {"m1:latest", "m2:latest"}}, map[string]sim.Behavior{"n1": slowLoad},
-		func(c *replica.Config) { c.Edge.Swap.Wait = 500 * time.Millisecond; c.Edge.Swap.MinResidency = time.Hour })
+		func(c *replica.Config) {
+			c.Edge.Swap.Wait = 500 * time.Millisecond
+			c.Edge.Swap.MinResidency = time.Hour
+		})
 	go chat(h.edges[0], "m3:latest")
 	h.waitFor("the load sent to n1", 10*time.Second, func() bool {
 		return find(h.records(), func(r fleet.SwapRecord) bool { return r.Event == "sent" && r.Service == "n1/ollama" }) != nil
@@ -525,7 +528,9 @@ func TestSwapPolicyPushLive(t *testing.T) {
 		t.Fatalf("m3: %d %s", code, body)
 	}
 	h.waitFor("the load of m3 in the log", 10*time.Second, func() bool {
-		return find(h.records(), func(r fleet.SwapRecord) bool { return r.Event == "outcome" && r.Model == "m3:latest" && r.Result == fleet.SwapDone }) != nil
+		return find(h.records(), func(r fleet.SwapRecord) bool {
+			return r.Event == "outcome" && r.Model == "m3:latest" && r.Result == fleet.SwapDone
+		}) != nil
 	})
 	var sv struct {
 		Enabled    bool               `json:"enabled"`
