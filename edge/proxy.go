@@ -399,6 +399,9 @@ func (s *Server) plan(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp *mu
 		return err
 	}
 	x.plan = plan
+	if s.usage != nil {
+		preferLoaded(x.plan.Candidates)
+	}
 	if len(plan.Candidates) == 0 {
 		return &routing.NoCandidatesError{Model: x.model, Tried: plan.Tried}
 	}

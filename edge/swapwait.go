@@ -6,6 +6,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/routing"
 	"github.com/geniehive/geniehive/swap"
 )
 
@@ -79,3 +80,27 @@ func (o *swapObserver) Demand(waiting map[string]int) {
 
 // SwapUsage is this edge's swap usage record (nil when swapping is off).
 func (s *Server) SwapUsage() *swap.Usage { return s.usage }
+
+// preferLoaded moves the candidates whose model is loaded ahead of those
+// whose model is not within each target group (fallback groups keep their
+// place), keeping each side's order (the strategy's): with
+// swapping on, a request goes to a host that has its model loaded when
+// one exists, never to one that would load a second copy on demand (and
+// evict what another request needs). In place, no allocation.
+func preferLoaded(cs []routing.Candidate) {
+	for i := 1; i < len(cs); i++ {
+		if !candLoaded(&cs[i]) {
+			continue
+		}
+		j := i
+		for j > 0 && !candLoaded(&cs[j-1]) && cs[j-1].Target.Group == cs[j].Target.Group {
+			cs[j-1], cs[j] = cs[j], cs[j-1]
+			j--
+		}
+	}
+}
+
+func candLoaded(c *routing.Candidate) bool {
+	a, ok := c.Service.Asset(c.Asset)
+	return !ok || a.Loaded
+}

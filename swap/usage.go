@@ -16,6 +16,9 @@ type Usage struct {
 	mu      sync.Mutex
 	use     map[pair]*use
 	waiting map[string]int
+	// kick: a model got its first waiter; publish now rather than at the
+	// next tick, so the controller sees the demand a period sooner.
+	kick chan struct{}
 }
 
 type pair struct{ svc, model string }
@@ -27,7 +30,7 @@ type use struct {
 
 // NewUsage returns an empty Usage.
 func NewUsage() *Usage {
-	return &Usage{use: map[pair]*use{}, waiting: map[string]int{}}
+	return &Usage{use: map[pair]*use{}, waiting: map[string]int{}, kick: make(chan struct{}, 1)}
 }
 
 // Begin counts a request sent to model on svc.
@@ -60,7 +63,14 @@ func (u *Usage) End(svc, model string) {
 func (u *Usage) Waiting(model string) (done func()) {
 	u.mu.Lock()
 	u.waiting[model]++
+	first := u.waiting[model] == 1
 	u.mu.Unlock()
+	if first {
+		select {
+		case u.kick <- struct{}{}:
+		default:
+		}
+	}
 	return func() {
 		u.mu.Lock()
 		if u.waiting[model]--; u.waiting[model] <= 0 {

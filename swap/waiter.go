@@ -79,8 +79,8 @@ func Need(snap *fleet.Snapshot, dec *policy.Decision, now time.Time) (asset stri
 	return asset, asset != ""
 }
 
-// Publish writes usage every interval (alive for three) until ctx ends,
-// then removes it.
+// Publish writes usage every interval (alive for three), and at once when
+// a model gets its first waiting request, until ctx ends, then removes it.
 func Publish(ctx context.Context, s *state.Store, edge string, u *Usage, interval time.Duration, log func(error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -100,6 +100,7 @@ func Publish(ctx context.Context, s *state.Store, edge string, u *Usage, interva
 			cancel()
 			return
 		case <-t.C:
+		case <-u.kick:
 		}
 	}
 }

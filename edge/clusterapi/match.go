@@ -121,7 +121,8 @@ type MatchResponse struct {
 	Deny       *policy.Denial       `json:"deny,omitempty"`
 	Routing    *routing.Explanation `json:"routing,omitempty"`
 	// Swap says whether the pick's model is loaded, being loaded, or
-	// would be waited for (model swapping, issue 14).
+	// would be waited for (model swapping, issue 14; absent when
+	// swap.enabled is off).
 	Swap *swap.View `json:"swap,omitempty"`
 }
 
@@ -235,16 +236,10 @@ func (a *API) explain(ctx *fasthttp.RequestCtx, q MatchRequest, allowTask bool) 
 		text = strings.TrimSpace(text + " " + q.Prompt)
 	}
 	resp.Routing = a.d.Router.Explain(c, snap, &d, &routing.RequestFacts{Operation: op, Model: name, Text: text})
-	var ctl map[string]*fleet.SwapControl
-	var enabled bool
-	var wait time.Duration
-	if a.d.Swap != nil {
-		enabled, wait = a.d.Swap.Enabled, a.d.Swap.Wait
-		if enabled {
-			ctl, _ = a.d.Store.SwapControls(c) // best effort: without it no "loading"
-		}
+	if a.d.Swap != nil && a.d.Swap.Enabled {
+		ctl, _ := a.d.Store.SwapControls(c) // best effort: without it no "loading"
+		resp.Swap = swap.Explain(snap, &d, ctl, true, a.d.Swap.Wait, time.Now())
 	}
-	resp.Swap = swap.Explain(snap, &d, ctl, enabled, wait, time.Now())
 	return resp, nil
 }
 
