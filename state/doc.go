@@ -47,6 +47,10 @@
 //	gh:edges                         hash    edge    deadline field   edge id -> EdgeInfo JSON
 //	gh:bench:{<asset>}:<workload>    list    edge    none, capped     BenchSample JSON, newest first
 //	gh:bench:index                   set     edge    none             "<asset>\x00<workload>" of every bench list
+//	gh:swap:use:{<edge>}             hash    edge    3 publications   that edge's in-flight and last use per (service, model), waiting requests per model (swapstate.go)
+//	gh:swap:ctl                      hash    edge    none             service -> SwapControl JSON, written by the swap lease holder
+//	gh:swap:log                      list    edge    none, capped     SwapRecord JSON (decisions and outcomes), newest first
+//	gh:lease:swap                    string  edge    lease length     id of the edge that runs the swap controller
 //
 // A node writes only keys under gh:node:{<host>}: (reading its command
 // stream with XREADGROUP, acknowledging with XACK) and publishes only on

@@ -55,9 +55,10 @@ type Settings struct {
 	Cooldown time.Duration `yaml:"cooldown"`
 	// CommandTimeout is a command's deadline. Default 2m.
 	CommandTimeout time.Duration `yaml:"command_timeout"`
-	// KeepAlive sent with a load: how long the upstream keeps the model
-	// idle; negative (the default, -1) keeps it until the controller
-	// unloads it, 0 leaves it to the upstream's default.
+	// KeepAlive sent with a load: negative (the default; 0 means it too)
+	// keeps the model until the controller unloads it; a positive value
+	// lets the upstream unload it after that long idle (Ollama's
+	// keep_alive; llama.cpp's router has none and keeps it).
 	KeepAlive time.Duration `yaml:"keep_alive"`
 	// Wait bounds how long a request waits for its model to be loaded
 	// before it goes to a host that does not have it loaded (which then

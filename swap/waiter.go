@@ -129,6 +129,27 @@ func Explain(snap *fleet.Snapshot, dec *policy.Decision, ctl map[string]*fleet.S
 	if len(dec.Targets) == 0 || dec.Targets[0].Kind != policy.TargetAsset {
 		return nil
 	}
+	// A command for one of the first group's assets in flight (a load, or
+	// an unload making room for it): a request waits for it, whatever the
+	// snapshot says (Ollama lists a model in /api/ps while it loads).
+	ids := make([]string, 0, len(ctl))
+	for id := range ctl {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	g := dec.Targets[0].Group
+	for i := range dec.Targets {
+		t := &dec.Targets[i]
+		if t.Group != g || t.Kind != policy.TargetAsset {
+			break
+		}
+		for _, id := range ids {
+			c := ctl[id]
+			if enabled && wait > 0 && c.Cmd != nil && (c.Cmd.Model == t.Name && c.Cmd.Op == fleet.SwapLoad || c.Pending == t.Name) {
+				return &View{Model: t.Name, State: "loading", Service: id, CommandID: c.Cmd.ID, Op: string(c.Cmd.Op), WaitS: wait.Seconds()}
+			}
+		}
+	}
 	asset, need := Need(snap, dec, now)
 	if !need {
 		first := dec.Targets[0].Name
@@ -142,18 +163,5 @@ func Explain(snap *fleet.Snapshot, dec *policy.Decision, ctl map[string]*fleet.S
 	if !enabled || wait <= 0 {
 		return &View{Model: asset, State: "on_demand"}
 	}
-	v := &View{Model: asset, State: "would_wait", WaitS: wait.Seconds()}
-	ids := make([]string, 0, len(ctl))
-	for id := range ctl {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		c := ctl[id]
-		if c.Cmd != nil && (c.Cmd.Model == asset && c.Cmd.Op == fleet.SwapLoad || c.Pending == asset) {
-			v.State, v.Service, v.CommandID, v.Op = "loading", id, c.Cmd.ID, string(c.Cmd.Op)
-			break
-		}
-	}
-	return v
+	return &View{Model: asset, State: "would_wait", WaitS: wait.Seconds()}
 }
