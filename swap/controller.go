@@ -347,6 +347,13 @@ func (c *Controller) Round(ctx context.Context) error {
 			}
 			ss.Models = append(ss.Models, m)
 		}
+		// A swap under way that nobody waits for any more (the requests
+		// gave up), or whose model is resident now, is over: without this
+		// the service would stay reserved for it.
+		if sc.Cmd == nil && sc.Pending != "" && (use.Waiting[sc.Pending] == 0 || loadedOn(svc, sc.Pending)) {
+			sc.Pending, ss.Pending = "", ""
+			changed = true
+		}
 		if changed {
 			put[svc.ID] = sc
 		}
@@ -409,7 +416,7 @@ func (c *Controller) Round(ctx context.Context) error {
 			recs = append(recs, fleet.SwapRecord{At: now, Edge: c.o.ID, Event: "refused", Op: cmd.Op, Service: a.Service, Model: a.Model, For: a.For, Reason: a.Reason, Error: "send: " + err.Error()})
 			continue
 		}
-		acted[a.Service] = true
+		acted[state.SwapHost(a.Service)] = true
 		sc := ctl[a.Service]
 		sc.Cmd, sc.SentAt = cmd, now
 		if cmd.Op == fleet.SwapUnload {
@@ -428,6 +435,11 @@ func (c *Controller) Round(ctx context.Context) error {
 		return err
 	}
 	return evalErr
+}
+
+func loadedOn(svc *fleet.ServiceEntry, model string) bool {
+	a, ok := svc.Asset(model)
+	return ok && a.Loaded
 }
 
 func forOf(sc *fleet.SwapControl) string {
@@ -464,8 +476,8 @@ func (c *Controller) shouldLog(a policy.SwapAction, why string, now time.Time) b
 
 // Guard checks an action against the hard limits, whatever the policy
 // says, and returns why it is refused ("" when it may be sent): the
-// service must be live, able to swap, without a command in flight or one
-// already sent this round (acted); a load must fit the free VRAM of a
+// service must be live and able to swap, and its node without a command in
+// flight or one already sent this round (acted, by host); a load must fit the free VRAM of a
 // service with a VRAM figure; an unload must be of a loaded model with no
 // request in flight, not pinned, resident at least min_residency; a new
 // swap must not start during the service's cooldown.
@@ -479,8 +491,15 @@ func Guard(in *policy.SwapInput, a *policy.SwapAction, acted map[string]bool) st
 	if s == nil {
 		return "service is not live or cannot swap"
 	}
-	if s.Busy || acted[a.Service] {
-		return "service has a command in flight"
+	// One command in flight per node, whatever service it is for (two
+	// upstreams on one host share its GPUs).
+	for i := range in.Services {
+		if o := &in.Services[i]; o.Host == s.Host && o.Busy {
+			return "node has a command in flight"
+		}
+	}
+	if acted[s.Host] {
+		return "node has a command in flight"
 	}
 	var m *policy.SwapModel
 	for i := range s.Models {
