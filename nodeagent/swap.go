@@ -278,9 +278,13 @@ func (a *Agent) routerSwap(ctx context.Context, endpoint string, cmd *fleet.Swap
 	}
 	if status != http.StatusOK {
 		uerr := upstreamError(status, rb)
-		// Already in the wanted state (server-models.cpp: "model is
-		// already loaded" / "model is not loaded"): confirm below.
-		if !strings.Contains(uerr.Error(), "already loaded") && !strings.Contains(uerr.Error(), "not loaded") {
+		// Already in the wanted state (server-models.cpp
+		// post_router_models_load / _unload: "model is already loaded" /
+		// "model is not loaded", "already running" / "not running" in
+		// later builds): confirm below.
+		msg := uerr.Error()
+		if !strings.Contains(msg, "already loaded") && !strings.Contains(msg, "already running") &&
+			!strings.Contains(msg, "not loaded") && !strings.Contains(msg, "not running") {
 			return uerr
 		}
 	}
