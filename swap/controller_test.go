@@ -28,7 +28,7 @@ func TestRoundLifecycle(t *testing.T) {
 	now := time.Now()
 	svc := &fleet.ServiceEntry{Service: fleet.Service{ID: "n1/o", HostID: "n1", Name: "o", Kind: fleet.KindChat, Swap: fleet.SwapOllama, Healthy: true,
 		Metrics: fleet.Metrics{VRAMTotalBytes: 4 * gib, VRAMUsedBytes: 4 * gib},
-		Assets: []fleet.Asset{{Name: "a", Loaded: true, SizeVRAM: 2 * gib}, {Name: "b", Loaded: true, SizeVRAM: 2 * gib}, {Name: "w", Size: 2 * gib}}},
+		Assets:  []fleet.Asset{{Name: "a", Loaded: true, SizeVRAM: 2 * gib}, {Name: "b", Loaded: true, SizeVRAM: 2 * gib}, {Name: "w", Size: 2 * gib}}},
 		Deadline: now.Add(time.Hour)}
 	snap := &fleet.Snapshot{Services: []*fleet.ServiceEntry{svc}, Hosts: map[string]*fleet.HostEntry{"n1": {Host: fleet.Host{ID: "n1", UpdatedAt: now}}},
 		Catalog: &fleet.Catalog{Swap: &fleet.SwapCatalog{Pin: []string{"a"}}}}
