@@ -5,8 +5,12 @@ package edge
 import (
 	"net"
 	"testing"
+	"time"
 
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/routing"
+	"github.com/geniehive/geniehive/swap"
 )
 
 func TestHotPathAllocations(t *testing.T) {
@@ -97,5 +101,36 @@ func TestRequestHelpersAllocations(t *testing.T) {
 	}
 	if string(buf) != "10.1.2.3" || string(appendIP(nil, net.ParseIP("::1"))) != "::1" {
 		t.Fatalf("appendIP: %q", buf)
+	}
+}
+
+// TestSwapHotPathAllocations: with model swapping on, what every request
+// adds — the usage count per (service, model), the check whether it must
+// wait for a load, the loaded-first order of its candidates — allocates
+// nothing once a pair was seen.
+func TestSwapHotPathAllocations(t *testing.T) {
+	u := swap.NewUsage()
+	u.Begin("n1/o", "m1")
+	u.End("n1/o", "m1")
+	svcs := []*fleet.ServiceEntry{
+		{Service: fleet.Service{ID: "n1/o", Kind: fleet.KindChat, Healthy: true, Swap: fleet.SwapOllama, Assets: []fleet.Asset{{Name: "m1"}}}, Deadline: time.Now().Add(time.Hour)},
+		{Service: fleet.Service{ID: "n2/o", Kind: fleet.KindChat, Healthy: true, Swap: fleet.SwapOllama, Assets: []fleet.Asset{{Name: "m1", Loaded: true}}}, Deadline: time.Now().Add(time.Hour)},
+	}
+	snap := &fleet.Snapshot{Services: svcs, AssetServices: map[string][]*fleet.ServiceEntry{"m1": svcs}}
+	dec := &policy.Decision{Targets: []policy.Target{{Kind: policy.TargetAsset, Name: "m1", Operation: fleet.KindChat}}}
+	cands := []routing.Candidate{{Service: svcs[0], Asset: "m1", Target: &dec.Targets[0]}, {Service: svcs[1], Asset: "m1", Target: &dec.Targets[0]}}
+	now := time.Now()
+	if n := testing.AllocsPerRun(500, func() {
+		u.Begin("n1/o", "m1")
+		u.End("n1/o", "m1")
+		if _, wait := swap.Need(snap, dec, now); wait {
+			t.Fatal("a loaded replica exists: no wait")
+		}
+		preferLoaded(cands)
+	}); n != 0 {
+		t.Fatalf("the swap hot path allocates %v per request", n)
+	}
+	if cands[0].Service != svcs[1] {
+		t.Fatal("the loaded candidate is not first")
 	}
 }
