@@ -2,6 +2,8 @@ package swap_test
 
 import (
 	"context"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -92,6 +94,9 @@ func runRotation(t *testing.T, swapping bool, phases int, phase, loadTime time.D
 func TestSwapRotation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a measurement: runs without -short")
+	}
+	if u := os.Getenv("GENIEHIVE_TEST_REDIS"); strings.Contains(u, "+cluster") || strings.Contains(u, "+sentinel") {
+		t.Skip("a measurement: it runs once, on the single-server run (the fleet tests cover Cluster and Sentinel)")
 	}
 	const phases, phase, load = 6, 2 * time.Second, 400 * time.Millisecond
 	off := runRotation(t, false, phases, phase, load)
