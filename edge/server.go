@@ -100,6 +100,11 @@ type Server struct {
 	lastProblems atomic.Pointer[string] // degraded.go: what logProblems logged last
 	policyAt     atomic.Int64           // unix nanoseconds the active engine was installed
 	presenceKick chan struct{}
+	// stopping is closed when the stop sequence begins (drain): long-lived
+	// responses that are not requests in flight (the cluster event
+	// streams) end on it, so the drain never waits for them.
+	stopping     chan struct{}
+	stopOnce     sync.Once
 	addr         atomic.Value // string
 	metricsAddr  atomic.Value // string
 }
@@ -142,7 +147,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	kr.required = cfg.AuthRequired
 	s := &Server{cfg: cfg, store: d.Store, watcher: d.Watcher, inflight: d.Inflight, router: d.Router,
-		log: d.Logger, keys: kr, met: newMetrics(), access: *cfg.AccessLog, presenceKick: make(chan struct{}, 1)}
+		log: d.Logger, keys: kr, met: newMetrics(), access: *cfg.AccessLog, presenceKick: make(chan struct{}, 1),
+		stopping: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -243,6 +249,11 @@ func (s *Server) Watcher() *state.Watcher { return s.watcher }
 
 // Inflight returns the in-flight tracker.
 func (s *Server) Inflight() *state.Inflight { return s.inflight }
+
+// Stopping is closed when the edge begins to stop (the moment /readyz
+// turns 503). Long-lived answers that are not requests in flight, such as
+// the cluster event streams, end on it so the drain never waits for them.
+func (s *Server) Stopping() <-chan struct{} { return s.stopping }
 
 // Open reports how many requests the edge is serving (streams included).
 func (s *Server) Open() int64 { return s.open.Load() }
@@ -346,6 +357,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 // and streams get Timeouts.Shutdown to finish.
 func (s *Server) drain() error {
 	s.unready.Store(true)
+	s.stopOnce.Do(func() { close(s.stopping) })
 	if d := s.cfg.Timeouts.ShutdownDelay; d > 0 {
 		s.log.Info("edge stopping: /readyz answers 503; still serving for the shutdown delay", "delay", d)
 		time.Sleep(d)
@@ -426,8 +438,10 @@ func (s *Server) presenceLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		e := s.Engine()
-		info := fleet.EdgeInfo{ID: s.cfg.ID, Addr: s.Addr(), StartedAt: s.started,
-			PolicyVersion: e.Version(), PolicyEngine: e.Name(), PolicyError: s.PolicyError()}
+		snap := s.watcher.Current()
+		info := fleet.EdgeInfo{ID: s.cfg.ID, Addr: s.Addr(), StartedAt: s.started, Version: BuildVersion(),
+			PolicyVersion: e.Version(), PolicyEngine: e.Name(), PolicyError: s.PolicyError(),
+			SnapshotVersion: snap.Version, SnapshotBuiltAt: snap.BuiltAt}
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if err := s.store.PutEdge(pctx, info, 3*s.cfg.PresenceInterval); err != nil && ctx.Err() == nil {
 			s.log.Debug("presence write failed", "err", err)

@@ -74,6 +74,7 @@ type Replica struct {
 	inflight *state.Inflight
 	router   *routing.Router
 	srv      *edge.Server
+	api      *clusterapi.API
 	ln       net.Listener
 	ready    func(string)
 	closeOne sync.Once
@@ -132,7 +133,8 @@ func New(ctx context.Context, cfg Config, o Options) (*Replica, error) {
 	if err != nil {
 		return fail(err)
 	}
-	r.srv.SetCluster(r.clusterAPI())
+	r.api = r.clusterAPI()
+	r.srv.SetCluster(r.api)
 	if r.startErr != nil {
 		r.srv.PolicyReloaded(r.startErr)
 	}
@@ -162,7 +164,10 @@ func (r *Replica) clusterAPI() *clusterapi.API {
 			e := srv.Engine()
 			return clusterapi.PolicyStatus{Engine: e.Name(), Version: e.Version(), Error: srv.PolicyError(), LoadedAt: srv.PolicyLoadedAt()}
 		},
-		Logger: r.log,
+		Changes:         r.watcher.Changes(),
+		Stopping:        srv.Stopping(),
+		MaxEventStreams: r.cfg.Edge.MaxEventStreams,
+		Logger:          r.log,
 	})
 }
 
@@ -193,6 +198,7 @@ func (r *Replica) Run(ctx context.Context) error {
 	g.Go(func() error { return ignoreCanceled(r.watcher.Run(gctx)) })
 	g.Go(func() error { r.inflight.Run(gctx); return nil })
 	g.Go(func() error { r.router.Run(gctx, r.log); return nil })
+	g.Go(func() error { r.api.RunEvents(gctx); return nil })
 	if rc := r.cfg.Routing; rc.ProbeInterval > 0 {
 		p := routing.NewProber(r.store, r.watcher.Current, routing.ProberOptions{ID: r.cfg.Edge.ID, Interval: rc.ProbeInterval, Lease: rc.ProbeLease, Timeout: rc.ProbeTimeout, Logger: r.log})
 		g.Go(func() error {
