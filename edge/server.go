@@ -103,10 +103,10 @@ type Server struct {
 	// stopping is closed when the stop sequence begins (drain): long-lived
 	// responses that are not requests in flight (the cluster event
 	// streams) end on it, so the drain never waits for them.
-	stopping     chan struct{}
-	stopOnce     sync.Once
-	addr         atomic.Value // string
-	metricsAddr  atomic.Value // string
+	stopping    chan struct{}
+	stopOnce    sync.Once
+	addr        atomic.Value // string
+	metricsAddr atomic.Value // string
 }
 
 type clusterBox struct{ h ClusterHandler }
