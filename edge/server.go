@@ -29,6 +29,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/geniehive/geniehive/edge/console"
 	"github.com/geniehive/geniehive/edge/dialect"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
@@ -492,6 +493,8 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		ctx.SetBodyString(`{"status":"ok"}`)
 	case string(path) == "/readyz":
 		s.serveReady(ctx)
+	case *s.cfg.Console && (string(path) == "/ui" || len(path) >= 4 && string(path[:4]) == "/ui/"):
+		console.Serve(ctx)
 	default:
 		writeError(ctx, errNotFound)
 	}
