@@ -3,8 +3,10 @@
 # redis-server when missing, starts a private instance on a free loopback
 # port, builds (or reuses) a real Ollama with scripts/ollama.sh, runs go vet
 # and go test -race against them, and stops Redis.
+# It installs Debian's chromium when missing (the console's browser test).
 # With CI=true a Redis (or Docker, for the chaos suite) that cannot be
-# started, or an Ollama that cannot be built, is a failure, never a skip.
+# started, an Ollama that cannot be built, or a chromium that cannot be
+# installed or started, is a failure, never a skip.
 # GENIEHIVE_OLLAMA=0 skips the Ollama build and its tests, GENIEHIVE_CHAOS=0
 # the container suite (both refused under CI=true; .ci/run sets CI=true);
 # GENIEHIVE_TEST_OLLAMA=/path/to/ollama uses that binary instead.
@@ -28,6 +30,21 @@ if ! command -v redis-server >/dev/null 2>&1; then
   SUDO=$(need_root)
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
+# The console's browser test (edge/console/browser_test.go) drives Debian's
+# chromium headless. Installed when missing; under CI=true a chromium that
+# cannot be installed fails here, and one that cannot start fails the test.
+if ! command -v chromium >/dev/null 2>&1; then
+  log "installing chromium from Debian packages (the console's browser test)"
+  SUDO=$(need_root)
+  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null; }; then
+    if [ "${CI:-}" = true ]; then
+      echo "installing chromium failed; CI=true requires the console's browser test" >&2
+      exit 1
+    fi
+    log "WARNING: installing chromium failed; the console's browser test is skipped"
+  fi
 fi
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 6390)
@@ -137,7 +154,7 @@ alloc_pass
 # GENIEHIVE_TOPOLOGIES=0 skips this (refused under CI=true); under CI=true a
 # topology that cannot start fails the run.
 # Every package whose tests use internal/testredis (grep -rl testredis --include=*_test.go).
-redis_packages=(./state ./nodeagent ./routing ./edge ./edge/clusterapi ./edge/replica ./loadtest ./cmd/geniehive)
+redis_packages=(./state ./nodeagent ./routing ./edge ./edge/clusterapi ./edge/console ./edge/replica ./loadtest ./cmd/geniehive)
 run_topologies() {
   if [ "${GENIEHIVE_TOPOLOGIES:-1}" = 0 ]; then
     if [ "${CI:-}" = true ]; then

@@ -25,7 +25,8 @@ var edgeCmd = &cli.Command{
 
 Serves the OpenAI API (/v1/chat/completions, /v1/embeddings,
 /v1/audio/transcriptions, /v1/audio/speech, /v1/images/generations,
-/v1/models), the cluster API (/v1/cluster/*), /metrics, /healthz and /readyz.
+/v1/models), the cluster API (/v1/cluster/*), the operator console (/ui/),
+/metrics, /healthz and /readyz.
 Run as many replicas as you like behind a load balancer; they share
 everything through Redis. See edge/testdata/edge.example.yaml for every
 setting (keys, timeouts, body caps, failover, routing, policy).
