@@ -192,6 +192,15 @@ func TestEventsStreamFleetChanges(t *testing.T) {
 		first.Policy == nil || first.Policy.Version != "builtin-go-v1" || first.Hosts[0].GPUs[0].VRAMTotalBytes != 24<<30 {
 		t.Fatalf("first event: %+v", first)
 	}
+	// h1's upstream unloads its model: the next heartbeat says so.
+	unloaded := chatNode("h1")
+	unloaded.Services[0].Assets[0].Loaded = false
+	if err := e.store.WriteHeartbeat(context.Background(), unloaded, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	next(t, ch, "h1's model unloaded", func(s *eventSummary) bool {
+		return len(s.Services) > 0 && s.Services[0].ID == "h1/chat" && len(s.Services[0].Loaded) == 0
+	})
 	// h2's heartbeat is not refreshed: it turns down at its deadline, which
 	// no pub/sub message announces (the watcher resyncs hourly here).
 	next(t, ch, "h2 down at its deadline", func(s *eventSummary) bool {

@@ -102,11 +102,13 @@ type edgeUnderTest struct {
 	done   chan error
 }
 
-func startEdge(t *testing.T, st *state.Store, prefix string) *edgeUnderTest {
+// startEdge runs an edge replica; with keys, auth is on (the keys are the
+// edge's own, not stored in Redis: another edge on the store without keys
+// runs with auth off).
+func startEdge(t *testing.T, st *state.Store, prefix, id string, keys []edge.KeyConfig) *edgeUnderTest {
 	t.Helper()
 	var cfg replica.Config
-	cfg.Edge = edge.Config{Listen: "127.0.0.1:0", ID: "edge-ui", Redis: edge.RedisConfig{Prefix: prefix},
-		Keys: []edge.KeyConfig{{ID: "console", Secret: readerKey, Scope: fleet.ScopeReader}}}
+	cfg.Edge = edge.Config{Listen: "127.0.0.1:0", ID: id, Redis: edge.RedisConfig{Prefix: prefix}, Keys: keys}
 	cfg.Edge.PresenceInterval = 200 * time.Millisecond
 	cfg.Policy.Engine = replica.EngineRego // the pushed bundle reloads without a Wasm compile
 	cfg.Policy.EvalTimeout = 10 * time.Second
@@ -222,7 +224,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		"gpu2": startNode(t, st, "gpu2", fleet.GPU{Index: 0, Name: "Sim RTX 4080", VRAMUsedBytes: 1 << 30, VRAMTotalBytes: 16 << 30},
 			[]sim.Model{{Name: "qwen3:8b", Family: "qwen3", SizeVRAM: 6 << 30, Thinking: true}}),
 	}
-	e := startEdge(t, st, prefix)
+	e := startEdge(t, st, prefix, "edge-ui", []edge.KeyConfig{{ID: "console", Secret: readerKey, Scope: fleet.ScopeReader}})
 	// Both nodes registered with their models before the browser opens.
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -468,6 +470,16 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Error("the fleet page is wider than a 390px screen")
 	}
 	shot(t, ctx, artifacts(t), "console-phone.png")
+
+	// An edge with auth off: the console asks for no key.
+	open := startEdge(t, st, prefix, "edge-open", nil)
+	tab, tabCancel := chromedp.NewContext(ctx)
+	defer tabCancel()
+	if err := chromedp.Do(tab, chromedp.Navigate(open.url+"/ui/")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, tab, "the fleet without a key on an edge with auth off",
+		`document.getElementById("login").hidden && document.querySelectorAll("#hosts article.host").length === 1 && sessionStorage.getItem("geniehive.key") === null`)
 
 	// The edge stops with the console open: the stream ends with the
 	// edge's shutdown event (the drain does not wait for it) and the page
