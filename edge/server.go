@@ -90,7 +90,7 @@ type Server struct {
 	names   internTable // model names from requests
 
 	srv          *fasthttp.Server
-	started      time.Time
+	started      atomic.Int64 // unix nanoseconds Run began (read by the cluster API's goroutines)
 	open         atomic.Int64 // requests being served (incl. streams)
 	unready      atomic.Bool  // stopping: /readyz answers 503 (requests still served)
 	hadState     atomic.Bool  // a snapshot read from Redis was seen
@@ -230,7 +230,15 @@ func (s *Server) PolicyLoadedAt() time.Time {
 	if ns := s.policyAt.Load(); ns != 0 {
 		return time.Unix(0, ns)
 	}
-	return s.started
+	return s.startedAt()
+}
+
+// startedAt is when Run began (zero before).
+func (s *Server) startedAt() time.Time {
+	if ns := s.started.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // PolicyError is the last refused reload's error ("" when the last reload
@@ -281,7 +289,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		}
 	}
 	s.addr.Store(ln.Addr().String())
-	s.started = time.Now()
+	s.started.Store(time.Now().UnixNano())
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	stopped := false
@@ -440,7 +448,7 @@ func (s *Server) presenceLoop(ctx context.Context) {
 	for {
 		e := s.Engine()
 		snap := s.watcher.Current()
-		info := fleet.EdgeInfo{ID: s.cfg.ID, Addr: s.Addr(), StartedAt: s.started, Version: BuildVersion(),
+		info := fleet.EdgeInfo{ID: s.cfg.ID, Addr: s.Addr(), StartedAt: s.startedAt(), Version: BuildVersion(),
 			PolicyVersion: e.Version(), PolicyEngine: e.Name(), PolicyError: s.PolicyError(),
 			SnapshotVersion: snap.Version, SnapshotBuiltAt: snap.BuiltAt}
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)

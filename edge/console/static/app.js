@@ -90,7 +90,7 @@ $("keyform").addEventListener("submit", (ev) => {
   state.key = $("key").value.trim();
   $("key").value = "";
   sessionStorage.setItem(KEY, state.key);
-  start();
+  start(true);
 });
 
 $("forget").addEventListener("click", () => {
@@ -111,7 +111,7 @@ async function connect() {
   try {
     const r = await fetch("/v1/cluster/events", { headers: authHeaders(), signal: ctl.signal, cache: "no-store" });
     if (r.status === 401 || r.status === 403) { showLogin("This key was refused."); return; }
-    if (!r.ok) throw new HTTPError(r.status, "events: " + r.status);
+    if (!r.ok) throw new HTTPError(r.status, "events: " + r.status + " (updates paused)");
     setLive("live", true);
     const rd = r.body.getReader();
     const dec = new TextDecoder();
@@ -132,6 +132,7 @@ async function connect() {
   }
   if (streamCtl !== ctl) return;
   setLive("disconnected: reconnecting", false);
+  refresh(); // show what the APIs say meanwhile
   setTimeout(connect, wait);
 }
 
@@ -154,7 +155,9 @@ function onEvent(block) {
 
 const pages = { fleet: renderFleet, models: renderModels, routing: renderRouting, policy: renderPolicy, edges: renderEdges };
 
-function route() {
+// route shows the page the fragment names and renders it (at start, the
+// event stream's first event renders it instead: one read, not two).
+function route(ev) {
   let p = location.hash.replace(/^#/, "");
   if (!pages[p]) p = "fleet";
   const changed = p !== state.page;
@@ -165,8 +168,8 @@ function route() {
     if (name === p) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
   document.title = "GenieHive · " + p[0].toUpperCase() + p.slice(1);
-  if (changed) $(p + "-h").focus();
-  refresh();
+  if (changed && ev) $(p + "-h").focus();
+  if (ev || state.summary) refresh();
 }
 
 // refresh re-renders the page shown; calls during a render coalesce into one more.
@@ -391,7 +394,7 @@ async function renderEdges() {
 
 // ---- start --------------------------------------------------------------
 
-async function start() {
+async function start(fromLogin) {
   $("login").hidden = true;
   try {
     await api("/v1/cluster/health");
@@ -401,6 +404,7 @@ async function start() {
   }
   $("forget").hidden = !state.key;
   route();
+  if (fromLogin) $(state.page + "-h").focus();
   connect();
 }
 
