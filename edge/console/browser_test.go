@@ -110,6 +110,9 @@ func startEdge(t *testing.T, st *state.Store, prefix, id string, keys []edge.Key
 	var cfg replica.Config
 	cfg.Edge = edge.Config{Listen: "127.0.0.1:0", ID: id, Redis: edge.RedisConfig{Prefix: prefix}, Keys: keys}
 	cfg.Edge.PresenceInterval = 200 * time.Millisecond
+	// A drain that waited for the console's event stream would wait this
+	// long: the stop at the end of the test would hang, not pass late.
+	cfg.Edge.Timeouts.Shutdown = time.Hour
 	cfg.Policy.Engine = replica.EngineRego // the pushed bundle reloads without a Wasm compile
 	cfg.Policy.EvalTimeout = 10 * time.Second
 	if err := cfg.Provision(); err != nil {
