@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
@@ -287,4 +288,52 @@ func TestEventsSlowReaderDropped(t *testing.T) {
 		e.api.ev.publish([]byte(`{"pad":"` + big + `","n":` + string(rune('0'+i%10)) + `}`))
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// An open stream costs one goroutine on the edge (the connection's own,
+// which writes the events) and nothing more: N idle streams add about N
+// goroutines, whatever N. A HEAD of the stream frees its slot at once.
+func TestEventsStreamCostsOneGoroutine(t *testing.T) {
+	e := newEventsEnv(t, 64, time.Minute)
+	addr := strings.TrimPrefix(e.url, "http://")
+	open := func() net.Conn {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if _, err := conn.Write([]byte("GET /v1/cluster/events HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer r\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		return conn
+	}
+	// Warm up: the server's worker pool, the hub.
+	open()
+	waitUntil(t, "the first stream", func() bool { return e.api.ev.open.Load() == 1 })
+	time.Sleep(50 * time.Millisecond)
+	before := goruntime.NumGoroutine()
+	const n = 40
+	for i := 0; i < n; i++ {
+		open()
+	}
+	waitUntil(t, "the streams", func() bool { return e.api.ev.open.Load() == n+1 })
+	time.Sleep(50 * time.Millisecond)
+	d := goruntime.NumGoroutine() - before
+	t.Logf("%d idle streams: %d more goroutines", n, d)
+	if d > n+4 {
+		t.Fatalf("%d idle streams added %d goroutines (want about one each)", n, d)
+	}
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("HEAD /v1/cluster/events HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer r\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 512)
+	if k, err := conn.Read(buf); err != nil || !strings.HasPrefix(string(buf[:k]), "HTTP/1.1 200") {
+		t.Fatalf("HEAD: %q %v", buf[:k], err)
+	}
+	waitUntil(t, "the HEAD's slot freed", func() bool { return e.api.ev.open.Load() == n+1 })
 }
