@@ -3,8 +3,9 @@
 // local snapshot (state.Watcher), asks the policy engine what to do
 // (policy.Engine), asks the router where (routing.Planner), rewrites the body
 // and proxies it with failover before the first byte, relaying SSE event by
-// event. It serves /v1/models with GenieHive metadata, /metrics, and mounts
-// the cluster API (edge/clusterapi) under /v1/cluster/.
+// event. It serves /v1/models with GenieHive metadata, /metrics, the
+// operator console (edge/console) at /ui/, and mounts the cluster API
+// (edge/clusterapi) under /v1/cluster/.
 //
 // # Lifetime
 //

@@ -472,7 +472,16 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// Edges page, then a phone's width: nothing wider than the screen.
 	goPage(t, ctx, "edges")
-	waitJS(t, ctx, "the Edges page", `!!document.querySelector('#edges-table tr[data-edge="edge-ui"]')`)
+	var edges struct {
+		Data []fleet.EdgeInfo
+	}
+	getJSON(t, e.url, "/v1/cluster/edges", nil, &edges)
+	if len(edges.Data) != 1 || edges.Data[0].Version == "" || edges.Data[0].SnapshotVersion == 0 {
+		t.Fatalf("edges: %+v", edges.Data)
+	}
+	waitJS(t, ctx, "the Edges page with the replica's build and snapshot",
+		fmt.Sprintf(`(() => { const r = document.querySelector('#edges-table tr[data-edge="edge-ui"]'); return !!r && r.cells[2].textContent === %q && r.cells[5].textContent.startsWith("v") })()`, edges.Data[0].Version))
+	shot(t, ctx, artifacts(t), "console-edges.png")
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844)); err != nil {
 		t.Fatal(err)
 	}
