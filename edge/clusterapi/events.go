@@ -15,6 +15,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/geniehive/geniehive/edge"
 	"github.com/geniehive/geniehive/fleet"
 )
 
@@ -24,7 +25,8 @@ import (
 //
 // One hub per API computes a compact summary of the snapshot (hosts and
 // their liveness, services with health, cooldown, probe, loaded models and
-// reported load, the pushed bundle and this edge's policy) and publishes it
+// reported load, the pushed bundle, this edge's policy and why it is
+// degraded) and publishes it
 // as an event when it differs from the last one. It recomputes on every
 // snapshot change, at the next entry deadline or cooldown end in the
 // snapshot (expiry announces nothing, so a host whose heartbeat stopped
@@ -79,6 +81,7 @@ type eventService struct {
 // eventSummary is the data of a "snapshot" event.
 type eventSummary struct {
 	Edge           string         `json:"edge,omitempty"`
+	Degraded       []edge.Problem `json:"degraded,omitempty"` // why this edge is degraded (health's edge.degraded)
 	RedisOK        bool           `json:"redis_ok"`
 	CatalogVersion string         `json:"catalog_version,omitempty"`
 	Hosts          []eventHost    `json:"hosts"`
@@ -139,7 +142,8 @@ func (a *API) summary(snap *fleet.Snapshot, now time.Time) []byte {
 	s := eventSummary{RedisOK: snap.RedisOK, CatalogVersion: snap.CatalogVersion,
 		Hosts: make([]eventHost, 0, len(snap.Hosts)), Services: make([]eventService, 0, len(snap.Services))}
 	if a.d.Health != nil {
-		s.Edge = a.d.Health().ID
+		h := a.d.Health()
+		s.Edge, s.Degraded = h.ID, h.Degraded
 	}
 	for _, h := range snap.Hosts {
 		s.Hosts = append(s.Hosts, eventHost{ID: h.ID, Live: now.Before(h.Deadline), GPUs: h.GPUs})

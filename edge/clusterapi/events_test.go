@@ -8,11 +8,13 @@ import (
 	"net/http"
 	goruntime "runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/geniehive/geniehive/edge"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/routing"
@@ -24,8 +26,10 @@ type eventsEnv struct {
 	api   *API
 	url   string
 	stop  chan struct{} // the edge's Stopping
-	srv   *fasthttp.Server
-	ran   chan struct{} // closed when RunEvents returned
+	// problems is what the edge's Health reports as degraded.
+	problems atomic.Pointer[[]edge.Problem]
+	srv      *fasthttp.Server
+	ran      chan struct{} // closed when RunEvents returned
 }
 
 func chatNode(id string) *fleet.NodeState {
@@ -59,7 +63,14 @@ func newEventsEnv(t *testing.T, max int, ttl2 time.Duration) *eventsEnv {
 		t.Fatal(err)
 	}
 	e.api = New(Deps{Store: e.store, Snapshot: w.Current, Router: r, Authorize: authorize, Changes: w.Changes(), Stopping: e.stop,
-		MaxEventStreams: max, Policy: func() PolicyStatus { return PolicyStatus{Engine: "go", Version: "builtin-go-v1"} }})
+		MaxEventStreams: max, Policy: func() PolicyStatus { return PolicyStatus{Engine: "go", Version: "builtin-go-v1"} },
+		Health: func() EdgeHealth {
+			h := EdgeHealth{ID: "edge-t"}
+			if p := e.problems.Load(); p != nil {
+				h.Degraded = *p
+			}
+			return h
+		}})
 	go func() { defer close(e.ran); e.api.RunEvents(ctx) }()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -336,4 +347,17 @@ func TestEventsStreamCostsOneGoroutine(t *testing.T) {
 		t.Fatalf("HEAD: %q %v", buf[:k], err)
 	}
 	waitUntil(t, "the HEAD's slot freed", func() bool { return e.api.ev.open.Load() == n+1 })
+}
+
+// Nothing in the snapshot announces that this edge became degraded (a
+// refused policy, an unreadable keyring): the hub's tick carries it to the
+// open streams.
+func TestEventsEdgeDegraded(t *testing.T) {
+	e := newEventsEnv(t, 4, time.Minute)
+	_, ch := e.stream(t, "r")
+	next(t, ch, "a healthy edge", func(s *eventSummary) bool { return s.Edge == "edge-t" && len(s.Degraded) == 0 })
+	e.problems.Store(&[]edge.Problem{{Code: edge.DegradedPolicyRefused, Detail: "bundle v9 does not compile"}})
+	next(t, ch, "the edge degraded", func(s *eventSummary) bool {
+		return len(s.Degraded) == 1 && s.Degraded[0].Code == edge.DegradedPolicyRefused
+	})
 }

@@ -144,7 +144,8 @@ function onEvent(block) {
   }
   if (name === "snapshot") {
     try { state.summary = JSON.parse(data); } catch (e) { return; }
-    setLive("live · updated " + new Date().toLocaleTimeString(), true);
+    const deg = (state.summary.degraded || []).map((d) => d.code);
+    setLive("live · updated " + new Date().toLocaleTimeString() + (deg.length ? " · this edge is DEGRADED: " + deg.join(", ") : ""), !deg.length);
     refresh();
   } else if (name === "shutdown") {
     setLive("edge stopping: reconnecting", false);
@@ -382,7 +383,7 @@ async function renderEdges() {
   const [edges, h] = await Promise.all([api("/v1/cluster/edges"), api("/v1/cluster/health")]);
   const out = [el("p", { class: "summary" }, `This page is served by ${h.edge.id || "?"} · status `, badge(h.status === "ok", "OK", "DEGRADED"),
     ` · Redis ${h.redis.ok ? "ok " + h.redis.latency_ms + " ms" : "DOWN"} · snapshot v${h.snapshot.version}, ${h.snapshot.age_ms} ms old · probe leader ${h.probe_leader || "none"}`)];
-  for (const d of h.edge.degraded || []) out.push(el("p", { class: "error", text: "DEGRADED: " + (d.reason || "") + " " + (d.detail || d.message || "") }));
+  for (const d of h.edge.degraded || []) out.push(el("p", { class: "error", text: `DEGRADED: ${d.code}: ${d.detail}` }));
   out.push(el("div", { class: "scroll" }, el("table", { id: "edges-table" },
     el("thead", {}, el("tr", {}, ["Edge", "Address", "Version", "Started", "Policy", "Snapshot"].map((c) => el("th", { scope: "col", text: c })))),
     el("tbody", {}, edges.data.map((e) => el("tr", { "data-edge": e.id },
