@@ -173,6 +173,12 @@ func getJSON(t *testing.T, base, path string, body []byte, v any) {
 // waitJS polls a JavaScript boolean expression in the page (no reload).
 func waitJS(t *testing.T, ctx context.Context, what, expr string) {
 	t.Helper()
+	start := time.Now()
+	defer func() {
+		if d := time.Since(start); d > 2*time.Second {
+			t.Logf("waited %v for %s", d.Round(time.Millisecond), what)
+		}
+	}()
 	deadline := time.Now().Add(45 * time.Second)
 	for {
 		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
