@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -228,5 +229,68 @@ func TestClientAddressHeadersNotRelayed(t *testing.T) {
 	h := s.chat.LastRequest().Header
 	if h.Get("X-Real-IP") != "127.0.0.1" || h.Get("X-Forwarded-For") != "127.0.0.1" || h.Get("Forwarded") != "" || h.Get("X-Forwarded-Host") != "" {
 		t.Fatalf("upstream saw %v", h)
+	}
+}
+
+// TestExpectContinueRefusedBeforeContinue: a client that sends
+// "Expect: 100-continue" and waits (curl does for bodies over 1 MiB)
+// must get the 401 or 413 before any "100 Continue": the old edge sent
+// "100 Continue" first, inviting the body it was about to refuse. An
+// accepted request still gets "100 Continue", then its answer.
+func TestExpectContinueRefusedBeforeContinue(t *testing.T) {
+	s := newStack(t)
+	first := func(hdr string) (net.Conn, *bufio.Reader, string) {
+		c := sendHeaders(t, s, 1, hdr)[0]
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(c)
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("no answer to the headers: %v", err)
+		}
+		return c, br, strings.TrimSpace(line)
+	}
+	refused := func(what, hdr string, code int, errCode string) {
+		t.Helper()
+		c, br, line := first(hdr)
+		if line != "HTTP/1.1 "+strconv.Itoa(code)+" "+http.StatusText(code) {
+			t.Fatalf("%s: first line %q, want %d before any 100 Continue", what, line, code)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(strings.NewReader(line+"\r\n"), br)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readAll(t, resp.Body)
+		if !contains(body, errCode) || !resp.Close {
+			t.Fatalf("%s: %d %s (close %v), want an OpenAI error %s and the connection closed", what, resp.StatusCode, body, resp.Close, errCode)
+		}
+		// Closed by the edge: nothing more to read.
+		if n, err := br.Read(make([]byte, 1)); err == nil {
+			t.Fatalf("%s: %d more bytes after the refusal", what, n)
+		}
+		c.Close()
+	}
+	const chat = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+	refused("no key", chat+"Content-Length: 1000\r\n\r\n", 401, `"invalid_api_key"`)
+	refused("wrong key", chat+"Authorization: Bearer sk-wrong\r\nContent-Length: 1000\r\n\r\n", 401, `"invalid_api_key"`)
+	refused("over the limit", chat+"Authorization: Bearer "+testKey+"\r\nContent-Length: 8388609\r\n\r\n", 413, `"request_too_large"`)
+
+	// Accepted: 100 Continue, then the body, then the answer.
+	body := `{"model":"llama3.1:8b","messages":[{"role":"user","content":"hi"}]}`
+	c, br, line := first(chat + "Authorization: Bearer " + testKey + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n")
+	if line != "HTTP/1.1 100 Continue" {
+		t.Fatalf("valid request: first line %q, want 100 Continue", line)
+	}
+	if blank, _ := br.ReadString('\n'); blank != "\r\n" {
+		t.Fatalf("after 100 Continue: %q", blank)
+	}
+	if _, err := c.Write([]byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, resp.Body); resp.StatusCode != 200 || !contains(got, `"choices"`) {
+		t.Fatalf("valid request after 100 Continue: %d %s", resp.StatusCode, got)
 	}
 }

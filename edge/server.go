@@ -190,6 +190,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		Logger:                        fasthttpLogger{s.log},
 	}
 	s.srv.HeaderReceived = s.headerReceived
+	s.srv.ExpectHandler = s.expectContinue
 	return s, nil
 }
 
