@@ -2,13 +2,16 @@ package edge
 
 import (
 	"bufio"
+	"bytes"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -202,13 +205,23 @@ func TestErrorsNameNoInternals(t *testing.T) {
 	}
 }
 
-// TestLongModelNameIsCut: a 1 MiB model name is not echoed whole.
+// TestLongModelNameIsCut: a 1 MiB model name is echoed whole neither in
+// the 404 body nor in the access log.
 func TestLongModelNameIsCut(t *testing.T) {
-	s := newStack(t)
+	var logged syncBuffer
+	s := newStack(t, func(_ *Config, d *Deps) {
+		d.Logger = slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
 	name := strings.Repeat("m", 1<<20)
 	r, b := do(t, "POST", s.url+"/v1/chat/completions", testKey, []byte(`{"model":"`+name+`","messages":[]}`), nil)
 	if r.StatusCode != 404 || len(b) > 8<<10 {
 		t.Fatalf("%d, %d-byte answer", r.StatusCode, len(b))
+	}
+	waitUntil(t, 5*time.Second, "the access log line", func() bool { return strings.Contains(logged.String(), "status=404") })
+	for _, line := range strings.Split(logged.String(), "\n") {
+		if len(line) > 8<<10 {
+			t.Fatalf("a %d-byte log line: %.200s", len(line), line)
+		}
 	}
 	if got := clipName(strings.Repeat("é", 300)); len(got) > maxEchoedName+16 || !strings.HasPrefix(got, "éé") || !utf8Valid(got) {
 		t.Fatalf("clipName: %q", got)
@@ -292,5 +305,52 @@ func TestExpectContinueRefusedBeforeContinue(t *testing.T) {
 	}
 	if got := readAll(t, resp.Body); resp.StatusCode != 200 || !contains(got, `"choices"`) {
 		t.Fatalf("valid request after 100 Continue: %d %s", resp.StatusCode, got)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// TestOversizedBuffersNotPooled: a buffer that held a huge body or answer
+// is not put back into the pool whole (issue 16: pooled 25 MiB buffers
+// stayed pinned after the flood).
+func TestOversizedBuffersNotPooled(t *testing.T) {
+	b := getBuf()
+	b.B = make([]byte, 0, 25<<20)
+	putBuf(b)
+	if cap(b.B) != 0 {
+		t.Fatalf("a %d MiB buffer went back into the pool", cap(b.B)>>20)
+	}
+	small := getBuf()
+	small.B = make([]byte, 0, 64<<10)
+	putBuf(small)
+	if cap(small.B) != 64<<10 {
+		t.Fatal("a small buffer was dropped instead of pooled")
+	}
+}
+
+// TestTotalConnectionCap: past max_conns connections in all (from any
+// addresses), a new one is refused rather than served.
+func TestTotalConnectionCap(t *testing.T) {
+	s := newStack(t, func(c *Config, _ *Deps) { c.MaxConns = 4; c.MaxConnsPerClient = 100 })
+	sendHeaders(t, s, 4, "")
+	c := sendHeaders(t, s, 1, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[0]
+	if code, _ := readStatus(t, c); code != 503 {
+		t.Fatalf("5th connection past max_conns 4: %d, want 503", code)
 	}
 }
