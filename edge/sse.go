@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/geniehive/geniehive/edge/dialect"
 )
@@ -109,6 +110,7 @@ func (s *Server) startRelay(ctx *fasthttp.RequestCtx, x *exchange, resp *fasthtt
 			r.tr = x.dreq.Stream()
 		}
 	}
+	x.relay = x.child("stream.relay", trace.SpanKindInternal)
 	ctx.SetBodyStream(r, -1)
 }
 

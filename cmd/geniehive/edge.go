@@ -16,6 +16,7 @@ import (
 	"github.com/geniehive/geniehive/edge/replica"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/cli"
+	"github.com/geniehive/geniehive/internal/tracing"
 )
 
 var edgeCmd = &cli.Command{
@@ -111,7 +112,23 @@ func runEdge(args []string) error {
 		}
 		defer stopPprof()
 	}
-	r, err := replica.New(ctx, cfg, replica.Options{Logger: log})
+	// OpenTelemetry traces: off unless OTEL_TRACES_EXPORTER=otlp
+	// (internal/tracing reads the OTEL_* variables).
+	tp, stopTracing, err := tracing.FromEnv(ctx, "geniehive-edge")
+	if err != nil {
+		return fmt.Errorf("%w: %w", cli.ErrUsage, err)
+	}
+	if stopTracing != nil {
+		log.Info("tracing on: OTLP export per the OTEL_* environment")
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := stopTracing(sctx); err != nil {
+				log.Warn("flushing traces", "err", err)
+			}
+		}()
+	}
+	r, err := replica.New(ctx, cfg, replica.Options{Logger: log, TracerProvider: tp})
 	if err != nil {
 		return err
 	}
