@@ -38,7 +38,12 @@ when it is zero (--probe-interval 0 turns probing off).
 With no key configured and none stored in Redis, auth is OFF (a warning
 is logged). On SIGINT/SIGTERM /readyz answers 503 at once, the edge keeps
 serving for --shutdown-delay (default 5s) so the load balancer takes it
-out, then stops accepting and drains in-flight requests and streams.`,
+out, then stops accepting and drains in-flight requests and streams.
+
+OpenTelemetry traces are off unless OTEL_TRACES_EXPORTER=otlp; then every
+proxied request is traced and exported over OTLP as the standard variables
+say (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
+or grpc, OTEL_TRACES_SAMPLER, OTEL_SERVICE_NAME, ...; see the README).`,
 }
 
 func init() {
