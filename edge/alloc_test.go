@@ -123,8 +123,8 @@ func TestTracingOffAllocs(t *testing.T) {
 		return func() {
 			x := exchange{s: s, endpoint: endpointChat, op: fleet.KindChat, model: "qwen3:8b", asset: "qwen3:8b", attempts: 1}
 			x.traceStart(&rc)
-			traceEval(x.child("policy.evaluate", trace.SpanKindInternal), "go", nil, false)
-			tracePlan(x.child("routing.plan", trace.SpanKindInternal), &x.plan, nil)
+			x.traceEval(x.child("policy.evaluate", trace.SpanKindInternal), "go", nil)
+			tracePlan(x.child("routing.plan", trace.SpanKindInternal), nil)
 			x.traceAttempt(x.attemptSpan(c, 1, req), 200, nil)
 			x.relay = x.child("stream.relay", trace.SpanKindInternal)
 			x.traceUsage(answer)

@@ -79,7 +79,8 @@ type exchange struct {
 	relay                    trace.Span      // the stream relay's span, while it runs
 	attemptSvc, attemptAsset string          // the current upstream.attempt's candidate
 	attemptN                 int
-	inTokens, outTokens      int // usage the answer reported
+	inTokens, outTokens      int    // usage the answer reported
+	engine                   string // the policy engine that decided
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
@@ -361,7 +362,7 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx, x *exchange, body []byte) erro
 	sp := x.child("policy.evaluate", trace.SpanKindInternal)
 	err := e.Eval(ctx, in, &x.dec)
 	s.met.evalLatency(e.Name()).Observe(time.Since(t0).Seconds())
-	traceEval(sp, e.Name(), err, x.dec.Deny != nil)
+	x.traceEval(sp, e.Name(), err)
 	if err != nil {
 		s.log.Error("policy evaluation failed", "err", err, "engine", e.Name())
 		return err
@@ -401,7 +402,7 @@ func (s *Server) plan(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp *mu
 	}
 	sp := x.child("routing.plan", trace.SpanKindInternal)
 	plan, err := s.router.Plan(ctx, x.snap, &x.dec, &x.rf)
-	tracePlan(sp, &plan, err)
+	tracePlan(sp, err)
 	if err != nil {
 		return err
 	}

@@ -30,7 +30,11 @@ import (
 // (gen_ai.operation.name, gen_ai.request.model, gen_ai.response.model,
 // gen_ai.usage.input_tokens and gen_ai.usage.output_tokens when the
 // upstream's answer reports usage) plus geniehive.role, geniehive.service,
-// geniehive.strategy and geniehive.attempt(s).
+// geniehive.strategy, geniehive.candidates, geniehive.policy.engine and
+// geniehive.attempts on the server span, geniehive.attempt,
+// geniehive.service and gen_ai.request.model on each attempt. The
+// policy.evaluate and routing.plan spans carry none (their figures are on
+// the server span): each span with attributes costs the SDK a map.
 //
 // Off, the cost is one nil check per hook: no allocation
 // (TestTracingOffAllocs).
@@ -139,21 +143,23 @@ func (x *exchange) child(name string, kind trace.SpanKind) trace.Span {
 	return sp
 }
 
-// traceEval ends a policy.evaluate span.
-func traceEval(sp trace.Span, engine string, err error, denied bool) {
+// traceEval ends a policy.evaluate span. Its attributes (the engine, a
+// denial) go on the server span: a span with attributes costs the SDK a
+// map per span at its end.
+func (x *exchange) traceEval(sp trace.Span, engine string, err error) {
 	if sp == nil {
 		return
 	}
-	sp.SetAttributes(attrEngine.String(engine), attrDenied.Bool(denied))
+	x.engine = engine
 	endSpan(sp, err)
 }
 
-// tracePlan ends a routing.plan span.
-func tracePlan(sp trace.Span, p *routing.Plan, err error) {
+// tracePlan ends a routing.plan span (strategy and candidate count go on
+// the server span, as the engine does).
+func tracePlan(sp trace.Span, err error) {
 	if sp == nil {
 		return
 	}
-	sp.SetAttributes(attrStrategy.String(p.Strategy), attrCandidates.Int(len(p.Candidates)))
 	endSpan(sp, err)
 }
 
@@ -218,10 +224,16 @@ func (x *exchange) traceEnd(st int) {
 		x.relay = nil
 	}
 	sp := x.span
-	var attrs [12]attribute.KeyValue
+	var attrs [16]attribute.KeyValue
 	a := append(attrs[:0], attrHTTPStatus.Int(st), attrAttempts.Int(x.attempts), attrStream.Bool(x.stream))
 	if x.plan.Strategy != "" {
-		a = append(a, attrStrategy.String(x.plan.Strategy))
+		a = append(a, attrStrategy.String(x.plan.Strategy), attrCandidates.Int(len(x.plan.Candidates)))
+	}
+	if x.engine != "" {
+		a = append(a, attrEngine.String(x.engine))
+	}
+	if x.dec.Deny != nil {
+		a = append(a, attrDenied.Bool(true))
 	}
 	if x.model != "" {
 		a = append(a, attrReqModel.String(clipName(x.model)))
@@ -249,7 +261,7 @@ func (x *exchange) traceEnd(st int) {
 		sp.SetStatus(codes.Error, x.errCode)
 	}
 	sp.End()
-	x.span, x.tctx, x.tr = nil, nil, nil
+	x.span, x.tctx, x.tr, x.engine = nil, nil, nil, ""
 }
 
 func endSpan(sp trace.Span, err error) {

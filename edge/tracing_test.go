@@ -128,8 +128,11 @@ func TestTracingSpanTree(t *testing.T) {
 				}
 			}
 		}
-		if strat, _ := spanAttr(byName["routing.plan"][0], "geniehive.candidates"); strat != "2" {
-			t.Errorf("routing.plan candidates %q, want 2", strat)
+		if n, _ := spanAttr(server, "geniehive.candidates"); n != "2" {
+			t.Errorf("server span geniehive.candidates %q, want 2", n)
+		}
+		if e, _ := spanAttr(server, "geniehive.policy.engine"); e == "" {
+			t.Error("server span without geniehive.policy.engine")
 		}
 		// What the live upstream received: its attempt span's traceparent
 		// (the client's trace, the attempt as parent), not the client's.
