@@ -379,6 +379,9 @@ func (r *relay) appendEvent(out, ev []byte) ([]byte, bool) {
 			x.ttft = time.Since(x.upStart)
 		}
 		x.tokens++
+		if x.span != nil {
+			x.traceStreamUsage(ev)
+		}
 	}
 	if mutant == "relay_drop_last" && done {
 		return out, done

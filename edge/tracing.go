@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 
 	"github.com/valyala/fasthttp"
@@ -29,7 +30,7 @@ import (
 // Attributes follow OpenTelemetry's GenAI semantic conventions
 // (gen_ai.operation.name, gen_ai.request.model, gen_ai.response.model,
 // gen_ai.usage.input_tokens and gen_ai.usage.output_tokens when the
-// upstream's answer reports usage) plus geniehive.role, geniehive.service,
+// upstream's answer or stream reports usage) plus geniehive.role, geniehive.service,
 // geniehive.strategy, geniehive.candidates, geniehive.policy.engine and
 // geniehive.attempts on the server span, geniehive.attempt,
 // geniehive.service and gen_ai.request.model on each attempt. The
@@ -206,7 +207,28 @@ func (x *exchange) traceUsage(rb []byte) {
 	}
 }
 
+// traceStreamUsage keeps the usage a stream event reports: OpenAI's last
+// chunk with stream_options.include_usage, Ollama's and llama.cpp's
+// usage on their last chunk, Anthropic's message_start (input) and
+// message_delta (output), the Responses API's response.completed.
+func (x *exchange) traceStreamUsage(ev []byte) {
+	if !bytes.Contains(ev, usageKey) {
+		return
+	}
+	if n := intAfter(ev, promptTokensKey); n > 0 {
+		x.inTokens = n
+	} else if n := intAfter(ev, inputTokensKey); n > 0 {
+		x.inTokens = n
+	}
+	if n := completionTokens(ev); n > 0 {
+		x.outTokens = n
+	} else if n := intAfter(ev, outputTokensKey); n > 0 {
+		x.outTokens = n
+	}
+}
+
 var (
+	usageKey        = []byte(`"usage"`)
 	promptTokensKey = []byte(`"prompt_tokens":`)
 	inputTokensKey  = []byte(`"input_tokens":`)
 	outputTokensKey = []byte(`"output_tokens":`)
