@@ -127,11 +127,14 @@ func (x *exchange) traceStart(ctx *fasthttp.RequestCtx) {
 	x.tr = tr
 	parent := tr.prop.Extract(context.Background(), reqHeaders{&ctx.Request.Header})
 	name, ok := spanNames[string(ctx.Path())]
-	if !ok {
-		name = "POST"
+	route := ""
+	if ok {
+		route = name[len("POST "):]
+	} else {
+		name = "POST" // not an inference route (serveInference serves none other)
 	}
 	x.tctx, x.span = tr.t.Start(parent, name, trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attrMethod.String("POST"), attrRoute.String(name[len("POST "):]),
+		trace.WithAttributes(attrMethod.String("POST"), attrRoute.String(route),
 			attrOperation.String(genAIOperation(x.op, x.api))))
 }
 

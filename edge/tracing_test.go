@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/valyala/fasthttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -188,3 +189,29 @@ type discardExporter struct{}
 
 func (discardExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
 func (discardExporter) Shutdown(context.Context) error                             { return nil }
+
+// Every inference route has its span name; a path outside them (none
+// reaches serveInference today) gets a plain "POST" and no route.
+func TestTracingSpanNames(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	defer tp.Shutdown(context.Background())
+	var s Server
+	s.tr.Store(newEdgeTracer(tp))
+	for _, path := range []string{"/v1/chat/completions", "/v1/completions", "/v1/messages", "/elsewhere"} {
+		exp.Reset()
+		var rc fasthttp.RequestCtx
+		rc.Request.SetRequestURI(path)
+		x := exchange{s: &s, op: fleet.KindChat}
+		x.traceStart(&rc)
+		x.traceEnd(200)
+		spans := exp.GetSpans()
+		want := "POST " + path
+		if path == "/elsewhere" {
+			want = "POST"
+		}
+		if len(spans) != 1 || spans[0].Name != want {
+			t.Errorf("%s: spans %v, want one named %q", path, names(spans), want)
+		}
+	}
+}
