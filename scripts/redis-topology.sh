@@ -193,6 +193,13 @@ start)
 stop) stop ;;
 start-tls)
   install
+  if ! command -v openssl >/dev/null; then
+    log "installing openssl from Debian packages (test certificates)"
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq openssl >/dev/null
+  fi
   command -v openssl >/dev/null || die "openssl is needed to generate the test certificates"
   dir=$dir-tls
   stop
