@@ -249,8 +249,17 @@ func (x *exchange) traceEnd(st int) {
 		x.relay = nil
 	}
 	sp := x.span
-	var attrs [16]attribute.KeyValue
-	a := append(attrs[:0], attrHTTPStatus.Int(st), attrAttempts.Int(x.attempts), attrStream.Bool(x.stream))
+	// Sized exactly: the slice escapes (the span is an interface) and the
+	// SDK copies it.
+	n := 3
+	for _, set := range [...]bool{x.plan.Strategy != "", x.plan.Strategy != "", x.engine != "", x.dec.Deny != nil,
+		x.model != "", x.asset != "", x.rLabel != "", x.service != "", x.errCode != "", x.inTokens > 0, x.outTokens > 0} {
+		if set {
+			n++
+		}
+	}
+	a := make([]attribute.KeyValue, 0, n)
+	a = append(a, attrHTTPStatus.Int(st), attrAttempts.Int(x.attempts), attrStream.Bool(x.stream))
 	if x.plan.Strategy != "" {
 		a = append(a, attrStrategy.String(x.plan.Strategy), attrCandidates.Int(len(x.plan.Candidates)))
 	}
