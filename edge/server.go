@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/geniehive/geniehive/edge/console"
 	"github.com/geniehive/geniehive/edge/dialect"
@@ -63,6 +64,10 @@ type Deps struct {
 	// Cluster serves /v1/cluster/*; nil answers 404 there.
 	Cluster ClusterHandler
 	Logger  *slog.Logger
+	// TracerProvider, when set, traces every proxied request
+	// (tracing.go; internal/tracing builds one from OTEL_* variables).
+	// Nil: no tracing, at no cost.
+	TracerProvider trace.TracerProvider
 }
 
 // Server is one edge replica.
@@ -79,6 +84,7 @@ type Server struct {
 	cluster  atomic.Pointer[clusterBox]
 	log      *slog.Logger
 	access   bool
+	tr       atomic.Pointer[edgeTracer] // nil: no tracing (tracing.go)
 
 	engine policy.Engine
 	dataMu sync.Mutex // serialises SetData calls
@@ -151,6 +157,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s := &Server{cfg: cfg, store: d.Store, watcher: d.Watcher, inflight: d.Inflight, router: d.Router,
 		log: d.Logger, keys: kr, met: newMetrics(), access: *cfg.AccessLog, presenceKick: make(chan struct{}, 1),
 		stopping: make(chan struct{})}
+	s.tr.Store(newEdgeTracer(d.TracerProvider))
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -198,6 +205,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		Logger:                        fasthttpLogger{s.log},
 	}
 	s.srv.HeaderReceived = s.headerReceived
+	s.srv.ExpectHandler = s.expectContinue
 	return s, nil
 }
 

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/geniehive/geniehive/edge"
@@ -57,6 +58,9 @@ type Options struct {
 	Listener net.Listener
 	// Ready, when set, is called once with the address being served.
 	Ready func(addr string)
+	// TracerProvider, when set, traces every proxied request (see
+	// edge.Deps.TracerProvider); nil: no tracing.
+	TracerProvider trace.TracerProvider
 }
 
 // Replica is one running edge.
@@ -129,7 +133,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Replica, error) {
 		return fail(err)
 	}
 	r.srv, err = edge.New(cfg.Edge, edge.Deps{Store: r.store, Watcher: r.watcher, Inflight: r.inflight,
-		Router: r.router, Engine: r.holder.AsEngine(), Logger: r.log})
+		Router: r.router, Engine: r.holder.AsEngine(), Logger: r.log, TracerProvider: o.TracerProvider})
 	if err != nil {
 		return fail(err)
 	}
