@@ -21,6 +21,12 @@
 // what the Docker engine does for a missing image; on machines without a
 // registry build them first with deploy/build-images.sh.
 //
+// # Redis topologies
+//
+// WithRedisTopology replaces the single Redis with a Sentinel group or a
+// Redis Cluster, from the same Redis image (redistopo.go); Store follows
+// the topology from the host, through failovers.
+//
 // # Ryuk
 //
 // The cluster does not rely on the Ryuk reaper: Terminate removes every
