@@ -409,7 +409,7 @@ func (c *Cluster) redisClient(ctx context.Context) (redis.UniversalClient, error
 	}
 	if c.cfg.topology == RedisSentinel {
 		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: SentinelMaster, SentinelAddrs: sentinels,
-			Dialer: dial, ContextTimeoutEnabled: true}), nil
+			Dialer: dial, DialerRetries: 1, ContextTimeoutEnabled: true}), nil
 	}
 	var addrs []string
 	for _, n := range c.RedisNodes {
@@ -417,7 +417,7 @@ func (c *Cluster) redisClient(ctx context.Context) (redis.UniversalClient, error
 			addrs = append(addrs, net.JoinHostPort(ip, "6379"))
 		}
 	}
-	return redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Dialer: dial, ContextTimeoutEnabled: true}), nil
+	return redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Dialer: dial, DialerRetries: 1, ContextTimeoutEnabled: true}), nil
 }
 
 // userConfig sets the container's user (spec.user).
