@@ -41,6 +41,9 @@ wait:
 		case <-timer.C:
 			x.snap = s.watcher.Current()
 			break wait
+		case <-s.stopping: // draining: go on now rather than hold the drain
+			x.snap, result = s.watcher.Current(), "stopping"
+			break wait
 		}
 	}
 	x.rf.Now = time.Now()

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/geniehive/geniehive/edge"
@@ -59,6 +60,9 @@ type Options struct {
 	Listener net.Listener
 	// Ready, when set, is called once with the address being served.
 	Ready func(addr string)
+	// TracerProvider, when set, traces every proxied request (see
+	// edge.Deps.TracerProvider); nil: no tracing.
+	TracerProvider trace.TracerProvider
 }
 
 // Replica is one running edge.
@@ -76,6 +80,7 @@ type Replica struct {
 	inflight *state.Inflight
 	router   *routing.Router
 	srv      *edge.Server
+	api      *clusterapi.API
 	ln       net.Listener
 	ready    func(string)
 	closeOne sync.Once
@@ -131,11 +136,12 @@ func New(ctx context.Context, cfg Config, o Options) (*Replica, error) {
 		return fail(err)
 	}
 	r.srv, err = edge.New(cfg.Edge, edge.Deps{Store: r.store, Watcher: r.watcher, Inflight: r.inflight,
-		Router: r.router, Engine: r.holder.AsEngine(), Logger: r.log})
+		Router: r.router, Engine: r.holder.AsEngine(), Logger: r.log, TracerProvider: o.TracerProvider})
 	if err != nil {
 		return fail(err)
 	}
-	r.srv.SetCluster(r.clusterAPI())
+	r.api = r.clusterAPI()
+	r.srv.SetCluster(r.api)
 	if r.startErr != nil {
 		r.srv.PolicyReloaded(r.startErr)
 	}
@@ -165,8 +171,11 @@ func (r *Replica) clusterAPI() *clusterapi.API {
 			e := srv.Engine()
 			return clusterapi.PolicyStatus{Engine: e.Name(), Version: e.Version(), Error: srv.PolicyError(), LoadedAt: srv.PolicyLoadedAt()}
 		},
-		Logger: r.log,
-		Swap:   &r.cfg.Edge.Swap,
+		Changes:         r.watcher.Changes(),
+		Stopping:        srv.Stopping(),
+		MaxEventStreams: r.cfg.Edge.MaxEventStreams,
+		Logger:          r.log,
+		Swap:            &r.cfg.Edge.Swap,
 	})
 }
 
@@ -201,6 +210,7 @@ func (r *Replica) Run(ctx context.Context) error {
 	g.Go(func() error { return ignoreCanceled(r.watcher.Run(gctx)) })
 	g.Go(func() error { r.inflight.Run(gctx); return nil })
 	g.Go(func() error { r.router.Run(gctx, r.log); return nil })
+	g.Go(func() error { r.api.RunEvents(gctx); return nil })
 	if rc := r.cfg.Routing; rc.ProbeInterval > 0 {
 		p := routing.NewProber(r.store, r.watcher.Current, routing.ProberOptions{ID: r.cfg.Edge.ID, Interval: rc.ProbeInterval, Lease: rc.ProbeLease, Timeout: rc.ProbeTimeout, Logger: r.log})
 		g.Go(func() error {
