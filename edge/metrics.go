@@ -31,6 +31,8 @@ type metrics struct {
 	policyEval  *prometheus.HistogramVec
 	policyEvalC handleCache[string, prometheus.Observer]
 	redis       *redisHook
+	// dataBuilds counts rebuilds of the policy data document.
+	dataBuilds prometheus.Counter
 
 	// Handles resolved once per label set: WithLabelValues hashes every
 	// label and takes the vector's lock on each call, which the request
@@ -169,6 +171,9 @@ func newMetrics() *metrics {
 		Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1},
 	}, []string{"engine"})
 	m.redis = newRedisHook(m.reg)
+	m.dataBuilds = prometheus.NewCounter(prometheus.CounterOpts{Name: "geniehive_policy_data_builds_total",
+		Help: "Rebuilds of the policy data document (on a catalog or fleet-shape change, not on metric-only heartbeats)."})
+	m.reg.MustRegister(m.dataBuilds)
 	m.reg.MustRegister(m.policyEval)
 	m.reg.MustRegister(m.requests, m.latency, m.ttft, m.inflightVec, m.failovers, m.upErrors, m.aborted, m.policyReloads, m.policyActive,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -291,6 +291,7 @@ func (s *Store) RemoveNode(ctx context.Context, hostID string) error {
 type NodeRecord struct {
 	State    fleet.NodeState
 	Deadline time.Time
+	raw      string // the stored JSON, so a resync recognises an unchanged node without decoding it
 }
 
 // ReadNode reads one node; found is false when its key is gone.
@@ -319,13 +320,16 @@ func (s *Store) ReadNode(ctx context.Context, hostID string) (rec NodeRecord, fo
 // ReadNodes reads every node's state. It SCANs (on every master of a
 // cluster): call it on resync, never per request.
 func (s *Store) ReadNodes(ctx context.Context) ([]NodeRecord, error) {
-	recs, _, _, err := s.readNodes(ctx)
+	recs, _, _, err := s.readNodes(ctx, nil)
 	return recs, err
 }
 
 // readNodes also returns the hosts that left gracefully (tombstones) and
-// the node states refused (nodevalidate.go).
-func (s *Store) readNodes(ctx context.Context) ([]NodeRecord, map[string]bool, []*NodeRefusal, error) {
+// the node states refused (nodevalidate.go). A state whose stored bytes
+// equal those of its record in known is not decoded again: that record is
+// returned (with the later deadline, should the key's TTL have been
+// renewed with the same bytes).
+func (s *Store) readNodes(ctx context.Context, known map[string]NodeRecord) ([]NodeRecord, map[string]bool, []*NodeRefusal, error) {
 	var keys []string
 	var mu sync.Mutex
 	scan := func(ctx context.Context, c redis.UniversalClient) error {
@@ -381,6 +385,15 @@ func (s *Store) readNodes(ctx context.Context) ([]NodeRecord, map[string]bool, [
 	for i := range stateKeys {
 		if gets[i].Err() != nil {
 			continue // expired between SCAN and GET
+		}
+		if host, _, _, ok := s.parseNodeKey(stateKeys[i]); ok {
+			if k, ok := known[host]; ok && k.raw != "" && k.raw == gets[i].Val() && ttls[i].Val() > 0 {
+				if d := now.Add(min(ttls[i].Val(), MaxNodeTTL)); d.Sub(k.Deadline) > time.Second {
+					k.Deadline = d
+				}
+				out = append(out, k)
+				continue
+			}
 		}
 		rec, r := s.decodeNode(stateKeys[i], gets[i].Val(), ttls[i].Val(), now)
 		if r != nil {

@@ -1,0 +1,95 @@
+package edge
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/internal/testredis"
+	"github.com/geniehive/geniehive/policy"
+	"github.com/geniehive/geniehive/state"
+)
+
+// TestPolicyDataNotRebuiltOnMetricHeartbeat: the edge's data loop, fed the
+// real watcher's snapshots, rebuilds the policy data document for the
+// first snapshot and for a heartbeat that adds an asset, never for a
+// heartbeat that only moves metrics; and the engine then resolves the new
+// asset.
+func TestPolicyDataNotRebuiltOnMetricHeartbeat(t *testing.T) {
+	c, prefix := testredis.New(t)
+	st := state.New(c, prefix)
+	w := state.NewWatcher(st, state.WatcherOptions{Resync: time.Hour})
+	cfg := Config{Listen: "127.0.0.1:0", ID: "edge-data"}
+	if err := cfg.Provision(); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(cfg, Deps{Store: st, Watcher: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := make(chan *fleet.Snapshot) // unbuffered: a send returns once the loop took the previous one
+	done := make(chan struct{})
+	go func() { defer close(done); srv.dataLoop(ctx, ch, 0) }()
+	feed := func(snap *fleet.Snapshot) {
+		ch <- snap
+		ch <- snap // returns after the first was handled; the same version again builds nothing
+	}
+	refresh := func() *fleet.Snapshot {
+		t.Helper()
+		if err := w.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return w.Current()
+	}
+	builds := func() int {
+		var m dto.Metric
+		if err := srv.met.dataBuilds.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return int(m.GetCounter().GetValue())
+	}
+	beat := func(queue int, assets ...fleet.Asset) {
+		t.Helper()
+		s := svc("gpu1", "chat", fleet.KindChat, "http://127.0.0.1:1", assets...)
+		s.Metrics.QueueDepth = queue
+		heartbeat(t, st, "gpu1", s)
+	}
+	llama := fleet.Asset{Name: "llama3.1:8b", Family: "llama", Loaded: true}
+
+	beat(0, llama)
+	first := refresh()
+	feed(first)
+	if builds() != 1 {
+		t.Fatalf("first snapshot: %d data builds, want 1", builds())
+	}
+	for q := 1; q <= 3; q++ {
+		beat(q, llama)
+		snap := refresh()
+		if snap.ByID["gpu1/chat"].Metrics.QueueDepth != q {
+			t.Fatal("heartbeat not in the snapshot")
+		}
+		feed(snap)
+	}
+	if builds() != 1 {
+		t.Fatalf("metric-only heartbeats rebuilt the policy data: %d builds", builds())
+	}
+	beat(0, llama, fleet.Asset{Name: "brand-new:1b", Family: "llama", Loaded: true})
+	feed(refresh())
+	if builds() != 2 {
+		t.Fatalf("a new asset: %d data builds, want 2", builds())
+	}
+	var dec policy.Decision
+	if err := srv.Engine().Eval(ctx, &policy.Input{SchemaVersion: policy.SchemaVersion, Operation: fleet.KindChat, Model: "brand-new:1b", ModelKey: "brand-new:1b"}, &dec); err != nil {
+		t.Fatal(err)
+	}
+	if len(dec.Targets) == 0 || dec.Targets[0].Name != "brand-new:1b" {
+		t.Fatalf("engine did not get the new asset: %+v", dec)
+	}
+	cancel()
+	<-done
+}
