@@ -5,7 +5,6 @@ import (
 	"hash/maphash"
 	"maps"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/geniehive/geniehive/fleet"
@@ -167,7 +166,10 @@ func (w *Watcher) fillFleet(snap, prev *fleet.Snapshot, changed map[string]bool)
 				changed[id] = true
 			}
 		}
-		old := w.views
+		old := make(map[string]*nodeView, len(changed))
+		for id := range changed {
+			old[id] = w.views[id]
+		}
 		w.views = views
 		switch {
 		case prev == nil || prev.Hosts == nil || 4*len(changed) > len(views):
@@ -182,10 +184,15 @@ func (w *Watcher) fillFleet(snap, prev *fleet.Snapshot, changed map[string]bool)
 		if len(changed) == 0 {
 			snap.Hosts, snap.Services, snap.ByID, snap.AssetServices = prev.Hosts, prev.Services, prev.ByID, prev.AssetServices
 		} else {
-			old := w.views
-			views := maps.Clone(old)
-			if views == nil {
-				views = map[string]*nodeView{}
+			// w.views is the watcher's own (readers never see it): patch it
+			// in place, keeping the changed nodes' previous views.
+			if w.views == nil {
+				w.views = map[string]*nodeView{}
+			}
+			views := w.views
+			old := make(map[string]*nodeView, len(changed))
+			for id := range changed {
+				old[id] = views[id]
 			}
 			for id := range changed {
 				n, ok := m.nodes[id]
@@ -203,7 +210,6 @@ func (w *Watcher) fillFleet(snap, prev *fleet.Snapshot, changed map[string]bool)
 				}
 				views[id] = v
 			}
-			w.views = views
 			w.patchIndexes(snap, prev, changed, old)
 		}
 	}
@@ -241,8 +247,8 @@ func (w *Watcher) buildIndexes(snap *fleet.Snapshot) {
 }
 
 // patchIndexes builds snap's containers from prev's, replacing the
-// entries of the changed nodes (old holds their views in prev, w.views
-// their views now; a node absent from w.views is removed).
+// entries of the changed nodes (old holds their views in prev, and only
+// theirs; w.views their views now; a node absent from w.views is removed).
 func (w *Watcher) patchIndexes(snap, prev *fleet.Snapshot, changed map[string]bool, old map[string]*nodeView) {
 	views := w.views
 	var added []*fleet.ServiceEntry
@@ -278,17 +284,27 @@ func (w *Watcher) patchIndexes(snap, prev *fleet.Snapshot, changed map[string]bo
 			snap.Hosts[id] = v.host
 		}
 	}
-	// Remove the changed hosts' entries from ByID (only those: an entry of
-	// another host with the same id stays), then add the new ones.
-	for _, e := range prev.Services {
-		if changed[e.HostID] && snap.ByID[e.ID] == e {
-			delete(snap.ByID, e.ID)
+	// Replace the changed hosts' entries in ByID (an entry of another host
+	// under the same id stays), then splice them in the sorted lists.
+	for _, v := range old {
+		if v == nil {
+			continue
+		}
+		for _, e := range v.svcs {
+			if snap.ByID[e.ID] == e {
+				delete(snap.ByID, e.ID)
+			}
 		}
 	}
 	for _, e := range added {
 		snap.ByID[e.ID] = e
 	}
-	snap.Services = mergeEntries(prev.Services, added, changed)
+	hosts := make([]string, 0, len(changed))
+	for id := range changed {
+		hosts = append(hosts, id+"/")
+	}
+	sort.Strings(hosts)
+	snap.Services = spliceEntries(prev.Services, added, hosts)
 	snap.AssetServices = make(map[string][]*fleet.ServiceEntry, len(prev.AssetServices)+len(assets))
 	for name, list := range prev.AssetServices {
 		if !assets[name] {
@@ -302,28 +318,34 @@ func (w *Watcher) patchIndexes(snap, prev *fleet.Snapshot, changed map[string]bo
 				mine = append(mine, e)
 			}
 		}
-		if list := mergeEntries(prev.AssetServices[name], mine, changed); len(list) > 0 {
+		if list := spliceEntries(prev.AssetServices[name], mine, hosts); len(list) > 0 {
 			snap.AssetServices[name] = list
 		}
 	}
 }
 
-// mergeEntries returns the entries of old (sorted by ID) not of a changed
-// host, merged in order with added (sorted by ID): one pass, no sort.
-func mergeEntries(old, added []*fleet.ServiceEntry, changed map[string]bool) []*fleet.ServiceEntry {
-	out := make([]*fleet.ServiceEntry, 0, len(old)+len(added))
-	i := 0
-	for _, e := range old {
-		if changed[e.HostID] {
-			continue
+// spliceEntries returns list (sorted by ID) with the entries of the given
+// hosts replaced by added (sorted by ID, entries of those hosts only).
+// hosts are "<host>/" prefixes, sorted. A service id is "<host>/<name>"
+// (checkNodeState), so a host's entries are one contiguous run, found by
+// binary search: the cost is a copy of the list, not a comparison per
+// entry.
+func spliceEntries(list, added []*fleet.ServiceEntry, hosts []string) []*fleet.ServiceEntry {
+	out := make([]*fleet.ServiceEntry, 0, len(list)+len(added))
+	pos, ai := 0, 0
+	for _, h := range hosts {
+		end := h[:len(h)-1] + "0" // '0' follows '/': the first id past the host's run
+		lo := pos + sort.Search(len(list)-pos, func(i int) bool { return list[pos+i].ID >= h })
+		hi := lo + sort.Search(len(list)-lo, func(i int) bool { return list[lo+i].ID >= end })
+		out = append(out, list[pos:lo]...)
+		for ai < len(added) && added[ai].ID < end {
+			out = append(out, added[ai])
+			ai++
 		}
-		for i < len(added) && strings.Compare(added[i].ID, e.ID) < 0 {
-			out = append(out, added[i])
-			i++
-		}
-		out = append(out, e)
+		pos = hi
 	}
-	return append(out, added[i:]...)
+	out = append(out, list[pos:]...)
+	return append(out, added[ai:]...)
 }
 
 // fillKeys and fillBench fill the parts of a snapshot that do not depend on

@@ -206,7 +206,9 @@ func TestIncrementalMatchesFullBuild(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, id := range []string{"m", "c", "x", "a", "k"} {
+	// "c-1" sorts before "c/…" ('-' < '/'): a host's run of ids must be
+	// found by its "<host>/" prefix, not by the host name's order.
+	for _, id := range []string{"m", "c-1", "c", "x", "a", "k"} {
 		hb(id, 2)
 	}
 	hb("c", 4) // grows
@@ -215,9 +217,10 @@ func TestIncrementalMatchesFullBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	hb("b", 3)
+	hb("c-1", 2) // again, beside its neighbour "c"
 	waitFor(t, 5*time.Second, func() bool {
 		snap := w.Current()
-		return len(snap.Hosts) == 5 && snap.Hosts["a"] == nil && len(snap.Services) == 2+4+1+2+3
+		return len(snap.Hosts) == 6 && snap.Hosts["a"] == nil && len(snap.Services) == 2+2+4+1+2+3
 	})
 	fresh := state.NewWatcher(state.New(c, prefix), state.WatcherOptions{Resync: time.Hour})
 	if err := fresh.Refresh(ctx); err != nil {

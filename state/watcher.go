@@ -466,9 +466,12 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 	var changed map[string]bool
 	if len(nodes) > 0 {
 		changed = make(map[string]bool, len(nodes))
-		nm := make(map[string]NodeRecord, len(m.nodes)+len(nodes))
-		for k, v := range m.nodes {
-			nm[k] = v
+		// The model is the watcher's own (snapshots never share it, and
+		// Refresh, the only other writer, is serialised with apply by
+		// w.refresh): update it in place instead of copying the fleet.
+		nm := m.nodes
+		if nm == nil {
+			nm = map[string]NodeRecord{}
 		}
 		for id, u := range nodes {
 			_, had := nm[id]
