@@ -33,6 +33,10 @@ type FleetConfig struct {
 	TTL      time.Duration // default as a node agent's (nodeagent.Config)
 	// Duration bounds the run (default 30s); the run also ends with ctx.
 	Duration time.Duration
+	// Warmup is the unmeasured start, in which every node joins (the fleet
+	// appearing is not churn): default one Interval plus a second. The
+	// figures (heartbeats, latencies, CPU, Redis) cover Duration after it.
+	Warmup time.Duration
 	// HostPrefix names the hosts (<prefix>00001, …). Default "fleet-".
 	HostPrefix string
 	// Endpoint is every service's base URL (default http://127.0.0.1:9,
@@ -115,6 +119,9 @@ func (c *FleetConfig) defaults() error {
 	}
 	if c.Duration <= 0 {
 		c.Duration = 30 * time.Second
+	}
+	if c.Warmup <= 0 {
+		c.Warmup = c.Interval + time.Second
 	}
 	if c.HostPrefix == "" {
 		c.HostPrefix = "fleet-"
@@ -226,17 +233,21 @@ func RunFleet(ctx context.Context, st *state.Store, cfg FleetConfig) (*FleetRepo
 		}
 	}
 	rep := &FleetReport{Nodes: cfg.Nodes, Services: cfg.Services, Assets: cfg.Assets, IntervalS: cfg.Interval.Seconds()}
-	redis0 := readRedisUsage(ctx, st.Client())
 	var obs *fleetObserver
 	if cfg.Observe != nil {
 		obs = startObserver(ctx, cfg.Observe, cfg.HostPrefix)
 	}
 	pw := startWatch(cfg.Watch)
 	defer pw.stop()
-	rctx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	rctx, cancel := context.WithTimeout(ctx, cfg.Warmup+cfg.Duration)
 	defer cancel()
 	writeH := NewHistogram()
 	var beats, errs atomic.Uint64
+	var measuring atomic.Bool
+	var redis0 *RedisUsage
+	var mstart time.Time
+	warm := time.NewTimer(cfg.Warmup)
+	defer warm.Stop()
 	work := make(chan *simNode, cfg.Writers)
 	done := make(chan *simNode, cfg.Writers)
 	var wg sync.WaitGroup
@@ -250,11 +261,13 @@ func RunFleet(ctx context.Context, st *state.Store, cfg FleetConfig) (*FleetRepo
 				t0 := time.Now()
 				err := nodeagent.WriteBeat(rctx, st, &n.st, n.cfg)
 				took := time.Since(t0)
-				if err != nil {
+				switch {
+				case !measuring.Load():
+				case err != nil:
 					if rctx.Err() == nil {
 						errs.Add(1)
 					}
-				} else {
+				default:
 					writeH.Record(took)
 					beats.Add(1)
 				}
@@ -290,6 +303,15 @@ loop:
 			out--
 			heap.Push(&nodes, n)
 		case <-timer.C:
+		case <-warm.C:
+			// The fleet has joined: measure from here.
+			redis0 = readRedisUsage(ctx, st.Client())
+			pw.reset()
+			if obs != nil {
+				obs.begin()
+			}
+			mstart = time.Now()
+			measuring.Store(true)
 		case <-tick.C:
 			if cfg.Progress != nil {
 				fmt.Fprintf(cfg.Progress, "fleet: %s, %d heartbeats, %d errors\n", time.Since(start).Round(time.Second), beats.Load(), errs.Load())
@@ -301,7 +323,10 @@ loop:
 	for n := range done {
 		heap.Push(&nodes, n)
 	}
-	rep.ElapsedS = time.Since(start).Seconds()
+	if mstart.IsZero() {
+		return nil, ctx.Err() // stopped during the warm-up
+	}
+	rep.ElapsedS = time.Since(mstart).Seconds()
 	rep.Processes = pw.results()
 	rep.Heartbeats, rep.Errors = beats.Load(), errs.Load()
 	rep.Write = writeH.Summary()
@@ -351,7 +376,18 @@ type fleetObserver struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	hist   *Histogram
+	on     atomic.Bool
+	mu     sync.Mutex
 	s0     observerCounts
+	b0     state.BuildStats
+}
+
+// begin starts the measured part.
+func (o *fleetObserver) begin() {
+	o.mu.Lock()
+	o.s0, o.b0 = counts(o.w), o.w.Stats().Build()
+	o.mu.Unlock()
+	o.on.Store(true)
 }
 
 type observerCounts struct{ applied, dropped, resyncs uint64 }
@@ -367,7 +403,6 @@ func startObserver(ctx context.Context, st *state.Store, prefix string) *fleetOb
 	o := &fleetObserver{w: w, cancel: cancel, done: make(chan struct{}), hist: NewHistogram()}
 	changes := w.Changes()
 	go func() { _ = w.Run(octx) }()
-	o.s0 = counts(w)
 	go func() {
 		defer close(o.done)
 		seen := map[string]time.Time{}
@@ -388,7 +423,7 @@ func startObserver(ctx context.Context, st *state.Store, prefix string) *fleetOb
 					if prev, ok := seen[id]; ok && !h.UpdatedAt.After(prev) {
 						continue
 					}
-					if _, ok := seen[id]; ok { // the first sighting may be a heartbeat written before the watcher started
+					if _, ok := seen[id]; ok && o.on.Load() { // the first sighting may be a heartbeat written before the watcher started
 						o.hist.Record(max(snap.BuiltAt.Sub(h.UpdatedAt), 0))
 					}
 					seen[id] = h.UpdatedAt
@@ -401,9 +436,16 @@ func startObserver(ctx context.Context, st *state.Store, prefix string) *fleetOb
 
 func (o *fleetObserver) stop() (*LatencySummary, *ObserverReport) {
 	s1 := counts(o.w)
+	b1 := o.w.Stats().Build()
 	snap := o.w.Current()
-	rep := &ObserverReport{EventsApplied: s1.applied - o.s0.applied, EventsDropped: s1.dropped - o.s0.dropped, Resyncs: s1.resyncs - o.s0.resyncs,
-		Build: o.w.Stats().Build(), FinalHosts: len(snap.Hosts), FinalServices: len(snap.Services)}
+	o.mu.Lock()
+	s0, b0 := o.s0, o.b0
+	o.mu.Unlock()
+	rep := &ObserverReport{EventsApplied: s1.applied - s0.applied, EventsDropped: s1.dropped - s0.dropped, Resyncs: s1.resyncs - s0.resyncs,
+		Build: state.BuildStats{FullBuilds: b1.FullBuilds - b0.FullBuilds, Incremental: b1.Incremental - b0.Incremental,
+			ViewsBuilt: b1.ViewsBuilt - b0.ViewsBuilt, ViewsReused: b1.ViewsReused - b0.ViewsReused,
+			IndexRebuilds: b1.IndexRebuilds - b0.IndexRebuilds, DataVersion: b1.DataVersion - b0.DataVersion},
+		FinalHosts: len(snap.Hosts), FinalServices: len(snap.Services)}
 	o.cancel()
 	<-o.done
 	return o.hist.Summary(), rep

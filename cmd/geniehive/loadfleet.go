@@ -25,8 +25,10 @@ process: each simulated node has S services of A models each (drawn from
 event, one MULTI/EXEC), first at a random point of the first interval, then
 every --interval with the agent's jitter (nodeagent.NextBeat: ±10%). Metrics
 (queue depth, in-flight, latency, tokens/s, VRAM) move on every beat, as a
-busy host's do. The run stops by itself after --duration; the nodes are
-then removed (as stopping agents do) unless --keep.
+busy host's do. Nothing is measured during --warmup (default one interval
+plus a second: every node joins, which is not churn); the run then
+measures for --duration and stops by itself; the nodes are removed (as
+stopping agents do) unless --keep.
 
 Unless --observe=false, a state watcher on its own connection follows the
 fleet as another edge does, and the report gives each heartbeat's time to
@@ -50,6 +52,7 @@ type loadFleetFlags struct {
 	Interval    time.Duration `yaml:"interval"`
 	TTL         time.Duration `yaml:"ttl"`
 	Duration    time.Duration `yaml:"duration"`
+	Warmup      time.Duration `yaml:"warmup"`
 	Writers     int           `yaml:"writers"`
 	HostPrefix  string        `yaml:"host_prefix"`
 	Endpoint    string        `yaml:"endpoint"`
@@ -73,7 +76,8 @@ func runLoadFleet(args []string) error {
 	fs.IntVar(&f.Models, "models", 50, "distinct model names the assets are drawn from")
 	fs.DurationVar(&f.Interval, "interval", 5*time.Second, "heartbeat interval (the node agent's heartbeat_interval)")
 	fs.DurationVar(&f.TTL, "ttl", 0, "heartbeat TTL (default as the node agent's: 15s, or 3x the interval when that is longer)")
-	fs.DurationVar(&f.Duration, "duration", 30*time.Second, "how long to run")
+	fs.DurationVar(&f.Duration, "duration", 30*time.Second, "how long to measure, after the warm-up")
+	fs.DurationVar(&f.Warmup, "warmup", 0, "unmeasured start while the nodes join (default: one interval plus 1s)")
 	fs.IntVar(&f.Writers, "writers", 32, "heartbeats written at once, at most")
 	fs.StringVar(&f.HostPrefix, "host-prefix", "fleet-", "host id prefix of the simulated nodes")
 	fs.StringVar(&f.Endpoint, "endpoint", "http://127.0.0.1:9", "every simulated service's endpoint")
@@ -107,7 +111,7 @@ func runLoadFleet(args []string) error {
 	}
 	defer c.Close()
 	cfg := loadtest.FleetConfig{Nodes: f.Nodes, Services: f.Services, Assets: f.Assets, Models: f.Models, Interval: f.Interval, TTL: f.TTL,
-		Duration: f.Duration, HostPrefix: f.HostPrefix, Endpoint: f.Endpoint, Writers: f.Writers, Keep: f.Keep, Watch: watch}
+		Duration: f.Duration, Warmup: f.Warmup, HostPrefix: f.HostPrefix, Endpoint: f.Endpoint, Writers: f.Writers, Keep: f.Keep, Watch: watch}
 	if !f.Quiet {
 		cfg.Progress = os.Stderr
 	}
@@ -147,8 +151,8 @@ func printFleetReport(r *loadtest.FleetReport) {
 		fmt.Printf("  heartbeat -> snapshot   p50 %s  p99 %s  max %s  (%d seen)\n", ms(v.P50), ms(v.P99), ms(v.Max), v.Count)
 	}
 	if o := r.Observer; o != nil {
-		fmt.Printf("  watcher: %d events applied, %d dropped, %d resyncs; builds full %d incremental %d, index rebuilds %d, node views built %d reused %d; last snapshot %d hosts %d services\n",
-			o.EventsApplied, o.EventsDropped, o.Resyncs, o.Build.FullBuilds, o.Build.Incremental, o.Build.IndexRebuilds, o.Build.ViewsBuilt, o.Build.ViewsReused, o.FinalHosts, o.FinalServices)
+		fmt.Printf("  watcher: %d events applied, %d dropped, %d resyncs; builds full %d incremental %d, index rebuilds %d, node views built %d reused %d, policy-data version changes %d; last snapshot %d hosts %d services\n",
+			o.EventsApplied, o.EventsDropped, o.Resyncs, o.Build.FullBuilds, o.Build.Incremental, o.Build.IndexRebuilds, o.Build.ViewsBuilt, o.Build.ViewsReused, o.Build.DataVersion, o.FinalHosts, o.FinalServices)
 	}
 	if u := r.Redis; u != nil {
 		fmt.Printf("  redis: cpu %.2fs (%.1f%% of one core), %d commands (%.0f/s), in %d B/s, out %d B/s, used memory %.1f MiB\n",
