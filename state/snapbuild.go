@@ -76,6 +76,13 @@ func nodeShape(id string, st *fleet.NodeState) uint64 {
 	return h.Sum64()
 }
 
+// rawSeed keys rawSum with a secret of this process: a node cannot craft
+// a state whose sum collides with another of its states'.
+var rawSeed = maphash.MakeSeed()
+
+// rawSum is a node state's stored bytes' keyed 64-bit hash (never 0).
+func rawSum(raw string) uint64 { return maphash.String(rawSeed, raw) | 1 }
+
 // buildView builds the entries of one node from its record and the shared
 // health figures of the model.
 func buildView(id string, n NodeRecord, m *model) *nodeView {
@@ -103,7 +110,7 @@ func buildView(id string, n NodeRecord, m *model) *nodeView {
 // viewCurrent reports whether v still shows n with the model's shared
 // health figures (so a full resync may keep its entries).
 func viewCurrent(v *nodeView, n NodeRecord, m *model) bool {
-	if v == nil || v.rec.raw == "" || v.rec.raw != n.raw || !v.rec.Deadline.Equal(n.Deadline) {
+	if v == nil || v.rec.sum == 0 || v.rec.sum != n.sum || !v.rec.Deadline.Equal(n.Deadline) {
 		return false
 	}
 	for _, e := range v.svcs {

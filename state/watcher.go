@@ -283,7 +283,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if err := w.Refresh(ctx); err != nil {
 		w.o.Logger.Warn("state refresh failed", "err", err)
 	}
-	events := make(chan event, 256)
+	// Room for 20 s of a 1,000-node fleet's heartbeats (200/s): a burst (the
+	// fleet joining, a slow policy data rebuild) is applied late, not dropped.
+	events := make(chan event, 4096)
 	go w.subscribe(ctx, events)
 	tick := time.NewTicker(w.o.Resync)
 	defer tick.Stop()
