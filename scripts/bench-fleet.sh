@@ -19,8 +19,8 @@
 #   4. BIG_NODES (10,000) nodes once.
 #
 # Environment: NODES (1000), BIG_NODES (10000, 0 skips), DURATION (60s),
-# REQ_DURATION (30s), OUT (/tmp/geniehive-bench-fleet), GO_BENCH (1; 0 skips
-# part 1). Needs redis-server.
+# REQ_DURATION (30s), OUT (/tmp/geniehive-bench-fleet), PHASES ("1 2 3 4"),
+# GO_BENCH (1; 0 drops phase 1). Needs redis-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NODES=${NODES:-1000}
@@ -46,7 +46,10 @@ export GENIEHIVE_TEST_REDIS="$URL"
 note() { echo "== $* (load average: $(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$OUT/summary.txt"; }
 : >"$OUT/summary.txt"
 
-if [ "${GO_BENCH:-1}" = 1 ]; then
+PHASES=${PHASES:-1 2 3 4}
+[ "${GO_BENCH:-1}" = 1 ] || PHASES=${PHASES//1/}
+on() { [[ " $PHASES " == *" $1 "* ]]; }
+if on 1; then
 note "1. go benchmarks"
 go test -run XXX -bench 'ApplyNodeEvent|Resync' -benchtime 20x ./state 2>/dev/null | grep -E '^(Benchmark|\s+[0-9]+\s)' | tee "$OUT/bench-state.txt" | tee -a "$OUT/summary.txt"
 go test -run XXX -bench 'FleetPick' -benchtime 300x ./routing 2>/dev/null | grep -E '^Benchmark' | tee "$OUT/bench-routing.txt" | tee -a "$OUT/summary.txt"
@@ -73,15 +76,51 @@ for e in $EBIG $ESMALL; do
 done
 until curl -sf "http://127.0.0.1:$EBIG/v1/models" | grep -q '"sim"' && curl -sf "http://127.0.0.1:$ESMALL/v1/models" | grep -q '"sim"'; do sleep 0.2; done
 scrape() { curl -sf "http://127.0.0.1:$EBIG/metrics" | grep -E '^geniehive_(snapshot|state|policy_data|redis_round)' ; }
+# edge_delta BEFORE AFTER: what the big edge's own /metrics counted between
+# two scrapes: events applied and dropped, resyncs, policy data builds, and
+# the event apply latency's p50/p99 (upper bounds of histogram buckets).
+edge_delta() {
+  python3 - "$1" "$2" <<'PY'
+import sys, re
+def load(p):
+    d = {}
+    for line in open(p):
+        m = re.match(r'(\S+?)(\{[^}]*\})?\s+(\S+)$', line.strip())
+        if m: d[m.group(1) + (m.group(2) or '')] = float(m.group(3))
+    return d
+a, b = load(sys.argv[1]), load(sys.argv[2])
+dl = lambda k: b.get(k, 0) - a.get(k, 0)
+out = []
+for k in ['geniehive_state_events_applied_total', 'geniehive_state_events_dropped_total', 'geniehive_state_resyncs_total',
+          'geniehive_policy_data_builds_total', 'geniehive_snapshot_builds_total{kind="full"}', 'geniehive_snapshot_builds_total{kind="incremental"}']:
+    out.append('%s +%d' % (k.replace('geniehive_', ''), dl(k)))
+for h in ['geniehive_state_event_apply_seconds', 'geniehive_state_resync_seconds']:
+    n = dl(h + '_count')
+    if n <= 0: continue
+    bk = sorted((float(re.search(r'le="([^"]+)"', k).group(1)), dl(k)) for k in b if k.startswith(h + '_bucket') and '+Inf' not in k)
+    q = lambda f: next(('<=%gms' % (le * 1000) for le, c in bk if c >= f * n), '>10s')
+    out.append('%s: n=%d mean=%.2fms p50%s p99%s' % (h.replace('geniehive_', ''), n, 1000 * dl(h + '_sum') / n, q(.5), q(.99)))
+print('  edge-big /metrics: ' + '; '.join(out))
+PY
+}
 
+# The edge is scraped after the fleet's warm-up (the nodes joining) and at
+# its end, so its figures cover the measured minute only.
+fleet_churn() { # NODES DURATION NAME
+  ( sleep 6.5; scrape >"$OUT/metrics-$3-before.txt" ) &
+  "$GH" loadtest fleet --redis-url "$URL" --redis-prefix big: --nodes "$1" --services 5 --assets 4 --interval 5s \
+    --warmup 6s --duration "$2" --keep --watch edge-big="$EBIG_PID" --watch edge-small="$ESMALL_PID" --watch redis="$RPID" \
+    --json "$OUT/fleet-$1.json" --quiet | tee -a "$OUT/summary.txt"
+  scrape >"$OUT/metrics-$3-after.txt"
+  edge_delta "$OUT/metrics-$3-before.txt" "$OUT/metrics-$3-after.txt" | tee -a "$OUT/summary.txt"
+  redis-cli -p "$RPORT" --scan --pattern 'big:node:{fleet-*' | xargs -r -n 500 redis-cli -p "$RPORT" del >/dev/null
+}
+if on 2; then
 note "2. churn: $NODES nodes, edges idle"
-scrape >"$OUT/metrics-big-before.txt" || true
-"$GH" loadtest fleet --redis-url "$URL" --redis-prefix big: --nodes "$NODES" --services 5 --assets 4 --interval 5s \
-  --duration "$DURATION" --watch edge-big="$EBIG_PID" --watch edge-small="$ESMALL_PID" --watch redis="$RPID" \
-  --json "$OUT/fleet-$NODES.json" --quiet | tee -a "$OUT/summary.txt"
-scrape >"$OUT/metrics-big-after.txt" || true
-grep -E 'event_apply_seconds_(sum|count)|resync_seconds_(sum|count)|builds_total|events_(applied|dropped)|policy_data_builds' "$OUT/metrics-big-after.txt" | tee -a "$OUT/summary.txt" || true
+fleet_churn "$NODES" "$DURATION" churn
+fi
 
+if on 3; then
 note "3. 32 clients through big (under churn) and small, interleaved"
 "$GH" loadtest fleet --redis-url "$URL" --redis-prefix big: --nodes "$NODES" --services 5 --assets 4 --interval 5s \
   --duration 10m --observe=false --quiet >"$OUT/fleet-bg.log" 2>&1 &
@@ -91,11 +130,10 @@ sleep 6
   --model sim --concurrency 32 --duration "$REQ_DURATION" --watch edge-big="$EBIG_PID" --watch edge-small="$ESMALL_PID" \
   --json "$OUT/requests.json" --quiet | tee -a "$OUT/summary.txt"
 kill -INT "$FLEET_PID" 2>/dev/null || true; wait "$FLEET_PID" 2>/dev/null || true
+fi
 
-if [ "$BIG_NODES" -gt 0 ]; then
+if on 4 && [ "$BIG_NODES" -gt 0 ]; then
   note "4. churn: $BIG_NODES nodes, edges idle"
-  "$GH" loadtest fleet --redis-url "$URL" --redis-prefix big: --nodes "$BIG_NODES" --services 5 --assets 4 --interval 5s \
-    --duration 30s --watch edge-big="$EBIG_PID" --watch edge-small="$ESMALL_PID" --watch redis="$RPID" \
-    --json "$OUT/fleet-$BIG_NODES.json" --quiet | tee -a "$OUT/summary.txt"
+  fleet_churn "$BIG_NODES" 30s churn10k
 fi
 note "done: $OUT/summary.txt"

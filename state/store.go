@@ -320,6 +320,45 @@ func (s *Store) ReadNode(ctx context.Context, hostID string) (rec NodeRecord, fo
 	return rec, true, nil
 }
 
+// nodeRead is one node's result in a batch read.
+type nodeRead struct {
+	rec   NodeRecord
+	found bool
+	err   error
+}
+
+// readNodeBatch reads several nodes as ReadNode does, in one pipeline.
+func (s *Store) readNodeBatch(ctx context.Context, ids []string) []nodeRead {
+	out := make([]nodeRead, len(ids))
+	gets := make([]*redis.StringCmd, len(ids))
+	ttls := make([]*redis.DurationCmd, len(ids))
+	now := time.Now()
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			gets[i] = p.Get(ctx, s.NodeKey(id))
+			ttls[i] = p.PTTL(ctx, s.NodeKey(id))
+		}
+		return nil
+	})
+	for i, id := range ids {
+		switch gerr := gets[i].Err(); {
+		case errors.Is(gerr, redis.Nil):
+		case gerr != nil:
+			out[i].err = gerr
+		case err != nil && !errors.Is(err, redis.Nil) && ttls[i].Err() != nil:
+			out[i].err = ttls[i].Err()
+		default:
+			rec, r := s.decodeNode(s.NodeKey(id), gets[i].Val(), ttls[i].Val(), now)
+			if r != nil {
+				out[i].err = r
+				continue
+			}
+			out[i].rec, out[i].found = rec, true
+		}
+	}
+	return out
+}
+
 // ReadNodes reads every node's state. It SCANs (on every master of a
 // cluster): call it on resync, never per request.
 func (s *Store) ReadNodes(ctx context.Context) ([]NodeRecord, error) {

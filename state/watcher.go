@@ -379,19 +379,33 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 	var assetCool map[string]map[string]time.Time
 	var gotAssetCool bool
 	var probes map[string]fleet.ProbeResult
+	// The batch's nodes are read in one pipeline (one round trip, per
+	// shard on a Cluster): a burst of thousands of heartbeats must not cost
+	// thousands of sequential round trips.
+	var nodeIDs []string
 	for ev := range batch {
-		switch {
-		case strings.HasPrefix(ev, EventNode):
-			id := strings.TrimPrefix(ev, EventNode)
-			rec, found, err := w.s.ReadNode(ctx, id)
-			if ok, handled := w.gate.admitOne(id, &rec, found, err, time.Now()); handled {
+		if id, ok := strings.CutPrefix(ev, EventNode); ok {
+			nodeIDs = append(nodeIDs, id)
+		}
+	}
+	if len(nodeIDs) > 0 {
+		reads := w.s.readNodeBatch(ctx, nodeIDs)
+		now := time.Now()
+		for i, id := range nodeIDs {
+			r := &reads[i]
+			found, err := r.found, r.err
+			if ok, handled := w.gate.admitOne(id, &r.rec, found, err, now); handled {
 				found, err = ok, nil
 			}
 			if err != nil {
 				w.o.Logger.Warn("node refresh failed", "node", id, "err", err)
 				continue
 			}
-			nodes[id] = nodeUpd{rec, found}
+			nodes[id] = nodeUpd{r.rec, found}
+		}
+	}
+	for ev := range batch {
+		switch {
 		case ev == EventCatalog:
 			if c, ce, err := w.readCatalog(ctx); err == nil {
 				cat, catErr, gotCat = c, ce, true
