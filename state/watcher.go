@@ -17,7 +17,11 @@ import (
 // WatcherOptions configures a Watcher.
 type WatcherOptions struct {
 	// Resync is the period of the full rebuild that covers lost messages
-	// and expired keys. Default 5s.
+	// and expired keys. Default 5s. A resync that takes long stretches it:
+	// the next one waits at least ResyncSpacing times as long as the last
+	// took (a 10,000-node fleet's resync takes seconds, and holds events
+	// back meanwhile; events carry the changes, the resync is a safety
+	// net). Entries past their deadline are never routed either way.
 	Resync time.Duration
 	// Logger receives refresh failures. Default slog.Default().
 	Logger *slog.Logger
@@ -287,16 +291,18 @@ func (w *Watcher) Run(ctx context.Context) error {
 	// fleet joining, a slow policy data rebuild) is applied late, not dropped.
 	events := make(chan event, 4096)
 	go w.subscribe(ctx, events)
-	tick := time.NewTicker(w.o.Resync)
+	tick := time.NewTimer(w.o.Resync)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
+			start := time.Now()
 			if err := w.Refresh(ctx); err != nil && ctx.Err() == nil {
 				w.o.Logger.Warn("state resync failed", "err", err)
 			}
+			tick.Reset(resyncWait(w.o.Resync, time.Since(start)))
 		case ev := <-events:
 			// Gather whatever else arrived in the same instant.
 			batch := map[string]bool{ev.name: true}
@@ -315,6 +321,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.stats.ApplyLatency.Observe(since(first))
 		}
 	}
+}
+
+// ResyncSpacing: a resync waits at least this many times the last one's
+// duration after it, so resyncs take at most 1/ResyncSpacing of the
+// watcher's time whatever the fleet's size.
+const ResyncSpacing = 20
+
+func resyncWait(period, took time.Duration) time.Duration {
+	return max(period, ResyncSpacing*took)
 }
 
 // subscribe relays event suffixes to out; "*" means "refresh everything"
