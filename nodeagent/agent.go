@@ -305,7 +305,7 @@ func NextBeat(interval, took time.Duration, u float64) time.Duration {
 	return max(interval-took+j, 0)
 }
 
-// Run heartbeats every Interval until ctx ends, then removes the node's key
+// Run heartbeats every Interval (jittered by ±Jitter, NextBeat) until ctx ends, then removes the node's key
 // so edges drop it at once rather than after the TTL. Redis failures are
 // logged and retried (backoff from 250ms doubling, capped at Interval); they
 // never end Run.

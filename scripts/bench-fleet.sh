@@ -51,7 +51,7 @@ PHASES=${PHASES:-1 2 3 4}
 on() { [[ " $PHASES " == *" $1 "* ]]; }
 if on 1; then
 note "1. go benchmarks"
-go test -run XXX -bench 'ApplyNodeEvent|Resync' -benchtime 20x ./state 2>/dev/null | grep -E '^(Benchmark|\s+[0-9]+\s)' | tee "$OUT/bench-state.txt" | tee -a "$OUT/summary.txt"
+go test -run XXX -bench 'ApplyNodeEvent|ApplyBatch|Resync' -benchtime 20x ./state 2>/dev/null | grep -E '^(Benchmark|\s+[0-9]+\s)' | tee "$OUT/bench-state.txt" | tee -a "$OUT/summary.txt"
 go test -run XXX -bench 'FleetPick' -benchtime 300x ./routing 2>/dev/null | grep -E '^Benchmark' | tee "$OUT/bench-routing.txt" | tee -a "$OUT/summary.txt"
 fi
 

@@ -139,3 +139,22 @@ func BenchmarkApplyNodeEvent(b *testing.B) {
 
 // quiet keeps the watcher's warnings (no allowlist) out of benchmark lines.
 var quiet = slog.New(slog.DiscardHandler)
+
+// BenchmarkApplyBatch: 2,000 node events (one second of a 10,000-node
+// fleet's heartbeats) applied as one batch.
+func BenchmarkApplyBatch(b *testing.B) {
+	s := benchFleet(b, 10000)
+	ctx := context.Background()
+	w := NewWatcher(s, WatcherOptions{Resync: time.Hour, Logger: quiet})
+	if err := w.Refresh(ctx); err != nil {
+		b.Fatal(err)
+	}
+	batch := map[string]bool{}
+	for i := 0; i < 2000; i++ {
+		batch[EventNode+fmt.Sprintf("bn-%05d", i*5)] = true
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		w.apply(ctx, batch)
+	}
+}
