@@ -76,7 +76,7 @@ func TestNodeEventTouchesOnlyThatNode(t *testing.T) {
 		t.Fatalf("a node event rebuilt the fleet: before %+v after %+v", b0, b1)
 	}
 	if got := b1.ViewsBuilt - b0.ViewsBuilt; got != 1 {
-		t.Fatalf("one node changed, %d node views built", got)
+		t.Fatalf("one node changed, %d node views built (before %+v, after %+v)", got, b0, b1)
 	}
 	if after.DataVersion != before.DataVersion {
 		t.Fatalf("metrics-only heartbeat changed DataVersion %d -> %d", before.DataVersion, after.DataVersion)

@@ -505,8 +505,14 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 			nm = map[string]NodeRecord{}
 		}
 		for id, u := range nodes {
-			_, had := nm[id]
+			prev, had := nm[id]
 			if u.found {
+				// An event that brings nothing new (delivered twice, or
+				// late: a Cluster forwards messages between shards
+				// asynchronously) leaves the node's view as it was.
+				if had && prev.sum != 0 && prev.sum == u.rec.sum && u.rec.Deadline.Sub(prev.Deadline) <= time.Second {
+					continue
+				}
 				nm[id] = u.rec
 				changed[id] = true
 			} else if had {
