@@ -15,9 +15,12 @@ import (
 // only; the next snapshot shares every other node's HostEntry and
 // ServiceEntry pointers with the previous one and patches the indexes that
 // point at the changed node (ByID, AssetServices of its assets, the sorted
-// Services list) instead of rebuilding them. The containers are copied
-// (pointers only: a few tens of microseconds at 5,000 services, measured by
-// BenchmarkApplyNodeEvent), the entries are not rebuilt. A full resync
+// Services list) instead of rebuilding them: the node's run of ids is
+// found by binary search and spliced. The containers are still copied
+// (pointers only: 0.05-0.4 ms at 5,000 services and 0.4-1.9 ms at 50,000 on
+// a busy 2-core machine, against 5-10 ms and 90-320 ms for the full
+// rebuild: BenchmarkApplyNodeEvent), the entries are not rebuilt; many
+// events arriving together are applied as one batch. A full resync
 // reuses a node's view when its stored bytes, deadline and shared health
 // figures are unchanged, and the previous containers too when no view
 // changed.
