@@ -261,7 +261,7 @@ func inflightState(ctx context.Context, c *ghtest.Cluster, killed []string) (str
 	}
 	defer s.Client().Close()
 	rc := s.Client()
-	keys, err := rc.Keys(ctx, s.Prefix()+"if:{*").Result()
+	keys, err := scanKeys(ctx, rc, s.Prefix()+"if:{*")
 	if err != nil {
 		return err.Error(), false
 	}

@@ -70,6 +70,11 @@ type Summary struct {
 	SpannedRetryable, SpannedCut int64
 	MaxLatency                   time.Duration
 	Failures                     []string // first few non-ok descriptions
+	// ByKind counts the non-ok requests by what they saw ("retryable HTTP
+	// 503 service_unavailable", "cut", ...): the errors by kind.
+	ByKind map[string]int64
+	// LastFailure is when the latest non-ok request ended (zero if none).
+	LastFailure time.Time
 }
 
 func (s Summary) String() string {
@@ -91,6 +96,8 @@ type Load struct {
 	mu      sync.Mutex
 	fails   []string
 	kept    [4]int
+	kinds   map[string]int64 // under mu
+	lastBad time.Time        // under mu
 	stopped atomic.Bool
 }
 
@@ -131,7 +138,8 @@ func (l *Load) Stop() Summary {
 }
 
 // window is the time a fault took to happen: from just before the command
-// that causes it to the moment that command returned.
+// that causes it to the moment that command returned (or, for a failover,
+// the moment the scenario declares it over).
 type window struct{ from, to time.Time }
 
 // Mark records the start of a fault (a kill, a cut) and returns the function
@@ -139,13 +147,15 @@ type window struct{ from, to time.Time }
 // returned). A failed request in flight at any instant of that window is
 // counted as spanning it: a request that starts while Docker is still
 // killing a replica reaches the replica and is cut with it, exactly like one
-// that started a moment before. Without a call to the returned function the
-// window is the single instant of the Mark.
+// that started a moment before. Until the returned function is called the
+// window stays open.
 func (l *Load) Mark() (done func()) {
 	l.mu.Lock()
 	i := len(l.marks)
-	now := time.Now()
-	l.marks = append(l.marks, window{from: now, to: now})
+	// Open until done: a request failing while the fault is still under
+	// way (a failover taking seconds) spans it, though it started after
+	// the Mark and ended before done.
+	l.marks = append(l.marks, window{from: time.Now(), to: time.Unix(1<<40, 0)})
 	l.mu.Unlock()
 	return func() {
 		l.mu.Lock()
@@ -172,7 +182,11 @@ func (l *Load) Summary() Summary {
 	defer l.mu.Unlock()
 	s := Summary{OK: l.n[OK].Load(), Retryable: l.n[Retryable].Load(), Cut: l.n[Cut].Load(), Other: l.n[Other].Load(),
 		SpannedRetryable: l.spanned[Retryable].Load(), SpannedCut: l.spanned[Cut].Load(),
-		MaxLatency: time.Duration(l.maxLat.Load()), Failures: append([]string(nil), l.fails...)}
+		MaxLatency: time.Duration(l.maxLat.Load()), Failures: append([]string(nil), l.fails...),
+		ByKind: make(map[string]int64, len(l.kinds)), LastFailure: l.lastBad}
+	for k, n := range l.kinds {
+		s.ByKind[k] = n
+	}
 	sort.SliceStable(s.Failures, func(i, j int) bool {
 		return strings.HasPrefix(s.Failures[i], "OTHER") && !strings.HasPrefix(s.Failures[j], "OTHER")
 	})
@@ -199,6 +213,13 @@ func (l *Load) worker(ctx context.Context, w int) {
 		}
 		if out != OK {
 			l.mu.Lock()
+			if l.kinds == nil {
+				l.kinds = map[string]int64{}
+			}
+			l.kinds[failureKind(out, desc)]++
+			if end := t0.Add(lat); end.After(l.lastBad) {
+				l.lastBad = end
+			}
 			// Keep the first few of each outcome, losses first in the report.
 			if l.kept[out] < 6 {
 				l.kept[out]++
@@ -275,6 +296,21 @@ func (l *Load) one(kind string) (Outcome, string) {
 		return Other, fmt.Sprintf("200 completion without content/finish_reason: %.120q", b)
 	}
 	return OK, ""
+}
+
+// failureKind is a failure's class for Summary.ByKind: the outcome and,
+// for an error answer, its status and OpenAI error type.
+func failureKind(out Outcome, desc string) string {
+	name := [4]string{"ok", "retryable", "cut", "other"}[out]
+	if strings.HasPrefix(desc, "HTTP ") {
+		if i := strings.IndexByte(desc, ':'); i > 0 {
+			return name + " " + desc[:i]
+		}
+	}
+	if strings.HasPrefix(desc, "stream error event") {
+		return name + " stream error event"
+	}
+	return name
 }
 
 // readStream checks an SSE body: every data event is JSON or [DONE]; it ends

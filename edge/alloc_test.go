@@ -3,9 +3,15 @@
 package edge
 
 import (
+	"context"
 	"net"
 	"testing"
 
+	"github.com/valyala/fasthttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/routing"
 )
 
@@ -98,4 +104,39 @@ func TestRequestHelpersAllocations(t *testing.T) {
 	if string(buf) != "10.1.2.3" || string(appendIP(nil, net.ParseIP("::1"))) != "::1" {
 		t.Fatalf("appendIP: %q", buf)
 	}
+}
+
+// TestTracingOffAllocs: with no TracerProvider every tracing hook of the
+// request path (tracing.go) is a nil check: nothing is allocated. With
+// tracing on the same hooks allocate (spans, attributes); that figure is
+// logged, not asserted.
+func TestTracingOffAllocs(t *testing.T) {
+	var rc fasthttp.RequestCtx
+	rc.Request.Header.SetMethod("POST")
+	rc.Request.SetRequestURI("/v1/chat/completions")
+	rc.Request.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	c := &routing.Candidate{Service: &fleet.ServiceEntry{Service: fleet.Service{ID: "gpu1/chat", HostID: "gpu1"}}, Asset: "qwen3:8b"}
+	answer := []byte(`{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34}}`)
+	hooks := func(s *Server) func() {
+		return func() {
+			x := exchange{s: s, endpoint: endpointChat, op: fleet.KindChat, model: "qwen3:8b", asset: "qwen3:8b", attempts: 1}
+			x.traceStart(&rc)
+			x.traceEval(x.child("policy.evaluate", trace.SpanKindInternal), "go", nil)
+			tracePlan(x.child("routing.plan", trace.SpanKindInternal), nil)
+			x.traceAttempt(x.attemptSpan(c, 1, req), 200, nil)
+			x.relay = x.child("stream.relay", trace.SpanKindInternal)
+			x.traceUsage(answer)
+			x.traceEnd(200)
+		}
+	}
+	if n := testing.AllocsPerRun(500, hooks(&Server{})); n != 0 {
+		t.Fatalf("tracing off: the hooks allocate %v per request", n)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sdktrace.NewBatchSpanProcessor(discardExporter{})))
+	defer tp.Shutdown(context.Background())
+	var on Server
+	on.tr.Store(newEdgeTracer(tp))
+	t.Logf("tracing on (always sampled, batch export): %v allocations per request", testing.AllocsPerRun(500, hooks(&on)))
 }

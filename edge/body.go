@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"errors"
 	"io"
 
@@ -15,8 +16,9 @@ import (
 // body's buffer from Content-Length before reading a byte: 40 connections
 // announcing 25 MiB pinned 1 GiB).
 
-// hdrRefused marks a request whose body the header hook refused for its
-// declared size (a client's own header of that name is removed first).
+// hdrRefused marks a request whose body the header hook refused: "401"
+// (no valid key while auth is on) or "413" (declared size over the route's
+// limit). A client's own header of that name is removed first.
 var hdrRefused = []byte("X-Geniehive-Refused")
 
 // headerReceived is the fasthttp server's HeaderReceived hook: it runs
@@ -38,6 +40,7 @@ func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfi
 	snap := s.watcher.Current()
 	switch {
 	case s.keys.authEnabled(snap) && s.keys.lookup(presentedKey(h), snap) == nil:
+		h.SetBytesKV(hdrRefused, strNoKey)
 	case known && cl > limit:
 		h.SetBytesKV(hdrRefused, strTooLarge)
 	default:
@@ -51,7 +54,32 @@ func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfi
 	return fasthttp.RequestConfig{}
 }
 
-var strTooLarge = []byte("413")
+var (
+	strTooLarge = []byte("413")
+	strNoKey    = []byte("401")
+)
+
+// expectContinue is the fasthttp server's ExpectHandler, called for a
+// request with "Expect: 100-continue" after its headers (and
+// headerReceived) and before "100 Continue" is sent. A request the header
+// hook refused (no valid key, or a declared size over the route's limit)
+// gets its 401 or 413 now, so the client never sends the body: the
+// handler runs here (it answers from the headers, reading no body) and its
+// status is returned; fasthttp then writes that answer, closes the
+// connection and does not call the handler again. Without it fasthttp
+// sent "100 Continue" first and the client started sending its body.
+func (s *Server) expectContinue(ctx *fasthttp.RequestCtx) int {
+	if len(ctx.Request.Header.PeekBytes(hdrRefused)) == 0 {
+		return fasthttp.StatusContinue
+	}
+	s.Handler(ctx)
+	if st := ctx.Response.StatusCode(); st != fasthttp.StatusContinue && st >= 400 {
+		return st
+	}
+	// The handler let it through after all (it cannot, from a refusal
+	// mark, but a refusal must never turn into a body read).
+	return fasthttp.StatusExpectationFailed
+}
 
 // routeBodyLimit is the body limit of the route a raw request URI names
 // (known false for paths it does not recognise: their handlers apply
@@ -91,7 +119,7 @@ var errBodyTimeout = &APIError{Status: 408, Type: "invalid_request_error", Code:
 // answer is errTooLarge (413) and the connection is closed (fasthttp does
 // not drain more than 256 KiB of an unread body).
 func readBody(ctx *fasthttp.RequestCtx, limit int, bb *bbuf) ([]byte, error) {
-	if cl := ctx.Request.Header.ContentLength(); cl > limit || len(ctx.Request.Header.PeekBytes(hdrRefused)) > 0 {
+	if cl := ctx.Request.Header.ContentLength(); cl > limit || bytes.Equal(ctx.Request.Header.PeekBytes(hdrRefused), strTooLarge) {
 		ctx.SetConnectionClose()
 		return nil, errTooLarge
 	}

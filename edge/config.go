@@ -44,6 +44,13 @@ type Config struct {
 	// load balancer every connection comes from its address: raise this
 	// (or set -1 for no cap). Default 4096.
 	MaxConnsPerClient int `yaml:"max_conns_per_client"`
+	// MaxEventStreams caps the open GET /v1/cluster/events streams (the
+	// console's live updates) on this edge; past it a new one is answered
+	// 503 too_many_streams. Default 64.
+	MaxEventStreams int `yaml:"max_event_streams"`
+	// Console serves the operator console at /ui/ (static files; the data
+	// comes from /v1/cluster/* with a reader key). Default true.
+	Console *bool `yaml:"console"`
 	// StatsInterval is how often observed stats are merged into Redis. Default 1s.
 	StatsInterval time.Duration `yaml:"stats_interval"`
 	// PresenceInterval is how often the edge refreshes its presence record. Default 5s.
@@ -240,6 +247,13 @@ func (c *Config) Provision() error {
 	def(&t.Shutdown, 30*time.Second)
 	def(&c.StatsInterval, time.Second)
 	def(&c.PresenceInterval, 5*time.Second)
+	if c.MaxEventStreams <= 0 {
+		c.MaxEventStreams = 64
+	}
+	if c.Console == nil {
+		on := true
+		c.Console = &on
+	}
 	def(&c.InflightLease, 30*time.Second)
 	defB := func(b *ByteSize, v ByteSize) {
 		if *b <= 0 {

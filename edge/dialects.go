@@ -268,8 +268,17 @@ func writeAnthropicError(ctx *fasthttp.RequestCtx, e *APIError) {
 // serveAnthropicModels answers GET /v1/models for an Anthropic client: the
 // routable chat models and roles in Anthropic's list format.
 func (s *Server) serveAnthropicModels(ctx *fasthttp.RequestCtx) {
-	snap := s.watcher.Current()
-	entries := buildModels(snap, time.Now())
+	d := s.modelsDoc(ctx)
+	if d == nil {
+		return
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(d.anthropic)
+}
+
+// anthropicModels is the Anthropic models list of entries: the routable
+// chat models and roles (built with the other /v1/models documents).
+func anthropicModels(entries []ModelEntry) []byte {
 	ms := make([]dialect.Model, 0, len(entries))
 	for i := range entries {
 		e := &entries[i]
@@ -283,8 +292,7 @@ func (s *Server) serveAnthropicModels(ctx *fasthttp.RequestCtx) {
 		}
 		ms = append(ms, dialect.Model{ID: e.ID, Created: time.Unix(e.Created, 0), MaxInputTokens: m.ContextLength})
 	}
-	ctx.SetContentType("application/json")
-	ctx.SetBody(dialect.AppendAnthropicModels(nil, ms))
+	return dialect.AppendAnthropicModels(nil, ms)
 }
 
 // nativeStreamEnd reports whether an event of a natively relayed

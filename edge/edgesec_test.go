@@ -2,12 +2,16 @@ package edge
 
 import (
 	"bufio"
+	"bytes"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -201,13 +205,23 @@ func TestErrorsNameNoInternals(t *testing.T) {
 	}
 }
 
-// TestLongModelNameIsCut: a 1 MiB model name is not echoed whole.
+// TestLongModelNameIsCut: a 1 MiB model name is echoed whole neither in
+// the 404 body nor in the access log.
 func TestLongModelNameIsCut(t *testing.T) {
-	s := newStack(t)
+	var logged syncBuffer
+	s := newStack(t, func(_ *Config, d *Deps) {
+		d.Logger = slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
 	name := strings.Repeat("m", 1<<20)
 	r, b := do(t, "POST", s.url+"/v1/chat/completions", testKey, []byte(`{"model":"`+name+`","messages":[]}`), nil)
 	if r.StatusCode != 404 || len(b) > 8<<10 {
 		t.Fatalf("%d, %d-byte answer", r.StatusCode, len(b))
+	}
+	waitUntil(t, 5*time.Second, "the access log line", func() bool { return strings.Contains(logged.String(), "status=404") })
+	for _, line := range strings.Split(logged.String(), "\n") {
+		if len(line) > 8<<10 {
+			t.Fatalf("a %d-byte log line: %.200s", len(line), line)
+		}
 	}
 	if got := clipName(strings.Repeat("é", 300)); len(got) > maxEchoedName+16 || !strings.HasPrefix(got, "éé") || !utf8Valid(got) {
 		t.Fatalf("clipName: %q", got)
@@ -228,5 +242,115 @@ func TestClientAddressHeadersNotRelayed(t *testing.T) {
 	h := s.chat.LastRequest().Header
 	if h.Get("X-Real-IP") != "127.0.0.1" || h.Get("X-Forwarded-For") != "127.0.0.1" || h.Get("Forwarded") != "" || h.Get("X-Forwarded-Host") != "" {
 		t.Fatalf("upstream saw %v", h)
+	}
+}
+
+// TestExpectContinueRefusedBeforeContinue: a client that sends
+// "Expect: 100-continue" and waits (curl does for bodies over 1 MiB)
+// must get the 401 or 413 before any "100 Continue": the old edge sent
+// "100 Continue" first, inviting the body it was about to refuse. An
+// accepted request still gets "100 Continue", then its answer.
+func TestExpectContinueRefusedBeforeContinue(t *testing.T) {
+	s := newStack(t)
+	first := func(hdr string) (net.Conn, *bufio.Reader, string) {
+		c := sendHeaders(t, s, 1, hdr)[0]
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(c)
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("no answer to the headers: %v", err)
+		}
+		return c, br, strings.TrimSpace(line)
+	}
+	refused := func(what, hdr string, code int, errCode string) {
+		t.Helper()
+		c, br, line := first(hdr)
+		if line != "HTTP/1.1 "+strconv.Itoa(code)+" "+http.StatusText(code) {
+			t.Fatalf("%s: first line %q, want %d before any 100 Continue", what, line, code)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(strings.NewReader(line+"\r\n"), br)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readAll(t, resp.Body)
+		if !contains(body, errCode) || !resp.Close {
+			t.Fatalf("%s: %d %s (close %v), want an OpenAI error %s and the connection closed", what, resp.StatusCode, body, resp.Close, errCode)
+		}
+		// Closed by the edge: nothing more to read.
+		if n, err := br.Read(make([]byte, 1)); err == nil {
+			t.Fatalf("%s: %d more bytes after the refusal", what, n)
+		}
+		c.Close()
+	}
+	const chat = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+	refused("no key", chat+"Content-Length: 1000\r\n\r\n", 401, `"invalid_api_key"`)
+	refused("wrong key", chat+"Authorization: Bearer sk-wrong\r\nContent-Length: 1000\r\n\r\n", 401, `"invalid_api_key"`)
+	refused("over the limit", chat+"Authorization: Bearer "+testKey+"\r\nContent-Length: 8388609\r\n\r\n", 413, `"request_too_large"`)
+
+	// Accepted: 100 Continue, then the body, then the answer.
+	body := `{"model":"llama3.1:8b","messages":[{"role":"user","content":"hi"}]}`
+	c, br, line := first(chat + "Authorization: Bearer " + testKey + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n")
+	if line != "HTTP/1.1 100 Continue" {
+		t.Fatalf("valid request: first line %q, want 100 Continue", line)
+	}
+	if blank, _ := br.ReadString('\n'); blank != "\r\n" {
+		t.Fatalf("after 100 Continue: %q", blank)
+	}
+	if _, err := c.Write([]byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, resp.Body); resp.StatusCode != 200 || !contains(got, `"choices"`) {
+		t.Fatalf("valid request after 100 Continue: %d %s", resp.StatusCode, got)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// TestOversizedBuffersNotPooled: a buffer that held a huge body or answer
+// is not put back into the pool whole (issue 16: pooled 25 MiB buffers
+// stayed pinned after the flood).
+func TestOversizedBuffersNotPooled(t *testing.T) {
+	b := getBuf()
+	b.B = make([]byte, 0, 25<<20)
+	putBuf(b)
+	if cap(b.B) != 0 {
+		t.Fatalf("a %d MiB buffer went back into the pool", cap(b.B)>>20)
+	}
+	small := getBuf()
+	small.B = make([]byte, 0, 64<<10)
+	putBuf(small)
+	if cap(small.B) != 64<<10 {
+		t.Fatal("a small buffer was dropped instead of pooled")
+	}
+}
+
+// TestTotalConnectionCap: past max_conns connections in all (from any
+// addresses), a new one is refused rather than served.
+func TestTotalConnectionCap(t *testing.T) {
+	s := newStack(t, func(c *Config, _ *Deps) { c.MaxConns = 4; c.MaxConnsPerClient = 100 })
+	sendHeaders(t, s, 4, "")
+	c := sendHeaders(t, s, 1, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[0]
+	if code, _ := readStatus(t, c); code != 503 {
+		t.Fatalf("5th connection past max_conns 4: %d, want 503", code)
 	}
 }

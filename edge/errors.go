@@ -56,6 +56,8 @@ var (
 		Message: "request headers are too large"}
 	errShuttingDown = &APIError{Status: 503, Type: "server_error", Code: "shutting_down",
 		Message: "this edge is shutting down; retry", RetryAfter: 1}
+	errSharedState = &APIError{Status: 503, Type: "server_error", Code: "state_unavailable",
+		Message: "the shared routing state is unavailable; retry", RetryAfter: 1}
 	errInternal = &APIError{Status: 500, Type: "server_error", Code: "internal_error",
 		Message: "internal error"}
 )
@@ -120,7 +122,9 @@ func (e denied) Error() string { return e.d.Reason }
 //     engine is 503 shutting_down; anything else 500 policy_error, with no
 //     engine detail (it is logged).
 //   - routing: *routing.NoCandidatesError 503, *routing.SaturatedError 429,
-//     both with Retry-After.
+//     both with Retry-After; routing.ErrSharedState (a strategy's Redis
+//     call failed: a failover, an outage) 503 state_unavailable with
+//     Retry-After, also when that call timed out.
 //   - upstream failures: see the cases below (502/503/504/429/4xx relayed).
 //   - fasthttp's typed errors: ErrSmallBuffer 431, ErrBodyTooLarge 413,
 //     timeouts 504 (408 while reading the request: see errorHandler).
@@ -176,6 +180,11 @@ func Classify(err error) *APIError {
 	}
 	if errors.Is(err, routing.ErrSaturated) {
 		return &APIError{Status: 429, Type: "rate_limit_error", Code: "upstreams_saturated", Message: err.Error(), RetryAfter: 1}
+	}
+	if errors.Is(err, routing.ErrSharedState) {
+		// Redis failing over or down under round_robin / least_loaded; the
+		// cause (addresses) goes to the log only.
+		return errSharedState
 	}
 	var ue *upstreamError
 	if errors.As(err, &ue) {

@@ -46,6 +46,8 @@ func TestClassify(t *testing.T) {
 		{"memory", policy.ErrMemory, 500, "policy_error", 0, ""},
 		{"no candidates", &routing.NoCandidatesError{Model: "m"}, 503, "no_available_upstream", 2, "model"},
 		{"saturated", &routing.SaturatedError{Model: "m", RetryAfter: 2500 * time.Millisecond}, 429, "upstreams_saturated", 3, ""},
+		{"shared state", fmt.Errorf("%w: %w", routing.ErrSharedState, opErr), 503, "state_unavailable", 1, ""},
+		{"shared state timeout", fmt.Errorf("%w: %w", routing.ErrSharedState, context.DeadlineExceeded), 503, "state_unavailable", 1, ""},
 		{"upstream refused", &upstreamError{service: "s", err: opErr}, 502, "upstream_unreachable", 0, ""},
 		{"upstream timeout", &upstreamError{service: "s", err: fasthttp.ErrTimeout}, 504, "upstream_timeout", 0, ""},
 		{"upstream 503", &upstreamError{service: "s", status: 503}, 503, "upstream_unavailable", 2, ""},

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/geniehive/geniehive/edge/dialect"
 	"github.com/geniehive/geniehive/fleet"
@@ -70,6 +71,16 @@ type exchange struct {
 	lease  state.Lease
 	leased bool
 	plan   routing.Plan
+
+	// OpenTelemetry (tracing.go): nil unless the Server traces.
+	tr                       *edgeTracer
+	tctx                     context.Context // carries span
+	span                     trace.Span      // the server span
+	relay                    trace.Span      // the stream relay's span, while it runs
+	attemptSvc, attemptAsset string          // the current upstream.attempt's candidate
+	attemptN                 int
+	inTokens, outTokens      int    // usage the answer reported
+	engine                   string // the policy engine that decided
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
@@ -154,6 +165,7 @@ func (x *exchange) finish() {
 		st = 499
 		s.met.aborted.Inc()
 	}
+	x.traceEnd(st)
 	s.met.request(reqLabels{endpoint: x.endpoint, model: mLabel, role: x.rLabel, service: x.service, status: st}).Inc()
 	s.met.inflightOf(x.endpoint).Dec()
 	if s.access && s.log.Enabled(context.Background(), slog.LevelInfo) {
@@ -225,6 +237,7 @@ var reasoningKeys = []string{"reasoning_content", "reasoning"}
 func (s *Server) serveInference(ctx *fasthttp.RequestCtx, op fleet.Kind, api dialect.API, rt, upPath string) {
 	x := s.acquireExchange(rt, op)
 	x.api = api
+	x.traceStart(ctx)
 	handedOff := false
 	defer func() {
 		if r := recover(); r != nil {
@@ -346,8 +359,10 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx, x *exchange, body []byte) erro
 	x.snap = s.watcher.Current()
 	e := s.Engine()
 	t0 := time.Now()
+	sp := x.child("policy.evaluate", trace.SpanKindInternal)
 	err := e.Eval(ctx, in, &x.dec)
 	s.met.evalLatency(e.Name()).Observe(time.Since(t0).Seconds())
+	x.traceEval(sp, e.Name(), err)
 	if err != nil {
 		s.log.Error("policy evaluation failed", "err", err, "engine", e.Name())
 		return err
@@ -385,7 +400,9 @@ func (s *Server) plan(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp *mu
 	} else if x.dreq != nil && x.dreq.Facts().Text != "" {
 		x.rf.Text = string(append(x.text[:0], x.dreq.Facts().Text...)) // a copy: Facts view reused buffers
 	}
+	sp := x.child("routing.plan", trace.SpanKindInternal)
 	plan, err := s.router.Plan(ctx, x.snap, &x.dec, &x.rf)
+	tracePlan(sp, err)
 	if err != nil {
 		return err
 	}
@@ -478,6 +495,7 @@ func (s *Server) attempt(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candi
 	req.Header.SetBytesV("X-Real-IP", ub.B)
 	putBuf(ub)
 	req.SetBodyRaw(upBody)
+	sp := x.attemptSpan(c, x.attempts, req)
 	x.upStart = time.Now()
 	if x.stream {
 		resp.StreamBody = true
@@ -493,6 +511,7 @@ func (s *Server) attempt(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candi
 		fasthttp.ReleaseResponse(resp)
 		x.endAttempt()
 		x.aborted = true
+		x.traceAttempt(sp, 0, err)
 		return nil, err
 	case err != nil:
 		ue = &upstreamError{service: c.Service.ID, err: err}
@@ -507,8 +526,10 @@ func (s *Server) attempt(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candi
 			ue.body = append([]byte(nil), resp.Body()...)
 		}
 	default:
+		x.traceAttempt(sp, resp.StatusCode(), nil)
 		return resp, nil
 	}
+	x.traceAttempt(sp, ue.status, ue)
 	fasthttp.ReleaseResponse(resp)
 	x.endAttempt()
 	reason := "status_" + statusText(ue.status)
@@ -578,6 +599,7 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candi
 	fasthttp.ReleaseResponse(resp)
 	x.ttft = time.Since(x.upStart)
 	x.tokens, x.gen = answerTiming(rb, x.ttft)
+	x.traceUsage(rb)
 	if x.dreq != nil && !x.native {
 		if strip && bytes.Contains(rb, []byte(`"reasoning`)) {
 			sb := getBuf()

@@ -3,8 +3,9 @@
 // local snapshot (state.Watcher), asks the policy engine what to do
 // (policy.Engine), asks the router where (routing.Planner), rewrites the body
 // and proxies it with failover before the first byte, relaying SSE event by
-// event. It serves /v1/models with GenieHive metadata, /metrics, and mounts
-// the cluster API (edge/clusterapi) under /v1/cluster/.
+// event. It serves /v1/models with GenieHive metadata, /metrics, the
+// operator console (edge/console) at /ui/, and mounts the cluster API
+// (edge/clusterapi) under /v1/cluster/.
 //
 // # Lifetime
 //
@@ -28,7 +29,9 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/geniehive/geniehive/edge/console"
 	"github.com/geniehive/geniehive/edge/dialect"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policies"
@@ -61,6 +64,10 @@ type Deps struct {
 	// Cluster serves /v1/cluster/*; nil answers 404 there.
 	Cluster ClusterHandler
 	Logger  *slog.Logger
+	// TracerProvider, when set, traces every proxied request
+	// (tracing.go; internal/tracing builds one from OTEL_* variables).
+	// Nil: no tracing, at no cost.
+	TracerProvider trace.TracerProvider
 }
 
 // Server is one edge replica.
@@ -77,6 +84,7 @@ type Server struct {
 	cluster  atomic.Pointer[clusterBox]
 	log      *slog.Logger
 	access   bool
+	tr       atomic.Pointer[edgeTracer] // nil: no tracing (tracing.go)
 
 	engine policy.Engine
 	dataMu sync.Mutex // serialises SetData calls
@@ -89,7 +97,7 @@ type Server struct {
 	names   internTable // model names from requests
 
 	srv          *fasthttp.Server
-	started      time.Time
+	started      atomic.Int64 // unix nanoseconds Run began (read by the cluster API's goroutines)
 	open         atomic.Int64 // requests being served (incl. streams)
 	unready      atomic.Bool  // stopping: /readyz answers 503 (requests still served)
 	hadState     atomic.Bool  // a snapshot read from Redis was seen
@@ -100,8 +108,13 @@ type Server struct {
 	lastProblems atomic.Pointer[string] // degraded.go: what logProblems logged last
 	policyAt     atomic.Int64           // unix nanoseconds the active engine was installed
 	presenceKick chan struct{}
-	addr         atomic.Value // string
-	metricsAddr  atomic.Value // string
+	// stopping is closed when the stop sequence begins (drain): long-lived
+	// responses that are not requests in flight (the cluster event
+	// streams) end on it, so the drain never waits for them.
+	stopping    chan struct{}
+	stopOnce    sync.Once
+	addr        atomic.Value // string
+	metricsAddr atomic.Value // string
 }
 
 type clusterBox struct{ h ClusterHandler }
@@ -142,7 +155,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	kr.required = cfg.AuthRequired
 	s := &Server{cfg: cfg, store: d.Store, watcher: d.Watcher, inflight: d.Inflight, router: d.Router,
-		log: d.Logger, keys: kr, met: newMetrics(), access: *cfg.AccessLog, presenceKick: make(chan struct{}, 1)}
+		log: d.Logger, keys: kr, met: newMetrics(), access: *cfg.AccessLog, presenceKick: make(chan struct{}, 1),
+		stopping: make(chan struct{})}
+	s.tr.Store(newEdgeTracer(d.TracerProvider))
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -191,6 +206,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		Logger:                        fasthttpLogger{s.log},
 	}
 	s.srv.HeaderReceived = s.headerReceived
+	s.srv.ExpectHandler = s.expectContinue
 	return s, nil
 }
 
@@ -224,7 +240,15 @@ func (s *Server) PolicyLoadedAt() time.Time {
 	if ns := s.policyAt.Load(); ns != 0 {
 		return time.Unix(0, ns)
 	}
-	return s.started
+	return s.startedAt()
+}
+
+// startedAt is when Run began (zero before).
+func (s *Server) startedAt() time.Time {
+	if ns := s.started.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // PolicyError is the last refused reload's error ("" when the last reload
@@ -244,6 +268,11 @@ func (s *Server) Watcher() *state.Watcher { return s.watcher }
 
 // Inflight returns the in-flight tracker.
 func (s *Server) Inflight() *state.Inflight { return s.inflight }
+
+// Stopping is closed when the edge begins to stop (the moment /readyz
+// turns 503). Long-lived answers that are not requests in flight, such as
+// the cluster event streams, end on it so the drain never waits for them.
+func (s *Server) Stopping() <-chan struct{} { return s.stopping }
 
 // Open reports how many requests the edge is serving (streams included).
 func (s *Server) Open() int64 { return s.open.Load() }
@@ -270,7 +299,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		}
 	}
 	s.addr.Store(ln.Addr().String())
-	s.started = time.Now()
+	s.started.Store(time.Now().UnixNano())
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	stopped := false
@@ -348,6 +377,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 // and streams get Timeouts.Shutdown to finish.
 func (s *Server) drain() error {
 	s.unready.Store(true)
+	s.stopOnce.Do(func() { close(s.stopping) })
 	if d := s.cfg.Timeouts.ShutdownDelay; d > 0 {
 		s.log.Info("edge stopping: /readyz answers 503; still serving for the shutdown delay", "delay", d)
 		time.Sleep(d)
@@ -440,8 +470,10 @@ func (s *Server) presenceLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		e := s.Engine()
-		info := fleet.EdgeInfo{ID: s.cfg.ID, Addr: s.Addr(), StartedAt: s.started,
-			PolicyVersion: e.Version(), PolicyEngine: e.Name(), PolicyError: s.PolicyError()}
+		snap := s.watcher.Current()
+		info := fleet.EdgeInfo{ID: s.cfg.ID, Addr: s.Addr(), StartedAt: s.startedAt(), Version: BuildVersion(),
+			PolicyVersion: e.Version(), PolicyEngine: e.Name(), PolicyError: s.PolicyError(),
+			SnapshotVersion: snap.Version, SnapshotBuiltAt: snap.BuiltAt}
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if err := s.store.PutEdge(pctx, info, 3*s.cfg.PresenceInterval); err != nil && ctx.Err() == nil {
 			s.log.Debug("presence write failed", "err", err)
@@ -492,6 +524,8 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		ctx.SetBodyString(`{"status":"ok"}`)
 	case string(path) == "/readyz":
 		s.serveReady(ctx)
+	case *s.cfg.Console && (string(path) == "/ui" || len(path) >= 4 && string(path[:4]) == "/ui/"):
+		console.Serve(ctx)
 	default:
 		writeError(ctx, errNotFound)
 	}

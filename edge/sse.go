@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/geniehive/geniehive/edge/dialect"
 )
@@ -109,6 +110,7 @@ func (s *Server) startRelay(ctx *fasthttp.RequestCtx, x *exchange, resp *fasthtt
 			r.tr = x.dreq.Stream()
 		}
 	}
+	x.relay = x.child("stream.relay", trace.SpanKindInternal)
 	ctx.SetBodyStream(r, -1)
 }
 
@@ -377,6 +379,9 @@ func (r *relay) appendEvent(out, ev []byte) ([]byte, bool) {
 			x.ttft = time.Since(x.upStart)
 		}
 		x.tokens++
+		if x.span != nil {
+			x.traceStreamUsage(ev)
+		}
 	}
 	if mutant == "relay_drop_last" && done {
 		return out, done

@@ -260,6 +260,12 @@ type EdgeInfo struct {
 	PolicyEngine  string    `json:"policy_engine"`
 	PolicyError   string    `json:"policy_error,omitempty"`
 	Deadline      time.Time `json:"deadline"`
+	// Version is the edge binary's build (module version and VCS revision).
+	Version string `json:"version,omitempty"`
+	// SnapshotVersion and SnapshotBuiltAt are the edge's registry snapshot
+	// when it last wrote this record (the console's "snapshot age").
+	SnapshotVersion uint64    `json:"snapshot_version,omitempty"`
+	SnapshotBuiltAt time.Time `json:"snapshot_built_at,omitzero"`
 }
 
 // PolicyBundle is a set of policy files pushed into Redis for every edge.

@@ -10,7 +10,7 @@ func (c *Cluster) edgeConfig(id string) string {
 	var b strings.Builder
 	b.WriteString("listen: \":8080\"\n")
 	b.WriteString("id: " + id + "\n")
-	b.WriteString("redis:\n  url: redis://redis:6379/0\n")
+	b.WriteString("redis:\n  url: " + strconv.Quote(c.redisURL()) + "\n")
 	b.WriteString("keys:\n")
 	b.WriteString("  - id: ghtest-client\n    secret: " + strconv.Quote(c.cfg.apiKey) + "\n    scope: client\n")
 	b.WriteString("  - id: ghtest-admin\n    secret: " + strconv.Quote(c.cfg.adminKey) + "\n    scope: operator\n")
@@ -36,7 +36,7 @@ func (c *Cluster) policyMount() map[string]string {
 func (c *Cluster) nodeConfig(i int) string {
 	var b strings.Builder
 	b.WriteString("host_id: node" + strconv.Itoa(i+1) + "\n")
-	b.WriteString("redis_url: redis://redis:6379/0\n")
+	b.WriteString("redis_url: " + strconv.Quote(c.redisURL()) + "\n")
 	b.WriteString("heartbeat_interval: " + c.cfg.heartbeat.String() + "\n")
 	b.WriteString("heartbeat_ttl: " + c.cfg.ttl.String() + "\n")
 	b.WriteString("nvidia_smi: \"off\"\n")

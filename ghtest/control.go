@@ -141,7 +141,7 @@ func (c *Cluster) Command(ctx context.Context, files map[string]string, args ...
 	alias := "cmd-" + randHex(3)
 	ctr, err := c.start(ctx, alias, c.cfg.image, spec{
 		cmd:      args,
-		env:      map[string]string{"GENIEHIVE_REDIS_URL": "redis://redis:6379/0"},
+		env:      map[string]string{"GENIEHIVE_REDIS_URL": c.redisURL()},
 		files:    files,
 		networks: []string{c.Network},
 		wait:     wait.ForExit().WithExitTimeout(2 * time.Minute),

@@ -21,6 +21,12 @@
 // what the Docker engine does for a missing image; on machines without a
 // registry build them first with deploy/build-images.sh.
 //
+// # Redis topologies
+//
+// WithRedisTopology replaces the single Redis with a Sentinel group or a
+// Redis Cluster, from the same Redis image (redistopo.go); Store follows
+// the topology from the host, through failovers.
+//
 // # Ryuk
 //
 // The cluster does not rely on the Ryuk reaper: Terminate removes every
@@ -94,10 +100,17 @@ type Cluster struct {
 	// Network is the cluster network's name.
 	Network string
 
+	// Redis is the single Redis server, or the first server of a
+	// RedisSentinel or RedisCluster topology (the initial master).
 	Redis *Container
-	LB    *Container // nil without a load balancer
-	Edges []*Container
-	Nodes []*Container
+	// RedisNodes are every Redis server (one for RedisSingle; master and
+	// replica for RedisSentinel; redis1..redis6 for RedisCluster).
+	RedisNodes []*Container
+	// Sentinels are the sentinels of a RedisSentinel topology.
+	Sentinels []*Container
+	LB        *Container // nil without a load balancer
+	Edges     []*Container
+	Nodes     []*Container
 	// Upstreams are the simulated upstreams, in option order.
 	Upstreams []*Container
 	// NodeNetworks[i] is node i's private network: node agent i, its
@@ -217,15 +230,10 @@ func Run(ctx context.Context, opts ...Option) (_ *Cluster, err error) {
 	}
 
 	// Redis first; the catalog goes in before any edge reads it.
-	// Redis is on every network: edges reach it on the cluster network,
-	// each node agent on its own private one.
-	c.Redis, err = c.start(ctx, "redis", cfg.redis, spec{
-		cmd:      []string{"redis-server", "--protected-mode", "no", "--save", "", "--appendonly", "no"},
-		expose:   []string{RedisPort},
-		wait:     wait.ForLog("Ready to accept connections").WithStartupTimeout(30 * time.Second),
-		networks: append([]string{c.Network}, c.NodeNetworks...),
-	})
-	if err != nil {
+	// A single Redis is on every network: edges reach it on the cluster
+	// network, each node agent on its own private one. Sentinel and
+	// Cluster topologies live on the cluster network (redistopo.go).
+	if err := c.startRedis(ctx); err != nil {
 		return nil, err
 	}
 	if cfg.catalog != nil {
@@ -266,11 +274,15 @@ func Run(ctx context.Context, opts ...Option) (_ *Cluster, err error) {
 		i := i
 		g.Go(func() error {
 			id := "node" + strconv.Itoa(i+1)
+			nets := []string{c.NodeNetworks[i]}
+			if cfg.topology != RedisSingle {
+				nets = append(nets, c.Network) // where Sentinel / Cluster addresses are
+			}
 			ctr, err := c.start(ctx, id, cfg.image, spec{
 				cmd:       []string{"node", "--config", "/etc/geniehive/node.yaml"},
 				env:       cfg.nodeEnv,
 				files:     map[string]string{"/etc/geniehive/node.yaml": c.nodeConfig(i)},
-				networks:  []string{c.NodeNetworks[i]},
+				networks:  nets,
 				hostAlias: true,
 			})
 			c.Nodes[i] = ctr
@@ -446,7 +458,9 @@ func (c *Cluster) EdgeURL(ctx context.Context, i int) (string, error) {
 	return c.Edges[i].PortEndpoint(ctx, EdgePort, "http")
 }
 
-// RedisURL is Redis's URL from the host. The port changes when Redis restarts.
+// RedisURL is Redis's URL from the host. The port changes when Redis
+// restarts. For a Sentinel or Cluster topology it is the first server's
+// (use Store, which follows the topology).
 func (c *Cluster) RedisURL(ctx context.Context) (string, error) {
 	ep, err := c.Redis.PortEndpoint(ctx, RedisPort, "")
 	if err != nil {
@@ -455,16 +469,17 @@ func (c *Cluster) RedisURL(ctx context.Context) (string, error) {
 	return "redis://" + ep + "/0", nil
 }
 
-// Store connects to the cluster's Redis from the host. The caller closes
-// the client (s.Client().Close()).
+// Store connects to the cluster's Redis from the host, through the
+// topology (a Sentinel-backed client, a Cluster client) so it follows
+// failovers. The caller closes the client (s.Client().Close()).
 func (c *Cluster) Store(ctx context.Context) (*state.Store, error) {
-	u, err := c.RedisURL(ctx)
+	rc, err := c.redisClient(ctx)
 	if err != nil {
 		return nil, err
 	}
-	rc, err := state.Connect(ctx, state.Options{URL: u})
-	if err != nil {
-		return nil, err
+	if err := rc.Ping(ctx).Err(); err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("redis: %w", err)
 	}
 	return state.New(rc, ""), nil
 }
@@ -553,6 +568,7 @@ type spec struct {
 	wait      wait.Strategy
 	networks  []string
 	hostAlias bool
+	user      string // uid:gid, when not the image's
 }
 
 func (c *Cluster) start(ctx context.Context, alias, image string, s spec) (*Container, error) {
@@ -578,6 +594,7 @@ func (c *Cluster) start(ctx context.Context, alias, image string, s spec) (*Cont
 	for _, p := range paths {
 		req.Files = append(req.Files, testcontainers.ContainerFile{Reader: strings.NewReader(s.files[p]), ContainerFilePath: p, FileMode: 0o644})
 	}
+	req.ConfigModifier = userConfig(s.user)
 	req.HostConfigModifier = func(hc *container.HostConfig) {
 		if s.hostAlias {
 			hc.ExtraHosts = append(hc.ExtraHosts, "host.docker.internal:host-gateway")

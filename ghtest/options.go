@@ -60,6 +60,7 @@ type config struct {
 	timeout               time.Duration
 	logs                  io.Writer
 	name                  string
+	topology              RedisTopology
 }
 
 // Option configures Run.

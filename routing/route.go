@@ -111,6 +111,10 @@ func Fail(fb Feedback, c *Candidate, serviceWide bool, latency time.Duration) {
 var (
 	ErrNoCandidates = errors.New("no routable candidate")
 	ErrSaturated    = errors.New("every candidate is saturated")
+	// ErrSharedState wraps a failure of the shared state a strategy's pick
+	// needs (round_robin's counter, least_loaded's in-flight sets): Redis
+	// down or failing over. A retry may succeed; the edge answers 503.
+	ErrSharedState = errors.New("shared state unavailable")
 )
 
 // NoCandidatesError says what was looked at when nothing was routable.

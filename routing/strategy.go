@@ -2,6 +2,8 @@ package routing
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sort"
 
 	"github.com/geniehive/geniehive/policy"
@@ -48,13 +50,22 @@ func init() {
 	registerStrategy(StrategyRoundRobin, &strategy{
 		usable: func(r *Router) bool { return r.store != nil },
 		order: func(r *Router, ctx context.Context, w *work, dec *policy.Decision, g int, grp []int, dry bool) error {
-			return r.roundRobin(ctx, w, dec, g, grp, dry)
+			return sharedStateErr(r.roundRobin(ctx, w, dec, g, grp, dry))
 		},
 	})
 	registerStrategy(StrategyLeastLoaded, &strategy{
 		usable: func(r *Router) bool { return r.store != nil && r.inflight != nil },
 		order: func(r *Router, ctx context.Context, w *work, _ *policy.Decision, _ int, grp []int, dry bool) error {
-			return r.leastLoaded(ctx, w, grp, dry)
+			return sharedStateErr(r.leastLoaded(ctx, w, grp, dry))
 		},
 	})
+}
+
+// sharedStateErr marks a Redis-backed strategy's failure as ErrSharedState
+// (the cause stays reachable with errors.Is / errors.As).
+func sharedStateErr(err error) error {
+	if err == nil || errors.Is(err, ErrNoCandidates) || errors.Is(err, ErrSaturated) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrSharedState, err)
 }

@@ -9,6 +9,22 @@
 #   scripts/redis-topology.sh start   # prints the two URLs as shell exports
 #   scripts/redis-topology.sh stop
 #
+#   scripts/redis-topology.sh start-tls   # the TLS variants (see below)
+#   scripts/redis-topology.sh stop-tls
+#
+# TLS mode (start-tls) starts the same topologies plus a single server with
+# TLS only (port 0, tls-port) and mutual TLS (--tls-auth-clients yes): the
+# cluster with tls-cluster and tls-replication, the sentinel group with
+# tls-replication and the sentinels themselves on TLS. A CA, a server
+# certificate (127.0.0.1; also used as the servers' client certificate for
+# replication and the cluster bus) and a client certificate are generated
+# with openssl at start under the state directory and deleted by stop-tls;
+# nothing secret is kept. It prints GENIEHIVE_TEST_REDIS_TLS,
+# GENIEHIVE_TEST_REDIS_TLS_CLUSTER and GENIEHIVE_TEST_REDIS_TLS_SENTINEL,
+# URLs with tls_cert, tls_key and tls_ca parameters. Ports: single BASE+30,
+# cluster BASE+40..BASE+45, sentinel master BASE+50, replica BASE+51,
+# sentinels BASE+60..BASE+62; state in GENIEHIVE_TOPO_DIR-tls.
+#
 # Ports: GENIEHIVE_TOPO_BASE (default 7000): cluster BASE..BASE+5, sentinel
 # master BASE+10, replica BASE+11, sentinels BASE+20..BASE+22. State lives in
 # GENIEHIVE_TOPO_DIR (default /tmp/geniehive-topology-BASE); `start` also
@@ -20,6 +36,10 @@ set -euo pipefail
 base=${GENIEHIVE_TOPO_BASE:-7000}
 dir=${GENIEHIVE_TOPO_DIR:-/tmp/geniehive-topology-$base}
 host=127.0.0.1
+# TLS mode: the redis-cli and server arguments that make a connection TLS
+# (empty in plain mode).
+cli_tls=()
+srv_tls=()
 
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'redis-topology: %s\n' "$*" >&2; exit 1; }
@@ -35,7 +55,7 @@ install() {
 
 wait_ping() { # port
   for _ in $(seq 1 100); do
-    redis-cli -h $host -p "$1" ping >/dev/null 2>&1 && return 0
+    redis-cli "${cli_tls[@]}" -h $host -p "$1" ping >/dev/null 2>&1 && return 0
     sleep 0.05
   done
   return 1
@@ -44,24 +64,27 @@ wait_ping() { # port
 server() { # port extra-args...
   local port=$1; shift
   mkdir -p "$dir/$port"
-  redis-server --port "$port" --bind $host --save '' --appendonly no --dir "$dir/$port" \
+  local listen=(--port "$port")
+  [ ${#srv_tls[@]} -gt 0 ] && listen=(--port 0 --tls-port "$port" "${srv_tls[@]}")
+  redis-server "${listen[@]}" --bind $host --save '' --appendonly no --dir "$dir/$port" \
     --daemonize yes --pidfile "$dir/$port/pid" --logfile "$dir/$port/log" "$@"
   wait_ping "$port" || { cat "$dir/$port/log" >&2; die "redis-server on $port did not start"; }
 }
 
-start_cluster() {
+start_cluster() { # first-port extra-server-args...
+  local first=$1; shift
   local addrs=()
   for i in 0 1 2 3 4 5; do
-    local p=$((base + i))
-    server "$p" --cluster-enabled yes --cluster-config-file "$dir/$p/nodes.conf" --cluster-node-timeout 2000
+    local p=$((first + i))
+    server "$p" --cluster-enabled yes --cluster-config-file "$dir/$p/nodes.conf" --cluster-node-timeout 2000 "$@"
     addrs+=("$host:$p")
   done
-  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$dir/cluster-create.log" 2>&1 ||
+  redis-cli "${cli_tls[@]}" --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$dir/cluster-create.log" 2>&1 ||
     { cat "$dir/cluster-create.log" >&2; die "redis-cli --cluster create failed"; }
   for _ in $(seq 1 200); do
     local ok=1
     for i in 0 1 2 3 4 5; do
-      redis-cli -h $host -p $((base + i)) cluster info 2>/dev/null | grep -q '^cluster_state:ok' || ok=0
+      redis-cli "${cli_tls[@]}" -h $host -p $((first + i)) cluster info 2>/dev/null | grep -q '^cluster_state:ok' || ok=0
     done
     [ $ok = 1 ] && return 0
     sleep 0.05
@@ -69,15 +92,25 @@ start_cluster() {
   die "the cluster did not reach cluster_state:ok"
 }
 
-start_sentinel() {
-  local m=$((base + 10)) r=$((base + 11))
-  server $m
-  server $r --replicaof $host $m
+start_sentinel() { # master-port first-sentinel-port extra-server-args...
+  local m=$1 r=$(($1 + 1)) s0=$2; shift 2
+  server $m "$@"
+  server $r --replicaof $host $m "$@"
   for i in 0 1 2; do
-    local p=$((base + 20 + i))
+    local p=$((s0 + i))
     mkdir -p "$dir/$p"
+    local listen="port $p"
+    if [ ${#srv_tls[@]} -gt 0 ]; then
+      listen="port 0
+tls-port $p
+tls-cert-file $dir/certs/server.crt
+tls-key-file $dir/certs/server.key
+tls-ca-cert-file $dir/certs/ca.crt
+tls-auth-clients yes
+tls-replication yes"
+    fi
     cat >"$dir/$p/sentinel.conf" <<CONF
-port $p
+$listen
 bind $host
 daemonize yes
 pidfile $dir/$p/pid
@@ -93,8 +126,8 @@ CONF
   done
   # Ready when the replica is in sync and every sentinel knows the others.
   for _ in $(seq 1 200); do
-    if redis-cli -h $host -p $r info replication 2>/dev/null | grep -q '^master_link_status:up' &&
-      [ "$(redis-cli -h $host -p $((base + 20)) sentinel master gh 2>/dev/null | awk 'f{print;exit} /^num-other-sentinels$/{f=1}')" = 2 ]; then
+    if redis-cli "${cli_tls[@]}" -h $host -p $r info replication 2>/dev/null | grep -q '^master_link_status:up' &&
+      [ "$(redis-cli "${cli_tls[@]}" -h $host -p "$s0" sentinel master gh 2>/dev/null | awk 'f{print;exit} /^num-other-sentinels$/{f=1}')" = 2 ]; then
       return 0
     fi
     sleep 0.05
@@ -106,6 +139,37 @@ urls() {
   local s=$((base + 20))
   echo "export GENIEHIVE_TEST_REDIS_CLUSTER='redis+cluster://$host:$base?addr=$host:$((base + 1))&addr=$host:$((base + 2))'"
   echo "export GENIEHIVE_TEST_REDIS_SENTINEL='redis+sentinel://$host:$s/0?master_name=gh&addr=$host:$((s + 1))&addr=$host:$((s + 2))'"
+}
+
+# certs writes a CA, a server certificate for 127.0.0.1 (serverAuth and
+# clientAuth: servers present it to each other for replication and the
+# cluster bus) and a client certificate under $dir/certs.
+certs() {
+  local c=$dir/certs
+  mkdir -p "$c"
+  (
+    cd "$c"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=geniehive-test-ca \
+      -keyout ca.key -out ca.crt 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' >server.ext
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=redis -keyout server.key -out server.csr 2>/dev/null
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -extfile server.ext -out server.crt 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\n' >client.ext
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=geniehive-test-client -keyout client.key -out client.csr 2>/dev/null
+    openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -extfile client.ext -out client.crt 2>/dev/null
+    chmod 600 ./*.key
+  ) || die "openssl could not generate the test certificates"
+  srv_tls=(--tls-cert-file "$c/server.crt" --tls-key-file "$c/server.key" --tls-ca-cert-file "$c/ca.crt"
+    --tls-auth-clients yes --tls-replication yes)
+  cli_tls=(--tls --cert "$c/client.crt" --key "$c/client.key" --cacert "$c/ca.crt")
+}
+
+tls_urls() {
+  local q="tls_cert=$dir/certs/client.crt&tls_key=$dir/certs/client.key&tls_ca=$dir/certs/ca.crt"
+  local c=$((base + 40)) s=$((base + 60))
+  echo "export GENIEHIVE_TEST_REDIS_TLS='rediss://$host:$((base + 30))/0?$q'"
+  echo "export GENIEHIVE_TEST_REDIS_TLS_CLUSTER='rediss+cluster://$host:$c?addr=$host:$((c + 1))&addr=$host:$((c + 2))&$q'"
+  echo "export GENIEHIVE_TEST_REDIS_TLS_SENTINEL='rediss+sentinel://$host:$s/0?master_name=gh&addr=$host:$((s + 1))&addr=$host:$((s + 2))&$q'"
 }
 
 stop() {
@@ -122,10 +186,33 @@ start)
   install
   stop
   mkdir -p "$dir"
-  start_cluster
-  start_sentinel
+  start_cluster "$base"
+  start_sentinel $((base + 10)) $((base + 20))
   urls | tee "$dir/env"
   ;;
 stop) stop ;;
-*) die "usage: $0 start|stop" ;;
+start-tls)
+  install
+  if ! command -v openssl >/dev/null; then
+    log "installing openssl from Debian packages (test certificates)"
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq openssl >/dev/null
+  fi
+  command -v openssl >/dev/null || die "openssl is needed to generate the test certificates"
+  dir=$dir-tls
+  stop
+  mkdir -p "$dir"
+  certs
+  server $((base + 30))
+  start_cluster $((base + 40)) --tls-cluster yes
+  start_sentinel $((base + 50)) $((base + 60))
+  tls_urls | tee "$dir/env"
+  ;;
+stop-tls)
+  dir=$dir-tls
+  stop
+  ;;
+*) die "usage: $0 start|stop|start-tls|stop-tls" ;;
 esac

@@ -75,12 +75,30 @@
 // next resync.
 //
 // On a Redis Cluster, PUBLISH reaches every node over the cluster bus, so
-// the watcher's PSUBSCRIBE on whichever node go-redis picks receives every
-// event (TestHeartbeatReachesOtherWatcher runs on the Cluster in
-// scripts/test.sh, with its resync off). Sharded pub/sub (SPUBLISH) is not
-// used: it has no pattern subscribe, and a node's ACL names its one
-// channel. After any subscription error (a failover, a reconnect) the
-// watcher subscribes again and rebuilds its whole snapshot; the resync
-// SCANs every master, and a master failing over mid-scan fails only that
-// resync (the snapshot stays, marked RedisOK=false, until the next one).
+// a PSUBSCRIBE on any node receives every event; the watcher subscribes on
+// a random master or replica, so the edges' subscriptions (and the work of
+// delivering every event to every edge) spread over the cluster instead of
+// all landing on the master of the pattern's slot. Sharded pub/sub
+// (SPUBLISH/SSUBSCRIBE) is not used, on a measurement
+// (BenchmarkClusterPublish, 3 masters + 3 replicas on one 2-core machine):
+// a plain PUBLISH costs the cluster ~13 us of CPU and 5 bus messages (one
+// per other node) per event, SPUBLISH ~4 us and 1 (to the shard's
+// replica). At the fleet docs/CAPACITY.md projects (10,000 nodes
+// heartbeating every 5s: 2,000 events/s) that is ~2.6% of one core summed
+// over the six servers, against ~0.8%; the bus cost grows with the number
+// of Cluster nodes (2S-1 messages per event for S shards with a replica
+// each), so it stays small until a cluster has dozens of shards. Delivery
+// to the edges, the larger cost (every edge needs every event), is the
+// same in both forms. What sharding would cost instead: SSUBSCRIBE has
+// no patterns, so every edge would hold one subscription per shard on a
+// fixed set of shard channels, and a node's ACL would have to name a
+// channel it shares with other nodes instead of its own. After any
+// subscription error (a failover, a reconnect), or a subscription silent
+// for 2s that does not answer a PING within 2s more (a dead host sends no
+// RST), the watcher subscribes again and rebuilds its whole snapshot. The
+// resync SCANs every master; a master failing over mid-scan fails only
+// that resync (the snapshot stays, marked RedisOK=false, until the next
+// one), and a Cluster client reloads its slot map on the errors a dead
+// master causes (failover.go). TestWatcherAcrossClusterFailover fails
+// every master over in turn under events and rebuilds.
 package state

@@ -36,7 +36,10 @@ import (
 // rewritten to the forms above and read by the same go-redis parsers.
 //
 // Every client has ContextTimeoutEnabled set: request deadlines bound
-// Redis calls.
+// Redis calls. Sentinel and Cluster clients dial with a 2s timeout and one
+// attempt unless the URL sets dial_timeout / dialer_retries, and a Cluster
+// client reloads its slot map on the errors a failing-over master causes
+// (failover.go).
 
 // redisMode is the topology a URL names.
 type redisMode int
@@ -221,6 +224,12 @@ func (p parsedURL) newClient(o Options) redis.UniversalClient {
 		if o.Password != "" {
 			f.Password = o.Password
 		}
+		if f.DialTimeout == 0 {
+			f.DialTimeout = failoverDialTimeout
+		}
+		if f.DialerRetries == 0 {
+			f.DialerRetries = failoverDialerRetries
+		}
 		return redis.NewFailoverClient(f)
 	case modeCluster:
 		c := p.cluster
@@ -231,7 +240,15 @@ func (p parsedURL) newClient(o Options) redis.UniversalClient {
 		if o.Password != "" {
 			c.Password = o.Password
 		}
-		return redis.NewClusterClient(c)
+		if c.DialTimeout == 0 {
+			c.DialTimeout = failoverDialTimeout
+		}
+		if c.DialerRetries == 0 {
+			c.DialerRetries = failoverDialerRetries
+		}
+		cc := redis.NewClusterClient(c)
+		cc.AddHook(clusterReload{cc})
+		return cc
 	}
 	s := p.single
 	s.ContextTimeoutEnabled = true

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -334,15 +336,30 @@ func resyncWait(period, took time.Duration) time.Duration {
 
 // subscribe relays event suffixes to out; "*" means "refresh everything"
 // (sent after every (re)subscription, since messages may have been missed).
+//
+// A subscription whose server died without closing the connection (a
+// SIGKILLed or partitioned host sends no RST) would block forever: after
+// subIdle without a message the watcher PINGs on it, and a second silent
+// subIdle ends it, so it subscribes again (on a live node) within
+// 2*subIdle.
 func (w *Watcher) subscribe(ctx context.Context, out chan<- event) {
 	chPrefix := w.s.Channel("")
 	for ctx.Err() == nil {
-		ps := w.s.c.PSubscribe(ctx, chPrefix+"*")
+		ps := w.s.psubscribe(ctx, chPrefix+"*")
+		pinged := false
 		for {
-			msg, err := ps.Receive(ctx)
+			msg, err := ps.ReceiveTimeout(ctx, subIdle)
 			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil && !pinged {
+					pinged = ps.Ping(ctx) == nil
+					if pinged {
+						continue
+					}
+				}
 				break
 			}
+			pinged = false
 			switch m := msg.(type) {
 			case *redis.Subscription:
 				if m.Kind == "psubscribe" {
@@ -365,6 +382,35 @@ func (w *Watcher) subscribe(ctx context.Context, out chan<- event) {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// subIdle is how long a subscription may stay silent before the watcher
+// checks it with a PING.
+const subIdle = 2 * time.Second
+
+// psubscribe subscribes to pattern. On a Cluster, plain PUBLISH reaches
+// every node over the cluster bus, so any node will do: the subscription
+// goes to a random master or replica, spreading the edges' subscriptions
+// (and the work of delivering every event to every edge) over the
+// cluster instead of piling them on the master of the pattern's slot,
+// which is where go-redis would put them all.
+func (s *Store) psubscribe(ctx context.Context, pattern string) *redis.PubSub {
+	cc, ok := s.c.(*redis.ClusterClient)
+	if !ok {
+		return s.c.PSubscribe(ctx, pattern)
+	}
+	var mu sync.Mutex
+	var nodes []*redis.Client
+	_ = cc.ForEachShard(ctx, func(ctx context.Context, n *redis.Client) error {
+		mu.Lock()
+		nodes = append(nodes, n)
+		mu.Unlock()
+		return nil
+	})
+	if len(nodes) == 0 {
+		return cc.PSubscribe(ctx, pattern)
+	}
+	return nodes[rand.IntN(len(nodes))].PSubscribe(ctx, pattern)
 }
 
 // apply refreshes what a batch of events touched.

@@ -242,6 +242,7 @@ func printDevBanner(w io.Writer, dc devConfig, storeDesc, addr string, upstreams
 	fmt.Fprintf(w, `GenieHive dev stack is running:
   store:      %s
   edge:       http://%s   (OpenAI API under /v1, metrics at /metrics)
+  console:    http://%s/ui/
   node agent: host "dev"
   upstreams:  %s
   roles:      coder, summarizer, general
@@ -253,7 +254,7 @@ Try:
 
 %s
 Ctrl-C stops everything.
-`, storeDesc, addr, strings.Join(upstreams, "\n              "), addr, auth, addr, auth, note)
+`, storeDesc, addr, addr, strings.Join(upstreams, "\n              "), addr, auth, addr, auth, note)
 }
 
 func ollamaAnswers(base string) bool {

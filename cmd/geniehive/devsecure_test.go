@@ -43,6 +43,9 @@ func TestDevStoreNeedsPasswordAndKeyIsNotPrinted(t *testing.T) {
 	if s := out.String(); strings.Contains(s, "sk-very-secret") || strings.Contains(s, "sk-op-secret") || strings.Contains(s, pw) {
 		t.Fatalf("the banner prints a secret:\n%s", s)
 	}
+	if !strings.Contains(out.String(), "console:    http://127.0.0.1:8080/ui/") {
+		t.Fatalf("the banner does not name the console:\n%s", out.String())
+	}
 }
 
 // The compose demo shipped a fixed operator secret. Its one-shot "keys"

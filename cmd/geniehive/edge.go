@@ -16,6 +16,7 @@ import (
 	"github.com/geniehive/geniehive/edge/replica"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/cli"
+	"github.com/geniehive/geniehive/internal/tracing"
 )
 
 var edgeCmd = &cli.Command{
@@ -25,7 +26,8 @@ var edgeCmd = &cli.Command{
 
 Serves the OpenAI API (/v1/chat/completions, /v1/embeddings,
 /v1/audio/transcriptions, /v1/audio/speech, /v1/images/generations,
-/v1/models), the cluster API (/v1/cluster/*), /metrics, /healthz and /readyz.
+/v1/models), the cluster API (/v1/cluster/*), the operator console (/ui/),
+/metrics, /healthz and /readyz.
 Run as many replicas as you like behind a load balancer; they share
 everything through Redis. See edge/testdata/edge.example.yaml for every
 setting (keys, timeouts, body caps, failover, routing, policy).
@@ -37,7 +39,12 @@ when it is zero (--probe-interval 0 turns probing off).
 With no key configured and none stored in Redis, auth is OFF (a warning
 is logged). On SIGINT/SIGTERM /readyz answers 503 at once, the edge keeps
 serving for --shutdown-delay (default 5s) so the load balancer takes it
-out, then stops accepting and drains in-flight requests and streams.`,
+out, then stops accepting and drains in-flight requests and streams.
+
+OpenTelemetry traces are off unless OTEL_TRACES_EXPORTER=otlp; then every
+proxied request is traced and exported over OTLP as the standard variables
+say (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
+or grpc, OTEL_TRACES_SAMPLER, OTEL_SERVICE_NAME, ...; see the README).`,
 }
 
 func init() {
@@ -111,7 +118,23 @@ func runEdge(args []string) error {
 		}
 		defer stopPprof()
 	}
-	r, err := replica.New(ctx, cfg, replica.Options{Logger: log})
+	// OpenTelemetry traces: off unless OTEL_TRACES_EXPORTER=otlp
+	// (internal/tracing reads the OTEL_* variables).
+	tp, stopTracing, err := tracing.FromEnv(ctx, "geniehive-edge")
+	if err != nil {
+		return fmt.Errorf("%w: %w", cli.ErrUsage, err)
+	}
+	if stopTracing != nil {
+		log.Info("tracing on: OTLP export per the OTEL_* environment")
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := stopTracing(sctx); err != nil {
+				log.Warn("flushing traces", "err", err)
+			}
+		}()
+	}
+	r, err := replica.New(ctx, cfg, replica.Options{Logger: log, TracerProvider: tp})
 	if err != nil {
 		return err
 	}

@@ -74,6 +74,21 @@ func TestPolicyPushAndStatus(t *testing.T) {
 			t.Errorf("status lacks %q:\n%s", want, s)
 		}
 	}
+	if strings.Contains(s, "last good bundle") {
+		t.Errorf("status names a last good bundle before any edge recorded one:\n%s", s)
+	}
+	// Issue 16: the last good bundle (what a restarted edge loads when the
+	// pushed one is refused) shows in policy status.
+	if err := st.PutGoodBundle(ctx, pb, "digest0123456789abcdef"); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := policyStatus(ctx, &out, f); err != nil {
+		t.Fatal(err)
+	}
+	if want := "last good bundle: " + b.Version[:12]; !strings.Contains(out.String(), want) {
+		t.Errorf("status lacks %q:\n%s", want, out.String())
+	}
 }
 
 func TestPolicyTestCommand(t *testing.T) {

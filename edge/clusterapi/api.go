@@ -1,7 +1,9 @@
 // Package clusterapi serves GenieHive's cluster and operator API under
 // /v1/cluster/: the registry (hosts, services, roles, benchmarks), the
 // edge's own health, the live edge replicas and their policy versions,
-// routing explanations (routes/match, routes/resolve) and benchmark ingest.
+// routing explanations (routes/match, routes/resolve), benchmark ingest and
+// a server-sent event stream of snapshot changes (events, events.go; its
+// hub runs in RunEvents).
 //
 // Reads need reader scope and changes operator scope; Deps.Authorize checks
 // and answers 401/403 itself. routes/match is a POST but changes nothing (a
@@ -10,7 +12,7 @@
 //
 // This is the operator path, not the request path: it uses encoding/json
 // and may make a few Redis calls per request. An API is safe for concurrent
-// use; it holds no state of its own.
+// use; its only state is the event stream hub.
 package clusterapi
 
 import (
@@ -79,6 +81,16 @@ type Deps struct {
 	// BenchKeep is the samples kept per (asset, workload); default the
 	// router's Config().BenchKeep.
 	BenchKeep int
+	// Changes delivers each new snapshot (state.Watcher.Changes) to the
+	// event stream hub. Optional: without it, the hub recomputes at entry
+	// deadlines and once a second while a stream is open.
+	Changes <-chan *fleet.Snapshot
+	// Stopping is closed when the edge begins to stop
+	// (edge.Server.Stopping): event streams end on it. Optional.
+	Stopping <-chan struct{}
+	// MaxEventStreams caps the open /v1/cluster/events streams of this
+	// edge. Default DefaultMaxEventStreams.
+	MaxEventStreams int
 	// MaxBodyBytes caps a benchmark report. Default 8 MiB.
 	MaxBodyBytes int
 	Logger       *slog.Logger
@@ -86,7 +98,8 @@ type Deps struct {
 
 // API serves /v1/cluster/*.
 type API struct {
-	d Deps
+	d  Deps
+	ev *hub
 }
 
 // New returns an API over deps (defaults filled in).
@@ -103,7 +116,10 @@ func New(d Deps) *API {
 	if d.Resolve == nil {
 		d.Resolve = resolveGo
 	}
-	return &API{d: d}
+	if d.MaxEventStreams <= 0 {
+		d.MaxEventStreams = DefaultMaxEventStreams
+	}
+	return &API{d: d, ev: newHub(d.MaxEventStreams)}
 }
 
 // resolveGo evaluates the reference policy against snap.
@@ -128,6 +144,7 @@ var routes = map[string][]route{
 	"roles":          {{fasthttp.MethodGet, fleet.ScopeReader, (*API).roles}},
 	"benchmarks":     {{fasthttp.MethodGet, fleet.ScopeReader, (*API).benchmarks}, {fasthttp.MethodPost, fleet.ScopeOperator, (*API).ingest}},
 	"health":         {{fasthttp.MethodGet, fleet.ScopeReader, (*API).health}},
+	"events":         {{fasthttp.MethodGet, fleet.ScopeReader, (*API).events}},
 	"edges":          {{fasthttp.MethodGet, fleet.ScopeReader, (*API).edges}},
 	"policy":         {{fasthttp.MethodGet, fleet.ScopeReader, (*API).policy}},
 	"routes/match":   {{fasthttp.MethodPost, fleet.ScopeReader, (*API).match}},

@@ -59,20 +59,7 @@ func TestClusterFailoverUnderLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, sr := range slots {
-			if len(sr.Nodes) < 2 {
-				t.Fatalf("slots %d-%d have no replica", sr.Start, sr.End)
-			}
-			master, replica := sr.Nodes[0].Addr, sr.Nodes[1].Addr
-			rc := redis.NewClient(&redis.Options{Addr: replica, ContextTimeoutEnabled: true})
-			if err := rc.Do(ctx, "CLUSTER", "FAILOVER").Err(); err != nil {
-				rc.Close()
-				t.Fatalf("CLUSTER FAILOVER on %s: %v", replica, err)
-			}
-			waitFor(t, replica+" to become a master", func() bool {
-				info, err := rc.Info(ctx, "replication").Result()
-				return err == nil && strings.Contains(info, "role:master")
-			})
-			rc.Close()
+			master, replica := testredis.FailOverSlots(ctx, t, c, sr.Start)
 			t.Logf("cluster: slots %d-%d moved from %s to %s", sr.Start, sr.End, master, replica)
 		}
 	})

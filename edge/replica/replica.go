@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/geniehive/geniehive/edge"
@@ -57,6 +58,9 @@ type Options struct {
 	Listener net.Listener
 	// Ready, when set, is called once with the address being served.
 	Ready func(addr string)
+	// TracerProvider, when set, traces every proxied request (see
+	// edge.Deps.TracerProvider); nil: no tracing.
+	TracerProvider trace.TracerProvider
 }
 
 // Replica is one running edge.
@@ -74,6 +78,7 @@ type Replica struct {
 	inflight *state.Inflight
 	router   *routing.Router
 	srv      *edge.Server
+	api      *clusterapi.API
 	ln       net.Listener
 	ready    func(string)
 	closeOne sync.Once
@@ -128,11 +133,12 @@ func New(ctx context.Context, cfg Config, o Options) (*Replica, error) {
 		return fail(err)
 	}
 	r.srv, err = edge.New(cfg.Edge, edge.Deps{Store: r.store, Watcher: r.watcher, Inflight: r.inflight,
-		Router: r.router, Engine: r.holder.AsEngine(), Logger: r.log})
+		Router: r.router, Engine: r.holder.AsEngine(), Logger: r.log, TracerProvider: o.TracerProvider})
 	if err != nil {
 		return fail(err)
 	}
-	r.srv.SetCluster(r.clusterAPI())
+	r.api = r.clusterAPI()
+	r.srv.SetCluster(r.api)
 	if r.startErr != nil {
 		r.srv.PolicyReloaded(r.startErr)
 	}
@@ -162,7 +168,10 @@ func (r *Replica) clusterAPI() *clusterapi.API {
 			e := srv.Engine()
 			return clusterapi.PolicyStatus{Engine: e.Name(), Version: e.Version(), Error: srv.PolicyError(), LoadedAt: srv.PolicyLoadedAt()}
 		},
-		Logger: r.log,
+		Changes:         r.watcher.Changes(),
+		Stopping:        srv.Stopping(),
+		MaxEventStreams: r.cfg.Edge.MaxEventStreams,
+		Logger:          r.log,
 	})
 }
 
@@ -193,6 +202,7 @@ func (r *Replica) Run(ctx context.Context) error {
 	g.Go(func() error { return ignoreCanceled(r.watcher.Run(gctx)) })
 	g.Go(func() error { r.inflight.Run(gctx); return nil })
 	g.Go(func() error { r.router.Run(gctx, r.log); return nil })
+	g.Go(func() error { r.api.RunEvents(gctx); return nil })
 	if rc := r.cfg.Routing; rc.ProbeInterval > 0 {
 		p := routing.NewProber(r.store, r.watcher.Current, routing.ProberOptions{ID: r.cfg.Edge.ID, Interval: rc.ProbeInterval, Lease: rc.ProbeLease, Timeout: rc.ProbeTimeout, Logger: r.log})
 		g.Go(func() error {

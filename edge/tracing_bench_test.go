@@ -1,0 +1,107 @@
+package edge
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/loadtest/sim"
+)
+
+// BenchmarkTracingOverhead measures the edge's throughput at 32 concurrent
+// clients with tracing off and with tracing on at 100% sampling (the SDK's
+// batch span processor feeding an exporter that drops the spans, so what
+// is measured is the edge's side of tracing, not a collector), in the same
+// run on the same edge and upstream: the two modes alternate in rounds
+// (off, on, off, on, ...), and each round's requests are timed. It reports
+// both rates and on/off (1.00 = no cost).
+//
+//	go test ./edge -run XXX -bench TracingOverhead -benchtime 20000x
+func BenchmarkTracingOverhead(b *testing.B) {
+	s := newStack(b, func(c *Config, _ *Deps) { f := false; c.AccessLog = &f })
+	s.chat.Update(func(bh *sim.Behavior) { bh.Latency, bh.TTFT, bh.ChunkInterval, bh.Chunks = 0, 0, 0, 8 })
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithSpanProcessor(sdktrace.NewBatchSpanProcessor(discardExporter{})))
+	defer tp.Shutdown(context.Background())
+	on := newEdgeTracer(tp)
+	// The stack's heartbeat lives 30 s; a long run outlives it.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Second):
+				ns := &fleet.NodeState{Host: fleet.Host{ID: "gpu1", StartedAt: time.Now(), UpdatedAt: time.Now()},
+					Services: []fleet.Service{svc("gpu1", "chat", fleet.KindChat, s.chat.URL(),
+						fleet.Asset{Name: "llama3.1:8b", Family: "llama", Loaded: true, ContextLength: 32768})}}
+				_ = s.store.WriteHeartbeat(context.Background(), ns, 30*time.Second)
+			}
+		}
+	}()
+	const clients, rounds = 32, 10
+	for _, stream := range []bool{false, true} {
+		name := "nonstream"
+		body := []byte(`{"model":"llama3.1:8b","messages":[{"role":"user","content":"hi"}]}`)
+		if stream {
+			name = "stream"
+			body = []byte(`{"model":"llama3.1:8b","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+		}
+		b.Run(name, func(b *testing.B) {
+			hc := &fasthttp.Client{MaxConnsPerHost: 2 * clients}
+			url := s.url + "/v1/chat/completions"
+			// round sends n requests from 32 clients and returns how long
+			// they took.
+			round := func(n int) time.Duration {
+				var wg sync.WaitGroup
+				per := (n + clients - 1) / clients
+				start := time.Now()
+				for c := 0; c < clients; c++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+						defer fasthttp.ReleaseRequest(req)
+						defer fasthttp.ReleaseResponse(resp)
+						req.SetRequestURI(url)
+						req.Header.SetMethod("POST")
+						req.Header.Set("Authorization", "Bearer "+testKey)
+						req.Header.SetContentType("application/json")
+						req.SetBody(body)
+						for i := 0; i < per; i++ {
+							if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+								b.Errorf("%v %d %s", err, resp.StatusCode(), resp.Body())
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				return time.Since(start)
+			}
+			round(clients * 20) // warm connections and pools
+			per := max(b.N/(2*rounds), clients)
+			var offT, onT time.Duration
+			b.ResetTimer()
+			for r := 0; r < rounds; r++ {
+				s.srv.tr.Store(nil)
+				offT += round(per)
+				s.srv.tr.Store(on)
+				onT += round(per)
+			}
+			b.StopTimer()
+			s.srv.tr.Store(nil)
+			n := float64(rounds * ((per + clients - 1) / clients) * clients)
+			offRate, onRate := n/offT.Seconds(), n/onT.Seconds()
+			b.ReportMetric(offRate, "off-req/s")
+			b.ReportMetric(onRate, "on-req/s")
+			b.ReportMetric(onRate/offRate, "on/off")
+		})
+	}
+}

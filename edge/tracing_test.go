@@ -1,0 +1,217 @@
+package edge
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/loadtest/sim"
+)
+
+// tracedStack is a stack whose edge traces into an in-memory exporter
+// (synchronously: a span is in the exporter when it ends).
+func tracedStack(t *testing.T) (*stack, *tracetest.InMemoryExporter) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	s := newStack(t, func(_ *Config, d *Deps) { d.TracerProvider = tp })
+	return s, exp
+}
+
+func spanAttr(sp tracetest.SpanStub, key string) (string, bool) {
+	for _, a := range sp.Attributes {
+		if string(a.Key) == key {
+			return a.Value.Emit(), true
+		}
+	}
+	return "", false
+}
+
+// The span tree of one request with a failover: the client's traceparent
+// is the parent; the server span has policy.evaluate, routing.plan, two
+// upstream.attempt spans (the dead candidate's with status Error) and, for
+// a stream, stream.relay as children; GenAI attributes are set; the live
+// upstream received the traceparent of its own attempt span.
+func TestTracingSpanTree(t *testing.T) {
+	s, exp := tracedStack(t)
+	dead := startSim(t, sim.Config{Models: []sim.Model{{Name: "llama3.1:8b"}}, Behavior: sim.Behavior{FailBeforeFirstByte: true}})
+	// gpu0 sorts before gpu1: the built-in router tries the dead one first.
+	heartbeat(t, s.store, "gpu0", svc("gpu0", "chat", fleet.KindChat, dead.URL(), fleet.Asset{Name: "llama3.1:8b", Loaded: true}))
+	s.waitFor(func(sn *fleet.Snapshot) bool { return sn.ByID["gpu0/chat"] != nil })
+
+	const clientTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	const clientSpan = "00f067aa0ba902b7"
+	for _, stream := range []bool{false, true} {
+		exp.Reset()
+		raw := `{"model":"llama3.1:8b","messages":[{"role":"user","content":"hi"}],"stream":false}`
+		if stream {
+			raw = `{"model":"llama3.1:8b","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}`
+		}
+		r, b := do(t, "POST", s.url+"/v1/chat/completions", testKey, []byte(raw),
+			map[string]string{"traceparent": "00-" + clientTrace + "-" + clientSpan + "-01"})
+		if r.StatusCode != 200 || r.Header.Get("X-GenieHive-Service") != "gpu1/chat" {
+			t.Fatalf("stream=%v: %d %s", stream, r.StatusCode, b)
+		}
+		// The server span ends when the request is accounted (after the
+		// answer is written): wait for it.
+		var spans tracetest.SpanStubs
+		waitUntil(t, 5e9, "the server span", func() bool {
+			spans = exp.GetSpans()
+			for _, sp := range spans {
+				if sp.SpanKind == trace.SpanKindServer {
+					return true
+				}
+			}
+			return false
+		})
+		byName := map[string][]tracetest.SpanStub{}
+		var server tracetest.SpanStub
+		for _, sp := range spans {
+			byName[sp.Name] = append(byName[sp.Name], sp)
+			if sp.SpanKind == trace.SpanKindServer {
+				server = sp
+			}
+		}
+		if server.Name != "POST /v1/chat/completions" || server.SpanContext.TraceID().String() != clientTrace ||
+			server.Parent.SpanID().String() != clientSpan || !server.Parent.IsRemote() {
+			t.Fatalf("server span %q trace %s parent %s: not the client's traceparent's child", server.Name,
+				server.SpanContext.TraceID(), server.Parent.SpanID())
+		}
+		want := map[string]string{"gen_ai.operation.name": "chat", "gen_ai.request.model": "llama3.1:8b",
+			"gen_ai.response.model": "llama3.1:8b", "geniehive.service": "gpu1/chat", "geniehive.attempts": "2",
+			"http.response.status_code": "200"}
+		// The simulator's usage (loadtest/sim/chat.go writes prompt_tokens
+		// and completion_tokens as OpenAI does: in the answer, or in a last
+		// chunk when the stream asked for include_usage).
+		want["gen_ai.usage.input_tokens"], want["gen_ai.usage.output_tokens"] = "", ""
+		for k, v := range want {
+			got, ok := spanAttr(server, k)
+			if !ok || (v != "" && got != v) {
+				t.Errorf("stream=%v: server span %s = %q (set %v), want %q", stream, k, got, ok, v)
+			}
+		}
+		wantKids := []string{"policy.evaluate", "routing.plan", "upstream.attempt", "upstream.attempt"}
+		if stream {
+			wantKids = append(wantKids, "stream.relay")
+		}
+		n := 0
+		for _, sp := range spans {
+			if sp.SpanKind == trace.SpanKindServer {
+				continue
+			}
+			n++
+			if sp.Parent.SpanID() != server.SpanContext.SpanID() || sp.SpanContext.TraceID() != server.SpanContext.TraceID() {
+				t.Errorf("%s is not a child of the server span", sp.Name)
+			}
+		}
+		if n != len(wantKids) || len(byName["upstream.attempt"]) != 2 || len(byName["policy.evaluate"]) != 1 || len(byName["routing.plan"]) != 1 ||
+			(stream && len(byName["stream.relay"]) != 1) {
+			t.Fatalf("stream=%v: children %v, want %v", stream, names(spans), wantKids)
+		}
+		// Failover: attempt 1 at the dead gpu0 failed, attempt 2 at gpu1 answered.
+		var live tracetest.SpanStub
+		for _, a := range byName["upstream.attempt"] {
+			att, _ := spanAttr(a, "geniehive.attempt")
+			svcID, _ := spanAttr(a, "geniehive.service")
+			switch att {
+			case "1":
+				if svcID != "gpu0/chat" || a.Status.Code.String() != "Error" {
+					t.Errorf("attempt 1: %s status %v, want gpu0/chat failed", svcID, a.Status)
+				}
+			case "2":
+				live = a
+				if st, _ := spanAttr(a, "http.response.status_code"); svcID != "gpu1/chat" || st != "200" {
+					t.Errorf("attempt 2: %s status %s, want gpu1/chat 200", svcID, st)
+				}
+			}
+		}
+		if n, _ := spanAttr(server, "geniehive.candidates"); n != "2" {
+			t.Errorf("server span geniehive.candidates %q, want 2", n)
+		}
+		if e, _ := spanAttr(server, "geniehive.policy.engine"); e == "" {
+			t.Error("server span without geniehive.policy.engine")
+		}
+		// What the live upstream received: its attempt span's traceparent
+		// (the client's trace, the attempt as parent), not the client's.
+		got := s.chat.LastRequest().Header.Get("traceparent")
+		wantTP := "00-" + clientTrace + "-" + live.SpanContext.SpanID().String() + "-01"
+		if got != wantTP {
+			t.Fatalf("stream=%v: upstream got traceparent %q, want %q", stream, got, wantTP)
+		}
+	}
+}
+
+func names(spans tracetest.SpanStubs) string {
+	var out []string
+	for _, sp := range spans {
+		out = append(out, sp.Name)
+	}
+	return strings.Join(out, ", ")
+}
+
+// Without a traceparent from the client the server span starts a trace of
+// its own (a root span), and a denied request still gets its span, status
+// Error for a 5xx only.
+func TestTracingRootSpanAndErrors(t *testing.T) {
+	s, exp := tracedStack(t)
+	r, _ := do(t, "POST", s.url+"/v1/chat/completions", testKey, []byte(`{"model":"no-such-model","messages":[]}`), nil)
+	if r.StatusCode != 404 {
+		t.Fatalf("unknown model: %d", r.StatusCode)
+	}
+	var server tracetest.SpanStub
+	waitUntil(t, 5e9, "the server span", func() bool {
+		for _, sp := range exp.GetSpans() {
+			if sp.SpanKind == trace.SpanKindServer {
+				server = sp
+				return true
+			}
+		}
+		return false
+	})
+	if server.Parent.IsValid() {
+		t.Fatalf("a request without traceparent has parent %v", server.Parent)
+	}
+	if st, _ := spanAttr(server, "http.response.status_code"); st != "404" || server.Status.Code.String() == "Error" {
+		t.Fatalf("404 span: status attr %q, span status %v", st, server.Status)
+	}
+}
+
+// discardExporter drops spans (the benchmark's and allocation test's
+// stand-in for a collector: export cost is the batch processor's, off the
+// request path).
+type discardExporter struct{}
+
+func (discardExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discardExporter) Shutdown(context.Context) error                             { return nil }
+
+// Every inference route has its span name; a path outside them (none
+// reaches serveInference today) gets a plain "POST" and no route.
+func TestTracingSpanNames(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	defer tp.Shutdown(context.Background())
+	var s Server
+	s.tr.Store(newEdgeTracer(tp))
+	for _, path := range []string{"/v1/chat/completions", "/v1/completions", "/v1/messages", "/elsewhere"} {
+		exp.Reset()
+		var rc fasthttp.RequestCtx
+		rc.Request.SetRequestURI(path)
+		x := exchange{s: &s, op: fleet.KindChat}
+		x.traceStart(&rc)
+		x.traceEnd(200)
+		spans := exp.GetSpans()
+		want := "POST " + path
+		if path == "/elsewhere" {
+			want = "POST"
+		}
+		if len(spans) != 1 || spans[0].Name != want {
+			t.Errorf("%s: spans %v, want one named %q", path, names(spans), want)
+		}
+	}
+}
