@@ -1,7 +1,7 @@
 # GenieHive make targets. `make test` is the test command CI runs.
 GO ?= go
 
-.PHONY: build test test-stress test-mutants ollama images dev
+.PHONY: build test test-stress test-mutants ollama images dev bench-fleet
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/geniehive ./cmd/geniehive
 
@@ -22,6 +22,13 @@ test-stress:
 # per scenario). MUTANTS="failover_off" narrows the list.
 test-mutants:
 	bash scripts/mutants.sh
+
+# The fleet benchmarks of docs/CAPACITY.md (issue 12): a 1,000-node fleet
+# churning against two edges, request throughput beside a 2-node fleet,
+# snapshot and routing benchmarks, and 10,000 nodes once. ~10 minutes; not
+# part of make test. NODES, BIG_NODES, DURATION, OUT tune it.
+bench-fleet:
+	bash scripts/bench-fleet.sh
 
 # Builds the real Ollama the tests run against (cached per version) and
 # prints its path.

@@ -40,6 +40,8 @@ type metrics struct {
 	swapSeconds     *prometheus.HistogramVec
 	swapRefused     *prometheus.CounterVec
 	swapDemand      *prometheus.GaugeVec
+	// dataBuilds counts rebuilds of the policy data document.
+	dataBuilds prometheus.Counter
 
 	// Handles resolved once per label set: WithLabelValues hashes every
 	// label and takes the vector's lock on each call, which the request
@@ -178,6 +180,9 @@ func newMetrics() *metrics {
 		Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1},
 	}, []string{"engine"})
 	m.redis = newRedisHook(m.reg)
+	m.dataBuilds = prometheus.NewCounter(prometheus.CounterOpts{Name: "geniehive_policy_data_builds_total",
+		Help: "Rebuilds of the policy data document (on a catalog or fleet-shape change, not on metric-only heartbeats)."})
+	m.reg.MustRegister(m.dataBuilds)
 	m.reg.MustRegister(m.policyEval)
 	loadBuckets := []float64{.1, .25, .5, 1, 2.5, 5, 10, 20, 30, 60, 120}
 	m.swapWaits = prometheus.NewCounter(prometheus.CounterOpts{

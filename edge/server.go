@@ -190,6 +190,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s.clients.cfg = &s.cfg
 	s.SetCluster(d.Cluster)
 	s.registerDegraded()
+	s.met.reg.MustRegister(newSnapCollector(s))
 	s.srv = &fasthttp.Server{
 		Handler:            s.Handler,
 		ErrorHandler:       s.errorHandler,
@@ -330,10 +331,11 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.inflight.Run(bg) }()
 	}
-	s.pushData(bg, s.watcher.Current())
-	changes := s.watcher.Changes()
+	changes := s.watcher.Changes() // before the first push: a snapshot in between is not missed
+	first := s.watcher.Current()
+	s.pushData(bg, first)
 	wg.Add(3)
-	go func() { defer wg.Done(); s.dataLoop(bg, changes) }()
+	go func() { defer wg.Done(); s.dataLoop(bg, changes, first.DataVersion) }()
 	go func() { defer wg.Done(); s.statsLoop(bg) }()
 	go func() { defer wg.Done(); s.presenceLoop(bg) }()
 	if s.usage != nil {
@@ -437,8 +439,10 @@ func (s *Server) serveReady(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-// pushData rebuilds the policy data document from snap and installs it.
-func (s *Server) pushData(ctx context.Context, snap *fleet.Snapshot) {
+// pushData rebuilds the policy data document from snap and installs it;
+// it reports whether the engine took it.
+func (s *Server) pushData(ctx context.Context, snap *fleet.Snapshot) bool {
+	s.met.dataBuilds.Inc()
 	d := policies.BuildData(snap)
 	s.dataMu.Lock()
 	defer s.dataMu.Unlock()
@@ -447,18 +451,28 @@ func (s *Server) pushData(ctx context.Context, snap *fleet.Snapshot) {
 		// geniehive_degraded{reason="policy_data_refused"}): degraded.go.
 		msg := "policy engine refused the data of snapshot " + strconv.FormatUint(snap.Version, 10) + "; deciding on the previous data: " + err.Error()
 		s.dataErr.Store(&msg)
-	} else {
-		s.dataErr.Store(nil)
+		return false
 	}
+	s.dataErr.Store(nil)
+	return true
 }
 
-func (s *Server) dataLoop(ctx context.Context, changes <-chan *fleet.Snapshot) {
+// dataLoop follows the snapshots: it rebuilds the policy data document
+// only when its inputs changed (Snapshot.DataVersion: the catalog or the
+// fleet's services and assets), never for heartbeats that only move
+// metrics, and again after the engine refused the last one. pushed is the
+// DataVersion installed before the loop started.
+func (s *Server) dataLoop(ctx context.Context, changes <-chan *fleet.Snapshot, pushed uint64) {
+	ok := s.dataErr.Load() == nil
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case snap := <-changes:
-			s.pushData(ctx, snap)
+			if !ok || snap.DataVersion != pushed {
+				ok = s.pushData(ctx, snap)
+				pushed = snap.DataVersion
+			}
 			s.logProblems(snap)
 			if s.authWarned.Load() && s.keys.authEnabled(snap) {
 				s.authWarned.Store(false)

@@ -100,6 +100,12 @@ type Snapshot struct {
 	Catalog *Catalog // never nil; empty when none is loaded
 	// CatalogVersion changes whenever the stored catalog changes.
 	CatalogVersion string
+	// DataVersion changes when what the policy data document is built from
+	// changes: the catalog, or a service's id, kind or assets (names,
+	// families, tags, thinking, capabilities). Heartbeats that only move
+	// metrics leave it as it was, so the edge rebuilds that document only
+	// when it can differ (state/snapbuild.go).
+	DataVersion uint64
 	// CatalogError is non-empty while the stored catalog does not decode;
 	// Catalog is then the last good one this process read.
 	CatalogError string

@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os/exec"
@@ -294,12 +295,34 @@ func (a *Agent) warnOnceLocked(key, msg string, args ...any) {
 // The Redis write's error (the state is still returned).
 func (a *Agent) Beat(ctx context.Context) (fleet.NodeState, error) {
 	st := a.Collect(ctx)
-	wctx, cancel := context.WithTimeout(ctx, min(a.cfg.Interval, 5*time.Second))
-	defer cancel()
-	return st, a.store.WriteHeartbeat(wctx, &st, a.cfg.TTL)
+	return st, WriteBeat(ctx, a.store, &st, a.cfg)
 }
 
-// Run heartbeats every Interval until ctx ends, then removes the node's key
+// WriteBeat writes one heartbeat of st as an agent configured with cfg
+// does: the node's key with cfg.TTL and its change event (one MULTI/EXEC,
+// state.Store.WriteHeartbeat), under a deadline of min(Interval, 5s).
+// `geniehive loadtest fleet` writes its simulated nodes through it.
+func WriteBeat(ctx context.Context, store *state.Store, st *fleet.NodeState, cfg Config) error {
+	wctx, cancel := context.WithTimeout(ctx, min(cfg.Interval, 5*time.Second))
+	defer cancel()
+	return store.WriteHeartbeat(wctx, st, cfg.TTL)
+}
+
+// Jitter is the fraction of the interval by which each wait between
+// heartbeats varies (uniformly, either way), so that agents started
+// together (a rack after a power cut, a fleet redeployed) spread their
+// writes instead of beating in step.
+const Jitter = 0.1
+
+// NextBeat is the wait before the next heartbeat when the last one took
+// took: interval - took, moved by up to ±Jitter×interval (u is uniform in
+// [0,1)), never negative.
+func NextBeat(interval, took time.Duration, u float64) time.Duration {
+	j := time.Duration((2*u - 1) * Jitter * float64(interval))
+	return max(interval-took+j, 0)
+}
+
+// Run heartbeats every Interval (jittered by ±Jitter, NextBeat) until ctx ends, then removes the node's key
 // so edges drop it at once rather than after the TTL. Redis failures are
 // logged and retried (backoff from 250ms doubling, capped at Interval); they
 // never end Run.
@@ -334,7 +357,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return a.remove()
 		}
-		next := a.cfg.Interval - time.Since(start)
+		next := NextBeat(a.cfg.Interval, time.Since(start), rand.Float64())
 		if err != nil {
 			backoff = min(max(2*backoff, 250*time.Millisecond), a.cfg.Interval)
 			next = backoff

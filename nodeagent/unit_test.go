@@ -209,3 +209,16 @@ func TestAPIsByRelease(t *testing.T) {
 		}
 	}
 }
+
+func TestNextBeatJitter(t *testing.T) {
+	iv := 5 * time.Second
+	if got := NextBeat(iv, time.Second, 0.5); got != 4*time.Second {
+		t.Fatalf("no jitter at u=0.5: got %v, want 4s", got)
+	}
+	if lo, hi := NextBeat(iv, 0, 0), NextBeat(iv, 0, 0.999999); lo != 4500*time.Millisecond || hi < 5499*time.Millisecond || hi > 5500*time.Millisecond {
+		t.Fatalf("jitter bounds: %v .. %v, want 4.5s .. 5.5s", lo, hi)
+	}
+	if got := NextBeat(iv, 10*time.Second, 0.9); got != 0 {
+		t.Fatalf("a beat longer than the interval: wait %v, want 0", got)
+	}
+}

@@ -3,6 +3,7 @@ package routing
 import (
 	"context"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -103,6 +104,7 @@ func (r *Router) collect(w *work, snap *fleet.Snapshot, dec *policy.Decision, f 
 		} else {
 			list = snap.AssetServices[t.Name]
 		}
+		tstart := len(w.cands)
 		for _, svc := range list {
 			if op != "" && svc.Kind != op || !svc.Routable(now) {
 				continue
@@ -124,8 +126,11 @@ func (r *Router) collect(w *work, snap *fleet.Snapshot, dec *policy.Decision, f 
 			if asset != nil && (svc.AssetInCooldown(asset.Name, now) || (l != nil && l.assetCooling(asset.Name, nowNS))) {
 				continue
 			}
+			// A (service, asset) pair listed by an earlier target is not
+			// a second candidate. One target's list holds no pair twice,
+			// so only the earlier targets' candidates are looked at.
 			dup := false
-			for k := range w.cands {
+			for k := range w.cands[:tstart] {
 				if w.cands[k].svc == svc && w.cands[k].asset == asset {
 					dup = true
 					break
@@ -181,9 +186,22 @@ func assetName(a *fleet.Asset) string {
 	return a.Name
 }
 
-// sortIdx sorts idx by less over cands (insertion sort: n is small and this
-// neither allocates nor moves the large cand values).
+// sortIdx sorts idx by less over cands without moving the large cand
+// values or allocating: insertion sort for the usual handful, pdqsort
+// (slices.SortFunc, O(n log n)) for an asset on hundreds of services.
 func sortIdx(idx []int, cands []cand, lessFn func(a, b *cand) bool) {
+	if len(idx) > 16 {
+		slices.SortFunc(idx, func(a, b int) int {
+			switch {
+			case lessFn(&cands[a], &cands[b]):
+				return -1
+			case lessFn(&cands[b], &cands[a]):
+				return 1
+			}
+			return 0
+		})
+		return
+	}
 	for i := 1; i < len(idx); i++ {
 		for j := i; j > 0 && lessFn(&cands[idx[j]], &cands[idx[j-1]]); j-- {
 			idx[j], idx[j-1] = idx[j-1], idx[j]
@@ -282,6 +300,13 @@ func moveFirst(grp []int, k int) {
 	grp[0] = v
 }
 
+func cmpByID(a, b *cand) int {
+	if c := strings.Compare(a.svc.ID, b.svc.ID); c != 0 {
+		return c
+	}
+	return strings.Compare(assetName(a.asset), assetName(b.asset))
+}
+
 func byID(a, b *cand) bool {
 	if a.svc.ID != b.svc.ID {
 		return a.svc.ID < b.svc.ID
@@ -309,9 +334,15 @@ func (r *Router) roundRobin(ctx context.Context, w *work, dec *policy.Decision, 
 		return nil
 	}
 	// Order the usable members by service id (what every replica agrees on).
-	for a := 1; a < len(ids); a++ {
-		for b := a; b > 0 && byID(&w.cands[grp[ids[b]]], &w.cands[grp[ids[b-1]]]); b-- {
-			ids[b], ids[b-1] = ids[b-1], ids[b]
+	if len(ids) > 16 {
+		slices.SortFunc(ids, func(a, b int64) int {
+			return cmpByID(&w.cands[grp[a]], &w.cands[grp[b]])
+		})
+	} else {
+		for a := 1; a < len(ids); a++ {
+			for b := a; b > 0 && byID(&w.cands[grp[ids[b]]], &w.cands[grp[ids[b-1]]]); b-- {
+				ids[b], ids[b-1] = ids[b-1], ids[b]
+			}
 		}
 	}
 	key := rrKey(dec, g)

@@ -151,6 +151,7 @@ func (s *Store) decodeNode(key, raw string, pttl time.Duration, now time.Time) (
 		return rec, r
 	}
 	rec.Deadline = now.Add(min(max(pttl, 0), MaxNodeTTL))
+	rec.sum = rawSum(raw)
 	return rec, nil
 }
 

@@ -1,6 +1,9 @@
 package state
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestNodeKeyParsedStrictly(t *testing.T) {
 	s := &Store{prefix: "gh:"}
@@ -46,5 +49,14 @@ func TestEndpointChecks(t *testing.T) {
 		if _, err := checkEndpoint(ep); (err == nil) != ok {
 			t.Errorf("%q: err %v, want ok=%v", ep, err, ok)
 		}
+	}
+}
+
+func TestResyncWaitStretches(t *testing.T) {
+	if got := resyncWait(5*time.Second, 50*time.Millisecond); got != 5*time.Second {
+		t.Fatalf("a quick resync keeps the period: %v", got)
+	}
+	if got := resyncWait(5*time.Second, 2*time.Second); got != 40*time.Second {
+		t.Fatalf("a 2s resync: next in %v, want 40s", got)
 	}
 }

@@ -2,12 +2,11 @@ package state
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,7 +19,11 @@ import (
 // WatcherOptions configures a Watcher.
 type WatcherOptions struct {
 	// Resync is the period of the full rebuild that covers lost messages
-	// and expired keys. Default 5s.
+	// and expired keys. Default 5s. A resync that takes long stretches it:
+	// the next one waits at least ResyncSpacing times as long as the last
+	// took (a 10,000-node fleet's resync takes seconds, and holds events
+	// back meanwhile; events carry the changes, the resync is a safety
+	// net). Entries past their deadline are never routed either way.
 	Resync time.Duration
 	// Logger receives refresh failures. Default slog.Default().
 	Logger *slog.Logger
@@ -30,6 +33,28 @@ type WatcherOptions struct {
 	// Edges set it, so a Redis restart without persistence neither drops
 	// the roles nor turns authentication off.
 	Restore bool
+}
+
+// WatcherStats are the watcher's counters and histograms (all safe to read
+// from any goroutine): the edge exports them on /metrics.
+type WatcherStats struct {
+	// EventsApplied counts change events applied; EventsDropped those the
+	// watcher had no room for (the next resync covers them).
+	EventsApplied, EventsDropped atomic.Uint64
+	// Resyncs counts full refreshes from Redis (periodic, on
+	// (re)subscription and on allowlist events); ResyncErrors the failed ones.
+	Resyncs, ResyncErrors atomic.Uint64
+	// ApplyLatency is the time from an event's arrival to the snapshot
+	// that shows it; ResyncDuration a full refresh's time.
+	ApplyLatency, ResyncDuration Histogram
+
+	FullBuilds, Incremental, ViewsBuilt, ViewsReused, IndexRebuilds, DataVersion atomic.Uint64
+}
+
+// Build returns the snapshot-building counters.
+func (s *WatcherStats) Build() BuildStats {
+	return BuildStats{FullBuilds: s.FullBuilds.Load(), Incremental: s.Incremental.Load(), ViewsBuilt: s.ViewsBuilt.Load(),
+		ViewsReused: s.ViewsReused.Load(), IndexRebuilds: s.IndexRebuilds.Load(), DataVersion: s.DataVersion.Load()}
 }
 
 // Watcher keeps an immutable Snapshot of the shared state fresh: it applies
@@ -48,6 +73,19 @@ type Watcher struct {
 	model   model
 	subs    []chan *fleet.Snapshot
 	gate    *nodeGate // node validation and refusals (nodevalidate.go)
+
+	// views, dataVer and dataCat are the incremental builder's state
+	// (snapbuild.go), guarded by mu.
+	views   map[string]*nodeView
+	dataVer uint64
+	dataCat string
+	stats   WatcherStats
+}
+
+// event is a change event's channel suffix and when it arrived.
+type event struct {
+	name string
+	at   time.Time
 }
 
 // model is the mutable state snapshots are built from.
@@ -79,9 +117,12 @@ func NewWatcher(s *Store, o WatcherOptions) *Watcher {
 	w := &Watcher{s: s, o: o, gate: newNodeGate(o.Logger)}
 	w.model.nodes = map[string]NodeRecord{}
 	w.model.catalog = &fleet.Catalog{}
-	w.publishLocked()
+	w.publishLocked(nil)
 	return w
 }
+
+// Stats returns the watcher's counters and histograms.
+func (w *Watcher) Stats() *WatcherStats { return &w.stats }
 
 // Current returns the latest snapshot. It never returns nil.
 func (w *Watcher) Current() *fleet.Snapshot { return w.cur.Load() }
@@ -103,7 +144,21 @@ func (w *Watcher) Changes() <-chan *fleet.Snapshot {
 func (w *Watcher) Refresh(ctx context.Context) error {
 	w.refresh.Lock()
 	defer w.refresh.Unlock()
-	nodes, gone, refused, err := w.s.readNodes(ctx)
+	start := time.Now()
+	w.stats.Resyncs.Add(1)
+	err := w.refreshLocked(ctx)
+	if err != nil {
+		w.stats.ResyncErrors.Add(1)
+	}
+	w.stats.ResyncDuration.Observe(since(start))
+	return err
+}
+
+func (w *Watcher) refreshLocked(ctx context.Context) error {
+	w.mu.Lock()
+	known := w.model.nodes
+	w.mu.Unlock()
+	nodes, gone, refused, err := w.s.readNodes(ctx, known)
 	if err != nil {
 		w.markDown()
 		return err
@@ -166,16 +221,17 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 			}
 		}
 	}
-	cool, err := w.s.Cooldowns(ctx, serviceIDs(nm))
+	ids := serviceIDs(nm)
+	cool, err := w.s.Cooldowns(ctx, ids)
 	if err != nil {
 		w.markDown()
 		return err
 	}
-	assetCool, _ := w.s.AssetCooldowns(ctx, serviceIDs(nm))
+	assetCool, _ := w.s.AssetCooldowns(ctx, ids)
 	w.mu.Lock()
 	w.model = model{nodes: nm, catalog: cat, catErr: catErr, keys: keys, keysErr: keysErr, authOn: authOn, policy: pol, cooldowns: cool, assetCool: assetCool,
 		probes: probes, stats: stats, bench: bench, redisOK: true}
-	w.publishLocked()
+	w.publishLocked(nil)
 	w.mu.Unlock()
 	return nil
 }
@@ -223,7 +279,7 @@ func (w *Watcher) markDown() {
 	defer w.mu.Unlock()
 	if w.model.redisOK {
 		w.model.redisOK = false
-		w.publishLocked()
+		w.publishLocked(map[string]bool{})
 	}
 }
 
@@ -233,33 +289,49 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if err := w.Refresh(ctx); err != nil {
 		w.o.Logger.Warn("state refresh failed", "err", err)
 	}
-	events := make(chan string, 256)
+	// Room for 20 s of a 1,000-node fleet's heartbeats (200/s): a burst (the
+	// fleet joining, a slow policy data rebuild) is applied late, not dropped.
+	events := make(chan event, 4096)
 	go w.subscribe(ctx, events)
-	tick := time.NewTicker(w.o.Resync)
+	tick := time.NewTimer(w.o.Resync)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
+			start := time.Now()
 			if err := w.Refresh(ctx); err != nil && ctx.Err() == nil {
 				w.o.Logger.Warn("state resync failed", "err", err)
 			}
+			tick.Reset(resyncWait(w.o.Resync, time.Since(start)))
 		case ev := <-events:
 			// Gather whatever else arrived in the same instant.
-			batch := map[string]bool{ev: true}
+			batch := map[string]bool{ev.name: true}
+			first := ev.at
 		drain:
 			for {
 				select {
 				case ev := <-events:
-					batch[ev] = true
+					batch[ev.name] = true
 				default:
 					break drain
 				}
 			}
 			w.apply(ctx, batch)
+			w.stats.EventsApplied.Add(uint64(len(batch)))
+			w.stats.ApplyLatency.Observe(since(first))
 		}
 	}
+}
+
+// ResyncSpacing: a resync waits at least this many times the last one's
+// duration after it, so resyncs take at most 1/ResyncSpacing of the
+// watcher's time whatever the fleet's size.
+const ResyncSpacing = 20
+
+func resyncWait(period, took time.Duration) time.Duration {
+	return max(period, ResyncSpacing*took)
 }
 
 // subscribe relays event suffixes to out; "*" means "refresh everything"
@@ -270,7 +342,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 // subIdle without a message the watcher PINGs on it, and a second silent
 // subIdle ends it, so it subscribes again (on a live node) within
 // 2*subIdle.
-func (w *Watcher) subscribe(ctx context.Context, out chan<- string) {
+func (w *Watcher) subscribe(ctx context.Context, out chan<- event) {
 	chPrefix := w.s.Channel("")
 	for ctx.Err() == nil {
 		ps := w.s.psubscribe(ctx, chPrefix+"*")
@@ -292,14 +364,15 @@ func (w *Watcher) subscribe(ctx context.Context, out chan<- string) {
 			case *redis.Subscription:
 				if m.Kind == "psubscribe" {
 					select {
-					case out <- "*":
+					case out <- event{"*", time.Now()}:
 					default:
 					}
 				}
 			case *redis.Message:
 				select {
-				case out <- strings.TrimPrefix(m.Channel, chPrefix):
+				case out <- event{strings.TrimPrefix(m.Channel, chPrefix), time.Now()}:
 				default: // full: the resync catches up
+					w.stats.EventsDropped.Add(1)
 				}
 			}
 		}
@@ -367,19 +440,33 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 	var assetCool map[string]map[string]time.Time
 	var gotAssetCool bool
 	var probes map[string]fleet.ProbeResult
+	// The batch's nodes are read in one pipeline (one round trip, per
+	// shard on a Cluster): a burst of thousands of heartbeats must not cost
+	// thousands of sequential round trips.
+	var nodeIDs []string
 	for ev := range batch {
-		switch {
-		case strings.HasPrefix(ev, EventNode):
-			id := strings.TrimPrefix(ev, EventNode)
-			rec, found, err := w.s.ReadNode(ctx, id)
-			if ok, handled := w.gate.admitOne(id, &rec, found, err, time.Now()); handled {
+		if id, ok := strings.CutPrefix(ev, EventNode); ok {
+			nodeIDs = append(nodeIDs, id)
+		}
+	}
+	if len(nodeIDs) > 0 {
+		reads := w.s.readNodeBatch(ctx, nodeIDs)
+		now := time.Now()
+		for i, id := range nodeIDs {
+			r := &reads[i]
+			found, err := r.found, r.err
+			if ok, handled := w.gate.admitOne(id, &r.rec, found, err, now); handled {
 				found, err = ok, nil
 			}
 			if err != nil {
 				w.o.Logger.Warn("node refresh failed", "node", id, "err", err)
 				continue
 			}
-			nodes[id] = nodeUpd{rec, found}
+			nodes[id] = nodeUpd{r.rec, found}
+		}
+	}
+	for ev := range batch {
+		switch {
 		case ev == EventCatalog:
 			if c, ce, err := w.readCatalog(ctx); err == nil {
 				cat, catErr, gotCat = c, ce, true
@@ -404,40 +491,112 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 			health = true
 		}
 	}
-	w.mu.Lock()
-	nodeIDs := w.model.nodes
-	w.mu.Unlock()
-	if len(nodes) > 0 {
-		nm := make(map[string]NodeRecord, len(nodeIDs)+len(nodes))
-		for k, v := range nodeIDs {
-			nm[k] = v
-		}
-		for id, u := range nodes {
-			if u.found {
-				nm[id] = u.rec
-			} else {
-				delete(nm, id)
-			}
-		}
-		nodeIDs = nm
-	}
-	if health || len(nodes) > 0 {
-		if c, err := w.s.Cooldowns(ctx, serviceIDs(nodeIDs)); err == nil {
+	if health {
+		// Cooldowns and probes of every service may have changed: a
+		// full build (node views whose figures did not change are kept).
+		w.mu.Lock()
+		nm := w.model.nodes
+		w.mu.Unlock()
+		ids := serviceIDs(nm)
+		if c, err := w.s.Cooldowns(ctx, ids); err == nil {
 			cool = c
 		}
-		if c, err := w.s.AssetCooldowns(ctx, serviceIDs(nodeIDs)); err == nil {
+		if c, err := w.s.AssetCooldowns(ctx, ids); err == nil {
 			assetCool, gotAssetCool = c, true
 		}
-		if health {
-			if p, err := w.s.Probes(ctx); err == nil {
-				probes = p
+		if p, err := w.s.Probes(ctx); err == nil {
+			probes = p
+		}
+	}
+	// A node event reads the cooldowns of the services new to this
+	// watcher only: those of known services come with health events (every
+	// cooldown set or cleared publishes one) and resyncs. A heartbeat thus
+	// costs each edge one round trip (GET and PTTL of the node's key).
+	var nodeCool map[string]time.Time
+	var nodeAssetCool map[string]map[string]time.Time
+	var ids []string
+	if !health && len(nodes) > 0 {
+		w.mu.Lock()
+		for id, u := range nodes {
+			if !u.found {
+				continue
 			}
+			known := map[string]bool{}
+			for _, s := range w.model.nodes[id].State.Services {
+				known[s.ID] = true
+			}
+			for _, s := range u.rec.State.Services {
+				if !known[s.ID] {
+					ids = append(ids, s.ID)
+				}
+			}
+		}
+		w.mu.Unlock()
+		if len(ids) > 0 {
+			nodeCool, _ = w.s.Cooldowns(ctx, ids)
+			nodeAssetCool, _ = w.s.AssetCooldowns(ctx, ids)
 		}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	m := w.model
-	m.nodes = nodeIDs
+	var changed map[string]bool
+	if len(nodes) > 0 {
+		changed = make(map[string]bool, len(nodes))
+		// The model is the watcher's own (snapshots never share it, and
+		// Refresh, the only other writer, is serialised with apply by
+		// w.refresh): update it in place instead of copying the fleet.
+		nm := m.nodes
+		if nm == nil {
+			nm = map[string]NodeRecord{}
+		}
+		for id, u := range nodes {
+			prev, had := nm[id]
+			if u.found {
+				// An event that brings nothing new (delivered twice, or
+				// late: a Cluster forwards messages between shards
+				// asynchronously) leaves the node's view as it was.
+				if had && prev.sum != 0 && prev.sum == u.rec.sum && u.rec.Deadline.Sub(prev.Deadline) <= time.Second {
+					continue
+				}
+				nm[id] = u.rec
+				changed[id] = true
+			} else if had {
+				delete(nm, id)
+				changed[id] = true
+			}
+		}
+		m.nodes = nm
+		if nodeCool != nil || nodeAssetCool != nil {
+			if cool == nil {
+				cool = maps.Clone(m.cooldowns)
+				if cool == nil {
+					cool = map[string]time.Time{}
+				}
+				for _, id := range ids {
+					delete(cool, id)
+				}
+				for k, v := range nodeCool {
+					cool[k] = v
+				}
+			}
+			if !gotAssetCool {
+				assetCool = maps.Clone(m.assetCool)
+				if assetCool == nil {
+					assetCool = map[string]map[string]time.Time{}
+				}
+				for _, id := range ids {
+					delete(assetCool, id)
+				}
+				for k, v := range nodeAssetCool {
+					assetCool[k] = v
+				}
+				gotAssetCool = true
+			}
+		}
+	} else {
+		changed = map[string]bool{}
+	}
 	if gotCat {
 		m.catalog, m.catErr = cat, catErr
 	}
@@ -460,73 +619,43 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 	if probes != nil {
 		m.probes = probes
 	}
+	if health {
+		changed = nil // every view re-checked against the new figures
+	}
 	m.redisOK = true
 	w.model = m
-	w.publishLocked()
+	w.publishLocked(changed)
 }
 
-// publishLocked builds a snapshot from the model and swaps it in.
-func (w *Watcher) publishLocked() {
+// publishLocked builds a snapshot from the model and swaps it in. changed
+// names the nodes whose records changed since the last snapshot; nil
+// re-checks every node (snapbuild.go).
+func (w *Watcher) publishLocked(changed map[string]bool) {
 	m := &w.model
+	prev := w.cur.Load()
+	if prev == nil {
+		changed = nil
+	}
 	snap := &fleet.Snapshot{
-		Version:       w.ver.Add(1),
-		BuiltAt:       time.Now(),
-		RedisOK:       m.redisOK,
-		Hosts:         make(map[string]*fleet.HostEntry, len(m.nodes)),
-		ByID:          map[string]*fleet.ServiceEntry{},
-		AssetServices: map[string][]*fleet.ServiceEntry{},
-		Catalog:       m.catalog,
-		Keys:          make(map[[32]byte]*fleet.APIKey, len(m.keys)),
-		Bench:         map[string][]fleet.BenchSummary{},
-		Policy:        m.policy,
-		KeysError:     m.keysErr,
-		CatalogError:  m.catErr,
-		AuthOn:        m.authOn,
+		Version:      w.ver.Add(1),
+		BuiltAt:      time.Now(),
+		RedisOK:      m.redisOK,
+		Catalog:      m.catalog,
+		Keys:         make(map[[32]byte]*fleet.APIKey, len(m.keys)),
+		Bench:        map[string][]fleet.BenchSummary{},
+		Policy:       m.policy,
+		KeysError:    m.keysErr,
+		CatalogError: m.catErr,
+		AuthOn:       m.authOn,
 	}
 	if snap.Catalog == nil {
 		snap.Catalog = &fleet.Catalog{}
 	}
 	w.gate.fill(snap)
 	snap.CatalogVersion = snap.Catalog.Version
-	for id, n := range m.nodes {
-		snap.Hosts[id] = &fleet.HostEntry{Host: n.State.Host, Deadline: n.Deadline}
-		for _, svc := range n.State.Services {
-			if svc.HostID != id {
-				continue
-			}
-			e := &fleet.ServiceEntry{Service: svc, Deadline: n.Deadline}
-			if t, ok := m.cooldowns[svc.ID]; ok {
-				e.CooldownUntil = t
-			}
-			e.AssetCooldowns = m.assetCool[svc.ID]
-			if p, ok := m.probes[svc.ID]; ok {
-				p := p
-				e.Probe = &p
-			}
-			e.Stats = m.stats[svc.ID]
-			snap.Services = append(snap.Services, e)
-		}
-	}
-	sort.Slice(snap.Services, func(i, j int) bool { return snap.Services[i].ID < snap.Services[j].ID })
-	for _, e := range snap.Services {
-		snap.ByID[e.ID] = e
-		for _, a := range e.Assets {
-			snap.AssetServices[a.Name] = append(snap.AssetServices[a.Name], e)
-		}
-	}
-	for i := range m.keys {
-		k := &m.keys[i]
-		h, err := hex.DecodeString(k.Hash)
-		if err != nil || len(h) != 32 {
-			continue
-		}
-		var hk [32]byte
-		copy(hk[:], h)
-		snap.Keys[hk] = k
-	}
-	for _, b := range m.bench {
-		snap.Bench[b.Model] = append(snap.Bench[b.Model], b)
-	}
+	w.fillFleet(snap, prev, changed)
+	fillKeys(snap, m.keys)
+	fillBench(snap, m.bench)
 	w.cur.Store(snap)
 	for _, ch := range w.subs {
 		select {

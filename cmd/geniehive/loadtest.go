@@ -51,6 +51,9 @@ simulated upstream is also registered in Redis as host "loadtest-sim" so an
 edge on that Redis routes --model to it (--edge-key creates an API key for
 it too).
 
+"geniehive loadtest fleet --help" describes the other mode: N simulated
+node agents heartbeating into Redis (state churn, not requests).
+
 Targets must be loopback or compose service names (no dot); others need
 --allow-host. The run stops by itself after --duration or --requests.
 
@@ -139,6 +142,9 @@ type loadtestFlags struct {
 }
 
 func runLoadtest(args []string) error {
+	if len(args) > 0 && args[0] == "fleet" {
+		return runLoadFleet(args[1:])
+	}
 	cmd, _ := cli.Lookup("loadtest")
 	fs := cli.NewFlagSet(cmd)
 	f := loadtestFlags{}

@@ -22,7 +22,8 @@ var nodeCmd = &cli.Command{
 	Usage: `node --config node.yaml [flags]
 
 Discovers the models, load and health of this host's inference servers and
-writes them into Redis every --heartbeat-interval with a --heartbeat-ttl, so
+writes them into Redis every --heartbeat-interval (±10% jitter, so a fleet
+started together spreads its writes) with a --heartbeat-ttl, so
 edges route to them; a host that stops beating drops out when its key
 expires, and SIGTERM/SIGINT removes it at once.
 

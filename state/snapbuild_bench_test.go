@@ -1,0 +1,160 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/geniehive/geniehive/fleet"
+)
+
+// benchFleet writes nodes nodes of 5 services x 4 assets (drawn from 50
+// models, as loadtest fleet does) and returns the store.
+func benchFleet(b *testing.B, nodes int) *Store {
+	url := os.Getenv("GENIEHIVE_TEST_REDIS")
+	if url == "" {
+		b.Skip("GENIEHIVE_TEST_REDIS not set (a benchmark, not a test: make bench-fleet sets it)")
+	}
+	c, err := NewClient(Options{URL: url})
+	if err != nil {
+		b.Fatal(err)
+	}
+	prefix := fmt.Sprintf("ghbench%d:", time.Now().UnixNano())
+	s := New(c, prefix)
+	ctx := context.Background()
+	b.Cleanup(func() {
+		for i := 0; i < nodes; i++ {
+			_ = s.RemoveNode(ctx, fmt.Sprintf("bn-%05d", i))
+		}
+		c.Close()
+	})
+	for i := 0; i < nodes; i++ {
+		if err := s.WriteHeartbeat(ctx, benchNode(i, 0), time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return s
+}
+
+func benchNode(i, queue int) *fleet.NodeState {
+	id := fmt.Sprintf("bn-%05d", i)
+	st := &fleet.NodeState{Host: fleet.Host{ID: id, UpdatedAt: time.Now()}}
+	for j := 0; j < 5; j++ {
+		name := "svc-" + strconv.Itoa(j)
+		sv := fleet.Service{ID: id + "/" + name, HostID: id, Name: name, Kind: fleet.KindChat, Protocol: fleet.ProtocolOllama,
+			Endpoint: "http://127.0.0.1:9", Healthy: true, MaxConcurrency: 4}
+		sv.Metrics.QueueDepth = queue
+		for k := 0; k < 4; k++ {
+			sv.Assets = append(sv.Assets, fleet.Asset{Name: "model-" + strconv.Itoa((i*20+j*4+k)%50) + ":8b", Family: "llama",
+				ParameterSize: "8B", Quantization: "Q4_K_M", ContextLength: 32768, Loaded: k == 0, SizeVRAM: 5 << 30})
+		}
+		st.Services = append(st.Services, sv)
+	}
+	return st
+}
+
+var benchSizes = []int{1000, 10000}
+
+// BenchmarkResync: a full refresh of the fleet from Redis. cold: a new
+// watcher (every node decoded and built); warm: the same watcher again,
+// nothing changed (nodes recognised by their stored bytes, views and
+// indexes kept).
+func BenchmarkResync(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run("nodes="+strconv.Itoa(n), func(b *testing.B) {
+			s := benchFleet(b, n)
+			ctx := context.Background()
+			b.Run("cold", func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					w := NewWatcher(s, WatcherOptions{Resync: time.Hour, Logger: quiet})
+					if err := w.Refresh(ctx); err != nil {
+						b.Fatal(err)
+					}
+					if len(w.Current().Hosts) != n {
+						b.Fatalf("%d hosts", len(w.Current().Hosts))
+					}
+				}
+			})
+			b.Run("warm", func(b *testing.B) {
+				w := NewWatcher(s, WatcherOptions{Resync: time.Hour, Logger: quiet})
+				if err := w.Refresh(ctx); err != nil {
+					b.Fatal(err)
+				}
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if err := w.Refresh(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkApplyNodeEvent: one node's heartbeat applied to a watcher that
+// holds the whole fleet: the node read from Redis (one round trip) and the
+// snapshot patched. patch is the in-memory part alone (no Redis).
+func BenchmarkApplyNodeEvent(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run("nodes="+strconv.Itoa(n), func(b *testing.B) {
+			s := benchFleet(b, n)
+			ctx := context.Background()
+			w := NewWatcher(s, WatcherOptions{Resync: time.Hour, Logger: quiet})
+			if err := w.Refresh(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.Run("event", func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					w.apply(ctx, map[string]bool{EventNode + fmt.Sprintf("bn-%05d", i%n): true})
+				}
+			})
+			b.Run("patch", func(b *testing.B) {
+				id := fmt.Sprintf("bn-%05d", 7)
+				rec := w.model.nodes[id]
+				for i := 0; i < b.N; i++ {
+					rec.State.Services[0].Metrics.QueueDepth = i
+					w.mu.Lock()
+					nm := w.model.nodes
+					nm[id] = rec
+					w.publishLocked(map[string]bool{id: true})
+					w.mu.Unlock()
+				}
+			})
+			b.Run("full-rebuild", func(b *testing.B) {
+				// What every event cost before: all views and indexes built.
+				for i := 0; i < b.N; i++ {
+					w.mu.Lock()
+					w.views = nil
+					w.publishLocked(nil)
+					w.mu.Unlock()
+				}
+			})
+		})
+	}
+}
+
+// quiet keeps the watcher's warnings (no allowlist) out of benchmark lines.
+var quiet = slog.New(slog.DiscardHandler)
+
+// BenchmarkApplyBatch: 2,000 node events (one second of a 10,000-node
+// fleet's heartbeats) applied as one batch.
+func BenchmarkApplyBatch(b *testing.B) {
+	s := benchFleet(b, 10000)
+	ctx := context.Background()
+	w := NewWatcher(s, WatcherOptions{Resync: time.Hour, Logger: quiet})
+	if err := w.Refresh(ctx); err != nil {
+		b.Fatal(err)
+	}
+	batch := map[string]bool{}
+	for i := 0; i < 2000; i++ {
+		batch[EventNode+fmt.Sprintf("bn-%05d", i*5)] = true
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		w.apply(ctx, batch)
+	}
+}
