@@ -247,6 +247,12 @@ func rrKey(dec *policy.Decision, group int) string {
 // out. dry makes round_robin peek and least_loaded read counts without
 // taking a lease. It returns the strategy applied.
 func (r *Router) order(ctx context.Context, w *work, dec *policy.Decision, dry bool) (string, error) {
+	if w.limit > 0 && r.allScored(dec) {
+		if r.topScored(w, w.limit); len(w.order) == 0 {
+			return r.cfg.DefaultStrategy, nil
+		}
+		return StrategyScored, nil
+	}
 	idx := w.order[:0]
 	for i := range w.cands {
 		idx = append(idx, i)
@@ -291,6 +297,46 @@ func (r *Router) order(ctx context.Context, w *work, dec *policy.Decision, dry b
 	}
 	w.order = out
 	return strategy, nil
+}
+
+// allScored reports whether every target is ordered by score alone: then
+// the plan is the unsaturated candidates in less order, with no group
+// reordered by a strategy.
+func (r *Router) allScored(dec *policy.Decision) bool {
+	for i := range dec.Targets {
+		if r.strategyOf(&dec.Targets[i]) != StrategyScored {
+			return false
+		}
+	}
+	return true
+}
+
+// topScored fills w.order with the first k unsaturated candidates in less
+// order: what order's full sort followed by dropping the saturated and
+// keeping k gives (less is a total order: ties end on service id and asset
+// name), in O(n·k) comparisons against the kept tail, usually one each.
+// Only valid when every target is scored (allScored).
+func (r *Router) topScored(w *work, k int) {
+	top := w.order[:0]
+	for i := range w.cands {
+		c := &w.cands[i]
+		if c.saturated {
+			continue
+		}
+		if len(top) == k {
+			if !less(c, &w.cands[top[k-1]]) {
+				continue
+			}
+			top = top[:k-1]
+		}
+		j := len(top)
+		top = append(top, i)
+		for ; j > 0 && less(c, &w.cands[top[j-1]]); j-- {
+			top[j] = top[j-1]
+		}
+		top[j] = i
+	}
+	w.order = top
 }
 
 // moveFirst moves grp[k] to grp[0], shifting the others down.

@@ -154,6 +154,8 @@ type work struct {
 	// counts are the cluster-wide in-flight figures least_loaded read,
 	// parallel to cands (-1 = not read).
 	counts []int64
+	// limit is RequestFacts.MaxCandidates of the call (0: the whole plan).
+	limit int
 }
 
 // Plan implements Planner.
@@ -169,9 +171,13 @@ func (r *Router) Plan(ctx context.Context, snap *fleet.Snapshot, dec *policy.Dec
 		now = time.Now()
 	}
 	nSat := r.collect(w, snap, dec, f, now)
+	w.limit = f.MaxCandidates
 	strategy, err := r.order(ctx, w, dec, false)
 	if err != nil {
 		return Plan{}, err
+	}
+	if w.limit > 0 && len(w.order) > w.limit {
+		w.order = w.order[:w.limit] // the full plan's first limit
 	}
 	if len(w.order) == 0 {
 		if nSat > 0 || anySaturated(w) {

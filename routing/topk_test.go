@@ -1,0 +1,172 @@
+package routing
+
+import (
+	"context"
+	"errors"
+	"math/rand"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/policy"
+)
+
+// randomPickCase builds a random fleet, router-local state and decision
+// that exercise every input of a scored plan: groups, service and asset
+// targets (duplicate pairs across targets), roles, kinds, health, expiry,
+// shared and local cooldowns (service and pair), reported and local
+// in-flight counts against max concurrency, and metrics drawn from a few
+// values so that equal scores (ties) are common.
+func randomPickCase(rng *rand.Rand, r *Router, now time.Time) (*fleet.Snapshot, *policy.Decision, *RequestFacts) {
+	pool := []string{"m0", "m1", "m2", "m3"}
+	families := []string{"llama", "qwen", ""}
+	cat := &fleet.Catalog{Roles: []fleet.Role{{Name: "coder", Description: "writes code in go", PreferredFamilies: []string{"qwen", "llama"}}}}
+	n := 1 + rng.Intn(60)
+	if rng.Intn(10) == 0 {
+		n = 200 + rng.Intn(200) // past insertion sort into pdqsort
+	}
+	var svcs []*fleet.ServiceEntry
+	for i := 0; i < n; i++ {
+		var as []fleet.Asset
+		perm := rng.Perm(len(pool))[:1+rng.Intn(3)]
+		for _, p := range perm {
+			a := asset(pool[p], families[rng.Intn(len(families))])
+			if rng.Intn(3) == 0 {
+				a.Tags = []string{"code"}
+			}
+			a.Loaded = rng.Intn(2) == 0
+			as = append(as, a)
+		}
+		kind := fleet.KindChat
+		if rng.Intn(8) == 0 {
+			kind = fleet.KindEmbeddings
+		}
+		s := svc("h"+strconv.Itoa(rng.Intn(10)), "s"+strconv.Itoa(i), kind, as...)
+		s.Metrics = fleet.Metrics{LatencyMS: float64(10 * rng.Intn(3)), QueueDepth: rng.Intn(2), InFlight: rng.Intn(3)}
+		if rng.Intn(2) == 0 {
+			s.Metrics.VRAMTotalBytes, s.Metrics.VRAMUsedBytes = 24<<30, int64(rng.Intn(3))<<32
+		}
+		if rng.Intn(4) == 0 {
+			s.MaxConcurrency = 1 + rng.Intn(3)
+		}
+		switch rng.Intn(20) {
+		case 0:
+			s.Healthy = false
+		case 1:
+			s.Deadline = now.Add(-time.Second)
+		case 2:
+			s.CooldownUntil = now.Add(time.Minute)
+		case 3:
+			s.AssetCooldowns = map[string]time.Time{as[0].Name: now.Add(time.Minute)}
+		}
+		switch rng.Intn(10) {
+		case 0:
+			r.loc(s.ID).coolUntil.Store(now.Add(time.Minute).UnixNano())
+		case 1:
+			r.loc(s.ID).setAssetCool(as[0].Name, now.Add(time.Minute).UnixNano())
+		case 2, 3, 4:
+			r.loc(s.ID).inflight.Store(int64(rng.Intn(4)))
+		}
+		svcs = append(svcs, s)
+	}
+	snap := snapOf(cat, svcs...)
+	dec := &policy.Decision{}
+	for t, nt := 0, 1+rng.Intn(4); t < nt; t++ {
+		tg := policy.Target{Kind: policy.TargetAsset, Name: pool[rng.Intn(len(pool))], Group: rng.Intn(3)}
+		if rng.Intn(4) == 0 {
+			tg.Kind, tg.Name = policy.TargetService, svcs[rng.Intn(len(svcs))].ID
+		}
+		if rng.Intn(3) == 0 {
+			tg.Role = "coder"
+		}
+		if rng.Intn(5) == 0 {
+			// Not usable without a store: scored stands in, through the
+			// full sort (not the bounded selection).
+			tg.Strategy = StrategyLeastLoaded
+		}
+		dec.Targets = append(dec.Targets, tg)
+	}
+	f := &RequestFacts{Operation: fleet.KindChat, Model: pool[rng.Intn(len(pool))], Now: now}
+	if rng.Intn(2) == 0 {
+		f.Text = "write go code for llama"
+	}
+	return snap, dec, f
+}
+
+// TestTopKMatchesFullSort: a plan capped at k candidates (bounded
+// selection) is, on thousands of random fleets, the first k of the full
+// plan (the full sort this branch started from): same services, assets and
+// targets in the same order, ties included, the same strategy and the same
+// error when there is no candidate.
+func TestTopKMatchesFullSort(t *testing.T) {
+	rng := rand.New(rand.NewSource(12))
+	now := time.Now()
+	ctx := context.Background()
+	cases, capped := 4000, 0
+	for c := 0; c < cases; c++ {
+		r := newRouter(t, Config{})
+		snap, dec, f := randomPickCase(rng, r, now)
+		full, errFull := r.Plan(ctx, snap, dec, f)
+		k := 1 + rng.Intn(5)
+		fk := *f
+		fk.MaxCandidates = k
+		top, errTop := r.Plan(ctx, snap, dec, &fk)
+		if (errFull == nil) != (errTop == nil) || errFull != nil && reflect.TypeOf(errFull) != reflect.TypeOf(errTop) {
+			t.Fatalf("case %d: errors differ: full %v, top-%d %v", c, errFull, k, errTop)
+		}
+		if errFull != nil {
+			var ne *NoCandidatesError
+			var se *SaturatedError
+			if !errors.As(errFull, &ne) && !errors.As(errFull, &se) {
+				t.Fatalf("case %d: unexpected error %v", c, errFull)
+			}
+			continue
+		}
+		want := full.Candidates
+		if len(want) > k {
+			want = want[:k]
+			capped++
+		}
+		if len(top.Candidates) != len(want) || top.Strategy != full.Strategy {
+			t.Fatalf("case %d: top-%d %v (%s), full %v (%s)", c, k, ids(top), top.Strategy, ids(full), full.Strategy)
+		}
+		for i := range want {
+			g, w := &top.Candidates[i], &want[i]
+			if g.Service != w.Service || g.Asset != w.Asset || g.Target != w.Target {
+				t.Fatalf("case %d: top-%d %v, full %v", c, k, ids(top), ids(full))
+			}
+		}
+	}
+	if capped < cases/4 {
+		t.Fatalf("only %d of %d cases had more than k candidates: the cases do not test the cap", capped, cases)
+	}
+}
+
+// TestTopKTies: equal scores are broken by service id then asset name, as
+// the full sort breaks them, whatever order the candidates arrive in.
+func TestTopKTies(t *testing.T) {
+	var svcs []*fleet.ServiceEntry
+	for i := 9; i >= 0; i-- {
+		svcs = append(svcs, svc("h", "s"+strconv.Itoa(i), fleet.KindChat, asset("m", "f")))
+	}
+	snap := snapOf(nil, svcs...)
+	// Reverse the index so candidates arrive in descending id order.
+	l := snap.AssetServices["m"]
+	for i, j := 0, len(l)-1; i < j; i, j = i+1, j-1 {
+		l[i], l[j] = l[j], l[i]
+	}
+	r := newRouter(t, Config{})
+	dec := directTargets("", fleet.KindChat, "m")
+	f := &RequestFacts{Operation: fleet.KindChat, Model: "m", MaxCandidates: 3}
+	p, err := r.Plan(context.Background(), snap, dec, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ids(p)
+	want := []string{"h/s0|m", "h/s1|m", "h/s2|m"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
