@@ -116,3 +116,19 @@ func TestFleetPickAllocations(t *testing.T) {
 		t.Fatalf("Plan capped at 3 of 300 candidates allocates %v times per call, want <= 1", n)
 	}
 }
+
+// BenchmarkAssetRankBuild: what the first capped scored pick of a wide
+// asset pays once per snapshot (ranking "hot" on 10, 300 and 5,000
+// services).
+func BenchmarkAssetRankBuild(b *testing.B) {
+	for _, hosts := range []int{2, 60, 1000} {
+		b.Run("services="+strconv.Itoa(hosts*5), func(b *testing.B) {
+			r, _ := benchRouter(b, StrategyScored)
+			snap := fleetSnap(hosts)
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				r.buildRank(snap, "hot")
+			}
+		})
+	}
+}

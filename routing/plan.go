@@ -51,7 +51,10 @@ func latencyOf(svc *fleet.ServiceEntry) float64 {
 
 // collect fills w.cands with every routable (service, asset) of every
 // target, scored, and returns how many are saturated (by the local estimate).
-func (r *Router) collect(w *work, snap *fleet.Snapshot, dec *policy.Decision, f *RequestFacts, now time.Time) int {
+// With rs (one asset target, see rankable) it walks the asset's ranking
+// instead, keeps the top rs.k unsaturated in w.order, and stops at the
+// first service that cannot enter them.
+func (r *Router) collect(w *work, snap *fleet.Snapshot, dec *policy.Decision, f *RequestFacts, now time.Time, rs *rankState) int {
 	w.cands = w.cands[:0]
 	w.order = w.order[:0]
 	w.leased = state.Lease{}
@@ -104,8 +107,24 @@ func (r *Router) collect(w *work, snap *fleet.Snapshot, dec *policy.Decision, f 
 		} else {
 			list = snap.AssetServices[t.Name]
 		}
+		if rs != nil {
+			list = rs.rk.svcs
+		}
 		tstart := len(w.cands)
-		for _, svc := range list {
+		for li := 0; li < len(list); li++ {
+			svc := list[li]
+			if rs != nil && rs.set && len(w.order) == rs.k {
+				kth := &w.cands[w.order[rs.k-1]]
+				if rs.rk.key[li]+rs.rest+rankEps < kth.score {
+					break // nor can any later service: keys only fall
+				}
+				if rs.rk.run[kth.rpos] == rs.rk.run[li] && kth.inflight == int64(kth.svc.Metrics.InFlight) {
+					// In the k-th's run, after it: at most its score,
+					// a larger id. Skip the run.
+					li = int(rs.rk.run[li]) - 1
+					continue
+				}
+			}
 			if op != "" && svc.Kind != op || !svc.Routable(now) {
 				continue
 			}
@@ -159,6 +178,16 @@ func (r *Router) collect(w *work, snap *fleet.Snapshot, dec *policy.Decision, f 
 			}
 			r.score(&in, &c.sig)
 			c.score = c.sig.Sum()
+			if rs != nil {
+				c.rpos = li
+				if !rs.set {
+					rs.rest = r.restBound(rs, c, in, in.bench)
+					rs.set = true
+				}
+				if !c.saturated {
+					keep(w, len(w.cands)-1, rs.k)
+				}
+			}
 		}
 	}
 	return sat
@@ -317,26 +346,12 @@ func (r *Router) allScored(dec *policy.Decision) bool {
 // name), in O(n·k) comparisons against the kept tail, usually one each.
 // Only valid when every target is scored (allScored).
 func (r *Router) topScored(w *work, k int) {
-	top := w.order[:0]
+	w.order = w.order[:0]
 	for i := range w.cands {
-		c := &w.cands[i]
-		if c.saturated {
-			continue
+		if !w.cands[i].saturated {
+			keep(w, i, k)
 		}
-		if len(top) == k {
-			if !less(c, &w.cands[top[k-1]]) {
-				continue
-			}
-			top = top[:k-1]
-		}
-		j := len(top)
-		top = append(top, i)
-		for ; j > 0 && less(c, &w.cands[top[j-1]]); j-- {
-			top[j] = top[j-1]
-		}
-		top[j] = i
 	}
-	w.order = top
 }
 
 // moveFirst moves grp[k] to grp[0], shifting the others down.

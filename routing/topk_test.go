@@ -22,10 +22,13 @@ import (
 func randomPickCase(rng *rand.Rand, r *Router, now time.Time) (*fleet.Snapshot, *policy.Decision, *RequestFacts) {
 	pool := []string{"m0", "m1", "m2", "m3"}
 	families := []string{"llama", "qwen", ""}
-	cat := &fleet.Catalog{Roles: []fleet.Role{{Name: "coder", Description: "writes code in go", PreferredFamilies: []string{"qwen", "llama"}}}}
+	cat := &fleet.Catalog{Roles: []fleet.Role{{Name: "coder", Description: "writes code in go", PreferredFamilies: []string{"qwen", "llama"},
+		Workloads: []string{"chat.code"}}}}
 	n := 1 + rng.Intn(60)
-	if rng.Intn(10) == 0 {
-		n = 200 + rng.Intn(200) // past insertion sort into pdqsort
+	if rng.Intn(3) == 0 {
+		// Past insertion sort into pdqsort, and past rankMin services per
+		// asset: the capped pick walks the asset's ranking.
+		n = 200 + rng.Intn(300)
 	}
 	var svcs []*fleet.ServiceEntry
 	for i := 0; i < n; i++ {
@@ -45,6 +48,12 @@ func randomPickCase(rng *rand.Rand, r *Router, now time.Time) (*fleet.Snapshot, 
 		}
 		s := svc("h"+strconv.Itoa(rng.Intn(10)), "s"+strconv.Itoa(i), kind, as...)
 		s.Metrics = fleet.Metrics{LatencyMS: float64(10 * rng.Intn(3)), QueueDepth: rng.Intn(2), InFlight: rng.Intn(3)}
+		if rng.Intn(3) == 0 {
+			s.Metrics.TokensPerSecond = float64(20 * rng.Intn(3))
+		}
+		if rng.Intn(4) == 0 {
+			s.Stats = fleet.ServiceStats{Requests: 10, LatencyMS: float64(100 * rng.Intn(3))}
+		}
 		if rng.Intn(2) == 0 {
 			s.Metrics.VRAMTotalBytes, s.Metrics.VRAMUsedBytes = 24<<30, int64(rng.Intn(3))<<32
 		}
@@ -72,8 +81,15 @@ func randomPickCase(rng *rand.Rand, r *Router, now time.Time) (*fleet.Snapshot, 
 		svcs = append(svcs, s)
 	}
 	snap := snapOf(cat, svcs...)
+	for _, m := range pool[:2] {
+		snap.Bench[m] = []fleet.BenchSummary{{Model: m, Workload: "chat.code", Samples: rng.Intn(3), Quality: rng.Float64(), TokensPerSec: 30}}
+	}
 	dec := &policy.Decision{}
-	for t, nt := 0, 1+rng.Intn(4); t < nt; t++ {
+	nt := 1 + rng.Intn(4)
+	if rng.Intn(2) == 0 {
+		nt = 1
+	}
+	for t := 0; t < nt; t++ {
 		tg := policy.Target{Kind: policy.TargetAsset, Name: pool[rng.Intn(len(pool))], Group: rng.Intn(3)}
 		if rng.Intn(4) == 0 {
 			tg.Kind, tg.Name = policy.TargetService, svcs[rng.Intn(len(svcs))].ID
@@ -105,14 +121,38 @@ func TestTopKMatchesFullSort(t *testing.T) {
 	now := time.Now()
 	ctx := context.Background()
 	cases, capped := 4000, 0
+	ranked := 0
 	for c := 0; c < cases; c++ {
-		r := newRouter(t, Config{})
+		cfg := Config{}
+		if rng.Intn(4) == 0 {
+			// Other weights, some negative: the ranking's bound must hold
+			// (a negative in-flight weight is not ranked).
+			w := DefaultWeights()
+			w.TextOverlap, w.PreferredFamily = float64(rng.Intn(5)-2), float64(rng.Intn(5)-2)
+			w.BenchQuality, w.WorkloadOverlap, w.InFlight = float64(rng.Intn(5)-2), float64(rng.Intn(5)-2), float64(rng.Intn(4)-1)
+			w.Loaded, w.CandidateOrder = float64(rng.Intn(5)-2), float64(rng.Intn(3)-1)
+			cfg.Weights = &w
+		}
+		r := newRouter(t, cfg)
 		snap, dec, f := randomPickCase(rng, r, now)
-		full, errFull := r.Plan(ctx, snap, dec, f)
 		k := 1 + rng.Intn(5)
 		fk := *f
 		fk.MaxCandidates = k
+		if rng.Intn(2) == 0 {
+			// A ranking built by an earlier pick on the same snapshot,
+			// then this edge's in-flight counts change.
+			r.Plan(ctx, snap, dec, &fk)
+			for _, s := range snap.Services {
+				if rng.Intn(4) == 0 {
+					r.loc(s.ID).inflight.Store(int64(rng.Intn(4)))
+				}
+			}
+		}
+		full, errFull := r.Plan(ctx, snap, dec, f)
 		top, errTop := r.Plan(ctx, snap, dec, &fk)
+		if rc := r.ranks.Load(); rc != nil && rc.snap == snap && len(full.Candidates) > k {
+			ranked++
+		}
 		if (errFull == nil) != (errTop == nil) || errFull != nil && reflect.TypeOf(errFull) != reflect.TypeOf(errTop) {
 			t.Fatalf("case %d: errors differ: full %v, top-%d %v", c, errFull, k, errTop)
 		}
@@ -139,9 +179,10 @@ func TestTopKMatchesFullSort(t *testing.T) {
 			}
 		}
 	}
-	if capped < cases/4 {
-		t.Fatalf("only %d of %d cases had more than k candidates: the cases do not test the cap", capped, cases)
+	if capped < cases/4 || ranked < cases/20 {
+		t.Fatalf("%d of %d cases had more than k candidates, %d of them ranked: the cases do not test the cap", capped, cases, ranked)
 	}
+	t.Logf("%d cases, %d capped, %d through a ranking", cases, capped, ranked)
 }
 
 // TestTopKTies: equal scores are broken by service id then asset name, as
@@ -168,5 +209,34 @@ func TestTopKTies(t *testing.T) {
 	want := []string{"h/s0|m", "h/s1|m", "h/s2|m"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+// TestRankOlderSnapshot: a pick still holding an older snapshot than the
+// one ranked scores every candidate (same plan) and leaves the newer
+// snapshot's ranking in place.
+func TestRankOlderSnapshot(t *testing.T) {
+	r := newRouter(t, Config{})
+	old, nw := fleetSnap(20), fleetSnap(20) // 100 services on "hot"
+	old.Version, nw.Version = 1, 2
+	dec := directTargets("", fleet.KindChat, "hot")
+	f := &RequestFacts{Operation: fleet.KindChat, Model: "hot", MaxCandidates: 3}
+	pn, err := r.Plan(context.Background(), nw, dec, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := r.ranks.Load(); c == nil || c.snap != nw {
+		t.Fatal("the newest snapshot's ranking was not kept")
+	}
+	po, err := r.Plan(context.Background(), old, dec, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := r.ranks.Load(); c.snap != nw {
+		t.Fatal("an older snapshot evicted the newer ranking")
+	}
+	full, _ := r.Plan(context.Background(), old, dec, &RequestFacts{Operation: fleet.KindChat, Model: "hot"})
+	if !reflect.DeepEqual(ids(po), ids(full)[:3]) || !reflect.DeepEqual(ids(pn), ids(po)) {
+		t.Fatalf("older snapshot %v, newer %v, full %v", ids(po), ids(pn), ids(full)[:3])
 	}
 }
