@@ -127,7 +127,27 @@ func BenchmarkAssetRankBuild(b *testing.B) {
 			snap := fleetSnap(hosts)
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				r.buildRank(snap, "hot")
+				r.buildRank(snap, "hot", nil)
+			}
+		})
+		// The next snapshot after one node's heartbeat: its 5 services
+		// are new entries, every other one is kept from the last ranking.
+		b.Run("incremental/services="+strconv.Itoa(hosts*5), func(b *testing.B) {
+			r, _ := benchRouter(b, StrategyScored)
+			snap := fleetSnap(hosts)
+			prev := r.buildRank(snap, "hot", nil)
+			next := *snap
+			next.AssetServices = map[string][]*fleet.ServiceEntry{"hot": append([]*fleet.ServiceEntry(nil), snap.AssetServices["hot"]...)}
+			l := next.AssetServices["hot"]
+			for i := 0; i < 5; i++ {
+				e := *l[i]
+				e.Metrics.QueueDepth++
+				l[i] = &e
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				r.buildRank(&next, "hot", prev)
 			}
 		})
 	}

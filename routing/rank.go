@@ -36,6 +36,25 @@ type assetRank struct {
 	// for the bound of text overlap and preferred family; nil when there
 	// are more than maxVariants (the weights then bound them).
 	variants []rankVariant
+
+	// What the next snapshot's ranking reuses: the entries in rank
+	// order, the asset's service list (by id) they were built from with
+	// each one's rank position, and the bench summaries keyed in.
+	ents  []rankEnt
+	list  []*fleet.ServiceEntry
+	pos   []int32
+	bench []fleet.BenchSummary
+}
+
+// rankEnt is one service of an assetRank with its static signals.
+type rankEnt struct {
+	svc      *fleet.ServiceEntry
+	asset    *fleet.Asset
+	host     *fleet.HostEntry // the VRAM fallback read (usesHost)
+	usesHost bool
+	st       [len(staticSignals)]float64
+	key      float64
+	li       int32 // index in the asset's service list
 }
 
 type rankVariant struct {
@@ -100,7 +119,11 @@ func (r *Router) rank(snap *fleet.Snapshot, asset string) *assetRank {
 	} else if c != nil && snap.Version < c.snap.Version {
 		return nil
 	}
-	rk := r.buildRank(snap, asset)
+	var prev *assetRank
+	if c != nil && c.snap != snap {
+		prev = c.m[asset]
+	}
+	rk := r.buildRank(snap, asset, prev)
 	m := map[string]*assetRank{asset: rk}
 	if c != nil && c.snap == snap {
 		for k, v := range c.m {
@@ -111,66 +134,117 @@ func (r *Router) rank(snap *fleet.Snapshot, asset string) *assetRank {
 	return rk
 }
 
-func (r *Router) buildRank(snap *fleet.Snapshot, name string) *assetRank {
-	list := snap.AssetServices[name]
-	type ent struct {
-		svc   *fleet.ServiceEntry
-		asset *fleet.Asset
-		st    [len(staticSignals)]float64
-		key   float64
+func rankFamily(a *fleet.Asset) string {
+	if a == nil {
+		return "\x00"
 	}
-	es := make([]ent, len(list))
+	return a.Family
+}
+
+func rankTags(a *fleet.Asset) []string {
+	if a == nil {
+		return nil
+	}
+	return a.Tags
+}
+
+func sameVariant(a, b *fleet.Asset) bool {
+	return rankFamily(a) == rankFamily(b) && slices.Equal(rankTags(a), rankTags(b))
+}
+
+// cmpRankEnt is the ranking's total order: key (best first), the static
+// signals, family and tags (so equal services are adjacent), then id.
+func cmpRankEnt(a, b *rankEnt) int {
+	if c := cmp.Compare(b.key, a.key); c != 0 {
+		return c
+	}
+	for k := range a.st {
+		if c := cmp.Compare(a.st[k], b.st[k]); c != 0 {
+			return c
+		}
+	}
+	if c := strings.Compare(rankFamily(a.asset), rankFamily(b.asset)); c != 0 {
+		return c
+	}
+	if c := slices.Compare(rankTags(a.asset), rankTags(b.asset)); c != 0 {
+		return c
+	}
+	return strings.Compare(a.svc.ID, b.svc.ID)
+}
+
+// rankEntOf scores svc's static signals for asset name.
+func (r *Router) rankEntOf(snap *fleet.Snapshot, svc *fleet.ServiceEntry, name string, bench []fleet.BenchSummary, li int) rankEnt {
 	var sig Signals
+	in := scoreInput{svc: svc, n: 1, inflight: int64(svc.Metrics.InFlight), bench: bench}
+	in.asset, _ = svc.Asset(name)
+	if svc.Metrics.VRAMTotalBytes <= 0 {
+		in.host = snap.Hosts[svc.HostID]
+	}
+	r.score(&in, &sig)
+	e := rankEnt{svc: svc, asset: in.asset, host: in.host, usesHost: svc.Metrics.VRAMTotalBytes <= 0, key: staticKey(&sig), li: int32(li)}
+	for k, s := range staticSignals {
+		e.st[k] = sig[s]
+	}
+	return e
+}
+
+// buildRank ranks asset name's services in snap. With prev (the ranking
+// of an earlier snapshot) the services whose entries are unchanged (the
+// same pointer: the watcher rebuilds only changed nodes' entries, state/
+// snapbuild.go) keep their place and only the changed ones are scored,
+// sorted and merged in: O(n) plus O(changed log changed), the same
+// ranking as a full build (TestRankIncrementalMatchesFull).
+func (r *Router) buildRank(snap *fleet.Snapshot, name string, prev *assetRank) *assetRank {
+	list := snap.AssetServices[name]
 	bench := snap.Bench[name]
-	for i, svc := range list {
-		in := scoreInput{svc: svc, n: 1, inflight: int64(svc.Metrics.InFlight), bench: bench}
-		in.asset, _ = svc.Asset(name)
-		if svc.Metrics.VRAMTotalBytes <= 0 {
-			in.host = snap.Hosts[svc.HostID]
-		}
-		r.score(&in, &sig)
-		e := ent{svc: svc, asset: in.asset, key: staticKey(&sig)}
-		for k, s := range staticSignals {
-			e.st[k] = sig[s]
-		}
-		es[i] = e
-	}
-	family := func(a *fleet.Asset) string {
-		if a == nil {
-			return "\x00"
-		}
-		return a.Family
-	}
-	var tags func(a *fleet.Asset) []string = func(a *fleet.Asset) []string {
-		if a == nil {
-			return nil
-		}
-		return a.Tags
-	}
-	sameVariant := func(a, b *fleet.Asset) bool {
-		return family(a) == family(b) && slices.Equal(tags(a), tags(b))
-	}
-	slices.SortFunc(es, func(a, b ent) int {
-		if c := cmp.Compare(b.key, a.key); c != 0 {
-			return c
-		}
-		for k := range a.st {
-			if c := cmp.Compare(a.st[k], b.st[k]); c != 0 {
-				return c
+	n := len(list)
+	var es []rankEnt
+	if prev != nil && len(prev.bench) == len(bench) && (len(bench) == 0 || &prev.bench[0] == &bench[0]) {
+		keepOld := make([]bool, len(prev.ents))
+		var fresh []rankEnt
+		newLi := make([]int32, len(prev.ents))
+		i := 0
+		for j, svc := range list {
+			for i < len(prev.list) && prev.list[i].ID < svc.ID {
+				i++
 			}
+			if i < len(prev.list) && prev.list[i] == svc {
+				p := prev.pos[i]
+				if e := &prev.ents[p]; !e.usesHost || snap.Hosts[svc.HostID] == e.host {
+					keepOld[p], newLi[p] = true, int32(j)
+					continue
+				}
+			}
+			fresh = append(fresh, r.rankEntOf(snap, svc, name, bench, j))
 		}
-		if c := strings.Compare(family(a.asset), family(b.asset)); c != 0 {
-			return c
+		slices.SortFunc(fresh, func(a, b rankEnt) int { return cmpRankEnt(&a, &b) })
+		es = make([]rankEnt, 0, n)
+		f := 0
+		for p := range prev.ents {
+			if !keepOld[p] {
+				continue
+			}
+			e := prev.ents[p]
+			e.li = newLi[p]
+			for f < len(fresh) && cmpRankEnt(&fresh[f], &e) < 0 {
+				es = append(es, fresh[f])
+				f++
+			}
+			es = append(es, e)
 		}
-		if c := slices.Compare(tags(a.asset), tags(b.asset)); c != 0 {
-			return c
+		es = append(es, fresh[f:]...)
+	} else {
+		es = make([]rankEnt, n)
+		for i, svc := range list {
+			es[i] = r.rankEntOf(snap, svc, name, bench, i)
 		}
-		return strings.Compare(a.svc.ID, b.svc.ID)
-	})
-	n := len(es)
-	rk := &assetRank{svcs: make([]*fleet.ServiceEntry, n), key: make([]float64, n), run: make([]int32, n)}
+		slices.SortFunc(es, func(a, b rankEnt) int { return cmpRankEnt(&a, &b) })
+	}
+	rk := &assetRank{svcs: make([]*fleet.ServiceEntry, n), key: make([]float64, n), run: make([]int32, n),
+		ents: es, list: list, pos: make([]int32, n), bench: bench}
 	for i := range es {
 		rk.svcs[i], rk.key[i] = es[i].svc, es[i].key
+		rk.pos[es[i].li] = int32(i)
 	}
 	for i := 0; i < n; {
 		j := i + 1

@@ -240,3 +240,70 @@ func TestRankOlderSnapshot(t *testing.T) {
 		t.Fatalf("older snapshot %v, newer %v, full %v", ids(po), ids(pn), ids(full)[:3])
 	}
 }
+
+// TestRankIncrementalMatchesFull: a ranking built from the previous
+// snapshot's (unchanged entries kept, changed ones scored and merged in)
+// equals one built from scratch, as fleets change between snapshots:
+// services changed, added, removed, hosts and bench summaries replaced.
+func TestRankIncrementalMatchesFull(t *testing.T) {
+	rng := rand.New(rand.NewSource(1212))
+	now := time.Now()
+	reused := 0
+	for c := 0; c < 300; c++ {
+		r := newRouter(t, Config{})
+		snap, _, _ := randomPickCase(rng, r, now)
+		for h := range snap.Hosts {
+			snap.Hosts[h].GPUs = []fleet.GPU{{VRAMTotalBytes: 24 << 30, VRAMUsedBytes: int64(rng.Intn(20)) << 30}}
+		}
+		name := "m" + strconv.Itoa(rng.Intn(4))
+		prev := r.buildRank(snap, name, nil)
+		for step := 0; step < 3; step++ {
+			var svcs []*fleet.ServiceEntry
+			for _, s := range snap.Services {
+				switch rng.Intn(12) {
+				case 0: // removed
+					continue
+				case 1, 2: // a new heartbeat: a new entry
+					e := *s
+					e.Metrics.QueueDepth = rng.Intn(3)
+					e.Metrics.InFlight = rng.Intn(3)
+					e.Assets = append([]fleet.Asset(nil), s.Assets...)
+					svcs = append(svcs, &e)
+					continue
+				}
+				svcs = append(svcs, s)
+			}
+			for a := rng.Intn(5); a > 0; a-- {
+				svcs = append(svcs, svc("h"+strconv.Itoa(rng.Intn(10)), "new"+strconv.Itoa(c)+"-"+strconv.Itoa(step)+"-"+strconv.Itoa(a), fleet.KindChat, asset(name, "llama")))
+			}
+			next := snapOf(snap.Catalog, svcs...)
+			for h, he := range snap.Hosts {
+				if _, ok := next.Hosts[h]; ok && rng.Intn(5) != 0 {
+					next.Hosts[h] = he // unchanged node: the same entry
+				} else if ok {
+					next.Hosts[h].GPUs = []fleet.GPU{{VRAMTotalBytes: 24 << 30, VRAMUsedBytes: int64(rng.Intn(20)) << 30}}
+				}
+			}
+			for k, v := range snap.Bench {
+				if rng.Intn(6) == 0 {
+					v = append([]fleet.BenchSummary(nil), v...)
+					v[0].TokensPerSec = float64(rng.Intn(50))
+				}
+				next.Bench[k] = v
+			}
+			inc := r.buildRank(next, name, prev)
+			full := r.buildRank(next, name, nil)
+			if !reflect.DeepEqual(inc.ents, full.ents) || !reflect.DeepEqual(inc.run, full.run) || !reflect.DeepEqual(inc.pos, full.pos) ||
+				!reflect.DeepEqual(inc.svcs, full.svcs) || !reflect.DeepEqual(inc.key, full.key) || !reflect.DeepEqual(inc.variants, full.variants) {
+				t.Fatalf("case %d step %d: incremental ranking differs from a full build", c, step)
+			}
+			if len(prev.ents) > 0 && len(inc.ents) > 0 {
+				reused++
+			}
+			snap, prev = next, inc
+		}
+	}
+	if reused < 300 {
+		t.Fatalf("only %d incremental builds compared", reused)
+	}
+}
