@@ -3,9 +3,11 @@ package routing
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand"
 	"reflect"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -305,5 +307,48 @@ func TestRankIncrementalMatchesFull(t *testing.T) {
 	}
 	if reused < 300 {
 		t.Fatalf("only %d incremental builds compared", reused)
+	}
+}
+
+// TestRankConcurrent: picks on several snapshots at once (rankings built,
+// replaced and read concurrently) each get their snapshot's plan.
+func TestRankConcurrent(t *testing.T) {
+	r := newRouter(t, Config{})
+	dec := directTargets("", fleet.KindChat, "hot")
+	var snaps []*fleet.Snapshot
+	var want [][]string
+	for v := 0; v < 4; v++ {
+		s := fleetSnap(20)
+		for i, e := range s.AssetServices["hot"] {
+			e.Metrics.QueueDepth = (i * (v + 1)) % 4
+		}
+		s.Version = uint64(v + 1)
+		full, err := r.Plan(context.Background(), s, dec, &RequestFacts{Operation: fleet.KindChat, Model: "hot"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		snaps, want = append(snaps, s), append(want, ids(full)[:3])
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 4)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(int64(g)))
+			for i := 0; i < 300; i++ {
+				v := rng.Intn(len(snaps))
+				p, err := r.Plan(context.Background(), snaps[v], dec, &RequestFacts{Operation: fleet.KindChat, Model: "hot", MaxCandidates: 3})
+				if err != nil || !reflect.DeepEqual(ids(p), want[v]) {
+					errs <- fmt.Sprintf("snapshot %d: %v %v, want %v", v+1, ids(p), err, want[v])
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
 	}
 }
