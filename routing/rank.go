@@ -64,10 +64,13 @@ type rankVariant struct {
 
 const maxVariants = 8
 
-// rankCache holds the rankings built for one snapshot, copy-on-write.
+// rankCache holds the rankings built for one snapshot, copy-on-write, and
+// the latest earlier ranking of each other wide asset (what the first
+// ranking of that asset in this snapshot starts from).
 type rankCache struct {
 	snap *fleet.Snapshot
 	m    map[string]*assetRank
+	prev map[string]*assetRank
 }
 
 // staticSignals are the signals an assetRank key sums.
@@ -119,18 +122,28 @@ func (r *Router) rank(snap *fleet.Snapshot, asset string) *assetRank {
 	} else if c != nil && snap.Version < c.snap.Version {
 		return nil
 	}
-	var prev *assetRank
-	if c != nil && c.snap != snap {
-		prev = c.m[asset]
-	}
-	rk := r.buildRank(snap, asset, prev)
-	m := map[string]*assetRank{asset: rk}
-	if c != nil && c.snap == snap {
-		for k, v := range c.m {
-			m[k] = v
+	if c == nil || c.snap != snap {
+		// A newer snapshot: this one's rankings start empty; every ranking
+		// so far of an asset still wide is where its next one starts.
+		nc := &rankCache{snap: snap, m: map[string]*assetRank{}, prev: map[string]*assetRank{}}
+		if c != nil {
+			for _, from := range []map[string]*assetRank{c.prev, c.m} {
+				for k, v := range from {
+					if len(snap.AssetServices[k]) >= rankMin {
+						nc.prev[k] = v
+					}
+				}
+			}
 		}
+		c = nc
 	}
-	r.ranks.Store(&rankCache{snap: snap, m: m})
+	rk := r.buildRank(snap, asset, c.prev[asset])
+	m := make(map[string]*assetRank, len(c.m)+1)
+	for k, v := range c.m {
+		m[k] = v
+	}
+	m[asset] = rk
+	r.ranks.Store(&rankCache{snap: snap, m: m, prev: c.prev})
 	return rk
 }
 

@@ -352,3 +352,36 @@ func TestRankConcurrent(t *testing.T) {
 		t.Fatal(e)
 	}
 }
+
+// TestRankStartsFromPrevious: on a new snapshot, every wide asset's
+// ranking starts from its latest earlier one, not only the first asset
+// picked; an asset no longer wide is let go.
+func TestRankStartsFromPrevious(t *testing.T) {
+	r := newRouter(t, Config{})
+	s1 := fleetSnap(20)
+	s1.Version = 1
+	wide := func(s *fleet.Snapshot, n int) { // n services on "w" too
+		l := s.AssetServices["hot"][:n]
+		s.AssetServices["w"] = l
+	}
+	wide(s1, 80)
+	a1, b1 := r.rank(s1, "hot"), r.rank(s1, "w")
+	s2 := fleetSnap(20)
+	s2.Version = 2
+	s2.AssetServices = s1.AssetServices // nothing changed
+	r.rank(s2, "hot")
+	c := r.ranks.Load()
+	if c.prev["w"] != b1 || c.prev["hot"] != a1 {
+		t.Fatalf("the new snapshot's cache lost an earlier ranking: %v", c.prev)
+	}
+	b2 := r.rank(s2, "w")
+	if b2 == b1 || !reflect.DeepEqual(b2.svcs, b1.svcs) {
+		t.Fatal("w not re-ranked for the new snapshot, or ranked differently")
+	}
+	s3 := fleetSnap(20)
+	s3.Version = 3
+	r.rank(s3, "hot") // "w" is on no service of s3
+	if _, ok := r.ranks.Load().prev["w"]; ok {
+		t.Fatal("a ranking of an asset gone from the fleet is kept")
+	}
+}
