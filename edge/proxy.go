@@ -406,6 +406,14 @@ func (s *Server) plan(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp *mu
 	} else if x.dreq != nil && x.dreq.Facts().Text != "" {
 		x.rf.Text = string(append(x.text[:0], x.dreq.Facts().Text...)) // a copy: Facts view reused buffers
 	}
+	// Only the first failover.attempts candidates are ever tried, so the
+	// router returns no more (and finds them without sorting a wide asset's
+	// every service). Not when the edge reorders the plan afterwards
+	// (preferLoaded, below) or scans all of it (countTokens looks for any
+	// candidate speaking count_tokens natively).
+	if s.usage == nil && x.api != dialect.APICountTokens {
+		x.rf.MaxCandidates = s.cfg.Failover.Attempts
+	}
 	if s.usage != nil {
 		s.awaitLoad(ctx, x)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/loadtest/sim"
+	"github.com/geniehive/geniehive/routing"
 )
 
 // tracedStack is a stack whose edge traces into an in-memory exporter
@@ -212,6 +213,50 @@ func TestTracingSpanNames(t *testing.T) {
 		}
 		if len(spans) != 1 || spans[0].Name != want {
 			t.Errorf("%s: spans %v, want one named %q", path, names(spans), want)
+		}
+	}
+}
+
+// TestPlanCappedAtFailoverAttempts: the router plans no more candidates
+// than failover.attempts (the server span's geniehive.candidates), while
+// count_tokens, which looks through the whole plan for a native counter,
+// still gets every candidate.
+func TestPlanCappedAtFailoverAttempts(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	s := newStack(t, func(c *Config, d *Deps) {
+		r, err := routing.New(routing.Config{}, d.Store, nil) // the real router (the built-in one plans every service)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.TracerProvider, d.Router, c.Failover.Attempts = tp, r, 2
+	})
+	for _, h := range []string{"gpu2", "gpu3", "gpu4"} {
+		heartbeat(t, s.store, h, svc(h, "chat", fleet.KindChat, s.chat.URL(), fleet.Asset{Name: "llama3.1:8b", Family: "llama", Loaded: true}))
+	}
+	s.waitFor(func(sn *fleet.Snapshot) bool { return len(sn.AssetServices["llama3.1:8b"]) == 4 })
+	for _, c := range []struct{ path, want string }{
+		{"/v1/chat/completions", "2"},
+		{"/v1/messages/count_tokens", "4"},
+	} {
+		exp.Reset()
+		body := `{"model":"llama3.1:8b","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}`
+		if r, b := do(t, "POST", s.url+c.path, testKey, []byte(body), nil); r.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", c.path, r.StatusCode, b)
+		}
+		var got string
+		waitUntil(t, 5e9, "the server span", func() bool {
+			for _, sp := range exp.GetSpans() {
+				if sp.SpanKind == trace.SpanKindServer {
+					got, _ = spanAttr(sp, "geniehive.candidates")
+					return true
+				}
+			}
+			return false
+		})
+		if got != c.want {
+			t.Errorf("%s: geniehive.candidates %q, want %s", c.path, got, c.want)
 		}
 	}
 }

@@ -64,7 +64,7 @@ func (r *Router) Explain(ctx context.Context, snap *fleet.Snapshot, dec *policy.
 	if now.IsZero() {
 		now = time.Now()
 	}
-	r.collect(w, snap, dec, f, now)
+	r.collect(w, snap, dec, f, now, nil)
 	ex := &Explanation{Candidates: []CandidateExplanation{}}
 	strategy, err := r.order(context.WithoutCancel(ctx), w, dec, true)
 	if err != nil {

@@ -34,7 +34,8 @@ func benchFleetPick(b *testing.B, strategy string, hosts int, model string) {
 	snap := fleetSnap(hosts)
 	dec := directTargets("", fleet.KindChat, model)
 	ctx := context.Background()
-	f := &RequestFacts{Operation: fleet.KindChat, Model: model}
+	// As the edge asks: no more candidates than failover.attempts (3).
+	f := &RequestFacts{Operation: fleet.KindChat, Model: model, MaxCandidates: 3}
 	for i := 0; i < 10; i++ {
 		p, err := r.Plan(ctx, snap, dec, f)
 		if err != nil {
@@ -103,5 +104,51 @@ func TestFleetPickAllocations(t *testing.T) {
 	n := testing.AllocsPerRun(50, func() { r.Plan(context.Background(), snap, dec, f) })
 	if n > 1 {
 		t.Fatalf("Plan over 300 candidates allocates %v times per call, want <= 1", n)
+	}
+	// Capped as the edge asks (bounded selection, no sort): the first 3.
+	fk := *f
+	fk.MaxCandidates = 3
+	pk, err := r.Plan(context.Background(), snap, dec, &fk)
+	if err != nil || len(pk.Candidates) != 3 || pk.Candidates[0].Service != p.Candidates[0].Service || pk.Candidates[2].Service != p.Candidates[2].Service {
+		t.Fatalf("capped plan: %v %v, full plan starts %v", ids(pk), err, ids(p)[:3])
+	}
+	if n := testing.AllocsPerRun(50, func() { r.Plan(context.Background(), snap, dec, &fk) }); n > 1 {
+		t.Fatalf("Plan capped at 3 of 300 candidates allocates %v times per call, want <= 1", n)
+	}
+}
+
+// BenchmarkAssetRankBuild: what the first capped scored pick of a wide
+// asset pays once per snapshot (ranking "hot" on 10, 300 and 5,000
+// services).
+func BenchmarkAssetRankBuild(b *testing.B) {
+	for _, hosts := range []int{2, 60, 1000} {
+		b.Run("services="+strconv.Itoa(hosts*5), func(b *testing.B) {
+			r, _ := benchRouter(b, StrategyScored)
+			snap := fleetSnap(hosts)
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				r.buildRank(snap, "hot", nil)
+			}
+		})
+		// The next snapshot after one node's heartbeat: its 5 services
+		// are new entries, every other one is kept from the last ranking.
+		b.Run("incremental/services="+strconv.Itoa(hosts*5), func(b *testing.B) {
+			r, _ := benchRouter(b, StrategyScored)
+			snap := fleetSnap(hosts)
+			prev := r.buildRank(snap, "hot", nil)
+			next := *snap
+			next.AssetServices = map[string][]*fleet.ServiceEntry{"hot": append([]*fleet.ServiceEntry(nil), snap.AssetServices["hot"]...)}
+			l := next.AssetServices["hot"]
+			for i := 0; i < 5; i++ {
+				e := *l[i]
+				e.Metrics.QueueDepth++
+				l[i] = &e
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				r.buildRank(&next, "hot", prev)
+			}
+		})
 	}
 }

@@ -51,7 +51,10 @@ func latencyOf(svc *fleet.ServiceEntry) float64 {
 
 // collect fills w.cands with every routable (service, asset) of every
 // target, scored, and returns how many are saturated (by the local estimate).
-func (r *Router) collect(w *work, snap *fleet.Snapshot, dec *policy.Decision, f *RequestFacts, now time.Time) int {
+// With rs (one asset target, see rankable) it walks the asset's ranking
+// instead, keeps the top rs.k unsaturated in w.order, and stops at the
+// first service that cannot enter them.
+func (r *Router) collect(w *work, snap *fleet.Snapshot, dec *policy.Decision, f *RequestFacts, now time.Time, rs *rankState) int {
 	w.cands = w.cands[:0]
 	w.order = w.order[:0]
 	w.leased = state.Lease{}
@@ -104,8 +107,24 @@ func (r *Router) collect(w *work, snap *fleet.Snapshot, dec *policy.Decision, f 
 		} else {
 			list = snap.AssetServices[t.Name]
 		}
+		if rs != nil {
+			list = rs.rk.svcs
+		}
 		tstart := len(w.cands)
-		for _, svc := range list {
+		for li := 0; li < len(list); li++ {
+			svc := list[li]
+			if rs != nil && rs.set && len(w.order) == rs.k {
+				kth := &w.cands[w.order[rs.k-1]]
+				if rs.rk.key[li]+rs.rest+rankEps < kth.score {
+					break // nor can any later service: keys only fall
+				}
+				if rs.rk.run[kth.rpos] == rs.rk.run[li] && kth.inflight == int64(kth.svc.Metrics.InFlight) {
+					// In the k-th's run, after it: at most its score,
+					// a larger id. Skip the run.
+					li = int(rs.rk.run[li]) - 1
+					continue
+				}
+			}
 			if op != "" && svc.Kind != op || !svc.Routable(now) {
 				continue
 			}
@@ -159,6 +178,16 @@ func (r *Router) collect(w *work, snap *fleet.Snapshot, dec *policy.Decision, f 
 			}
 			r.score(&in, &c.sig)
 			c.score = c.sig.Sum()
+			if rs != nil {
+				c.rpos = li
+				if !rs.set {
+					rs.rest = r.restBound(rs, c, in, in.bench)
+					rs.set = true
+				}
+				if !c.saturated {
+					keep(w, len(w.cands)-1, rs.k)
+				}
+			}
 		}
 	}
 	return sat
@@ -247,6 +276,12 @@ func rrKey(dec *policy.Decision, group int) string {
 // out. dry makes round_robin peek and least_loaded read counts without
 // taking a lease. It returns the strategy applied.
 func (r *Router) order(ctx context.Context, w *work, dec *policy.Decision, dry bool) (string, error) {
+	if w.limit > 0 && r.allScored(dec) {
+		if r.topScored(w, w.limit); len(w.order) == 0 {
+			return r.cfg.DefaultStrategy, nil
+		}
+		return StrategyScored, nil
+	}
 	idx := w.order[:0]
 	for i := range w.cands {
 		idx = append(idx, i)
@@ -291,6 +326,32 @@ func (r *Router) order(ctx context.Context, w *work, dec *policy.Decision, dry b
 	}
 	w.order = out
 	return strategy, nil
+}
+
+// allScored reports whether every target is ordered by score alone: then
+// the plan is the unsaturated candidates in less order, with no group
+// reordered by a strategy.
+func (r *Router) allScored(dec *policy.Decision) bool {
+	for i := range dec.Targets {
+		if r.strategyOf(&dec.Targets[i]) != StrategyScored {
+			return false
+		}
+	}
+	return true
+}
+
+// topScored fills w.order with the first k unsaturated candidates in less
+// order: what order's full sort followed by dropping the saturated and
+// keeping k gives (less is a total order: ties end on service id and asset
+// name), in O(n·k) comparisons against the kept tail, usually one each.
+// Only valid when every target is scored (allScored).
+func (r *Router) topScored(w *work, k int) {
+	w.order = w.order[:0]
+	for i := range w.cands {
+		if !w.cands[i].saturated {
+			keep(w, i, k)
+		}
+	}
 }
 
 // moveFirst moves grp[k] to grp[0], shifting the others down.

@@ -32,6 +32,12 @@ type RequestFacts struct {
 	Text string
 	// Now is the request's arrival time; strategies judge liveness against it.
 	Now time.Time
+	// MaxCandidates caps Plan.Candidates when > 0: a caller that tries at
+	// most that many upstreams (the edge's failover.attempts) needs no
+	// more. The candidates returned are the first MaxCandidates of the
+	// full plan, in its order; when every target is scored they are found
+	// by a bounded selection instead of sorting every candidate. 0: all.
+	MaxCandidates int
 }
 
 // TextBytes is how much prompt text the edge puts in RequestFacts.Text.

@@ -27,6 +27,11 @@ type Router struct {
 
 	pool sync.Pool   // *work
 	rrc  *rrCombiner // nil only without a store
+
+	// ranks: the asset rankings of the last snapshot a capped scored pick
+	// of a wide asset ran on (rank.go); rankMu serialises their building.
+	ranks  atomic.Pointer[rankCache]
+	rankMu sync.Mutex
 }
 
 // svcLocal is what this process knows about a service beyond the snapshot.
@@ -138,6 +143,7 @@ type cand struct {
 	score     float64
 	inflight  int64 // local estimate
 	saturated bool
+	rpos      int // position in the asset ranking walked (rank.go)
 }
 
 // work is the per-call scratch, pooled.
@@ -154,6 +160,8 @@ type work struct {
 	// counts are the cluster-wide in-flight figures least_loaded read,
 	// parallel to cands (-1 = not read).
 	counts []int64
+	// limit is RequestFacts.MaxCandidates of the call (0: the whole plan).
+	limit int
 }
 
 // Plan implements Planner.
@@ -168,10 +176,34 @@ func (r *Router) Plan(ctx context.Context, snap *fleet.Snapshot, dec *policy.Dec
 	if now.IsZero() {
 		now = time.Now()
 	}
-	nSat := r.collect(w, snap, dec, f, now)
-	strategy, err := r.order(ctx, w, dec, false)
-	if err != nil {
-		return Plan{}, err
+	w.limit = f.MaxCandidates
+	var nSat int
+	var strategy string
+	if w.limit > 0 && r.rankable(dec, snap) {
+		// One wide scored asset: walk its ranking, stop once no later
+		// service can enter the top limit (rank.go).
+		rs := rankState{rk: r.rank(snap, dec.Targets[0].Name), k: w.limit}
+		var rsp *rankState
+		if rs.rk != nil {
+			rsp = &rs
+		}
+		nSat = r.collect(w, snap, dec, f, now, rsp)
+		if rsp == nil {
+			r.topScored(w, w.limit)
+		}
+		strategy = StrategyScored
+		if len(w.order) == 0 {
+			strategy = r.cfg.DefaultStrategy
+		}
+	} else {
+		nSat = r.collect(w, snap, dec, f, now, nil)
+		var err error
+		if strategy, err = r.order(ctx, w, dec, false); err != nil {
+			return Plan{}, err
+		}
+	}
+	if w.limit > 0 && len(w.order) > w.limit {
+		w.order = w.order[:w.limit] // the full plan's first limit
 	}
 	if len(w.order) == 0 {
 		if nSat > 0 || anySaturated(w) {
