@@ -153,7 +153,9 @@ func (s *stack) waitFor(f func(*fleet.Snapshot) bool) {
 	s.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if f(s.srv.Watcher().Current()) {
+		// The policy data follows the snapshot asynchronously: wait for
+		// both, or a request may be decided on the data of before.
+		if snap := s.srv.Watcher().Current(); f(snap) && s.srv.PolicyDataVersion() >= snap.DataVersion {
 			return
 		}
 		_ = s.srv.Watcher().Refresh(context.Background())

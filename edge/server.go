@@ -106,6 +106,7 @@ type Server struct {
 	authWarned   atomic.Bool
 	policyErr    atomic.Pointer[string]
 	dataErr      atomic.Pointer[string] // the policy engine refused the latest data (degraded.go)
+	dataVer      atomic.Uint64          // Snapshot.DataVersion of the data the engine holds
 	lastProblems atomic.Pointer[string] // degraded.go: what logProblems logged last
 	policyAt     atomic.Int64           // unix nanoseconds the active engine was installed
 	presenceKick chan struct{}
@@ -454,8 +455,16 @@ func (s *Server) pushData(ctx context.Context, snap *fleet.Snapshot) bool {
 		return false
 	}
 	s.dataErr.Store(nil)
+	s.dataVer.Store(snap.DataVersion)
 	return true
 }
+
+// PolicyDataVersion is the Snapshot.DataVersion whose policy data the
+// engine decides on. The data follows the snapshot asynchronously (dataLoop):
+// for a moment after a node registers a model, the snapshot lists it while
+// the policy does not yet; a caller that must see both waits for this to
+// reach the snapshot's DataVersion.
+func (s *Server) PolicyDataVersion() uint64 { return s.dataVer.Load() }
 
 // dataLoop follows the snapshots: it rebuilds the policy data document
 // only when its inputs changed (Snapshot.DataVersion: the catalog or the
