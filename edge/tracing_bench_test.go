@@ -11,6 +11,7 @@ import (
 
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/loadtest/sim"
+	"github.com/geniehive/geniehive/routing"
 )
 
 // BenchmarkTracingOverhead measures the edge's throughput at 32 concurrent
@@ -103,5 +104,43 @@ func BenchmarkTracingOverhead(b *testing.B) {
 			b.ReportMetric(onRate, "on-req/s")
 			b.ReportMetric(onRate/offRate, "on/off")
 		})
+	}
+}
+
+// BenchmarkTracingHooks measures the request path's tracing hooks alone
+// (the sequence TestTracingOffAllocs runs: server span with an incoming
+// traceparent, policy.evaluate, routing.plan, one upstream.attempt with
+// its traceparent injected, stream.relay, usage, the end), always sampled
+// into a batch span processor that drops the spans: the per-request
+// allocations and time that tracing adds to a traced request.
+//
+//	go test ./edge -run XXX -bench TracingHooks -benchmem
+func BenchmarkTracingHooks(b *testing.B) {
+	var rc fasthttp.RequestCtx
+	rc.Request.Header.SetMethod("POST")
+	rc.Request.SetRequestURI("/v1/chat/completions")
+	rc.Request.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	c := &routing.Candidate{Service: &fleet.ServiceEntry{Service: fleet.Service{ID: "gpu1/chat", HostID: "gpu1"}}, Asset: "qwen3:8b"}
+	answer := []byte(`{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34}}`)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithSpanProcessor(sdktrace.NewBatchSpanProcessor(discardExporter{})))
+	defer tp.Shutdown(context.Background())
+	var s Server
+	s.tr.Store(newEdgeTracer(tp))
+	x := new(exchange) // reused, as the Server's pool does (acquireExchange)
+	b.ReportAllocs()
+	for b.Loop() {
+		*x = exchange{s: &s, endpoint: endpointChat, op: fleet.KindChat, model: "qwen3:8b", asset: "qwen3:8b", attempts: 1,
+			service: "gpu1/chat", stream: true, attrs: x.attrs[:0]}
+		x.plan.Strategy = "balanced"
+		x.traceStart(&rc)
+		x.traceEval(x.child("policy.evaluate"), "go", nil)
+		tracePlan(x.child("routing.plan"), nil)
+		x.traceAttempt(x.attemptSpan(c, 1, req), 200, nil)
+		x.relay = x.child("stream.relay")
+		x.traceUsage(answer)
+		x.traceEnd(200)
 	}
 }

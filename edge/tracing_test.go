@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -213,5 +214,78 @@ func TestTracingSpanNames(t *testing.T) {
 		if len(spans) != 1 || spans[0].Name != want {
 			t.Errorf("%s: spans %v, want one named %q", path, names(spans), want)
 		}
+	}
+}
+
+// The traceparent (and tracestate) the edge writes on an upstream request
+// is byte for byte what the SDK's propagation.TraceContext.Inject writes,
+// for sampled, unsampled and random-flagged span contexts, with and
+// without a tracestate; and what the edge reads back with
+// TraceContext.Extract over its carrier is the span context it wrote.
+func TestInjectTraceparentMatchesSDK(t *testing.T) {
+	ts, err := trace.ParseTraceState("vendor=abc,other=x-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prop propagation.TraceContext
+	for i, scc := range []trace.SpanContextConfig{
+		{TraceID: trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+			SpanID: trace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7}, TraceFlags: trace.FlagsSampled},
+		{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{0xff, 0xfe, 0, 0, 0, 0, 0, 1}},
+		{TraceID: trace.TraceID{15: 0xab}, SpanID: trace.SpanID{7: 0xcd}, TraceFlags: trace.FlagsSampled | trace.FlagsRandom | 0x80},
+		{TraceID: trace.TraceID{0xde, 0xad}, SpanID: trace.SpanID{0xbe, 0xef}, TraceFlags: trace.FlagsSampled, TraceState: ts},
+		{}, // invalid: nothing written
+	} {
+		sc := trace.NewSpanContext(scc)
+		want := map[string]string{}
+		prop.Inject(trace.ContextWithSpanContext(context.Background(), sc), propagation.MapCarrier(want))
+		var req fasthttp.Request
+		injectTraceparent(sc, &req.Header)
+		got := map[string]string{}
+		for k, v := range req.Header.All() {
+			got[strings.ToLower(string(k))] = string(v)
+		}
+		delete(got, "host")
+		delete(got, "content-type")
+		if len(got) != len(want) {
+			t.Errorf("%d: wrote %v, the SDK writes %v", i, got, want)
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%d: %s = %q, the SDK writes %q", i, k, got[k], v)
+			}
+		}
+		if !sc.IsValid() {
+			continue
+		}
+		back := trace.SpanContextFromContext(prop.Extract(context.Background(), reqHeaders{&req.Header}))
+		wantBack := sc.WithTraceFlags(sc.TraceFlags() & (trace.FlagsSampled | trace.FlagsRandom)).WithRemote(true)
+		if !back.Equal(wantBack) {
+			t.Errorf("%d: read back %v, want %v", i, back, wantBack)
+		}
+	}
+}
+
+// The carrier reads a client's traceparent without copying it; what
+// Extract returns keeps nothing of the header's bytes: overwriting the
+// request's headers afterwards (fasthttp reuses them for the next request
+// on the connection) leaves the extracted span context, its tracestate
+// included, as it was.
+func TestExtractKeepsNoHeaderBytes(t *testing.T) {
+	var rc fasthttp.RequestCtx
+	rc.Request.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	rc.Request.Header.Set("tracestate", "vendor=abc")
+	var prop propagation.TraceContext
+	sc := trace.SpanContextFromContext(prop.Extract(context.Background(), reqHeaders{&rc.Request.Header}))
+	if sc.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || sc.SpanID().String() != "00f067aa0ba902b7" ||
+		!sc.IsSampled() || sc.TraceState().String() != "vendor=abc" {
+		t.Fatalf("extracted %v (tracestate %q)", sc, sc.TraceState().String())
+	}
+	before := sc.TraceState().String()
+	// Same lengths: fasthttp rewrites the values in place.
+	rc.Request.Header.Set("traceparent", "00-ffffffffffffffffffffffffffffffff-ffffffffffffffff-00")
+	rc.Request.Header.Set("tracestate", "zzzzzz=zzz")
+	if sc.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || sc.TraceState().String() != before {
+		t.Fatalf("the extracted span context changed with the header: %v %q", sc, sc.TraceState().String())
 	}
 }
