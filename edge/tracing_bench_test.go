@@ -18,9 +18,14 @@ import (
 // clients with tracing off and with tracing on at 100% sampling (the SDK's
 // batch span processor feeding an exporter that drops the spans, so what
 // is measured is the edge's side of tracing, not a collector), in the same
-// run on the same edge and upstream: the two modes alternate in rounds
-// (off, on, off, on, ...), and each round's requests are timed. It reports
-// both rates and on/off (1.00 = no cost).
+// run on the same edge and upstream: the two modes alternate in rounds,
+// in ABBA order (off, on, on, off, ...) so that neither mode always runs
+// first (after the other's garbage, or in a load trend of a shared
+// machine), both modes are warmed before timing, and each round's requests
+// are timed. It reports both rates and on/off (1.00 = no cost), and the
+// process's CPU time per request in each mode (client, edge and upstream
+// together, from getrusage) with cpu-off/on: on a machine other work
+// shares, wall-clock rates move with that work, CPU per request much less.
 //
 //	go test ./edge -run XXX -bench TracingOverhead -benchtime 20000x
 func BenchmarkTracingOverhead(b *testing.B) {
@@ -46,7 +51,7 @@ func BenchmarkTracingOverhead(b *testing.B) {
 			}
 		}
 	}()
-	const clients, rounds = 32, 10
+	const clients, rounds = 32, 20
 	for _, stream := range []bool{false, true} {
 		name := "nonstream"
 		body := []byte(`{"model":"llama3.1:8b","messages":[{"role":"user","content":"hi"}]}`)
@@ -86,15 +91,28 @@ func BenchmarkTracingOverhead(b *testing.B) {
 				wg.Wait()
 				return time.Since(start)
 			}
-			round(clients * 20) // warm connections and pools
+			// Warm connections, pools and the span processor.
+			s.srv.tr.Store(on)
+			round(clients * 20)
+			s.srv.tr.Store(nil)
+			round(clients * 20)
 			per := max(b.N/(2*rounds), clients)
-			var offT, onT time.Duration
+			var offT, onT, offCPU, onCPU time.Duration
+			timed := func(tr *edgeTracer, wall, cpu *time.Duration) {
+				s.srv.tr.Store(tr)
+				c0 := processCPU()
+				*wall += round(per)
+				*cpu += processCPU() - c0
+			}
 			b.ResetTimer()
 			for r := 0; r < rounds; r++ {
-				s.srv.tr.Store(nil)
-				offT += round(per)
-				s.srv.tr.Store(on)
-				onT += round(per)
+				if r%2 == 0 {
+					timed(nil, &offT, &offCPU)
+					timed(on, &onT, &onCPU)
+				} else {
+					timed(on, &onT, &onCPU)
+					timed(nil, &offT, &offCPU)
+				}
 			}
 			b.StopTimer()
 			s.srv.tr.Store(nil)
@@ -103,6 +121,11 @@ func BenchmarkTracingOverhead(b *testing.B) {
 			b.ReportMetric(offRate, "off-req/s")
 			b.ReportMetric(onRate, "on-req/s")
 			b.ReportMetric(onRate/offRate, "on/off")
+			if offCPU > 0 && onCPU > 0 {
+				b.ReportMetric(float64(offCPU.Microseconds())/n, "off-cpu-µs/req")
+				b.ReportMetric(float64(onCPU.Microseconds())/n, "on-cpu-µs/req")
+				b.ReportMetric(float64(offCPU)/float64(onCPU), "cpu-off/on")
+			}
 		})
 	}
 }
