@@ -158,7 +158,7 @@ func TestTracingOffAllocs(t *testing.T) {
 			*x = exchange{s: s, endpoint: endpointChat, op: fleet.KindChat, model: "qwen3:8b", asset: "qwen3:8b", attempts: 1, attrs: x.attrs[:0]}
 			x.traceStart(&rc)
 			x.traceEval(x.child("policy.evaluate"), "go", nil)
-			tracePlan(x.child("routing.plan"), nil)
+			x.tracePlan(x.child("routing.plan"), &x.plan, nil)
 			x.traceAttempt(x.attemptSpan(c, 1, req), 200, nil)
 			x.relay = x.child("stream.relay")
 			x.traceUsage(answer)

@@ -81,7 +81,6 @@ type exchange struct {
 	attemptSvc, attemptAsset string          // the current upstream.attempt's candidate
 	attemptN                 int
 	inTokens, outTokens      int    // usage the answer reported
-	engine                   string // the policy engine that decided
 	troute                   string // the server span's http.route
 	// attrs is the scratch a span's attributes are built in (the SDK
 	// copies them); kept across the pool's reuse of the exchange.
@@ -416,7 +415,7 @@ func (s *Server) plan(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp *mu
 	}
 	sp := x.child("routing.plan")
 	plan, err := s.router.Plan(ctx, x.snap, &x.dec, &x.rf)
-	tracePlan(sp, err)
+	x.tracePlan(sp, &plan, err)
 	if err != nil {
 		return err
 	}

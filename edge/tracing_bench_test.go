@@ -160,7 +160,7 @@ func BenchmarkTracingHooks(b *testing.B) {
 		x.plan.Strategy = "balanced"
 		x.traceStart(&rc)
 		x.traceEval(x.child("policy.evaluate"), "go", nil)
-		tracePlan(x.child("routing.plan"), nil)
+		x.tracePlan(x.child("routing.plan"), &x.plan, nil)
 		x.traceAttempt(x.attemptSpan(c, 1, req), 200, nil)
 		x.relay = x.child("stream.relay")
 		x.traceUsage(answer)
