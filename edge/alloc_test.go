@@ -10,7 +10,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policy"
@@ -154,13 +153,14 @@ func TestTracingOffAllocs(t *testing.T) {
 	c := &routing.Candidate{Service: &fleet.ServiceEntry{Service: fleet.Service{ID: "gpu1/chat", HostID: "gpu1"}}, Asset: "qwen3:8b"}
 	answer := []byte(`{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34}}`)
 	hooks := func(s *Server) func() {
+		x := new(exchange) // reused, as the Server's pool does (acquireExchange)
 		return func() {
-			x := exchange{s: s, endpoint: endpointChat, op: fleet.KindChat, model: "qwen3:8b", asset: "qwen3:8b", attempts: 1}
+			*x = exchange{s: s, endpoint: endpointChat, op: fleet.KindChat, model: "qwen3:8b", asset: "qwen3:8b", attempts: 1, attrs: x.attrs[:0]}
 			x.traceStart(&rc)
-			x.traceEval(x.child("policy.evaluate", trace.SpanKindInternal), "go", nil)
-			tracePlan(x.child("routing.plan", trace.SpanKindInternal), nil)
+			x.traceEval(x.child("policy.evaluate"), "go", nil)
+			x.tracePlan(x.child("routing.plan"), &x.plan, nil)
 			x.traceAttempt(x.attemptSpan(c, 1, req), 200, nil)
-			x.relay = x.child("stream.relay", trace.SpanKindInternal)
+			x.relay = x.child("stream.relay")
 			x.traceUsage(answer)
 			x.traceEnd(200)
 		}

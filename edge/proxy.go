@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/geniehive/geniehive/edge/dialect"
@@ -80,7 +81,10 @@ type exchange struct {
 	attemptSvc, attemptAsset string          // the current upstream.attempt's candidate
 	attemptN                 int
 	inTokens, outTokens      int    // usage the answer reported
-	engine                   string // the policy engine that decided
+	troute                   string // the server span's http.route
+	// attrs is the scratch a span's attributes are built in (the SDK
+	// copies them); kept across the pool's reuse of the exchange.
+	attrs []attribute.KeyValue
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
@@ -92,8 +96,8 @@ var (
 
 func (s *Server) acquireExchange(rt string, op fleet.Kind) *exchange {
 	x := exchangePool.Get().(*exchange)
-	dec, text := x.dec, x.text
-	*x = exchange{s: s, start: time.Now(), endpoint: rt, op: op, status: 200, text: text[:0]}
+	dec, text, attrs := x.dec, x.text, x.attrs
+	*x = exchange{s: s, start: time.Now(), endpoint: rt, op: op, status: 200, text: text[:0], attrs: attrs[:0]}
 	dec.Targets = dec.Targets[:0]
 	dec.Tried = dec.Tried[:0]
 	x.dec = dec
@@ -365,7 +369,7 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx, x *exchange, body []byte) erro
 	x.snap = s.watcher.Current()
 	e := s.Engine()
 	t0 := time.Now()
-	sp := x.child("policy.evaluate", trace.SpanKindInternal)
+	sp := x.child("policy.evaluate")
 	err := e.Eval(ctx, in, &x.dec)
 	s.met.evalLatency(e.Name()).Observe(time.Since(t0).Seconds())
 	x.traceEval(sp, e.Name(), err)
@@ -417,9 +421,9 @@ func (s *Server) plan(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp *mu
 	if s.usage != nil {
 		s.awaitLoad(ctx, x)
 	}
-	sp := x.child("routing.plan", trace.SpanKindInternal)
+	sp := x.child("routing.plan")
 	plan, err := s.router.Plan(ctx, x.snap, &x.dec, &x.rf)
-	tracePlan(sp, err)
+	x.tracePlan(sp, &plan, err)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/geniehive/geniehive/edge/dialect"
 )
@@ -110,7 +109,7 @@ func (s *Server) startRelay(ctx *fasthttp.RequestCtx, x *exchange, resp *fasthtt
 			r.tr = x.dreq.Stream()
 		}
 	}
-	x.relay = x.child("stream.relay", trace.SpanKindInternal)
+	x.relay = x.child("stream.relay")
 	ctx.SetBodyStream(r, -1)
 }
 

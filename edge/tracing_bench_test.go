@@ -11,15 +11,21 @@ import (
 
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/loadtest/sim"
+	"github.com/geniehive/geniehive/routing"
 )
 
 // BenchmarkTracingOverhead measures the edge's throughput at 32 concurrent
 // clients with tracing off and with tracing on at 100% sampling (the SDK's
 // batch span processor feeding an exporter that drops the spans, so what
 // is measured is the edge's side of tracing, not a collector), in the same
-// run on the same edge and upstream: the two modes alternate in rounds
-// (off, on, off, on, ...), and each round's requests are timed. It reports
-// both rates and on/off (1.00 = no cost).
+// run on the same edge and upstream: the two modes alternate in rounds,
+// in ABBA order (off, on, on, off, ...) so that neither mode always runs
+// first (after the other's garbage, or in a load trend of a shared
+// machine), both modes are warmed before timing, and each round's requests
+// are timed. It reports both rates and on/off (1.00 = no cost), and the
+// process's CPU time per request in each mode (client, edge and upstream
+// together, from getrusage) with cpu-off/on: on a machine other work
+// shares, wall-clock rates move with that work, CPU per request much less.
 //
 //	go test ./edge -run XXX -bench TracingOverhead -benchtime 20000x
 func BenchmarkTracingOverhead(b *testing.B) {
@@ -45,7 +51,7 @@ func BenchmarkTracingOverhead(b *testing.B) {
 			}
 		}
 	}()
-	const clients, rounds = 32, 10
+	const clients, rounds = 32, 20
 	for _, stream := range []bool{false, true} {
 		name := "nonstream"
 		body := []byte(`{"model":"llama3.1:8b","messages":[{"role":"user","content":"hi"}]}`)
@@ -85,15 +91,28 @@ func BenchmarkTracingOverhead(b *testing.B) {
 				wg.Wait()
 				return time.Since(start)
 			}
-			round(clients * 20) // warm connections and pools
+			// Warm connections, pools and the span processor.
+			s.srv.tr.Store(on)
+			round(clients * 20)
+			s.srv.tr.Store(nil)
+			round(clients * 20)
 			per := max(b.N/(2*rounds), clients)
-			var offT, onT time.Duration
+			var offT, onT, offCPU, onCPU time.Duration
+			timed := func(tr *edgeTracer, wall, cpu *time.Duration) {
+				s.srv.tr.Store(tr)
+				c0 := processCPU()
+				*wall += round(per)
+				*cpu += processCPU() - c0
+			}
 			b.ResetTimer()
 			for r := 0; r < rounds; r++ {
-				s.srv.tr.Store(nil)
-				offT += round(per)
-				s.srv.tr.Store(on)
-				onT += round(per)
+				if r%2 == 0 {
+					timed(nil, &offT, &offCPU)
+					timed(on, &onT, &onCPU)
+				} else {
+					timed(on, &onT, &onCPU)
+					timed(nil, &offT, &offCPU)
+				}
 			}
 			b.StopTimer()
 			s.srv.tr.Store(nil)
@@ -102,6 +121,49 @@ func BenchmarkTracingOverhead(b *testing.B) {
 			b.ReportMetric(offRate, "off-req/s")
 			b.ReportMetric(onRate, "on-req/s")
 			b.ReportMetric(onRate/offRate, "on/off")
+			if offCPU > 0 && onCPU > 0 {
+				b.ReportMetric(float64(offCPU.Microseconds())/n, "off-cpu-µs/req")
+				b.ReportMetric(float64(onCPU.Microseconds())/n, "on-cpu-µs/req")
+				b.ReportMetric(float64(offCPU)/float64(onCPU), "cpu-off/on")
+			}
 		})
+	}
+}
+
+// BenchmarkTracingHooks measures the request path's tracing hooks alone
+// (the sequence TestTracingOffAllocs runs: server span with an incoming
+// traceparent, policy.evaluate, routing.plan, one upstream.attempt with
+// its traceparent injected, stream.relay, usage, the end), always sampled
+// into a batch span processor that drops the spans: the per-request
+// allocations and time that tracing adds to a traced request.
+//
+//	go test ./edge -run XXX -bench TracingHooks -benchmem
+func BenchmarkTracingHooks(b *testing.B) {
+	var rc fasthttp.RequestCtx
+	rc.Request.Header.SetMethod("POST")
+	rc.Request.SetRequestURI("/v1/chat/completions")
+	rc.Request.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	c := &routing.Candidate{Service: &fleet.ServiceEntry{Service: fleet.Service{ID: "gpu1/chat", HostID: "gpu1"}}, Asset: "qwen3:8b"}
+	answer := []byte(`{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34}}`)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithSpanProcessor(sdktrace.NewBatchSpanProcessor(discardExporter{})))
+	defer tp.Shutdown(context.Background())
+	var s Server
+	s.tr.Store(newEdgeTracer(tp))
+	x := new(exchange) // reused, as the Server's pool does (acquireExchange)
+	b.ReportAllocs()
+	for b.Loop() {
+		*x = exchange{s: &s, endpoint: endpointChat, op: fleet.KindChat, model: "qwen3:8b", asset: "qwen3:8b", attempts: 1,
+			service: "gpu1/chat", stream: true, attrs: x.attrs[:0]}
+		x.plan.Strategy = "balanced"
+		x.traceStart(&rc)
+		x.traceEval(x.child("policy.evaluate"), "go", nil)
+		x.tracePlan(x.child("routing.plan"), &x.plan, nil)
+		x.traceAttempt(x.attemptSpan(c, 1, req), 200, nil)
+		x.relay = x.child("stream.relay")
+		x.traceUsage(answer)
+		x.traceEnd(200)
 	}
 }

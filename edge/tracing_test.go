@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -85,8 +86,8 @@ func TestTracingSpanTree(t *testing.T) {
 				server.SpanContext.TraceID(), server.Parent.SpanID())
 		}
 		want := map[string]string{"gen_ai.operation.name": "chat", "gen_ai.request.model": "llama3.1:8b",
-			"gen_ai.response.model": "llama3.1:8b", "geniehive.service": "gpu1/chat", "geniehive.attempts": "2",
-			"http.response.status_code": "200"}
+			"gen_ai.response.model": "llama3.1:8b", "http.response.status_code": "200",
+			"http.request.method": "POST", "http.route": "/v1/chat/completions"}
 		// The simulator's usage (loadtest/sim/chat.go writes prompt_tokens
 		// and completion_tokens as OpenAI does: in the answer, or in a last
 		// chunk when the stream asked for include_usage).
@@ -96,6 +97,11 @@ func TestTracingSpanTree(t *testing.T) {
 			if !ok || (v != "" && got != v) {
 				t.Errorf("stream=%v: server span %s = %q (set %v), want %q", stream, k, got, ok, v)
 			}
+		}
+		// At most 8 on a success: past 8 the SDK dedupes them in a heap
+		// map at the span's end (tracing.go).
+		if len(server.Attributes) > 8 {
+			t.Errorf("stream=%v: server span has %d attributes, want at most 8: %v", stream, len(server.Attributes), server.Attributes)
 		}
 		wantKids := []string{"policy.evaluate", "routing.plan", "upstream.attempt", "upstream.attempt"}
 		if stream {
@@ -132,11 +138,18 @@ func TestTracingSpanTree(t *testing.T) {
 				}
 			}
 		}
-		if n, _ := spanAttr(server, "geniehive.candidates"); n != "2" {
-			t.Errorf("server span geniehive.candidates %q, want 2", n)
+		plan := byName["routing.plan"][0]
+		if n, _ := spanAttr(plan, "geniehive.candidates"); n != "2" {
+			t.Errorf("routing.plan geniehive.candidates %q, want 2", n)
 		}
-		if e, _ := spanAttr(server, "geniehive.policy.engine"); e == "" {
-			t.Error("server span without geniehive.policy.engine")
+		if st, _ := spanAttr(plan, "geniehive.strategy"); st == "" {
+			t.Error("routing.plan without geniehive.strategy")
+		}
+		if st, _ := spanAttr(plan, "gen_ai.request.stream"); st != map[bool]string{false: "false", true: "true"}[stream] {
+			t.Errorf("stream=%v: routing.plan gen_ai.request.stream %q", stream, st)
+		}
+		if e, _ := spanAttr(byName["policy.evaluate"][0], "geniehive.policy.engine"); e == "" {
+			t.Error("policy.evaluate without geniehive.policy.engine")
 		}
 		// What the live upstream received: its attempt span's traceparent
 		// (the client's trace, the attempt as parent), not the client's.
@@ -183,6 +196,37 @@ func TestTracingRootSpanAndErrors(t *testing.T) {
 	}
 }
 
+// A request naming a role: policy.evaluate says which role it resolved
+// through; the server span names the model as the client did and the
+// asset that answered.
+func TestTracingRoleAttribute(t *testing.T) {
+	s, exp := tracedStack(t)
+	r, b := do(t, "POST", s.url+"/v1/chat/completions", testKey, []byte(`{"model":"coder","messages":[{"role":"user","content":"hi"}]}`), nil)
+	if r.StatusCode != 200 {
+		t.Fatalf("coder: %d %s", r.StatusCode, b)
+	}
+	var server, eval tracetest.SpanStub
+	waitUntil(t, 5e9, "the server span", func() bool {
+		for _, sp := range exp.GetSpans() {
+			switch {
+			case sp.SpanKind == trace.SpanKindServer:
+				server = sp
+			case sp.Name == "policy.evaluate":
+				eval = sp
+			}
+		}
+		return server.Name != ""
+	})
+	if role, _ := spanAttr(eval, "geniehive.role"); role != "coder" {
+		t.Errorf("policy.evaluate geniehive.role %q, want coder (%v)", role, eval.Attributes)
+	}
+	req, _ := spanAttr(server, "gen_ai.request.model")
+	resp, _ := spanAttr(server, "gen_ai.response.model")
+	if req != "coder" || resp != "llama3.1:8b" {
+		t.Errorf("server span request model %q response model %q, want coder and llama3.1:8b", req, resp)
+	}
+}
+
 // discardExporter drops spans (the benchmark's and allocation test's
 // stand-in for a collector: export cost is the batch processor's, off the
 // request path).
@@ -218,7 +262,7 @@ func TestTracingSpanNames(t *testing.T) {
 }
 
 // TestPlanCappedAtFailoverAttempts: the router plans no more candidates
-// than failover.attempts (the server span's geniehive.candidates), while
+// than failover.attempts (routing.plan's geniehive.candidates), while
 // count_tokens, which looks through the whole plan for a native counter,
 // still gets every candidate.
 func TestPlanCappedAtFailoverAttempts(t *testing.T) {
@@ -247,9 +291,14 @@ func TestPlanCappedAtFailoverAttempts(t *testing.T) {
 		}
 		var got string
 		waitUntil(t, 5e9, "the server span", func() bool {
+			// The server span ends last: once it is exported, so is the plan's.
 			for _, sp := range exp.GetSpans() {
 				if sp.SpanKind == trace.SpanKindServer {
-					got, _ = spanAttr(sp, "geniehive.candidates")
+					for _, p := range exp.GetSpans() {
+						if p.Name == "routing.plan" {
+							got, _ = spanAttr(p, "geniehive.candidates")
+						}
+					}
 					return true
 				}
 			}
@@ -258,5 +307,78 @@ func TestPlanCappedAtFailoverAttempts(t *testing.T) {
 		if got != c.want {
 			t.Errorf("%s: geniehive.candidates %q, want %s", c.path, got, c.want)
 		}
+	}
+}
+
+// The traceparent (and tracestate) the edge writes on an upstream request
+// is byte for byte what the SDK's propagation.TraceContext.Inject writes,
+// for sampled, unsampled and random-flagged span contexts, with and
+// without a tracestate; and what the edge reads back with
+// TraceContext.Extract over its carrier is the span context it wrote.
+func TestInjectTraceparentMatchesSDK(t *testing.T) {
+	ts, err := trace.ParseTraceState("vendor=abc,other=x-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prop propagation.TraceContext
+	for i, scc := range []trace.SpanContextConfig{
+		{TraceID: trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+			SpanID: trace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7}, TraceFlags: trace.FlagsSampled},
+		{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{0xff, 0xfe, 0, 0, 0, 0, 0, 1}},
+		{TraceID: trace.TraceID{15: 0xab}, SpanID: trace.SpanID{7: 0xcd}, TraceFlags: trace.FlagsSampled | trace.FlagsRandom | 0x80},
+		{TraceID: trace.TraceID{0xde, 0xad}, SpanID: trace.SpanID{0xbe, 0xef}, TraceFlags: trace.FlagsSampled, TraceState: ts},
+		{}, // invalid: nothing written
+	} {
+		sc := trace.NewSpanContext(scc)
+		want := map[string]string{}
+		prop.Inject(trace.ContextWithSpanContext(context.Background(), sc), propagation.MapCarrier(want))
+		var req fasthttp.Request
+		injectTraceparent(sc, &req.Header)
+		got := map[string]string{}
+		for k, v := range req.Header.All() {
+			got[strings.ToLower(string(k))] = string(v)
+		}
+		delete(got, "host")
+		delete(got, "content-type")
+		if len(got) != len(want) {
+			t.Errorf("%d: wrote %v, the SDK writes %v", i, got, want)
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%d: %s = %q, the SDK writes %q", i, k, got[k], v)
+			}
+		}
+		if !sc.IsValid() {
+			continue
+		}
+		back := trace.SpanContextFromContext(prop.Extract(context.Background(), reqHeaders{&req.Header}))
+		wantBack := sc.WithTraceFlags(sc.TraceFlags() & (trace.FlagsSampled | trace.FlagsRandom)).WithRemote(true)
+		if !back.Equal(wantBack) {
+			t.Errorf("%d: read back %v, want %v", i, back, wantBack)
+		}
+	}
+}
+
+// The carrier reads a client's traceparent without copying it; what
+// Extract returns keeps nothing of the header's bytes: overwriting the
+// request's headers afterwards (fasthttp reuses them for the next request
+// on the connection) leaves the extracted span context, its tracestate
+// included, as it was.
+func TestExtractKeepsNoHeaderBytes(t *testing.T) {
+	var rc fasthttp.RequestCtx
+	rc.Request.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	rc.Request.Header.Set("tracestate", "vendor=abc")
+	var prop propagation.TraceContext
+	sc := trace.SpanContextFromContext(prop.Extract(context.Background(), reqHeaders{&rc.Request.Header}))
+	if sc.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || sc.SpanID().String() != "00f067aa0ba902b7" ||
+		!sc.IsSampled() || sc.TraceState().String() != "vendor=abc" {
+		t.Fatalf("extracted %v (tracestate %q)", sc, sc.TraceState().String())
+	}
+	before := sc.TraceState().String()
+	// Same lengths: fasthttp rewrites the values in place.
+	rc.Request.Header.Set("traceparent", "00-ffffffffffffffffffffffffffffffff-ffffffffffffffff-00")
+	rc.Request.Header.Set("tracestate", "zzzzzz=zzz")
+	if sc.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || sc.TraceState().String() != before {
+		t.Fatalf("the extracted span context changed with the header: %v %q", sc, sc.TraceState().String())
 	}
 }
