@@ -359,6 +359,24 @@ func TestClusterLeastLoaded(t *testing.T) {
 		e.r.End(&p.Candidates[0], p.Candidates[0].Lease)
 		e.inf.Flush(ctx)
 	}
+	// Flush returns at once when the edge's own flusher (Inflight.Run) took
+	// the release first and is still writing it: wait until Redis counts
+	// nothing, or another edge's warm-up lease may still be counted at the
+	// first pick (an edge discounts only its own releases in flight).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cs, err := f.admin.InflightCounts(ctx, []string{"h1/fast", "h2/slow"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cs[0] == 0 && cs[1] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("warm-up leases still counted: %v", cs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	// Ties go to the lower latency: fast.
 	c1 := pick(a)
 	if c1.Service.ID != "h1/fast" {
