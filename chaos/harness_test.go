@@ -87,14 +87,20 @@ func startCluster(t *testing.T, extra ...ghtest.Option) *ghtest.Cluster {
 func startClusterYAML(t *testing.T, yaml string, extra ...ghtest.Option) *ghtest.Cluster {
 	t.Helper()
 	needDocker(t)
+	return ghtest.Start(t, append(clusterOpts(yaml,
+		ghtest.Upstream{Name: "up1", Flavor: "openai", Models: []string{chatModel, embedModel}, Node: 0, Args: simArgs},
+		ghtest.Upstream{Name: "up2", Flavor: "ollama", Models: []string{chatModel, embedModel, soloModel}, Node: 1, Args: append([]string{"--loaded", "all"}, simArgs...)},
+	), extra...)...)
+}
+
+// clusterOpts are the chaos cluster's options: 3 edges behind HAProxy, 2
+// node agents, the given upstreams and edge YAML.
+func clusterOpts(yaml string, ups ...ghtest.Upstream) []ghtest.Option {
 	opts := []ghtest.Option{
 		ghtest.WithName("chaos"),
 		ghtest.WithEdges(3),
 		ghtest.WithNodes(2),
-		ghtest.WithUpstreams(
-			ghtest.Upstream{Name: "up1", Flavor: "openai", Models: []string{chatModel, embedModel}, Node: 0, Args: simArgs},
-			ghtest.Upstream{Name: "up2", Flavor: "ollama", Models: []string{chatModel, embedModel, soloModel}, Node: 1, Args: append([]string{"--loaded", "all"}, simArgs...)},
-		),
+		ghtest.WithUpstreams(ups...),
 		ghtest.WithHeartbeat(hbInterval, hbTTL),
 		ghtest.WithEdgeConfig(yaml),
 		ghtest.WithStartupTimeout(90 * time.Second),
@@ -106,7 +112,7 @@ func startClusterYAML(t *testing.T, yaml string, extra ...ghtest.Option) *ghtest
 		// make test-mutants: the edges run a deliberately broken build.
 		opts = append(opts, ghtest.WithEdgeEnv(map[string]string{"GENIEHIVE_MUTANT": m}))
 	}
-	return ghtest.Start(t, append(opts, extra...)...)
+	return opts
 }
 
 func startLoad(c *ghtest.Cluster) *Load {

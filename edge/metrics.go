@@ -189,7 +189,7 @@ func newMetrics() *metrics {
 		Name: "geniehive_swap_waits_total", Help: "Requests that waited for their model to be loaded (no live service had it loaded).",
 	})
 	m.swapWaitSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "geniehive_swap_wait_seconds", Help: "Time requests waited for a load, by result: loaded, timeout (swap.wait passed), or stopping (the edge began to drain).", Buckets: loadBuckets,
+		Name: "geniehive_swap_wait_seconds", Help: "Time requests waited for a load, by result: loaded, timeout (swap.wait passed), loading (swap.wait passed while the model was still loading: a 503 model_loading), or stopping (the edge began to drain).", Buckets: loadBuckets,
 	}, []string{"result"})
 	m.swaps = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "geniehive_swaps_total", Help: "Swap commands the controller on this edge saw end, by op (load, unload) and result (done, failed, expired).",

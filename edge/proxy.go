@@ -419,7 +419,9 @@ func (s *Server) plan(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp *mu
 		x.rf.MaxCandidates = s.cfg.Failover.Attempts
 	}
 	if s.usage != nil {
-		s.awaitLoad(ctx, x)
+		if err := s.awaitLoad(ctx, x); err != nil {
+			return err
+		}
 	}
 	sp := x.child("routing.plan")
 	plan, err := s.router.Plan(ctx, x.snap, &x.dec, &x.rf)

@@ -15,11 +15,15 @@ import (
 // (published for the swap controller) and waits — at most swap.wait — for
 // a snapshot where a service has it loaded, rather than piling onto a host
 // that would load it on demand. x.snap is the snapshot to plan with. Past
-// the wait it goes on as without swapping (the upstream loads on demand).
-func (s *Server) awaitLoad(ctx *fasthttp.RequestCtx, x *exchange) {
+// the wait it goes on as without swapping (the upstream loads on demand),
+// unless a live service is still loading the model (a load command its
+// node has not confirmed: fleet.Asset.Loading) and none has it ready:
+// then the request would queue inside that upstream until the load ends,
+// however long, so it fails now with a retryable 503 (model_loading).
+func (s *Server) awaitLoad(ctx *fasthttp.RequestCtx, x *exchange) error {
 	asset, wait := swap.Need(x.snap, &x.dec, x.start)
 	if !wait || s.cfg.Swap.Wait <= 0 {
-		return
+		return nil
 	}
 	done := s.usage.Waiting(asset)
 	defer done()
@@ -40,6 +44,11 @@ wait:
 		case <-ch:
 		case <-timer.C:
 			x.snap = s.watcher.Current()
+			if m, still, loading := swap.Loading(x.snap, &x.dec, time.Now()); still && loading {
+				s.met.swapWaitSeconds.WithLabelValues("loading").Observe(time.Since(t0).Seconds())
+				return &APIError{Status: 503, Type: "server_error", Code: "model_loading", RetryAfter: 1,
+					Message: "model " + m + " is still loading; it was not ready within swap.wait (" + s.cfg.Swap.Wait.String() + "): retry"}
+			}
 			break wait
 		case <-s.stopping: // draining: go on now rather than hold the drain
 			x.snap, result = s.watcher.Current(), "stopping"
@@ -48,6 +57,7 @@ wait:
 	}
 	x.rf.Now = time.Now()
 	s.met.swapWaitSeconds.WithLabelValues(result).Observe(time.Since(t0).Seconds())
+	return nil
 }
 
 // SwapObserver is the swap controller's metrics sink on this edge.
@@ -105,5 +115,5 @@ func preferLoaded(cs []routing.Candidate) {
 
 func candLoaded(c *routing.Candidate) bool {
 	a, ok := c.Service.Asset(c.Asset)
-	return !ok || a.Loaded
+	return !ok || a.Ready()
 }

@@ -64,7 +64,14 @@ type Asset struct {
 	Quantization  string `json:"quantization,omitempty"`   // "Q4_K_M"
 	ContextLength int    `json:"context_length,omitempty"`
 	Loaded        bool   `json:"loaded"`
-	SizeVRAM      int64  `json:"size_vram,omitempty"` // bytes resident in VRAM when loaded
+	// Loading: the node agent sent this model a load command and has not
+	// confirmed it yet. Ollama lists a model in /api/ps while it is still
+	// loading (server/sched.go load puts the runner in s.loaded before
+	// WaitUntilRunning; PsHandler lists s.loaded), so Loaded alone does not
+	// say the model can answer. Edges treat a loading asset as not loaded
+	// yet (Ready): a request waits for it, bounded by swap.wait.
+	Loading  bool  `json:"loading,omitempty"`
+	SizeVRAM int64 `json:"size_vram,omitempty"` // bytes resident in VRAM when loaded
 	// Size is the model's size on disk (Ollama's /api/tags), the swap
 	// controller's estimate of what loading it takes when it is not loaded.
 	Size int64    `json:"size,omitempty"`
@@ -87,6 +94,10 @@ const (
 	CapThinking   = "thinking"
 	CapInsert     = "insert"
 )
+
+// Ready reports whether the asset is loaded and can answer now: loaded and
+// not still loading.
+func (a *Asset) Ready() bool { return a.Loaded && !a.Loading }
 
 // Can reports whether the asset's capabilities include c.
 func (a *Asset) Can(c string) bool {

@@ -41,12 +41,15 @@ func (c *Cluster) nodeConfig(i int) string {
 	b.WriteString("heartbeat_ttl: " + c.cfg.ttl.String() + "\n")
 	b.WriteString("nvidia_smi: \"off\"\n")
 	b.WriteString("services:\n")
-	svc := func(name, url, proto, kind string) {
+	svc := func(name, url, proto, kind string, vram int64) {
 		b.WriteString("  - name: " + name + "\n")
 		b.WriteString("    endpoint: " + url + "\n")
 		b.WriteString("    discover_protocol: " + proto + "\n")
 		if kind != "" {
 			b.WriteString("    kind: " + kind + "\n")
+		}
+		if vram > 0 {
+			b.WriteString("    vram_total: " + strconv.FormatInt(vram, 10) + "\n")
 		}
 	}
 	for _, u := range c.cfg.upstreams {
@@ -58,7 +61,7 @@ func (c *Cluster) nodeConfig(i int) string {
 			if proto == "" {
 				proto = "openai"
 			}
-			svc(u.Name, strings.TrimSuffix(strings.TrimRight(u.URL, "/"), "/v1"), proto, u.Kind)
+			svc(u.Name, strings.TrimSuffix(strings.TrimRight(u.URL, "/"), "/v1"), proto, u.Kind, u.VRAMTotal)
 			continue
 		}
 		url := "http://" + u.Name + ":" + simPort(u.Flavor)
@@ -67,7 +70,7 @@ func (c *Cluster) nodeConfig(i int) string {
 			if j > 0 {
 				name += "-" + kind
 			}
-			svc(name, url, u.Flavor, kind)
+			svc(name, url, u.Flavor, kind, u.VRAMTotal)
 		}
 	}
 	return b.String()

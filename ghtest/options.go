@@ -44,6 +44,11 @@ type Upstream struct {
 	Node int
 	// Args are extra arguments for `geniehive sim` (e.g. "--latency", "50ms").
 	Args []string
+	// VRAMTotal, when positive, is the service's VRAM budget in the node
+	// config (vram_total; the cluster's node agents run without
+	// nvidia-smi): what model swapping plans with. Pass the same figure to
+	// a simulated Ollama as --vram-total.
+	VRAMTotal int64
 }
 
 type config struct {

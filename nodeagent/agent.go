@@ -46,9 +46,12 @@ type Agent struct {
 	capsMu sync.Mutex
 	caps   map[string][]string // Ollama model capabilities by endpoint, name and digest
 
-	swaps  map[string]swapTarget // service id (siblings too) -> how it swaps; under mu
-	swapHC *http.Client          // swap commands: no header timeout (loads take long)
-	kick   chan struct{}         // a swap finished: beat now
+	swaps map[string]swapTarget // service id (siblings too) -> how it swaps; under mu
+	// loading: service id -> the model a load command is loading there,
+	// until the agent has confirmed it (reported as Asset.Loading); under mu
+	loading map[string]string
+	swapHC  *http.Client  // swap commands: no header timeout (loads take long)
+	kick    chan struct{} // a swap finished: beat now
 }
 
 type tokenMark struct {
@@ -67,7 +70,7 @@ func New(cfg Config, store *state.Store, o Options) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, store: store, log: o.Logger, hc: o.HTTPClient, gpus: o.GPUs,
 		started: time.Now(), lastGood: map[string][]fleet.Asset{}, lastErr: map[string]string{}, warned: map[string]bool{}, tokens: map[string]tokenMark{}, caps: map[string][]string{},
-		swaps: map[string]swapTarget{}, kick: make(chan struct{}, 1)}
+		swaps: map[string]swapTarget{}, loading: map[string]string{}, kick: make(chan struct{}, 1)}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -186,6 +189,7 @@ func (a *Agent) Collect(ctx context.Context) fleet.NodeState {
 			a.tokens[id] = tokenMark{p.tokens, now}
 		}
 		for _, part := range a.splitByCapability(sc, svc) {
+			part.Assets = a.markLoading(part.ID, part.Assets)
 			part.Metrics.LoadedModelCount = 0
 			for _, as := range part.Assets {
 				if as.Loaded {

@@ -79,10 +79,7 @@ func (a *Agent) runSwaps(ctx context.Context) {
 			a.handleSwap(ctx, &cmds[i])
 		}
 		if len(cmds) > 0 {
-			select {
-			case a.kick <- struct{}{}: // beat now: edges see the new state
-			default:
-			}
+			a.beatNow() // edges see the new state
 		}
 	}
 }
@@ -139,6 +136,15 @@ func (a *Agent) ExecSwap(ctx context.Context, cmd *fleet.SwapCommand) (fleet.Swa
 	}
 	ctx, cancel := context.WithDeadline(ctx, cmd.Deadline)
 	defer cancel()
+	if cmd.Op == fleet.SwapLoad {
+		// Until confirmed below, beats report the model as loading: the
+		// upstream may list it as resident already (Ollama's /api/ps does
+		// while it loads), and a request sent to it now would queue inside
+		// the upstream, unbounded by the edges' swap.wait.
+		a.setLoading(cmd.Service, cmd.Model)
+		defer a.setLoading(cmd.Service, "")
+		a.beatNow() // say so now, not a heartbeat interval later
+	}
 	var err error
 	switch t.kind {
 	case fleet.SwapOllama:
@@ -159,6 +165,44 @@ func (a *Agent) ExecSwap(ctx context.Context, cmd *fleet.SwapCommand) (fleet.Swa
 		return fleet.SwapExpired, msg
 	}
 	return fleet.SwapFailed, err.Error()
+}
+
+// beatNow asks the heartbeat loop for a beat now.
+func (a *Agent) beatNow() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// setLoading records the model a load command is loading on a service
+// ("" when none).
+func (a *Agent) setLoading(service, model string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if model == "" {
+		delete(a.loading, service)
+	} else {
+		a.loading[service] = model
+	}
+}
+
+// markLoading returns assets with the one a load command is loading on
+// service marked Loading (a copy when it changes: assets may be the last
+// discovery's slice, kept across beats). Called with mu held.
+func (a *Agent) markLoading(service string, assets []fleet.Asset) []fleet.Asset {
+	m, ok := a.loading[service]
+	if !ok {
+		return assets
+	}
+	for i := range assets {
+		if assets[i].Name == m || sameOllamaName(assets[i].Name, m) {
+			out := append([]fleet.Asset(nil), assets...)
+			out[i].Loading = true
+			return out
+		}
+	}
+	return assets
 }
 
 // post sends body as JSON and returns the status and (capped) answer.

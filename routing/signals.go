@@ -88,7 +88,7 @@ func (r *Router) score(in *scoreInput, sig *Signals) {
 	} else {
 		sig[SigCandidateOrder] = w.CandidateOrder
 	}
-	if a != nil && a.Loaded {
+	if a != nil && a.Ready() { // a model still loading cannot answer yet
 		sig[SigLoaded] = w.Loaded
 	}
 	m := &in.svc.Metrics

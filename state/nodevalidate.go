@@ -41,6 +41,9 @@ import (
 //   - at most MaxServicesPerNode services, MaxAssetsPerService assets
 //     each, names of at most MaxNameLen bytes, service names unique;
 //   - at most MaxAPIsPerService native API names per service;
+//   - at most one asset of the node is loading (Asset.Loading: a load
+//     command not yet confirmed; a node runs one command at a time), and
+//     only on a service that can swap;
 //   - endpoints are http or https URLs with a host, no userinfo, no query,
 //     no fragment and at most a plain base path (letters, digits, '/', '.',
 //     '_', '-', '~'; no "..", no escapes), at most MaxEndpointLen bytes;
@@ -170,6 +173,7 @@ func checkNodeState(host string, st *fleet.NodeState) *NodeRefusal {
 		return refuse(host, "%d services exceed %d", len(st.Services), MaxServicesPerNode)
 	}
 	names := make(map[string]bool, len(st.Services))
+	loading := ""
 	for i := range st.Services {
 		svc := &st.Services[i]
 		if !ValidHostID(svc.Name) {
@@ -188,6 +192,17 @@ func checkNodeState(host string, st *fleet.NodeState) *NodeRefusal {
 		for j := range svc.Assets {
 			if n := len(svc.Assets[j].Name); n == 0 || n > MaxNameLen {
 				return refuse(host, "service %s: asset name of %d bytes (1-%d)", svc.ID, n, MaxNameLen)
+			}
+			if svc.Assets[j].Loading {
+				// Only a load command makes an asset loading, and a node
+				// runs one command at a time, on a service that can swap.
+				if svc.Swap == fleet.SwapNone {
+					return refuse(host, "service %s: asset %.64q loading on a service that cannot swap", svc.ID, svc.Assets[j].Name)
+				}
+				if loading != "" {
+					return refuse(host, "service %s: asset %.64q loading beside %.64q: at most one load at a time per node", svc.ID, svc.Assets[j].Name, loading)
+				}
+				loading = svc.Assets[j].Name
 			}
 			if caps := svc.Assets[j].Capabilities; len(caps) > maxCapabilities {
 				return refuse(host, "service %s: asset %.64q: %d capabilities exceed %d", svc.ID, svc.Assets[j].Name, len(caps), maxCapabilities)

@@ -126,6 +126,19 @@ func TestNodeStatesAreValidated(t *testing.T) {
 			st.Services[0].Swap = "rm -rf"
 			return st
 		}(), time.Minute},
+		{"loading on a service that cannot swap", "gh:node:{evil}:state", "cannot swap", func() *fleet.NodeState {
+			st := node("evil", "chat")
+			st.Services[0].Assets[0].Loading = true
+			return st
+		}(), time.Minute},
+		{"two loads at once", "gh:node:{evil}:state", "one load at a time", func() *fleet.NodeState {
+			st := node("evil", "chat", "chat2")
+			for i := range st.Services {
+				st.Services[i].Swap = fleet.SwapOllama
+				st.Services[i].Assets[0].Loading = true
+			}
+			return st
+		}(), time.Minute},
 		{"100k assets", "gh:node:{evil}:state", "exceeds", func() *fleet.NodeState {
 			st := node("evil", "chat")
 			st.Services[0].Assets = make([]fleet.Asset, 100000)

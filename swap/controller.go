@@ -62,7 +62,9 @@ type Settings struct {
 	KeepAlive time.Duration `yaml:"keep_alive"`
 	// Wait bounds how long a request waits for its model to be loaded
 	// before it goes to a host that does not have it loaded (which then
-	// loads it on demand, as without swapping). Default 30s.
+	// loads it on demand, as without swapping), or, while a node is still
+	// loading it (fleet.Asset.Loading) and no host has it ready, fails
+	// with a retryable 503 model_loading. Default 30s.
 	Wait time.Duration `yaml:"wait"`
 }
 

@@ -45,11 +45,25 @@ func (w *Waiter) Run(ctx context.Context, changes <-chan *fleet.Snapshot) {
 
 // Need says whether a request with this decision should wait for a load
 // on snap: no live service that offers one of its first group's assets has
-// it loaded, and one that can swap offers it. It returns the asset to
-// wait for (the first such target's).
+// it ready (loaded and not still loading: fleet.Asset.Ready), and one that
+// can swap offers it. It returns the asset to wait for (the first such
+// target's).
 func Need(snap *fleet.Snapshot, dec *policy.Decision, now time.Time) (asset string, wait bool) {
+	asset, wait, _ = need(snap, dec, now)
+	return asset, wait
+}
+
+// Loading is Need that also says whether a live service is loading the
+// asset to wait for (a load command its node has not confirmed yet): a
+// request sent there now would queue inside the upstream until the load
+// ends, however long it takes.
+func Loading(snap *fleet.Snapshot, dec *policy.Decision, now time.Time) (asset string, wait, loading bool) {
+	return need(snap, dec, now)
+}
+
+func need(snap *fleet.Snapshot, dec *policy.Decision, now time.Time) (asset string, wait, loading bool) {
 	if len(dec.Targets) == 0 {
-		return "", false
+		return "", false, false
 	}
 	g := dec.Targets[0].Group
 	for i := range dec.Targets {
@@ -58,7 +72,7 @@ func Need(snap *fleet.Snapshot, dec *policy.Decision, now time.Time) (asset stri
 			break
 		}
 		if t.Kind != policy.TargetAsset {
-			return "", false // a service target: the client chose where
+			return "", false, false // a service target: the client chose where
 		}
 		for _, svc := range snap.AssetServices[t.Name] {
 			if svc.Kind != t.Operation || !svc.Routable(now) {
@@ -68,15 +82,16 @@ func Need(snap *fleet.Snapshot, dec *policy.Decision, now time.Time) (asset stri
 			if !ok {
 				continue
 			}
-			if a.Loaded {
-				return "", false
+			if a.Ready() {
+				return "", false, false
 			}
-			if svc.Swap != fleet.SwapNone && asset == "" {
+			if svc.Swap != fleet.SwapNone && (asset == "" || asset == t.Name) {
 				asset = t.Name
+				loading = loading || a.Loading
 			}
 		}
 	}
-	return asset, asset != ""
+	return asset, asset != "", loading
 }
 
 // Publish writes usage every interval (alive for three), and at once when
@@ -154,7 +169,7 @@ func Explain(snap *fleet.Snapshot, dec *policy.Decision, ctl map[string]*fleet.S
 	if !need {
 		first := dec.Targets[0].Name
 		for _, svc := range snap.AssetServices[first] {
-			if a, ok := svc.Asset(first); ok && a.Loaded && svc.Routable(now) {
+			if a, ok := svc.Asset(first); ok && a.Ready() && svc.Routable(now) {
 				return &View{Model: first, State: "loaded", Service: svc.ID}
 			}
 		}

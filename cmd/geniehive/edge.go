@@ -72,7 +72,7 @@ var edgeSettings = []cli.Setting{
 	{Flag: "strategy", Key: "routing.default_strategy", Help: "routing.default_strategy: scored (default), round_robin or least_loaded"},
 	{Flag: "probe-interval", Key: "routing.probe_interval", Help: "routing.probe_interval: active health probing period (0 = off, the default)"},
 	{Flag: "swap", Key: "swap.enabled", Bool: true, Help: "swap.enabled: load and unload models by demand (one edge at a time runs the controller; requests wait for loads); off by default"},
-	{Flag: "swap-wait", Key: "swap.wait", Help: "swap.wait: how long a request waits for its model to be loaded before going to a host that loads it on demand (default 30s)"},
+	{Flag: "swap-wait", Key: "swap.wait", Help: "swap.wait: how long a request waits for its model to be loaded before going to a host that loads it on demand, or failing with a retryable 503 model_loading while a load is still under way (default 30s)"},
 	{Flag: "policy-engine", Key: "policy.engine", Help: "policy.engine: wasm (default), rego, module or go"},
 	{Flag: "policy-dir", Key: "policy.dir", Help: "policy.dir: bundle directory, watched and hot-reloaded"},
 	{Flag: "policy-eval-timeout", Key: "policy.eval_timeout", Help: "policy.eval_timeout: bound on one Wasm evaluation (default 50ms)"},

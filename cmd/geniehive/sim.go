@@ -134,9 +134,12 @@ func runSim(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()
-	for _, srv := range servers {
+	for i, srv := range servers {
 		st := srv.Stats()
-		log.Info("sim stopping", "url", srv.URL(), "requests", st.Total, "streams_completed", st.StreamsCompleted, "streams_aborted", st.StreamsAborted)
+		// The loads and VRAM figures are the simulator's own accounting
+		// (what a test of model swapping checks against the budget).
+		log.Info("sim stopping", "url", srv.URL(), "requests", st.Total, "streams_completed", st.StreamsCompleted, "streams_aborted", st.StreamsAborted,
+			"loads", st.Loads, "unloads", st.Unloads, "vram_peak", st.VRAMPeak, "vram_total", cfgs[i].VRAMTotal)
 	}
 	return nil
 }
