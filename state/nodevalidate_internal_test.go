@@ -53,10 +53,19 @@ func TestEndpointChecks(t *testing.T) {
 }
 
 func TestResyncWaitStretches(t *testing.T) {
-	if got := resyncWait(5*time.Second, 50*time.Millisecond); got != 5*time.Second {
+	if got := resyncWait(5*time.Second, 50*time.Millisecond, true); got != 5*time.Second {
 		t.Fatalf("a quick resync keeps the period: %v", got)
 	}
-	if got := resyncWait(5*time.Second, 2*time.Second); got != 40*time.Second {
+	if got := resyncWait(5*time.Second, 2*time.Second, true); got != 40*time.Second {
 		t.Fatalf("a 2s resync: next in %v, want 40s", got)
+	}
+	// A resync slowed by a failover (10s of dial timeouts) must not leave
+	// the edge without one for 200s: the stretch is capped at 12 periods.
+	if got := resyncWait(5*time.Second, 10*time.Second, true); got != 60*time.Second {
+		t.Fatalf("a 10s resync: next in %v, want the 60s cap", got)
+	}
+	// A failed resync is retried after the base period, however long it took.
+	if got := resyncWait(5*time.Second, 10*time.Second, false); got != 5*time.Second {
+		t.Fatalf("a failed 10s resync: next in %v, want 5s", got)
 	}
 }

@@ -301,10 +301,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-tick.C:
 			start := time.Now()
-			if err := w.Refresh(ctx); err != nil && ctx.Err() == nil {
+			err := w.Refresh(ctx)
+			if err != nil && ctx.Err() == nil {
 				w.o.Logger.Warn("state resync failed", "err", err)
 			}
-			tick.Reset(resyncWait(w.o.Resync, time.Since(start)))
+			tick.Reset(resyncWait(w.o.Resync, time.Since(start), err == nil))
 		case ev := <-events:
 			// Gather whatever else arrived in the same instant.
 			batch := map[string]bool{ev.name: true}
@@ -330,8 +331,20 @@ func (w *Watcher) Run(ctx context.Context) error {
 // watcher's time whatever the fleet's size.
 const ResyncSpacing = 20
 
-func resyncWait(period, took time.Duration) time.Duration {
-	return max(period, ResyncSpacing*took)
+// ResyncMaxSpacing caps that stretch: the resync is what catches up an
+// event the subscription missed (a Redis failover, a full queue), so an edge
+// is never stale for longer than this because its last resync was slow.
+const ResyncMaxSpacing = 12
+
+// resyncWait is the time to the next resync. Only a successful resync
+// stretches it: a failed one (often slow for the same reason it failed: a
+// master failing over, dial timeouts) is retried after the base period,
+// not after twenty times its timeouts.
+func resyncWait(period, took time.Duration, ok bool) time.Duration {
+	if !ok {
+		return period
+	}
+	return max(period, min(ResyncSpacing*took, ResyncMaxSpacing*period))
 }
 
 // subscribe relays event suffixes to out; "*" means "refresh everything"
