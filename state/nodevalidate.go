@@ -144,7 +144,7 @@ func (s *Store) decodeNode(key, raw string, pttl time.Duration, now time.Time) (
 	if len(raw) > MaxNodeStateBytes {
 		return rec, refuse(host, "state of %d bytes exceeds %d", len(raw), MaxNodeStateBytes)
 	}
-	if err := json.Unmarshal([]byte(raw), &rec.State); err != nil {
+	if err := decodeNodeState(raw, &rec.State); err != nil {
 		return rec, refuse(host, "corrupt state: %v", err)
 	}
 	if r := checkNodeState(host, &rec.State); r != nil {
