@@ -3,6 +3,7 @@ package state
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -14,8 +15,7 @@ import (
 // edge (2,000 a second at 10,000 nodes), and encoding/json's reflection
 // was most of the edge's state-churn CPU (docs/CAPACITY.md). decodeNodeState
 // decodes the states node agents write (fleet.NodeState as json.Marshal
-// spells it) by hand, without reflection, its strings cut from the stored
-// JSON rather than copied; anything the fast path is not sure to decode
+// spells it) by hand, without reflection; anything the fast path is not sure to decode
 // exactly as encoding/json would, it hands to encoding/json: a key that is
 // not a field's exact name (case variants, unknown keys, escapes), a key
 // given twice, null, a string with escapes, control characters or bytes
@@ -24,10 +24,6 @@ import (
 // Hostile input therefore costs what it cost before and decodes (or
 // fails, with the same error) exactly as before; FuzzDecodeNodeState
 // checks that against encoding/json.
-//
-// The decoded strings share the stored JSON's memory: a node's state
-// (~6 KB at 5 services × 4 assets) stays alive as long as its record does,
-// one state per node, in place of ~100 small string allocations.
 
 // decodeNodeState decodes raw into st (which it overwrites) as
 // json.Unmarshal([]byte(raw), st) would.
@@ -73,8 +69,21 @@ func (d *nodeDecoder) peek() byte {
 	return 0
 }
 
-// str reads a plain string: printable ASCII, no escapes.
+// str reads a plain string (see raw) as a copy: the decoded state keeps
+// only its own strings, as with encoding/json, never the stored JSON
+// (up to MaxNodeStateBytes of it, much of it possibly padding).
 func (d *nodeDecoder) str() (string, bool) {
+	s, ok := d.raw()
+	if !ok || s == "" {
+		return "", ok
+	}
+	return strings.Clone(s), true
+}
+
+// raw reads a plain string: ASCII from 0x20, no escapes (else the caller
+// falls back). The result shares the input: for keys, compared and
+// dropped.
+func (d *nodeDecoder) raw() (string, bool) {
 	d.ws()
 	if d.i >= len(d.b) || d.b[d.i] != '"' {
 		return "", false
@@ -115,7 +124,7 @@ func (d *nodeDecoder) next(first bool) (key string, done, ok bool) {
 			return "", false, false
 		}
 	}
-	k, ok := d.str()
+	k, ok := d.raw()
 	if !ok || !d.eat(':') {
 		return "", false, false
 	}
@@ -309,7 +318,7 @@ func (d *nodeDecoder) null() bool {
 func (d *nodeDecoder) timev(t *time.Time) bool {
 	d.ws()
 	s := d.i
-	if _, ok := d.str(); !ok {
+	if _, ok := d.raw(); !ok {
 		return false
 	}
 	return t.UnmarshalJSON(d.b[s:d.i]) == nil
@@ -395,7 +404,7 @@ func (d *nodeDecoder) labels(dst *map[string]string) bool {
 		if !ok {
 			return false
 		}
-		m[k] = v
+		m[strings.Clone(k)] = v
 	}
 }
 
