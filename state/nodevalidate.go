@@ -34,7 +34,9 @@ import (
 //     colons or slashes, so a node cannot mint a second host through a key
 //     its ACL glob allows (gh:node:{a}:x}:state);
 //   - the stored state is at most MaxNodeStateBytes, and is not decoded
-//     when larger;
+//     when larger; it is decoded exactly as encoding/json decodes it
+//     (decodeNodeState: a hand decoder for what agents write, encoding/json
+//     for anything else);
 //   - the state's Host.ID is the key's host; every service's ID is
 //     exactly "<host>/<name>" and its HostID the key's host, so a node
 //     cannot shadow another host's service (and put it into cooldown);
@@ -147,7 +149,7 @@ func (s *Store) decodeNode(key, raw string, pttl time.Duration, now time.Time) (
 	if len(raw) > MaxNodeStateBytes {
 		return rec, refuse(host, "state of %d bytes exceeds %d", len(raw), MaxNodeStateBytes)
 	}
-	if err := json.Unmarshal([]byte(raw), &rec.State); err != nil {
+	if err := decodeNodeState(raw, &rec.State); err != nil {
 		return rec, refuse(host, "corrupt state: %v", err)
 	}
 	if r := checkNodeState(host, &rec.State); r != nil {
