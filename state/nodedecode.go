@@ -231,17 +231,28 @@ func (d *nodeDecoder) boolv() (bool, bool) {
 // strs reads a list of plain strings ([] gives an empty, non-nil list,
 // as encoding/json does).
 func (d *nodeDecoder) strs(dst *[]string) bool {
+	return decodeList(d, dst, 4, func(s *string) bool {
+		v, ok := d.str()
+		*s = v
+		return ok
+	})
+}
+
+// decodeList reads a JSON array whose elements elem decodes in place ([]
+// gives an empty, non-nil list, as encoding/json does); capHint sizes the
+// first allocation.
+func decodeList[T any](d *nodeDecoder, dst *[]T, capHint int, elem func(*T) bool) bool {
 	empty, ok := d.array()
 	if !ok {
 		return false
 	}
-	out := make([]string, 0, 4)
+	out := make([]T, 0, capHint)
 	for !empty {
-		s, ok := d.str()
-		if !ok {
+		var zero T
+		out = append(out, zero)
+		if !elem(&out[len(out)-1]) {
 			return false
 		}
-		out = append(out, s)
 		more, ok := d.more()
 		if !ok {
 			return false
@@ -408,27 +419,7 @@ func (d *nodeDecoder) labels(dst *map[string]string) bool {
 	}
 }
 
-func (d *nodeDecoder) gpus(dst *[]fleet.GPU) bool {
-	empty, ok := d.array()
-	if !ok {
-		return false
-	}
-	out := make([]fleet.GPU, 0, 2)
-	for !empty {
-		var g fleet.GPU
-		if !d.gpu(&g) {
-			return false
-		}
-		out = append(out, g)
-		more, ok := d.more()
-		if !ok {
-			return false
-		}
-		empty = !more
-	}
-	*dst = out
-	return true
-}
+func (d *nodeDecoder) gpus(dst *[]fleet.GPU) bool { return decodeList(d, dst, 2, d.gpu) }
 
 // gpuField numbers GPU's keys for once (31: unknown).
 func gpuField(k string) uint {
@@ -486,26 +477,7 @@ func (d *nodeDecoder) gpu(g *fleet.GPU) bool {
 	}
 }
 
-func (d *nodeDecoder) services(dst *[]fleet.Service) bool {
-	empty, ok := d.array()
-	if !ok {
-		return false
-	}
-	out := make([]fleet.Service, 0, 8)
-	for !empty {
-		out = append(out, fleet.Service{})
-		if !d.service(&out[len(out)-1]) {
-			return false
-		}
-		more, ok := d.more()
-		if !ok {
-			return false
-		}
-		empty = !more
-	}
-	*dst = out
-	return true
-}
+func (d *nodeDecoder) services(dst *[]fleet.Service) bool { return decodeList(d, dst, 8, d.service) }
 
 // serviceField numbers Service's keys for once (31: unknown).
 func serviceField(k string) uint {
@@ -601,26 +573,7 @@ func (d *nodeDecoder) service(s *fleet.Service) bool {
 	}
 }
 
-func (d *nodeDecoder) assets(dst *[]fleet.Asset) bool {
-	empty, ok := d.array()
-	if !ok {
-		return false
-	}
-	out := make([]fleet.Asset, 0, 4)
-	for !empty {
-		out = append(out, fleet.Asset{})
-		if !d.asset(&out[len(out)-1]) {
-			return false
-		}
-		more, ok := d.more()
-		if !ok {
-			return false
-		}
-		empty = !more
-	}
-	*dst = out
-	return true
-}
+func (d *nodeDecoder) assets(dst *[]fleet.Asset) bool { return decodeList(d, dst, 4, d.asset) }
 
 // assetField numbers Asset's keys for once (31: unknown).
 func assetField(k string) uint {

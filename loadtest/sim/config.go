@@ -31,10 +31,11 @@ package sim
 import (
 	"errors"
 	"fmt"
-	"github.com/geniehive/geniehive/internal/release"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/geniehive/geniehive/internal/release"
 )
 
 // Flavor selects which server the simulator impersonates.
