@@ -524,8 +524,18 @@ func TestSwapPolicyPushLive(t *testing.T) {
 		t.Fatalf("a swap was sent under a policy that decides none: %+v", r)
 	}
 	push("shipped-again", "")
-	if code, body := chat(h.edges[0], "m3:latest"); code != 200 {
-		t.Fatalf("m3: %d %s", code, body)
+	// The controller loads m3; a load that outlasts swap.wait (700ms, a
+	// loaded machine) answers 503 model_loading, which a client retries:
+	// retry on that answer only, until the load is done.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body := chat(h.edges[0], "m3:latest")
+		if code == 200 {
+			break
+		}
+		if code != 503 || !strings.Contains(body, "model_loading") || time.Now().After(deadline) {
+			t.Fatalf("m3: %d %s", code, body)
+		}
 	}
 	h.waitFor("the load of m3 in the log", 10*time.Second, func() bool {
 		return find(h.records(), func(r fleet.SwapRecord) bool {
