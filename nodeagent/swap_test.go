@@ -229,12 +229,7 @@ func TestSwapRealOllamaAlias(t *testing.T) {
 	if status, body := ol.Do(t, http.MethodPost, "/api/copy", map[string]string{"source": testollama.ChatModel, "destination": alias}); status != http.StatusOK {
 		t.Fatalf("POST /api/copy: %d %s", status, body)
 	}
-	c, prefix := testredis.New(t)
-	store := state.New(c, prefix)
-	a := newAgent(t, Config{HostID: "sw5", Interval: time.Minute, TTL: 3 * time.Minute, Services: []ServiceConfig{
-		{Name: "ollama", Endpoint: ol.URL, Protocol: fleet.ProtocolOllama}}}, store)
-	runAgent(t, a)
-	waitFor(t, 30*time.Second, "first beat", func() bool { _, ok := readNode(t, store, "sw5"); return ok })
+	store := realOllamaAgent(t, "sw5", ol)
 	model := testollama.ChatModel + ":latest"
 	for i, m := range []string{model, alias} {
 		if r := sendSwap(t, store, fleet.SwapCommand{ID: "ra" + strconv.Itoa(i), Op: fleet.SwapLoad, Service: "sw5/ollama", Model: m, KeepAliveMS: 600000}, time.Minute); r.Status != fleet.SwapDone {
@@ -300,16 +295,24 @@ func TestSwapLlamaCppRouter(t *testing.T) {
 	}
 }
 
+// realOllamaAgent runs an agent for host with one service, "ollama", on
+// ol, and waits for its first beat.
+func realOllamaAgent(t *testing.T, host string, ol *testollama.Server) *state.Store {
+	t.Helper()
+	c, prefix := testredis.New(t)
+	store := state.New(c, prefix)
+	a := newAgent(t, Config{HostID: host, Interval: time.Minute, TTL: 3 * time.Minute, Services: []ServiceConfig{
+		{Name: "ollama", Endpoint: ol.URL, Protocol: fleet.ProtocolOllama}}}, store)
+	runAgent(t, a)
+	waitFor(t, 30*time.Second, "first beat", func() bool { _, ok := readNode(t, store, host); return ok })
+	return store
+}
+
 // TestSwapRealOllama: load and unload on a real Ollama 0.17.4, confirmed
 // through its own /api/ps.
 func TestSwapRealOllama(t *testing.T) {
 	ol := testollama.Private(t)
-	c, prefix := testredis.New(t)
-	store := state.New(c, prefix)
-	a := newAgent(t, Config{HostID: "sw3", Interval: time.Minute, TTL: 3 * time.Minute, Services: []ServiceConfig{
-		{Name: "ollama", Endpoint: ol.URL, Protocol: fleet.ProtocolOllama}}}, store)
-	runAgent(t, a)
-	waitFor(t, 30*time.Second, "first beat", func() bool { _, ok := readNode(t, store, "sw3"); return ok })
+	store := realOllamaAgent(t, "sw3", ol)
 	model := testollama.ChatModel + ":latest"
 	if r := sendSwap(t, store, fleet.SwapCommand{ID: "o1", Op: fleet.SwapLoad, Service: "sw3/ollama", Model: model, KeepAliveMS: 600000}, time.Minute); r.Status != fleet.SwapDone {
 		t.Fatalf("load on a real Ollama: %+v\n%s", r, ol.Log())
