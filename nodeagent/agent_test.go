@@ -313,7 +313,12 @@ func TestRecoversFromFlushAndRedisRestart(t *testing.T) {
 	ol := ollamaSim(t)
 	cfg := Config{HostID: "h", Interval: 200 * time.Millisecond, TTL: 2 * time.Second,
 		Services: []ServiceConfig{{Name: "o", Endpoint: ol.URL(), Protocol: fleet.ProtocolOllama}}}
-	runAgent(t, newAgent(t, cfg, store))
+	failed := &countingHandler{msg: "heartbeat not written; retrying"}
+	a, err := New(cfg, store, Options{Logger: slog.New(failed)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAgent(t, a)
 	exists := func() bool {
 		n, err := c.Exists(context.Background(), store.NodeKey("h")).Result()
 		return err == nil && n == 1
@@ -331,7 +336,8 @@ func TestRecoversFromFlushAndRedisRestart(t *testing.T) {
 
 	// Redis down for a while, then back empty on the same port.
 	srv.Stop()
-	time.Sleep(1200 * time.Millisecond) // several failed beats with backoff
+	before := failed.n.Load()
+	waitFor(t, 10*time.Second, "several failed beats with backoff", func() bool { return failed.n.Load() >= before+3 })
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -343,6 +349,22 @@ func TestRecoversFromFlushAndRedisRestart(t *testing.T) {
 		t.Fatalf("after restart %+v", st)
 	}
 }
+
+// countingHandler counts the log records whose message is msg.
+type countingHandler struct {
+	msg string
+	n   atomic.Int64
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
 
 func TestAgentsIsolatedAndGracefulStop(t *testing.T) {
 	c, prefix := testredis.New(t)

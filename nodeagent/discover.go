@@ -120,16 +120,26 @@ func (a *Agent) discover(ctx context.Context, sc *ServiceConfig) (p probe) {
 			p.err = err
 			return p
 		}
+		// /api/ps lists one entry per runner, under the name that loaded
+		// it; names sharing its manifest digest (ollama cp aliases) are
+		// served by it too (see residentOllama).
 		loaded := map[string]*ollamaModel{}
 		for i := range ps.Models {
 			m := &ps.Models[i]
 			loaded[m.Name] = m
+			if m.Digest != "" {
+				loaded[digestKey+m.Digest] = m
+			}
 			p.vramUsed += m.SizeVRAM
 		}
 		for i := range tags.Models {
 			t := &tags.Models[i]
 			as := fleet.Asset{Name: t.Name, Family: t.Details.Family, ParameterSize: t.Details.ParameterSize, Quantization: t.Details.QuantizationLevel, Size: t.Size}
-			if m, ok := loaded[t.Name]; ok {
+			m, ok := loaded[t.Name]
+			if !ok && t.Digest != "" {
+				m, ok = loaded[digestKey+t.Digest]
+			}
+			if ok {
 				as.Loaded, as.SizeVRAM, as.ContextLength = true, m.SizeVRAM, m.ContextLength
 			}
 			as.Capabilities = a.ollamaCapabilities(ctx, sc.Endpoint, t, &p.warnings)
@@ -332,6 +342,10 @@ type ollamaModel struct {
 		QuantizationLevel string   `json:"quantization_level"`
 	} `json:"details"`
 }
+
+// digestKey prefixes digests among names in one map (no model name
+// starts with a NUL).
+const digestKey = "\x00"
 
 type ollamaTags struct {
 	Models []ollamaModel `json:"models"`

@@ -26,7 +26,9 @@ import (
 // /api/generate request with a model and no prompt loads the model and
 // answers {"done":true,"done_reason":"load"}; with keep_alive 0 it expires
 // the runner instead ("done_reason":"unload"), which unloads it now when
-// idle, else when its last request ends. /api/ps lists what is resident.
+// idle, else when its last request ends. /api/ps lists what is resident
+// (one entry per runner: an alias sharing a blob is matched by digest,
+// residentOllama).
 //
 // llama.cpp router mode (tools/server/server-models.cpp, README "Using
 // multiple models"): POST /models/load {"model"} and POST /models/unload
@@ -271,18 +273,13 @@ func (a *Agent) ollamaSwap(ctx context.Context, endpoint string, cmd *fleet.Swap
 	if status != http.StatusOK {
 		return upstreamError(status, rb)
 	}
+	digest := a.ollamaDigest(ctx, endpoint, cmd.Model)
 	for {
 		var ps ollamaPS
 		if _, err := a.getJSON(ctx, endpoint, "/api/ps", &ps); err != nil && ctx.Err() == nil {
 			return err
 		}
-		resident := false
-		for _, m := range ps.Models {
-			if sameOllamaName(m.Name, cmd.Model) || sameOllamaName(m.Model, cmd.Model) {
-				resident = true
-			}
-		}
-		if resident == load {
+		if residentOllama(ps.Models, cmd.Model, digest) == load {
 			return nil
 		}
 		if load {
@@ -295,6 +292,38 @@ func (a *Agent) ollamaSwap(ctx context.Context, endpoint string, cmd *fleet.Swap
 			return errors.New("still resident (requests in flight)")
 		}
 	}
+}
+
+// ollamaDigest is the manifest digest /api/tags gives name ("" when it
+// is not listed or /api/tags fails: the caller matches by name alone).
+func (a *Agent) ollamaDigest(ctx context.Context, endpoint, name string) string {
+	var tags ollamaTags
+	if _, err := a.getJSON(ctx, endpoint, "/api/tags", &tags); err != nil {
+		return ""
+	}
+	for _, t := range tags.Models {
+		if sameOllamaName(t.Name, name) {
+			return t.Digest
+		}
+	}
+	return ""
+}
+
+// residentOllama: /api/ps lists a runner serving name. Ollama keys runners
+// by blob (server/sched.go schedulerModelKey: ModelPath) and PsHandler
+// (server/routes.go) lists each runner once, under the name whose request
+// loaded it, with that model's manifest digest; an `ollama cp` alias has
+// the same manifest, so the same digest (server/images.go CopyModel,
+// manifest/manifest.go), and is served by that runner. Matched by name,
+// else by digest (when known).
+func residentOllama(ps []ollamaModel, name, digest string) bool {
+	for i := range ps {
+		m := &ps[i]
+		if sameOllamaName(m.Name, name) || sameOllamaName(m.Model, name) || (digest != "" && m.Digest == digest) {
+			return true
+		}
+	}
+	return false
 }
 
 // sameOllamaName compares model names as Ollama does, ":latest" implied.

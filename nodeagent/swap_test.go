@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -151,6 +152,108 @@ func TestSwapOllamaSim(t *testing.T) {
 	}
 }
 
+// TestSwapOllamaAlias: two names of one blob (an `ollama cp` alias) share
+// one runner, and /api/ps lists it once, under the name that loaded it
+// (server/sched.go keys runners by ModelPath; PsHandler reports the
+// runner's model; simulated by sim.Model.CopyOf). A load of the other name
+// is confirmed by the digest both share, beats show both names loaded, and
+// an unload through either name is confirmed once the runner is gone.
+func TestSwapOllamaAlias(t *testing.T) {
+	c, prefix := testredis.New(t)
+	store := state.New(c, prefix)
+	ol := startSim(t, sim.Config{Flavor: sim.FlavorOllama, VRAMTotal: 4 * gib, Models: []sim.Model{
+		{Name: "llama3.2:1b", SizeVRAM: 2 * gib}, {Name: "mine:latest", CopyOf: "llama3.2:1b"}, {Name: "other:latest", SizeVRAM: 2 * gib},
+	}, Behavior: sim.Behavior{LoadTime: 20 * time.Millisecond}})
+	a := newAgent(t, Config{HostID: "sw4", Interval: time.Minute, TTL: 3 * time.Minute, Services: []ServiceConfig{
+		{Name: "ollama", Endpoint: ol.URL(), Protocol: fleet.ProtocolOllama, VRAMTotal: 4 * gib}}}, store)
+	runAgent(t, a)
+	waitFor(t, 5*time.Second, "first beat", func() bool { _, ok := readNode(t, store, "sw4"); return ok })
+	loaded := func(want ...bool) func() bool {
+		return func() bool {
+			st, _ := readNode(t, store, "sw4")
+			for i, name := range []string{"llama3.2:1b", "mine:latest", "other:latest"} {
+				if as, _, ok := assetOf(st, "ollama", name); !ok || as.Loaded != want[i] {
+					return false
+				}
+			}
+			return true
+		}
+	}
+
+	for i, model := range []string{"llama3.2:1b", "mine:latest"} {
+		id := "a" + strconv.Itoa(i)
+		if r := sendSwap(t, store, fleet.SwapCommand{ID: id, Op: fleet.SwapLoad, Service: "sw4/ollama", Model: model}, 10*time.Second); r.Status != fleet.SwapDone {
+			t.Fatalf("load of %s: %+v", model, r)
+		}
+	}
+	if res := ol.Resident(); len(res) != 1 || res[0].Name != "llama3.2:1b" || ol.Stats().Loads != 1 {
+		t.Fatalf("resident %+v, %d loads: want one runner, under its first name", res, ol.Stats().Loads)
+	}
+	waitFor(t, 10*time.Second, "beat showing both names loaded", loaded(true, true, false))
+	st, _ := readNode(t, store, "sw4")
+	if as, svc, _ := assetOf(st, "ollama", "mine:latest"); as.SizeVRAM != 2*gib || svc.Metrics.VRAMUsedBytes != 2*gib {
+		t.Fatalf("alias vram %d, service vram used %d: want the one runner's 2 GiB, counted once", as.SizeVRAM, svc.Metrics.VRAMUsedBytes)
+	}
+
+	if r := sendSwap(t, store, fleet.SwapCommand{ID: "a2", Op: fleet.SwapUnload, Service: "sw4/ollama", Model: "mine:latest"}, 10*time.Second); r.Status != fleet.SwapDone {
+		t.Fatalf("unload through the alias: %+v", r)
+	}
+	if res := ol.Resident(); len(res) != 0 {
+		t.Fatalf("resident %+v after unloading the alias", res)
+	}
+	waitFor(t, 10*time.Second, "beat showing both names unloaded", loaded(false, false, false))
+
+	// Loaded first through the alias: /api/ps names the alias, and the
+	// source is loaded too.
+	if r := sendSwap(t, store, fleet.SwapCommand{ID: "a3", Op: fleet.SwapLoad, Service: "sw4/ollama", Model: "mine"}, 10*time.Second); r.Status != fleet.SwapDone {
+		t.Fatalf("load of the alias: %+v", r)
+	}
+	if r := sendSwap(t, store, fleet.SwapCommand{ID: "a4", Op: fleet.SwapLoad, Service: "sw4/ollama", Model: "llama3.2:1b"}, 10*time.Second); r.Status != fleet.SwapDone {
+		t.Fatalf("load of the source after its alias: %+v", r)
+	}
+	waitFor(t, 10*time.Second, "beat showing both names loaded", loaded(true, true, false))
+	// A model of another blob is not taken for them.
+	if r := sendSwap(t, store, fleet.SwapCommand{ID: "a5", Op: fleet.SwapUnload, Service: "sw4/ollama", Model: "other:latest"}, 10*time.Second); r.Status != fleet.SwapDone {
+		t.Fatalf("unload of a model not loaded: %+v", r)
+	}
+	if res := ol.Resident(); len(res) != 1 || res[0].Name != "mine:latest" {
+		t.Fatalf("resident %+v", res)
+	}
+}
+
+// TestSwapRealOllamaAlias: the same on a real Ollama 0.17.4, with an alias
+// made through its own POST /api/copy (ollama cp).
+func TestSwapRealOllamaAlias(t *testing.T) {
+	ol := testollama.Private(t)
+	alias := "tiny-alias:latest"
+	if status, body := ol.Do(t, http.MethodPost, "/api/copy", map[string]string{"source": testollama.ChatModel, "destination": alias}); status != http.StatusOK {
+		t.Fatalf("POST /api/copy: %d %s", status, body)
+	}
+	store := realOllamaAgent(t, "sw5", ol)
+	model := testollama.ChatModel + ":latest"
+	for i, m := range []string{model, alias} {
+		if r := sendSwap(t, store, fleet.SwapCommand{ID: "ra" + strconv.Itoa(i), Op: fleet.SwapLoad, Service: "sw5/ollama", Model: m, KeepAliveMS: 600000}, time.Minute); r.Status != fleet.SwapDone {
+			t.Fatalf("load of %s on a real Ollama: %+v\n%s", m, r, ol.Log())
+		}
+	}
+	_, ps := ol.Do(t, http.MethodGet, "/api/ps", nil)
+	if !bytes.Contains(ps, []byte(`"`+model+`"`)) || bytes.Contains(ps, []byte(`"`+alias+`"`)) {
+		t.Fatalf("/api/ps after loading both names: %s (want one runner, under %s)", ps, model)
+	}
+	waitFor(t, 30*time.Second, "beat showing both loaded", func() bool {
+		st, _ := readNode(t, store, "sw5")
+		x, _, _ := assetOf(st, "ollama", model)
+		y, _, _ := assetOf(st, "ollama", alias)
+		return x.Loaded && y.Loaded
+	})
+	if r := sendSwap(t, store, fleet.SwapCommand{ID: "ra2", Op: fleet.SwapUnload, Service: "sw5/ollama", Model: alias}, time.Minute); r.Status != fleet.SwapDone {
+		t.Fatalf("unload through the alias on a real Ollama: %+v", r)
+	}
+	if _, ps = ol.Do(t, http.MethodGet, "/api/ps", nil); bytes.Contains(ps, []byte(`"`+model+`"`)) {
+		t.Fatalf("/api/ps after unloading the alias: %s", ps)
+	}
+}
+
 // TestSwapLlamaCppRouter: the same against llama.cpp in router mode
 // (simulated: POST /models/load answers at once and loads in the
 // background; GET /models says when it is loaded).
@@ -192,16 +295,24 @@ func TestSwapLlamaCppRouter(t *testing.T) {
 	}
 }
 
+// realOllamaAgent runs an agent for host with one service, "ollama", on
+// ol, and waits for its first beat.
+func realOllamaAgent(t *testing.T, host string, ol *testollama.Server) *state.Store {
+	t.Helper()
+	c, prefix := testredis.New(t)
+	store := state.New(c, prefix)
+	a := newAgent(t, Config{HostID: host, Interval: time.Minute, TTL: 3 * time.Minute, Services: []ServiceConfig{
+		{Name: "ollama", Endpoint: ol.URL, Protocol: fleet.ProtocolOllama}}}, store)
+	runAgent(t, a)
+	waitFor(t, 30*time.Second, "first beat", func() bool { _, ok := readNode(t, store, host); return ok })
+	return store
+}
+
 // TestSwapRealOllama: load and unload on a real Ollama 0.17.4, confirmed
 // through its own /api/ps.
 func TestSwapRealOllama(t *testing.T) {
 	ol := testollama.Private(t)
-	c, prefix := testredis.New(t)
-	store := state.New(c, prefix)
-	a := newAgent(t, Config{HostID: "sw3", Interval: time.Minute, TTL: 3 * time.Minute, Services: []ServiceConfig{
-		{Name: "ollama", Endpoint: ol.URL, Protocol: fleet.ProtocolOllama}}}, store)
-	runAgent(t, a)
-	waitFor(t, 30*time.Second, "first beat", func() bool { _, ok := readNode(t, store, "sw3"); return ok })
+	store := realOllamaAgent(t, "sw3", ol)
 	model := testollama.ChatModel + ":latest"
 	if r := sendSwap(t, store, fleet.SwapCommand{ID: "o1", Op: fleet.SwapLoad, Service: "sw3/ollama", Model: model, KeepAliveMS: 600000}, time.Minute); r.Status != fleet.SwapDone {
 		t.Fatalf("load on a real Ollama: %+v\n%s", r, ol.Log())

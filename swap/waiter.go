@@ -124,7 +124,9 @@ func Publish(ctx context.Context, s *state.Store, edge string, u *Usage, interva
 type View struct {
 	Model string `json:"model"`
 	// State: "loaded" (a live service has it loaded: no wait);
-	// "loading" (a load is in flight on Service: a request waits for it);
+	// "loading" (a load is in flight on Service: a request waits for it;
+	// known from this edge's swap controller, with CommandID, or from the
+	// node's heartbeat, Asset.Loading, without);
 	// "would_wait" (nobody has it loaded: a request would wait up to
 	// WaitS for the controller to load it where the swap policy says);
 	// "on_demand" (swapping is off, or no live service that offers it can
@@ -178,5 +180,36 @@ func Explain(snap *fleet.Snapshot, dec *policy.Decision, ctl map[string]*fleet.S
 	if !enabled || wait <= 0 {
 		return &View{Model: asset, State: "on_demand"}
 	}
+	// A load only the node's heartbeat knows of (Asset.Loading: another
+	// edge's controller sent it, or the controller's state was unreadable):
+	// a request waits for it as for one of ours.
+	if svc := loadingService(snap, dec, asset, now); svc != "" {
+		return &View{Model: asset, State: "loading", Service: svc, Op: string(fleet.SwapLoad), WaitS: wait.Seconds()}
+	}
 	return &View{Model: asset, State: "would_wait", WaitS: wait.Seconds()}
+}
+
+// loadingService is the first live service that can swap and reports
+// asset loading for one of the first group's targets ("" when none),
+// among the services need looks at.
+func loadingService(snap *fleet.Snapshot, dec *policy.Decision, asset string, now time.Time) string {
+	g := dec.Targets[0].Group
+	for i := range dec.Targets {
+		t := &dec.Targets[i]
+		if t.Group != g {
+			break
+		}
+		if t.Name != asset {
+			continue
+		}
+		for _, svc := range snap.AssetServices[asset] {
+			if svc.Kind != t.Operation || svc.Swap == fleet.SwapNone || !svc.Routable(now) {
+				continue
+			}
+			if a, ok := svc.Asset(asset); ok && a.Loading {
+				return svc.ID
+			}
+		}
+	}
+	return ""
 }

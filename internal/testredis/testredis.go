@@ -279,3 +279,142 @@ func Sentinel(t testing.TB) (sc *redis.SentinelClient, master string, ok bool) {
 	t.Cleanup(func() { sc.Close() })
 	return sc, o.MasterName, true
 }
+
+// SentinelSettled waits, up to limit, until the Sentinel group of
+// GENIEHIVE_TEST_REDIS has no failover left half done: every sentinel names
+// the same master; that server says it is the master and streams to every
+// replica the sentinels list (state=online in its INFO); each of those says
+// it is a replica of that master with its link up; and every sentinel's
+// own view agrees (SENTINEL REPLICAS: role-reported slave,
+// master-link-status ok, that master, no down or disconnected flag). A
+// no-op when the shared server is not a Sentinel group.
+//
+// Why: after SENTINEL FAILOVER the old master stays an independent master
+// that accepts writes until a sentinel converts it (+convert-to-slave):
+// sentinel.c (sentinelRefreshInstanceInfo) waits SENTINEL_PUBLISH_PERIOD*4
+// after a listed replica reports role master before it sends REPLICAOF,
+// about ten seconds in scripts/redis-topology.sh's group. The sentinels
+// list it as a replica at once, so a failover in that window may promote
+// it, and every write since the previous failover is lost. Each sentinel
+// learns of the conversion only at its next INFO of the replica (every 10s):
+// a failover before that can be undone by a sentinel whose view is stale
+// (it converts the just-promoted replica back: -failover-abort-slave-timeout),
+// so the sentinels' views are waited for too; in all, up to about 20s after
+// a failover.
+func SentinelSettled(t testing.TB, limit time.Duration) {
+	t.Helper()
+	u := URL(t)
+	scheme, rest, _ := strings.Cut(u, "://")
+	if scheme != "redis+sentinel" && scheme != "rediss+sentinel" {
+		return
+	}
+	o, err := redis.ParseFailoverURL(strings.TrimSuffix(scheme, "+sentinel") + "://" + rest)
+	if err != nil {
+		t.Fatalf("GENIEHIVE_TEST_REDIS: %v", err)
+	}
+	node := func(addr string) *redis.Client {
+		return redis.NewClient(&redis.Options{Addr: addr, Username: o.Username, Password: o.Password,
+			TLSConfig: o.TLSConfig, ContextTimeoutEnabled: true, MaxRetries: -1})
+	}
+	var sentinels []*redis.SentinelClient
+	for _, a := range o.SentinelAddrs {
+		sc := redis.NewSentinelClient(&redis.Options{Addr: a, Username: o.SentinelUsername,
+			Password: o.SentinelPassword, TLSConfig: o.TLSConfig, ContextTimeoutEnabled: true, MaxRetries: -1})
+		defer sc.Close()
+		sentinels = append(sentinels, sc)
+	}
+	info := func(ctx context.Context, addr string) (map[string]string, error) {
+		c := node(addr)
+		defer c.Close()
+		s, err := c.Info(ctx, "replication").Result()
+		if err != nil {
+			return nil, err
+		}
+		m := map[string]string{}
+		for _, l := range strings.Split(s, "\n") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(l), ":"); ok {
+				m[k] = v
+			}
+		}
+		return m, nil
+	}
+	// settled says what is still unsettled ("" once settled).
+	settled := func() string {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		master := ""
+		for _, sc := range sentinels {
+			a, err := sc.GetMasterAddrByName(ctx, o.MasterName).Result()
+			if err != nil || len(a) != 2 {
+				return fmt.Sprintf("sentinel %s: master unknown (%v)", sc, err)
+			}
+			m := net.JoinHostPort(a[0], a[1])
+			if master != "" && m != master {
+				return "sentinels name two masters: " + master + " and " + m
+			}
+			master = m
+		}
+		mi, err := info(ctx, master)
+		if err != nil || mi["role"] != "master" {
+			return fmt.Sprintf("master %s: role %q (%v)", master, mi["role"], err)
+		}
+		online := map[string]bool{}
+		for k, v := range mi {
+			if strings.HasPrefix(k, "slave") && strings.Contains(v, "state=online") {
+				f := map[string]string{}
+				for _, kv := range strings.Split(v, ",") {
+					if a, b, ok := strings.Cut(kv, "="); ok {
+						f[a] = b
+					}
+				}
+				online[net.JoinHostPort(f["ip"], f["port"])] = true
+			}
+		}
+		mhost, mport, _ := net.SplitHostPort(master)
+		for _, sc := range sentinels {
+			reps, err := sc.Replicas(ctx, o.MasterName).Result()
+			if err != nil || len(reps) == 0 {
+				return fmt.Sprintf("sentinel %s: no replicas (%v)", sc, err)
+			}
+			for _, r := range reps {
+				addr := net.JoinHostPort(r["ip"], r["port"])
+				switch {
+				case strings.Contains(r["flags"], "down") || strings.Contains(r["flags"], "disconnected"):
+					return "replica " + addr + ": flags " + r["flags"]
+				case r["role-reported"] != "slave" || r["master-link-status"] != "ok" ||
+					r["master-host"] != mhost || r["master-port"] != mport:
+					return fmt.Sprintf("replica %s in sentinel %s's view: role %s, link %s, master %s:%s",
+						addr, sc, r["role-reported"], r["master-link-status"], r["master-host"], r["master-port"])
+				case !online[addr]:
+					return "replica " + addr + ": not streaming from the master"
+				}
+				ri, err := info(ctx, addr)
+				if err != nil || ri["role"] != "slave" || ri["master_link_status"] != "up" ||
+					ri["master_host"] != mhost || ri["master_port"] != mport {
+					return fmt.Sprintf("replica %s: role %q, link %q, master %s:%s (%v)",
+						addr, ri["role"], ri["master_link_status"], ri["master_host"], ri["master_port"], err)
+				}
+			}
+		}
+		return ""
+	}
+	t0 := time.Now()
+	deadline := t0.Add(limit)
+	first := ""
+	for {
+		why := settled()
+		if why == "" {
+			if first != "" {
+				t.Logf("the Sentinel group settled in %v (at first: %s)", time.Since(t0).Round(time.Millisecond), first)
+			}
+			return
+		}
+		if first == "" {
+			first = why
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the Sentinel group did not settle in %v: %s", limit, why)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -132,6 +132,17 @@ type Model struct {
 	// Dims is the embedding vector length (default 64). Ollama before
 	// 0.30 answers /api/embed for chat models too, with this length.
 	Dims int `yaml:"dims" json:"dims"`
+	// CopyOf (Ollama only) makes this name an alias made with `ollama cp
+	// CopyOf Name`: CopyModel (server/images.go) copies the manifest file
+	// byte for byte, so both names have the same digest in /api/tags (the
+	// manifest's sha256, manifest/manifest.go) and the same blob. The
+	// scheduler keys runners by that blob (server/sched.go
+	// schedulerModelKey: ModelPath), so the two names share one runner,
+	// and /api/ps lists it once, under the name whose request loaded it
+	// (PsHandler reports runnerRef.model, set by load). Everything but
+	// Name and Loaded is taken from the model named, which must be listed
+	// before this one.
+	CopyOf string `yaml:"copy_of" json:"copy_of"`
 }
 
 // Has reports whether the model has the Ollama capability c.
@@ -280,6 +291,14 @@ func (c *Config) Validate() error {
 		}
 		if seen[m.Name] {
 			return fmt.Errorf("sim: models[%d]: duplicate model %q", i, m.Name)
+		}
+		if m.CopyOf != "" {
+			switch {
+			case c.Flavor != FlavorOllama:
+				return fmt.Errorf("sim: model %q: copy_of is for the ollama flavor only", m.Name)
+			case !seen[m.CopyOf] && !seen[ollamaDisplay(m.CopyOf)]:
+				return fmt.Errorf("sim: model %q: copy_of %q is not a model listed before it", m.Name, m.CopyOf)
+			}
 		}
 		seen[m.Name] = true
 		m.fill(c.Flavor)

@@ -86,6 +86,18 @@ type modelEntry struct {
 	digest   string
 	nameJSON []byte // JSON string literal of the name, quotes included
 	display  string // Ollama: the name with its tag ("x" is "x:latest")
+	// blob is the entry whose runner this one shares: itself, or the
+	// source of an `ollama cp` (Model.CopyOf).
+	blob *modelEntry
+}
+
+// key is the entry the residency model keys runners and the loaded state
+// by: the blob's (server/sched.go schedulerModelKey uses ModelPath).
+func (e *modelEntry) key() *modelEntry {
+	if e.blob != nil {
+		return e.blob
+	}
+	return e
 }
 
 type modelTable struct {
@@ -180,6 +192,12 @@ func (s *Server) SetModels(models []Model) {
 		m.fill(s.cfg.Flavor)
 		sum := sha256.Sum256([]byte(m.Name))
 		e := &modelEntry{Model: m, created: base + int64(i), digest: hex.EncodeToString(sum[:]), display: m.Name}
+		if src, ok := t.find(m.CopyOf, s.cfg.Flavor); ok && m.CopyOf != "" && s.cfg.Flavor == FlavorOllama {
+			// ollama cp: the same manifest (digest, metadata) and blob.
+			e.Model = src.Model
+			e.Name, e.Loaded, e.CopyOf = m.Name, m.Loaded, m.CopyOf
+			e.digest, e.blob = src.digest, src.key()
+		}
 		e.nameJSON = jsonw.AppendString(nil, m.Name)
 		t.list = append(t.list, e)
 		t.byName[m.Name] = e
@@ -203,7 +221,7 @@ func (s *Server) Models() []Model {
 	out := make([]Model, len(t.list))
 	for i, e := range t.list {
 		out[i] = e.Model
-		out[i].Loaded = e.loaded.Load()
+		out[i].Loaded = e.key().loaded.Load()
 	}
 	return out
 }
@@ -224,9 +242,12 @@ func (s *Server) SetLoaded(name string, loaded bool) bool {
 
 // lookup finds a model by the name a request gives.
 func (s *Server) lookup(name string) (*modelEntry, bool) {
-	t := s.models.Load()
+	return s.models.Load().find(name, s.cfg.Flavor)
+}
+
+func (t *modelTable) find(name string, f Flavor) (*modelEntry, bool) {
 	e, ok := t.byName[name]
-	if ok || s.cfg.Flavor != FlavorOllama || name == "" {
+	if ok || f != FlavorOllama || name == "" {
 		return e, ok
 	}
 	// getExistingName: case-insensitive, tag defaulting to latest.

@@ -551,6 +551,8 @@ func TestConfigValidate(t *testing.T) {
 		{Models: []Model{{Name: "a"}, {Name: "a"}}},
 		{Models: []Model{{Name: "a", Kind: "video"}}},
 		{Models: []Model{{Name: "a"}}, Behavior: Behavior{ErrorRate: 2}},
+		{Flavor: FlavorOllama, Models: []Model{{Name: "b", CopyOf: "a"}, {Name: "a"}}},
+		{Flavor: FlavorVLLM, Models: []Model{{Name: "a"}, {Name: "b", CopyOf: "a"}}},
 	} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%+v: no error", c)

@@ -30,6 +30,9 @@ import (
 //     unloaded when it expires; keep_alive 0 unloads it once idle;
 //   - unloading removes it from /api/ps at once but its memory is only
 //     free after UnloadTime (waitForVRAMRecovery).
+//   - runners are keyed by the model's blob (schedulerModelKey:
+//     ModelPath): names that share one (Model.CopyOf) share one runner,
+//     which keeps the name that loaded it (runnerRef.model).
 //
 // llama.cpp router: a request for an unloaded model autoloads it; over
 // MaxLoaded (--models-max, default 4) the least recently used model is
@@ -135,7 +138,7 @@ func (r *residency) acquire(ctx context.Context, e *modelEntry, keepAlive *time.
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for {
-		if ru := r.runners[e]; ru != nil {
+		if ru := r.runners[e.key()]; ru != nil {
 			if ru.loading { // loading for /models/load
 				if err := r.wait(ctx); err != nil {
 					return nil, 0, err
@@ -178,7 +181,7 @@ func (r *residency) acquire(ctx context.Context, e *modelEntry, keepAlive *time.
 func (r *residency) use(e *modelEntry, keepAlive *time.Duration) (func(), bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ru := r.runners[e]
+	ru := r.runners[e.key()]
 	if ru == nil || ru.loading {
 		return nil, false
 	}
@@ -268,7 +271,7 @@ func (r *residency) place(ru *runner) {
 	if r.budget > 0 && r.used+ru.vram > r.budget {
 		ru.vram = max(r.budget-r.used, 0)
 	}
-	r.runners[ru.e] = ru
+	r.runners[ru.e.key()] = ru
 	r.used += ru.vram
 	r.peak = max(r.peak, r.used)
 }
@@ -283,9 +286,9 @@ func (r *residency) finishLoad(ctx context.Context, ru *runner) error {
 		ok := pause(ctx, &t, d)
 		r.mu.Lock()
 		if !ok {
-			delete(r.runners, ru.e)
+			delete(r.runners, ru.e.key())
 			r.used -= ru.vram
-			ru.e.loaded.Store(false)
+			ru.e.key().loaded.Store(false)
 			ru.markGone()
 			r.notify()
 			return ctx.Err()
@@ -293,7 +296,7 @@ func (r *residency) finishLoad(ctx context.Context, ru *runner) error {
 	}
 	ru.loading = false
 	ru.lastUsed = time.Now()
-	ru.e.loaded.Store(true)
+	ru.e.key().loaded.Store(true)
 	r.s.loads.Add(1)
 	r.notify()
 	return nil
@@ -311,7 +314,7 @@ func (r *residency) release(ru *runner) {
 	defer r.mu.Unlock()
 	ru.refs--
 	ru.lastUsed = time.Now()
-	if ru.refs > 0 || r.runners[ru.e] != ru {
+	if ru.refs > 0 || r.runners[ru.e.key()] != ru {
 		return
 	}
 	switch {
@@ -334,7 +337,7 @@ func (r *residency) arm(ru *runner) {
 	ru.timer = time.AfterFunc(ru.session, func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		if r.runners[ru.e] == ru && ru.refs == 0 {
+		if r.runners[ru.e.key()] == ru && ru.refs == 0 {
 			r.unloadLocked(ru)
 		}
 	})
@@ -342,15 +345,15 @@ func (r *residency) arm(ru *runner) {
 
 // unloadLocked removes ru at once; its memory frees after UnloadTime.
 func (r *residency) unloadLocked(ru *runner) {
-	if r.runners[ru.e] != ru {
+	if r.runners[ru.e.key()] != ru {
 		return
 	}
-	delete(r.runners, ru.e)
+	delete(r.runners, ru.e.key())
 	if ru.timer != nil {
 		ru.timer.Stop()
 		ru.timer = nil
 	}
-	ru.e.loaded.Store(false)
+	ru.e.key().loaded.Store(false)
 	r.s.unloads.Add(1)
 	r.recovering[ru] = true
 	free := func() {
@@ -378,7 +381,7 @@ func (r *residency) unloadLocked(ru *runner) {
 func (r *residency) expire(e *modelEntry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ru := r.runners[e]
+	ru := r.runners[e.key()]
 	if ru == nil {
 		return
 	}
@@ -413,13 +416,13 @@ func (r *residency) loadAsync(e *modelEntry) {
 // set loads or unloads e at once, with no timing (Server.SetLoaded and
 // models configured Loaded).
 func (r *residency) set(e *modelEntry, loaded bool) {
-	e.loaded.Store(loaded)
+	e.key().loaded.Store(loaded)
 	if !r.onDemand {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ru := r.runners[e]
+	ru := r.runners[e.key()]
 	switch {
 	case loaded && ru == nil:
 		ru = newRunner(e, r.keepAlive)
@@ -430,7 +433,7 @@ func (r *residency) set(e *modelEntry, loaded bool) {
 			ru.expiresAt = time.Now().Add(time.Duration(math.MaxInt64))
 		}
 	case !loaded && ru != nil:
-		delete(r.runners, e)
+		delete(r.runners, e.key())
 		if ru.timer != nil {
 			ru.timer.Stop()
 		}

@@ -301,3 +301,66 @@ func TestLlamaRouter(t *testing.T) {
 		t.Fatalf("unknown model: %d %s", status, body)
 	}
 }
+
+// An `ollama cp` alias (Model.CopyOf) has its source's digest in /api/tags
+// and shares its runner: a request for either name uses the loaded one (no
+// second load), /api/ps lists it once under the name that loaded it
+// (server/sched.go keys runners by ModelPath; PsHandler reports the
+// runner's model), and keep_alive 0 through the alias unloads it.
+func TestOllamaCopySharesRunner(t *testing.T) {
+	s := start(t, Config{Flavor: FlavorOllama, VRAMTotal: 10 * gb, Models: []Model{
+		{Name: "llama3.2:1b", SizeVRAM: 2 * gb, ParameterSize: "1.2B"}, {Name: "mine", CopyOf: "llama3.2:1b"}, {Name: "other:latest", SizeVRAM: 2 * gb},
+	}, Behavior: Behavior{Chunks: 2}})
+	type entry struct {
+		Name, Digest string
+		Details      struct {
+			ParameterSize string `json:"parameter_size"`
+		}
+	}
+	list := func(path string) map[string]entry {
+		status, _, body := request(t, s, http.MethodGet, path, "")
+		var v struct{ Models []entry }
+		if err := json.Unmarshal([]byte(body), &v); err != nil || status != 200 {
+			t.Fatalf("%s: %d %s", path, status, body)
+		}
+		out := map[string]entry{}
+		for _, m := range v.Models {
+			out[m.Name] = m
+		}
+		return out
+	}
+	tags := list("/api/tags")
+	src, alias := tags["llama3.2:1b"], tags["mine:latest"]
+	if src.Digest == "" || alias.Digest != src.Digest || alias.Details.ParameterSize != "1.2B" || tags["other:latest"].Digest == src.Digest {
+		t.Fatalf("tags %+v: want the alias with its source's digest and details", tags)
+	}
+
+	nativeChat(t, s, "llama3.2:1b", "")
+	nativeChat(t, s, "mine", "")
+	if st := s.Stats(); st.Loads != 1 || st.VRAMUsed != 2*gb {
+		t.Fatalf("stats %+v: want one load for the two names", st)
+	}
+	ps := list("/api/ps")
+	if len(ps) != 1 || ps["llama3.2:1b"].Digest != src.Digest {
+		t.Fatalf("ps %+v: want one runner, under the name that loaded it", ps)
+	}
+	for _, m := range s.Models() {
+		if m.Loaded != (m.Name != "other:latest") {
+			t.Fatalf("models %+v: both names share the loaded runner", s.Models())
+		}
+	}
+
+	status, _, body := post(t, s, "/api/generate", `{"model":"mine","keep_alive":0}`)
+	if status != 200 || !strings.Contains(body, `"done_reason":"unload"`) {
+		t.Fatalf("unload through the alias: %d %s", status, body)
+	}
+	if ps := list("/api/ps"); len(ps) != 0 {
+		t.Fatalf("ps %+v after unloading the alias: the shared runner is gone", ps)
+	}
+
+	// Loaded first through the alias, it is listed under the alias.
+	nativeChat(t, s, "mine", "")
+	if ps := list("/api/ps"); len(ps) != 1 || ps["mine:latest"].Digest != src.Digest {
+		t.Fatalf("ps %+v: want the runner under the alias that loaded it", ps)
+	}
+}
