@@ -142,7 +142,7 @@ func TestWatchDir(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- policies.WatchDir(ctx, dir, h, policies.WatchOptions{
-			// A loaded machine runs past the 50ms default evaluation
+			// A loaded machine runs past the default evaluation
 			// deadline; this test is about reloading, not deadlines.
 			Factory:  opa.NewRegoFactory(opa.RegoOptions{EvalTimeout: 30 * time.Second}),
 			Test:     opa.TestBundle,

@@ -56,6 +56,18 @@ func (e *Error) Is(target error) bool {
 }
 
 // Sentinels for errors.Is, one per code.
+// DefaultEvalTimeout is the default bound on one policy evaluation, for
+// every engine but the plain-Go one. An evaluation takes tens of
+// microseconds, so the bound exists only to cut off a runaway guest; it is
+// wall-clock time, and a process that is descheduled while it evaluates
+// spends that time too. Under a container CPU limit the kernel's CFS quota
+// throttles a process for the rest of its 100ms period, and a busy 2-core
+// host stalled a 30-microsecond evaluation past the former 50ms default
+// (a 503 policy_unavailable in the chaos suite). 250ms outlasts a whole
+// throttled period with margin, and a runaway guest still costs at most a
+// quarter of a second of one instance.
+const DefaultEvalTimeout = 250 * time.Millisecond
+
 var (
 	ErrTimeout = &Error{Code: CodeTimeout}
 	ErrBusy    = &Error{Code: CodeBusy}

@@ -25,7 +25,7 @@ type Options struct {
 	PoolSize int
 	// EvalTimeout bounds one evaluation. A guest still running at the
 	// deadline is cut off, Eval returns policy.ErrTimeout and the instance is
-	// discarded. Default 50ms.
+	// discarded. Default policy.DefaultEvalTimeout (250ms).
 	EvalTimeout time.Duration
 	// MaxMemoryPages caps each instance's linear memory, in 64 KiB pages.
 	// Default 256 (16 MiB) for OPA policies and 1024 (64 MiB) for custom
@@ -76,7 +76,7 @@ func (o config) withDefaults(defPages uint32) config {
 		o.PoolSize = runtime.GOMAXPROCS(0) * 2
 	}
 	if o.EvalTimeout <= 0 {
-		o.EvalTimeout = 50 * time.Millisecond
+		o.EvalTimeout = policy.DefaultEvalTimeout
 	}
 	if o.MaxMemoryPages == 0 {
 		o.MaxMemoryPages = defPages

@@ -194,7 +194,7 @@ func TestPoolHammer(t *testing.T) {
 
 func TestReloadWhileServing(t *testing.T) {
 	// A generous budget: compiling the replacement loads the machine, and
-	// this test is about reloads, not the 50ms default limit.
+	// this test is about reloads, not the default limit.
 	old := newTestOPA(t, Options{PoolSize: 2, EvalTimeout: 30 * time.Second})
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

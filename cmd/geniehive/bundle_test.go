@@ -73,7 +73,7 @@ func startTestEdge(t *testing.T, ctx context.Context, wg *sync.WaitGroup, c redi
 	cfg.Policy.Engine = engine
 	// These tests are about bundles and reloads, not evaluation deadlines:
 	// under -race beside other packages' compiles one evaluation can run
-	// past the 50ms default (an eval_timeout 503, TestPushedBundleReaches-
+	// past the default deadline (an eval_timeout 503, TestPushedBundleReaches-
 	// EveryReplica in CI). The deadline itself is tested in wasm/ and
 	// policies/opa.
 	cfg.Policy.EvalTimeout = 10 * time.Second

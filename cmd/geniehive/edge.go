@@ -75,7 +75,7 @@ var edgeSettings = []cli.Setting{
 	{Flag: "swap-wait", Key: "swap.wait", Help: "swap.wait: how long a request waits for its model to be loaded before going to a host that loads it on demand, or failing with a retryable 503 model_loading while a load is still under way (default 30s)"},
 	{Flag: "policy-engine", Key: "policy.engine", Help: "policy.engine: wasm (default), rego, module or go"},
 	{Flag: "policy-dir", Key: "policy.dir", Help: "policy.dir: bundle directory, watched and hot-reloaded"},
-	{Flag: "policy-eval-timeout", Key: "policy.eval_timeout", Help: "policy.eval_timeout: bound on one Wasm evaluation (default 50ms)"},
+	{Flag: "policy-eval-timeout", Key: "policy.eval_timeout", Help: "policy.eval_timeout: bound on one policy evaluation, every engine but go (default 250ms)"},
 	{Flag: "policy-prepare-timeout", Key: "policy.prepare_timeout", Help: "policy.prepare_timeout: budget to test, compile and smoke-test a new bundle, off the request path (default 30s)"},
 	{Flag: "policy-retry-interval", Key: "policy.retry_interval", Help: "policy.retry_interval: first retry after a transient reload failure, doubling up to 30s (default 1s)"},
 	{Flag: "key", List: true, Help: "a CLIENT-scope key secret (repeatable, or comma-separated); added to the file's keys: (prefer keys in the file, as sha256, or in Redis)"},

@@ -34,7 +34,7 @@ type PolicyConfig struct {
 	// bundle pushed into Redis, else the shipped policy.
 	Dir string `yaml:"dir"`
 	// EvalTimeout bounds one policy evaluation (every engine but go).
-	// Default 50ms.
+	// Default policy.DefaultEvalTimeout (250ms).
 	EvalTimeout time.Duration `yaml:"eval_timeout"`
 	// PrepareTimeout is the budget of one attempt to test, compile and
 	// smoke-test a new bundle, off the request path (never the evaluation

@@ -8,7 +8,7 @@ import (
 )
 
 // RegoFactory builds an OPA Go SDK engine from the bundle's Rego, with
-// RegoOptions' defaults (50ms and 64 MiB per evaluation).
+// RegoOptions' defaults (250ms and 64 MiB per evaluation).
 func RegoFactory(ctx context.Context, b *policy.Bundle) (policy.Engine, error) {
 	return NewRegoFactory(RegoOptions{})(ctx, b)
 }

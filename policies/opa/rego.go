@@ -26,8 +26,8 @@ type RegoOptions struct {
 	// Version is reported by Engine.Version (default: the files' BundleVersion).
 	Version string
 	// EvalTimeout bounds one evaluation (ctx's deadline too, when
-	// earlier); past it Eval returns policy.ErrTimeout. Default 50ms, as
-	// for the Wasm engines.
+	// earlier); past it Eval returns policy.ErrTimeout. Default
+	// policy.DefaultEvalTimeout (250ms), as for the Wasm engines.
 	EvalTimeout time.Duration
 	// MaxEvalAlloc bounds the bytes the process may allocate while one
 	// evaluation runs (see guard.go for why the process's); past it Eval
@@ -46,7 +46,7 @@ func (o RegoOptions) withDefaults() RegoOptions {
 		o.Query = policy.DecisionQuery
 	}
 	if o.EvalTimeout <= 0 {
-		o.EvalTimeout = 50 * time.Millisecond
+		o.EvalTimeout = policy.DefaultEvalTimeout
 	}
 	if o.MaxEvalAlloc == 0 {
 		o.MaxEvalAlloc = DefaultMaxEvalAlloc
