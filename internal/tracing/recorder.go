@@ -51,13 +51,14 @@ import (
 type Provider struct {
 	embedded.TracerProvider
 
-	sampler sdktrace.Sampler
-	res     *resource.Resource
-	exp     sdktrace.SpanExporter
-	recycle bool // the exporter keeps nothing of a span after ExportSpans
-	timeout time.Duration
-	delay   time.Duration
-	batch   int
+	sampler  sdktrace.Sampler
+	sampling int // alwaysOn, parentOrOn: sampler is one of those, decided without a call
+	res      *resource.Resource
+	exp      sdktrace.SpanExporter
+	recycle  bool // the exporter keeps nothing of a span after ExportSpans
+	timeout  time.Duration
+	delay    time.Duration
+	batch    int
 
 	shards  []shard
 	mask    uint64
@@ -103,6 +104,25 @@ type shard struct {
 	mu    sync.Mutex
 	spans []sdktrace.ReadOnlySpan // cap: the shard's share of MaxQueueSize
 	_     [64]byte
+}
+
+// The samplers Provider decides for itself, as they would (the default
+// one and always_on: the SDK's ShouldSample looks the parent up in the
+// context again).
+const (
+	otherSampler = iota
+	alwaysOn
+	parentOrOn
+)
+
+func samplingOf(s sdktrace.Sampler) int {
+	switch s.Description() {
+	case sdktrace.AlwaysSample().Description():
+		return alwaysOn
+	case sdktrace.ParentBased(sdktrace.AlwaysSample()).Description():
+		return parentOrOn
+	}
+	return otherSampler
 }
 
 // SpanCopier is an exporter that says whether it keeps nothing of the
@@ -153,7 +173,7 @@ func NewProvider(exp sdktrace.SpanExporter, o Options) *Provider {
 	}
 	per := max(o.MaxQueueSize/n, 8)
 	p := &Provider{
-		sampler: o.Sampler, res: o.Resource, exp: exp, recycle: keepsNothing(exp),
+		sampler: o.Sampler, sampling: samplingOf(o.Sampler), res: o.Resource, exp: exp, recycle: keepsNothing(exp),
 		timeout: o.ExportTimeout, delay: o.ScheduleDelay, batch: o.MaxExportBatchSize,
 		shards: make([]shard, n), mask: uint64(n - 1),
 		kick: make(chan struct{}, 1), flush: make(chan chan struct{}),
@@ -388,8 +408,19 @@ func (t *tracer) start(ctx context.Context, name string, c *trace.SpanConfig) tr
 	ps := trace.SpanFromContext(ctx)
 	psc := ps.SpanContext()
 	tid, sid := newIDs(psc.TraceID())
-	sr := t.p.sampler.ShouldSample(sdktrace.SamplingParameters{ParentContext: ctx, TraceID: tid, Name: name,
-		Kind: c.SpanKind(), Attributes: c.Attributes(), Links: c.Links()})
+	var sr sdktrace.SamplingResult
+	switch t.p.sampling {
+	case alwaysOn: // what AlwaysSample().ShouldSample returns
+		sr = sdktrace.SamplingResult{Decision: sdktrace.RecordAndSample, Tracestate: psc.TraceState()}
+	case parentOrOn: // ParentBased(AlwaysSample())'s
+		sr = sdktrace.SamplingResult{Decision: sdktrace.RecordAndSample, Tracestate: psc.TraceState()}
+		if psc.IsValid() && !psc.IsSampled() {
+			sr.Decision = sdktrace.Drop
+		}
+	default:
+		sr = t.p.sampler.ShouldSample(sdktrace.SamplingParameters{ParentContext: ctx, TraceID: tid, Name: name,
+			Kind: c.SpanKind(), Attributes: c.Attributes(), Links: c.Links()})
+	}
 	scc := trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceState: sr.Tracestate}
 	if sr.Decision == sdktrace.RecordAndSample {
 		scc.TraceFlags = psc.TraceFlags() | trace.FlagsSampled
@@ -407,7 +438,7 @@ func (t *tracer) start(ctx context.Context, name string, c *trace.SpanConfig) tr
 	r := newRecord()
 	r.t, r.name, r.sc, r.parent, r.kind, r.start = t, name, sc, psc, trace.ValidateSpanKind(c.SpanKind()), start
 	if parent, ok := ps.(*span); ok {
-		parent.childStarted()
+		parent.children.Add(1)
 	}
 	for _, l := range c.Links() {
 		r.addLink(l)
@@ -424,10 +455,11 @@ func (t *tracer) start(ctx context.Context, name string, c *trace.SpanConfig) tr
 // touches a record that was exported and perhaps recycled.
 type span struct {
 	embedded.Span
-	sc trace.SpanContext
-	p  *Provider
-	mu sync.Mutex
-	r  *record // nil once ended
+	sc       trace.SpanContext
+	p        *Provider
+	children atomic.Int32 // for ChildSpanCount, set at End
+	mu       sync.Mutex
+	r        *record // nil once ended
 }
 
 var _ trace.Span = (*span)(nil)
@@ -458,18 +490,29 @@ type record struct {
 
 var _ sdktrace.ReadOnlySpan = (*record)(nil)
 
-var records = sync.Pool{New: func() any { return new(record) }}
-
-// newRecord returns a zeroed record (its attributes in its own buffer).
-func newRecord() *record {
-	r := records.Get().(*record)
+var records = sync.Pool{New: func() any {
+	r := new(record)
 	r.attrs = r.attrBuf[:0]
 	return r
+}}
+
+// newRecord returns a record to fill: start sets every field it does not
+// zero itself.
+func newRecord() *record {
+	return records.Get().(*record)
 }
 
-// free returns r to the pool, holding nothing it pointed at.
+// free returns r to the pool, zeroed but for attrBuf past the attributes
+// r used (already zero: zeroing all of it is what costs).
 func (r *record) free() {
-	*r = record{}
+	if len(r.attrs) > len(r.attrBuf) {
+		clear(r.attrBuf[:]) // spilled to the heap: attrBuf was full
+	} else {
+		clear(r.attrs)
+	}
+	r.ReadOnlySpan, r.t, r.sc, r.parent, r.kind, r.name = nil, nil, trace.SpanContext{}, trace.SpanContext{}, 0, ""
+	r.start, r.end, r.attrs, r.droppedAttrs = time.Time{}, time.Time{}, r.attrBuf[:0], 0
+	r.events, r.droppedEvs, r.links, r.droppedLinks, r.children, r.status = nil, 0, nil, 0, 0, sdktrace.Status{}
 	records.Put(r)
 }
 
@@ -535,15 +578,6 @@ func (s *span) IsRecording() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.r != nil
-}
-
-// childStarted counts a child for the parent's ChildSpanCount.
-func (s *span) childStarted() {
-	s.mu.Lock()
-	if s.r != nil {
-		s.r.children++
-	}
-	s.mu.Unlock()
 }
 
 func (s *span) AddEvent(name string, opts ...trace.EventOption) {
@@ -636,7 +670,7 @@ func (s *span) End(opts ...trace.SpanEndOption) {
 	if r == nil {
 		return
 	}
-	r.end = et
+	r.end, r.children = et, int(s.children.Load())
 	if s.sc.IsSampled() {
 		s.p.enqueue(r)
 	} else if s.p.recycle {
