@@ -14,6 +14,7 @@ import (
 
 	"github.com/geniehive/geniehive/edge/dialect"
 	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/internal/tracing"
 	"github.com/geniehive/geniehive/routing"
 )
 
@@ -46,10 +47,10 @@ import (
 //	                  gen_ai.request.model (the candidate's asset),
 //	                  http.response.status_code, error.type (failed)
 //
-// The server span keeps to 8 attributes on a success: past 8 the SDK
-// deduplicates a span's attributes at its end in a map on the heap
-// (recordingSpan.dedupeAttrs; up to 8 the map stays on the stack), about
-// 1 µs and 3 allocations per request.
+// The server span keeps to 8 attributes on a success: a span record
+// (internal/tracing) holds 8 in place; past them they go to the heap.
+// Leaf spans (all but the server span) are opened without a context when
+// the provider allows (tracing.SpanStarter): a context is an allocation.
 //
 // Off, the cost is one nil check per hook: no allocation
 // (TestTracingOffAllocs).
@@ -60,6 +61,7 @@ const tracerName = "github.com/geniehive/geniehive/edge"
 // edgeTracer holds the tracer; a Server without one traces nothing.
 type edgeTracer struct {
 	t    trace.Tracer
+	leaf tracing.SpanStarter // t's, when it can open a span without a context; else nil
 	prop propagation.TraceContext
 }
 
@@ -67,7 +69,20 @@ func newEdgeTracer(tp trace.TracerProvider) *edgeTracer {
 	if tp == nil {
 		return nil
 	}
-	return &edgeTracer{t: tp.Tracer(tracerName)}
+	t := tp.Tracer(tracerName)
+	leaf, _ := t.(tracing.SpanStarter)
+	return &edgeTracer{t: t, leaf: leaf}
+}
+
+// startLeaf opens a span with no children of its own under x's server
+// span: without the context it would come with when the tracer can
+// (tracing.Provider's; the context is an allocation per span).
+func (x *exchange) startLeaf(name string, opts []trace.SpanStartOption) trace.Span {
+	if x.tr.leaf != nil {
+		return x.tr.leaf.StartSpan(x.tctx, name, opts...)
+	}
+	_, sp := x.tr.t.Start(x.tctx, name, opts...)
+	return sp
 }
 
 // reqHeaders is the propagation carrier Extract reads a client's
@@ -206,8 +221,7 @@ func (x *exchange) child(name string) trace.Span {
 	if x.span == nil {
 		return nil
 	}
-	_, sp := x.tr.t.Start(x.tctx, name, startInternal...)
-	return sp
+	return x.startLeaf(name, startInternal)
 }
 
 // traceEval ends a policy.evaluate span with the engine that decided and
@@ -246,7 +260,7 @@ func (x *exchange) attemptSpan(c *routing.Candidate, n int, req *fasthttp.Reques
 	if x.span == nil {
 		return nil
 	}
-	_, sp := x.tr.t.Start(x.tctx, "upstream.attempt", startClient...)
+	sp := x.startLeaf("upstream.attempt", startClient)
 	injectTraceparent(sp.SpanContext(), &req.Header)
 	x.attemptSvc, x.attemptAsset, x.attemptN = c.Service.ID, c.Asset, n
 	return sp

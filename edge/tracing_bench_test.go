@@ -7,17 +7,18 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/internal/tracing"
 	"github.com/geniehive/geniehive/loadtest/sim"
 	"github.com/geniehive/geniehive/routing"
 )
 
 // BenchmarkTracingOverhead measures the edge's throughput at 32 concurrent
-// clients with tracing off and with tracing on at 100% sampling (the SDK's
-// batch span processor feeding an exporter that drops the spans, so what
-// is measured is the edge's side of tracing, not a collector), in the same
+// clients with tracing off and with tracing on at 100% sampling (the
+// provider an edge builds, tracing.New, with OTEL_TRACES_SAMPLER=always_on
+// and its exporter swapped for one that drops the spans, so what is
+// measured is the edge's side of tracing, not a collector), in the same
 // run on the same edge and upstream: the two modes alternate in rounds,
 // in ABBA order (off, on, on, off, ...) so that neither mode always runs
 // first (after the other's garbage, or in a load trend of a shared
@@ -31,8 +32,11 @@ import (
 func BenchmarkTracingOverhead(b *testing.B) {
 	s := newStack(b, func(c *Config, _ *Deps) { f := false; c.AccessLog = &f })
 	s.chat.Update(func(bh *sim.Behavior) { bh.Latency, bh.TTFT, bh.ChunkInterval, bh.Chunks = 0, 0, 0, 8 })
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
-		sdktrace.WithSpanProcessor(sdktrace.NewBatchSpanProcessor(discardExporter{})))
+	b.Setenv("OTEL_TRACES_SAMPLER", "always_on")
+	tp, err := tracing.New("geniehive-edge", discardExporter{})
+	if err != nil {
+		b.Fatal(err)
+	}
 	defer tp.Shutdown(context.Background())
 	on := newEdgeTracer(tp)
 	// The stack's heartbeat lives 30 s; a long run outlives it.
@@ -134,8 +138,9 @@ func BenchmarkTracingOverhead(b *testing.B) {
 // (the sequence TestTracingOffAllocs runs: server span with an incoming
 // traceparent, policy.evaluate, routing.plan, one upstream.attempt with
 // its traceparent injected, stream.relay, usage, the end), always sampled
-// into a batch span processor that drops the spans: the per-request
-// allocations and time that tracing adds to a traced request.
+// by the edge's provider (tracing.New) into an exporter that drops the
+// spans: the per-request allocations and time that tracing adds to a
+// traced request.
 //
 //	go test ./edge -run XXX -bench TracingHooks -benchmem
 func BenchmarkTracingHooks(b *testing.B) {
@@ -147,8 +152,11 @@ func BenchmarkTracingHooks(b *testing.B) {
 	defer fasthttp.ReleaseRequest(req)
 	c := &routing.Candidate{Service: &fleet.ServiceEntry{Service: fleet.Service{ID: "gpu1/chat", HostID: "gpu1"}}, Asset: "qwen3:8b"}
 	answer := []byte(`{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34}}`)
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
-		sdktrace.WithSpanProcessor(sdktrace.NewBatchSpanProcessor(discardExporter{})))
+	b.Setenv("OTEL_TRACES_SAMPLER", "always_on")
+	tp, err := tracing.New("geniehive-edge", discardExporter{})
+	if err != nil {
+		b.Fatal(err)
+	}
 	defer tp.Shutdown(context.Background())
 	var s Server
 	s.tr.Store(newEdgeTracer(tp))

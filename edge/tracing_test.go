@@ -12,16 +12,45 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/internal/tracing"
 	"github.com/geniehive/geniehive/loadtest/sim"
 	"github.com/geniehive/geniehive/routing"
 )
 
-// tracedStack is a stack whose edge traces into an in-memory exporter
-// (synchronously: a span is in the exporter when it ends).
-func tracedStack(t *testing.T) (*stack, *tracetest.InMemoryExporter) {
+// memTracing is the provider an edge runs (tracing.New, the default
+// sampler: parentbased_always_on) exporting to the SDK's in-memory
+// exporter, which GetSpans flushes first: every span ended before the
+// call is in what it returns.
+func memTracing(t testing.TB) (*tracing.Provider, *memSpans) {
 	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
+	tp, err := tracing.New("geniehive-edge", exp)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	return tp, &memSpans{InMemoryExporter: exp, tp: tp}
+}
+
+type memSpans struct {
+	*tracetest.InMemoryExporter
+	tp *tracing.Provider
+}
+
+func (m *memSpans) GetSpans() tracetest.SpanStubs {
+	if err := m.tp.ForceFlush(context.Background()); err != nil {
+		panic(err)
+	}
+	return m.InMemoryExporter.GetSpans()
+}
+
+func (m *memSpans) Reset() {
+	m.tp.ForceFlush(context.Background())
+	m.InMemoryExporter.Reset()
+}
+
+// tracedStack is a stack whose edge traces into an in-memory exporter.
+func tracedStack(t *testing.T) (*stack, *memSpans) {
+	tp, exp := memTracing(t)
 	s := newStack(t, func(_ *Config, d *Deps) { d.TracerProvider = tp })
 	return s, exp
 }
@@ -98,8 +127,8 @@ func TestTracingSpanTree(t *testing.T) {
 				t.Errorf("stream=%v: server span %s = %q (set %v), want %q", stream, k, got, ok, v)
 			}
 		}
-		// At most 8 on a success: past 8 the SDK dedupes them in a heap
-		// map at the span's end (tracing.go).
+		// At most 8 on a success: past 8 a span's attributes leave its
+		// record's buffer for the heap (internal/tracing).
 		if len(server.Attributes) > 8 {
 			t.Errorf("stream=%v: server span has %d attributes, want at most 8: %v", stream, len(server.Attributes), server.Attributes)
 		}
@@ -235,12 +264,15 @@ type discardExporter struct{}
 func (discardExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
 func (discardExporter) Shutdown(context.Context) error                             { return nil }
 
+// CopiesSpans: it keeps nothing of a span (tracing.SpanCopier), as the
+// OTLP exporters do not, so the provider reuses span records as it does
+// in production.
+func (discardExporter) CopiesSpans() bool { return true }
+
 // Every inference route has its span name; a path outside them (none
 // reaches serveInference today) gets a plain "POST" and no route.
 func TestTracingSpanNames(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	defer tp.Shutdown(context.Background())
+	tp, exp := memTracing(t)
 	var s Server
 	s.tr.Store(newEdgeTracer(tp))
 	for _, path := range []string{"/v1/chat/completions", "/v1/completions", "/v1/messages", "/elsewhere"} {
@@ -266,9 +298,7 @@ func TestTracingSpanNames(t *testing.T) {
 // count_tokens, which looks through the whole plan for a native counter,
 // still gets every candidate.
 func TestPlanCappedAtFailoverAttempts(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
-	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	tp, exp := memTracing(t)
 	s := newStack(t, func(c *Config, d *Deps) {
 		r, err := routing.New(routing.Config{}, d.Store, nil) // the real router (the built-in one plans every service)
 		if err != nil {
