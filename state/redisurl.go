@@ -92,6 +92,9 @@ func parseURLForm(raw string) (parsedURL, error) {
 		tls = "rediss"
 		fallthrough
 	case "redis+sentinel":
+		if noHost(rest) {
+			return parsedURL{}, errors.New("no host")
+		}
 		o, err := redis.ParseFailoverURL(tls + "://" + rest)
 		if err != nil {
 			return parsedURL{}, err
@@ -104,6 +107,9 @@ func parseURLForm(raw string) (parsedURL, error) {
 		tls = "rediss"
 		fallthrough
 	case "redis+cluster":
+		if noHost(rest) {
+			return parsedURL{}, errors.New("no host")
+		}
 		o, err := redis.ParseClusterURL(tls + "://" + rest)
 		if err != nil {
 			return parsedURL{}, err
@@ -148,6 +154,8 @@ func aliasURL(scheme, rest string) (string, error) {
 		if m := q.Get("master"); m != "" {
 			q.Del("master")
 			q.Set("master_name", m)
+		} else if q.Get("master_name") == "" {
+			return "", fmt.Errorf("%s needs ?master=NAME", scheme)
 		}
 		if auth != "" {
 			// The alias's user info always meant the servers' credentials.
@@ -175,6 +183,17 @@ func aliasURL(scheme, rest string) (string, error) {
 		out += "?" + enc
 	}
 	return out, nil
+}
+
+// noHost says whether the part of a URL after "://" names no host: the
+// go-redis parsers would dial 127.0.0.1:6379 for a Cluster or Sentinel
+// URL that is missing its first address.
+func noHost(rest string) bool {
+	h := beforeAny(rest, "/?#")
+	if at := strings.LastIndexByte(h, '@'); at >= 0 {
+		h = h[at+1:]
+	}
+	return h == ""
 }
 
 // beforeAny returns s up to the first byte of cut.

@@ -127,3 +127,24 @@ func TestRedactURL(t *testing.T) {
 		}
 	}
 }
+
+// TestParseRedisURLErrorsNameTheForm: a refusal names what the user's own
+// URL form takes (the aliases' ?master=, not master_name), and a Cluster or
+// Sentinel URL without a host is refused rather than dialling the default
+// 127.0.0.1:6379 (redis+cluster:// did, redis-cluster:// refused).
+func TestParseRedisURLErrorsNameTheForm(t *testing.T) {
+	for _, c := range []struct{ url, want string }{
+		{"redis-sentinel://s1:26379,s2:26379/0", "?master=NAME"},
+		{"redis-sentinel://s1:26379/0?master=", "?master=NAME"},
+		{"rediss-sentinel://s1:26379/0", "?master=NAME"},
+		{"redis+sentinel://s1:26379/0", "?master_name=NAME"},
+		{"redis+cluster://", "no host"},
+		{"rediss+cluster://?addr=h2:7001", "no host"},
+		{"redis+sentinel:///0?master_name=m", "no host"},
+	} {
+		_, err := parseRedisURL(c.url)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v, want one containing %q", c.url, err, c.want)
+		}
+	}
+}

@@ -92,8 +92,8 @@ func runLoadFleet(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %v", cli.ErrUsage, fs.Args())
 	}
-	if f.Nodes < 1 || f.Services < 1 || f.Assets < 1 || f.Duration <= 0 {
-		return fmt.Errorf("%w: --nodes, --services, --assets must be at least 1 and --duration positive", cli.ErrUsage)
+	if err := f.check(); err != nil {
+		return fmt.Errorf("%w: %v (see 'geniehive loadtest fleet --help')", cli.ErrUsage, err)
 	}
 	watch := map[string]int{}
 	for _, p := range f.Watch.pairs() {
@@ -136,6 +136,38 @@ func runLoadFleet(args []string) error {
 	}
 	if rep.Heartbeats == 0 {
 		return errors.New("no heartbeat was written")
+	}
+	return nil
+}
+
+// maxFleetNodes bounds --nodes: every simulated node's state is built in
+// memory before the first beat, so a mistyped count would take the
+// machine's memory (10^8 nodes took 24 GB) before any signal is read.
+const maxFleetNodes = 1_000_000
+
+// check refuses a flag out of range rather than replacing it with a
+// default: 0 means "the default" only where the help says so (--ttl,
+// --warmup).
+func (f *loadFleetFlags) check() error {
+	switch {
+	case f.Nodes < 1 || f.Nodes > maxFleetNodes:
+		return fmt.Errorf("--nodes %d: want 1 to %d", f.Nodes, maxFleetNodes)
+	case f.Services < 1 || f.Services > state.MaxServicesPerNode:
+		return fmt.Errorf("--services %d: want 1 to %d", f.Services, state.MaxServicesPerNode)
+	case f.Assets < 1 || f.Assets > state.MaxAssetsPerService:
+		return fmt.Errorf("--assets %d: want 1 to %d", f.Assets, state.MaxAssetsPerService)
+	case f.Models < 1:
+		return fmt.Errorf("--models %d: want at least 1", f.Models)
+	case f.Writers < 1:
+		return fmt.Errorf("--writers %d: want at least 1", f.Writers)
+	case f.Duration <= 0:
+		return fmt.Errorf("--duration %s: want a positive duration", f.Duration)
+	case f.Interval < 100*time.Millisecond:
+		return fmt.Errorf("--interval %s: want at least 100ms (the node agent's minimum)", f.Interval)
+	case f.Warmup < 0:
+		return fmt.Errorf("--warmup %s: want 0 (one interval plus 1s) or a positive duration", f.Warmup)
+	case f.TTL < 0:
+		return fmt.Errorf("--ttl %s: want 0 (the node agent's default) or a positive duration", f.TTL)
 	}
 	return nil
 }

@@ -93,7 +93,7 @@ func Serve(ctx *fasthttp.RequestCtx) {
 	}
 	if !ctx.IsGet() && !ctx.IsHead() {
 		h.Set("Allow", "GET, HEAD")
-		plain(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed\n")
+		apiError(ctx, fasthttp.StatusMethodNotAllowed, errMethod)
 		return
 	}
 	name := strings.TrimPrefix(p, Prefix)
@@ -102,7 +102,7 @@ func Serve(ctx *fasthttp.RequestCtx) {
 	}
 	f, ok := files[name]
 	if !ok {
-		plain(ctx, fasthttp.StatusNotFound, "not found\n")
+		apiError(ctx, fasthttp.StatusNotFound, errNotFound)
 		return
 	}
 	h.Set("Cache-Control", "no-cache")
@@ -115,10 +115,17 @@ func Serve(ctx *fasthttp.RequestCtx) {
 	ctx.SetBody(f.body)
 }
 
-// plain answers status with a text body, keeping the headers set so far
-// (fasthttp's ctx.Error would reset them).
-func plain(ctx *fasthttp.RequestCtx, status int, msg string) {
+// The console's refusals, in OpenAI's error format like every other answer
+// of the edge (docs/API.md).
+const (
+	errMethod   = `{"error":{"message":"method not allowed on the console (allowed: GET, HEAD)","type":"invalid_request_error","code":"method_not_allowed","param":null}}`
+	errNotFound = `{"error":{"message":"the console has no such file","type":"invalid_request_error","code":"not_found","param":null}}`
+)
+
+// apiError answers status with an error document, keeping the headers set
+// so far (fasthttp's ctx.Error would reset them).
+func apiError(ctx *fasthttp.RequestCtx, status int, doc string) {
 	ctx.SetStatusCode(status)
-	ctx.SetContentType("text/plain; charset=utf-8")
-	ctx.SetBodyString(msg)
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(doc)
 }

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"encoding/json"
 	"regexp"
 	"strings"
 	"testing"
@@ -72,5 +73,28 @@ func TestNoExternalOrInlineContent(t *testing.T) {
 	}
 	if !strings.Contains(CSP, "default-src 'self'") || !strings.Contains(CSP, "frame-ancestors 'none'") || strings.Contains(CSP, "unsafe-inline") {
 		t.Errorf("CSP %q", CSP)
+	}
+}
+
+// The console's refusals are in OpenAI's error format like every other
+// answer of the edge (docs/API.md: 404 not_found, 405 method_not_allowed),
+// with the security headers kept.
+func TestErrorsAreOpenAIFormat(t *testing.T) {
+	for _, c := range []struct {
+		method, path string
+		status       int
+		code         string
+	}{{"POST", "/ui/", 405, "method_not_allowed"}, {"DELETE", "/ui/app.js", 405, "method_not_allowed"}, {"GET", "/ui/nope.js", 404, "not_found"}} {
+		r := serve(c.method, c.path, "")
+		var doc struct {
+			Error struct{ Message, Type, Code string } `json:"error"`
+		}
+		if err := json.Unmarshal(r.Body(), &doc); err != nil || r.StatusCode() != c.status || doc.Error.Code != c.code ||
+			doc.Error.Type != "invalid_request_error" || doc.Error.Message == "" || !strings.HasPrefix(string(r.Header.ContentType()), "application/json") {
+			t.Errorf("%s %s: %d %q %s", c.method, c.path, r.StatusCode(), r.Header.ContentType(), r.Body())
+		}
+		if r.Header.Peek("Content-Security-Policy") == nil {
+			t.Errorf("%s %s: CSP missing", c.method, c.path)
+		}
 	}
 }
