@@ -47,6 +47,11 @@ import (
 // (WatcherStats.MetricsRefused) and changes nothing. An event can only
 // replace figures of services and GPUs the edge already holds: it never
 // adds or removes a service or an asset.
+//
+// A metrics event renews the node's deadline by the held state's ttl_s
+// (capped at MaxNodeTTL), the TTL the node SETs its key with; a node that
+// SET its key without a TTL is refused at the next resync, which reads
+// the key's PTTL, as ever.
 
 // MaxMetricsEventBytes bounds a metrics event; a writer whose figures do
 // not fit publishes "up" instead.
