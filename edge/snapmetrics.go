@@ -15,7 +15,7 @@ import (
 type snapCollector struct {
 	s *Server
 
-	age, events, dropped, resyncs, resyncErrs, applyLat, resyncDur, builds, views, dataVer *prometheus.Desc
+	age, events, dropped, metricsEv, resyncs, resyncErrs, applyLat, resyncDur, builds, views, dataVer *prometheus.Desc
 }
 
 func newSnapCollector(s *Server) *snapCollector {
@@ -26,6 +26,7 @@ func newSnapCollector(s *Server) *snapCollector {
 		age:        d("geniehive_snapshot_age_seconds", "Time since the edge's current snapshot of the shared state was built."),
 		events:     d("geniehive_state_events_applied_total", "Change events (pub/sub) applied to the snapshot."),
 		dropped:    d("geniehive_state_events_dropped_total", "Change events dropped for want of room (the next resync covers them)."),
+		metricsEv:  d("geniehive_state_metrics_events_total", "Nodes' metrics-only change events, by result: applied (without reading Redis), stale (a shape this edge did not hold: the node was read) or refused (malformed or out of bounds: ignored).", "result"),
 		resyncs:    d("geniehive_state_resyncs_total", "Full refreshes of the snapshot from Redis."),
 		resyncErrs: d("geniehive_state_resync_errors_total", "Full refreshes that failed (the previous snapshot stayed)."),
 		applyLat:   d("geniehive_state_event_apply_seconds", "Time from a change event's arrival to the snapshot that shows it."),
@@ -37,7 +38,7 @@ func newSnapCollector(s *Server) *snapCollector {
 }
 
 func (c *snapCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.age, c.events, c.dropped, c.resyncs, c.resyncErrs, c.applyLat, c.resyncDur, c.builds, c.views, c.dataVer} {
+	for _, d := range []*prometheus.Desc{c.age, c.events, c.dropped, c.metricsEv, c.resyncs, c.resyncErrs, c.applyLat, c.resyncDur, c.builds, c.views, c.dataVer} {
 		ch <- d
 	}
 }
@@ -52,6 +53,9 @@ func (c *snapCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, time.Since(w.Current().BuiltAt).Seconds())
 	counter(c.events, st.EventsApplied.Load())
 	counter(c.dropped, st.EventsDropped.Load())
+	counter(c.metricsEv, st.MetricsApplied.Load(), "applied")
+	counter(c.metricsEv, st.MetricsStale.Load(), "stale")
+	counter(c.metricsEv, st.MetricsRefused.Load(), "refused")
 	counter(c.resyncs, st.Resyncs.Load())
 	counter(c.resyncErrs, st.ResyncErrors.Load())
 	hist := func(d *prometheus.Desc, h *state.Histogram) {

@@ -197,6 +197,12 @@ type NodeState struct {
 	Services []Service `json:"services"`
 	// TTLSeconds is the heartbeat TTL the agent uses (informational).
 	TTLSeconds int `json:"ttl_s"`
+	// Shape identifies everything in the state but its volatile metrics
+	// (state.VolatileFields): a metrics-only change event names the shape
+	// it applies to, and an edge holding another shape reads the whole
+	// state instead (state/metricsevent.go). Empty from agents that
+	// publish only whole states.
+	Shape string `json:"shape,omitempty"`
 }
 
 // ServiceStats are the figures edges observe while proxying to a service,

@@ -137,10 +137,11 @@ func (c *FleetConfig) defaults() error {
 
 // simNode is one simulated node agent.
 type simNode struct {
-	cfg  nodeagent.Config
-	st   fleet.NodeState
-	next time.Time
-	idx  int // heap index
+	cfg   nodeagent.Config
+	st    fleet.NodeState
+	beats state.Beats
+	next  time.Time
+	idx   int // heap index
 }
 
 type nodeHeap []*simNode
@@ -228,7 +229,7 @@ func RunFleet(ctx context.Context, st *state.Store, cfg FleetConfig) (*FleetRepo
 	{
 		n := nodes[0]
 		n.beat(r)
-		if err := nodeagent.WriteBeat(ctx, st, &n.st, n.cfg); err != nil {
+		if err := nodeagent.WriteBeat(ctx, st, &n.st, n.cfg, &n.beats); err != nil {
 			return nil, err
 		}
 	}
@@ -259,7 +260,7 @@ func RunFleet(ctx context.Context, st *state.Store, cfg FleetConfig) (*FleetRepo
 			for n := range work {
 				n.beat(wr)
 				t0 := time.Now()
-				err := nodeagent.WriteBeat(rctx, st, &n.st, n.cfg)
+				err := nodeagent.WriteBeat(rctx, st, &n.st, n.cfg, &n.beats)
 				took := time.Since(t0)
 				switch {
 				case !measuring.Load():

@@ -52,6 +52,9 @@ type Agent struct {
 	loading map[string]string
 	swapHC  *http.Client  // swap commands: no header timeout (loads take long)
 	kick    chan struct{} // a swap finished: beat now
+
+	beatMu sync.Mutex
+	beats  state.Beats // what the last beats published (metrics events); under beatMu
 }
 
 type tokenMark struct {
@@ -299,17 +302,22 @@ func (a *Agent) warnOnceLocked(key, msg string, args ...any) {
 // The Redis write's error (the state is still returned).
 func (a *Agent) Beat(ctx context.Context) (fleet.NodeState, error) {
 	st := a.Collect(ctx)
-	return st, WriteBeat(ctx, a.store, &st, a.cfg)
+	a.beatMu.Lock()
+	defer a.beatMu.Unlock()
+	return st, WriteBeat(ctx, a.store, &st, a.cfg, &a.beats)
 }
 
 // WriteBeat writes one heartbeat of st as an agent configured with cfg
 // does: the node's key with cfg.TTL and its change event (one MULTI/EXEC,
-// state.Store.WriteHeartbeat), under a deadline of min(Interval, 5s).
-// `geniehive loadtest fleet` writes its simulated nodes through it.
-func WriteBeat(ctx context.Context, store *state.Store, st *fleet.NodeState, cfg Config) error {
+// state.Store.WriteBeat), under a deadline of min(Interval, 5s). b is
+// what the node's previous beats published: when only its metrics moved,
+// the event carries them (a metrics event, state/metricsevent.go) instead
+// of "up", so edges need not read the state back. `geniehive loadtest
+// fleet` writes its simulated nodes through it.
+func WriteBeat(ctx context.Context, store *state.Store, st *fleet.NodeState, cfg Config, b *state.Beats) error {
 	wctx, cancel := context.WithTimeout(ctx, min(cfg.Interval, 5*time.Second))
 	defer cancel()
-	return store.WriteHeartbeat(wctx, st, cfg.TTL)
+	return store.WriteBeat(wctx, st, cfg.TTL, b)
 }
 
 // Jitter is the fraction of the interval by which each wait between

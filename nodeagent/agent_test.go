@@ -717,3 +717,54 @@ func TestACLConfinesNode(t *testing.T) {
 		t.Fatal("a result was written for node-b")
 	}
 }
+
+// TestAgentPublishesMetricsEvents: a real agent (discovering a real
+// server's simulator) announces its first beat whole ("up"), the next
+// ones, where only its figures moved, as metrics events carrying them, and
+// a beat whose service turned unhealthy (a change of shape) whole again.
+func TestAgentPublishesMetricsEvents(t *testing.T) {
+	c, prefix := testredis.New(t)
+	store := state.New(c, prefix)
+	ol := ollamaSim(t)
+	cfg := Config{HostID: "gpu-m", Services: []ServiceConfig{
+		{Name: "ollama", Kind: fleet.KindChat, Endpoint: ol.URL(), Protocol: fleet.ProtocolOllama},
+		{Name: "static", Kind: fleet.KindSpeech, Endpoint: ol.URL(), Assets: []AssetConfig{{Name: "kokoro", Loaded: true}}},
+	}}
+	a := newAgent(t, cfg, store)
+	ctx := context.Background()
+	ps := c.Subscribe(ctx, store.Channel(state.EventNode+"gpu-m"))
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	msgs := ps.Channel()
+	beat := func() (fleet.NodeState, string) {
+		t.Helper()
+		st, err := a.Beat(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-msgs:
+			return st, m.Payload
+		case <-time.After(10 * time.Second):
+			t.Fatal("no event")
+		}
+		return st, ""
+	}
+	if _, p := beat(); p != "up" {
+		t.Fatalf("first beat: %q, want up", p)
+	}
+	var st fleet.NodeState
+	for i := 0; i < 3; i++ {
+		var p string
+		st, p = beat()
+		if !state.IsMetricsEvent(p) || !strings.Contains(p, " "+st.Shape+" ") || len(p) > state.MaxMetricsEventBytes {
+			t.Fatalf("beat %d with only figures moving: %q (shape %s)", i+2, p, st.Shape)
+		}
+	}
+	ol.Close() // the services turn unhealthy: another shape
+	if st2, p := beat(); p != "up" || st2.Shape == st.Shape {
+		t.Fatalf("beat after the upstream died: %.60q, shape %s -> %s", p, st.Shape, st2.Shape)
+	}
+}

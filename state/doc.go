@@ -23,7 +23,7 @@
 // least-loaded pick (inflight.go).
 //
 //	key                              type    writer  TTL              holds
-//	gh:node:{<host>}:state           string  node    heartbeat TTL    NodeState JSON (host, services, assets, metrics)
+//	gh:node:{<host>}:state           string  node    heartbeat TTL    NodeState JSON (host, services, assets, metrics, shape)
 //	gh:node:{<host>}:gone            string  node    5m               tombstone of a graceful stop (deleted by the next heartbeat)
 //	gh:node:{<host>}:cmds            stream  edge    1h (each send)   swap commands (SwapCommand JSON); consumer group "agent" (swapcmd.go)
 //	gh:node:{<host>}:res:<id>        string  node/edge 10m            SwapResult JSON of one command (SET NX: first writer wins)
@@ -80,6 +80,30 @@
 // expiry (which announces nothing). Every snapshot entry carries the deadline
 // its key's TTL implies, so an expired node is not routable even before the
 // next resync.
+//
+// A node's event (gh:events:node:<host>, published in the MULTI/EXEC that
+// SETs its state) is one of:
+//
+//	up                     the state changed: read it (GET + PTTL)
+//	down                   the node stopped (its key deleted, a tombstone left)
+//	m1 <shape> <sum> ...   only its metrics moved: the figures themselves
+//
+// A node agent SETs its whole state every beat either way, and publishes
+// "m1" (about 300 bytes for 5 services, at most MaxMetricsEventBytes)
+// when nothing but its volatile figures (VolatileFields: each service's
+// Metrics, the host's UpdatedAt, each GPU's used VRAM and utilisation)
+// changed since its last "up", and "up" on any other change and at least
+// every FullEvery beats. The state carries its shape (NodeState.Shape, a
+// hash of everything but those figures); an edge holding that shape
+// patches its copy of the node without reading Redis, an edge holding
+// another shape or none reads the node as for "up", and any other payload
+// means "read the node", so agents and edges of different versions mix.
+// The event is the host's its channel names (the node's ACL confines it to
+// that channel), is checked as a whole state is, and a refused one
+// (malformed, oversized, a negative or non-finite figure, a service or
+// GPU list not the held state's) changes nothing; the format and checks
+// are in metricsevent.go. Events of one node that arrive together are
+// superseded by the latest.
 //
 // On a Redis Cluster, PUBLISH reaches every node over the cluster bus, so
 // a PSUBSCRIBE on any node receives every event; the watcher subscribes on

@@ -290,6 +290,8 @@ func (d *nodeDecoder) nodeState(st *fleet.NodeState) bool {
 			ok = d.services(&st.Services)
 		case "ttl_s":
 			st.TTLSeconds, ok = d.intv()
+		case "shape":
+			st.Shape, ok = d.str()
 		default:
 			ok = false
 		}
@@ -309,6 +311,8 @@ func stateField(k string) uint {
 		return 1
 	case "ttl_s":
 		return 2
+	case "shape":
+		return 3
 	}
 	return 31
 }

@@ -15,6 +15,7 @@ import (
 func fullNode() *fleet.NodeState {
 	st := benchNode(3, 2)
 	st.TTLSeconds = 15
+	st.Shape = "9f2c41d07a3b5e68"
 	st.Host.Labels = map[string]string{"rack": "a1", "zone": "eu"}
 	st.Host.Agent = "v1.2.3 (abc)"
 	st.Host.StartedAt = time.Date(2026, 11, 30, 12, 0, 0, 123456789, time.UTC)
@@ -86,6 +87,7 @@ func nodeSeeds(t testing.TB) [][]byte {
 	for _, s := range []string{
 		``, `null`, `{}`, `[]`, `{"host":null}`, `{"services":null}`, `{"services":[]}`, ` {"ttl_s":5} `,
 		`{"ttl_s":5}x`, `{"ttl_s":5`, `{"ttl_s":5,}`, `{,"ttl_s":5}`,
+		`{"shape":"0123abcd"}`, `{"shape":null}`, `{"shape":""}`, `{"shape":"a","shape":"b"}`, `{"shape":7}`, `{"Shape":"x"}`, `{"shape":"\u0041"}`,
 		// duplicate keys: encoding/json merges objects, replaces scalars
 		`{"host":{"id":"a"},"host":{"agent":"x"}}`, `{"ttl_s":1,"ttl_s":2}`,
 		`{"services":[{"id":"a","id":"b"}]}`, `{"host":{"labels":{"a":"1","a":"2"}}}`,

@@ -43,6 +43,8 @@ import (
 //   - at most MaxServicesPerNode services, MaxAssetsPerService assets
 //     each, names of at most MaxNameLen bytes, service names unique;
 //   - at most MaxAPIsPerService native API names per service;
+//   - no metrics or GPU figure is negative (metrics events are held to
+//     the same, metricsevent.go);
 //   - at most one asset of the node is loading (Asset.Loading: a load
 //     command not yet confirmed; a node runs one command at a time), and
 //     only on a service that can swap;
@@ -174,6 +176,11 @@ func checkNodeState(host string, st *fleet.NodeState) *NodeRefusal {
 	if len(st.Services) > MaxServicesPerNode {
 		return refuse(host, "%d services exceed %d", len(st.Services), MaxServicesPerNode)
 	}
+	for _, g := range st.Host.GPUs {
+		if g.VRAMUsedBytes < 0 || g.VRAMTotalBytes < 0 || g.UtilPercent < 0 {
+			return refuse(host, "gpu %d: negative figures", g.Index)
+		}
+	}
 	names := make(map[string]bool, len(st.Services))
 	loading := ""
 	for i := range st.Services {
@@ -224,8 +231,8 @@ func checkNodeState(host string, st *fleet.NodeState) *NodeRefusal {
 		default:
 			return refuse(host, "service %s: swap %.32q is not a known kind", svc.ID, svc.Swap)
 		}
-		if svc.Metrics.VRAMTotalBytes < 0 || svc.Metrics.VRAMUsedBytes < 0 {
-			return refuse(host, "service %s: negative VRAM figures", svc.ID)
+		if m := &svc.Metrics; m.VRAMTotalBytes < 0 || m.VRAMUsedBytes < 0 || m.LoadedModelCount < 0 || m.QueueDepth < 0 || m.InFlight < 0 || m.LatencyMS < 0 || m.TokensPerSecond < 0 {
+			return refuse(host, "service %s: negative metrics figures", svc.ID)
 		}
 		if _, err := checkEndpoint(svc.Endpoint); err != nil {
 			return refuse(host, "service %s: endpoint %.128q: %v", svc.ID, svc.Endpoint, err)
@@ -480,6 +487,22 @@ func (g *nodeGate) admit(host string, st *fleet.NodeState, r *NodeRefusal, now t
 		g.log.Warn("node state refused: not routed", "node", r.Host, "reason", r.Reason)
 	}
 	return false
+}
+
+// logRefusedEvent logs a refused metrics event (at most once a minute per
+// host and reason); the node's state is left as it was.
+func (g *nodeGate) logRefusedEvent(host, why string, now time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	k := host + "\x00event\x00" + why
+	if last, ok := g.logged[k]; ok && now.Sub(last) < time.Minute {
+		return
+	}
+	g.logged[k] = now
+	if len(g.logged) > 4096 {
+		clear(g.logged)
+	}
+	g.log.Warn("node metrics event refused: ignored", "node", host, "reason", why)
 }
 
 // forget drops the refusal of a node whose key is gone.

@@ -113,7 +113,7 @@ func buildView(id string, n NodeRecord, m *model) *nodeView {
 // viewCurrent reports whether v still shows n with the model's shared
 // health figures (so a full resync may keep its entries).
 func viewCurrent(v *nodeView, n NodeRecord, m *model) bool {
-	if v == nil || v.rec.sum == 0 || v.rec.sum != n.sum || !v.rec.Deadline.Equal(n.Deadline) {
+	if v == nil || !sameRecord(&v.rec, &n) || !v.rec.Deadline.Equal(n.Deadline) {
 		return false
 	}
 	for _, e := range v.svcs {

@@ -112,6 +112,19 @@ func BenchmarkApplyNodeEvent(b *testing.B) {
 					w.apply(ctx, map[string]bool{EventNode + fmt.Sprintf("bn-%05d", i%n): true})
 				}
 			})
+			b.Run("metrics", func(b *testing.B) {
+				// A metrics event (metricsevent.go): no read, the held
+				// state patched with the event's figures.
+				evs := metricsEvents(w, n, n)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					id := fmt.Sprintf("bn-%05d", i%n)
+					w.applyEvents(ctx, map[string]bool{}, map[string]string{EventNode + id: evs[id]})
+				}
+				if w.stats.MetricsApplied.Load() == 0 || w.stats.MetricsRefused.Load()+w.stats.MetricsStale.Load() != 0 {
+					b.Fatalf("metrics events: %d applied, %d refused, %d stale", w.stats.MetricsApplied.Load(), w.stats.MetricsRefused.Load(), w.stats.MetricsStale.Load())
+				}
+			})
 			b.Run("patch", func(b *testing.B) {
 				id := fmt.Sprintf("bn-%05d", 7)
 				rec := w.model.nodes[id]
@@ -137,11 +150,32 @@ func BenchmarkApplyNodeEvent(b *testing.B) {
 	}
 }
 
+// metricsEvents returns a metrics event for each of the first k of n
+// nodes the watcher holds (figures moved, shape as held), by host id.
+func metricsEvents(w *Watcher, n, k int) map[string]string {
+	out := make(map[string]string, k)
+	for i := 0; i < k; i++ {
+		id := fmt.Sprintf("bn-%05d", i*(n/k))
+		w.mu.Lock()
+		st := w.model.nodes[id].State
+		w.mu.Unlock()
+		st.Services = append([]fleet.Service(nil), st.Services...)
+		for j := range st.Services {
+			st.Services[j].Metrics = fleet.Metrics{QueueDepth: 1 + j, InFlight: 2, LatencyMS: 12.5, TokensPerSecond: 80.25, VRAMUsedBytes: 5 << 30, VRAMTotalBytes: 24 << 30, LoadedModelCount: 1}
+		}
+		st.Host.UpdatedAt = time.Now()
+		ev, _ := appendMetricsEvent(nil, &st, uint64(i))
+		out[id] = string(ev)
+	}
+	return out
+}
+
 // quiet keeps the watcher's warnings (no allowlist) out of benchmark lines.
 var quiet = slog.New(slog.DiscardHandler)
 
 // BenchmarkApplyBatch: 2,000 node events (one second of a 10,000-node
-// fleet's heartbeats) applied as one batch.
+// fleet's heartbeats) applied as one batch: "up" events (each node read
+// and decoded) and metrics events.
 func BenchmarkApplyBatch(b *testing.B) {
 	s := benchFleet(b, 10000)
 	ctx := context.Background()
@@ -149,12 +183,28 @@ func BenchmarkApplyBatch(b *testing.B) {
 	if err := w.Refresh(ctx); err != nil {
 		b.Fatal(err)
 	}
-	batch := map[string]bool{}
-	for i := 0; i < 2000; i++ {
-		batch[EventNode+fmt.Sprintf("bn-%05d", i*5)] = true
-	}
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		w.apply(ctx, batch)
-	}
+	b.Run("event", func(b *testing.B) {
+		batch := map[string]bool{}
+		for i := 0; i < 2000; i++ {
+			batch[EventNode+fmt.Sprintf("bn-%05d", i*5)] = true
+		}
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			w.apply(ctx, batch)
+		}
+	})
+	b.Run("metrics", func(b *testing.B) {
+		// The same second as metrics events: no read, no decode.
+		evs := map[string]string{}
+		for id, ev := range metricsEvents(w, 10000, 2000) {
+			evs[EventNode+id] = ev
+		}
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			w.applyEvents(ctx, map[string]bool{}, evs)
+		}
+		if w.stats.MetricsApplied.Load() == 0 || w.stats.MetricsRefused.Load()+w.stats.MetricsStale.Load() != 0 {
+			b.Fatalf("metrics events: %d applied, %d refused, %d stale", w.stats.MetricsApplied.Load(), w.stats.MetricsRefused.Load(), w.stats.MetricsStale.Load())
+		}
+	})
 }

@@ -239,13 +239,36 @@ const goneTTL = 5 * time.Minute
 
 func (s *Store) nodeKeyPattern() string { return s.prefix + "node:{*}:*" }
 
-// WriteHeartbeat stores st under the node's key with ttl and announces it, in
-// one MULTI/EXEC (both keys share nothing cross-slot: PUBLISH has no key).
+// WriteHeartbeat stores st under the node's key with ttl and announces it
+// ("up"), in one MULTI/EXEC (both keys share nothing cross-slot: PUBLISH
+// has no key). It sets st.TTLSeconds and st.Shape.
 //
 // # Errors
 // ErrInvalid for a bad host id, ttl < 1s or services of another host;
 // Redis errors otherwise.
 func (s *Store) WriteHeartbeat(ctx context.Context, st *fleet.NodeState, ttl time.Duration) error {
+	return s.WriteBeat(ctx, st, ttl, nil)
+}
+
+// Beats is what one node's heartbeat writer remembers between beats: the
+// shape of its last whole publish and the beats since. The zero value is
+// ready (its first beat publishes "up"). Not safe for concurrent use.
+type Beats struct {
+	shape string
+	since int
+	buf   []byte
+}
+
+// WriteBeat is WriteHeartbeat for a writer that remembers its beats in
+// b (nil: always "up"): when only st's volatile fields changed since b's
+// last whole publish, and fewer than FullEvery beats ago, the beat
+// announces a metrics event instead of "up" (metricsevent.go). The state
+// stored is the whole state either way.
+//
+// # Errors
+// As WriteHeartbeat. After an error b forgets its shape, so the next
+// beat is announced whole.
+func (s *Store) WriteBeat(ctx context.Context, st *fleet.NodeState, ttl time.Duration, b *Beats) error {
 	if !ValidHostID(st.Host.ID) {
 		return fmt.Errorf("%w: host id %q", fleet.ErrInvalid, st.Host.ID)
 	}
@@ -261,16 +284,33 @@ func (s *Store) WriteHeartbeat(ctx context.Context, st *fleet.NodeState, ttl tim
 		return fmt.Errorf("%w: %s", fleet.ErrInvalid, r.Reason)
 	}
 	st.TTLSeconds = int(ttl / time.Second)
-	b, err := json.Marshal(st)
+	st.Shape = StateShape(st)
+	raw, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
+	var ev any = "up"
+	metrics := false
+	if b != nil && b.shape == st.Shape && b.since < FullEvery-1 {
+		if m, ok := appendMetricsEvent(b.buf[:0], st, fnvSum(raw)); ok {
+			b.buf, ev, metrics = m, m, true
+		}
+	}
 	_, err = s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, s.NodeKey(st.Host.ID), b, ttl)
+		p.Set(ctx, s.NodeKey(st.Host.ID), raw, ttl)
 		p.Del(ctx, s.goneKey(st.Host.ID))
-		p.Publish(ctx, s.Channel(EventNode+st.Host.ID), "up")
+		p.Publish(ctx, s.Channel(EventNode+st.Host.ID), ev)
 		return nil
 	})
+	switch {
+	case b == nil:
+	case err != nil:
+		b.shape, b.since = "", 0
+	case !metrics:
+		b.shape, b.since = st.Shape, 0
+	default:
+		b.since++
+	}
 	return err
 }
 
@@ -295,6 +335,21 @@ type NodeRecord struct {
 	// recognises an unchanged node without decoding it or keeping its
 	// bytes (6 KB a node of 5 services); 0 for none.
 	sum uint64
+	// nodeSum is, for a record a metrics event patched (metricsevent.go),
+	// the FNV-1a 64 (|1) of the bytes the node says it stored with those
+	// figures; 0 for a record decoded from Redis.
+	nodeSum uint64
+}
+
+// sameBytes reports whether raw, a node's stored state, is what rec was
+// built from (by its keyed sum, or the sum a metrics event named).
+func (rec *NodeRecord) sameBytes(raw string) bool {
+	return (rec.sum != 0 && rec.sum == rawSum(raw)) || (rec.nodeSum != 0 && rec.nodeSum == fnvSum(raw)|1)
+}
+
+// sameRecord reports whether a and b were built from the same stored bytes.
+func sameRecord(a, b *NodeRecord) bool {
+	return (a.sum != 0 && a.sum == b.sum) || (a.nodeSum != 0 && a.nodeSum == b.nodeSum)
 }
 
 // ReadNode reads one node; found is false when its key is gone.
@@ -429,7 +484,7 @@ func (s *Store) readNodes(ctx context.Context, known map[string]NodeRecord) ([]N
 			continue // expired between SCAN and GET
 		}
 		if host, _, _, ok := s.parseNodeKey(stateKeys[i]); ok {
-			if k, ok := known[host]; ok && k.sum != 0 && k.sum == rawSum(gets[i].Val()) && ttls[i].Val() > 0 {
+			if k, ok := known[host]; ok && k.sameBytes(gets[i].Val()) && ttls[i].Val() > 0 {
 				if d := now.Add(min(ttls[i].Val(), MaxNodeTTL)); d.Sub(k.Deadline) > time.Second {
 					k.Deadline = d
 				}

@@ -41,6 +41,11 @@ type WatcherStats struct {
 	// EventsApplied counts change events applied; EventsDropped those the
 	// watcher had no room for (the next resync covers them).
 	EventsApplied, EventsDropped atomic.Uint64
+	// MetricsApplied counts metrics events applied without reading Redis
+	// (metricsevent.go); MetricsStale those for a shape the watcher did
+	// not hold, which read the node instead; MetricsRefused those refused
+	// (malformed, oversized, a figure out of bounds): they changed nothing.
+	MetricsApplied, MetricsStale, MetricsRefused atomic.Uint64
 	// Resyncs counts full refreshes from Redis (periodic, on
 	// (re)subscription and on allowlist events); ResyncErrors the failed ones.
 	Resyncs, ResyncErrors atomic.Uint64
@@ -82,10 +87,13 @@ type Watcher struct {
 	stats   WatcherStats
 }
 
-// event is a change event's channel suffix and when it arrived.
+// event is a change event's channel suffix and when it arrived;
+// metrics is the payload of a node's metrics event (metricsevent.go),
+// "" for every other event.
 type event struct {
-	name string
-	at   time.Time
+	name    string
+	at      time.Time
+	metrics string
 }
 
 // model is the mutable state snapshots are built from.
@@ -307,20 +315,35 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 			tick.Reset(resyncWait(w.o.Resync, time.Since(start), err == nil))
 		case ev := <-events:
-			// Gather whatever else arrived in the same instant.
-			batch := map[string]bool{ev.name: true}
+			// Gather whatever else arrived in the same instant. A node's
+			// metrics event is kept apart (the latest of each node): it is
+			// applied without a read unless another event of that node
+			// came in the same batch (read, as its state is newer).
+			batch := map[string]bool{}
+			var metrics map[string]string
+			add := func(ev event) {
+				if ev.metrics == "" {
+					batch[ev.name] = true
+					return
+				}
+				if metrics == nil {
+					metrics = map[string]string{}
+				}
+				metrics[ev.name] = ev.metrics
+			}
+			add(ev)
 			first := ev.at
 		drain:
 			for {
 				select {
 				case ev := <-events:
-					batch[ev.name] = true
+					add(ev)
 				default:
 					break drain
 				}
 			}
-			w.apply(ctx, batch)
-			w.stats.EventsApplied.Add(uint64(len(batch)))
+			w.applyEvents(ctx, batch, metrics)
+			w.stats.EventsApplied.Add(uint64(len(batch) + len(metrics)))
 			w.stats.ApplyLatency.Observe(since(first))
 		}
 	}
@@ -377,13 +400,22 @@ func (w *Watcher) subscribe(ctx context.Context, out chan<- event) {
 			case *redis.Subscription:
 				if m.Kind == "psubscribe" {
 					select {
-					case out <- event{"*", time.Now()}:
+					case out <- event{name: "*", at: time.Now()}:
 					default:
 					}
 				}
 			case *redis.Message:
+				ev := event{name: strings.TrimPrefix(m.Channel, chPrefix), at: time.Now()}
+				if IsMetricsEvent(m.Payload) && strings.HasPrefix(ev.name, EventNode) {
+					if len(m.Payload) > MaxMetricsEventBytes {
+						// Refused here, before it takes room in the queue.
+						w.stats.MetricsRefused.Add(1)
+						continue
+					}
+					ev.metrics = m.Payload
+				}
 				select {
-				case out <- event{strings.TrimPrefix(m.Channel, chPrefix), time.Now()}:
+				case out <- ev:
 				default: // full: the resync catches up
 					w.stats.EventsDropped.Add(1)
 				}
@@ -428,6 +460,12 @@ func (s *Store) psubscribe(ctx context.Context, pattern string) *redis.PubSub {
 
 // apply refreshes what a batch of events touched.
 func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
+	w.applyEvents(ctx, batch, nil)
+}
+
+// applyEvents refreshes what a batch of events touched; metrics holds
+// the nodes' metrics events (node event name -> payload).
+func (w *Watcher) applyEvents(ctx context.Context, batch map[string]bool, metrics map[string]string) {
 	if batch["*"] || batch[EventAllow] {
 		if err := w.Refresh(ctx); err != nil && ctx.Err() == nil {
 			w.o.Logger.Warn("state refresh failed", "err", err)
@@ -462,6 +500,7 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 			nodeIDs = append(nodeIDs, id)
 		}
 	}
+	patched := w.patchMetrics(batch, metrics, &nodeIDs)
 	if len(nodeIDs) > 0 {
 		reads := w.s.readNodeBatch(ctx, nodeIDs)
 		now := time.Now()
@@ -525,6 +564,9 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 	// watcher only: those of known services come with health events (every
 	// cooldown set or cleared publishes one) and resyncs. A heartbeat thus
 	// costs each edge one round trip (GET and PTTL of the node's key).
+	for id, rec := range patched {
+		nodes[id] = nodeUpd{rec, true}
+	}
 	var nodeCool map[string]time.Time
 	var nodeAssetCool map[string]map[string]time.Time
 	var ids []string
@@ -569,7 +611,7 @@ func (w *Watcher) apply(ctx context.Context, batch map[string]bool) {
 				// An event that brings nothing new (delivered twice, or
 				// late: a Cluster forwards messages between shards
 				// asynchronously) leaves the node's view as it was.
-				if had && prev.sum != 0 && prev.sum == u.rec.sum && u.rec.Deadline.Sub(prev.Deadline) <= time.Second {
+				if had && sameRecord(&prev, &u.rec) && u.rec.Deadline.Sub(prev.Deadline) <= time.Second {
 					continue
 				}
 				nm[id] = u.rec
@@ -677,4 +719,46 @@ func (w *Watcher) publishLocked(changed map[string]bool) {
 		}
 		ch <- snap
 	}
+}
+
+// patchMetrics applies the batch's metrics events (node event name ->
+// payload) to the nodes the watcher holds, returning the patched records
+// by host; an event whose node has another event in the batch, or whose
+// shape the watcher does not hold, adds the node to *read instead. A
+// refused event changes nothing and is counted.
+func (w *Watcher) patchMetrics(batch map[string]bool, metrics map[string]string, read *[]string) map[string]NodeRecord {
+	if len(metrics) == 0 {
+		return nil
+	}
+	var out map[string]NodeRecord
+	now := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for name, payload := range metrics {
+		if batch[name] {
+			continue // read with the batch's other event of that node
+		}
+		host, ok := strings.CutPrefix(name, EventNode)
+		if !ok || !ValidHostID(host) {
+			w.stats.MetricsRefused.Add(1)
+			continue
+		}
+		held, had := w.model.nodes[host]
+		rec, verdict, why := applyMetricsEvent(payload, held, had, now)
+		switch verdict {
+		case metricsApplied:
+			if out == nil {
+				out = make(map[string]NodeRecord, len(metrics))
+			}
+			out[host] = rec
+			w.stats.MetricsApplied.Add(1)
+		case metricsStale:
+			*read = append(*read, host)
+			w.stats.MetricsStale.Add(1)
+		default:
+			w.stats.MetricsRefused.Add(1)
+			w.gate.logRefusedEvent(host, why, now)
+		}
+	}
+	return out
 }
