@@ -34,6 +34,10 @@ type inflightOp struct {
 	add     bool
 	service string
 	seq     uint64
+	// orphan marks the removal of a lease a failed pick may have added
+	// (see forget): not a finished request, so never counted as a
+	// pending release.
+	orphan bool
 }
 
 // Inflight tracks this edge's requests in the shared in-flight sets.
@@ -51,7 +55,19 @@ type Inflight struct {
 	// releasing counts, per service, removes taken by a Flush whose
 	// pipeline has not returned: Redis may still count them.
 	releasing map[string]int64
-	kick      chan struct{}
+	// orphans are leases failed picks may have added (see forget),
+	// removed again by every refresh until their deadline passes.
+	orphans []orphanLease
+	kick    chan struct{}
+}
+
+// maxOrphans bounds the failed picks an edge remembers.
+const maxOrphans = 4096
+
+type orphanLease struct {
+	service string
+	seq     uint64
+	until   time.Time
 }
 
 // NewInflight returns a tracker for edge edgeID; leaseTTL bounds how long a
@@ -125,7 +141,7 @@ func (f *Inflight) PendingReleases(services []string) []int64 {
 		out[i] = f.releasing[svc]
 	}
 	for _, op := range f.pending {
-		if op.add {
+		if op.add || op.orphan {
 			continue
 		}
 		for i, svc := range services {
@@ -179,7 +195,7 @@ func (f *Inflight) Flush(ctx context.Context) {
 	ops := f.pending
 	f.pending = nil
 	for _, op := range ops {
-		if !op.add {
+		if !op.add && !op.orphan {
 			f.releasing[op.service]++
 		}
 	}
@@ -190,7 +206,7 @@ func (f *Inflight) Flush(ctx context.Context) {
 	defer func() {
 		f.mu.Lock()
 		for _, op := range ops {
-			if !op.add {
+			if !op.add && !op.orphan {
 				if f.releasing[op.service]--; f.releasing[op.service] <= 0 {
 					delete(f.releasing, op.service)
 				}
@@ -250,14 +266,28 @@ func (f *Inflight) refresh(ctx context.Context) {
 	for k, v := range f.open {
 		open[k] = v
 	}
-	f.mu.Unlock()
 	now := time.Now()
+	var orphans []orphanLease
+	if len(f.orphans) > 0 {
+		kept := f.orphans[:0]
+		for _, o := range f.orphans {
+			if o.until.After(now) {
+				kept = append(kept, o)
+			}
+		}
+		f.orphans = kept
+		orphans = append(orphans, kept...)
+	}
+	f.mu.Unlock()
 	dl := float64(now.Add(f.ttl).UnixMilli())
 	touched := map[string]bool{}
 	_, _ = f.s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for seq, svc := range open {
 			p.ZAdd(ctx, f.key(svc), redis.Z{Score: dl, Member: f.member(seq)})
 			touched[svc] = true
+		}
+		for _, o := range orphans {
+			p.ZRem(ctx, f.key(o.service), f.member(o.seq))
 		}
 		for svc := range touched {
 			p.ZRemRangeByScore(ctx, f.key(svc), "-inf", strconv.FormatInt(now.UnixMilli(), 10))
@@ -341,6 +371,7 @@ func (f *Inflight) PickLeastLoaded(ctx context.Context, services []string, queue
 	}
 	res, err := pickScript.Run(ctx, f.s.c, keys, args...).Int64Slice()
 	if err != nil {
+		f.forget(services, seq)
 		return -1, nil, Lease{}, err
 	}
 	idx = int(res[0])
@@ -350,6 +381,33 @@ func (f *Inflight) PickLeastLoaded(ctx context.Context, services []string, queue
 	f.open[seq] = l.Service
 	f.mu.Unlock()
 	return idx, counts, l, nil
+}
+
+// forget queues the removal of lease seq from every one of services after
+// a pick that failed. A pick that fails on the client's side (its context
+// ends: the client left, or a deadline passed while Redis was slow) may
+// still have been written, and then runs on the server after the caller
+// gave up: its lease would count against that service, refreshed by no
+// one, until its deadline (inflight_lease, 30s by default). Removing a
+// member that was never added is harmless. The removal goes through the
+// batched queue at once and again with every lease refresh until the
+// lease's deadline: the pick's command may reach a busy Redis on its own
+// connection after the first removal does, so a leak lasts at most one
+// refresh period (inflight_lease/3), not a whole lease.
+func (f *Inflight) forget(services []string, seq uint64) {
+	until := time.Now().Add(f.ttl)
+	f.mu.Lock()
+	for _, svc := range services {
+		f.pending = append(f.pending, inflightOp{service: svc, seq: seq, orphan: true})
+		f.orphans = append(f.orphans, orphanLease{service: svc, seq: seq, until: until})
+	}
+	if n := len(f.orphans) - maxOrphans; n > 0 {
+		// Bounded: past it (picks failing in bulk, Redis away) the oldest
+		// are left to their deadline.
+		f.orphans = append(f.orphans[:0], f.orphans[n:]...)
+	}
+	f.mu.Unlock()
+	f.poke()
 }
 
 // pickLeastLoadedSharded is PickLeastLoaded on a Redis Cluster, where the
@@ -378,6 +436,7 @@ func (f *Inflight) pickLeastLoadedSharded(ctx context.Context, services []string
 	seq := f.seq.Add(1)
 	dl := float64(time.Now().Add(f.ttl).UnixMilli())
 	if err := f.s.c.ZAdd(ctx, f.key(services[idx]), redis.Z{Score: dl, Member: f.member(seq)}).Err(); err != nil {
+		f.forget(services[idx:idx+1], seq)
 		return -1, nil, Lease{}, err
 	}
 	counts[idx]++

@@ -2,7 +2,11 @@ package state_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/geniehive/geniehive/internal/testredis"
 	"github.com/geniehive/geniehive/state"
@@ -42,5 +46,79 @@ func TestLeastLoadedIgnoresOwnFinished(t *testing.T) {
 	counts, err := s.InflightCounts(ctx, services)
 	if err != nil || counts[0] != 1 || counts[1] != 0 {
 		t.Fatalf("counts after flush %v %v", counts, err)
+	}
+}
+
+// lostReply is a go-redis hook that, while armed, lets a pick's command
+// run on the server and then reports a timeout, as the edge sees it when
+// its goroutine is scheduled after the read deadline (Go fails a read past
+// its deadline even when the reply is already in the socket buffer): the
+// pick is done on the server, failed on the edge.
+type lostReply struct{ armed atomic.Bool }
+
+func (h *lostReply) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *lostReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (h *lostReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		switch cmd.Name() {
+		case "evalsha", "eval", "zadd":
+			if err == nil && h.armed.Load() {
+				cmd.SetErr(context.DeadlineExceeded)
+				return context.DeadlineExceeded
+			}
+		}
+		return err
+	}
+}
+
+// TestFailedPickLeavesNoLease: a least-loaded pick that the server ran but
+// whose answer the edge did not get in time fails on the edge's side; its
+// lease stayed in Redis, refreshed by no one and ended by no one, counting
+// against the service until its deadline (30s by default: the chaos
+// suite's rolling restart found one after its load had stopped). The edge
+// now removes the lease of every failed pick. Both forms of the pick: the
+// script (one server) and, on a Cluster with two candidates, count+ZADD.
+func TestFailedPickLeavesNoLease(t *testing.T) {
+	for _, services := range [][]string{{"svc-orphan"}, {"svc-orphan-a", "svc-orphan-b"}} {
+		c, prefix := testredis.New(t)
+		hook := &lostReply{}
+		c.AddHook(hook)
+		s := state.New(c, prefix)
+		ctx, cancel := context.WithCancel(context.Background())
+		f := state.NewInflight(s, "edge", time.Minute) // a leaked lease would count for a minute
+		go f.Run(ctx)
+		// One pick that succeeds first, so the script is loaded and the
+		// failed pick runs it as an edge past its first request does.
+		_, _, l, err := f.PickLeastLoaded(ctx, services, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.End(l)
+		hook.armed.Store(true)
+		if _, _, _, err := f.PickLeastLoaded(ctx, services, nil); err == nil {
+			t.Fatal("the armed hook did not fail the pick")
+		}
+		hook.armed.Store(false)
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			counts, err := s.InflightCounts(ctx, services)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if counts[0]+counts[len(counts)-1] == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%v: a failed pick left leases counted %v", services, counts)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if f.Open() != 0 {
+			t.Fatalf("open leases %d", f.Open())
+		}
+		cancel()
 	}
 }
