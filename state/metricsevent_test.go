@@ -451,8 +451,8 @@ func TestMetricsPatchMatchesFullBuild(t *testing.T) {
 	last := sts[6].Services[0].Metrics
 	waitUntil(t, func() bool {
 		snap := w.Current()
-		e := snap.ByID["d6/s0"]
-		return snap.Hosts["d7"] == nil && e != nil && e.Metrics == last && len(snap.AssetServices["late"]) == 1 && !snap.ByID["d5/s0"].Healthy
+		e, d5 := snap.ByID["d6/s0"], snap.ByID["d5/s0"]
+		return snap.Hosts["d7"] == nil && e != nil && e.Metrics == last && len(snap.AssetServices["late"]) == 1 && d5 != nil && !d5.Healthy
 	})
 	// Every node's last event applied (the events of one node are in order).
 	for _, st := range sts[:7] {
