@@ -249,14 +249,30 @@ func (f *Inflight) Flush(ctx context.Context) {
 	})
 	if err != nil {
 		// Redis is away: removes are retried (they must not leak); adds of
-		// requests still open are restored by the next refresh.
+		// requests still open are restored by the next refresh. An add
+		// whose answer was lost may still run on the server after the
+		// request's removal: it is remembered as an orphan, removed by
+		// refreshes once the request has ended.
+		until := time.Now().Add(f.ttl)
 		f.mu.Lock()
 		for _, op := range ops {
 			if !op.add {
 				f.pending = append(f.pending, op)
+			} else {
+				f.addOrphanLocked(op.service, op.seq, until)
 			}
 		}
 		f.mu.Unlock()
+	}
+}
+
+// addOrphanLocked remembers a lease whose add may reach Redis after its
+// removal (f.mu held); bounded by maxOrphans, past which the oldest are
+// left to their deadline.
+func (f *Inflight) addOrphanLocked(service string, seq uint64, until time.Time) {
+	f.orphans = append(f.orphans, orphanLease{service: service, seq: seq, until: until})
+	if n := len(f.orphans) - maxOrphans; n > 0 {
+		f.orphans = append(f.orphans[:0], f.orphans[n:]...)
 	}
 }
 
@@ -276,12 +292,16 @@ func (f *Inflight) refresh(ctx context.Context) {
 			}
 		}
 		f.orphans = kept
-		orphans = append(orphans, kept...)
+		for _, o := range kept {
+			if _, ok := open[o.seq]; !ok { // an open request's lease stays
+				orphans = append(orphans, o)
+			}
+		}
 	}
 	f.mu.Unlock()
 	dl := float64(now.Add(f.ttl).UnixMilli())
 	touched := map[string]bool{}
-	_, _ = f.s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := f.s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for seq, svc := range open {
 			p.ZAdd(ctx, f.key(svc), redis.Z{Score: dl, Member: f.member(seq)})
 			touched[svc] = true
@@ -294,6 +314,16 @@ func (f *Inflight) refresh(ctx context.Context) {
 		}
 		return nil
 	})
+	if err != nil && len(open) > 0 {
+		// As for a failed Flush: a refresh whose answer was lost may
+		// re-add the lease of a request that ends meanwhile.
+		until := now.Add(f.ttl)
+		f.mu.Lock()
+		for seq, svc := range open {
+			f.addOrphanLocked(svc, seq, until)
+		}
+		f.mu.Unlock()
+	}
 }
 
 // InflightCounts returns the live in-flight count of each service, summed
@@ -399,12 +429,7 @@ func (f *Inflight) forget(services []string, seq uint64) {
 	f.mu.Lock()
 	for _, svc := range services {
 		f.pending = append(f.pending, inflightOp{service: svc, seq: seq, orphan: true})
-		f.orphans = append(f.orphans, orphanLease{service: svc, seq: seq, until: until})
-	}
-	if n := len(f.orphans) - maxOrphans; n > 0 {
-		// Bounded: past it (picks failing in bulk, Redis away) the oldest
-		// are left to their deadline.
-		f.orphans = append(f.orphans[:0], f.orphans[n:]...)
+		f.addOrphanLocked(svc, seq, until)
 	}
 	f.mu.Unlock()
 	f.poke()

@@ -122,3 +122,77 @@ func TestFailedPickLeavesNoLease(t *testing.T) {
 		cancel()
 	}
 }
+
+// heldPipeline is a go-redis hook that, while armed, keeps a pipeline from
+// the server and reports a timeout; the test sends the held commands
+// later, as a server that reads the edge's connection late would run them.
+type heldPipeline struct {
+	armed atomic.Bool
+	held  []redis.Cmder
+}
+
+func (h *heldPipeline) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *heldPipeline) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *heldPipeline) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if !h.armed.Load() {
+			return next(ctx, cmds)
+		}
+		h.held = append(h.held, cmds...)
+		for _, c := range cmds {
+			c.SetErr(context.DeadlineExceeded)
+		}
+		return context.DeadlineExceeded
+	}
+}
+
+// TestLateAddAfterRemoveIsRemoved: a batch adding a lease fails on the
+// edge's side (its answer lost) but reaches the server late, after the
+// request has ended and its removal has run. The lease then stood until
+// its deadline, refreshed by no one. Now the edge remembers such adds and
+// its next refresh removes them.
+func TestLateAddAfterRemoveIsRemoved(t *testing.T) {
+	c, prefix := testredis.New(t)
+	hook := &heldPipeline{}
+	c.AddHook(hook)
+	s := state.New(c, prefix)
+	ctx := context.Background()
+	f := state.NewInflight(s, "edge", time.Minute) // Run not started: flushes and refreshes by hand
+	const svc = "svc-late"
+	l := f.Begin(svc)
+	hook.armed.Store(true)
+	f.Flush(ctx) // the add: held, reported failed
+	hook.armed.Store(false)
+	if len(hook.held) == 0 {
+		t.Fatal("the hook held no pipeline")
+	}
+	f.End(l)
+	f.Flush(ctx) // the removal: runs now, before the add
+	for _, cmd := range hook.held {
+		if err := c.Do(ctx, cmd.Args()...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counts, err := s.InflightCounts(ctx, []string{svc})
+	if err != nil || counts[0] != 1 {
+		t.Fatalf("after the late add: counts %v %v (the test must start from a leaked lease)", counts, err)
+	}
+	f.RefreshNow(ctx)
+	if counts, err = s.InflightCounts(ctx, []string{svc}); err != nil || counts[0] != 0 {
+		t.Fatalf("after a refresh the late add still counts: %v %v", counts, err)
+	}
+	// A request still open keeps its lease through the same bookkeeping.
+	l2 := f.Begin(svc)
+	hook.armed.Store(true)
+	f.Flush(ctx)
+	hook.armed.Store(false)
+	f.RefreshNow(ctx) // restores the open request's lease, must not remove it
+	if counts, err = s.InflightCounts(ctx, []string{svc}); err != nil || counts[0] != 1 {
+		t.Fatalf("an open request's lease after a failed add and a refresh: %v %v", counts, err)
+	}
+	f.End(l2)
+	f.Flush(ctx)
+	if counts, err = s.InflightCounts(ctx, []string{svc}); err != nil || counts[0] != 0 {
+		t.Fatalf("after the open request ended: %v %v", counts, err)
+	}
+}
