@@ -3,8 +3,10 @@
 package edge
 
 import (
+	"bufio"
 	"context"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -188,5 +190,20 @@ func TestTracingOffAllocs(t *testing.T) {
 		t.Fatalf("tracing on: the hooks allocate %v per request, want at most 8", n)
 	} else {
 		t.Logf("tracing on (always sampled, batch export): %v allocations per request", n)
+	}
+}
+
+// TestDuplicateKeyHeaderAllocations: the duplicate-key-header check every
+// authorized request makes allocates nothing once the header was used.
+func TestDuplicateKeyHeaderAllocations(t *testing.T) {
+	var h fasthttp.RequestHeader
+	if err := h.Read(bufio.NewReader(strings.NewReader("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nX-Api-Key: k\r\n\r\n"))); err != nil {
+		t.Fatal(err)
+	}
+	if duplicateKeyHeader(&h) {
+		t.Fatal("one header of each kind taken for a duplicate")
+	}
+	if n := testing.AllocsPerRun(200, func() { _ = duplicateKeyHeader(&h) }); n != 0 {
+		t.Fatalf("duplicateKeyHeader allocates %v", n)
 	}
 }

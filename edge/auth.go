@@ -57,8 +57,19 @@ var (
 	bearer     = []byte("bearer ")
 )
 
+// duplicateKeyHeader reports whether the request carries more than one
+// Authorization or more than one X-Api-Key header. Such a request is
+// refused (errDuplicateKeyHeader) rather than authenticated by whichever
+// comes first: a proxy or client that appends a header must not turn a
+// request into one the edge reads differently from them. PeekAll reuses
+// the header's own slice: no allocation once the header was used.
+func duplicateKeyHeader(h *fasthttp.RequestHeader) bool {
+	return len(h.PeekAll(fasthttp.HeaderAuthorization)) > 1 || len(h.PeekAll("X-Api-Key")) > 1
+}
+
 // presentedKey returns the secret the client sent (Authorization: Bearer or
-// X-Api-Key), nil when none.
+// X-Api-Key), nil when none. The caller refuses a request with
+// duplicateKeyHeader first.
 func presentedKey(h *fasthttp.RequestHeader) []byte {
 	if a := h.Peek(fasthttp.HeaderAuthorization); len(a) > len(bearer) {
 		ok := true

@@ -17,8 +17,9 @@ import (
 // announcing 25 MiB pinned 1 GiB).
 
 // hdrRefused marks a request whose body the header hook refused: "401"
-// (no valid key while auth is on) or "413" (declared size over the route's
-// limit). A client's own header of that name is removed first.
+// (no valid key, or a key header twice, while auth is on; the handler
+// answers 401 or 400) or "413" (declared size over the route's limit). A
+// client's own header of that name is removed first.
 var hdrRefused = []byte("X-Geniehive-Refused")
 
 // headerReceived is the fasthttp server's HeaderReceived hook: it runs
@@ -39,7 +40,7 @@ func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfi
 	limit, known := s.routeBodyLimit(h.RequestURI())
 	snap := s.watcher.Current()
 	switch {
-	case s.keys.authEnabled(snap) && s.keys.lookup(presentedKey(h), snap) == nil:
+	case s.keys.authEnabled(snap) && (duplicateKeyHeader(h) || s.keys.lookup(presentedKey(h), snap) == nil):
 		h.SetBytesKV(hdrRefused, strNoKey)
 	case known && cl > limit:
 		h.SetBytesKV(hdrRefused, strTooLarge)

@@ -48,7 +48,8 @@ type Config struct {
 	MaxConnsPerClient int `yaml:"max_conns_per_client"`
 	// MaxEventStreams caps the open GET /v1/cluster/events streams (the
 	// console's live updates) on this edge; past it a new one is answered
-	// 503 too_many_streams. Default 64.
+	// 503 too_many_streams. 0 means the default, 64; a negative value is
+	// refused.
 	MaxEventStreams int `yaml:"max_event_streams"`
 	// Console serves the operator console at /ui/ (static files; the data
 	// comes from /v1/cluster/* with a reader key). Default true.
@@ -255,7 +256,7 @@ func (c *Config) Provision() error {
 	def(&t.Shutdown, 30*time.Second)
 	def(&c.StatsInterval, time.Second)
 	def(&c.PresenceInterval, 5*time.Second)
-	if c.MaxEventStreams <= 0 {
+	if c.MaxEventStreams == 0 {
 		c.MaxEventStreams = 64
 	}
 	if c.Console == nil {
@@ -299,6 +300,9 @@ func (c *Config) Provision() error {
 	var errs []error
 	if t.ShutdownDelay < 0 {
 		errs = append(errs, errors.New("timeouts.shutdown_delay: negative"))
+	}
+	if c.MaxEventStreams < 0 {
+		errs = append(errs, fmt.Errorf("max_event_streams: %d is negative (0 means the default, 64)", c.MaxEventStreams))
 	}
 	for i := range c.Keys {
 		k := &c.Keys[i]

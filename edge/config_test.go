@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -21,5 +22,23 @@ func TestKeyConfigValidation(t *testing.T) {
 	neg := Config{Timeouts: Timeouts{ShutdownDelay: -time.Second}}
 	if neg.Provision() == nil {
 		t.Fatal("negative shutdown delay accepted")
+	}
+}
+
+// TestMaxEventStreamsConfig: 0 (unset) is the default 64; a negative
+// value is refused by name rather than silently becoming 64.
+func TestMaxEventStreamsConfig(t *testing.T) {
+	var zero Config
+	if err := zero.Provision(); err != nil || zero.MaxEventStreams != 64 {
+		t.Fatalf("max_event_streams 0: got %d, %v; want the default 64", zero.MaxEventStreams, err)
+	}
+	set := Config{MaxEventStreams: 3}
+	if err := set.Provision(); err != nil || set.MaxEventStreams != 3 {
+		t.Fatalf("max_event_streams 3: got %d, %v", set.MaxEventStreams, err)
+	}
+	neg := Config{MaxEventStreams: -1}
+	err := neg.Provision()
+	if err == nil || !strings.Contains(err.Error(), "max_event_streams") {
+		t.Fatalf("max_event_streams -1: err = %v, want a refusal naming it", err)
 	}
 }

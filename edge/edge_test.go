@@ -548,3 +548,58 @@ func TestMultipartSpliceLF(t *testing.T) {
 		t.Fatalf("spliced body reads as model %q (%d fields, file %v, err %v): %q", model, n, file, err, out)
 	}
 }
+
+// TestDuplicateKeyHeaderRefused: a valid key followed by a second
+// Authorization header (or two X-Api-Key headers, the Anthropic clients'
+// way) is refused 400 in the route's error format, not authenticated by
+// the first header; one header of each kind still works.
+func TestDuplicateKeyHeaderRefused(t *testing.T) {
+	s := newStack(t)
+	okBody := []byte(`{"model":"coder","messages":[{"role":"user","content":"hi"}]}`)
+	send := func(path string, hdr [][2]string) (int, string) {
+		t.Helper()
+		body := okBody
+		if path == "/v1/messages" {
+			body = []byte(`{"model":"coder","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}`)
+		}
+		req, _ := http.NewRequest("POST", s.url+path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		for _, kv := range hdr {
+			req.Header.Add(kv[0], kv[1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	chat := "/v1/chat/completions"
+	if st, b := send(chat, [][2]string{{"Authorization", "Bearer " + testKey}}); st != 200 {
+		t.Fatalf("one Authorization: %d %s", st, b)
+	}
+	if st, b := send("/v1/messages", [][2]string{{"X-Api-Key", testKey}}); st != 200 {
+		t.Fatalf("one X-Api-Key on /v1/messages: %d %s", st, b)
+	}
+	for name, hdr := range map[string][][2]string{
+		"two Authorization": {{"Authorization", "Bearer " + testKey}, {"Authorization", "Bearer x"}},
+		"two X-Api-Key":     {{"X-Api-Key", testKey}, {"X-Api-Key", "x"}},
+	} {
+		st, b := send(chat, hdr)
+		var e struct {
+			Error struct{ Type, Code string } `json:"error"`
+		}
+		if st != 400 || json.Unmarshal([]byte(b), &e) != nil || e.Error.Type != "invalid_request_error" || e.Error.Code != "duplicate_auth_header" {
+			t.Errorf("%s on %s: %d %s, want 400 invalid_request_error duplicate_auth_header", name, chat, st, b)
+		}
+		st, b = send("/v1/messages", hdr)
+		var ae struct {
+			Type  string `json:"type"`
+			Error struct{ Type string }
+		}
+		if st != 400 || json.Unmarshal([]byte(b), &ae) != nil || ae.Type != "error" || ae.Error.Type != "invalid_request_error" {
+			t.Errorf("%s on /v1/messages: %d %s, want an Anthropic 400 invalid_request_error", name, st, b)
+		}
+	}
+}

@@ -44,6 +44,8 @@ var (
 	errModelType    = badRequest("invalid_model", "model", "model must be a string")
 	errUnauthorized = &APIError{Status: 401, Type: "authentication_error", Code: "invalid_api_key",
 		Message: "invalid or missing API key (send Authorization: Bearer <key> or X-Api-Key)"}
+	errDuplicateKeyHeader = badRequest("duplicate_auth_header", "",
+		"more than one Authorization or X-Api-Key header: send the key once")
 	errForbiddenScope = &APIError{Status: 403, Type: "permission_error", Code: "insufficient_scope",
 		Message: "this key's scope does not allow this endpoint"}
 	errNotFound = &APIError{Status: 404, Type: "invalid_request_error", Code: "not_found",

@@ -642,7 +642,14 @@ func unsupportedEndpoint(ctx *fasthttp.RequestCtx) *APIError {
 
 // authorize checks the caller's key for scope need; it answers 401/403
 // itself and returns ok=false then. With auth off it returns (nil, true).
+//
+// A request with two Authorization (or two X-Api-Key) headers is answered
+// 400 whether auth is on or not: which one counts would be a guess.
 func (s *Server) authorize(ctx *fasthttp.RequestCtx, need fleet.Scope) (*fleet.APIKey, bool) {
+	if duplicateKeyHeader(&ctx.Request.Header) {
+		writeError(ctx, errDuplicateKeyHeader)
+		return nil, false
+	}
 	snap := s.watcher.Current()
 	if !s.keys.authEnabled(snap) {
 		return nil, true

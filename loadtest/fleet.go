@@ -187,6 +187,26 @@ func newSimNode(c *FleetConfig, i int) *simNode {
 	return n
 }
 
+// buildNodes builds every simulated node, each due at a random point of
+// the first interval. It checks ctx as it goes: a million nodes take a
+// while and some GB, and an interrupt must stop that, not wait for it.
+//
+// # Errors
+// ctx's error when ctx ends before every node is built.
+func buildNodes(ctx context.Context, cfg *FleetConfig, r *rand.Rand) (nodeHeap, error) {
+	nodes := make(nodeHeap, 0, min(cfg.Nodes, 1<<16))
+	start := time.Now()
+	for i := 0; i < cfg.Nodes; i++ {
+		if i%1024 == 0 && ctx.Err() != nil {
+			return nodes, fmt.Errorf("fleet: stopped after building %d of %d nodes: %w", i, cfg.Nodes, context.Cause(ctx))
+		}
+		n := newSimNode(cfg, i+1)
+		n.next = start.Add(time.Duration(r.Float64() * float64(cfg.Interval)))
+		heap.Push(&nodes, n)
+	}
+	return nodes, nil
+}
+
 // beat moves the node's metrics as a busy host's would between two beats.
 func (n *simNode) beat(r *rand.Rand) {
 	n.st.Host.UpdatedAt = time.Now()
@@ -218,12 +238,10 @@ func RunFleet(ctx context.Context, st *state.Store, cfg FleetConfig) (*FleetRepo
 		return nil, err
 	}
 	r := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-	nodes := make(nodeHeap, 0, cfg.Nodes)
 	start := time.Now()
-	for i := 0; i < cfg.Nodes; i++ {
-		n := newSimNode(&cfg, i+1)
-		n.next = start.Add(time.Duration(r.Float64() * float64(cfg.Interval)))
-		heap.Push(&nodes, n)
+	nodes, err := buildNodes(ctx, &cfg, r)
+	if err != nil {
+		return nil, err
 	}
 	// One heartbeat first, so a Redis that does not answer is an error.
 	{

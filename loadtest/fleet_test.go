@@ -2,6 +2,8 @@ package loadtest
 
 import (
 	"context"
+	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -59,5 +61,29 @@ func TestRunFleet(t *testing.T) {
 	}
 	if keys := testredis.Keys(t, c, prefix+"node:{ft-*}:state"); len(keys) != 0 {
 		t.Fatalf("nodes left behind: %v", keys)
+	}
+}
+
+// TestBuildNodesStopsOnCancel: building a large fleet checks its context,
+// so an interrupt (SIGINT/SIGTERM cancel the command's context) stops the
+// build rather than waiting for a million nodes to exist in memory.
+func TestBuildNodesStopsOnCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	cfg := FleetConfig{Nodes: 1_000_000, Services: 5, Assets: 4}
+	if err := cfg.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := buildNodes(ctx, &cfg, rand.New(rand.NewPCG(1, 2)))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if len(nodes) >= cfg.Nodes {
+		t.Fatalf("built %d nodes after cancel, want fewer than %d", len(nodes), cfg.Nodes)
+	}
+	// Through RunFleet too: the cancelled run names the build, not a
+	// Redis write, and never touches the store (nil here).
+	if _, err := RunFleet(ctx, nil, cfg); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "building") {
+		t.Fatalf("RunFleet err = %v, want the build's context.Canceled", err)
 	}
 }

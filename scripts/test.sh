@@ -7,7 +7,8 @@
 # With CI=true a Redis (or Docker, for the chaos suite) that cannot be
 # started, an Ollama that cannot be built, or a chromium that cannot be
 # installed or started, is a failure, never a skip.
-# GENIEHIVE_OLLAMA=0 skips the Ollama build and its tests, GENIEHIVE_CHAOS=0
+# GENIEHIVE_OLLAMA_TESTS=0 skips the Ollama build and its tests (not
+# GENIEHIVE_OLLAMA, which is `geniehive dev --ollama`), GENIEHIVE_CHAOS=0
 # the container suite (both refused under CI=true; .ci/run sets CI=true);
 # GENIEHIVE_TEST_OLLAMA=/path/to/ollama uses that binary instead.
 #
@@ -119,12 +120,18 @@ fi
 log "redis-server on $GENIEHIVE_TEST_REDIS"
 
 # A real Ollama (internal/testollama): built once per version, then cached.
-if [ "${GENIEHIVE_OLLAMA:-1}" = 0 ]; then
+# GENIEHIVE_OLLAMA is `geniehive dev --ollama` (a URL), which the dev tests
+# would read: the old spelling of the switch is refused, not taken for it.
+if [ "${GENIEHIVE_OLLAMA:-}" = 0 ]; then
+  echo "GENIEHIVE_OLLAMA=0: the switch that skips the real-Ollama tests is GENIEHIVE_OLLAMA_TESTS=0 (GENIEHIVE_OLLAMA is geniehive dev's --ollama URL)" >&2
+  exit 1
+fi
+if [ "${GENIEHIVE_OLLAMA_TESTS:-1}" = 0 ]; then
   if [ "${CI:-}" = true ]; then
-    echo "GENIEHIVE_OLLAMA=0 is refused under CI=true: CI runs the tests against a real Ollama" >&2
+    echo "GENIEHIVE_OLLAMA_TESTS=0 is refused under CI=true: CI runs the tests against a real Ollama" >&2
     exit 1
   fi
-  log "GENIEHIVE_OLLAMA=0: the tests against a real Ollama are skipped"
+  log "GENIEHIVE_OLLAMA_TESTS=0: the tests against a real Ollama are skipped"
   unset GENIEHIVE_TEST_OLLAMA
 elif [ -n "${GENIEHIVE_TEST_OLLAMA:-}" ]; then
   log "real Ollama: $GENIEHIVE_TEST_OLLAMA (GENIEHIVE_TEST_OLLAMA)"

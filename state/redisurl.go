@@ -4,7 +4,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -62,7 +64,7 @@ type parsedURL struct {
 //
 // # Errors
 // An unknown scheme, an option go-redis does not know, a Sentinel URL
-// without a master name; the error shows the URL with its passwords hidden.
+// without a master name, a port that is not 1 to 65535; the error shows the URL with its passwords hidden.
 func parseRedisURL(raw string) (parsedURL, error) {
 	if raw == "" {
 		raw = "redis://127.0.0.1:6379/0"
@@ -71,10 +73,42 @@ func parseRedisURL(raw string) (parsedURL, error) {
 		raw = "redis://" + raw
 	}
 	p, err := parseURLForm(raw)
+	if err == nil {
+		err = p.checkAddrs()
+	}
 	if err != nil {
 		return parsedURL{}, fmt.Errorf("redis url %s: %w", RedactURL(raw), err)
 	}
 	return p, nil
+}
+
+// checkAddrs refuses an address whose port is not a number from 1 to
+// 65535, in every address the URL names (the host and each addr=): the
+// go-redis parsers pass "127.0.0.1:70000" on, and the client then retries
+// it forever, logging each failed dial, instead of saying what is wrong.
+func (p parsedURL) checkAddrs() error {
+	var addrs []string
+	switch p.mode {
+	case modeSentinel:
+		addrs = p.failover.SentinelAddrs
+	case modeCluster:
+		addrs = p.cluster.Addrs
+	default:
+		if p.single.Network == "unix" {
+			return nil
+		}
+		addrs = []string{p.single.Addr}
+	}
+	for _, a := range addrs {
+		_, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return fmt.Errorf("address %q: %v", a, err)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("address %q: port %q is not a number from 1 to 65535", a, port)
+		}
+	}
+	return nil
 }
 
 func parseURLForm(raw string) (parsedURL, error) {

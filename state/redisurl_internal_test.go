@@ -141,6 +141,16 @@ func TestParseRedisURLErrorsNameTheForm(t *testing.T) {
 		{"redis+cluster://", "no host"},
 		{"rediss+cluster://?addr=h2:7001", "no host"},
 		{"redis+sentinel:///0?master_name=m", "no host"},
+		// Ports outside 1-65535 or not a number, in every form and list.
+		{"redis://:pw@127.0.0.1:70000/0", "port \"70000\""},
+		{"redis://127.0.0.1:0/0", "port \"0\""},
+		{"127.0.0.1:65536", "port \"65536\""},
+		{"rediss://h:99999/0", "port \"99999\""},
+		{"redis+cluster://h1:7000?addr=h2:70001", "port \"70001\""},
+		{"redis+cluster://h1:70000?addr=h2:7001", "port \"70000\""},
+		{"redis-cluster://h1:7000,h2:x", "port \"x\""},
+		{"redis+sentinel://s1:26379/0?master_name=m&addr=s2:123456", "port \"123456\""},
+		{"redis-sentinel://s1:99999,s2:26379/0?master=m", "port \"99999\""},
 	} {
 		_, err := parseRedisURL(c.url)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

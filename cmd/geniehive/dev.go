@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -62,7 +63,7 @@ type devConfig struct {
 var devSettings = []cli.Setting{
 	{Flag: "listen", Key: "listen", Help: "edge address"},
 	{Flag: "redis-url", Key: "redis_url", Help: "use this Redis instead of the embedded store"},
-	{Flag: "ollama", Key: "ollama", Help: "local Ollama to discover"},
+	{Flag: "ollama", Key: "ollama", Help: "URL of the local Ollama to discover (default http://127.0.0.1:11434)"},
 	{Flag: "no-ollama", Key: "no_ollama", Bool: true, Help: "do not look for Ollama; always use simulated upstreams"},
 	{Flag: "key", Key: "key", Help: "require this CLIENT-scope key for the OpenAI API (default: auth off, local only)"},
 	{Flag: "operator-key", Key: "operator_key", Help: "also accept this OPERATOR-scope key (cluster API changes: geniehive roles/keys/policy against the dev edge)"},
@@ -74,6 +75,9 @@ func runDev(args []string) error {
 	fs := cli.NewFlagSet(devCmd)
 	defaults := map[string]any{"listen": "127.0.0.1:8080", "ollama": "http://127.0.0.1:11434", "log_level": "warn"}
 	if _, err := cli.Load(fs, args, devSettings, defaults, false, &dc); err != nil {
+		return err
+	}
+	if err := checkOllamaURL(dc); err != nil {
 		return err
 	}
 	log := newLogger(dc.LogLevel)
@@ -255,6 +259,25 @@ Try:
 %s
 Ctrl-C stops everything.
 `, storeDesc, addr, addr, strings.Join(upstreams, "\n              "), addr, auth, addr, auth, note)
+}
+
+// checkOllamaURL refuses an --ollama (GENIEHIVE_OLLAMA) that is not an
+// http(s) URL with a host: "0" or "off" would otherwise be dialled as an
+// address, fail quietly, and leave the user with simulated models and no
+// word why.
+//
+// # Errors
+// A cli.ErrUsage error naming the value, unless --no-ollama is set.
+func checkOllamaURL(dc devConfig) error {
+	if dc.NoOllama {
+		return nil
+	}
+	u, err := url.Parse(dc.Ollama)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%w: --ollama %q (or GENIEHIVE_OLLAMA): want Ollama's URL, such as http://127.0.0.1:11434; --no-ollama for simulated models only (see 'geniehive dev --help')",
+			cli.ErrUsage, dc.Ollama)
+	}
+	return nil
 }
 
 func ollamaAnswers(base string) bool {

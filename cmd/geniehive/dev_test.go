@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"github.com/openai/openai-go/v3/shared"
 
 	"github.com/geniehive/geniehive/fleet"
+	"github.com/geniehive/geniehive/internal/cli"
 	"github.com/geniehive/geniehive/internal/testollama"
 	"github.com/geniehive/geniehive/loadtest/sim"
 )
@@ -125,5 +129,38 @@ func devQuickstart(t *testing.T, ollama string) {
 	// The embedding model is not a chat model.
 	if _, err := c.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: testollama.EmbedModel, Messages: msgs}); err == nil {
 		t.Fatal("chat routed to the embedding model")
+	}
+}
+
+// TestDevRefusesOllamaNotURL: --ollama (GENIEHIVE_OLLAMA) that is not an
+// http(s) URL — "0", as the test harness's old switch was spelled — is a
+// usage error, not an address dev dials and silently gives up on.
+func TestDevRefusesOllamaNotURL(t *testing.T) {
+	for _, c := range []struct {
+		env  string
+		args []string
+	}{
+		{"", []string{"--ollama", "0", "--listen", "127.0.0.1:0"}},
+		{"0", []string{"--listen", "127.0.0.1:0"}},
+		{"", []string{"--ollama", "127.0.0.1:11434", "--listen", "127.0.0.1:0"}},
+	} {
+		t.Setenv("GENIEHIVE_OLLAMA", c.env)
+		if c.env == "" {
+			os.Unsetenv("GENIEHIVE_OLLAMA")
+		}
+		res := make(chan error, 1)
+		go func() { res <- runDev(c.args) }()
+		select {
+		case err := <-res:
+			if !errors.Is(err, cli.ErrUsage) || !strings.Contains(err.Error(), "--ollama") {
+				t.Errorf("GENIEHIVE_OLLAMA=%q dev %v: %v, want a usage error naming --ollama", c.env, c.args, err)
+			}
+		case <-time.After(time.Minute): // a hang guard, not a speed bound: the stack started
+			t.Fatalf("GENIEHIVE_OLLAMA=%q dev %v started instead of refusing", c.env, c.args)
+		}
+	}
+	// --no-ollama needs no URL: the check lets it through.
+	if err := checkOllamaURL(devConfig{Ollama: "0", NoOllama: true}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/geniehive/geniehive/internal/cli"
 )
@@ -46,7 +47,11 @@ func run(args []string) int {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, cli.ErrUsage):
-		fmt.Fprintf(os.Stderr, "geniehive %s: %v\nRun 'geniehive %s --help' for usage.\n", cmd.Name, err, cmd.Name)
+		if msg := err.Error(); strings.Contains(msg, "--help") {
+			fmt.Fprintf(os.Stderr, "geniehive %s: %s\n", cmd.Name, msg) // it names the help already
+		} else {
+			fmt.Fprintf(os.Stderr, "geniehive %s: %s\nRun 'geniehive %s --help' for usage.\n", cmd.Name, msg, cmd.Name)
+		}
 		return 2
 	default:
 		fmt.Fprintf(os.Stderr, "geniehive %s: %v\n", cmd.Name, err)

@@ -56,8 +56,8 @@ type EdgeHealth struct {
 type PolicyStatus struct {
 	Engine   string    `json:"engine"`
 	Version  string    `json:"version"`
-	Error    string    `json:"error,omitempty"` // last failed reload, if any
-	LoadedAt time.Time `json:"loaded_at,omitempty"`
+	Error    string    `json:"error,omitempty"`    // last failed reload, if any
+	LoadedAt time.Time `json:"loaded_at,omitzero"` // absent while nothing was loaded (never "0001-01-01...")
 }
 
 // Deps is what the API needs from the edge.

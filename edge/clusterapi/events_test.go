@@ -361,3 +361,25 @@ func TestEventsEdgeDegraded(t *testing.T) {
 		return len(s.Degraded) == 1 && s.Degraded[0].Code == edge.DegradedPolicyRefused
 	})
 }
+
+// TestEventsPolicyOmitsZeroLoadedAt: the snapshot event's policy (whose
+// load time is dropped so a reload alone does not make an event) and a
+// policy never loaded carry no "loaded_at", rather than year 1.
+func TestEventsPolicyOmitsZeroLoadedAt(t *testing.T) {
+	a := &API{d: Deps{Policy: func() PolicyStatus {
+		return PolicyStatus{Engine: "go", Version: "v1", LoadedAt: time.Now()}
+	}}}
+	b := a.summary(&fleet.Snapshot{}, time.Now())
+	if !strings.Contains(string(b), `"policy":{"engine":"go","version":"v1"}`) {
+		t.Fatalf("event data %s: want the policy without loaded_at", b)
+	}
+	for _, p := range []PolicyStatus{{Engine: "go"}, {Engine: "go", LoadedAt: time.Unix(1, 0).UTC()}} {
+		j, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if has := strings.Contains(string(j), "loaded_at"); has != !p.LoadedAt.IsZero() || strings.Contains(string(j), "0001-01-01") {
+			t.Fatalf("%+v marshals to %s", p, j)
+		}
+	}
+}

@@ -68,15 +68,54 @@ func NewFlagSet(cmd *Command) *flag.FlagSet {
 		w := fs.Output()
 		fmt.Fprintf(w, "Usage: geniehive %s\n\n", cmd.Usage)
 		fmt.Fprintf(w, "Flags (each also settable as the environment variable shown, or in the YAML config):\n")
-		fs.VisitAll(func(f *flag.Flag) {
-			def := ""
-			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "[]" {
-				def = " (default " + f.DefValue + ")"
-			}
-			fmt.Fprintf(w, "  --%s  [%s]\n      %s%s\n", f.Name, EnvName(f.Name), f.Usage, def)
-		})
+		fs.VisitAll(func(f *flag.Flag) { writeFlagHelp(w, f) })
 	}
 	return fs
+}
+
+// writeFlagHelp prints one flag of the --help list: its name (with the
+// help's `placeholder`, backticks dropped, as the flag package does), its
+// environment variable, its help and its default, unless the default is a
+// zero value or the help already says what the default is.
+func writeFlagHelp(w io.Writer, f *flag.Flag) {
+	name, usage := "", f.Usage
+	if strings.Contains(f.Usage, "`") {
+		name, usage = flag.UnquoteUsage(f)
+		name = " " + name
+	}
+	def := ""
+	switch f.DefValue {
+	case "", "0", "0s", "false", "[]":
+	default:
+		if !strings.Contains(strings.ToLower(usage), "default") {
+			def = " (default " + f.DefValue + ")"
+		}
+	}
+	fmt.Fprintf(w, "  --%s%s  [%s]\n      %s%s\n", f.Name, name, EnvName(f.Name), usage, def)
+}
+
+// flagError is a bad flag or value as a usage error that names the help
+// of the command it belongs to ("geniehive loadtest fleet", not only
+// "loadtest").
+func flagError(fs *flag.FlagSet, err error) error {
+	return fmt.Errorf("%w: %w (see '%s --help')", ErrUsage, err, fs.Name())
+}
+
+// parseFlags is fs.Parse that prints the help for --help only: on a bad
+// flag or value the flag package would print the error and then the whole
+// flag list, burying the error; the caller's error (main prints it with
+// "Run 'geniehive CMD --help' for usage.") is enough.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	out, usage := fs.Output(), fs.Usage
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	fs.Usage = usage
+	if errors.Is(err, flag.ErrHelp) && usage != nil {
+		usage()
+	}
+	return err
 }
 
 // Parse layers a command's settings into the fields its flags are bound
@@ -108,7 +147,7 @@ func Parse(fs *flag.FlagSet, args []string, configPath *string, cfg any) error {
 			fs.Usage()
 			return err
 		}
-		return fmt.Errorf("%w: %w", ErrUsage, err)
+		return flagError(fs, err)
 	}
 	explicit := map[string]bool{}
 	shadow.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
@@ -147,8 +186,11 @@ func Parse(fs *flag.FlagSet, args []string, configPath *string, cfg any) error {
 			r.Reset()
 		}
 	}
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", ErrUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return flagError(fs, err)
 	}
 	return nil
 }

@@ -1,11 +1,15 @@
 package cli
 
 import (
+	"bytes"
+	"errors"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 type cfg struct {
@@ -96,5 +100,54 @@ func TestParseAppliesFlagsOnceFromTheCommandLine(t *testing.T) {
 	}
 	if c.Name != "file" || len(c.Items) != 2 || c.Items[0] != "a" || c.Items[1] != "b" {
 		t.Fatalf("got %+v, want name from the file and items a (file) + b (flag, once)", c)
+	}
+}
+
+// TestHelpOutput: the --help list drops the backticks of a `placeholder`
+// (shown after the flag name instead), gives a default once (not again
+// when the help already says it, nor for a zero duration), and a bad value
+// prints nothing but comes back as a usage error naming the help.
+func TestHelpOutput(t *testing.T) {
+	newFS := func(out io.Writer) *flag.FlagSet {
+		fs := NewFlagSet(&Command{Name: "loadtest fleet", Usage: "loadtest fleet [flags]"})
+		fs.SetOutput(out)
+		var d time.Duration
+		var n int
+		var s, w string
+		fs.DurationVar(&d, "warmup", 0, "unmeasured start (default: one interval plus 1s)")
+		fs.IntVar(&n, "nodes", 100, "simulated node agents")
+		fs.IntVar(&n, "writers", 32, "writers at once (default 32, or one per node)")
+		fs.StringVar(&s, "host-prefix", "fleet-", "host id prefix")
+		fs.StringVar(&w, "watch", "", "`name=PID` of a process to watch")
+		return fs
+	}
+	var help bytes.Buffer
+	if err := Parse(newFS(&help), []string{"--help"}, nil, nil); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+	out := help.String()
+	for _, want := range []string{
+		"--warmup  [GENIEHIVE_WARMUP]\n      unmeasured start (default: one interval plus 1s)\n",
+		"simulated node agents (default 100)\n",
+		"writers at once (default 32, or one per node)\n",
+		"host id prefix (default fleet-)\n",
+		"--watch name=PID  [GENIEHIVE_WATCH]\n      name=PID of a process to watch\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("help lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "`") || strings.Contains(out, "(default 0s)") || strings.Contains(out, "(default 32)") {
+		t.Errorf("help has backticks or a repeated default:\n%s", out)
+	}
+	for _, args := range [][]string{{"--nodes", "x"}, {"--no-such-flag"}} {
+		var buf bytes.Buffer
+		err := Parse(newFS(&buf), args, nil, nil)
+		if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "see 'geniehive loadtest fleet --help'") {
+			t.Errorf("%v: err = %v, want a usage error naming the help", args, err)
+		}
+		if buf.Len() != 0 {
+			t.Errorf("%v: printed %q, want nothing (the caller prints the error)", args, buf.String())
+		}
 	}
 }

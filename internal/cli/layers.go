@@ -65,11 +65,11 @@ func Load(fs *flag.FlagSet, args []string, settings []Setting, defaults map[stri
 	if withFile {
 		fs.StringVar(&configPath, "config", "", "YAML config file")
 	}
-	if err := fs.Parse(flagsFirst(fs, args)); err != nil {
+	if err := parseFlags(fs, flagsFirst(fs, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w: %w", ErrUsage, err)
+		return nil, flagError(fs, err)
 	}
 	k := koanf.New(".")
 	load := func(m map[string]any, what string) error {
