@@ -198,18 +198,25 @@ func (p *Provider) Tracer(name string, opts ...trace.TracerOption) trace.Tracer 
 	return t.(*tracer)
 }
 
-// Dropped is how many ended spans the full queue turned away.
+// Dropped is how many ended, sampled spans were not exported: turned away
+// by the full queue, or ended after Shutdown began.
 func (p *Provider) Dropped() uint64 { return p.dropped.Load() }
 
-// enqueue queues an ended, sampled span for export, or drops it when its
-// shard is full (or the provider shut down).
+// enqueue queues an ended, sampled span for export, or drops it (and
+// counts it) when its shard is full or the provider shut down. stopped
+// is read under the shard's lock: Shutdown sets it before the last drain
+// locks each shard, so a span is either queued before that drain takes
+// its shard (and exported) or sees stopped (and is counted dropped),
+// never queued after it and lost.
 func (p *Provider) enqueue(r *record) {
+	sh := &p.shards[uint64(r.sc.SpanID()[7])&p.mask]
+	sh.mu.Lock()
 	if p.stopped.Load() {
+		sh.mu.Unlock()
+		p.dropped.Add(1)
 		p.drop(r)
 		return
 	}
-	sh := &p.shards[uint64(r.sc.SpanID()[7])&p.mask]
-	sh.mu.Lock()
 	n := len(sh.spans)
 	if n == cap(sh.spans) {
 		sh.mu.Unlock()
@@ -307,9 +314,6 @@ func (p *Provider) export(batch []sdktrace.ReadOnlySpan) []sdktrace.ReadOnlySpan
 
 // ForceFlush exports every span ended before it was called.
 func (p *Provider) ForceFlush(ctx context.Context) error {
-	if p.stopped.Load() {
-		return nil
-	}
 	reply := make(chan struct{})
 	select {
 	case p.flush <- reply:
@@ -327,17 +331,18 @@ func (p *Provider) ForceFlush(ctx context.Context) error {
 }
 
 // Shutdown exports what is queued, stops the export goroutine and shuts
-// the exporter down; spans that end after it are dropped.
+// the exporter down; a span that ends while it runs is either exported
+// or counted in Dropped, and spans that end after it are counted there.
 func (p *Provider) Shutdown(ctx context.Context) error {
 	var err error
 	p.once.Do(func() {
+		p.stopped.Store(true) // before the last drain: see enqueue
 		close(p.stop)
 		select {
 		case <-p.done:
 		case <-ctx.Done():
 			err = ctx.Err()
 		}
-		p.stopped.Store(true)
 		if e := p.exp.Shutdown(ctx); err == nil {
 			err = e
 		}
