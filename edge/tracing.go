@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"time"
 	"unsafe"
 
 	"github.com/valyala/fasthttp"
@@ -77,9 +78,9 @@ func newEdgeTracer(tp trace.TracerProvider) *edgeTracer {
 // startLeaf opens a span with no children of its own under x's server
 // span: without the context it would come with when the tracer can
 // (tracing.Provider's; the context is an allocation per span).
-func (x *exchange) startLeaf(name string, opts []trace.SpanStartOption) trace.Span {
+func (x *exchange) startLeaf(name string, at time.Time, opts []trace.SpanStartOption) trace.Span {
 	if x.tr.leaf != nil {
-		return x.tr.leaf.StartSpan(x.tctx, name, opts...)
+		return x.tr.leaf.StartIn(x.spans, context.Background(), x.span, name, at, opts...)
 	}
 	_, sp := x.tr.t.Start(x.tctx, name, opts...)
 	return sp
@@ -212,21 +213,38 @@ func (x *exchange) traceStart(ctx *fasthttp.RequestCtx) {
 	} else {
 		name = "POST" // not an inference route (serveInference serves none other)
 	}
+	if tr.leaf != nil {
+		// The handles from x's block (the exchange's, kept with it in its
+		// pool); the server span starts when the exchange began (a clock
+		// read already taken) and needs no context: its children name it
+		// as their parent.
+		if x.spans == nil {
+			x.spans = new(tracing.Spans)
+		}
+		x.spans.Reset()
+		x.span = tr.leaf.StartIn(x.spans, parent, nil, name, x.start, startServer...)
+		return
+	}
 	x.tctx, x.span = tr.t.Start(parent, name, startServer...)
 }
 
 // child opens an internal child span of x's server span; nil when tracing
 // is off.
-func (x *exchange) child(name string) trace.Span {
+func (x *exchange) child(name string) trace.Span { return x.childAt(name, time.Time{}) }
+
+// childAt is child starting at at (zero: now), a time the caller already
+// read (one clock read fewer).
+func (x *exchange) childAt(name string, at time.Time) trace.Span {
 	if x.span == nil {
 		return nil
 	}
-	return x.startLeaf(name, startInternal)
+	return x.startLeaf(name, at, startInternal)
 }
 
-// traceEval ends a policy.evaluate span with the engine that decided and
-// what it decided (a role the model resolved through, a denial).
-func (x *exchange) traceEval(sp trace.Span, engine string, err error) {
+// traceEval ends a policy.evaluate span at end (zero: now) with the engine
+// that decided and what it decided (a role the model resolved through, a
+// denial).
+func (x *exchange) traceEval(sp trace.Span, engine string, err error, end time.Time) {
 	if sp == nil {
 		return
 	}
@@ -237,7 +255,7 @@ func (x *exchange) traceEval(sp trace.Span, engine string, err error) {
 		a = append(a, attrRole.String(x.dec.Targets[0].Role))
 	}
 	x.setAttrs(sp, a)
-	endSpan(sp, err)
+	endSpanAt(sp, err, end)
 }
 
 // tracePlan ends a routing.plan span with the router's strategy and
@@ -255,12 +273,13 @@ func (x *exchange) tracePlan(sp trace.Span, p *routing.Plan, err error) {
 }
 
 // attemptSpan opens an upstream.attempt span for candidate c, number n,
-// and puts its traceparent on the upstream request.
-func (x *exchange) attemptSpan(c *routing.Candidate, n int, req *fasthttp.Request) trace.Span {
+// starting at at (zero: now), and puts its traceparent on the upstream
+// request.
+func (x *exchange) attemptSpan(c *routing.Candidate, n int, req *fasthttp.Request, at time.Time) trace.Span {
 	if x.span == nil {
 		return nil
 	}
-	sp := x.startLeaf("upstream.attempt", startClient)
+	sp := x.startLeaf("upstream.attempt", at, startClient)
 	injectTraceparent(sp.SpanContext(), &req.Header)
 	x.attemptSvc, x.attemptAsset, x.attemptN = c.Service.ID, c.Asset, n
 	return sp
@@ -337,8 +356,14 @@ func (x *exchange) traceEnd(st int) {
 	if x.span == nil {
 		return
 	}
+	// The relay's span and the server span end at the same time: one
+	// clock read (by the block's clock) for both.
+	var now time.Time
+	if x.spans != nil && x.tr.leaf != nil {
+		now = x.spans.Now()
+	}
 	if x.relay != nil {
-		x.relay.End()
+		endAt(x.relay, now)
 		x.relay = nil
 	}
 	sp := x.span
@@ -363,13 +388,26 @@ func (x *exchange) traceEnd(st int) {
 	if st >= 500 {
 		sp.SetStatus(codes.Error, x.errCode)
 	}
-	sp.End()
+	endAt(sp, now)
 	x.span, x.tctx, x.tr, x.troute = nil, nil, nil, ""
 }
 
-func endSpan(sp trace.Span, err error) {
+// endAt ends sp at t (zero: now).
+func endAt(sp trace.Span, t time.Time) {
+	if t.IsZero() {
+		sp.End()
+		return
+	}
+	tracing.EndAt(sp, t)
+}
+
+func endSpan(sp trace.Span, err error) { endSpanAt(sp, err, time.Time{}) }
+
+// endSpanAt ends sp at end (zero: now), with status Error when err is not
+// nil.
+func endSpanAt(sp trace.Span, err error, end time.Time) {
 	if err != nil {
 		sp.SetStatus(codes.Error, Classify(err).Code)
 	}
-	sp.End()
+	endAt(sp, end)
 }

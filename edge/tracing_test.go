@@ -150,6 +150,27 @@ func TestTracingSpanTree(t *testing.T) {
 			(stream && len(byName["stream.relay"]) != 1) {
 			t.Fatalf("stream=%v: children %v, want %v", stream, names(spans), wantKids)
 		}
+		// The times, from the request's one clock (tracing.Spans): every
+		// child within the server span, each step after the one before,
+		// the relay ending with the server span.
+		for _, sp := range spans {
+			if sp.EndTime.Before(sp.StartTime) || sp.StartTime.Before(server.StartTime) || sp.EndTime.After(server.EndTime) {
+				t.Errorf("stream=%v: %s [%v, %v] not within the server span [%v, %v]", stream, sp.Name,
+					sp.StartTime, sp.EndTime, server.StartTime, server.EndTime)
+			}
+		}
+		ev, pl := byName["policy.evaluate"][0], byName["routing.plan"][0]
+		if pl.StartTime.Before(ev.EndTime) {
+			t.Errorf("stream=%v: routing.plan starts %v before policy.evaluate ends %v", stream, pl.StartTime, ev.EndTime)
+		}
+		for _, a := range byName["upstream.attempt"] {
+			if a.StartTime.Before(pl.EndTime) {
+				t.Errorf("stream=%v: upstream.attempt starts %v before routing.plan ends %v", stream, a.StartTime, pl.EndTime)
+			}
+		}
+		if stream && !byName["stream.relay"][0].EndTime.Equal(server.EndTime) {
+			t.Errorf("stream.relay ends %v, the server span %v: want together", byName["stream.relay"][0].EndTime, server.EndTime)
+		}
 		// Failover: attempt 1 at the dead gpu0 failed, attempt 2 at gpu1 answered.
 		var live tracetest.SpanStub
 		for _, a := range byName["upstream.attempt"] {

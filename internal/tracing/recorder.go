@@ -407,10 +407,111 @@ func (t *tracer) StartSpan(ctx context.Context, name string, opts ...trace.SpanS
 // context (Provider's tracers are).
 type SpanStarter interface {
 	StartSpan(ctx context.Context, name string, opts ...trace.SpanStartOption) trace.Span
+	StartIn(b *Spans, ctx context.Context, parent trace.Span, name string, at time.Time, opts ...trace.SpanStartOption) trace.Span
+}
+
+// Spans is a block of span handles for one request, kept by the caller
+// in its pooled per-request object (the edge's exchange) so that a span
+// costs no handle allocation: StartIn takes its handles from the block
+// (past its size, from the heap), Reset readies it for the next request.
+// The block also keeps the first span's start (with its monotonic
+// reading): every later timestamp of the request is that start plus the
+// monotonic time elapsed, one clock read where time.Now takes two (wall
+// and monotonic), the same meaning (what the SDK reports is the wall
+// clock; a duration is the monotonic one either way).
+//
+// The contract: a caller holds no handle of the block past Reset. A
+// handle lets go of its record at End, as a heap one does, so a late
+// call on an ended span (before Reset) writes nothing; after Reset the
+// handle may be another span's, which is why the caller must have
+// dropped it.
+type Spans struct {
+	base time.Time
+	n    int
+	h    [SpansPerBlock]span
+}
+
+// SpansPerBlock is how many spans a Spans block holds (the edge's five,
+// failovers' extra attempts).
+const SpansPerBlock = 8
+
+// Reset readies b for another request. A span of b not ended by then is
+// never exported (as a span never ended is not).
+func (b *Spans) Reset() {
+	for i := range b.h[:b.n] {
+		s := &b.h[i]
+		s.mu.Lock()
+		s.r, s.p, s.sc, s.b = nil, nil, trace.SpanContext{}, nil
+		s.children.Store(0)
+		s.mu.Unlock()
+	}
+	b.n, b.base = 0, time.Time{}
+}
+
+// Now returns the current time for a span of b: its first span's start
+// plus the monotonic time elapsed (time.Now for the first).
+func (b *Spans) Now() time.Time {
+	if b.base.IsZero() {
+		b.base = time.Now()
+		return b.base
+	}
+	return b.base.Add(time.Since(b.base))
+}
+
+func (b *Spans) handle() *span {
+	if b == nil || b.n == len(b.h) {
+		return new(span)
+	}
+	s := &b.h[b.n]
+	b.n++
+	s.b = b
+	return s
+}
+
+// EndAt ends sp at t: for spans ending at the same moment (one clock
+// read for both), without an end option's allocation when sp is one of
+// Provider's.
+func EndAt(sp trace.Span, t time.Time) {
+	if s, ok := sp.(*span); ok {
+		s.end(t)
+		return
+	}
+	sp.End(trace.WithTimestamp(t))
+}
+
+// StartIn opens a span as StartSpan does, its handle from b (nil: from
+// the heap), the child of parent when it is not nil (else of ctx's span:
+// then a child needs no context of its parent's), starting at at (zero:
+// now, by b's clock).
+func (t *tracer) StartIn(b *Spans, ctx context.Context, parent trace.Span, name string, at time.Time, opts ...trace.SpanStartOption) trace.Span {
+	c := trace.NewSpanStartConfig(opts...)
+	if c.NewRoot() {
+		ctx, parent = trace.ContextWithSpanContext(ctx, trace.SpanContext{}), nil
+	}
+	if parent == nil {
+		parent = trace.SpanFromContext(ctx)
+	} else if t.p.sampling == otherSampler {
+		ctx = trace.ContextWithSpan(ctx, parent) // the sampler reads the parent from ctx
+	}
+	start := c.Timestamp()
+	if start.IsZero() {
+		start = at
+	}
+	if b != nil {
+		if start.IsZero() {
+			start = b.Now()
+		} else if b.base.IsZero() {
+			b.base = start
+		}
+	}
+	return t.startAt(ctx, parent, b, name, &c, start)
 }
 
 func (t *tracer) start(ctx context.Context, name string, c *trace.SpanConfig) trace.Span {
-	ps := trace.SpanFromContext(ctx)
+	return t.startAt(ctx, trace.SpanFromContext(ctx), nil, name, c, c.Timestamp())
+}
+
+func (t *tracer) startAt(ctx context.Context, ps trace.Span, b *Spans, name string, c *trace.SpanConfig, start time.Time) trace.Span {
 	psc := ps.SpanContext()
 	tid, sid := newIDs(psc.TraceID())
 	var sr sdktrace.SamplingResult
@@ -436,7 +537,6 @@ func (t *tracer) start(ctx context.Context, name string, c *trace.SpanConfig) tr
 	if sr.Decision == sdktrace.Drop {
 		return &nonRecording{sc: sc, p: t.p}
 	}
-	start := c.Timestamp()
 	if start.IsZero() {
 		start = time.Now()
 	}
@@ -450,7 +550,9 @@ func (t *tracer) start(ctx context.Context, name string, c *trace.SpanConfig) tr
 	}
 	r.setAttributes(sr.Attributes)
 	r.setAttributes(c.Attributes())
-	return &span{sc: sc, p: t.p, r: r}
+	s := b.handle()
+	s.sc, s.p, s.r = sc, t.p, r
+	return s
 }
 
 // span is the recording span a caller holds: its span context and, until
@@ -465,6 +567,7 @@ type span struct {
 	children atomic.Int32 // for ChildSpanCount, set at End
 	mu       sync.Mutex
 	r        *record // nil once ended
+	b        *Spans  // the block the handle is in; nil: from the heap
 }
 
 var _ trace.Span = (*span)(nil)
@@ -657,8 +760,9 @@ func typeStr(i any) string {
 // for export when sampled. Deferred, it records a panic under way as an
 // "exception" event, as the SDK's does, and lets the panic go on.
 func (s *span) End(opts ...trace.SpanEndOption) {
-	et := time.Now()
+	var et time.Time
 	if recovered := recover(); recovered != nil {
+		et = time.Now() // the end, before the event
 		defer panic(recovered)
 		s.AddEvent("exception", trace.WithAttributes(attribute.String("exception.type", typeStr(recovered)),
 			attribute.String("exception.message", fmt.Sprint(recovered))))
@@ -668,12 +772,24 @@ func (s *span) End(opts ...trace.SpanEndOption) {
 			et = c.Timestamp()
 		}
 	}
+	s.end(et)
+}
+
+// end ends the span at et (zero: now; once).
+func (s *span) end(et time.Time) {
 	s.mu.Lock()
 	r := s.r
 	s.r = nil
 	s.mu.Unlock()
 	if r == nil {
 		return
+	}
+	if et.IsZero() {
+		if s.b != nil {
+			et = s.b.Now()
+		} else {
+			et = time.Now()
+		}
 	}
 	r.end, r.children = et, int(s.children.Load())
 	if s.sc.IsSampled() {
