@@ -78,9 +78,9 @@ func newEdgeTracer(tp trace.TracerProvider) *edgeTracer {
 // startLeaf opens a span with no children of its own under x's server
 // span: without the context it would come with when the tracer can
 // (tracing.Provider's; the context is an allocation per span).
-func (x *exchange) startLeaf(name string, at time.Time, opts []trace.SpanStartOption) trace.Span {
+func (x *exchange) startLeaf(name string, at time.Time, opts []trace.SpanStartOption, c *trace.SpanConfig) trace.Span {
 	if x.tr.leaf != nil {
-		return x.tr.leaf.StartIn(x.spans, context.Background(), x.span, name, at, opts...)
+		return x.tr.leaf.StartIn(x.spans, context.Background(), x.span, name, at, c)
 	}
 	_, sp := x.tr.t.Start(x.tctx, name, opts...)
 	return sp
@@ -146,6 +146,10 @@ var (
 	startServer   = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
 	startInternal = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal)}
 	startClient   = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+	// The same, applied (tracing.SpanStarter's StartIn takes them so).
+	cfgServer   = trace.NewSpanStartConfig(startServer...)
+	cfgInternal = trace.NewSpanStartConfig(startInternal...)
+	cfgClient   = trace.NewSpanStartConfig(startClient...)
 )
 
 // GenAI semantic-convention attribute keys
@@ -222,7 +226,7 @@ func (x *exchange) traceStart(ctx *fasthttp.RequestCtx) {
 			x.spans = new(tracing.Spans)
 		}
 		x.spans.Reset()
-		x.span = tr.leaf.StartIn(x.spans, parent, nil, name, x.start, startServer...)
+		x.span = tr.leaf.StartIn(x.spans, parent, nil, name, x.start, &cfgServer)
 		return
 	}
 	x.tctx, x.span = tr.t.Start(parent, name, startServer...)
@@ -238,7 +242,7 @@ func (x *exchange) childAt(name string, at time.Time) trace.Span {
 	if x.span == nil {
 		return nil
 	}
-	return x.startLeaf(name, at, startInternal)
+	return x.startLeaf(name, at, startInternal, &cfgInternal)
 }
 
 // traceEval ends a policy.evaluate span at end (zero: now) with the engine
@@ -254,8 +258,7 @@ func (x *exchange) traceEval(sp trace.Span, engine string, err error, end time.T
 	} else if len(x.dec.Targets) > 0 && x.dec.Targets[0].Role != "" {
 		a = append(a, attrRole.String(x.dec.Targets[0].Role))
 	}
-	x.setAttrs(sp, a)
-	endSpanAt(sp, err, end)
+	x.endSpan(sp, a, err, end)
 }
 
 // tracePlan ends a routing.plan span with the router's strategy and
@@ -268,8 +271,7 @@ func (x *exchange) tracePlan(sp trace.Span, p *routing.Plan, err error) {
 	if p != nil && p.Strategy != "" {
 		a = append(a, attrStrategy.String(p.Strategy), attrCandidates.Int(len(p.Candidates)))
 	}
-	x.setAttrs(sp, a)
-	endSpan(sp, err)
+	x.endSpan(sp, a, err, time.Time{})
 }
 
 // attemptSpan opens an upstream.attempt span for candidate c, number n,
@@ -279,7 +281,7 @@ func (x *exchange) attemptSpan(c *routing.Candidate, n int, req *fasthttp.Reques
 	if x.span == nil {
 		return nil
 	}
-	sp := x.startLeaf("upstream.attempt", at, startClient)
+	sp := x.startLeaf("upstream.attempt", at, startClient, &cfgClient)
 	injectTraceparent(sp.SpanContext(), &req.Header)
 	x.attemptSvc, x.attemptAsset, x.attemptN = c.Service.ID, c.Asset, n
 	return sp
@@ -297,14 +299,23 @@ func (x *exchange) traceAttempt(sp trace.Span, status int, err error) {
 	if err != nil {
 		a = append(a, attrErrorType.String(Classify(err).Code))
 	}
-	x.setAttrs(sp, a)
-	endSpan(sp, err)
+	x.endSpan(sp, a, err, time.Time{})
 }
 
-// setAttrs sets a, built in x.attrs, on sp (the SDK copies them) and keeps
-// the buffer for the next span of x's exchange.
-func (x *exchange) setAttrs(sp trace.Span, a []attribute.KeyValue) {
-	sp.SetAttributes(a...)
+// endSpan ends sp at end (zero: now) with the attributes a, built in
+// x.attrs (the record copies them), and status Error when err is not nil,
+// in one call (tracing.Finish: one lock); it keeps the buffer for the
+// next span of x's exchange.
+func (x *exchange) endSpan(sp trace.Span, a []attribute.KeyValue, err error, end time.Time) {
+	code, desc := codes.Unset, ""
+	if err != nil {
+		code, desc = codes.Error, Classify(err).Code
+	}
+	x.finishStatus(sp, a, code, desc, end)
+}
+
+func (x *exchange) finishStatus(sp trace.Span, a []attribute.KeyValue, code codes.Code, desc string, end time.Time) {
+	tracing.Finish(sp, a, code, desc, end)
 	clear(a) // no strings kept alive in the pooled exchange
 	x.attrs = a[:0]
 }
@@ -384,11 +395,11 @@ func (x *exchange) traceEnd(st int) {
 	if x.outTokens > 0 {
 		a = append(a, attrOutputTokens.Int(x.outTokens))
 	}
-	x.setAttrs(sp, a)
+	code := codes.Unset
 	if st >= 500 {
-		sp.SetStatus(codes.Error, x.errCode)
+		code = codes.Error
 	}
-	endAt(sp, now)
+	x.finishStatus(sp, a, code, x.errCode, now)
 	x.span, x.tctx, x.tr, x.troute = nil, nil, nil, ""
 }
 
@@ -399,15 +410,4 @@ func endAt(sp trace.Span, t time.Time) {
 		return
 	}
 	tracing.EndAt(sp, t)
-}
-
-func endSpan(sp trace.Span, err error) { endSpanAt(sp, err, time.Time{}) }
-
-// endSpanAt ends sp at end (zero: now), with status Error when err is not
-// nil.
-func endSpanAt(sp trace.Span, err error, end time.Time) {
-	if err != nil {
-		sp.SetStatus(codes.Error, Classify(err).Code)
-	}
-	endAt(sp, end)
 }

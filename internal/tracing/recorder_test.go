@@ -52,6 +52,12 @@ func script(tp trace.TracerProvider) {
 	unsampled := trace.ContextWithRemoteSpanContext(context.Background(), remote.WithTraceFlags(0))
 	_, c4 := tr.Start(unsampled, "unsampled", trace.WithTimestamp(t0))
 	c4.End(trace.WithTimestamp(t0))
+	// Finish: SetAttributes, SetStatus and End in one call (Provider's
+	// spans under one lock; the SDK's through the API).
+	_, c5 := tr.Start(ctx, "finished", trace.WithTimestamp(t0))
+	Finish(c5, []attribute.KeyValue{attribute.Int("n", 1), attribute.String("", "invalid"), attribute.Int("n", 2)},
+		codes.Error, "failed", t0.Add(time.Second))
+	Finish(c5, []attribute.KeyValue{attribute.Int("late", 1)}, codes.Ok, "", t0) // ended: no effect
 	root.End(trace.WithTimestamp(t0.Add(3 * time.Second)))
 }
 
@@ -361,12 +367,12 @@ func TestSpansBlock(t *testing.T) {
 	pctx := trace.ContextWithRemoteSpanContext(context.Background(), remote)
 	req := func() (root, c1, c2 trace.Span) {
 		b.Reset()
-		root = tr.StartIn(&b, pctx, nil, "root", time.Time{})
-		c1 = tr.StartIn(&b, context.Background(), root, "c1", time.Time{})
+		root = tr.StartIn(&b, pctx, nil, "root", time.Time{}, &cfg0)
+		c1 = tr.StartIn(&b, context.Background(), root, "c1", time.Time{}, &cfg0)
 		c1.SetAttributes(nameAttr...)
 		c1.End()
 		c1.SetAttributes(lateAttr...) // ended: no effect
-		c2 = tr.StartIn(&b, context.Background(), root, "c2", time.Time{})
+		c2 = tr.StartIn(&b, context.Background(), root, "c2", time.Time{}, &cfg0)
 		now := b.Now()
 		EndAt(c2, now)
 		EndAt(root, now)
@@ -399,10 +405,10 @@ func TestSpansBlock(t *testing.T) {
 	tp2 := NewProvider(mem, Options{})
 	tr2 := tp2.Tracer("t").(*tracer)
 	var b2 Spans
-	root = tr2.StartIn(&b2, pctx, nil, "root", time.Time{})
-	c1 = tr2.StartIn(&b2, context.Background(), root, "c1", time.Time{})
+	root = tr2.StartIn(&b2, pctx, nil, "root", time.Time{}, &cfg0)
+	c1 = tr2.StartIn(&b2, context.Background(), root, "c1", time.Time{}, &cfg0)
 	c1.End()
-	c2 = tr2.StartIn(&b2, context.Background(), root, "c2", time.Time{})
+	c2 = tr2.StartIn(&b2, context.Background(), root, "c2", time.Time{}, &cfg0)
 	now := b2.Now()
 	EndAt(c2, now)
 	EndAt(root, now)
@@ -444,3 +450,5 @@ var (
 	nameAttr = []attribute.KeyValue{attribute.String("name", "c1")}
 	lateAttr = []attribute.KeyValue{attribute.String("late", "x")}
 )
+
+var cfg0 = trace.NewSpanStartConfig()
