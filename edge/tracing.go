@@ -50,8 +50,11 @@ import (
 //
 // The server span keeps to 8 attributes on a success: a span record
 // (internal/tracing) holds 8 in place; past them they go to the heap.
-// Leaf spans (all but the server span) are opened without a context when
-// the provider allows (tracing.SpanStarter): a context is an allocation.
+// With the edge's provider (tracing.SpanStarter) a request's span handles
+// come from its exchange's tracing.Spans block, no span has a context
+// (a child names its parent), and the client's traceparent is read into
+// a span context (extractTraceparent): a traced request allocates nothing
+// (TestTracingOffAllocs). Another provider gets the trace API's calls.
 //
 // Off, the cost is one nil check per hook: no allocation
 // (TestTracingOffAllocs).
@@ -210,7 +213,6 @@ func (x *exchange) traceStart(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	x.tr = tr
-	parent := tr.prop.Extract(context.Background(), reqHeaders{&ctx.Request.Header})
 	name, ok := spanNames[string(ctx.Path())]
 	if ok {
 		x.troute = name[len("POST "):]
@@ -226,11 +228,84 @@ func (x *exchange) traceStart(ctx *fasthttp.RequestCtx) {
 			x.spans = new(tracing.Spans)
 		}
 		x.spans.Reset()
-		x.span = tr.leaf.StartIn(x.spans, parent, nil, name, x.start, &cfgServer)
+		var parent trace.Span
+		if sc := extractTraceparent(&ctx.Request.Header); sc.IsValid() {
+			parent = x.spans.Remote(sc)
+		}
+		x.span = tr.leaf.StartIn(x.spans, context.Background(), parent, name, x.start, &cfgServer)
 		return
 	}
+	parent := tr.prop.Extract(context.Background(), reqHeaders{&ctx.Request.Header})
 	x.tctx, x.span = tr.t.Start(parent, name, startServer...)
 }
+
+// extractTraceparent reads a client's W3C traceparent (and tracestate) as
+// propagation.TraceContext's Extract does (propagation/trace_context.go,
+// extract: version 00 exactly four fields and no reserved flag bit, a
+// higher version (not ff) more fields allowed, lower-case hex, only the
+// sampled and random flags kept, a tracestate that does not parse
+// ignored) but returns the span context itself, not a context carrying it
+// (two allocations). Invalid: none, or malformed. It keeps nothing of the
+// header's bytes (TestExtractMatchesSDK).
+func extractTraceparent(h *fasthttp.RequestHeader) trace.SpanContext {
+	v := h.Peek(traceparentHeader)
+	if len(v) == 0 {
+		return trace.SpanContext{}
+	}
+	var ver, flags [1]byte
+	var scc trace.SpanContextConfig
+	if !hexPart(ver[:], &v, 2) || ver[0] == 0xff {
+		return trace.SpanContext{}
+	}
+	if !hexPart(scc.TraceID[:], &v, 32) || !hexPart(scc.SpanID[:], &v, 16) || !hexPart(flags[:], &v, 2) {
+		return trace.SpanContext{}
+	}
+	if ver[0] == 0 && (len(v) != 0 || flags[0] > 3) {
+		return trace.SpanContext{}
+	}
+	scc.TraceFlags = trace.TraceFlags(flags[0]) & (trace.FlagsSampled | trace.FlagsRandom)
+	if ts := h.Peek("tracestate"); len(ts) > 0 {
+		scc.TraceState, _ = trace.ParseTraceState(string(ts))
+	}
+	scc.Remote = true
+	sc := trace.NewSpanContext(scc)
+	if !sc.IsValid() {
+		return trace.SpanContext{}
+	}
+	return sc
+}
+
+// hexPart decodes the next "-"-separated field of *v, which must be n
+// lower-case hex digits, into dst, and moves *v past it (extractPart's
+// rule: a field that is missing or of another length, or a character
+// that is not lower-case hex, fails).
+func hexPart(dst []byte, v *[]byte, n int) bool {
+	part, rest, _ := bytes.Cut(*v, dash)
+	*v = rest
+	if len(part) != n {
+		return false
+	}
+	bad := byte(0)
+	for i := 0; i < n; i += 2 {
+		hi, lo := hexRev[part[i]], hexRev[part[i+1]]
+		dst[i/2] = hi<<4 | lo
+		bad |= hi | lo
+	}
+	return bad&0xf0 == 0
+}
+
+var dash = []byte("-")
+
+// hexRev maps a lower-case hex digit to its value, anything else to 0xff.
+var hexRev = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i, c := range hexDigits {
+		t[c] = byte(i)
+	}
+	return t
+}()
 
 // child opens an internal child span of x's server span; nil when tracing
 // is off.

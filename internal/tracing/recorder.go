@@ -426,9 +426,19 @@ type SpanStarter interface {
 // handle may be another span's, which is why the caller must have
 // dropped it.
 type Spans struct {
-	base time.Time
-	n    int
-	h    [SpansPerBlock]span
+	base   time.Time
+	n      int
+	h      [SpansPerBlock]span
+	remote nonRecording // Remote's
+}
+
+// Remote returns a span standing for a remote parent, sc (a client's
+// traceparent), to pass StartIn as parent: what
+// trace.ContextWithRemoteSpanContext would carry, without the context
+// (two allocations). It is b's until the next Remote or Reset.
+func (b *Spans) Remote(sc trace.SpanContext) trace.Span {
+	b.remote = nonRecording{sc: sc.WithRemote(true)}
+	return &b.remote
 }
 
 // SpansPerBlock is how many spans a Spans block holds (the edge's five,
@@ -445,7 +455,7 @@ func (b *Spans) Reset() {
 		s.children.Store(0)
 		s.mu.Unlock()
 	}
-	b.n, b.base = 0, time.Time{}
+	b.n, b.base, b.remote = 0, time.Time{}, nonRecording{}
 }
 
 // Now returns the current time for a span of b: its first span's start
