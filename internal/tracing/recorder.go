@@ -393,8 +393,7 @@ func (t *tracer) Start(ctx context.Context, name string, opts ...trace.SpanStart
 }
 
 // StartSpan is Start without the returned context, for a span that has
-// no children: the context costs an allocation per span. The edge uses
-// it for its leaf spans when the provider has it (a SpanStarter).
+// no children: the context costs an allocation per span.
 func (t *tracer) StartSpan(ctx context.Context, name string, opts ...trace.SpanStartOption) trace.Span {
 	c := trace.NewSpanStartConfig(opts...)
 	if c.NewRoot() {
@@ -404,7 +403,8 @@ func (t *tracer) StartSpan(ctx context.Context, name string, opts ...trace.SpanS
 }
 
 // SpanStarter is a tracer that can open a span without returning its
-// context (Provider's tracers are).
+// context, and with its handle from a caller's Spans block (Provider's
+// tracers are; the edge uses StartIn when its provider has it).
 type SpanStarter interface {
 	StartSpan(ctx context.Context, name string, opts ...trace.SpanStartOption) trace.Span
 	StartIn(b *Spans, ctx context.Context, parent trace.Span, name string, at time.Time, c *trace.SpanConfig) trace.Span
