@@ -144,9 +144,10 @@ func TestSwapHotPathAllocations(t *testing.T) {
 // TestTracingOffAllocs: with no TracerProvider every tracing hook of the
 // request path (tracing.go) is a nil check: nothing is allocated. With
 // tracing on (the edge's provider, tracing.New, records reused as with
-// an OTLP exporter) the same hooks allocate no more than 8 times: the
-// five spans' handles, the server span's context, and the two of
-// extracting the client's traceparent (propagation.TraceContext).
+// an OTLP exporter) the same hooks allocate nothing either: the spans'
+// handles are the exchange's (tracing.Spans), the client's traceparent is
+// read into a span context, not a context (extractTraceparent), and the
+// server span has no context.
 func TestTracingOffAllocs(t *testing.T) {
 	var rc fasthttp.RequestCtx
 	rc.Request.Header.SetMethod("POST")
@@ -159,11 +160,11 @@ func TestTracingOffAllocs(t *testing.T) {
 	hooks := func(s *Server) func() {
 		x := new(exchange) // reused, as the Server's pool does (acquireExchange)
 		return func() {
-			*x = exchange{s: s, endpoint: endpointChat, op: fleet.KindChat, model: "qwen3:8b", asset: "qwen3:8b", attempts: 1, attrs: x.attrs[:0]}
+			*x = exchange{s: s, endpoint: endpointChat, op: fleet.KindChat, model: "qwen3:8b", asset: "qwen3:8b", attempts: 1, attrs: x.attrs[:0], spans: x.spans}
 			x.traceStart(&rc)
-			x.traceEval(x.child("policy.evaluate"), "go", nil)
+			x.traceEval(x.child("policy.evaluate"), "go", nil, time.Time{})
 			x.tracePlan(x.child("routing.plan"), &x.plan, nil)
-			x.traceAttempt(x.attemptSpan(c, 1, req), 200, nil)
+			x.traceAttempt(x.attemptSpan(c, 1, req, time.Time{}), 200, nil)
 			x.relay = x.child("stream.relay")
 			x.traceUsage(answer)
 			x.traceEnd(200)
@@ -180,14 +181,17 @@ func TestTracingOffAllocs(t *testing.T) {
 	var on Server
 	on.tr.Store(newEdgeTracer(tp))
 	// Warm the provider's pool of records (an exported span's record is
-	// reused), as a running edge's is.
+	// reused), as a running edge's is, and measure fewer requests than the
+	// flush returned to it: a record the export goroutine has not yet
+	// returned (it runs when it can) is the exporter's timing, not the
+	// hooks' allocation.
 	warm := hooks(&on)
 	for range 2000 {
 		warm()
 	}
 	tp.ForceFlush(context.Background())
-	if n := testing.AllocsPerRun(500, hooks(&on)); n > 8 {
-		t.Fatalf("tracing on: the hooks allocate %v per request, want at most 8", n)
+	if n := testing.AllocsPerRun(100, hooks(&on)); n != 0 {
+		t.Fatalf("tracing on: the hooks allocate %v per request, want none", n)
 	} else {
 		t.Logf("tracing on (always sampled, batch export): %v allocations per request", n)
 	}

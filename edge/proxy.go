@@ -20,6 +20,7 @@ import (
 	"github.com/geniehive/geniehive/edge/dialect"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/rawjson"
+	"github.com/geniehive/geniehive/internal/tracing"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/routing"
@@ -75,7 +76,8 @@ type exchange struct {
 
 	// OpenTelemetry (tracing.go): nil unless the Server traces.
 	tr                       *edgeTracer
-	tctx                     context.Context // carries span
+	tctx                     context.Context // carries span (a tracer other than tracing.Provider's)
+	spans                    *tracing.Spans  // the span handles of the request (tracing.Provider's), kept across requests
 	span                     trace.Span      // the server span
 	relay                    trace.Span      // the stream relay's span, while it runs
 	attemptSvc, attemptAsset string          // the current upstream.attempt's candidate
@@ -96,8 +98,8 @@ var (
 
 func (s *Server) acquireExchange(rt string, op fleet.Kind) *exchange {
 	x := exchangePool.Get().(*exchange)
-	dec, text, attrs := x.dec, x.text, x.attrs
-	*x = exchange{s: s, start: time.Now(), endpoint: rt, op: op, status: 200, text: text[:0], attrs: attrs[:0]}
+	dec, text, attrs, spans := x.dec, x.text, x.attrs, x.spans
+	*x = exchange{s: s, start: time.Now(), endpoint: rt, op: op, status: 200, text: text[:0], attrs: attrs[:0], spans: spans}
 	dec.Targets = dec.Targets[:0]
 	dec.Tried = dec.Tried[:0]
 	x.dec = dec
@@ -369,10 +371,11 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx, x *exchange, body []byte) erro
 	x.snap = s.watcher.Current()
 	e := s.Engine()
 	t0 := time.Now()
-	sp := x.child("policy.evaluate")
+	sp := x.childAt("policy.evaluate", t0) // the span's times are the metric's
 	err := e.Eval(ctx, in, &x.dec)
-	s.met.evalLatency(e.Name()).Observe(time.Since(t0).Seconds())
-	x.traceEval(sp, e.Name(), err)
+	el := time.Since(t0)
+	s.met.evalLatency(e.Name()).Observe(el.Seconds())
+	x.traceEval(sp, e.Name(), err, t0.Add(el))
 	if err != nil {
 		s.log.Error("policy evaluation failed", "err", err, "engine", e.Name())
 		return err
@@ -521,8 +524,8 @@ func (s *Server) attempt(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candi
 	req.Header.SetBytesV("X-Real-IP", ub.B)
 	putBuf(ub)
 	req.SetBodyRaw(upBody)
-	sp := x.attemptSpan(c, x.attempts, req)
 	x.upStart = time.Now()
+	sp := x.attemptSpan(c, x.attempts, req, x.upStart) // the span starts as the attempt's clock
 	if x.stream {
 		resp.StreamBody = true
 		err = uc.stream.DoDeadline(req, resp, x.upStart.Add(s.cfg.Timeouts.StreamMax))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"time"
 	"unsafe"
 
 	"github.com/valyala/fasthttp"
@@ -49,8 +50,11 @@ import (
 //
 // The server span keeps to 8 attributes on a success: a span record
 // (internal/tracing) holds 8 in place; past them they go to the heap.
-// Leaf spans (all but the server span) are opened without a context when
-// the provider allows (tracing.SpanStarter): a context is an allocation.
+// With the edge's provider (tracing.SpanStarter) a request's span handles
+// come from its exchange's tracing.Spans block, no span has a context
+// (a child names its parent), and the client's traceparent is read into
+// a span context (extractTraceparent): a traced request allocates nothing
+// (TestTracingOffAllocs). Another provider gets the trace API's calls.
 //
 // Off, the cost is one nil check per hook: no allocation
 // (TestTracingOffAllocs).
@@ -77,9 +81,9 @@ func newEdgeTracer(tp trace.TracerProvider) *edgeTracer {
 // startLeaf opens a span with no children of its own under x's server
 // span: without the context it would come with when the tracer can
 // (tracing.Provider's; the context is an allocation per span).
-func (x *exchange) startLeaf(name string, opts []trace.SpanStartOption) trace.Span {
+func (x *exchange) startLeaf(name string, at time.Time, opts []trace.SpanStartOption, c *trace.SpanConfig) trace.Span {
 	if x.tr.leaf != nil {
-		return x.tr.leaf.StartSpan(x.tctx, name, opts...)
+		return x.tr.leaf.StartIn(x.spans, context.Background(), x.span, name, at, c)
 	}
 	_, sp := x.tr.t.Start(x.tctx, name, opts...)
 	return sp
@@ -145,6 +149,10 @@ var (
 	startServer   = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
 	startInternal = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal)}
 	startClient   = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+	// The same, applied (tracing.SpanStarter's StartIn takes them so).
+	cfgServer   = trace.NewSpanStartConfig(startServer...)
+	cfgInternal = trace.NewSpanStartConfig(startInternal...)
+	cfgClient   = trace.NewSpanStartConfig(startClient...)
 )
 
 // GenAI semantic-convention attribute keys
@@ -205,28 +213,117 @@ func (x *exchange) traceStart(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	x.tr = tr
-	parent := tr.prop.Extract(context.Background(), reqHeaders{&ctx.Request.Header})
 	name, ok := spanNames[string(ctx.Path())]
 	if ok {
 		x.troute = name[len("POST "):]
 	} else {
 		name = "POST" // not an inference route (serveInference serves none other)
 	}
+	if tr.leaf != nil {
+		// The handles from x's block (the exchange's, kept with it in its
+		// pool); the server span starts when the exchange began (a clock
+		// read already taken) and needs no context: its children name it
+		// as their parent.
+		if x.spans == nil {
+			x.spans = new(tracing.Spans)
+		}
+		x.spans.Reset()
+		var parent trace.Span
+		if sc := extractTraceparent(&ctx.Request.Header); sc.IsValid() {
+			parent = x.spans.Remote(sc)
+		}
+		x.span = tr.leaf.StartIn(x.spans, context.Background(), parent, name, x.start, &cfgServer)
+		return
+	}
+	parent := tr.prop.Extract(context.Background(), reqHeaders{&ctx.Request.Header})
 	x.tctx, x.span = tr.t.Start(parent, name, startServer...)
 }
 
+// extractTraceparent reads a client's W3C traceparent (and tracestate) as
+// propagation.TraceContext's Extract does (propagation/trace_context.go,
+// extract: version 00 exactly four fields and no reserved flag bit, a
+// higher version (not ff) more fields allowed, lower-case hex, only the
+// sampled and random flags kept, a tracestate that does not parse
+// ignored) but returns the span context itself, not a context carrying it
+// (two allocations). Invalid: none, or malformed. It keeps nothing of the
+// header's bytes (TestExtractMatchesSDK).
+func extractTraceparent(h *fasthttp.RequestHeader) trace.SpanContext {
+	v := h.Peek(traceparentHeader)
+	if len(v) == 0 {
+		return trace.SpanContext{}
+	}
+	var ver, flags [1]byte
+	var scc trace.SpanContextConfig
+	if !hexPart(ver[:], &v, 2) || ver[0] == 0xff {
+		return trace.SpanContext{}
+	}
+	if !hexPart(scc.TraceID[:], &v, 32) || !hexPart(scc.SpanID[:], &v, 16) || !hexPart(flags[:], &v, 2) {
+		return trace.SpanContext{}
+	}
+	if ver[0] == 0 && (len(v) != 0 || flags[0] > 3) {
+		return trace.SpanContext{}
+	}
+	scc.TraceFlags = trace.TraceFlags(flags[0]) & (trace.FlagsSampled | trace.FlagsRandom)
+	if ts := h.Peek("tracestate"); len(ts) > 0 {
+		scc.TraceState, _ = trace.ParseTraceState(string(ts))
+	}
+	scc.Remote = true
+	sc := trace.NewSpanContext(scc)
+	if !sc.IsValid() {
+		return trace.SpanContext{}
+	}
+	return sc
+}
+
+// hexPart decodes the next "-"-separated field of *v, which must be n
+// lower-case hex digits, into dst, and moves *v past it (extractPart's
+// rule: a field that is missing or of another length, or a character
+// that is not lower-case hex, fails).
+func hexPart(dst []byte, v *[]byte, n int) bool {
+	part, rest, _ := bytes.Cut(*v, dash)
+	*v = rest
+	if len(part) != n {
+		return false
+	}
+	bad := byte(0)
+	for i := 0; i < n; i += 2 {
+		hi, lo := hexRev[part[i]], hexRev[part[i+1]]
+		dst[i/2] = hi<<4 | lo
+		bad |= hi | lo
+	}
+	return bad&0xf0 == 0
+}
+
+var dash = []byte("-")
+
+// hexRev maps a lower-case hex digit to its value, anything else to 0xff.
+var hexRev = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i, c := range hexDigits {
+		t[c] = byte(i)
+	}
+	return t
+}()
+
 // child opens an internal child span of x's server span; nil when tracing
 // is off.
-func (x *exchange) child(name string) trace.Span {
+func (x *exchange) child(name string) trace.Span { return x.childAt(name, time.Time{}) }
+
+// childAt is child starting at at (zero: now), a time the caller already
+// read (one clock read fewer).
+func (x *exchange) childAt(name string, at time.Time) trace.Span {
 	if x.span == nil {
 		return nil
 	}
-	return x.startLeaf(name, startInternal)
+	return x.startLeaf(name, at, startInternal, &cfgInternal)
 }
 
-// traceEval ends a policy.evaluate span with the engine that decided and
-// what it decided (a role the model resolved through, a denial).
-func (x *exchange) traceEval(sp trace.Span, engine string, err error) {
+// traceEval ends a policy.evaluate span at end (zero: now) with the engine
+// that decided and what it decided (a role the model resolved through, a
+// denial).
+func (x *exchange) traceEval(sp trace.Span, engine string, err error, end time.Time) {
 	if sp == nil {
 		return
 	}
@@ -236,8 +333,7 @@ func (x *exchange) traceEval(sp trace.Span, engine string, err error) {
 	} else if len(x.dec.Targets) > 0 && x.dec.Targets[0].Role != "" {
 		a = append(a, attrRole.String(x.dec.Targets[0].Role))
 	}
-	x.setAttrs(sp, a)
-	endSpan(sp, err)
+	x.endSpan(sp, a, err, end)
 }
 
 // tracePlan ends a routing.plan span with the router's strategy and
@@ -250,17 +346,17 @@ func (x *exchange) tracePlan(sp trace.Span, p *routing.Plan, err error) {
 	if p != nil && p.Strategy != "" {
 		a = append(a, attrStrategy.String(p.Strategy), attrCandidates.Int(len(p.Candidates)))
 	}
-	x.setAttrs(sp, a)
-	endSpan(sp, err)
+	x.endSpan(sp, a, err, time.Time{})
 }
 
 // attemptSpan opens an upstream.attempt span for candidate c, number n,
-// and puts its traceparent on the upstream request.
-func (x *exchange) attemptSpan(c *routing.Candidate, n int, req *fasthttp.Request) trace.Span {
+// starting at at (zero: now), and puts its traceparent on the upstream
+// request.
+func (x *exchange) attemptSpan(c *routing.Candidate, n int, req *fasthttp.Request, at time.Time) trace.Span {
 	if x.span == nil {
 		return nil
 	}
-	sp := x.startLeaf("upstream.attempt", startClient)
+	sp := x.startLeaf("upstream.attempt", at, startClient, &cfgClient)
 	injectTraceparent(sp.SpanContext(), &req.Header)
 	x.attemptSvc, x.attemptAsset, x.attemptN = c.Service.ID, c.Asset, n
 	return sp
@@ -278,14 +374,23 @@ func (x *exchange) traceAttempt(sp trace.Span, status int, err error) {
 	if err != nil {
 		a = append(a, attrErrorType.String(Classify(err).Code))
 	}
-	x.setAttrs(sp, a)
-	endSpan(sp, err)
+	x.endSpan(sp, a, err, time.Time{})
 }
 
-// setAttrs sets a, built in x.attrs, on sp (the SDK copies them) and keeps
-// the buffer for the next span of x's exchange.
-func (x *exchange) setAttrs(sp trace.Span, a []attribute.KeyValue) {
-	sp.SetAttributes(a...)
+// endSpan ends sp at end (zero: now) with the attributes a, built in
+// x.attrs (the record copies them), and status Error when err is not nil,
+// in one call (tracing.Finish: one lock); it keeps the buffer for the
+// next span of x's exchange.
+func (x *exchange) endSpan(sp trace.Span, a []attribute.KeyValue, err error, end time.Time) {
+	code, desc := codes.Unset, ""
+	if err != nil {
+		code, desc = codes.Error, Classify(err).Code
+	}
+	x.finishStatus(sp, a, code, desc, end)
+}
+
+func (x *exchange) finishStatus(sp trace.Span, a []attribute.KeyValue, code codes.Code, desc string, end time.Time) {
+	tracing.Finish(sp, a, code, desc, end)
 	clear(a) // no strings kept alive in the pooled exchange
 	x.attrs = a[:0]
 }
@@ -337,8 +442,14 @@ func (x *exchange) traceEnd(st int) {
 	if x.span == nil {
 		return
 	}
+	// The relay's span and the server span end at the same time: one
+	// clock read (by the block's clock) for both.
+	var now time.Time
+	if x.spans != nil && x.tr.leaf != nil {
+		now = x.spans.Now()
+	}
 	if x.relay != nil {
-		x.relay.End()
+		endAt(x.relay, now)
 		x.relay = nil
 	}
 	sp := x.span
@@ -359,17 +470,19 @@ func (x *exchange) traceEnd(st int) {
 	if x.outTokens > 0 {
 		a = append(a, attrOutputTokens.Int(x.outTokens))
 	}
-	x.setAttrs(sp, a)
+	code := codes.Unset
 	if st >= 500 {
-		sp.SetStatus(codes.Error, x.errCode)
+		code = codes.Error
 	}
-	sp.End()
+	x.finishStatus(sp, a, code, x.errCode, now)
 	x.span, x.tctx, x.tr, x.troute = nil, nil, nil, ""
 }
 
-func endSpan(sp trace.Span, err error) {
-	if err != nil {
-		sp.SetStatus(codes.Error, Classify(err).Code)
+// endAt ends sp at t (zero: now).
+func endAt(sp trace.Span, t time.Time) {
+	if t.IsZero() {
+		sp.End()
+		return
 	}
-	sp.End()
+	tracing.EndAt(sp, t)
 }

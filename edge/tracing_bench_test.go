@@ -164,12 +164,12 @@ func BenchmarkTracingHooks(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		*x = exchange{s: &s, endpoint: endpointChat, op: fleet.KindChat, model: "qwen3:8b", asset: "qwen3:8b", attempts: 1,
-			service: "gpu1/chat", stream: true, attrs: x.attrs[:0]}
+			service: "gpu1/chat", stream: true, attrs: x.attrs[:0], spans: x.spans}
 		x.plan.Strategy = "balanced"
 		x.traceStart(&rc)
-		x.traceEval(x.child("policy.evaluate"), "go", nil)
+		x.traceEval(x.child("policy.evaluate"), "go", nil, time.Time{})
 		x.tracePlan(x.child("routing.plan"), &x.plan, nil)
-		x.traceAttempt(x.attemptSpan(c, 1, req), 200, nil)
+		x.traceAttempt(x.attemptSpan(c, 1, req, time.Time{}), 200, nil)
 		x.relay = x.child("stream.relay")
 		x.traceUsage(answer)
 		x.traceEnd(200)

@@ -150,6 +150,27 @@ func TestTracingSpanTree(t *testing.T) {
 			(stream && len(byName["stream.relay"]) != 1) {
 			t.Fatalf("stream=%v: children %v, want %v", stream, names(spans), wantKids)
 		}
+		// The times, from the request's one clock (tracing.Spans): every
+		// child within the server span, each step after the one before,
+		// the relay ending with the server span.
+		for _, sp := range spans {
+			if sp.EndTime.Before(sp.StartTime) || sp.StartTime.Before(server.StartTime) || sp.EndTime.After(server.EndTime) {
+				t.Errorf("stream=%v: %s [%v, %v] not within the server span [%v, %v]", stream, sp.Name,
+					sp.StartTime, sp.EndTime, server.StartTime, server.EndTime)
+			}
+		}
+		ev, pl := byName["policy.evaluate"][0], byName["routing.plan"][0]
+		if pl.StartTime.Before(ev.EndTime) {
+			t.Errorf("stream=%v: routing.plan starts %v before policy.evaluate ends %v", stream, pl.StartTime, ev.EndTime)
+		}
+		for _, a := range byName["upstream.attempt"] {
+			if a.StartTime.Before(pl.EndTime) {
+				t.Errorf("stream=%v: upstream.attempt starts %v before routing.plan ends %v", stream, a.StartTime, pl.EndTime)
+			}
+		}
+		if stream && !byName["stream.relay"][0].EndTime.Equal(server.EndTime) {
+			t.Errorf("stream.relay ends %v, the server span %v: want together", byName["stream.relay"][0].EndTime, server.EndTime)
+		}
 		// Failover: attempt 1 at the dead gpu0 failed, attempt 2 at gpu1 answered.
 		var live tracetest.SpanStub
 		for _, a := range byName["upstream.attempt"] {
@@ -410,5 +431,59 @@ func TestExtractKeepsNoHeaderBytes(t *testing.T) {
 	rc.Request.Header.Set("tracestate", "zzzzzz=zzz")
 	if sc.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || sc.TraceState().String() != before {
 		t.Fatalf("the extracted span context changed with the header: %v %q", sc, sc.TraceState().String())
+	}
+}
+
+// extractTraceparent reads what propagation.TraceContext's Extract reads,
+// valid or not, and keeps nothing of the header's bytes.
+func TestExtractMatchesSDK(t *testing.T) {
+	const tid, sid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	cases := []struct{ tp, ts string }{
+		{"", ""},
+		{"00-" + tid + "-" + sid + "-01", ""},
+		{"00-" + tid + "-" + sid + "-00", ""},
+		{"00-" + tid + "-" + sid + "-03", "vendor=abc,other=x"},
+		{"00-" + tid + "-" + sid + "-01", "not a tracestate"},
+		{"00-" + tid + "-" + sid + "-04", ""},                  // reserved flag bit in version 00
+		{"00-" + tid + "-" + sid + "-01-extra", ""},            // extra field in version 00
+		{"01-" + tid + "-" + sid + "-05-extra", ""},            // a later version may add fields
+		{"01-" + tid + "-" + sid + "-09", ""},                  // and flags
+		{"fe-" + tid + "-" + sid + "-01", ""},                  // the highest version
+		{"ff-" + tid + "-" + sid + "-01", ""},                  // an invalid version
+		{"00-" + strings.ToUpper(tid) + "-" + sid + "-01", ""}, // upper-case hex
+		{"00-00000000000000000000000000000000-" + sid + "-01", ""},
+		{"00-" + tid + "-0000000000000000-01", ""},
+		{"00-" + tid[:31] + "-" + sid + "-01", ""},
+		{"00-" + tid + "-" + sid + "-1", ""},
+		{"00-" + tid + "-" + sid, ""},
+		{"0-" + tid + "-" + sid + "-01", ""},
+		{"00_" + tid + "-" + sid + "-01", ""},
+		{"00-" + tid + "-" + sid + "-0g", ""},
+		{"00-" + tid + "x" + sid + "-01", ""},
+		{"-", ""},
+	}
+	var prop propagation.TraceContext
+	for _, c := range cases {
+		var h fasthttp.RequestHeader
+		if c.tp != "" {
+			h.Set("traceparent", c.tp)
+		}
+		if c.ts != "" {
+			h.Set("tracestate", c.ts)
+		}
+		want := trace.SpanContextFromContext(prop.Extract(context.Background(), reqHeaders{&h}))
+		got := extractTraceparent(&h)
+		if !got.Equal(want) || got.IsRemote() != want.IsRemote() {
+			t.Errorf("traceparent %q tracestate %q: got %v, the SDK reads %v", c.tp, c.ts, got, want)
+		}
+		if !got.IsValid() {
+			continue
+		}
+		wantTS := got.TraceState().String()
+		h.Set("traceparent", strings.Repeat("f", len(c.tp)))
+		h.Set("tracestate", strings.Repeat("z", len(c.ts)))
+		if got.TraceState().String() != wantTS || !got.Equal(want) {
+			t.Errorf("traceparent %q: the span context changed with the header's bytes", c.tp)
+		}
 	}
 }

@@ -52,6 +52,12 @@ func script(tp trace.TracerProvider) {
 	unsampled := trace.ContextWithRemoteSpanContext(context.Background(), remote.WithTraceFlags(0))
 	_, c4 := tr.Start(unsampled, "unsampled", trace.WithTimestamp(t0))
 	c4.End(trace.WithTimestamp(t0))
+	// Finish: SetAttributes, SetStatus and End in one call (Provider's
+	// spans under one lock; the SDK's through the API).
+	_, c5 := tr.Start(ctx, "finished", trace.WithTimestamp(t0))
+	Finish(c5, []attribute.KeyValue{attribute.Int("n", 1), attribute.String("", "invalid"), attribute.Int("n", 2)},
+		codes.Error, "failed", t0.Add(time.Second))
+	Finish(c5, []attribute.KeyValue{attribute.Int("late", 1)}, codes.Ok, "", t0) // ended: no effect
 	root.End(trace.WithTimestamp(t0.Add(3 * time.Second)))
 }
 
@@ -287,3 +293,162 @@ func TestSamplerFromEnv(t *testing.T) {
 		}
 	}
 }
+
+// countingExporter counts the spans it is given.
+type countingExporter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (e *countingExporter) CopiesSpans() bool { return true }
+func (e *countingExporter) ExportSpans(_ context.Context, ss []sdktrace.ReadOnlySpan) error {
+	e.mu.Lock()
+	e.n += len(ss)
+	e.mu.Unlock()
+	return nil
+}
+func (e *countingExporter) Shutdown(context.Context) error { return nil }
+
+// Every span that ends while Shutdown runs, or after it, is either
+// exported or counted dropped: none is lost between the last drain and
+// the provider's stop. Run with -race.
+func TestShutdownLosesNoSpan(t *testing.T) {
+	for round := range 20 {
+		exp := &countingExporter{}
+		tp := NewProvider(exp, Options{MaxQueueSize: 1 << 16})
+		tr := tp.Tracer("t")
+		var wg sync.WaitGroup
+		var ended [4]int
+		started := make(chan struct{}, len(ended))
+		for w := range ended {
+			wg.Go(func() {
+				for i := range 3000 {
+					_, sp := tr.Start(context.Background(), "x")
+					sp.End()
+					ended[w]++
+					if i == 100 {
+						started <- struct{}{}
+					}
+				}
+			})
+		}
+		for range ended {
+			<-started
+		}
+		if err := tp.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		total := 0
+		for _, n := range ended {
+			total += n
+		}
+		exp.mu.Lock()
+		got := exp.n
+		exp.mu.Unlock()
+		if got+int(tp.Dropped()) != total {
+			t.Fatalf("round %d: exported %d + dropped %d != %d ended", round, got, tp.Dropped(), total)
+		}
+	}
+}
+
+// A Spans block hands out its handles without allocating (records reused
+// as with an OTLP exporter), builds the same tree as Start (parents,
+// child counts, one trace), times spans by the block's clock (each end at
+// or after its start), and a call on an ended span writes nothing.
+func TestSpansBlock(t *testing.T) {
+	exp := &copyingExporter{got: map[string]string{}}
+	tp := NewProvider(exp, Options{})
+	defer tp.Shutdown(context.Background())
+	tr := tp.Tracer("t").(*tracer)
+	var b Spans
+	remote := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2},
+		TraceFlags: trace.FlagsSampled, Remote: true})
+	pctx := trace.ContextWithRemoteSpanContext(context.Background(), remote)
+	req := func() (root, c1, c2 trace.Span) {
+		b.Reset()
+		root = tr.StartIn(&b, pctx, nil, "root", time.Time{}, &cfg0)
+		c1 = tr.StartIn(&b, context.Background(), root, "c1", time.Time{}, &cfg0)
+		c1.SetAttributes(nameAttr...)
+		c1.End()
+		c1.SetAttributes(lateAttr...) // ended: no effect
+		c2 = tr.StartIn(&b, context.Background(), root, "c2", time.Time{}, &cfg0)
+		now := b.Now()
+		EndAt(c2, now)
+		EndAt(root, now)
+		return root, c1, c2
+	}
+	for range 1000 { // warm the record pool
+		req()
+	}
+	tp.ForceFlush(context.Background())
+	if n := testing.AllocsPerRun(200, func() { req() }); n != 0 && !raceEnabled {
+		t.Fatalf("a request of three spans in a block allocates %v", n)
+	}
+	root, c1, c2 := req()
+	rs, r1, r2 := root.(*span), c1.(*span), c2.(*span)
+	if rs.b != &b || r1.b != &b || r2.b != &b {
+		t.Fatal("handles not from the block")
+	}
+	if r1.r != nil || c1.IsRecording() {
+		t.Fatal("an ended span still holds its record")
+	}
+	tp.ForceFlush(context.Background())
+	exp.mu.Lock()
+	got := exp.got["c1"]
+	exp.mu.Unlock()
+	if want := fmt.Sprint(nameAttr); got != want {
+		t.Fatalf("c1 exported with %s, want %s (a call after End wrote into its record)", got, want)
+	}
+	// The tree, as exported.
+	mem := tracetestExporter()
+	tp2 := NewProvider(mem, Options{})
+	tr2 := tp2.Tracer("t").(*tracer)
+	var b2 Spans
+	root = tr2.StartIn(&b2, pctx, nil, "root", time.Time{}, &cfg0)
+	c1 = tr2.StartIn(&b2, context.Background(), root, "c1", time.Time{}, &cfg0)
+	c1.End()
+	c2 = tr2.StartIn(&b2, context.Background(), root, "c2", time.Time{}, &cfg0)
+	now := b2.Now()
+	EndAt(c2, now)
+	EndAt(root, now)
+	defer tp2.Shutdown(context.Background())
+	if err := tp2.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	spans := mem.GetSpans()
+	if len(spans) != 3 {
+		t.Fatalf("%d spans exported, want 3", len(spans))
+	}
+	byName := map[string]tracetest.SpanStub{}
+	for _, s := range spans {
+		byName[s.Name] = s
+		if s.SpanContext.TraceID() != remote.TraceID() {
+			t.Fatalf("%s: trace %s, want the remote parent's", s.Name, s.SpanContext.TraceID())
+		}
+		if s.EndTime.Before(s.StartTime) {
+			t.Fatalf("%s ends %v before its start %v", s.Name, s.EndTime, s.StartTime)
+		}
+	}
+	if byName["root"].Parent.SpanID() != remote.SpanID() || byName["root"].ChildSpanCount != 2 {
+		t.Fatalf("root: parent %s, %d children", byName["root"].Parent.SpanID(), byName["root"].ChildSpanCount)
+	}
+	for _, n := range []string{"c1", "c2"} {
+		if byName[n].Parent.SpanID() != byName["root"].SpanContext.SpanID() {
+			t.Fatalf("%s: parent %s, want root", n, byName[n].Parent.SpanID())
+		}
+	}
+	if !byName["c2"].EndTime.Equal(byName["root"].EndTime) || byName["root"].StartTime.After(byName["c1"].StartTime) {
+		t.Fatal("EndAt: c2 and root do not end at the same time, or root starts after its child")
+	}
+}
+
+func tracetestExporter() *tracetest.InMemoryExporter { return tracetest.NewInMemoryExporter() }
+
+// Built once: a variadic argument built per call is an allocation.
+var (
+	nameAttr = []attribute.KeyValue{attribute.String("name", "c1")}
+	lateAttr = []attribute.KeyValue{attribute.String("late", "x")}
+)
+
+var cfg0 = trace.NewSpanStartConfig()
