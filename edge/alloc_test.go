@@ -190,8 +190,8 @@ func TestTracingOffAllocs(t *testing.T) {
 		warm()
 	}
 	tp.ForceFlush(context.Background())
-	if n := testing.AllocsPerRun(100, hooks(&on)); n != 0 {
-		t.Fatalf("tracing on: the hooks allocate %v per request, want none", n)
+	if n := testing.AllocsPerRun(100, hooks(&on)); n > 1 {
+		t.Fatalf("tracing on: the hooks allocate %v per request, want at most 1 (the request's block of span handles)", n)
 	} else {
 		t.Logf("tracing on (always sampled, batch export): %v allocations per request", n)
 	}

@@ -77,7 +77,7 @@ type exchange struct {
 	// OpenTelemetry (tracing.go): nil unless the Server traces.
 	tr                       *edgeTracer
 	tctx                     context.Context // carries span (a tracer other than tracing.Provider's)
-	spans                    *tracing.Spans  // the span handles of the request (tracing.Provider's), kept across requests
+	spans                    *tracing.Spans  // the span handles of the request (tracing.Provider's), new for each traced request
 	span                     trace.Span      // the server span
 	relay                    trace.Span      // the stream relay's span, while it runs
 	attemptSvc, attemptAsset string          // the current upstream.attempt's candidate
@@ -98,8 +98,8 @@ var (
 
 func (s *Server) acquireExchange(rt string, op fleet.Kind) *exchange {
 	x := exchangePool.Get().(*exchange)
-	dec, text, attrs, spans := x.dec, x.text, x.attrs, x.spans
-	*x = exchange{s: s, start: time.Now(), endpoint: rt, op: op, status: 200, text: text[:0], attrs: attrs[:0], spans: spans}
+	dec, text, attrs := x.dec, x.text, x.attrs
+	*x = exchange{s: s, start: time.Now(), endpoint: rt, op: op, status: 200, text: text[:0], attrs: attrs[:0]}
 	dec.Targets = dec.Targets[:0]
 	dec.Tried = dec.Tried[:0]
 	x.dec = dec

@@ -220,14 +220,15 @@ func (x *exchange) traceStart(ctx *fasthttp.RequestCtx) {
 		name = "POST" // not an inference route (serveInference serves none other)
 	}
 	if tr.leaf != nil {
-		// The handles from x's block (the exchange's, kept with it in its
-		// pool); the server span starts when the exchange began (a clock
-		// read already taken) and needs no context: its children name it
-		// as their parent.
-		if x.spans == nil {
-			x.spans = new(tracing.Spans)
-		}
-		x.spans.Reset()
+		// The handles come from a block of this request's own; the server
+		// span starts when the exchange began (a clock read already taken)
+		// and needs no context: its children name it as their parent. The
+		// block is new for every traced request, not kept with the pooled
+		// exchange: a reused block would hand a span's handle to the next
+		// request's span, so a handle kept past its request by mistake (a
+		// goroutine outliving the exchange) would write into another
+		// request's trace. One allocation per traced request buys that.
+		x.spans = new(tracing.Spans)
 		var parent trace.Span
 		if sc := extractTraceparent(&ctx.Request.Header); sc.IsValid() {
 			parent = x.spans.Remote(sc)
