@@ -35,6 +35,7 @@ package tracing
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -71,6 +72,9 @@ func FromEnv(ctx context.Context, service string) (trace.TracerProvider, func(co
 	if proto == "" {
 		proto = os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
 	}
+	if err := checkEndpoint(); err != nil {
+		return nil, nil, err
+	}
 	var (
 		ex  sdktrace.SpanExporter
 		err error
@@ -91,6 +95,26 @@ func FromEnv(ctx context.Context, service string) (trace.TracerProvider, func(co
 		return nil, nil, err
 	}
 	return tp, tp.Shutdown, nil
+}
+
+// checkEndpoint refuses an OTLP endpoint the exporters would take and then
+// fail on at every export (they log "parse url" once, through their own
+// logger, and the edge would run without the traces it was told to send):
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and OTEL_EXPORTER_OTLP_ENDPOINT must be
+// http:// or https:// URLs with a host, as the OpenTelemetry specification
+// has them for both protocols.
+func checkEndpoint() error {
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"} {
+		v := strings.TrimSpace(os.Getenv(name))
+		if v == "" {
+			continue
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%s=%q: want an http:// or https:// URL with a host, e.g. http://collector:4318", name, v)
+		}
+	}
+	return nil
 }
 
 // New returns the Provider FromEnv builds, exporting to exp: the sampler
