@@ -32,6 +32,12 @@ var swapModels = []string{"m1:latest", "m2:latest", "m3:latest", "m4:latest", "m
 
 // swapYAML is the edges' configuration with swapping on or off; the swap
 // timings follow the phase so an idle model is unloadable within a phase.
+// swap.wait is five phases: a request for a model that has just gone cold
+// (the hot set flipped as it arrived) competes with three hot models for
+// two slots per node, and may wait out a whole phase, the other set's
+// min_residency and its own load before it is served; at 5s (2.5 phases)
+// a CI run on a loaded machine saw 3 of 3,287 requests give up with 503
+// model_loading in that race (README's default is 30s).
 func swapYAML(on bool) string {
 	return edgeYAML + fmt.Sprintf(`swap:
   enabled: %v
@@ -41,8 +47,8 @@ func swapYAML(on bool) string {
   idle: %s
   cooldown: 100ms
   command_timeout: 5s
-  wait: 5s
-`, on, swapPhase/3, swapPhase/3)
+  wait: %s
+`, on, swapPhase/3, swapPhase/3, 5*swapPhase)
 }
 
 // rotationRun is what one run of the workload measured: by the clients
