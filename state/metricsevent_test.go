@@ -18,15 +18,9 @@ import (
 
 // gpuNode is a node of n services (two assets each) and two GPUs.
 func gpuNode(id string, n int) *fleet.NodeState {
-	st := &fleet.NodeState{Host: fleet.Host{ID: id, StartedAt: time.Now().Add(-time.Hour), UpdatedAt: time.Now(),
-		GPUs: []fleet.GPU{{Index: 0, Name: "L4", VRAMTotalBytes: 24 << 30}, {Index: 1, Name: "L4", VRAMTotalBytes: 24 << 30}}}}
-	for i := 0; i < n; i++ {
-		name := fmt.Sprintf("s%d", i)
-		st.Services = append(st.Services, fleet.Service{
-			ID: id + "/" + name, HostID: id, Name: name, Kind: fleet.KindChat, Endpoint: "http://127.0.0.1:1",
-			Healthy: true, Assets: []fleet.Asset{{Name: "shared", Family: "llama", Loaded: true}, {Name: "own-" + id + "-" + name, Loaded: true}},
-		})
-	}
+	st := fleetNode(id, n)
+	st.Host.StartedAt = time.Now().Add(-time.Hour)
+	st.Host.GPUs = []fleet.GPU{{Index: 0, Name: "L4", VRAMTotalBytes: 24 << 30}, {Index: 1, Name: "L4", VRAMTotalBytes: 24 << 30}}
 	return st
 }
 
