@@ -427,12 +427,20 @@ func TestSwapNodeDiesMidSwap(t *testing.T) {
 	if err := h.st.WriteHeartbeat(context.Background(), ghost, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	go func() { // until the edge's snapshot has the ghost (404 before)
-		for i := 0; i < 100; i++ {
-			if code, _ := chat(h.edges[1], "m9:latest"); code != 404 {
+	go func() {
+		// Demand for m9 until a load is sent to the ghost: 404 until the
+		// edge's snapshot has the ghost, then requests that wait (swap.wait)
+		// for a load. One waiting request alone can end before the
+		// controller that holds the lease reads the usage it was counted
+		// in (a CI run saw no command sent), so they continue (at most 20s).
+		for end := time.Now().Add(20 * time.Second); time.Now().Before(end); {
+			recs, _ := h.st.SwapRecords(context.Background(), 0) // not h.records: no t.Fatal off the test's goroutine
+			if find(recs, func(r fleet.SwapRecord) bool { return r.Event == "sent" && r.Service == "ghost/ollama" }) != nil {
 				return
 			}
-			time.Sleep(50 * time.Millisecond)
+			if code, _ := chat(h.edges[1], "m9:latest"); code == 404 {
+				time.Sleep(50 * time.Millisecond)
+			}
 		}
 	}()
 	defer func() {
