@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"reflect"
 	"strconv"
 	"strings"
@@ -60,13 +61,19 @@ type FleetConfig struct {
 
 // FleetReport is what a fleet run measured.
 type FleetReport struct {
-	Nodes          int     `json:"nodes"`
-	Services       int     `json:"services"`
-	Assets         int     `json:"assets"`
-	IntervalS      float64 `json:"interval_s"`
-	ElapsedS       float64 `json:"elapsed_s"`
-	Heartbeats     uint64  `json:"heartbeats"`
-	Errors         uint64  `json:"errors"`
+	Nodes      int     `json:"nodes"`
+	Services   int     `json:"services"`
+	Assets     int     `json:"assets"`
+	IntervalS  float64 `json:"interval_s"`
+	ElapsedS   float64 `json:"elapsed_s"`
+	Heartbeats uint64  `json:"heartbeats"`
+	Errors     uint64  `json:"errors"`
+	// Timeouts are the errors that were a heartbeat's write missing its
+	// deadline (the agent's: the interval, at most 5s); the rest of
+	// Errors were refused or failed writes. FirstError is the first
+	// error's text.
+	Timeouts       uint64  `json:"timeouts"`
+	FirstError     string  `json:"first_error,omitempty"`
 	HeartbeatBytes float64 `json:"heartbeat_bytes_mean"` // JSON value size
 	// Write is the heartbeat's MULTI/EXEC round trip.
 	Write *LatencySummary `json:"write"`
@@ -261,7 +268,8 @@ func RunFleet(ctx context.Context, st *state.Store, cfg FleetConfig) (*FleetRepo
 	rctx, cancel := context.WithTimeout(ctx, cfg.Warmup+cfg.Duration)
 	defer cancel()
 	writeH := NewHistogram()
-	var beats, errs atomic.Uint64
+	var beats, errs, timeouts atomic.Uint64
+	var firstErr atomic.Pointer[string]
 	var measuring atomic.Bool
 	var redis0 *RedisUsage
 	var mstart time.Time
@@ -285,6 +293,11 @@ func RunFleet(ctx context.Context, st *state.Store, cfg FleetConfig) (*FleetRepo
 				case err != nil:
 					if rctx.Err() == nil {
 						errs.Add(1)
+						if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+							timeouts.Add(1)
+						}
+						msg := err.Error()
+						firstErr.CompareAndSwap(nil, &msg)
 					}
 				default:
 					writeH.Record(took)
@@ -347,7 +360,10 @@ loop:
 	}
 	rep.ElapsedS = time.Since(mstart).Seconds()
 	rep.Processes = pw.results()
-	rep.Heartbeats, rep.Errors = beats.Load(), errs.Load()
+	rep.Heartbeats, rep.Errors, rep.Timeouts = beats.Load(), errs.Load(), timeouts.Load()
+	if p := firstErr.Load(); p != nil {
+		rep.FirstError = *p
+	}
 	rep.Write = writeH.Summary()
 	rep.Redis = readRedisUsage(ctx, st.Client()).minus(redis0, rep.ElapsedS)
 	if obs != nil {
@@ -536,4 +552,11 @@ func jsonSize(st *fleet.NodeState) (int, error) {
 // map when no node changed).
 func sameMap(a, b map[string]*fleet.HostEntry) bool {
 	return b != nil && reflect.ValueOf(a).Pointer() == reflect.ValueOf(b).Pointer()
+}
+
+// isTimeout: a network deadline (go-redis returns the net error when a
+// reply misses its read deadline rather than the context's error).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -175,6 +175,9 @@ func (f *loadFleetFlags) check() error {
 func printFleetReport(r *loadtest.FleetReport) {
 	fmt.Printf("fleet: %d nodes x %d services x %d assets, interval %gs, %.1fs: %d heartbeats (%.1f/s), %d errors, %.0f bytes each\n",
 		r.Nodes, r.Services, r.Assets, r.IntervalS, r.ElapsedS, r.Heartbeats, float64(r.Heartbeats)/r.ElapsedS, r.Errors, r.HeartbeatBytes)
+	if r.Errors > 0 {
+		fmt.Printf("  errors: %d timeouts; first: %s\n", r.Timeouts, r.FirstError)
+	}
 	ms := func(us float64) string { return strconv.FormatFloat(us/1000, 'f', 2, 64) + "ms" }
 	if w := r.Write; w != nil {
 		fmt.Printf("  write (MULTI/EXEC)      p50 %s  p99 %s  max %s\n", ms(w.P50), ms(w.P99), ms(w.Max))
