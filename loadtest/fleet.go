@@ -35,7 +35,10 @@ type FleetConfig struct {
 	// Duration bounds the run (default 30s); the run also ends with ctx.
 	Duration time.Duration
 	// Warmup is the unmeasured start, in which every node joins (the fleet
-	// appearing is not churn): default one Interval plus a second. The
+	// appearing is not churn): default one Interval plus a second. It lasts
+	// longer while a node has not written its first heartbeat, or the
+	// observer (Observe) does not yet hold every node, by at most
+	// MaxJoinWait (a starved machine must not turn joins into churn). The
 	// figures (heartbeats, latencies, CPU, Redis) cover Duration after it.
 	Warmup time.Duration
 	// HostPrefix names the hosts (<prefix>00001, …). Default "fleet-".
@@ -144,12 +147,17 @@ func (c *FleetConfig) defaults() error {
 
 // simNode is one simulated node agent.
 type simNode struct {
-	cfg   nodeagent.Config
-	st    fleet.NodeState
-	beats state.Beats
-	next  time.Time
-	idx   int // heap index
+	cfg    nodeagent.Config
+	st     fleet.NodeState
+	beats  state.Beats
+	next   time.Time
+	idx    int  // heap index
+	joined bool // a heartbeat of it was written
 }
+
+// MaxJoinWait bounds how far the warm-up extends past FleetConfig.Warmup
+// while the fleet is still joining; the run then measures anyway.
+const MaxJoinWait = 30 * time.Second
 
 type nodeHeap []*simNode
 
@@ -265,8 +273,22 @@ func RunFleet(ctx context.Context, st *state.Store, cfg FleetConfig) (*FleetRepo
 	}
 	pw := startWatch(cfg.Watch)
 	defer pw.stop()
-	rctx, cancel := context.WithTimeout(ctx, cfg.Warmup+cfg.Duration)
+	// The run ends Duration after the warm-up, which ends at Warmup or,
+	// while the fleet is still joining, up to MaxJoinWait later.
+	rctx, cancel := context.WithTimeout(ctx, cfg.Warmup+MaxJoinWait+cfg.Duration)
 	defer cancel()
+	mctx, mcancel := context.WithCancel(rctx)
+	defer mcancel()
+	var joined atomic.Int64
+	nodes[0].joined = true // the first heartbeat above
+	joined.Store(1)
+	joinedAll := func() bool {
+		if joined.Load() < int64(cfg.Nodes) {
+			return false
+		}
+		return obs == nil || obs.holds(cfg.HostPrefix, cfg.Nodes)
+	}
+	warmEnd := time.Now().Add(cfg.Warmup + MaxJoinWait)
 	writeH := NewHistogram()
 	var beats, errs, timeouts atomic.Uint64
 	var firstErr atomic.Pointer[string]
@@ -286,12 +308,16 @@ func RunFleet(ctx context.Context, st *state.Store, cfg FleetConfig) (*FleetRepo
 			for n := range work {
 				n.beat(wr)
 				t0 := time.Now()
-				err := nodeagent.WriteBeat(rctx, st, &n.st, n.cfg, &n.beats)
+				err := nodeagent.WriteBeat(mctx, st, &n.st, n.cfg, &n.beats)
 				took := time.Since(t0)
+				if err == nil && !n.joined {
+					n.joined = true
+					joined.Add(1)
+				}
 				switch {
 				case !measuring.Load():
 				case err != nil:
-					if rctx.Err() == nil {
+					if mctx.Err() == nil {
 						errs.Add(1)
 						if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 							timeouts.Add(1)
@@ -329,14 +355,19 @@ loop:
 		}
 		timer.Reset(max(wait, time.Millisecond))
 		select {
-		case <-rctx.Done():
+		case <-mctx.Done():
 			break loop
 		case n := <-done:
 			out--
 			heap.Push(&nodes, n)
 		case <-timer.C:
 		case <-warm.C:
+			if !joinedAll() && time.Now().Before(warmEnd) {
+				warm.Reset(50 * time.Millisecond)
+				continue
+			}
 			// The fleet has joined: measure from here.
+			time.AfterFunc(cfg.Duration, mcancel)
 			redis0 = readRedisUsage(ctx, st.Client())
 			pw.reset()
 			if obs != nil {
@@ -559,4 +590,19 @@ func sameMap(a, b map[string]*fleet.HostEntry) bool {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// holds: the observer's current snapshot has n hosts named with prefix.
+func (o *fleetObserver) holds(prefix string, n int) bool {
+	snap := o.w.Current()
+	if snap == nil {
+		return false
+	}
+	c := 0
+	for id := range snap.Hosts {
+		if strings.HasPrefix(id, prefix) {
+			c++
+		}
+	}
+	return c >= n
 }
