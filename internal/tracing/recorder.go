@@ -738,6 +738,12 @@ func (s *span) SetAttributes(kv ...attribute.KeyValue) {
 }
 
 func (r *record) setAttributes(kv []attribute.KeyValue) {
+	if len(r.attrs) == 0 && len(kv) <= attrLimit && distinctValid(kv) {
+		// The common case (the edge's spans get all their attributes in
+		// one call): one bulk copy, not one per attribute.
+		r.attrs = append(r.attrs, kv...)
+		return
+	}
 next:
 	for _, a := range kv {
 		if !a.Valid() {
@@ -756,6 +762,22 @@ next:
 		}
 		r.attrs = append(r.attrs, a)
 	}
+}
+
+// distinctValid reports whether every attribute of kv is valid and of a
+// key no other has.
+func distinctValid(kv []attribute.KeyValue) bool {
+	for i := range kv {
+		if !kv[i].Valid() {
+			return false
+		}
+		for j := range i {
+			if kv[j].Key == kv[i].Key {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // SetStatus sets the status as the SDK does: Ok is final, Error replaces
