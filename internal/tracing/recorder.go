@@ -320,7 +320,9 @@ func (p *Provider) export(batch []sdktrace.ReadOnlySpan) []sdktrace.ReadOnlySpan
 	return batch[:0]
 }
 
-// ForceFlush exports every span ended before it was called.
+// ForceFlush exports every span ended before it was called, but for a
+// Spans block's spans still waiting for the block's first span to end
+// (see Spans).
 func (p *Provider) ForceFlush(ctx context.Context) error {
 	reply := make(chan struct{})
 	select {
