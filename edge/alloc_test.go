@@ -160,14 +160,14 @@ func TestTracingOffAllocs(t *testing.T) {
 	hooks := func(s *Server) func() {
 		x := new(exchange) // reused, as the Server's pool does (acquireExchange)
 		return func() {
-			*x = exchange{s: s, endpoint: endpointChat, op: fleet.KindChat, model: "qwen3:8b", asset: "qwen3:8b", attempts: 1, attrs: x.attrs[:0], spans: x.spans}
+			*x = exchange{s: s, endpoint: endpointChat, op: fleet.KindChat, model: "qwen3:8b", asset: "qwen3:8b", attempts: 1, spans: x.spans}
 			x.traceStart(&rc)
 			x.traceEval(x.child("policy.evaluate"), "go", nil, time.Time{})
 			x.tracePlan(x.child("routing.plan"), &x.plan, nil)
 			x.traceAttempt(x.attemptSpan(c, 1, req, time.Time{}), 200, nil)
 			x.relay = x.child("stream.relay")
 			x.traceUsage(answer)
-			x.traceEnd(200)
+			x.traceEnd(200, time.Time{})
 		}
 	}
 	if n := testing.AllocsPerRun(500, hooks(&Server{})); n != 0 {

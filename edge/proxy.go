@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/geniehive/geniehive/edge/dialect"
@@ -84,9 +83,6 @@ type exchange struct {
 	attemptN                 int
 	inTokens, outTokens      int    // usage the answer reported
 	troute                   string // the server span's http.route
-	// attrs is the scratch a span's attributes are built in (the SDK
-	// copies them); kept across the pool's reuse of the exchange.
-	attrs []attribute.KeyValue
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
@@ -98,8 +94,8 @@ var (
 
 func (s *Server) acquireExchange(rt string, op fleet.Kind) *exchange {
 	x := exchangePool.Get().(*exchange)
-	dec, text, attrs := x.dec, x.text, x.attrs
-	*x = exchange{s: s, start: time.Now(), endpoint: rt, op: op, status: 200, text: text[:0], attrs: attrs[:0]}
+	dec, text := x.dec, x.text
+	*x = exchange{s: s, start: time.Now(), endpoint: rt, op: op, status: 200, text: text[:0]}
 	dec.Targets = dec.Targets[:0]
 	dec.Tried = dec.Tried[:0]
 	x.dec = dec
@@ -156,8 +152,10 @@ func (x *exchange) finish() {
 			s.inflight.End(c.Lease)
 		}
 	}
+	var end time.Time // the request's end, when read here (the server span's)
 	if x.service != "" && x.status < 500 && !x.aborted {
 		up := time.Since(x.upStart)
+		end = x.upStart.Add(up)
 		gen := x.gen
 		if gen == 0 && x.ttft > 0 {
 			gen = up - x.ttft // streamed: first token to last
@@ -177,7 +175,7 @@ func (x *exchange) finish() {
 		st = 499
 		s.met.aborted.Inc()
 	}
-	x.traceEnd(st)
+	x.traceEnd(st, end)
 	s.met.request(reqLabels{endpoint: x.endpoint, model: mLabel, role: x.rLabel, service: x.service, status: st}).Inc()
 	s.met.inflightOf(x.endpoint).Dec()
 	if s.access && s.log.Enabled(context.Background(), slog.LevelInfo) {

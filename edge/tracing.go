@@ -328,7 +328,8 @@ func (x *exchange) traceEval(sp trace.Span, engine string, err error, end time.T
 	if sp == nil {
 		return
 	}
-	a := append(x.attrs[:0], attrEngine.String(engine))
+	var buf [spanAttrs]attribute.KeyValue
+	a := append(buf[:0], attrEngine.String(engine))
 	if x.dec.Deny != nil {
 		a = append(a, attrDenied.Bool(true))
 	} else if len(x.dec.Targets) > 0 && x.dec.Targets[0].Role != "" {
@@ -343,7 +344,8 @@ func (x *exchange) tracePlan(sp trace.Span, p *routing.Plan, err error) {
 	if sp == nil {
 		return
 	}
-	a := append(x.attrs[:0], attrStream.Bool(x.stream))
+	var buf [spanAttrs]attribute.KeyValue
+	a := append(buf[:0], attrStream.Bool(x.stream))
 	if p != nil && p.Strategy != "" {
 		a = append(a, attrStrategy.String(p.Strategy), attrCandidates.Int(len(p.Candidates)))
 	}
@@ -370,7 +372,8 @@ func (x *exchange) traceAttempt(sp trace.Span, status int, err error) {
 	if sp == nil {
 		return
 	}
-	a := append(x.attrs[:0], attrAttempt.Int(x.attemptN), attrService.String(x.attemptSvc),
+	var buf [spanAttrs]attribute.KeyValue
+	a := append(buf[:0], attrAttempt.Int(x.attemptN), attrService.String(x.attemptSvc),
 		attrReqModel.String(x.attemptAsset), attrHTTPStatus.Int(status))
 	if err != nil {
 		a = append(a, attrErrorType.String(Classify(err).Code))
@@ -378,22 +381,19 @@ func (x *exchange) traceAttempt(sp trace.Span, status int, err error) {
 	x.endSpan(sp, a, err, time.Time{})
 }
 
-// endSpan ends sp at end (zero: now) with the attributes a, built in
-// x.attrs (the record copies them), and status Error when err is not nil,
-// in one call (tracing.Finish: one lock); it keeps the buffer for the
-// next span of x's exchange.
+// spanAttrs is the most attributes a span of the edge's has (the server
+// span's on a failure with usage); they are built on the stack (no write
+// barriers, nothing to clear: the record copies them) and set in one call.
+const spanAttrs = 9
+
+// endSpan ends sp at end (zero: now) with the attributes a, and status
+// Error when err is not nil, in one call (tracing.Finish: one lock).
 func (x *exchange) endSpan(sp trace.Span, a []attribute.KeyValue, err error, end time.Time) {
 	code, desc := codes.Unset, ""
 	if err != nil {
 		code, desc = codes.Error, Classify(err).Code
 	}
-	x.finishStatus(sp, a, code, desc, end)
-}
-
-func (x *exchange) finishStatus(sp trace.Span, a []attribute.KeyValue, code codes.Code, desc string, end time.Time) {
 	tracing.Finish(sp, a, code, desc, end)
-	clear(a) // no strings kept alive in the pooled exchange
-	x.attrs = a[:0]
 }
 
 // traceUsage keeps the usage a whole answer reports, for the server span.
@@ -436,25 +436,29 @@ var (
 	outputTokensKey = []byte(`"output_tokens":`)
 )
 
-// traceEnd ends x's spans (the relay's, then the server span) with what
-// the request came to; st is the status the client got. The attributes go
-// in one call (the SDK copies them).
-func (x *exchange) traceEnd(st int) {
+// traceEnd ends x's spans (the relay's, then the server span) at end
+// (zero: now) with what the request came to; st is the status the client
+// got. The attributes go in one call (the SDK copies them).
+func (x *exchange) traceEnd(st int, end time.Time) {
 	if x.span == nil {
 		return
 	}
 	// The relay's span and the server span end at the same time: one
-	// clock read (by the block's clock) for both.
+	// clock read (by the block's clock) for both, none when the caller
+	// read the clock already.
 	var now time.Time
 	if x.spans != nil && x.tr.leaf != nil {
-		now = x.spans.Now()
+		if now = end; now.IsZero() {
+			now = x.spans.Now()
+		}
 	}
 	if x.relay != nil {
 		endAt(x.relay, now)
 		x.relay = nil
 	}
 	sp := x.span
-	a := append(x.attrs[:0], attrMethod.String("POST"), attrRoute.String(x.troute),
+	var buf [spanAttrs]attribute.KeyValue
+	a := append(buf[:0], attrMethod.String("POST"), attrRoute.String(x.troute),
 		attrOperation.String(genAIOperation(x.op, x.api)), attrHTTPStatus.Int(st))
 	if x.model != "" {
 		a = append(a, attrReqModel.String(clipName(x.model)))
@@ -475,7 +479,7 @@ func (x *exchange) traceEnd(st int) {
 	if st >= 500 {
 		code = codes.Error
 	}
-	x.finishStatus(sp, a, code, x.errCode, now)
+	tracing.Finish(sp, a, code, x.errCode, now)
 	x.span, x.tctx, x.tr, x.troute = nil, nil, nil, ""
 }
 

@@ -164,7 +164,7 @@ func BenchmarkTracingHooks(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		*x = exchange{s: &s, endpoint: endpointChat, op: fleet.KindChat, model: "qwen3:8b", asset: "qwen3:8b", attempts: 1,
-			service: "gpu1/chat", stream: true, attrs: x.attrs[:0], spans: x.spans}
+			service: "gpu1/chat", stream: true, spans: x.spans}
 		x.plan.Strategy = "balanced"
 		x.traceStart(&rc)
 		x.traceEval(x.child("policy.evaluate"), "go", nil, time.Time{})
@@ -172,6 +172,6 @@ func BenchmarkTracingHooks(b *testing.B) {
 		x.traceAttempt(x.attemptSpan(c, 1, req, time.Time{}), 200, nil)
 		x.relay = x.child("stream.relay")
 		x.traceUsage(answer)
-		x.traceEnd(200)
+		x.traceEnd(200, time.Time{})
 	}
 }

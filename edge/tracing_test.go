@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/propagation"
@@ -302,7 +303,7 @@ func TestTracingSpanNames(t *testing.T) {
 		rc.Request.SetRequestURI(path)
 		x := exchange{s: &s, op: fleet.KindChat}
 		x.traceStart(&rc)
-		x.traceEnd(200)
+		x.traceEnd(200, time.Time{})
 		spans := exp.GetSpans()
 		want := "POST " + path
 		if path == "/elsewhere" {

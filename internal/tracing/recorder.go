@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -37,7 +38,8 @@ import (
 // object that is itself the sdktrace.ReadOnlySpan the exporter reads (no
 // snapshot), draws IDs from math/rand/v2's per-thread generator, and
 // queues ended spans in sharded, mutex-guarded buffers (no channel send,
-// little contention) that one goroutine drains into export batches.
+// little contention; a request's spans, from one Spans block, in one
+// lock) that one goroutine drains into export batches.
 //
 // # What it keeps of the SDK
 // The samplers (any sdktrace.Sampler; FromEnv reads OTEL_TRACES_SAMPLER
@@ -203,33 +205,39 @@ func (p *Provider) Tracer(name string, opts ...trace.TracerOption) trace.Tracer 
 func (p *Provider) Dropped() uint64 { return p.dropped.Load() }
 
 // enqueue queues an ended, sampled span for export, or drops it (and
-// counts it) when its shard is full or the provider shut down. stopped
-// is read under the shard's lock: Shutdown sets it before the last drain
-// locks each shard, so a span is either queued before that drain takes
-// its shard (and exported) or sees stopped (and is counted dropped),
-// never queued after it and lost.
+// counts it) when its shard is full or the provider shut down.
 func (p *Provider) enqueue(r *record) {
-	sh := &p.shards[uint64(r.sc.SpanID()[7])&p.mask]
+	rs := [1]*record{r}
+	p.enqueueAll(rs[:])
+}
+
+// enqueueAll queues ended, sampled spans (a request's, one lock for all)
+// in one shard, as many as it has room for, and drops the rest (counted).
+// stopped is read under the shard's lock: Shutdown sets it before the
+// last drain locks each shard, so a span is either queued before that
+// drain takes its shard (and exported) or sees stopped (and is counted
+// dropped), never queued after it and lost.
+func (p *Provider) enqueueAll(rs []*record) {
+	sh := &p.shards[uint64(rs[len(rs)-1].sc.SpanID()[7])&p.mask]
 	sh.mu.Lock()
-	if p.stopped.Load() {
-		sh.mu.Unlock()
-		p.dropped.Add(1)
-		p.drop(r)
-		return
+	stopped, n, k := p.stopped.Load(), len(sh.spans), 0
+	if !stopped {
+		k = min(len(rs), cap(sh.spans)-n)
 	}
-	n := len(sh.spans)
-	if n == cap(sh.spans) {
-		sh.mu.Unlock()
-		p.dropped.Add(1)
-		p.drop(r)
-		p.wake()
-		return
+	for _, r := range rs[:k] {
+		sh.spans = append(sh.spans, r)
 	}
-	sh.spans = append(sh.spans, r)
-	half := n+1 == cap(sh.spans)/2
+	half := n < cap(sh.spans)/2 && n+k >= cap(sh.spans)/2
+	full := k < len(rs) && !stopped
 	sh.mu.Unlock()
+	if k < len(rs) {
+		p.dropped.Add(uint64(len(rs) - k))
+		for _, r := range rs[k:] {
+			p.drop(r)
+		}
+	}
 	// Half a shard queued: time to export, before spans are dropped.
-	if half {
+	if half || full {
 		p.wake()
 	}
 }
@@ -312,7 +320,9 @@ func (p *Provider) export(batch []sdktrace.ReadOnlySpan) []sdktrace.ReadOnlySpan
 	return batch[:0]
 }
 
-// ForceFlush exports every span ended before it was called.
+// ForceFlush exports every span ended before it was called, but for a
+// Spans block's spans still waiting for the block's first span to end
+// (see Spans).
 func (p *Provider) ForceFlush(ctx context.Context) error {
 	reply := make(chan struct{})
 	select {
@@ -364,20 +374,13 @@ type tracer struct {
 func newIDs(tid trace.TraceID) (trace.TraceID, trace.SpanID) {
 	var sid trace.SpanID
 	for !tid.IsValid() {
-		putUint64(tid[:8], rand.Uint64())
-		putUint64(tid[8:], rand.Uint64())
+		binary.BigEndian.PutUint64(tid[:8], rand.Uint64())
+		binary.BigEndian.PutUint64(tid[8:], rand.Uint64())
 	}
 	for !sid.IsValid() {
-		putUint64(sid[:], rand.Uint64())
+		binary.BigEndian.PutUint64(sid[:], rand.Uint64()) // one store, not eight
 	}
 	return tid, sid
-}
-
-func putUint64(b []byte, v uint64) {
-	_ = b[7]
-	for i := range 8 {
-		b[i] = byte(v >> (56 - 8*i))
-	}
 }
 
 // Start opens a span, the child of ctx's span when it has one, as the
@@ -425,11 +428,23 @@ type SpanStarter interface {
 // call on an ended span (before Reset) writes nothing; after Reset the
 // handle may be another span's, which is why the caller must have
 // dropped it.
+//
+// The block queues a request's spans for export together: a span of the
+// block that ends while the block's first span (the request's root) is
+// still open waits in the block, and goes to the export queue with the
+// first span when it ends (or at Reset), under one lock instead of one
+// per span. So ForceFlush does not export such a span before its root
+// ends; a root never ended (and never Reset) takes its waiting children
+// with it, as an unended span is never exported.
 type Spans struct {
 	base   time.Time
 	n      int
 	h      [SpansPerBlock]span
 	remote nonRecording // Remote's
+
+	mu   sync.Mutex
+	open *Provider // h[0]'s while it is open (ended spans of its wait); nil once ended
+	held *record   // the ended, sampled spans waiting for h[0]'s end, linked by next
 }
 
 // Remote returns a span standing for a remote parent, sc (a client's
@@ -441,9 +456,12 @@ func (b *Spans) Remote(sc trace.SpanContext) trace.Span {
 	return &b.remote
 }
 
-// SpansPerBlock is how many spans a Spans block holds (the edge's five,
-// failovers' extra attempts).
-const SpansPerBlock = 8
+// SpansPerBlock is how many spans a Spans block holds: the edge's five
+// (four for an answer not streamed) and one failover attempt; a further
+// attempt's handle comes from the heap. Six handles keep the block, the
+// one allocation of a traced request, in the 896-byte size class (eight:
+// 1152).
+const SpansPerBlock = 6
 
 // Reset readies b for another request. A span of b not ended by then is
 // never exported (as a span never ended is not).
@@ -456,6 +474,30 @@ func (b *Spans) Reset() {
 		s.mu.Unlock()
 	}
 	b.n, b.base, b.remote = 0, time.Time{}, nonRecording{}
+	b.mu.Lock()
+	r, p := b.held, b.open
+	b.held, b.open = nil, nil
+	b.mu.Unlock()
+	if r != nil { // ended: queued, though their first span was not
+		var rs [SpansPerBlock]*record
+		p.enqueueAll(r.list(rs[:0]))
+	}
+}
+
+// list appends r and the records linked after it to rs, unlinking them
+// (past cap(rs), each further record is queued alone).
+func (r *record) list(rs []*record) []*record {
+	for r != nil {
+		next := r.next
+		r.next = nil
+		if len(rs) == cap(rs) {
+			r.t.p.enqueue(r)
+		} else {
+			rs = append(rs, r)
+		}
+		r = next
+	}
+	return rs
 }
 
 // Now returns the current time for a span of b: its first span's start
@@ -468,14 +510,54 @@ func (b *Spans) Now() time.Time {
 	return b.base.Add(time.Since(b.base))
 }
 
-func (b *Spans) handle() *span {
+func (b *Spans) handle(p *Provider) *span {
 	if b == nil || b.n == len(b.h) {
 		return new(span)
 	}
 	s := &b.h[b.n]
+	if b.n == 0 {
+		b.mu.Lock()
+		b.open = p
+		b.mu.Unlock()
+	}
 	b.n++
 	s.b = b
 	return s
+}
+
+// queue queues r, s's record, ended, when s is of a block: held in it
+// while the block's first span is open, or with the spans held when s is
+// the first; false when s is not of a block, or the block's first span
+// has ended (or is another provider's): the caller queues r.
+func (s *span) queue(r *record) bool {
+	b := s.b
+	if b == nil {
+		return false
+	}
+	b.mu.Lock()
+	if s == &b.h[0] && b.open != nil {
+		held := b.held
+		b.held, b.open = nil, nil
+		b.mu.Unlock()
+		var rs [SpansPerBlock]*record
+		q := held.list(rs[:0])
+		if s.sc.IsSampled() {
+			q = append(q, r) // at most SpansPerBlock-1 held (h[1:]): no growth; the last: its shard takes them all
+		} else if s.p.recycle {
+			r.free()
+		}
+		if len(q) > 0 {
+			s.p.enqueueAll(q)
+		}
+		return true
+	}
+	if b.open == s.p && s.sc.IsSampled() {
+		r.next, b.held = b.held, r
+		b.mu.Unlock()
+		return true
+	}
+	b.mu.Unlock()
+	return false
 }
 
 // EndAt ends sp at t: for spans ending at the same moment (one clock
@@ -561,7 +643,7 @@ func (t *tracer) startAt(ctx context.Context, ps trace.Span, b *Spans, name stri
 	}
 	r.setAttributes(sr.Attributes)
 	r.setAttributes(c.Attributes())
-	s := b.handle()
+	s := b.handle(t.p)
 	s.sc, s.p, s.r = sc, t.p, r
 	return s
 }
@@ -605,6 +687,7 @@ type record struct {
 	droppedLinks int
 	children     int
 	status       sdktrace.Status
+	next         *record // the next of a block's waiting spans (Spans.held)
 }
 
 var _ sdktrace.ReadOnlySpan = (*record)(nil)
@@ -632,6 +715,7 @@ func (r *record) free() {
 	r.ReadOnlySpan, r.t, r.sc, r.parent, r.kind, r.name = nil, nil, trace.SpanContext{}, trace.SpanContext{}, 0, ""
 	r.start, r.end, r.attrs, r.droppedAttrs = time.Time{}, time.Time{}, r.attrBuf[:0], 0
 	r.events, r.droppedEvs, r.links, r.droppedLinks, r.children, r.status = nil, 0, nil, 0, 0, sdktrace.Status{}
+	r.next = nil
 	records.Put(r)
 }
 
@@ -650,6 +734,12 @@ func (s *span) SetAttributes(kv ...attribute.KeyValue) {
 }
 
 func (r *record) setAttributes(kv []attribute.KeyValue) {
+	if len(r.attrs) == 0 && len(kv) <= attrLimit && distinctValid(kv) {
+		// The common case (the edge's spans get all their attributes in
+		// one call): one bulk copy, not one per attribute.
+		r.attrs = append(r.attrs, kv...)
+		return
+	}
 next:
 	for _, a := range kv {
 		if !a.Valid() {
@@ -668,6 +758,22 @@ next:
 		}
 		r.attrs = append(r.attrs, a)
 	}
+}
+
+// distinctValid reports whether every attribute of kv is valid and of a
+// key no other has.
+func distinctValid(kv []attribute.KeyValue) bool {
+	for i := range kv {
+		if !kv[i].Valid() {
+			return false
+		}
+		for j := range i {
+			if kv[j].Key == kv[i].Key {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // SetStatus sets the status as the SDK does: Ok is final, Error replaces
@@ -809,7 +915,8 @@ func (s *span) end(et time.Time) {
 func Finish(sp trace.Span, kv []attribute.KeyValue, code codes.Code, desc string, t time.Time) {
 	s, ok := sp.(*span)
 	if !ok {
-		sp.SetAttributes(kv...)
+		// A copy: kv stays the caller's (it may be on its stack).
+		sp.SetAttributes(append([]attribute.KeyValue(nil), kv...)...)
 		if code != codes.Unset {
 			sp.SetStatus(code, desc)
 		}
@@ -845,6 +952,9 @@ func (s *span) finish(r *record, et time.Time) {
 		}
 	}
 	r.end, r.children = et, int(s.children.Load())
+	if s.queue(r) {
+		return
+	}
 	if s.sc.IsSampled() {
 		s.p.enqueue(r)
 	} else if s.p.recycle {

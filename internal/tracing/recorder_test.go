@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -452,3 +453,108 @@ var (
 )
 
 var cfg0 = trace.NewSpanStartConfig()
+
+// A block's spans that end before its first span wait for it and are
+// queued with it (ForceFlush does not see them before); a span ending
+// after its first span, and spans still waiting at Reset, are queued
+// then.
+func TestSpansBlockQueuesWithFirst(t *testing.T) {
+	mem := tracetestExporter()
+	tp := NewProvider(mem, Options{})
+	defer tp.Shutdown(context.Background())
+	tr := tp.Tracer("t").(*tracer)
+	flushed := func() map[string]bool {
+		t.Helper()
+		if err := tp.ForceFlush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, s := range mem.GetSpans() {
+			got[s.Name] = true
+		}
+		mem.Reset()
+		return got
+	}
+	var b Spans
+	root := tr.StartIn(&b, context.Background(), nil, "root", time.Time{}, &cfg0)
+	c1 := tr.StartIn(&b, context.Background(), root, "c1", time.Time{}, &cfg0)
+	c1.End()
+	if got := flushed(); len(got) != 0 {
+		t.Fatalf("exported %v before the block's first span ended", got)
+	}
+	c2 := tr.StartIn(&b, context.Background(), root, "c2", time.Time{}, &cfg0)
+	root.End()
+	if got := flushed(); !got["root"] || !got["c1"] || len(got) != 2 {
+		t.Fatalf("exported %v at the first span's end, want root and c1", got)
+	}
+	c2.End() // after its root: queued at once
+	if got := flushed(); !got["c2"] || len(got) != 1 {
+		t.Fatalf("exported %v, want c2", got)
+	}
+	b.Reset()
+	root = tr.StartIn(&b, context.Background(), nil, "root2", time.Time{}, &cfg0)
+	c3 := tr.StartIn(&b, context.Background(), root, "c3", time.Time{}, &cfg0)
+	c3.End()
+	b.Reset() // root2 never ended: not exported; c3 ended: exported
+	if got := flushed(); !got["c3"] || len(got) != 1 {
+		t.Fatalf("exported %v after Reset, want c3", got)
+	}
+	if tp.Dropped() != 0 {
+		t.Fatalf("%d dropped", tp.Dropped())
+	}
+}
+
+// Spans of blocks that end while Shutdown runs, or after it, are either
+// exported or counted dropped, those that waited for their block's first
+// span included. Run with -race.
+func TestShutdownLosesNoBlockSpan(t *testing.T) {
+	for round := range 20 {
+		exp := &countingExporter{}
+		tp := NewProvider(exp, Options{MaxQueueSize: 1 << 16})
+		tr := tp.Tracer("t").(*tracer)
+		var wg sync.WaitGroup
+		var ended [4]int
+		started := make(chan struct{}, len(ended))
+		for w := range ended {
+			wg.Go(func() {
+				for i := range 600 {
+					var b Spans
+					root := tr.StartIn(&b, context.Background(), nil, "root", time.Time{}, &cfg0)
+					for range 3 {
+						tr.StartIn(&b, context.Background(), root, "c", time.Time{}, &cfg0).End()
+					}
+					root.End()
+					ended[w] += 4
+					if i == 20 {
+						started <- struct{}{}
+					}
+				}
+			})
+		}
+		for range ended {
+			<-started
+		}
+		if err := tp.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		total := 0
+		for _, n := range ended {
+			total += n
+		}
+		exp.mu.Lock()
+		got := exp.n
+		exp.mu.Unlock()
+		if got+int(tp.Dropped()) != total {
+			t.Fatalf("round %d: exported %d + dropped %d != %d ended", round, got, tp.Dropped(), total)
+		}
+	}
+}
+
+// A Spans block, allocated for every traced request, stays in the
+// 896-byte size class (SpansPerBlock).
+func TestSpansBlockSize(t *testing.T) {
+	if n := unsafe.Sizeof(Spans{}); n > 896 {
+		t.Fatalf("Spans is %d bytes: past the 896-byte size class", n)
+	}
+}
