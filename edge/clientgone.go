@@ -106,7 +106,7 @@ func (c *watchConn) Read(p []byte) (int, error) {
 		if !check || n > 0 || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return n, err
 		}
-		if clientGone(o.watch) {
+		if ClientGone(o.watch) {
 			o.gone = true
 			return 0, errClientGone
 		}

@@ -463,7 +463,7 @@ func (s *Server) serveModels(ctx *fasthttp.RequestCtx, id string) {
 // when the client left while they were being built (nothing is answered).
 func (s *Server) modelsDoc(ctx *fasthttp.RequestCtx) *modelsDoc {
 	conn := ctx.Conn()
-	d := s.models.get(s.watcher.Current(), func() bool { return clientGone(conn) })
+	d := s.models.get(s.watcher.Current(), func() bool { return ClientGone(conn) })
 	if d == nil {
 		ctx.SetConnectionClose()
 	}

@@ -4,6 +4,6 @@ package edge
 
 import "net"
 
-// clientGone cannot peek here: a gone client is noticed when the answer
+// ClientGone cannot peek here: a gone client is noticed when the answer
 // is written.
-func clientGone(net.Conn) bool { return false }
+func ClientGone(net.Conn) bool { return false }

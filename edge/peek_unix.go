@@ -8,11 +8,11 @@ import (
 	"syscall"
 )
 
-// clientGone reports whether the client closed its connection: a
+// ClientGone reports whether the client closed its connection: a
 // non-blocking peek finds end of file or an error (not "no data yet").
 // Bytes waiting (a pipelined request) mean the client is there. The peek
 // uses RawConn.Control, which ignores the connection's deadlines.
-func clientGone(c net.Conn) bool {
+func ClientGone(c net.Conn) bool {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		// fasthttp wraps connections it counts per address (MaxConnsPerIP)

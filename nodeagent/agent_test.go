@@ -83,6 +83,31 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// waitBeats waits (up to d) until each of hosts has been seen in Redis with
+// n more heartbeats than when it was called: n further distinct
+// Host.UpdatedAt values, each beat stamping its own. Polling can miss a
+// beat, so it may wait a beat or two longer, never shorter.
+func waitBeats(t testing.TB, store *state.Store, d time.Duration, n int, hosts ...string) {
+	t.Helper()
+	last := make(map[string]time.Time, len(hosts))
+	seen := make(map[string]int, len(hosts))
+	for _, h := range hosts {
+		st, _ := readNode(t, store, h)
+		last[h] = st.Host.UpdatedAt
+	}
+	waitFor(t, d, fmt.Sprintf("%d more beats of %v", n, hosts), func() bool {
+		done := true
+		for _, h := range hosts {
+			if st, ok := readNode(t, store, h); ok && !st.Host.UpdatedAt.Equal(last[h]) {
+				last[h] = st.Host.UpdatedAt
+				seen[h]++
+			}
+			done = done && seen[h] >= n
+		}
+		return done
+	})
+}
+
 func readNode(t testing.TB, store *state.Store, host string) (fleet.NodeState, bool) {
 	t.Helper()
 	recs, err := store.ReadNodes(context.Background())
@@ -383,7 +408,7 @@ func TestAgentsIsolatedAndGracefulStop(t *testing.T) {
 		_, okB := readNode(t, store, "b")
 		return okA && okB
 	})
-	time.Sleep(500 * time.Millisecond) // several interleaved beats
+	waitBeats(t, store, 30*time.Second, 3, "a", "b") // several interleaved beats
 	for _, h := range []string{"a", "b"} {
 		st, _ := readNode(t, store, h)
 		// The first service on the Ollama lists its embedding model under a sibling.
@@ -446,7 +471,7 @@ func TestKilledAgentExpires(t *testing.T) {
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	key := store.NodeKey("victim")
 	waitFor(t, 5*time.Second, "child's heartbeat", func() bool { return c.Exists(context.Background(), key).Val() == 1 })
-	time.Sleep(600 * time.Millisecond) // a few beats
+	waitBeats(t, store, 30*time.Second, 2, "victim") // a few beats
 	if err := cmd.Process.Signal(os.Kill); err != nil {
 		t.Fatal(err)
 	}

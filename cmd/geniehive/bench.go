@@ -62,9 +62,16 @@ func runBench(args []string) error {
 	case "ingest":
 		return benchIngest(args[1:])
 	case "list":
+		if len(args) > 1 {
+			if args[1] == "-h" || args[1] == "--help" {
+				fmt.Fprintln(os.Stderr, "Usage: geniehive bench list\n\nLists the built-in workloads.")
+				return nil
+			}
+			return cli.NoArgs("bench list", args[1:])
+		}
 		return benchList()
 	}
-	return fmt.Errorf("%w: unknown bench command %q (want run, ingest or list)", cli.ErrUsage, args[0])
+	return cli.UnknownSubcommand("bench", args[0], "run, ingest or list")
 }
 
 type benchRunFlags struct {
@@ -100,17 +107,17 @@ func benchRun(args []string) error {
 		return err
 	}
 	if f.Workload == "" && f.WorkloadFile == "" {
-		return fmt.Errorf("%w: --workload or --workload-file is required", cli.ErrUsage)
+		return cli.Usagef("bench run", "--workload or --workload-file is required")
 	}
 	if f.Model == "" {
-		return fmt.Errorf("%w: --model is required", cli.ErrUsage)
+		return cli.Usagef("bench run", "--model is required")
 	}
 	if (f.Edge == "") == (f.Endpoint == "") {
-		return fmt.Errorf("%w: give exactly one of --edge and --endpoint", cli.ErrUsage)
+		return cli.Usagef("bench run", "give exactly one of --edge and --endpoint")
 	}
 	w, err := loadtest.LoadWorkload(f.Workload, f.WorkloadFile)
 	if err != nil {
-		return fmt.Errorf("%w: %w", cli.ErrUsage, err)
+		return cli.Usagef("bench run", "%w", err)
 	}
 	endpoint := f.Edge + f.Endpoint
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -198,7 +205,7 @@ func benchIngest(args []string) error {
 	}
 	files = append(files, fs.Args()...)
 	if len(files) == 0 {
-		return fmt.Errorf("%w: give the report file(s) to ingest", cli.ErrUsage)
+		return cli.Usagef("bench ingest", "give the report file(s) to ingest")
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()

@@ -74,7 +74,11 @@ func runDev(args []string) error {
 	var dc devConfig
 	fs := cli.NewFlagSet(devCmd)
 	defaults := map[string]any{"listen": "127.0.0.1:8080", "ollama": "http://127.0.0.1:11434", "log_level": "warn"}
-	if _, err := cli.Load(fs, args, devSettings, defaults, false, &dc); err != nil {
+	layers, err := cli.Load(fs, args, devSettings, defaults, false, &dc)
+	if err != nil {
+		return err
+	}
+	if err := cli.NoArgs("dev", layers.Args); err != nil {
 		return err
 	}
 	if err := checkOllamaURL(dc); err != nil {

@@ -92,6 +92,9 @@ func loadEdgeConfig(args []string) (replica.Config, *cli.Layers, error) {
 	if err != nil {
 		return cfg, nil, err
 	}
+	if err := cli.NoArgs("edge", layers.Args); err != nil {
+		return cfg, nil, err
+	}
 	for _, s := range layers.Extra["key"] {
 		cfg.Edge.Keys = append(cfg.Edge.Keys, edge.KeyConfig{ID: fmt.Sprintf("flag-%d", len(cfg.Edge.Keys)), Secret: s, Scope: fleet.ScopeClient})
 	}

@@ -90,16 +90,16 @@ func runLoadFleet(args []string) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %v", cli.ErrUsage, fs.Args())
+		return cli.NoArgs("loadtest fleet", fs.Args())
 	}
 	if err := f.check(); err != nil {
-		return fmt.Errorf("%w: %v (see 'geniehive loadtest fleet --help')", cli.ErrUsage, err)
+		return cli.Usagef("loadtest fleet", "%w", err)
 	}
 	watch := map[string]int{}
 	for _, p := range f.Watch.pairs() {
 		pid, err := strconv.Atoi(p[1])
 		if err != nil || pid <= 0 {
-			return fmt.Errorf("%w: --watch %s=%s: want a PID", cli.ErrUsage, p[0], p[1])
+			return cli.Usagef("loadtest fleet", "--watch %s=%s: want a PID", p[0], p[1])
 		}
 		watch[p[0]] = pid
 	}

@@ -145,6 +145,9 @@ func runLoadtest(args []string) error {
 	if len(args) > 0 && args[0] == "fleet" {
 		return runLoadFleet(args[1:])
 	}
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		return cli.UnknownSubcommand("loadtest", args[0], "fleet; the interleaved run itself takes flags only")
+	}
 	cmd, _ := cli.Lookup("loadtest")
 	fs := cli.NewFlagSet(cmd)
 	f := loadtestFlags{}
@@ -195,8 +198,8 @@ func runLoadtest(args []string) error {
 	if f.Edge && !f.Sim {
 		return fmt.Errorf("%w: --edge needs --sim (give an external edge as --target edge=URL)", cli.ErrUsage)
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %v", cli.ErrUsage, fs.Args())
+	if err := cli.NoArgs("loadtest", fs.Args()); err != nil {
+		return err
 	}
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

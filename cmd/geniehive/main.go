@@ -47,7 +47,13 @@ func run(args []string) int {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, cli.ErrUsage):
-		if msg := err.Error(); strings.Contains(msg, "--help") {
+		var ue *cli.UsageError
+		if errors.As(err, &ue) && err == error(ue) {
+			// The exact command (a subcommand's own, not its group's).
+			fmt.Fprintf(os.Stderr, "geniehive %s: %v\nRun 'geniehive %s --help' for usage.\n", ue.Path, ue.Err, ue.Path)
+		} else if ue != nil {
+			fmt.Fprintf(os.Stderr, "geniehive %s: %s\n", ue.Path, err) // it names the help already
+		} else if msg := err.Error(); strings.Contains(msg, "--help") {
 			fmt.Fprintf(os.Stderr, "geniehive %s: %s\n", cmd.Name, msg) // it names the help already
 		} else {
 			fmt.Fprintf(os.Stderr, "geniehive %s: %s\nRun 'geniehive %s --help' for usage.\n", cmd.Name, msg, cmd.Name)
@@ -65,4 +71,11 @@ func printUsage(w io.Writer) {
 		fmt.Fprintf(w, "  %-10s %s\n", c.Name, c.Summary)
 	}
 	fmt.Fprint(w, "\nRun 'geniehive <command> --help' for a command's flags.\nSettings come from flags, GENIEHIVE_* environment variables, or a YAML file (--config).\n")
+}
+
+// subFlags names fs, a command group's flag set, after its subcommand path
+// ("roles load"), so that its flag errors point at that command's --help.
+func subFlags(fs *flag.FlagSet, path string) *flag.FlagSet {
+	fs.Init("geniehive "+path, flag.ContinueOnError)
+	return fs
 }

@@ -64,6 +64,9 @@ func runNode(args []string) error {
 	if len(args) > 0 && (args[0] == "allow" || args[0] == "acl") {
 		return runNodeAdmin(args[0], args[1:]) // operator subcommands (nodeadmin.go)
 	}
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		return cli.UnknownSubcommand("node", args[0], "allow or acl; the agent itself takes flags only")
+	}
 	var s nodeSettings
 	fs := cli.NewFlagSet(nodeCmd)
 	fs.StringVar(&s.ConfigPath, "config", "", "YAML config file (keys: host_id, labels, redis_url, redis_username, redis_password, prefix, heartbeat_interval, heartbeat_ttl, discovery_timeout, nvidia_smi, log_level, services)")
@@ -80,6 +83,9 @@ func runNode(args []string) error {
 	fs.Var(&serviceFlag{dst: &s.FlagServices}, "service", "add a service as name:kind:protocol:endpoint (repeatable)")
 	fs.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
 	if err := cli.Parse(fs, args, &s.ConfigPath, &s); err != nil {
+		return err
+	}
+	if err := cli.NoArgs("node", fs.Args()); err != nil {
 		return err
 	}
 	var lvl slog.Level

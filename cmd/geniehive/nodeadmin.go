@@ -44,6 +44,18 @@ func runNodeAdmin(sub string, args []string) error {
 	if err := cli.Parse(fs, args, nil, nil); err != nil {
 		return err
 	}
+	switch sub {
+	case "allow":
+		if err := nodeAllowArgs(fs.Args(), *list, *clearList); err != nil {
+			return err // before connecting: a usage error needs no Redis
+		}
+	case "acl":
+		if fs.NArg() != 1 {
+			return cli.Usagef("node acl", "want one HOST")
+		}
+	default:
+		return cli.UnknownSubcommand("node", sub, "allow or acl")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	switch sub {
@@ -55,19 +67,33 @@ func runNodeAdmin(sub string, args []string) error {
 		defer done()
 		return nodeAllow(ctx, os.Stdout, s, fs.Args(), *list, *clearList)
 	case "acl":
-		if fs.NArg() != 1 {
-			return fmt.Errorf("%w: node acl takes one HOST", cli.ErrUsage)
-		}
 		return nodeACL(ctx, os.Stdout, &rf, fs.Arg(0), *secret, *apply)
 	}
-	return fmt.Errorf("%w: unknown subcommand %q", cli.ErrUsage, sub)
+	return cli.UnknownSubcommand("node", sub, "allow or acl")
+}
+
+// nodeAllowArgs checks node allow's arguments.
+func nodeAllowArgs(args []string, list, clearList bool) error {
+	switch {
+	case list && len(args) != 0:
+		return cli.Usagef("node allow", "--list takes no arguments")
+	case list:
+		return nil
+	case len(args) == 0:
+		return cli.Usagef("node allow", "want HOST ENTRY..., HOST --clear, or --list")
+	case clearList && len(args) != 1:
+		return cli.Usagef("node allow", "HOST --clear takes no entries")
+	case !clearList && len(args) < 2:
+		return cli.Usagef("node allow", "%s needs at least one CIDR, address or host name (or --clear)", args[0])
+	}
+	return nil
 }
 
 func nodeAllow(ctx context.Context, w io.Writer, s *state.Store, args []string, list, clearList bool) error {
+	if err := nodeAllowArgs(args, list, clearList); err != nil {
+		return err
+	}
 	if list {
-		if len(args) != 0 {
-			return fmt.Errorf("%w: node allow --list takes no arguments", cli.ErrUsage)
-		}
 		m, err := s.NodeAllowlists(ctx)
 		if err != nil {
 			return err
@@ -85,14 +111,6 @@ func nodeAllow(ctx context.Context, w io.Writer, s *state.Store, args []string, 
 			fmt.Fprintf(w, "%s\t%s\n", h, strings.Join(m[h], " "))
 		}
 		return nil
-	}
-	switch {
-	case len(args) == 0:
-		return fmt.Errorf("%w: node allow HOST ENTRY..., HOST --clear, or --list", cli.ErrUsage)
-	case clearList && len(args) != 1:
-		return fmt.Errorf("%w: node allow HOST --clear takes no entries", cli.ErrUsage)
-	case !clearList && len(args) < 2:
-		return fmt.Errorf("%w: node allow %s needs at least one CIDR, address or host name (or --clear)", cli.ErrUsage, args[0])
 	}
 	if err := s.PutNodeAllow(ctx, args[0], args[1:]); err != nil {
 		return err
@@ -115,7 +133,7 @@ func nodeACL(ctx context.Context, w io.Writer, rf *redisFlags, host, secret stri
 	}
 	acl, err := state.NodeACL(rf.Prefix, host, secret)
 	if err != nil {
-		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
+		return cli.Usagef("node acl", "%w", err)
 	}
 	if apply {
 		s, done, err := rf.store(ctx)

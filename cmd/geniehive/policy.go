@@ -61,17 +61,22 @@ func runPolicy(args []string) error {
 		if err := cli.Parse(fs, args, nil, nil); err != nil {
 			return err
 		}
-		return fmt.Errorf("%w: want a subcommand: test, push, status, eval or shipped", cli.ErrUsage)
+		return cli.Usagef("policy", "want a subcommand: test, push, status, eval or shipped")
 	}
 	sub, rest := args[0], args[1:]
-	if err := cli.Parse(fs, rest, nil, nil); err != nil {
+	switch sub {
+	case "test", "push", "status", "eval", "shipped":
+	default:
+		return cli.UnknownSubcommand("policy", sub, "test, push, status, eval or shipped")
+	}
+	if err := cli.Parse(subFlags(fs, "policy "+sub), rest, nil, nil); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	oneDir := func() (string, error) {
 		if fs.NArg() != 1 {
-			return "", fmt.Errorf("%w: policy %s takes one DIR", cli.ErrUsage, sub)
+			return "", cli.Usagef("policy "+sub, "want one DIR")
 		}
 		return fs.Arg(0), nil
 	}
@@ -99,7 +104,7 @@ func runPolicy(args []string) error {
 		}
 		return writeShipped(dir)
 	default:
-		return fmt.Errorf("%w: unknown subcommand %q", cli.ErrUsage, sub)
+		return cli.UnknownSubcommand("policy", sub, "test, push, status, eval or shipped")
 	}
 }
 
@@ -279,7 +284,7 @@ func readFileOrStdin(p string) ([]byte, error) {
 
 func policyEval(ctx context.Context, w io.Writer, f *policyFlags) error {
 	if f.input == "" {
-		return fmt.Errorf("%w: eval needs --input FILE", cli.ErrUsage)
+		return cli.Usagef("policy eval", "want --input FILE")
 	}
 	raw, err := readFileOrStdin(f.input)
 	if err != nil {
@@ -302,7 +307,7 @@ func policyEval(ctx context.Context, w io.Writer, f *policyFlags) error {
 	var data *policy.Data
 	switch {
 	case f.data != "" && f.fromRDB:
-		return fmt.Errorf("%w: --data and --redis are exclusive", cli.ErrUsage)
+		return cli.Usagef("policy eval", "--data and --redis are exclusive")
 	case f.data != "":
 		raw, err := os.ReadFile(f.data)
 		if err != nil {
@@ -344,7 +349,7 @@ func policyEval(ctx context.Context, w io.Writer, f *policyFlags) error {
 			return err
 		}
 	default:
-		return fmt.Errorf("%w: --engine %q: want go or rego", cli.ErrUsage, f.engine)
+		return cli.Usagef("policy eval", "--engine %q: want go or rego", f.engine)
 	}
 	defer e.Close()
 	if err := e.SetData(ctx, data); err != nil {

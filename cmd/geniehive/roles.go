@@ -67,10 +67,15 @@ func runRoles(args []string) error {
 		if err := cli.Parse(fs, args, nil, nil); err != nil {
 			return err // --help, or a bad flag
 		}
-		return fmt.Errorf("%w: want a subcommand: load, show or check", cli.ErrUsage)
+		return cli.Usagef("roles", "want a subcommand: load, show or check")
 	}
 	sub, rest := args[0], args[1:]
-	if err := cli.Parse(fs, rest, nil, nil); err != nil {
+	switch sub {
+	case "load", "show", "check":
+	default:
+		return cli.UnknownSubcommand("roles", sub, "load, show or check")
+	}
+	if err := cli.Parse(subFlags(fs, "roles "+sub), rest, nil, nil); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -78,7 +83,7 @@ func runRoles(args []string) error {
 	switch sub {
 	case "check", "load":
 		if fs.NArg() != 1 {
-			return fmt.Errorf("%w: roles %s takes one FILE", cli.ErrUsage, sub)
+			return cli.Usagef("roles "+sub, "want one FILE")
 		}
 		cat, err := state.LoadCatalogFile(fs.Arg(0))
 		if err != nil {
@@ -127,7 +132,7 @@ func runRoles(args []string) error {
 		fmt.Printf("catalog version %s\n", cat.Version)
 		return nil
 	}
-	return fmt.Errorf("%w: unknown subcommand %q (want load, show or check)", cli.ErrUsage, sub)
+	return cli.UnknownSubcommand("roles", sub, "load, show or check")
 }
 
 func runKeys(args []string) error {
@@ -143,11 +148,24 @@ func runKeys(args []string) error {
 		if err := cli.Parse(fs, args, nil, nil); err != nil {
 			return err // --help, or a bad flag
 		}
-		return fmt.Errorf("%w: want a subcommand: add, init, list or delete", cli.ErrUsage)
+		return cli.Usagef("keys", "want a subcommand: add, init, list or delete")
 	}
 	sub, rest := args[0], args[1:]
-	if err := cli.Parse(fs, rest, nil, nil); err != nil {
+	if err := cli.Parse(subFlags(fs, "keys "+sub), rest, nil, nil); err != nil {
 		return err
+	}
+	// Usage errors before connecting: they need no Redis.
+	switch sub {
+	case "add", "init", "delete":
+		if fs.NArg() != 1 {
+			return cli.Usagef("keys "+sub, "want one ID")
+		}
+	case "list":
+		if err := cli.NoArgs("keys list", fs.Args()); err != nil {
+			return err
+		}
+	default:
+		return cli.UnknownSubcommand("keys", sub, "add, init, list or delete")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -158,9 +176,6 @@ func runKeys(args []string) error {
 	defer done()
 	switch sub {
 	case "add", "init":
-		if fs.NArg() != 1 {
-			return fmt.Errorf("%w: keys %s takes one ID", cli.ErrUsage, sub)
-		}
 		if sub == "init" {
 			// First start of a deployment (compose's one-shot "keys"
 			// service): a key only where none was ever stored, so a
@@ -201,12 +216,9 @@ func runKeys(args []string) error {
 		}
 		return err // unparsable entries: edges authenticate nobody with them
 	case "delete":
-		if fs.NArg() != 1 {
-			return fmt.Errorf("%w: keys delete takes one ID", cli.ErrUsage)
-		}
 		return deleteKey(ctx, s, fs.Arg(0), *force)
 	}
-	return errors.Join(cli.ErrUsage, fmt.Errorf("unknown subcommand %q (want add, init, list or delete)", sub))
+	return cli.UnknownSubcommand("keys", sub, "add, init, list or delete")
 }
 
 // deleteKey removes a stored key, refusing (without force) to remove the

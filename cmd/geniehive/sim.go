@@ -104,6 +104,9 @@ func runSim(args []string) error {
 	if err := cli.Parse(fs, args, &s.Config, &s); err != nil {
 		return err
 	}
+	if err := cli.NoArgs("sim", fs.Args()); err != nil {
+		return err
+	}
 	cfgs := s.Servers
 	if len(cfgs) == 0 {
 		c, err := s.single()

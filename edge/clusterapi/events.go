@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sort"
@@ -38,6 +39,12 @@ import (
 // own: every stream writes the hub's latest event (one shared immutable
 // slice), so a slow reader skips the states it was too slow for (coalesced)
 // and one that stops reading is dropped when a write passes WriteTimeout.
+// A client that hangs up frees its slot within eventsGoneCheck: the
+// stream peeks at its connection (edge.ClientGone, no goroutine, no read)
+// rather than wait for a write to fail, which on a quiet fleet is the
+// keepalive's, up to eventsKeepalive later; a console reloaded a few times
+// would otherwise hold every slot. Where peeking is not possible (TLS,
+// non-unix) the next write notices.
 // At most MaxEventStreams streams are open per edge (503 beyond). Streams
 // end when the edge starts to stop (Deps.Stopping) with a final "shutdown"
 // event, so the graceful drain never waits for them.
@@ -48,8 +55,12 @@ const (
 	DefaultMaxEventStreams = 64
 	// eventsKeepalive is the interval of the comment line that keeps idle
 	// proxies from closing a quiet stream; it is also how long a client
-	// that left may hold its slot (a write notices it).
+	// that left may hold its slot where eventsGoneCheck cannot see it
+	// (a write notices it).
 	eventsKeepalive = 15 * time.Second
+	// eventsGoneCheck is how often a stream peeks at its client's
+	// connection for a hang-up (edge.ClientGone), to free its slot.
+	eventsGoneCheck = time.Second
 	// eventsWriteTimeout bounds each write to a stream's client.
 	eventsWriteTimeout = 10 * time.Second
 	// eventsTick is how often the summary is recomputed while a stream is
@@ -95,6 +106,7 @@ type hub struct {
 	max     int
 	wt      time.Duration // per-write deadline (eventsWriteTimeout)
 	ka      time.Duration // keepalive interval (eventsKeepalive)
+	gc      time.Duration // hang-up check interval (eventsGoneCheck)
 	open    atomic.Int64
 	started atomic.Bool // RunEvents is running: streams may open
 
@@ -107,7 +119,7 @@ type hub struct {
 }
 
 func newHub(max int) *hub {
-	return &hub{max: max, wt: eventsWriteTimeout, ka: eventsKeepalive, notify: make(chan struct{}), done: make(chan struct{})}
+	return &hub{max: max, wt: eventsWriteTimeout, ka: eventsKeepalive, gc: eventsGoneCheck, notify: make(chan struct{}), done: make(chan struct{})}
 }
 
 // latest returns the current event, its sequence number and the channel
@@ -312,9 +324,17 @@ var retryLine = []byte("retry: 2000\n\n")
 var keepaliveLine = []byte(": keepalive\n\n")
 var shutdownEvent = []byte("event: shutdown\ndata: {\"reason\":\"edge stopping\"}\n\n")
 
+// errStreamClientGone ends a stream whose client hung up. It wraps
+// io.ErrUnexpectedEOF because fasthttp's server logs every error of a
+// connection except those whose text names a hang-up ("broken pipe",
+// "reset by peer", "unexpected EOF", workerpool.go), and a console
+// reloaded is no error worth a log line.
+var errStreamClientGone = fmt.Errorf("clusterapi: event stream client hung up: %w", io.ErrUnexpectedEOF)
+
 // WriteTo writes the current event, then each newer one, until the edge
-// stops, the hub stops or a write fails (the client left, or did not read
-// for eventsWriteTimeout).
+// stops, the hub stops, the client hangs up (seen by a peek every
+// eventsGoneCheck) or a write fails (the client left, or did not read for
+// eventsWriteTimeout).
 func (e *eventStream) WriteTo(w io.Writer) (int64, error) {
 	defer e.Close()
 	var n int64
@@ -333,12 +353,22 @@ func (e *eventStream) WriteTo(w io.Writer) (int64, error) {
 	}
 	keep := time.NewTicker(e.h.ka)
 	defer keep.Stop()
+	var check <-chan time.Time
+	if e.conn != nil {
+		gc := time.NewTicker(e.h.gc)
+		defer gc.Stop()
+		check = gc.C
+	}
 	for {
 		select {
 		case <-e.stop:
 			return n, write(shutdownEvent)
 		case <-e.h.done:
 			return n, write(shutdownEvent)
+		case <-check:
+			if edge.ClientGone(e.conn) {
+				return n, errStreamClientGone
+			}
 		case <-keep.C:
 			if err := write(keepaliveLine); err != nil {
 				return n, err

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	goruntime "runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,6 +32,25 @@ type eventsEnv struct {
 	problems atomic.Pointer[[]edge.Problem]
 	srv      *fasthttp.Server
 	ran      chan struct{} // closed when RunEvents returned
+	logged   serverLog     // what the fasthttp server logged
+}
+
+// serverLog is a fasthttp.Logger that keeps the lines.
+type serverLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *serverLog) Printf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, fmt.Sprintf(format, args...))
+}
+
+func (l *serverLog) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.lines...)
 }
 
 func chatNode(id string) *fleet.NodeState {
@@ -80,7 +101,7 @@ func newEventsEnv(t *testing.T, max int, ttl2 time.Duration) *eventsEnv {
 		if !e.api.Handle(ctx) {
 			ctx.SetStatusCode(418)
 		}
-	}, CloseOnShutdown: true}
+	}, CloseOnShutdown: true, Logger: &e.logged}
 	go e.srv.Serve(ln)
 	e.url = "http://" + ln.Addr().String()
 	t.Cleanup(func() {
@@ -149,6 +170,21 @@ func (e *eventsEnv) stream(t *testing.T, key string) (*http.Response, <-chan sse
 		}
 	}()
 	return resp, ch
+}
+
+// rawStream opens the event stream with the reader key on a bare
+// connection (closed at cleanup) and does not read it.
+func (e *eventsEnv) rawStream(t *testing.T) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if _, err := conn.Write([]byte("GET /v1/cluster/events HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer r\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	return conn
 }
 
 // next waits for the first snapshot event whose summary satisfies cond.
@@ -271,6 +307,40 @@ func TestEventsScopeAndStreamCap(t *testing.T) {
 	})
 }
 
+// A client that hangs up frees its slot promptly, not at the next write:
+// on a quiet fleet that is the keepalive's, 15s later, and a console
+// reloaded a few times held every slot until then. The keepalive is set
+// to an hour here, so only the hang-up check can free the slot; the bound
+// (10s, for a check every second) is generous for -race on a loaded
+// machine and still below the 15s keepalive.
+func TestEventsHungUpClientFreesSlot(t *testing.T) {
+	e := newEventsEnv(t, 2, time.Minute)
+	e.api.ev.ka = time.Hour
+	first := e.rawStream(t)
+	e.rawStream(t)
+	waitUntil(t, "both streams", func() bool { return e.api.ev.open.Load() == 2 })
+	if r, _ := e.stream(t, "r"); r.StatusCode != 503 {
+		t.Fatalf("a third stream past the cap of 2: %d, want 503", r.StatusCode)
+	}
+	closed := time.Now()
+	first.Close()
+	for deadline := closed.Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		r, _ := e.stream(t, "r")
+		r.Body.Close()
+		if r.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no slot 10s after a client hung up (status %d, %d streams open)", r.StatusCode, e.api.ev.open.Load())
+		}
+	}
+	t.Logf("a new stream got the hung-up client's slot %v after the hang-up", time.Since(closed).Round(time.Millisecond))
+	// A hang-up is routine (a console reloaded): the edge does not log it.
+	if l := e.logged.all(); len(l) > 0 {
+		t.Fatalf("the server logged %q", l)
+	}
+}
+
 // A client that stops reading is dropped once a write waits past the
 // write timeout: its slot frees and nothing accumulates for it (every
 // stream writes the hub's one latest event).
@@ -307,17 +377,7 @@ func TestEventsSlowReaderDropped(t *testing.T) {
 func TestEventsStreamCostsOneGoroutine(t *testing.T) {
 	e := newEventsEnv(t, 64, time.Minute)
 	addr := strings.TrimPrefix(e.url, "http://")
-	open := func() net.Conn {
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		if _, err := conn.Write([]byte("GET /v1/cluster/events HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer r\r\n\r\n")); err != nil {
-			t.Fatal(err)
-		}
-		return conn
-	}
+	open := func() net.Conn { return e.rawStream(t) }
 	// Warm up: the server's worker pool, the hub.
 	open()
 	waitUntil(t, "the first stream", func() bool { return e.api.ev.open.Load() == 1 })

@@ -52,6 +52,47 @@ func Commands() []*Command {
 // ErrUsage marks an error caused by bad arguments (exit status 2).
 var ErrUsage = errors.New("usage error")
 
+// UsageError is a usage error of one command path ("node acl", "loadtest
+// fleet"): main names that command and its own --help, not its group's
+// (an unknown subcommand is its group's error). errors.Is(err, ErrUsage)
+// holds for it.
+type UsageError struct {
+	Path string // the command after "geniehive": "node", "node acl"
+	Err  error  // what was wrong
+}
+
+func (e *UsageError) Error() string {
+	return e.Err.Error() + " (see 'geniehive " + e.Path + " --help')"
+}
+
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrUsage) true.
+func (e *UsageError) Is(target error) bool { return target == ErrUsage }
+
+// Usagef is a UsageError of path with a formatted message (%w wraps).
+func Usagef(path, format string, args ...any) error {
+	return &UsageError{Path: path, Err: fmt.Errorf(format, args...)}
+}
+
+// UnknownSubcommand is the error of command group given sub, which it
+// does not have; want lists what it has.
+func UnknownSubcommand(group, sub, want string) error {
+	return Usagef(group, "unknown subcommand %q (want %s)", sub, want)
+}
+
+// NoArgs is nil when args is empty, else the usage error of path, a
+// command that takes flags only.
+func NoArgs(path string, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	if len(args) == 1 && !strings.HasPrefix(args[0], "-") {
+		return Usagef(path, "unexpected argument %q: it has no subcommands and takes flags only", args[0])
+	}
+	return Usagef(path, "unexpected arguments %q: it takes flags only", args)
+}
+
 // EnvName is the environment variable that sets a flag: GENIEHIVE_ plus the
 // flag name upper-cased with '-' and '.' turned into '_'
 // (--redis-url -> GENIEHIVE_REDIS_URL).
@@ -98,7 +139,7 @@ func writeFlagHelp(w io.Writer, f *flag.Flag) {
 // of the command it belongs to ("geniehive loadtest fleet", not only
 // "loadtest").
 func flagError(fs *flag.FlagSet, err error) error {
-	return fmt.Errorf("%w: %w (see '%s --help')", ErrUsage, err, fs.Name())
+	return &UsageError{Path: strings.TrimPrefix(fs.Name(), "geniehive "), Err: err}
 }
 
 // parseFlags is fs.Parse that prints the help for --help only: on a bad
