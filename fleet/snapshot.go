@@ -99,7 +99,10 @@ func (s *ServiceEntry) Asset(name string) (*Asset, bool) {
 
 // Snapshot is an immutable view of the shared state, built from Redis and
 // swapped atomically by a Watcher. Nothing in it may be modified after it is
-// published; readers hold it for the life of one request.
+// published; readers hold it for the life of one request. The one exception
+// is the nodes' volatile figures (load metrics, GPU use, deadlines), which
+// live in NodeCells the entries point at and move atomically, one node
+// report at a time (figures.go).
 type Snapshot struct {
 	// Version increases with every rebuild in this process.
 	Version uint64
