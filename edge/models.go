@@ -298,13 +298,14 @@ func buildModelsCounted(snap *fleet.Snapshot, now time.Time) ([]ModelEntry, int)
 	visits := 0
 	for _, se := range snap.Services {
 		r := se.Routable(now)
+		sm := se.Metrics() // one load: one report's figures
 		lat := se.Stats.LatencyMS
 		if lat == 0 {
-			lat = se.Metrics.LatencyMS
+			lat = sm.LatencyMS
 		}
 		tps := se.Stats.TokensPerSec
 		if tps == 0 {
-			tps = se.Metrics.TokensPerSecond
+			tps = sm.TokensPerSecond
 		}
 		healthy := se.IsHealthy()
 		for i := range se.Assets {
@@ -342,8 +343,8 @@ func buildModelsCounted(snap *fleet.Snapshot, now time.Time) ([]ModelEntry, int)
 				m.Hosts = append(m.Hosts, se.HostID)
 			}
 			m.Services = append(m.Services, ServiceMeta{ID: se.ID, Host: se.HostID, Kind: string(se.Kind), Protocol: se.Protocol,
-				Loaded: a.Loaded, Healthy: healthy, Routable: r, QueueDepth: se.Metrics.QueueDepth, InFlight: se.Metrics.InFlight,
-				LatencyMS: lat, TokensPerSec: tps, VRAMUsed: se.Metrics.VRAMUsedBytes, VRAMTotal: se.Metrics.VRAMTotalBytes})
+				Loaded: a.Loaded, Healthy: healthy, Routable: r, QueueDepth: sm.QueueDepth, InFlight: sm.InFlight,
+				LatencyMS: lat, TokensPerSec: tps, VRAMUsed: sm.VRAMUsedBytes, VRAMTotal: sm.VRAMTotalBytes})
 			if r && lat > 0 && (m.LatencyMS == 0 || lat < m.LatencyMS) {
 				m.LatencyMS = lat
 			}

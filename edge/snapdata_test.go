@@ -70,7 +70,7 @@ func TestPolicyDataNotRebuiltOnMetricHeartbeat(t *testing.T) {
 	for q := 1; q <= 3; q++ {
 		beat(q, llama)
 		snap := refresh()
-		if snap.ByID["gpu1/chat"].Metrics.QueueDepth != q {
+		if snap.ByID["gpu1/chat"].Metrics().QueueDepth != q {
 			t.Fatal("heartbeat not in the snapshot")
 		}
 		feed(snap)
@@ -152,6 +152,9 @@ func TestSnapshotMetrics(t *testing.T) {
 	kinds := map[string]float64{}
 	for _, m := range got["geniehive_snapshot_builds_total"].GetMetric() {
 		kinds[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+	}
+	if _, ok := kinds["figures"]; !ok {
+		t.Fatalf("snapshot builds %v: no figures kind", kinds)
 	}
 	if kinds["incremental"] < 1 || kinds["full"] < 2 {
 		t.Fatalf("snapshot builds %v", kinds)

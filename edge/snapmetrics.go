@@ -31,7 +31,7 @@ func newSnapCollector(s *Server) *snapCollector {
 		resyncErrs: d("geniehive_state_resync_errors_total", "Full refreshes that failed (the previous snapshot stayed)."),
 		applyLat:   d("geniehive_state_event_apply_seconds", "Time from a change event's arrival to the snapshot that shows it."),
 		resyncDur:  d("geniehive_state_resync_seconds", "Duration of a full refresh of the snapshot from Redis."),
-		builds:     d("geniehive_snapshot_builds_total", "Snapshots built, by kind: full (every node checked), incremental (only changed nodes rebuilt), index (fleet indexes rebuilt whole).", "kind"),
+		builds:     d("geniehive_snapshot_builds_total", "Snapshots built, by kind: full (every node checked), incremental (only changed nodes rebuilt), figures (only figures moved, in place: nothing rebuilt), index (fleet indexes rebuilt whole).", "kind"),
 		views:      d("geniehive_snapshot_node_views_total", "Node views (a node's host and service entries) built or reused by full builds.", "result"),
 		dataVer:    d("geniehive_snapshot_data_version", "Version of what the policy data document is built from (catalog and fleet shape)."),
 	}
@@ -66,6 +66,7 @@ func (c *snapCollector) Collect(ch chan<- prometheus.Metric) {
 	hist(c.resyncDur, &st.ResyncDuration)
 	counter(c.builds, b.FullBuilds, "full")
 	counter(c.builds, b.Incremental, "incremental")
+	counter(c.builds, b.Figures, "figures")
 	counter(c.builds, b.IndexRebuilds, "index")
 	counter(c.views, b.ViewsBuilt, "built")
 	counter(c.views, b.ViewsReused, "reused")

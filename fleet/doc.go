@@ -9,7 +9,9 @@
 // test (internal/archtest) keeps it that way.
 //
 // Values here are plain data. A Snapshot and everything reachable from it is
-// read-only once published: it is shared by every request that loaded it.
+// read-only once published: it is shared by every request that loaded it
+// (but for the nodes' load figures, swapped atomically in a NodeCell:
+// figures.go).
 // Validation that needs no I/O (Catalog.Validate, ValidID, Scope.Valid) lives
 // here; parsing YAML files with line numbers lives in state.
 package fleet

@@ -7,18 +7,36 @@ import (
 
 // HostEntry is a host as seen in a Snapshot, with the deadline past which it
 // is no longer trusted (its Redis key's TTL, taken when it was read).
+//
+// The volatile figures (UpdatedAt, the GPUs' used VRAM and utilisation, the
+// deadline) are read through UpdatedAt(), GPUs() and Expiry(), which read
+// the node's cell (figures.go): the methods shadow the embedded fields, so
+// h.UpdatedAt and h.GPUs do not compile as field reads. Host.UpdatedAt,
+// Host.GPUs and Deadline are the figures the entry was built with.
 type HostEntry struct {
 	Host
 	Deadline time.Time
+	// Cell holds the node's current figures; nil for an entry built by
+	// hand (its fields are then its figures). Set by the builder only.
+	Cell *NodeCell
 }
 
 // ServiceEntry is a service as seen in a Snapshot. Fields are read-only: a
 // Snapshot is shared by every request that loaded it.
+//
+// Its metrics and deadline move without a new entry: read them with
+// Metrics() (which shadows the embedded Service.Metrics, so se.Metrics.X
+// does not compile) and Expiry() (figures.go).
 type ServiceEntry struct {
 	Service
-	// Deadline is when the node's heartbeat key expires. Past it the entry
-	// is not routable even if no resync has dropped it yet.
+	// Deadline is when the node's heartbeat key expired as of the report
+	// the entry was built from; Expiry() is the current one.
 	Deadline time.Time
+	// Cell holds the node's current figures, CellIndex this service's
+	// index in them (its index in the node's state); nil for an entry
+	// built by hand. Set by the builder only.
+	Cell      *NodeCell
+	CellIndex int
 	// CooldownUntil is set while passive health checks hold the service out
 	// of rotation (shared across edges through Redis).
 	CooldownUntil time.Time
@@ -42,7 +60,7 @@ type ProbeResult struct {
 }
 
 // Live reports whether the entry's heartbeat is still within its TTL.
-func (s *ServiceEntry) Live(now time.Time) bool { return now.Before(s.Deadline) }
+func (s *ServiceEntry) Live(now time.Time) bool { return now.Before(s.Expiry()) }
 
 // InCooldown reports whether passive health checks hold the service out.
 func (s *ServiceEntry) InCooldown(now time.Time) bool { return now.Before(s.CooldownUntil) }
@@ -81,7 +99,10 @@ func (s *ServiceEntry) Asset(name string) (*Asset, bool) {
 
 // Snapshot is an immutable view of the shared state, built from Redis and
 // swapped atomically by a Watcher. Nothing in it may be modified after it is
-// published; readers hold it for the life of one request.
+// published; readers hold it for the life of one request. The one exception
+// is the nodes' volatile figures (load metrics, GPU use, deadlines), which
+// live in NodeCells the entries point at and move atomically, one node
+// report at a time (figures.go).
 type Snapshot struct {
 	// Version increases with every rebuild in this process.
 	Version uint64
@@ -106,6 +127,11 @@ type Snapshot struct {
 	// metrics leave it as it was, so the edge rebuilds that document only
 	// when it can differ (state/snapbuild.go).
 	DataVersion uint64
+	// FiguresVersion changes whenever a node's volatile figures moved in
+	// its cell (a metrics-only event applied, figures.go): the entries
+	// stay, their figures moved. A snapshot published for figures alone
+	// shares every container with the previous one.
+	FiguresVersion uint64
 	// CatalogError is non-empty while the stored catalog does not decode;
 	// Catalog is then the last good one this process read.
 	CatalogError string

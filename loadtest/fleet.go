@@ -473,26 +473,35 @@ func startObserver(ctx context.Context, st *state.Store, prefix string) *fleetOb
 		defer close(o.done)
 		seen := map[string]time.Time{}
 		var last map[string]*fleet.HostEntry
+		var lastFig uint64
 		for {
 			select {
 			case <-octx.Done():
 				return
 			case snap := <-changes:
-				if sameMap(snap.Hosts, last) {
+				// A metrics event moves a host's figures in place (its
+				// cell) and publishes a snapshot sharing the Hosts map.
+				if sameMap(snap.Hosts, last) && snap.FiguresVersion == lastFig {
 					continue
 				}
-				last = snap.Hosts
+				last, lastFig = snap.Hosts, snap.FiguresVersion
 				for id, h := range snap.Hosts {
 					if !strings.HasPrefix(id, prefix) {
 						continue
 					}
-					if prev, ok := seen[id]; ok && !h.UpdatedAt.After(prev) {
+					u := h.UpdatedAt()
+					if prev, ok := seen[id]; ok && !u.After(prev) {
+						continue
+					}
+					if u.After(snap.BuiltAt) {
+						// Stored after this snapshot was built: the next
+						// one (every stored figure publishes one) counts it.
 						continue
 					}
 					if _, ok := seen[id]; ok && o.on.Load() { // the first sighting may be a heartbeat written before the watcher started
-						o.hist.Record(max(snap.BuiltAt.Sub(h.UpdatedAt), 0))
+						o.hist.Record(max(snap.BuiltAt.Sub(u), 0))
 					}
-					seen[id] = h.UpdatedAt
+					seen[id] = u
 				}
 			}
 		}
@@ -508,7 +517,7 @@ func (o *fleetObserver) stop() (*LatencySummary, *ObserverReport) {
 	s0, b0 := o.s0, o.b0
 	o.mu.Unlock()
 	rep := &ObserverReport{EventsApplied: s1.applied - s0.applied, EventsDropped: s1.dropped - s0.dropped, Resyncs: s1.resyncs - s0.resyncs,
-		Build: state.BuildStats{FullBuilds: b1.FullBuilds - b0.FullBuilds, Incremental: b1.Incremental - b0.Incremental,
+		Build: state.BuildStats{FullBuilds: b1.FullBuilds - b0.FullBuilds, Incremental: b1.Incremental - b0.Incremental, Figures: b1.Figures - b0.Figures,
 			ViewsBuilt: b1.ViewsBuilt - b0.ViewsBuilt, ViewsReused: b1.ViewsReused - b0.ViewsReused,
 			IndexRebuilds: b1.IndexRebuilds - b0.IndexRebuilds, DataVersion: b1.DataVersion - b0.DataVersion},
 		FinalHosts: len(snap.Hosts), FinalServices: len(snap.Services)}

@@ -239,7 +239,7 @@ func TestDiscoveryAndHeartbeat(t *testing.T) {
 	}
 	snap := w.Current()
 	e, ok := snap.ByID["gpu-a/ollama"]
-	if !ok || !e.Routable(time.Now()) || e.Deadline.Before(time.Now().Add(10*time.Second)) {
+	if !ok || !e.Routable(time.Now()) || e.Expiry().Before(time.Now().Add(10*time.Second)) {
 		t.Fatalf("snapshot entry %+v", e)
 	}
 	if len(snap.AssetServices["qwen3:8b"]) != 1 || len(snap.AssetServices["nomic-embed-text:latest"]) != 1 {
@@ -512,7 +512,7 @@ func TestHeartbeatToSnapshotDelay(t *testing.T) {
 		t0 := time.Now()
 		deadline := time.After(timeout)
 		for {
-			if h, ok := w.Current().Hosts["lat"]; ok && h.UpdatedAt.Equal(want) {
+			if h, ok := w.Current().Hosts["lat"]; ok && h.UpdatedAt().Equal(want) {
 				return time.Since(t0), true
 			}
 			select {

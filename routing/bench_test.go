@@ -24,7 +24,7 @@ func benchSnap() (*fleet.Snapshot, *policy.Decision) {
 	for h := 0; h < 4; h++ {
 		s := svc("h"+strconv.Itoa(h), "ollama", fleet.KindChat,
 			asset("qwen3-coder:30b", "qwen3", "code"), asset("qwen3:8b", "qwen3"), asset("llama3.1:8b", "llama"))
-		s.Metrics = fleet.Metrics{LatencyMS: float64(20 + h), TokensPerSecond: 40, QueueDepth: h % 2, VRAMTotalBytes: 24 << 30, VRAMUsedBytes: 10 << 30}
+		s.Service.Metrics = fleet.Metrics{LatencyMS: float64(20 + h), TokensPerSecond: 40, QueueDepth: h % 2, VRAMTotalBytes: 24 << 30, VRAMUsedBytes: 10 << 30}
 		s.Stats = fleet.ServiceStats{Requests: 100, LatencyMS: 900, TokensPerSec: 38}
 		svcs = append(svcs, s)
 	}

@@ -29,7 +29,12 @@
 // # Lifetime and goroutine safety
 //
 // A Router is safe for concurrent use. Route reads the snapshot it is given
-// and never modifies it. Run must be running for ReportFailure and
+// and never modifies it. A service's load figures (ServiceEntry.Metrics,
+// HostEntry.GPUs) are read from its node's cell, which metrics events move
+// without a new entry (fleet/figures.go, state/doc.go "Figures"): a pick
+// scores each candidate with its node's latest report, read once per
+// figure, and a wide asset's ranking is at most rankRefresh older than
+// the figures (rank.go). Run must be running for ReportFailure and
 // ReportSuccess to reach Redis (they are queued, never blocking the request
 // path). The Prober is separate and optional.
 //

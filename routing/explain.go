@@ -85,7 +85,7 @@ func (r *Router) Explain(ctx context.Context, snap *fleet.Snapshot, dec *policy.
 			Rank: rank, Service: c.svc.ID, Host: c.svc.HostID, Asset: assetName(c.asset),
 			Target: c.target.Kind + ":" + c.target.Name, Role: c.target.Role, Group: c.group,
 			Score: round(c.score), Signals: make(map[string]float64, NumSignals),
-			InFlight: c.inflight, QueueDepth: c.svc.Metrics.QueueDepth, MaxConcurrency: c.svc.MaxConcurrency,
+			InFlight: c.inflight, QueueDepth: c.svc.Metrics().QueueDepth, MaxConcurrency: c.svc.MaxConcurrency,
 			Saturated: c.saturated, Picked: rank == 1,
 		}
 		for s := Signal(0); s < NumSignals; s++ {

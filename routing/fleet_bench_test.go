@@ -20,7 +20,7 @@ func fleetSnap(hosts int) *fleet.Snapshot {
 				as = append(as, asset("model-"+strconv.Itoa((h*20+j*4+k)%50)+":8b", "llama"))
 			}
 			s := svc("n"+strconv.Itoa(h), "svc-"+strconv.Itoa(j), fleet.KindChat, as...)
-			s.Metrics = fleet.Metrics{LatencyMS: float64(10 + (h*5+j)%40), TokensPerSecond: 40, QueueDepth: (h + j) % 3, VRAMTotalBytes: 24 << 30, VRAMUsedBytes: 10 << 30}
+			s.Service.Metrics = fleet.Metrics{LatencyMS: float64(10 + (h*5+j)%40), TokensPerSecond: 40, QueueDepth: (h + j) % 3, VRAMTotalBytes: 24 << 30, VRAMUsedBytes: 10 << 30}
 			s.Stats = fleet.ServiceStats{Requests: 100, LatencyMS: 900, TokensPerSec: 38}
 			svcs = append(svcs, s)
 		}
@@ -141,7 +141,7 @@ func BenchmarkAssetRankBuild(b *testing.B) {
 			l := next.AssetServices["hot"]
 			for i := 0; i < 5; i++ {
 				e := *l[i]
-				e.Metrics.QueueDepth++
+				e.Service.Metrics.QueueDepth++
 				l[i] = &e
 			}
 			b.ReportAllocs()

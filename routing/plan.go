@@ -40,8 +40,8 @@ func latencyOf(svc *fleet.ServiceEntry) float64 {
 	if svc.Stats.Requests > 0 && svc.Stats.LatencyMS > 0 {
 		return svc.Stats.LatencyMS
 	}
-	if svc.Metrics.LatencyMS > 0 {
-		return svc.Metrics.LatencyMS
+	if l := svc.Metrics().LatencyMS; l > 0 {
+		return l
 	}
 	if svc.Probe != nil && svc.Probe.LatencyMS > 0 {
 		return svc.Probe.LatencyMS
@@ -118,7 +118,7 @@ func (r *Router) collect(w *work, snap *fleet.Snapshot, dec *policy.Decision, f 
 				if rs.rk.key[li]+rs.rest+rankEps < kth.score {
 					break // nor can any later service: keys only fall
 				}
-				if rs.rk.run[kth.rpos] == rs.rk.run[li] && kth.inflight == int64(kth.svc.Metrics.InFlight) {
+				if rs.rk.run[kth.rpos] == rs.rk.run[li] && kth.inflight == int64(kth.svc.Metrics().InFlight) {
 					// In the k-th's run, after it: at most its score,
 					// a larger id. Skip the run.
 					li = int(rs.rk.run[li]) - 1
@@ -159,7 +159,7 @@ func (r *Router) collect(w *work, snap *fleet.Snapshot, dec *policy.Decision, f 
 				continue
 			}
 			est := localIn
-			if rep := int64(svc.Metrics.InFlight); rep > est {
+			if rep := int64(svc.Metrics().InFlight); rep > est {
 				est = rep
 			}
 			w.cands = append(w.cands, cand{svc: svc, asset: asset, target: t, group: t.Group, pos: pos, inflight: est})
@@ -170,7 +170,7 @@ func (r *Router) collect(w *work, snap *fleet.Snapshot, dec *policy.Decision, f 
 			}
 			in.svc, in.asset, in.role, in.pos, in.n, in.inflight = svc, asset, role, pos, n, est
 			in.host, in.bench = nil, nil
-			if svc.Metrics.VRAMTotalBytes <= 0 {
+			if svc.Metrics().VRAMTotalBytes <= 0 {
 				in.host = snap.Hosts[svc.HostID]
 			}
 			if asset != nil {
@@ -455,7 +455,7 @@ func (r *Router) leastLoaded(ctx context.Context, w *work, grp []int, dry bool) 
 	for _, k := range perm {
 		c := &w.cands[grp[k]]
 		ids = append(ids, c.svc.ID)
-		q = append(q, int64(c.svc.Metrics.QueueDepth))
+		q = append(q, int64(c.svc.Metrics().QueueDepth))
 	}
 	w.ids, w.queue = ids, q
 	var pk int
@@ -586,7 +586,7 @@ func (r *Router) whyNot(svc *fleet.ServiceEntry, op fleet.Kind, now time.Time) s
 		return "in cooldown (set by this edge)"
 	}
 	if svc.MaxConcurrency > 0 {
-		est := int64(svc.Metrics.InFlight)
+		est := int64(svc.Metrics().InFlight)
 		if l := r.peekLoc(svc.ID); l != nil && l.inflight.Load() > est {
 			est = l.inflight.Load()
 		}

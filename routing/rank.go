@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/policy"
@@ -44,7 +45,24 @@ type assetRank struct {
 	list  []*fleet.ServiceEntry
 	pos   []int32
 	bench []fleet.BenchSummary
+	// built is when the ranking was built (monotonic): a later snapshot
+	// with the same list and bench reuses it until rankRefresh after.
+	built time.Time
 }
+
+// rankRefresh bounds how often a wide asset is re-ranked while only its
+// services' figures move. A metrics event moves a node's figures in place
+// (fleet.NodeCell) and publishes a snapshot that shares every list with
+// the previous one; a ranking of such a list is reused for rankRefresh,
+// then rebuilt, re-scoring only the services whose figures moved (their
+// node's Figures pointer changed). So a ranking's keys are at most
+// rankRefresh older than the figures (which are up to a heartbeat old
+// anyway): a pick scores every candidate it walks with its current
+// figures, and a service whose figures rose since the ranking may be
+// pruned until the next one. At 10,000 nodes (2,000 metrics events a
+// second, every one a new snapshot) re-ranking on every snapshot was
+// O(services) per event.
+const rankRefresh = 250 * time.Millisecond
 
 // rankEnt is one service of an assetRank with its static signals.
 type rankEnt struct {
@@ -54,7 +72,8 @@ type rankEnt struct {
 	usesHost bool
 	st       [len(staticSignals)]float64
 	key      float64
-	li       int32 // index in the asset's service list
+	li       int32          // index in the asset's service list
+	fig      *fleet.Figures // the node's figures it was scored from (nil: no cell)
 }
 
 type rankVariant struct {
@@ -137,7 +156,12 @@ func (r *Router) rank(snap *fleet.Snapshot, asset string) *assetRank {
 		}
 		c = nc
 	}
-	rk := r.buildRank(snap, asset, c.prev[asset])
+	var rk *assetRank
+	if p := c.prev[asset]; p != nil && sameList(p.list, snap.AssetServices[asset]) && sameList(p.bench, snap.Bench[asset]) && time.Since(p.built) < rankRefresh {
+		rk = p // only figures moved, and recently: see rankRefresh
+	} else {
+		rk = r.buildRank(snap, asset, p)
+	}
 	m := make(map[string]*assetRank, len(c.m)+1)
 	for k, v := range c.m {
 		m[k] = v
@@ -145,6 +169,12 @@ func (r *Router) rank(snap *fleet.Snapshot, asset string) *assetRank {
 	m[asset] = rk
 	r.ranks.Store(&rankCache{snap: snap, m: m, prev: c.prev})
 	return rk
+}
+
+// sameList reports whether a and b are the same slice (not merely equal):
+// the watcher shares an unchanged list between snapshots.
+func sameList[T any](a, b []T) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 func rankFamily(a *fleet.Asset) string {
@@ -188,13 +218,18 @@ func cmpRankEnt(a, b *rankEnt) int {
 // rankEntOf scores svc's static signals for asset name.
 func (r *Router) rankEntOf(snap *fleet.Snapshot, svc *fleet.ServiceEntry, name string, bench []fleet.BenchSummary, li int) rankEnt {
 	var sig Signals
-	in := scoreInput{svc: svc, n: 1, inflight: int64(svc.Metrics.InFlight), bench: bench}
+	// The figures first: if they move while svc is scored, the ranking
+	// holds the older pointer and the next one re-scores svc.
+	fig := svc.Figures()
+	m := svc.Metrics()
+	in := scoreInput{svc: svc, n: 1, inflight: int64(m.InFlight), bench: bench}
 	in.asset, _ = svc.Asset(name)
-	if svc.Metrics.VRAMTotalBytes <= 0 {
+	usesHost := m.VRAMTotalBytes <= 0
+	if usesHost {
 		in.host = snap.Hosts[svc.HostID]
 	}
 	r.score(&in, &sig)
-	e := rankEnt{svc: svc, asset: in.asset, host: in.host, usesHost: svc.Metrics.VRAMTotalBytes <= 0, key: staticKey(&sig), li: int32(li)}
+	e := rankEnt{svc: svc, asset: in.asset, host: in.host, usesHost: usesHost, key: staticKey(&sig), li: int32(li), fig: fig}
 	for k, s := range staticSignals {
 		e.st[k] = sig[s]
 	}
@@ -204,8 +239,9 @@ func (r *Router) rankEntOf(snap *fleet.Snapshot, svc *fleet.ServiceEntry, name s
 // buildRank ranks asset name's services in snap. With prev (the ranking
 // of an earlier snapshot) the services whose entries are unchanged (the
 // same pointer: the watcher rebuilds only changed nodes' entries, state/
-// snapbuild.go) keep their place and only the changed ones are scored,
-// sorted and merged in: O(n) plus O(changed log changed), the same
+// snapbuild.go) and figures (the same fleet.Figures of their node's cell)
+// keep their place and only the changed ones are scored, sorted and
+// merged in: O(n) plus O(changed log changed), the same
 // ranking as a full build (TestRankIncrementalMatchesFull).
 func (r *Router) buildRank(snap *fleet.Snapshot, name string, prev *assetRank) *assetRank {
 	list := snap.AssetServices[name]
@@ -223,7 +259,7 @@ func (r *Router) buildRank(snap *fleet.Snapshot, name string, prev *assetRank) *
 			}
 			if i < len(prev.list) && prev.list[i] == svc {
 				p := prev.pos[i]
-				if e := &prev.ents[p]; !e.usesHost || snap.Hosts[svc.HostID] == e.host {
+				if e := &prev.ents[p]; e.fig == svc.Figures() && (!e.usesHost || snap.Hosts[svc.HostID] == e.host) {
 					keepOld[p], newLi[p] = true, int32(j)
 					continue
 				}
@@ -254,7 +290,7 @@ func (r *Router) buildRank(snap *fleet.Snapshot, name string, prev *assetRank) *
 		slices.SortFunc(es, func(a, b rankEnt) int { return cmpRankEnt(&a, &b) })
 	}
 	rk := &assetRank{svcs: make([]*fleet.ServiceEntry, n), key: make([]float64, n), run: make([]int32, n),
-		ents: es, list: list, pos: make([]int32, n), bench: bench}
+		ents: es, list: list, pos: make([]int32, n), bench: bench, built: time.Now()}
 	for i := range es {
 		rk.svcs[i], rk.key[i] = es[i].svc, es[i].key
 		rk.pos[es[i].li] = int32(i)

@@ -70,15 +70,18 @@ func TestSignalsMoveRanking(t *testing.T) {
 				b.Stats = fleet.ServiceStats{Requests: 10, LatencyMS: 200}
 			})},
 		{name: "higher throughput", sig: SigThroughput, winner: "b/s|m:7b",
-			build: twoServices(func(a, b *fleet.ServiceEntry) { a.Metrics.TokensPerSecond = 8; b.Metrics.TokensPerSecond = 90 })},
+			build: twoServices(func(a, b *fleet.ServiceEntry) {
+				a.Service.Metrics.TokensPerSecond = 8
+				b.Service.Metrics.TokensPerSecond = 90
+			})},
 		{name: "shorter queue", sig: SigQueueDepth, winner: "b/s|m:7b",
-			build: twoServices(func(a, b *fleet.ServiceEntry) { a.Metrics.QueueDepth = 6 })},
+			build: twoServices(func(a, b *fleet.ServiceEntry) { a.Service.Metrics.QueueDepth = 6 })},
 		{name: "fewer in flight", sig: SigInFlight, winner: "b/s|m:7b",
-			build: twoServices(func(a, b *fleet.ServiceEntry) { a.Metrics.InFlight = 5 })},
+			build: twoServices(func(a, b *fleet.ServiceEntry) { a.Service.Metrics.InFlight = 5 })},
 		{name: "more VRAM headroom", sig: SigVRAMHeadroom, winner: "b/s|m:7b",
 			build: twoServices(func(a, b *fleet.ServiceEntry) {
-				a.Metrics.VRAMTotalBytes, a.Metrics.VRAMUsedBytes = 24<<30, 23<<30
-				b.Metrics.VRAMTotalBytes, b.Metrics.VRAMUsedBytes = 24<<30, 4<<30
+				a.Service.Metrics.VRAMTotalBytes, a.Service.Metrics.VRAMUsedBytes = 24<<30, 23<<30
+				b.Service.Metrics.VRAMTotalBytes, b.Service.Metrics.VRAMUsedBytes = 24<<30, 4<<30
 			})},
 		{name: "benchmarks cover the role's workloads", sig: SigWorkloadOverlap, winner: "h/s|y",
 			build: twoAssets(&fleet.Catalog{Roles: []fleet.Role{{Name: "r", Workloads: []string{"chat.short_reasoning"}}}}, "r",

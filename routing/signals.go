@@ -91,7 +91,7 @@ func (r *Router) score(in *scoreInput, sig *Signals) {
 	if a != nil && a.Ready() { // a model still loading cannot answer yet
 		sig[SigLoaded] = w.Loaded
 	}
-	m := &in.svc.Metrics
+	m := in.svc.Metrics()
 	st := &in.svc.Stats
 	lat := st.LatencyMS
 	if lat <= 0 || st.Requests == 0 {
@@ -125,7 +125,7 @@ func (r *Router) score(in *scoreInput, sig *Signals) {
 	}
 	used, total := m.VRAMUsedBytes, m.VRAMTotalBytes
 	if total <= 0 && in.host != nil {
-		for _, g := range in.host.GPUs {
+		for _, g := range in.host.GPUs() {
 			used += g.VRAMUsedBytes
 			total += g.VRAMTotalBytes
 		}

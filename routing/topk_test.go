@@ -49,15 +49,15 @@ func randomPickCase(rng *rand.Rand, r *Router, now time.Time) (*fleet.Snapshot, 
 			kind = fleet.KindEmbeddings
 		}
 		s := svc("h"+strconv.Itoa(rng.Intn(10)), "s"+strconv.Itoa(i), kind, as...)
-		s.Metrics = fleet.Metrics{LatencyMS: float64(10 * rng.Intn(3)), QueueDepth: rng.Intn(2), InFlight: rng.Intn(3)}
+		s.Service.Metrics = fleet.Metrics{LatencyMS: float64(10 * rng.Intn(3)), QueueDepth: rng.Intn(2), InFlight: rng.Intn(3)}
 		if rng.Intn(3) == 0 {
-			s.Metrics.TokensPerSecond = float64(20 * rng.Intn(3))
+			s.Service.Metrics.TokensPerSecond = float64(20 * rng.Intn(3))
 		}
 		if rng.Intn(4) == 0 {
 			s.Stats = fleet.ServiceStats{Requests: 10, LatencyMS: float64(100 * rng.Intn(3))}
 		}
 		if rng.Intn(2) == 0 {
-			s.Metrics.VRAMTotalBytes, s.Metrics.VRAMUsedBytes = 24<<30, int64(rng.Intn(3))<<32
+			s.Service.Metrics.VRAMTotalBytes, s.Service.Metrics.VRAMUsedBytes = 24<<30, int64(rng.Intn(3))<<32
 		}
 		if rng.Intn(4) == 0 {
 			s.MaxConcurrency = 1 + rng.Intn(3)
@@ -255,7 +255,7 @@ func TestRankIncrementalMatchesFull(t *testing.T) {
 		r := newRouter(t, Config{})
 		snap, _, _ := randomPickCase(rng, r, now)
 		for h := range snap.Hosts {
-			snap.Hosts[h].GPUs = []fleet.GPU{{VRAMTotalBytes: 24 << 30, VRAMUsedBytes: int64(rng.Intn(20)) << 30}}
+			snap.Hosts[h].Host.GPUs = []fleet.GPU{{VRAMTotalBytes: 24 << 30, VRAMUsedBytes: int64(rng.Intn(20)) << 30}}
 		}
 		name := "m" + strconv.Itoa(rng.Intn(4))
 		prev := r.buildRank(snap, name, nil)
@@ -267,8 +267,8 @@ func TestRankIncrementalMatchesFull(t *testing.T) {
 					continue
 				case 1, 2: // a new heartbeat: a new entry
 					e := *s
-					e.Metrics.QueueDepth = rng.Intn(3)
-					e.Metrics.InFlight = rng.Intn(3)
+					e.Service.Metrics.QueueDepth = rng.Intn(3)
+					e.Service.Metrics.InFlight = rng.Intn(3)
 					e.Assets = append([]fleet.Asset(nil), s.Assets...)
 					svcs = append(svcs, &e)
 					continue
@@ -283,7 +283,7 @@ func TestRankIncrementalMatchesFull(t *testing.T) {
 				if _, ok := next.Hosts[h]; ok && rng.Intn(5) != 0 {
 					next.Hosts[h] = he // unchanged node: the same entry
 				} else if ok {
-					next.Hosts[h].GPUs = []fleet.GPU{{VRAMTotalBytes: 24 << 30, VRAMUsedBytes: int64(rng.Intn(20)) << 30}}
+					next.Hosts[h].Host.GPUs = []fleet.GPU{{VRAMTotalBytes: 24 << 30, VRAMUsedBytes: int64(rng.Intn(20)) << 30}}
 				}
 			}
 			for k, v := range snap.Bench {
@@ -320,7 +320,7 @@ func TestRankConcurrent(t *testing.T) {
 	for v := 0; v < 4; v++ {
 		s := fleetSnap(20)
 		for i, e := range s.AssetServices["hot"] {
-			e.Metrics.QueueDepth = (i * (v + 1)) % 4
+			e.Service.Metrics.QueueDepth = (i * (v + 1)) % 4
 		}
 		s.Version = uint64(v + 1)
 		full, err := r.Plan(context.Background(), s, dec, &RequestFacts{Operation: fleet.KindChat, Model: "hot"})
@@ -374,14 +374,75 @@ func TestRankStartsFromPrevious(t *testing.T) {
 	if c.prev["w"] != b1 || c.prev["hot"] != a1 {
 		t.Fatalf("the new snapshot's cache lost an earlier ranking: %v", c.prev)
 	}
-	b2 := r.rank(s2, "w")
+	// The same lists, ranked within rankRefresh: the ranking is reused.
+	if b2 := r.rank(s2, "w"); b2 != b1 {
+		t.Fatal("w re-ranked though its list is the same and its ranking recent")
+	}
+	// Past rankRefresh it is re-ranked (figures may have moved), alike.
+	b1.built = b1.built.Add(-rankRefresh)
+	s2b := fleetSnap(20)
+	s2b.Version = 3
+	s2b.AssetServices = s1.AssetServices
+	b2 := r.rank(s2b, "w")
 	if b2 == b1 || !reflect.DeepEqual(b2.svcs, b1.svcs) {
-		t.Fatal("w not re-ranked for the new snapshot, or ranked differently")
+		t.Fatal("w not re-ranked past rankRefresh, or ranked differently")
 	}
 	s3 := fleetSnap(20)
-	s3.Version = 3
+	s3.Version = 4
 	r.rank(s3, "hot") // "w" is on no service of s3
 	if _, ok := r.ranks.Load().prev["w"]; ok {
 		t.Fatal("a ranking of an asset gone from the fleet is kept")
+	}
+}
+
+// TestRankFollowsFigures: services whose entries stay but whose node's
+// figures move in their cell (a metrics event, fleet.NodeCell) are
+// re-scored when the ranking is next rebuilt, and the rebuilt ranking is
+// a full build's; within rankRefresh the earlier ranking is kept.
+func TestRankFollowsFigures(t *testing.T) {
+	r := newRouter(t, Config{})
+	s1 := fleetSnap(20)
+	s1.Version = 1
+	cells := map[string]*fleet.NodeCell{}
+	figs := map[string]*fleet.Figures{}
+	for _, e := range s1.Services { // one cell per host, as the watcher builds them
+		f := figs[e.HostID]
+		if f == nil {
+			f = &fleet.Figures{Deadline: e.Deadline}
+			figs[e.HostID] = f
+		}
+		e.CellIndex = len(f.Metrics)
+		f.Metrics = append(f.Metrics, e.Service.Metrics)
+	}
+	for h, f := range figs {
+		cells[h] = fleet.NewNodeCell(f)
+		s1.Hosts[h].Cell = cells[h]
+	}
+	for _, e := range s1.Services {
+		e.Cell = cells[e.HostID]
+	}
+	rk1 := r.rank(s1, "hot")
+	last := rk1.svcs[len(rk1.svcs)-1]
+	// The worst service's node reports an idle, fast service.
+	f := *figs[last.HostID]
+	f.Metrics = append([]fleet.Metrics(nil), f.Metrics...)
+	f.Metrics[last.CellIndex] = fleet.Metrics{LatencyMS: 1, TokensPerSecond: 400, VRAMTotalBytes: 24 << 30}
+	cells[last.HostID].Store(&f)
+	next := func(v uint64) *fleet.Snapshot { // what publishFiguresLocked publishes
+		s := *s1
+		s.Version = v
+		return &s
+	}
+	if rk := r.rank(next(2), "hot"); rk != rk1 {
+		t.Fatal("re-ranked within rankRefresh")
+	}
+	rk1.built = rk1.built.Add(-rankRefresh)
+	rk2 := r.rank(next(3), "hot")
+	if rk2 == rk1 || rk2.svcs[0] != last {
+		t.Fatalf("the service whose figures moved is not re-scored: first %s, want %s", rk2.svcs[0].ID, last.ID)
+	}
+	full := r.buildRank(next(4), "hot", nil)
+	if !reflect.DeepEqual(rk2.svcs, full.svcs) || !reflect.DeepEqual(rk2.key, full.key) {
+		t.Fatal("the ranking rebuilt from the previous one differs from a full build")
 	}
 }

@@ -92,7 +92,7 @@ a, b = load(sys.argv[1]), load(sys.argv[2])
 dl = lambda k: b.get(k, 0) - a.get(k, 0)
 out = []
 for k in ['geniehive_state_events_applied_total', 'geniehive_state_events_dropped_total', 'geniehive_state_resyncs_total',
-          'geniehive_policy_data_builds_total', 'geniehive_snapshot_builds_total{kind="full"}', 'geniehive_snapshot_builds_total{kind="incremental"}',
+          'geniehive_policy_data_builds_total', 'geniehive_snapshot_builds_total{kind="full"}', 'geniehive_snapshot_builds_total{kind="incremental"}', 'geniehive_snapshot_builds_total{kind="figures"}',
           'geniehive_state_metrics_events_total{result="applied"}', 'geniehive_state_metrics_events_total{result="stale"}', 'geniehive_state_metrics_events_total{result="refused"}']:
     out.append('%s +%d' % (k.replace('geniehive_', ''), dl(k)))
 for h in ['geniehive_state_event_apply_seconds', 'geniehive_state_resync_seconds']:

@@ -105,6 +105,36 @@
 // are in metricsevent.go. Events of one node that arrive together are
 // superseded by the latest.
 //
+// # Figures
+//
+// An applied metrics event writes O(that node): the node's volatile
+// figures (its services' metrics, the host's UpdatedAt and GPUs, the
+// renewed deadline) live in one fleet.NodeCell its entries share, and the
+// event stores a new fleet.Figures there and publishes a snapshot sharing
+// every container and entry with the previous one (snapbuild.go). Readers
+// read figures through ServiceEntry.Metrics/Expiry and HostEntry.
+// UpdatedAt/GPUs/Expiry (the methods shadow the embedded fields, so a
+// reader of the stale field does not compile). What that gives a routing
+// decision, and why it is enough:
+//
+//   - each load is one report: a service's used and total VRAM, a GPU's
+//     used and total, come from one heartbeat, never a mix, so no reader
+//     sees used > total unless the node reported it (TestFiguresNeverTorn);
+//   - figures are not pinned to the snapshot a request holds: a request
+//     may read a newer report than the snapshot it loaded (as if it had
+//     loaded the next one), and two loads may read two reports. Nothing
+//     needs more: figures are up to a heartbeat old when they arrive, a
+//     pick compares services of different nodes reported at different
+//     times anyway, and nothing structural (which services exist, their
+//     assets, health, cooldowns) moves in a cell;
+//   - a deadline only moves forward within a cell (each event renews it);
+//   - the scored ranking of a wide asset (routing/rank.go) is rebuilt at
+//     most every rankRefresh while only figures move, re-scoring only the
+//     services whose node's Figures pointer changed.
+//
+// TestMetricsEventSharesContainers checks that nothing is rebuilt,
+// TestMetricsPatchMatchesFullBuild that the figures equal a full build's.
+//
 // On a Redis Cluster, PUBLISH reaches every node over the cluster bus, so
 // a PSUBSCRIBE on any node receives every event; the watcher subscribes on
 // a random master or replica, so the edges' subscriptions (and the work of

@@ -220,7 +220,7 @@ func TestMetricsEventAppliedWithoutGet(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := st.Services[1].Metrics
-		waitUntil(t, func() bool { e := w.Current().ByID["ma/s1"]; return e != nil && e.Metrics == want })
+		waitUntil(t, func() bool { e := w.Current().ByID["ma/s1"]; return e != nil && *e.Metrics() == want })
 	}
 	snap := w.Current()
 	if n := cmds.get.Load() - gets; n != 0 {
@@ -229,13 +229,13 @@ func TestMetricsEventAppliedWithoutGet(t *testing.T) {
 	if n := w.Stats().MetricsApplied.Load(); n != 5 {
 		t.Fatalf("MetricsApplied = %d, want 5", n)
 	}
-	if h := snap.Hosts["ma"]; h.GPUs[1].VRAMUsedBytes != st.Host.GPUs[1].VRAMUsedBytes || !h.UpdatedAt.Equal(st.Host.UpdatedAt) {
+	if h := snap.Hosts["ma"]; h.GPUs()[1].VRAMUsedBytes != st.Host.GPUs[1].VRAMUsedBytes || !h.UpdatedAt().Equal(st.Host.UpdatedAt) {
 		t.Fatalf("host figures not applied: %+v", h.Host)
 	}
 	if snap.DataVersion != dv {
 		t.Fatalf("metrics events changed DataVersion %d -> %d", dv, snap.DataVersion)
 	}
-	if d := time.Until(snap.Hosts["ma"].Deadline); d < 50*time.Second || d > time.Minute {
+	if d := time.Until(snap.Hosts["ma"].Expiry()); d < 50*time.Second || d > time.Minute {
 		t.Fatalf("deadline %s away, want the TTL's minute", d)
 	}
 
@@ -277,7 +277,7 @@ func TestMetricsEventAppliedWithoutGet(t *testing.T) {
 	ev = state.AppendMetricsEvent(old, state.FNVSum(raw))
 	c.Publish(ctx, s.Channel(state.EventNode+"old"), ev)
 	want := old.Services[0].Metrics
-	waitUntil(t, func() bool { e := w.Current().ByID["old/s0"]; return e != nil && e.Metrics == want })
+	waitUntil(t, func() bool { e := w.Current().ByID["old/s0"]; return e != nil && *e.Metrics() == want })
 	if w.Stats().MetricsStale.Load() != 2 {
 		t.Fatalf("an event for a shapeless state was not read: %d stale", w.Stats().MetricsStale.Load())
 	}
@@ -310,6 +310,11 @@ func TestHostileMetricsEvents(t *testing.T) {
 	}
 	waitUntil(t, func() bool { return w.Current().Hosts["ha"] != nil && w.Current().Hosts["hb"] != nil })
 	before := w.Current()
+	// The figures live in cells the snapshots share: keep what they were.
+	was := map[string]fleet.Service{}
+	for id, e := range before.ByID {
+		was[id] = e.Current()
+	}
 	move(a, 42)
 	raw, _ := json.Marshal(a)
 	g := state.AppendMetricsEvent(a, state.FNVSum(raw))
@@ -383,8 +388,8 @@ func TestHostileMetricsEvents(t *testing.T) {
 		t.Fatalf("%d hostile events applied", w.Stats().MetricsApplied.Load())
 	}
 	for _, id := range []string{"ha/s0", "ha/s1", "hb/s0", "hb/s1"} {
-		if !reflect.DeepEqual(after.ByID[id].Service, before.ByID[id].Service) {
-			t.Fatalf("%s changed: %+v -> %+v", id, before.ByID[id].Metrics, after.ByID[id].Metrics)
+		if !reflect.DeepEqual(after.ByID[id].Current(), was[id]) {
+			t.Fatalf("%s changed: %+v -> %+v", id, was[id].Metrics, *after.ByID[id].Metrics())
 		}
 	}
 	if after.Hosts["ha"] != before.Hosts["ha"] || len(after.Services) != 5 {
@@ -396,7 +401,7 @@ func TestHostileMetricsEvents(t *testing.T) {
 	// The well-formed event still applies after all that.
 	c.Publish(ctx, ch, g)
 	want := a.Services[0].Metrics
-	waitUntil(t, func() bool { return w.Current().ByID["ha/s0"].Metrics == want })
+	waitUntil(t, func() bool { return *w.Current().ByID["ha/s0"].Metrics() == want })
 }
 
 // utc normalises a host's times (a state decoded from JSON carries the
@@ -443,7 +448,7 @@ func TestMetricsPatchMatchesFullBuild(t *testing.T) {
 		// where a whole read covers them and no metrics event is applied.
 		for _, st := range sts {
 			want, id := st.Services[len(st.Services)-1].Metrics, st.Services[len(st.Services)-1].ID
-			waitUntil(t, func() bool { e := w.Current().ByID[id]; return e != nil && e.Metrics == want })
+			waitUntil(t, func() bool { e := w.Current().ByID[id]; return e != nil && *e.Metrics() == want })
 		}
 	}
 	if err := s.RemoveNode(ctx, "d7"); err != nil {
@@ -453,16 +458,19 @@ func TestMetricsPatchMatchesFullBuild(t *testing.T) {
 	waitUntil(t, func() bool {
 		snap := w.Current()
 		e, d5 := snap.ByID["d6/s0"], snap.ByID["d5/s0"]
-		return snap.Hosts["d7"] == nil && e != nil && e.Metrics == last && len(snap.AssetServices["late"]) == 1 && d5 != nil && !d5.Healthy
+		return snap.Hosts["d7"] == nil && e != nil && *e.Metrics() == last && len(snap.AssetServices["late"]) == 1 && d5 != nil && !d5.Healthy
 	})
 	// Every node's last event applied (the events of one node are in order).
 	for _, st := range sts[:7] {
 		want := st.Services[len(st.Services)-1].Metrics
 		id := st.Services[len(st.Services)-1].ID
-		waitUntil(t, func() bool { return w.Current().ByID[id].Metrics == want })
+		waitUntil(t, func() bool { return *w.Current().ByID[id].Metrics() == want })
 	}
 	if w.Stats().MetricsApplied.Load() == 0 {
 		t.Fatal("no metrics event was applied: the test compares full builds only")
+	}
+	if w.Stats().Build().Figures == 0 {
+		t.Fatal("no metrics event was stored in a cell: the test compares rebuilt views only")
 	}
 	fresh := state.NewWatcher(state.New(c, prefix), state.WatcherOptions{Resync: time.Hour})
 	if err := fresh.Refresh(ctx); err != nil {
@@ -475,17 +483,20 @@ func TestMetricsPatchMatchesFullBuild(t *testing.T) {
 	}
 	for id, h := range want.Hosts {
 		g := got.Hosts[id]
-		if g == nil || !reflect.DeepEqual(utc(g.Host), utc(h.Host)) {
-			t.Fatalf("host %s:\n got %+v\nwant %+v", id, g, h)
+		if g == nil || !reflect.DeepEqual(utc(g.Current()), utc(h.Current())) {
+			t.Fatalf("host %s:\n got %+v\nwant %+v", id, g.Current(), h.Current())
 		}
-		if d := g.Deadline.Sub(h.Deadline); d < -2*time.Second || d > 2*time.Second {
+		if d := g.Expiry().Sub(h.Expiry()); d < -2*time.Second || d > 2*time.Second {
 			t.Fatalf("host %s: deadline %s off a full build's", id, d)
 		}
 	}
 	for i, e := range want.Services {
 		g := got.Services[i]
-		if g.ID != e.ID || !reflect.DeepEqual(g.Service, e.Service) || got.ByID[e.ID] != g {
-			t.Fatalf("service %d:\n got %+v\nwant %+v", i, g.Service, e.Service)
+		if g.ID != e.ID || !reflect.DeepEqual(g.Current(), e.Current()) || got.ByID[e.ID] != g {
+			t.Fatalf("service %d:\n got %+v\nwant %+v", i, g.Current(), e.Current())
+		}
+		if d := g.Expiry().Sub(e.Expiry()); d < -2*time.Second || d > 2*time.Second {
+			t.Fatalf("service %s: deadline %s off a full build's", e.ID, d)
 		}
 	}
 	for name, l := range want.AssetServices {

@@ -36,6 +36,45 @@ type nodeView struct {
 	host  *fleet.HostEntry
 	svcs  []*fleet.ServiceEntry // this host's services, sorted by ID
 	shape uint64                // hash of what policy data reads (see above)
+	cell  *fleet.NodeCell       // shared by host and svcs: the node's figures
+}
+
+// Metrics-only events write O(that node). The node's volatile figures
+// (fleet.Figures: each service's metrics, the host's UpdatedAt and GPUs,
+// the deadline) live in one cell (fleet.NodeCell) its entries share. A
+// metrics event whose shape and services are the view's (applyMetricsEvent
+// checks both) stores a new Figures in the view's cell and publishes a
+// snapshot that shares every container and entry with the previous one
+// (publishFiguresLocked): no entry is rebuilt, no container copied. Every
+// other change builds a new view, whose entries get a new cell, as before.
+// Readers read the figures through ServiceEntry.Metrics/Expiry and
+// HostEntry.UpdatedAt/GPUs/Expiry; what consistency that gives them is in
+// fleet/figures.go.
+
+// figuresOf returns the figures of a node's record.
+func figuresOf(n *NodeRecord) *fleet.Figures {
+	f := &fleet.Figures{Deadline: n.Deadline, UpdatedAt: n.State.Host.UpdatedAt, GPUs: n.State.Host.GPUs}
+	f.Metrics = make([]fleet.Metrics, len(n.State.Services))
+	for i := range n.State.Services {
+		f.Metrics[i] = n.State.Services[i].Metrics
+	}
+	return f
+}
+
+// sameFigureShape reports whether a metrics-patched record rec may be
+// stored in v's cell: the same shape, services and GPUs as the record v
+// was built from, so only figures differ.
+func sameFigureShape(v *nodeView, rec *NodeRecord) bool {
+	a, b := &v.rec.State, &rec.State
+	if a.Shape == "" || a.Shape != b.Shape || len(a.Services) != len(b.Services) || len(a.Host.GPUs) != len(b.Host.GPUs) {
+		return false
+	}
+	for i := range a.Services {
+		if a.Services[i].ID != b.Services[i].ID {
+			return false
+		}
+	}
+	return true
 }
 
 // shapeSeed is one seed for the process: shapes are only compared within it.
@@ -89,12 +128,13 @@ func rawSum(raw string) uint64 { return maphash.String(rawSeed, raw) | 1 }
 // buildView builds the entries of one node from its record and the shared
 // health figures of the model.
 func buildView(id string, n NodeRecord, m *model) *nodeView {
-	v := &nodeView{rec: n, host: &fleet.HostEntry{Host: n.State.Host, Deadline: n.Deadline}, shape: nodeShape(id, &n.State)}
-	for _, svc := range n.State.Services {
+	cell := fleet.NewNodeCell(figuresOf(&n))
+	v := &nodeView{rec: n, host: &fleet.HostEntry{Host: n.State.Host, Deadline: n.Deadline, Cell: cell}, shape: nodeShape(id, &n.State), cell: cell}
+	for i, svc := range n.State.Services {
 		if svc.HostID != id {
 			continue
 		}
-		e := &fleet.ServiceEntry{Service: svc, Deadline: n.Deadline}
+		e := &fleet.ServiceEntry{Service: svc, Deadline: n.Deadline, Cell: cell, CellIndex: i}
 		if t, ok := m.cooldowns[svc.ID]; ok {
 			e.CooldownUntil = t
 		}
@@ -135,6 +175,9 @@ type BuildStats struct {
 	// from the previous snapshot for a few nodes (node events) or that
 	// changed no node at all (catalog, keys, policy, bench events).
 	FullBuilds, Incremental uint64
+	// Figures counts snapshots published for figures stored in cells
+	// alone (metrics events: no view built, no container copied).
+	Figures uint64
 	// ViewsBuilt counts node views (a node's HostEntry and
 	// ServiceEntries) built; ViewsReused those a full build kept.
 	ViewsBuilt, ViewsReused uint64

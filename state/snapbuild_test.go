@@ -69,7 +69,7 @@ func TestNodeEventTouchesOnlyThatNode(t *testing.T) {
 	if err := s.WriteHeartbeat(ctx, st, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() bool { e := w.Current().ByID["n07/s1"]; return e != nil && e.Metrics.QueueDepth == 5 })
+	waitFor(t, 5*time.Second, func() bool { e := w.Current().ByID["n07/s1"]; return e != nil && e.Metrics().QueueDepth == 5 })
 	after := w.Current()
 	b1 := w.Stats().Build()
 	if b1.IndexRebuilds != b0.IndexRebuilds || b1.FullBuilds != b0.FullBuilds {
@@ -187,7 +187,7 @@ func TestResyncReusesUnchangedNodes(t *testing.T) {
 	if b2 := w.Stats().Build(); b2.ViewsBuilt-b1.ViewsBuilt != 1 {
 		t.Fatalf("one changed node, %d views built", b2.ViewsBuilt-b1.ViewsBuilt)
 	}
-	if third.ByID["r05/s0"].Metrics.InFlight != 3 || third.ByID["r06/s0"] != second.ByID["r06/s0"] {
+	if third.ByID["r05/s0"].Metrics().InFlight != 3 || third.ByID["r06/s0"] != second.ByID["r06/s0"] {
 		t.Fatal("resync did not take the changed node, or rebuilt an unchanged one")
 	}
 }

@@ -51,10 +51,10 @@ func TestHeartbeatReachesOtherWatcher(t *testing.T) {
 	// The deadline comes from the key's real TTL, read after the write: it
 	// can never lie past the write plus the TTL (ms rounding aside). No
 	// lower bound: a loaded machine may take seconds to get here.
-	if late := e.Deadline.Sub(wrote.Add(10 * time.Second)); late > 50*time.Millisecond {
+	if late := e.Expiry().Sub(wrote.Add(10 * time.Second)); late > 50*time.Millisecond {
 		t.Fatalf("deadline %v past the write plus its 10s TTL", late)
 	}
-	if e.Routable(e.Deadline.Add(time.Millisecond)) {
+	if e.Routable(e.Expiry().Add(time.Millisecond)) {
 		t.Fatal("entry past its deadline must not be routable")
 	}
 	select {

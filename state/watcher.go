@@ -53,12 +53,12 @@ type WatcherStats struct {
 	// that shows it; ResyncDuration a full refresh's time.
 	ApplyLatency, ResyncDuration Histogram
 
-	FullBuilds, Incremental, ViewsBuilt, ViewsReused, IndexRebuilds, DataVersion atomic.Uint64
+	FullBuilds, Incremental, Figures, ViewsBuilt, ViewsReused, IndexRebuilds, DataVersion atomic.Uint64
 }
 
 // Build returns the snapshot-building counters.
 func (s *WatcherStats) Build() BuildStats {
-	return BuildStats{FullBuilds: s.FullBuilds.Load(), Incremental: s.Incremental.Load(), ViewsBuilt: s.ViewsBuilt.Load(),
+	return BuildStats{FullBuilds: s.FullBuilds.Load(), Incremental: s.Incremental.Load(), Figures: s.Figures.Load(), ViewsBuilt: s.ViewsBuilt.Load(),
 		ViewsReused: s.ViewsReused.Load(), IndexRebuilds: s.IndexRebuilds.Load(), DataVersion: s.DataVersion.Load()}
 }
 
@@ -84,6 +84,7 @@ type Watcher struct {
 	views   map[string]*nodeView
 	dataVer uint64
 	dataCat string
+	figVer  uint64 // counts figures stored in cells (fleet.Snapshot.FiguresVersion)
 	stats   WatcherStats
 }
 
@@ -564,9 +565,6 @@ func (w *Watcher) applyEvents(ctx context.Context, batch map[string]bool, metric
 	// watcher only: those of known services come with health events (every
 	// cooldown set or cleared publishes one) and resyncs. A heartbeat thus
 	// costs each edge one round trip (GET and PTTL of the node's key).
-	for id, rec := range patched {
-		nodes[id] = nodeUpd{rec, true}
-	}
 	var nodeCool map[string]time.Time
 	var nodeAssetCool map[string]map[string]time.Time
 	var ids []string
@@ -595,6 +593,31 @@ func (w *Watcher) applyEvents(ctx context.Context, batch map[string]bool, metric
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	m := w.model
+	// A patched record with the figure shape of its node's view only
+	// moves figures: stored in the view's cell, it builds nothing
+	// (snapbuild.go). Any other goes through the node's view as a read
+	// record does. (It lists the held state's services, so the new
+	// services' cooldowns read above never concern it.)
+	figured := 0
+	for id, rec := range patched {
+		if v := w.views[id]; v != nil && m.nodes != nil && sameFigureShape(v, &rec) {
+			m.nodes[id] = rec
+			v.rec = rec
+			v.cell.Store(figuresOf(&rec))
+			figured++
+			continue
+		}
+		nodes[id] = nodeUpd{rec, true}
+	}
+	if figured > 0 {
+		w.figVer++
+	}
+	if figured > 0 && len(nodes) == 0 && !gotCat && !gotKeys && !gotPol && !gotBench && cool == nil && !gotAssetCool && probes == nil && !health {
+		m.redisOK = true
+		w.model = m
+		w.publishFiguresLocked()
+		return
+	}
 	var changed map[string]bool
 	if len(nodes) > 0 {
 		changed = make(map[string]bool, len(nodes))
@@ -709,9 +732,16 @@ func (w *Watcher) publishLocked(changed map[string]bool) {
 	w.gate.fill(snap)
 	snap.CatalogVersion = snap.Catalog.Version
 	w.fillFleet(snap, prev, changed)
+	snap.FiguresVersion = w.figVer
 	fillKeys(snap, m.keys)
 	fillBench(snap, m.bench)
 	w.cur.Store(snap)
+	w.notifyLocked(snap)
+}
+
+// notifyLocked hands snap to every Changes subscriber, replacing one it
+// has not taken yet.
+func (w *Watcher) notifyLocked(snap *fleet.Snapshot) {
 	for _, ch := range w.subs {
 		select {
 		case <-ch:
@@ -719,6 +749,28 @@ func (w *Watcher) publishLocked(changed map[string]bool) {
 		}
 		ch <- snap
 	}
+}
+
+// publishFiguresLocked publishes a snapshot for figures stored in cells
+// alone: the previous snapshot's containers, entries, catalog, keys and
+// bench, shared; a new Version, BuiltAt and FiguresVersion, so the
+// snapshot's subscribers see the figures move.
+func (w *Watcher) publishFiguresLocked() {
+	prev := w.cur.Load()
+	if prev == nil {
+		w.publishLocked(nil)
+		return
+	}
+	snap := *prev
+	snap.Version = w.ver.Add(1)
+	snap.BuiltAt = time.Now()
+	snap.RedisOK = w.model.redisOK
+	snap.FiguresVersion = w.figVer
+	snap.Refused = nil // fill appends: never to the previous snapshot's
+	w.gate.fill(&snap)
+	w.stats.Figures.Add(1)
+	w.cur.Store(&snap)
+	w.notifyLocked(&snap)
 }
 
 // patchMetrics applies the batch's metrics events (node event name ->

@@ -317,7 +317,8 @@ func (c *Controller) Round(ctx context.Context) error {
 			sc.LoadedAt = map[string]time.Time{}
 		}
 		changed := false
-		ss := policy.SwapService{ID: svc.ID, Host: svc.HostID, VRAMTotal: svc.Metrics.VRAMTotalBytes, VRAMUsed: svc.Metrics.VRAMUsedBytes,
+		sm := svc.Metrics() // one load: used and total of one report
+		ss := policy.SwapService{ID: svc.ID, Host: svc.HostID, VRAMTotal: sm.VRAMTotalBytes, VRAMUsed: sm.VRAMUsedBytes,
 			Busy: sc.Cmd != nil || c.settling(snap, svc.HostID, sc, now), Pending: sc.Pending, Models: []policy.SwapModel{}}
 		if !sc.CooldownUntil.IsZero() {
 			ss.CooldownUntilMS = sc.CooldownUntil.UnixMilli()
@@ -458,7 +459,7 @@ func (c *Controller) settling(snap *fleet.Snapshot, host string, sc *fleet.SwapC
 		return false
 	}
 	h := snap.Hosts[host]
-	return h == nil || !h.UpdatedAt.After(sc.Settle)
+	return h == nil || !h.UpdatedAt().After(sc.Settle)
 }
 
 // shouldLog: a refusal is logged once a minute per (action, reason).

@@ -125,8 +125,8 @@ func TestRoundLifecycle(t *testing.T) {
 
 	// A load nobody answers expires at its deadline, decided by the edge.
 	waiting(1)
-	svc.Metrics.VRAMUsedBytes = 2 * gib
-	snap.Hosts["n1"].UpdatedAt = time.Now().Add(time.Second) // the heartbeat after the unload
+	svc.Service.Metrics.VRAMUsedBytes = 2 * gib
+	snap.Hosts["n1"].Host.UpdatedAt = time.Now().Add(time.Second) // the heartbeat after the unload
 	script = []policy.SwapAction{{Op: "load", Service: "n1/o", Model: "w", Reason: "fits"}}
 	round()
 	if cs = control(); cs.Cmd == nil || cs.Cmd.Op != fleet.SwapLoad {

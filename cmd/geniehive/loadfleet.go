@@ -186,8 +186,8 @@ func printFleetReport(r *loadtest.FleetReport) {
 		fmt.Printf("  heartbeat -> snapshot   p50 %s  p99 %s  max %s  (%d seen)\n", ms(v.P50), ms(v.P99), ms(v.Max), v.Count)
 	}
 	if o := r.Observer; o != nil {
-		fmt.Printf("  watcher: %d events applied, %d dropped, %d resyncs; builds full %d incremental %d, index rebuilds %d, node views built %d reused %d, policy-data version changes %d; last snapshot %d hosts %d services\n",
-			o.EventsApplied, o.EventsDropped, o.Resyncs, o.Build.FullBuilds, o.Build.Incremental, o.Build.IndexRebuilds, o.Build.ViewsBuilt, o.Build.ViewsReused, o.Build.DataVersion, o.FinalHosts, o.FinalServices)
+		fmt.Printf("  watcher: %d events applied, %d dropped, %d resyncs; builds full %d incremental %d figures %d, index rebuilds %d, node views built %d reused %d, policy-data version changes %d; last snapshot %d hosts %d services\n",
+			o.EventsApplied, o.EventsDropped, o.Resyncs, o.Build.FullBuilds, o.Build.Incremental, o.Build.Figures, o.Build.IndexRebuilds, o.Build.ViewsBuilt, o.Build.ViewsReused, o.Build.DataVersion, o.FinalHosts, o.FinalServices)
 	}
 	if u := r.Redis; u != nil {
 		fmt.Printf("  redis: cpu %.2fs (%.1f%% of one core), %d commands (%.0f/s), in %d B/s, out %d B/s, used memory %.1f MiB\n",

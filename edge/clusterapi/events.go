@@ -158,12 +158,13 @@ func (a *API) summary(snap *fleet.Snapshot, now time.Time) []byte {
 		s.Edge, s.Degraded = h.ID, h.Degraded
 	}
 	for _, h := range snap.Hosts {
-		s.Hosts = append(s.Hosts, eventHost{ID: h.ID, Live: now.Before(h.Deadline), GPUs: h.GPUs})
+		s.Hosts = append(s.Hosts, eventHost{ID: h.ID, Live: now.Before(h.Expiry()), GPUs: h.GPUs()})
 	}
 	sort.Slice(s.Hosts, func(i, j int) bool { return s.Hosts[i].ID < s.Hosts[j].ID })
 	for _, se := range snap.Services {
+		m := se.Metrics() // one load: one report's figures
 		v := eventService{ID: se.ID, Host: se.HostID, Live: se.Live(now), Healthy: se.IsHealthy(), Routable: se.Routable(now),
-			Cooldown: se.InCooldown(now), Loaded: []string{}, QueueDepth: se.Metrics.QueueDepth, InFlight: se.Metrics.InFlight}
+			Cooldown: se.InCooldown(now), Loaded: []string{}, QueueDepth: m.QueueDepth, InFlight: m.InFlight}
 		if se.Probe != nil {
 			ok := se.Probe.Healthy
 			v.ProbeOK = &ok
@@ -198,10 +199,10 @@ func nextDeadline(snap *fleet.Snapshot, now time.Time) time.Time {
 		}
 	}
 	for _, h := range snap.Hosts {
-		consider(h.Deadline)
+		consider(h.Expiry())
 	}
 	for _, se := range snap.Services {
-		consider(se.Deadline)
+		consider(se.Expiry())
 		consider(se.CooldownUntil)
 	}
 	return next

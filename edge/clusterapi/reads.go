@@ -24,7 +24,8 @@ func (a *API) hosts(ctx *fasthttp.RequestCtx) {
 	now := time.Now()
 	out := make([]hostView, 0, len(snap.Hosts))
 	for _, h := range snap.Hosts {
-		v := hostView{Host: h.Host, Deadline: h.Deadline, Live: now.Before(h.Deadline), Services: []string{}}
+		dl := h.Expiry()
+		v := hostView{Host: h.Current(), Deadline: dl, Live: now.Before(dl), Services: []string{}}
 		for _, s := range snap.Services {
 			if s.HostID == h.ID {
 				v.Services = append(v.Services, s.ID)
@@ -63,7 +64,7 @@ func (a *API) services(ctx *fasthttp.RequestCtx) {
 	}
 	out := make([]serviceView, 0, len(snap.Services))
 	for i, s := range snap.Services {
-		v := serviceView{Service: s.Service, Deadline: s.Deadline, Live: s.Live(now), HealthyNow: s.IsHealthy(),
+		v := serviceView{Service: s.Current(), Deadline: s.Expiry(), Live: s.Live(now), HealthyNow: s.IsHealthy(),
 			Routable: s.Routable(now), Stats: s.Stats, Probe: s.Probe}
 		if s.InCooldown(now) {
 			t := s.CooldownUntil
