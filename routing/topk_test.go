@@ -375,11 +375,13 @@ func TestRankStartsFromPrevious(t *testing.T) {
 		t.Fatalf("the new snapshot's cache lost an earlier ranking: %v", c.prev)
 	}
 	// The same lists, ranked within rankRefresh: the ranking is reused.
+	// (Built "now" again, so a starved test does not pass rankRefresh.)
+	b1.built = time.Now().Add(time.Minute)
 	if b2 := r.rank(s2, "w"); b2 != b1 {
 		t.Fatal("w re-ranked though its list is the same and its ranking recent")
 	}
 	// Past rankRefresh it is re-ranked (figures may have moved), alike.
-	b1.built = b1.built.Add(-rankRefresh)
+	b1.built = time.Now().Add(-rankRefresh)
 	s2b := fleetSnap(20)
 	s2b.Version = 3
 	s2b.AssetServices = s1.AssetServices
@@ -433,10 +435,11 @@ func TestRankFollowsFigures(t *testing.T) {
 		s.Version = v
 		return &s
 	}
+	rk1.built = time.Now().Add(time.Minute) // within rankRefresh however slow the test runs
 	if rk := r.rank(next(2), "hot"); rk != rk1 {
 		t.Fatal("re-ranked within rankRefresh")
 	}
-	rk1.built = rk1.built.Add(-rankRefresh)
+	rk1.built = time.Now().Add(-rankRefresh)
 	rk2 := r.rank(next(3), "hot")
 	if rk2 == rk1 || rk2.svcs[0] != last {
 		t.Fatalf("the service whose figures moved is not re-scored: first %s, want %s", rk2.svcs[0].ID, last.ID)
