@@ -10,8 +10,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/geniehive/geniehive/loadtest/sim"
 )
@@ -151,5 +154,73 @@ func TestSimChild(t *testing.T) {
 	c.stop()
 	if code := c.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("child exit status %d after stdin closed, want 0 (it had to be killed, or failed)", code)
+	}
+}
+
+// BenchmarkSimTraceparent is the upstream's side of a traced request
+// alone: 32 clients send non-streamed chat requests straight to
+// BenchmarkTracingOverhead's upstream child, with and without the
+// traceparent header the edge propagates, in alternating ABBA rounds, and
+// it reports the child's CPU per request in each mode (its getrusage)
+// and their difference: what parsing the header costs the upstream's
+// host, with no edge in between.
+//
+//	go test ./edge -run XXX -bench SimTraceparent -benchtime 60000x
+func BenchmarkSimTraceparent(b *testing.B) {
+	child := startSimChild(b)
+	const clients, rounds = 32, 20
+	hc := &fasthttp.Client{MaxConnsPerHost: 2 * clients}
+	body := []byte(`{"model":"llama3.1:8b","messages":[{"role":"user","content":"hi"}]}`)
+	round := func(n int, traced bool) {
+		var wg sync.WaitGroup
+		for c := 0; c < clients; c++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+				defer fasthttp.ReleaseRequest(req)
+				defer fasthttp.ReleaseResponse(resp)
+				req.SetRequestURI(child.url + "/v1/chat/completions")
+				req.Header.SetMethod("POST")
+				req.Header.SetContentType("application/json")
+				if traced {
+					req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+				}
+				req.SetBody(body)
+				for i := 0; i < n/clients; i++ {
+					if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+						b.Errorf("%v %d %s", err, resp.StatusCode(), resp.Body())
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	round(clients*20, true)
+	round(clients*20, false)
+	per := max(b.N/(2*rounds), clients) / clients * clients
+	var off, on time.Duration
+	timed := func(traced bool, cpu *time.Duration) {
+		c0 := child.cpu(b)
+		round(per, traced)
+		*cpu += child.cpu(b) - c0
+	}
+	b.ResetTimer()
+	for r := 0; r < rounds; r++ {
+		if r%2 == 0 {
+			timed(false, &off)
+			timed(true, &on)
+		} else {
+			timed(true, &on)
+			timed(false, &off)
+		}
+	}
+	b.StopTimer()
+	n := float64(rounds * per)
+	if off > 0 && on > 0 {
+		b.ReportMetric(float64(off.Nanoseconds())/n/1e3, "upstream-off-cpu-µs/req")
+		b.ReportMetric(float64(on.Nanoseconds())/n/1e3, "upstream-on-cpu-µs/req")
+		b.ReportMetric(float64(on-off)/n/1e3, "upstream-traceparent-µs/req")
 	}
 }
