@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -172,30 +171,13 @@ func BenchmarkSimTraceparent(b *testing.B) {
 	hc := &fasthttp.Client{MaxConnsPerHost: 2 * clients}
 	body := []byte(`{"model":"llama3.1:8b","messages":[{"role":"user","content":"hi"}]}`)
 	round := func(n int, traced bool) {
-		var wg sync.WaitGroup
-		for c := 0; c < clients; c++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-				defer fasthttp.ReleaseRequest(req)
-				defer fasthttp.ReleaseResponse(resp)
-				req.SetRequestURI(child.url + "/v1/chat/completions")
-				req.Header.SetMethod("POST")
-				req.Header.SetContentType("application/json")
-				if traced {
-					req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-				}
-				req.SetBody(body)
-				for i := 0; i < n/clients; i++ {
-					if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
-						b.Errorf("%v %d %s", err, resp.StatusCode(), resp.Body())
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
+		sendConcurrently(b, hc, clients, n/clients, func(req *fasthttp.Request) {
+			req.SetRequestURI(child.url + "/v1/chat/completions")
+			if traced {
+				req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+			}
+			req.SetBody(body)
+		})
 	}
 	round(clients*20, true)
 	round(clients*20, false)
