@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,15 +24,30 @@ import (
 // in ABBA order (off, on, on, off, ...) so that neither mode always runs
 // first (after the other's garbage, or in a load trend of a shared
 // machine), both modes are warmed before timing, and each round's requests
-// are timed. It reports both rates and on/off (1.00 = no cost), and the
-// process's CPU time per request in each mode (client, edge and upstream
-// together, from getrusage) with cpu-off/on: on a machine other work
-// shares, wall-clock rates move with that work, CPU per request much less.
+// are timed. The upstream answers at once (no latency, 8 chunks), so the
+// edge's own CPU is what limits.
 //
-//	go test ./edge -run XXX -bench TracingOverhead -benchtime 20000x
+// The upstream runs in a child process (this test binary re-executed,
+// simChildEnv), as it runs on another host in production: the work it
+// does for a traced request (parsing the traceparent the edge sends it)
+// is its host's, not the edge's. Sub-benchmarks upstream=process/nonstream
+// and /stream report both rates and on/off (1.00 = no cost); this
+// process's CPU time per request in each mode (edge and clients, from
+// getrusage RUSAGE_SELF, which excludes the child) with cpu-off/on; the
+// upstream child's CPU per request in each mode (its own getrusage, read
+// before and after each round) with upstream-cpu-off/on; and both
+// processes' sum with total-cpu-off/on. On a machine other work shares,
+// wall-clock rates move with that work, CPU per request much less.
+// upstream=inprocess/... runs the same rounds against an upstream in this
+// process (the benchmark's earlier form): its CPU is client, edge and
+// upstream together.
+//
+//	go test ./edge -run XXX -bench TracingOverhead -benchtime 60000x
+//	go test ./edge -run XXX -bench TracingOverhead/upstream=process -benchtime 60000x
 func BenchmarkTracingOverhead(b *testing.B) {
 	s := newStack(b, func(c *Config, _ *Deps) { f := false; c.AccessLog = &f })
 	s.chat.Update(func(bh *sim.Behavior) { bh.Latency, bh.TTFT, bh.ChunkInterval, bh.Chunks = 0, 0, 0, 8 })
+	child := startSimChild(b)
 	b.Setenv("OTEL_TRACES_SAMPLER", "always_on")
 	tp, err := tracing.New("geniehive-edge", discardExporter{})
 	if err != nil {
@@ -39,7 +55,27 @@ func BenchmarkTracingOverhead(b *testing.B) {
 	}
 	defer tp.Shutdown(context.Background())
 	on := newEdgeTracer(tp)
-	// The stack's heartbeat lives 30 s; a long run outlives it.
+	// gpu1's chat service points at endpoint. The stack's heartbeat lives
+	// 30 s; a long run outlives it, so it is written again every 5 s.
+	var endpoint atomic.Pointer[string]
+	beat := func() error {
+		ns := &fleet.NodeState{Host: fleet.Host{ID: "gpu1", StartedAt: time.Now(), UpdatedAt: time.Now()},
+			Services: []fleet.Service{svc("gpu1", "chat", fleet.KindChat, *endpoint.Load(),
+				fleet.Asset{Name: "llama3.1:8b", Family: "llama", Loaded: true, ContextLength: 32768})}}
+		return s.store.WriteHeartbeat(context.Background(), ns, 30*time.Second)
+	}
+	point := func(tb testing.TB, url string) {
+		endpoint.Store(&url)
+		if err := beat(); err != nil {
+			tb.Fatal(err)
+		}
+		waitUntil(tb, 5*time.Second, "gpu1/chat at "+url, func() bool {
+			_ = s.srv.Watcher().Refresh(context.Background())
+			e := s.srv.Watcher().Current().ByID["gpu1/chat"]
+			return e != nil && e.Endpoint == url
+		})
+	}
+	point(b, child.url)
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -48,89 +84,95 @@ func BenchmarkTracingOverhead(b *testing.B) {
 			case <-stop:
 				return
 			case <-time.After(5 * time.Second):
-				ns := &fleet.NodeState{Host: fleet.Host{ID: "gpu1", StartedAt: time.Now(), UpdatedAt: time.Now()},
-					Services: []fleet.Service{svc("gpu1", "chat", fleet.KindChat, s.chat.URL(),
-						fleet.Asset{Name: "llama3.1:8b", Family: "llama", Loaded: true, ContextLength: 32768})}}
-				_ = s.store.WriteHeartbeat(context.Background(), ns, 30*time.Second)
+				_ = beat()
 			}
 		}
 	}()
 	const clients, rounds = 32, 20
-	for _, stream := range []bool{false, true} {
-		name := "nonstream"
-		body := []byte(`{"model":"llama3.1:8b","messages":[{"role":"user","content":"hi"}]}`)
-		if stream {
-			name = "stream"
-			body = []byte(`{"model":"llama3.1:8b","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
-		}
-		b.Run(name, func(b *testing.B) {
-			hc := &fasthttp.Client{MaxConnsPerHost: 2 * clients}
-			url := s.url + "/v1/chat/completions"
-			// round sends n requests from 32 clients and returns how long
-			// they took.
-			round := func(n int) time.Duration {
-				var wg sync.WaitGroup
-				per := (n + clients - 1) / clients
-				start := time.Now()
-				for c := 0; c < clients; c++ {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-						defer fasthttp.ReleaseRequest(req)
-						defer fasthttp.ReleaseResponse(resp)
-						req.SetRequestURI(url)
-						req.Header.SetMethod("POST")
-						req.Header.Set("Authorization", "Bearer "+testKey)
-						req.Header.SetContentType("application/json")
-						req.SetBody(body)
-						for i := 0; i < per; i++ {
-							if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
-								b.Errorf("%v %d %s", err, resp.StatusCode(), resp.Body())
-								return
-							}
-						}
-					}()
+	for _, up := range []struct {
+		name, url string
+		child     *simChild // nil: the upstream is in this process
+	}{{"upstream=process", child.url, child}, {"upstream=inprocess", s.chat.URL(), nil}} {
+		b.Run(up.name, func(b *testing.B) {
+			point(b, up.url)
+			for _, stream := range []bool{false, true} {
+				name := "nonstream"
+				body := []byte(`{"model":"llama3.1:8b","messages":[{"role":"user","content":"hi"}]}`)
+				if stream {
+					name = "stream"
+					body = []byte(`{"model":"llama3.1:8b","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
 				}
-				wg.Wait()
-				return time.Since(start)
-			}
-			// Warm connections, pools and the span processor.
-			s.srv.tr.Store(on)
-			round(clients * 20)
-			s.srv.tr.Store(nil)
-			round(clients * 20)
-			per := max(b.N/(2*rounds), clients)
-			var offT, onT, offCPU, onCPU time.Duration
-			timed := func(tr *edgeTracer, wall, cpu *time.Duration) {
-				s.srv.tr.Store(tr)
-				c0 := processCPU()
-				*wall += round(per)
-				*cpu += processCPU() - c0
-			}
-			b.ResetTimer()
-			for r := 0; r < rounds; r++ {
-				if r%2 == 0 {
-					timed(nil, &offT, &offCPU)
-					timed(on, &onT, &onCPU)
-				} else {
-					timed(on, &onT, &onCPU)
-					timed(nil, &offT, &offCPU)
-				}
-			}
-			b.StopTimer()
-			s.srv.tr.Store(nil)
-			n := float64(rounds * ((per + clients - 1) / clients) * clients)
-			offRate, onRate := n/offT.Seconds(), n/onT.Seconds()
-			b.ReportMetric(offRate, "off-req/s")
-			b.ReportMetric(onRate, "on-req/s")
-			b.ReportMetric(onRate/offRate, "on/off")
-			if offCPU > 0 && onCPU > 0 {
-				b.ReportMetric(float64(offCPU.Microseconds())/n, "off-cpu-µs/req")
-				b.ReportMetric(float64(onCPU.Microseconds())/n, "on-cpu-µs/req")
-				b.ReportMetric(float64(offCPU)/float64(onCPU), "cpu-off/on")
+				b.Run(name, func(b *testing.B) {
+					overheadRounds(b, s, on, up.child, body, clients, rounds)
+				})
 			}
 		})
+	}
+}
+
+// overheadRounds runs BenchmarkTracingOverhead's timed rounds against the
+// upstream gpu1/chat points at (child's, when child is not nil) and reports
+// their figures.
+func overheadRounds(b *testing.B, s *stack, on *edgeTracer, child *simChild, body []byte, clients, rounds int) {
+	hc := &fasthttp.Client{MaxConnsPerHost: 2 * clients}
+	url := s.url + "/v1/chat/completions"
+	// round sends n requests from clients clients and returns how long
+	// they took.
+	round := func(n int) time.Duration {
+		return sendConcurrently(b, hc, clients, (n+clients-1)/clients, func(req *fasthttp.Request) {
+			req.SetRequestURI(url)
+			req.Header.Set("Authorization", "Bearer "+testKey)
+			req.SetBody(body)
+		})
+	}
+	upCPU := func() time.Duration {
+		if child == nil {
+			return 0
+		}
+		return child.cpu(b)
+	}
+	// Warm connections, pools and the span processor.
+	s.srv.tr.Store(on)
+	round(clients * 20)
+	s.srv.tr.Store(nil)
+	round(clients * 20)
+	per := max(b.N/(2*rounds), clients)
+	var offT, onT, offCPU, onCPU, offUp, onUp time.Duration
+	timed := func(tr *edgeTracer, wall, cpu, up *time.Duration) {
+		s.srv.tr.Store(tr)
+		u0 := upCPU()
+		c0 := processCPU()
+		*wall += round(per)
+		*cpu += processCPU() - c0
+		*up += upCPU() - u0
+	}
+	b.ResetTimer()
+	for r := 0; r < rounds; r++ {
+		if r%2 == 0 {
+			timed(nil, &offT, &offCPU, &offUp)
+			timed(on, &onT, &onCPU, &onUp)
+		} else {
+			timed(on, &onT, &onCPU, &onUp)
+			timed(nil, &offT, &offCPU, &offUp)
+		}
+	}
+	b.StopTimer()
+	s.srv.tr.Store(nil)
+	n := float64(rounds * ((per + clients - 1) / clients) * clients)
+	offRate, onRate := n/offT.Seconds(), n/onT.Seconds()
+	b.ReportMetric(offRate, "off-req/s")
+	b.ReportMetric(onRate, "on-req/s")
+	b.ReportMetric(onRate/offRate, "on/off")
+	if offCPU > 0 && onCPU > 0 {
+		b.ReportMetric(float64(offCPU.Microseconds())/n, "off-cpu-µs/req")
+		b.ReportMetric(float64(onCPU.Microseconds())/n, "on-cpu-µs/req")
+		b.ReportMetric(float64(offCPU)/float64(onCPU), "cpu-off/on")
+	}
+	if offUp > 0 && onUp > 0 {
+		b.ReportMetric(float64(offUp.Microseconds())/n, "upstream-off-cpu-µs/req")
+		b.ReportMetric(float64(onUp.Microseconds())/n, "upstream-on-cpu-µs/req")
+		b.ReportMetric(float64(offUp)/float64(onUp), "upstream-cpu-off/on")
+		b.ReportMetric(float64(offCPU+offUp)/float64(onCPU+onUp), "total-cpu-off/on")
 	}
 }
 
@@ -174,4 +216,32 @@ func BenchmarkTracingHooks(b *testing.B) {
 		x.traceUsage(answer)
 		x.traceEnd(200, time.Time{})
 	}
+}
+
+// sendConcurrently sends per POST requests of JSON from each of clients
+// goroutines, each goroutine's request prepared once by prep, and returns
+// how long they took. A failed request or a status other than 200 fails b.
+func sendConcurrently(b *testing.B, hc *fasthttp.Client, clients, per int, prep func(*fasthttp.Request)) time.Duration {
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.Header.SetMethod("POST")
+			req.Header.SetContentType("application/json")
+			prep(req)
+			for i := 0; i < per; i++ {
+				if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+					b.Errorf("%v %d %s", err, resp.StatusCode(), resp.Body())
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start)
 }
