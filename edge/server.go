@@ -105,11 +105,12 @@ type Server struct {
 	draining     atomic.Bool  // listener closing: new requests get 503 shutting_down
 	authWarned   atomic.Bool
 	policyErr    atomic.Pointer[string]
-	dataErr      atomic.Pointer[string] // the policy engine refused the latest data (degraded.go)
-	dataVer      atomic.Uint64          // Snapshot.DataVersion of the data the engine holds
-	dataNow      func() time.Time       // dataLoop's clock (tests); nil: time.Now
-	lastProblems atomic.Pointer[string] // degraded.go: what logProblems logged last
-	policyAt     atomic.Int64           // unix nanoseconds the active engine was installed
+	dataErr      atomic.Pointer[string]                // the policy engine refused the latest data (degraded.go)
+	dataVer      atomic.Uint64                         // Snapshot.DataVersion of the data the engine holds
+	dataNow      func() time.Time                      // dataLoop's clock (tests); nil: time.Now
+	services     atomic.Pointer[policies.ServiceIndex] // the services a request may name (policy.Input.Service), built with the data
+	lastProblems atomic.Pointer[string]                // degraded.go: what logProblems logged last
+	policyAt     atomic.Int64                          // unix nanoseconds the active engine was installed
 	presenceKick chan struct{}
 	// Model swapping (nil when swap.enabled is off): what requests use and
 	// wait for, published for the controller; the waiters' wake-up.
@@ -446,6 +447,8 @@ func (s *Server) serveReady(ctx *fasthttp.RequestCtx) {
 func (s *Server) pushData(ctx context.Context, snap *fleet.Snapshot) bool {
 	s.met.dataBuilds.Inc()
 	d := policies.BuildData(snap)
+	ix := policies.BuildServiceIndex(snap)
+	s.services.Store(&ix) // Go's own: in force whether or not the engine takes d
 	s.dataMu.Lock()
 	defer s.dataMu.Unlock()
 	if err := s.Engine().SetData(ctx, d); err != nil {

@@ -3,6 +3,9 @@ package edge
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -273,4 +276,34 @@ func TestRefusedPolicyDataRetriedOnSchedule(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// TestRequestNamingAService: a client may address a service by its id (any
+// case); the policy learns of it through input.service, which the edge
+// looks up in its service index, now that the data document no longer
+// lists every service.
+func TestRequestNamingAService(t *testing.T) {
+	s := newStack(t)
+	post := func(model string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", s.url+"/v1/chat/completions",
+			strings.NewReader(`{"model":"`+model+`","messages":[{"role":"user","content":"hi"}]}`))
+		req.Header.Set("Authorization", "Bearer "+testKey)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("X-GenieHive-Service") + " " + string(b)
+	}
+	if code, got := post("GPU1/Chat"); code != 200 || !strings.HasPrefix(got, "gpu1/chat ") {
+		t.Fatalf("model GPU1/Chat: %d %s", code, got)
+	}
+	for _, m := range []string{"gpu1/embed", "gpu9/chat"} { // of another kind; unknown
+		if code, got := post(m); code != 404 || !strings.HasPrefix(got, " ") {
+			t.Fatalf("model %s: %d %s", m, code, got)
+		}
+	}
 }
