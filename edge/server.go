@@ -525,11 +525,15 @@ func (s *Server) dataLoop(ctx context.Context, changes <-chan *fleet.Snapshot, p
 		case <-ctx.Done():
 			return
 		case <-retry.C:
-			if !ok && latest != nil {
+			snap := latest
+			if snap == nil { // refused before the loop started, no snapshot since
+				snap = s.watcher.Current()
+			}
+			if !ok && snap != nil {
 				if d := last.Add(wait).Sub(now()); d > 0 {
 					retry.Reset(d) // the loop's clock says not yet (a test's clock)
 				} else {
-					attempt(latest)
+					attempt(snap)
 				}
 			}
 		case snap := <-changes:
