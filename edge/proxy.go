@@ -354,6 +354,10 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx, x *exchange, body []byte) erro
 	}
 	in.Model = x.model
 	in.ModelKey = policies.NormalizeModel(x.model)
+	in.Service = nil
+	if ix := s.services.Load(); ix != nil {
+		in.Service = (*ix)[in.ModelKey]
+	}
 	in.Stream = x.stream
 	in.MaxTokens = x.scan.maxTokens
 	switch x.scan.thinking {

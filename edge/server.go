@@ -105,10 +105,12 @@ type Server struct {
 	draining     atomic.Bool  // listener closing: new requests get 503 shutting_down
 	authWarned   atomic.Bool
 	policyErr    atomic.Pointer[string]
-	dataErr      atomic.Pointer[string] // the policy engine refused the latest data (degraded.go)
-	dataVer      atomic.Uint64          // Snapshot.DataVersion of the data the engine holds
-	lastProblems atomic.Pointer[string] // degraded.go: what logProblems logged last
-	policyAt     atomic.Int64           // unix nanoseconds the active engine was installed
+	dataErr      atomic.Pointer[string]                // the policy engine refused the latest data (degraded.go)
+	dataVer      atomic.Uint64                         // Snapshot.DataVersion of the data the engine holds
+	dataNow      func() time.Time                      // dataLoop's clock (tests); nil: time.Now
+	services     atomic.Pointer[policies.ServiceIndex] // the services a request may name (policy.Input.Service), built with the data
+	lastProblems atomic.Pointer[string]                // degraded.go: what logProblems logged last
+	policyAt     atomic.Int64                          // unix nanoseconds the active engine was installed
 	presenceKick chan struct{}
 	// Model swapping (nil when swap.enabled is off): what requests use and
 	// wait for, published for the controller; the waiters' wake-up.
@@ -445,6 +447,8 @@ func (s *Server) serveReady(ctx *fasthttp.RequestCtx) {
 func (s *Server) pushData(ctx context.Context, snap *fleet.Snapshot) bool {
 	s.met.dataBuilds.Inc()
 	d := policies.BuildData(snap)
+	ix := policies.BuildServiceIndex(snap)
+	s.services.Store(&ix) // Go's own: in force whether or not the engine takes d
 	s.dataMu.Lock()
 	defer s.dataMu.Unlock()
 	if err := s.Engine().SetData(ctx, d); err != nil {
@@ -466,21 +470,81 @@ func (s *Server) pushData(ctx context.Context, snap *fleet.Snapshot) bool {
 // reach the snapshot's DataVersion.
 func (s *Server) PolicyDataVersion() uint64 { return s.dataVer.Load() }
 
+// Retry cadence of a refused policy data push (dataLoop): the first retry
+// of unchanged inputs comes dataRetryMin after the refusal, each further
+// one twice as late, up to dataRetryMax; new inputs (a new DataVersion)
+// are tried at once, but never sooner than dataRetryMin after the last
+// attempt. A refusal is not transient as a rule (the data does not fit the
+// guest, the policy rejects it): rebuilding it for every snapshot only
+// burnt a core at 10,000 nodes (docs/CAPACITY.md).
+const (
+	dataRetryMin = time.Second
+	dataRetryMax = 30 * time.Second
+)
+
 // dataLoop follows the snapshots: it rebuilds the policy data document
 // only when its inputs changed (Snapshot.DataVersion: the catalog or the
 // fleet's services and assets), never for heartbeats that only move
-// metrics, and again after the engine refused the last one. pushed is the
-// DataVersion installed before the loop started.
+// metrics. After the engine refused a document, it retries on the
+// dataRetryMin/dataRetryMax schedule with the latest snapshot, while the
+// refusal stays reported (degraded.go) until a push succeeds. pushed is
+// the DataVersion installed before the loop started.
 func (s *Server) dataLoop(ctx context.Context, changes <-chan *fleet.Snapshot, pushed uint64) {
+	now := s.dataNow
+	if now == nil {
+		now = time.Now
+	}
 	ok := s.dataErr.Load() == nil
+	var wait time.Duration     // while !ok: the delay before unchanged inputs are retried
+	var last time.Time         // the last attempt
+	var latest *fleet.Snapshot // the newest snapshot seen, retried by the timer
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	refused := func() {
+		wait = min(max(2*wait, dataRetryMin), dataRetryMax)
+		retry.Reset(wait)
+	}
+	attempt := func(snap *fleet.Snapshot) {
+		ok = s.pushData(ctx, snap)
+		pushed = snap.DataVersion
+		last = now()
+		if ok {
+			wait = 0
+			retry.Stop()
+			return
+		}
+		refused()
+	}
+	if !ok {
+		last = now()
+		refused()
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-retry.C:
+			snap := latest
+			if snap == nil { // refused before the loop started, no snapshot since
+				snap = s.watcher.Current()
+			}
+			if !ok && snap != nil {
+				if d := last.Add(wait).Sub(now()); d > 0 {
+					retry.Reset(d) // the loop's clock says not yet (a test's clock)
+				} else {
+					attempt(snap)
+				}
+			}
 		case snap := <-changes:
-			if !ok || snap.DataVersion != pushed {
-				ok = s.pushData(ctx, snap)
-				pushed = snap.DataVersion
+			latest = snap
+			switch {
+			case ok && snap.DataVersion != pushed:
+				attempt(snap)
+			case !ok && snap.DataVersion != pushed && now().Sub(last) >= dataRetryMin:
+				attempt(snap)
+			case !ok && now().Sub(last) >= wait:
+				attempt(snap) // the retry is due on the loop's clock
 			}
 			s.logProblems(snap)
 			if s.authWarned.Load() && s.keys.authEnabled(snap) {

@@ -9,8 +9,8 @@ import (
 )
 
 // BuildData builds the policy data document from a snapshot: roles and
-// aliases from the catalog, and assets, services and the model-name index
-// from the services whose heartbeat is live at snap.BuiltAt (health and
+// aliases from the catalog, and assets and the model-name index from the
+// services whose heartbeat is live at snap.BuiltAt (health and
 // cooldown are routing's business, not the policy's). The edge calls it once
 // per snapshot version and hands the result to Engine.SetData.
 //
@@ -26,7 +26,6 @@ func BuildData(snap *fleet.Snapshot) *policy.Data {
 		Roles:         map[string]fleet.Role{},
 		Aliases:       map[string]string{},
 		Models:        map[string][]string{},
-		Services:      map[string]policy.ServiceData{},
 		Assets:        map[string]policy.AssetData{},
 		AssetPolicies: map[string]*fleet.RequestPolicy{},
 	}
@@ -47,13 +46,11 @@ func BuildData(snap *fleet.Snapshot) *policy.Data {
 		if se == nil || (!snap.BuiltAt.IsZero() && !se.Live(snap.BuiltAt)) {
 			continue
 		}
-		sd := policy.ServiceData{ID: se.ID, Kind: se.Kind, Assets: make([]string, 0, len(se.Assets))}
 		for i := range se.Assets {
 			a := &se.Assets[i]
 			if a.Name == "" {
 				continue
 			}
-			sd.Assets = append(sd.Assets, a.Name)
 			x := assets[a.Name]
 			if x == nil {
 				x = &acc{kinds: map[fleet.Kind]bool{}, tags: map[string]bool{}}
@@ -71,7 +68,6 @@ func BuildData(snap *fleet.Snapshot) *policy.Data {
 				x.tags[t] = true
 			}
 		}
-		d.Services[strings.ToLower(se.ID)] = sd
 	}
 	for name, x := range assets {
 		ad := policy.AssetData{Family: x.family, Thinking: x.thinking}
@@ -99,6 +95,44 @@ func BuildData(snap *fleet.Snapshot) *policy.Data {
 		}
 	}
 	return d
+}
+
+// ServiceIndex maps a lower-cased service id to what a policy learns of
+// that service when a request names it (policy.Input.Service). The edge
+// builds it with the data document and looks the request's ModelKey up in
+// it (a map lookup, no allocation); it is kept out of the data document,
+// which would otherwise grow with every service of the fleet.
+type ServiceIndex map[string]*policy.ServiceData
+
+// BuildServiceIndex indexes the services of snap whose heartbeat is live at
+// snap.BuiltAt, as BuildData sees them.
+func BuildServiceIndex(snap *fleet.Snapshot) ServiceIndex {
+	if snap == nil {
+		return ServiceIndex{}
+	}
+	ix := make(ServiceIndex, len(snap.Services))
+	for _, se := range snap.Services {
+		if se == nil || (!snap.BuiltAt.IsZero() && !se.Live(snap.BuiltAt)) {
+			continue
+		}
+		ix[strings.ToLower(se.ID)] = &policy.ServiceData{ID: se.ID, Kind: se.Kind}
+	}
+	return ix
+}
+
+// FindService is BuildServiceIndex(snap)[key] without the index: a scan
+// for callers off the request path (the cluster API's role views).
+func FindService(snap *fleet.Snapshot, key string) *policy.ServiceData {
+	if snap == nil || key == "" {
+		return nil
+	}
+	for _, se := range snap.Services {
+		if se == nil || (!snap.BuiltAt.IsZero() && !se.Live(snap.BuiltAt)) || len(se.ID) != len(key) || strings.ToLower(se.ID) != key {
+			continue
+		}
+		return &policy.ServiceData{ID: se.ID, Kind: se.Kind}
+	}
+	return nil
 }
 
 // BuildModelIndex maps every ModelKeys form of the given asset names to the

@@ -256,7 +256,7 @@ func (e *goEngine) Eval(ctx context.Context, in *policy.Input, out *policy.Decis
 	root := ""
 	dropped, droppedMax := 0, 0
 
-	if sd, ok := d.Services[key]; ok {
+	if sd := in.Service; sd != nil {
 		direct = true
 		if sd.Kind == op {
 			out.Targets = append(out.Targets, policy.Target{Kind: policy.TargetService, Name: sd.ID, Operation: sd.Kind})

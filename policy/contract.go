@@ -27,7 +27,14 @@ type Input struct {
 	Model string `json:"model"`
 	// ModelKey is Model normalised for lookups (see NormalizeModel).
 	ModelKey string `json:"model_key"`
-	Stream   bool   `json:"stream"`
+	// Service is the live service whose lower-cased id is ModelKey, when
+	// the request names one (a client may address a service directly);
+	// absent otherwise. The caller looks it up (policies.ServiceIndex):
+	// it is not in Data, whose size would then grow with every service
+	// of the fleet (50,000 at 10,000 nodes: a 6.4 MB document the Wasm
+	// guest could not hold, docs/CAPACITY.md).
+	Service *ServiceData `json:"service,omitempty"`
+	Stream  bool         `json:"stream"`
 	// MaxTokens is the request's max_tokens / max_completion_tokens
 	// (Responses: max_output_tokens; 0 = unset).
 	MaxTokens int `json:"max_tokens"`
@@ -53,7 +60,9 @@ type Key struct {
 
 // Data is the slow-changing document (data.* in Rego), rebuilt when the
 // snapshot's catalog or registry changes and handed to engines once per
-// version, never per request.
+// version, never per request. Its size follows the catalog and the fleet's
+// distinct assets, never the number of services or hosts (a service a
+// request names comes in Input.Service).
 type Data struct {
 	SchemaVersion int `json:"schema_version"`
 	// Roles by name.
@@ -63,8 +72,6 @@ type Data struct {
 	// Models maps every lookup form of an asset name (see NormalizeModel
 	// and ModelKeys) to the asset names it matches, sorted.
 	Models map[string][]string `json:"models"`
-	// Services maps a lower-cased service id to its kind and assets.
-	Services map[string]ServiceData `json:"services"`
 	// Assets holds metadata per asset name.
 	Assets map[string]AssetData `json:"assets"`
 	// AssetPolicies are per-asset request policies, by asset name.
@@ -85,11 +92,10 @@ type AssetData struct {
 	Tags  []string `json:"tags,omitempty"`
 }
 
-// ServiceData is what policies know of a service.
+// ServiceData is what policies know of a service a request names.
 type ServiceData struct {
-	ID     string     `json:"id"`
-	Kind   fleet.Kind `json:"kind"`
-	Assets []string   `json:"assets"`
+	ID   string     `json:"id"`
+	Kind fleet.Kind `json:"kind"`
 }
 
 // Target kinds.

@@ -20,7 +20,10 @@
 #
 # Environment: NODES (1000), BIG_NODES (10000, 0 skips), DURATION (60s),
 # REQ_DURATION (30s), OUT (/tmp/geniehive-bench-fleet), PHASES ("1 2 3 4"),
-# GO_BENCH (1; 0 drops phase 1). Needs redis-server.
+# GO_BENCH (1; 0 drops phase 1), PPROF (0; 1 serves the big edge's
+# net/http/pprof and saves a 20 s CPU profile of phase 4's churn as
+# $OUT/cpu-10k.pprof: `go tool pprof -top -cum $OUT/geniehive $OUT/cpu-10k.pprof`).
+# Needs redis-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NODES=${NODES:-1000}
@@ -67,7 +70,9 @@ done
   --service "sim:chat:openai:http://127.0.0.1:$SIM" >"$OUT/node-small-2.log" 2>&1 &
 PIDS+=("$!")
 EBIG=$(free_port); ESMALL=$(free_port)
-"$GH" edge --redis-url "$URL" --prefix big: --id big --listen "127.0.0.1:$EBIG" --strategy scored --log-level error >"$OUT/edge-big.log" 2>&1 &
+PPROF_ARGS=()
+if [ "${PPROF:-0}" = 1 ]; then PPORT=$(free_port); PPROF_ARGS=(--pprof "127.0.0.1:$PPORT"); fi
+"$GH" edge --redis-url "$URL" --prefix big: --id big --listen "127.0.0.1:$EBIG" --strategy scored --log-level error "${PPROF_ARGS[@]}" >"$OUT/edge-big.log" 2>&1 &
 EBIG_PID=$!; PIDS+=("$EBIG_PID")
 "$GH" edge --redis-url "$URL" --prefix small: --id small --listen "127.0.0.1:$ESMALL" --strategy scored --log-level error >"$OUT/edge-small.log" 2>&1 &
 ESMALL_PID=$!; PIDS+=("$ESMALL_PID")
@@ -135,6 +140,10 @@ fi
 
 if on 4 && [ "$BIG_NODES" -gt 0 ]; then
   note "4. churn: $BIG_NODES nodes, edges idle"
+  if [ "${PPROF:-0}" = 1 ]; then
+    ( sleep 10; curl -sf -o "$OUT/cpu-10k.pprof" "http://127.0.0.1:$PPORT/debug/pprof/profile?seconds=20" ) &
+  fi
   fleet_churn "$BIG_NODES" 30s churn10k
+  echo "  edge-big log: $(grep -c 'policy_data_refused' "$OUT/edge-big.log" || true) policy_data_refused lines" | tee -a "$OUT/summary.txt"
 fi
 note "done: $OUT/summary.txt"

@@ -37,9 +37,8 @@ func testData() *policy.Data {
 			"coder": {Name: "coder", Operation: fleet.KindChat, Candidates: []string{"qwen3:8b", "llama3.1:8b"}, Strategy: "least_loaded",
 				RequestPolicy: &fleet.RequestPolicy{StripReasoning: new(true), Thinking: &no}},
 		},
-		Aliases:  map[string]string{"coder": "coder", "dev": "coder"},
-		Models:   map[string][]string{"qwen3:8b": {"qwen3:8b"}, "llama3.1:8b": {"llama3.1:8b"}, "nomic": {"nomic-embed"}},
-		Services: map[string]policy.ServiceData{"h1/ollama": {ID: "h1/ollama", Kind: fleet.KindChat, Assets: []string{"qwen3:8b", "llama3.1:8b"}}},
+		Aliases: map[string]string{"coder": "coder", "dev": "coder"},
+		Models:  map[string][]string{"qwen3:8b": {"qwen3:8b"}, "llama3.1:8b": {"llama3.1:8b"}, "nomic": {"nomic-embed"}},
 		Assets: map[string]policy.AssetData{
 			"qwen3:8b":    {Family: "qwen3", Kinds: []fleet.Kind{fleet.KindChat}, Thinking: true, Qwen3: true},
 			"llama3.1:8b": {Family: "llama", Kinds: []fleet.Kind{fleet.KindChat}},

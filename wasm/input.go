@@ -22,6 +22,13 @@ func appendInput(b []byte, in *policy.Input) []byte {
 	b = jsonw.AppendString(b, in.Model)
 	b = append(b, `,"model_key":`...)
 	b = jsonw.AppendString(b, in.ModelKey)
+	if in.Service != nil {
+		b = append(b, `,"service":{"id":`...)
+		b = jsonw.AppendString(b, in.Service.ID)
+		b = append(b, `,"kind":`...)
+		b = jsonw.AppendString(b, string(in.Service.Kind))
+		b = append(b, '}')
+	}
 	b = append(b, `,"stream":`...)
 	b = strconv.AppendBool(b, in.Stream)
 	b = append(b, `,"max_tokens":`...)

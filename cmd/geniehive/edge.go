@@ -77,6 +77,7 @@ var edgeSettings = []cli.Setting{
 	{Flag: "policy-dir", Key: "policy.dir", Help: "policy.dir: bundle directory, watched and hot-reloaded"},
 	{Flag: "policy-eval-timeout", Key: "policy.eval_timeout", Help: "policy.eval_timeout: bound on one policy evaluation, every engine but go (default 250ms)"},
 	{Flag: "policy-prepare-timeout", Key: "policy.prepare_timeout", Help: "policy.prepare_timeout: budget to test, compile and smoke-test a new bundle, off the request path (default 30s)"},
+	{Flag: "policy-max-memory-mib", Key: "policy.max_memory_mib", Help: "policy.max_memory_mib: cap on each Wasm policy instance's memory, which holds the policy data (default 16 for wasm, 64 for module; raise it for fleets of thousands of distinct assets)"},
 	{Flag: "policy-retry-interval", Key: "policy.retry_interval", Help: "policy.retry_interval: first retry after a transient reload failure, doubling up to 30s (default 1s)"},
 	{Flag: "key", List: true, Help: "a CLIENT-scope key secret (repeatable, or comma-separated); added to the file's keys: (prefer keys in the file, as sha256, or in Redis)"},
 	{Flag: "pprof", Help: "serve net/http/pprof on this address (e.g. 127.0.0.1:6060; off by default; loopback only unless you mean it)"},

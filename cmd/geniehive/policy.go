@@ -328,6 +328,9 @@ func policyEval(ctx context.Context, w io.Writer, f *policyFlags) error {
 			return err
 		}
 		data = policies.BuildData(wt.Current())
+		if in.Service == nil {
+			in.Service = policies.FindService(wt.Current(), in.ModelKey)
+		}
 	default:
 		data = &policy.Data{SchemaVersion: policy.SchemaVersion}
 	}

@@ -218,6 +218,7 @@ func (a *API) explain(ctx *fasthttp.RequestCtx, q MatchRequest, allowTask bool) 
 		}
 	} else {
 		in := policy.Input{SchemaVersion: policy.SchemaVersion, Operation: op, Model: name, ModelKey: policies.NormalizeModel(name)}
+		in.Service = policies.FindService(snap, in.ModelKey)
 		if err := a.d.Resolve(c, snap, &in, &d); err != nil {
 			return nil, err
 		}

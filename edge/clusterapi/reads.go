@@ -103,6 +103,7 @@ func (a *API) roles(ctx *fasthttp.RequestCtx) {
 		}
 		var d policy.Decision
 		in := policy.Input{SchemaVersion: policy.SchemaVersion, Operation: op, Model: r.Name, ModelKey: policies.NormalizeModel(r.Name)}
+		in.Service = policies.FindService(snap, in.ModelKey)
 		if err := a.d.Resolve(c, snap, &in, &d); err == nil {
 			for _, t := range d.Targets {
 				v.Resolves = append(v.Resolves, t.Kind+":"+t.Name)

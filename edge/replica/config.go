@@ -45,6 +45,16 @@ type PolicyConfig struct {
 	// failed transiently (a timeout, a busy pool, a cancelled attempt) is
 	// tried again; it doubles per failure up to 30s. Default 1s.
 	RetryInterval time.Duration `yaml:"retry_interval"`
+	// MaxMemoryMiB caps each Wasm instance's linear memory (engines wasm
+	// and module), in MiB; there are up to GOMAXPROCS*2 instances. The
+	// policy data document is parsed into every instance, so a fleet with
+	// more distinct assets than the default holds raises it (the shipped
+	// policy needs ~16 MiB for ~1,000-2,000 distinct assets, 64 MiB for
+	// 5,000; docs/CAPACITY.md); a data document that does not fit is
+	// refused, and the edge keeps deciding on its previous data, reported
+	// as degraded (policy_data_refused). Default 0: the engine's own (16
+	// MiB wasm, 64 MiB module); at most 4096.
+	MaxMemoryMiB int `yaml:"max_memory_mib"`
 }
 
 // DefaultShutdownDelay is timeouts.shutdown_delay for `geniehive edge`
@@ -90,7 +100,8 @@ func (c *Config) Provision() error {
 //
 // # Errors
 // An unregistered policy engine, a negative policy.eval_timeout,
-// policy.prepare_timeout or policy.retry_interval.
+// policy.prepare_timeout or policy.retry_interval, a policy.max_memory_mib
+// outside 0..4096.
 func (c *Config) Validate() error {
 	var errs []error
 	if _, ok := lookupEngine(c.Policy.Engine); !ok {
@@ -104,6 +115,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Policy.RetryInterval < 0 {
 		errs = append(errs, errors.New("policy.retry_interval: negative"))
+	}
+	if c.Policy.MaxMemoryMiB < 0 || c.Policy.MaxMemoryMiB > 4096 {
+		errs = append(errs, fmt.Errorf("policy.max_memory_mib %d: want 0 (the engine's default) to 4096", c.Policy.MaxMemoryMiB))
 	}
 	if !routing.ValidStrategy(c.Routing.DefaultStrategy) {
 		errs = append(errs, fmt.Errorf("routing.default_strategy %q: want one of %v", c.Routing.DefaultStrategy, routing.StrategyNames()))

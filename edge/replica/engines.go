@@ -63,7 +63,7 @@ func EngineNames() []string {
 func init() {
 	RegisterEngine(EngineWasm, func(c PolicyConfig) (policy.Factory, func() policy.Engine, error) {
 		return func(ctx context.Context, b *policy.Bundle) (policy.Engine, error) {
-			return wasm.NewOPA(ctx, b.Rego(), wasm.Options{EvalTimeout: c.EvalTimeout, Version: b.Version})
+			return wasm.NewOPA(ctx, b.Rego(), wasm.Options{EvalTimeout: c.EvalTimeout, Version: b.Version, MaxMemoryPages: c.memoryPages()})
 		}, nil, nil
 	})
 	RegisterEngine(EngineRego, func(c PolicyConfig) (policy.Factory, func() policy.Engine, error) {
@@ -75,10 +75,16 @@ func init() {
 			if !ok {
 				return nil, fmt.Errorf("policy.engine module: the bundle has no %s", policy.BundleModuleFile)
 			}
-			return wasm.NewModule(ctx, []byte(bin), wasm.Options{EvalTimeout: c.EvalTimeout, Version: b.Version})
+			return wasm.NewModule(ctx, []byte(bin), wasm.Options{EvalTimeout: c.EvalTimeout, Version: b.Version, MaxMemoryPages: c.memoryPages()})
 		}, nil, nil
 	})
 	RegisterEngine(EngineGo, func(PolicyConfig) (policy.Factory, func() policy.Engine, error) {
 		return nil, policies.NewGo, nil
 	})
+}
+
+// memoryPages is policy.max_memory_mib in 64 KiB Wasm pages (0: the
+// engine's default).
+func (c PolicyConfig) memoryPages() uint32 {
+	return uint32(max(c.MaxMemoryMiB, 0)) * 16
 }

@@ -294,6 +294,11 @@ func InputValue(in *policy.Input) ast.Value {
 	}
 	add("model", ast.StringTerm(in.Model))
 	add("model_key", ast.StringTerm(in.ModelKey))
+	if in.Service != nil {
+		add("service", ast.ObjectTerm(
+			[2]*ast.Term{ast.InternedTerm("id"), ast.StringTerm(in.Service.ID)},
+			[2]*ast.Term{ast.InternedTerm("kind"), ast.StringTerm(string(in.Service.Kind))}))
+	}
 	add("stream", ast.InternedTerm(in.Stream))
 	add("max_tokens", ast.InternedTerm(in.MaxTokens))
 	if in.Thinking != nil {

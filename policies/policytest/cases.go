@@ -31,9 +31,11 @@ func FleetData() *policy.Data {
 	return fleetData
 }
 
-// in builds a request as the edge would (ModelKey normalised).
+// in builds a request as the edge would (ModelKey normalised, the
+// Fleet() service it names looked up).
 func in(op fleet.Kind, model string) *policy.Input {
-	return &policy.Input{SchemaVersion: policy.SchemaVersion, Operation: op, Model: model, ModelKey: policies.NormalizeModel(model)}
+	key := policies.NormalizeModel(model)
+	return &policy.Input{SchemaVersion: policy.SchemaVersion, Operation: op, Model: model, ModelKey: key, Service: policies.FindService(Fleet(), key)}
 }
 
 func with(i *policy.Input, f func(*policy.Input)) *policy.Input { f(i); return i }

@@ -392,7 +392,7 @@ model_key := input.model_key if {
 
 else := _norm(object.get(input, "model", ""))
 
-mode := "service" if data.services[model_key]
+mode := "service" if input.service
 
 else := "asset" if data.models[model_key]
 
@@ -413,12 +413,12 @@ else := {"targets": [], "tried": [concat("", ["no asset, service or role named "
 # ---------------------------------------------------------------- service
 
 _service_res := {"targets": [{"kind": "service", "name": s.id, "operation": s.kind, "group": 0}], "tried": [], "dropped": []} if {
-	s := data.services[model_key]
+	s := input.service
 	s.kind == input.operation
 }
 
 else := {"targets": [], "tried": [concat("", ["service ", s.id, ": kind ", s.kind, ", not ", input.operation])], "dropped": []} if {
-	s := data.services[model_key]
+	s := input.service
 }
 
 # ---------------------------------------------------------------- asset

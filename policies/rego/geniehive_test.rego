@@ -16,7 +16,9 @@ _models := {
 	"r1:8b": ["r1:8b"], "embed": ["embed"],
 }
 
-_services := {"h1/ollama": {"id": "h1/ollama", "kind": "chat", "assets": ["qwen3:8b", "llama3:8b"]}}
+# The services a request may name: the edge looks model_key up and passes
+# the match as input.service (not in data: it would grow with the fleet).
+_services := {"h1/ollama": {"id": "h1/ollama", "kind": "chat"}}
 
 _roles := {
 	"coder": {
@@ -38,13 +40,16 @@ _asset_policies := {"llama3:70b": {
 	"max_tokens": 2048,
 }}
 
-_in(model) := {"schema_version": 1, "operation": "chat", "model": model, "model_key": lower(model), "max_tokens": 0, "key": {"id": "k", "scope": "client"}}
+_in_base(model) := {"schema_version": 1, "operation": "chat", "model": model, "model_key": lower(model), "max_tokens": 0, "key": {"id": "k", "scope": "client"}}
+
+_in(model) := object.union(_in_base(model), {"service": _services[lower(model)]}) if _services[lower(model)]
+
+else := _in_base(model)
 
 decide(inp) := d if {
 	d := data.geniehive.decision with input as inp
 		with data.assets as _assets
 		with data.models as _models
-		with data.services as _services
 		with data.roles as _roles
 		with data.aliases as _aliases
 		with data.asset_policies as _asset_policies
@@ -55,7 +60,6 @@ decide(inp) := d if {
 decide_precomputed(inp) := d if {
 	ix := data.geniehive.derived with data.assets as _assets
 		with data.models as _models
-		with data.services as _services
 		with data.roles as _roles
 		with data.aliases as _aliases
 		with data.asset_policies as _asset_policies
@@ -63,7 +67,6 @@ decide_precomputed(inp) := d if {
 		with data.derived as ix
 		with data.assets as _assets
 		with data.models as _models
-		with data.services as _services
 		with data.roles as _roles
 		with data.aliases as _aliases
 		with data.asset_policies as _asset_policies
@@ -167,7 +170,6 @@ test_deep_merge_role_over_asset if {
 	d2 := data.geniehive.decision with input as _in("coder")
 		with data.assets as _assets
 		with data.models as _models
-		with data.services as _services
 		with data.roles as roles
 		with data.aliases as _aliases
 		with data.asset_policies as _asset_policies
@@ -230,7 +232,6 @@ test_index_is_data_only if {
 	ix := data.geniehive.derived with input as {"model": "coder"}
 		with data.assets as _assets
 		with data.models as _models
-		with data.services as _services
 		with data.roles as _roles
 		with data.aliases as _aliases
 		with data.asset_policies as _asset_policies

@@ -5,7 +5,6 @@ _data := {
 	"models": {"m": ["m"]},
 	"roles": {},
 	"aliases": {},
-	"services": {},
 	"asset_policies": {},
 }
 
@@ -17,7 +16,6 @@ decide(over) := d if {
 		with data.models as _data.models
 		with data.roles as _data.roles
 		with data.aliases as _data.aliases
-		with data.services as _data.services
 		with data.asset_policies as _data.asset_policies
 }
 
