@@ -698,34 +698,24 @@ var records = sync.Pool{New: func() any {
 	return r
 }}
 
-// newRecord returns a record to fill, cleared of its last span's fields
-// but those start sets itself.
-//
-// The clearing is here, on the request's goroutine, not in free on the
-// export goroutine: a record is freed on the export goroutine's core and
-// refilled on a request's, so clearing it at free wrote its cache lines
-// on the one core only for the other to take them back to write them
-// again (BenchmarkTracingOverhead's profile: about 1 µs per request of
-// free, and the first write into a reused record the slowest line of a
-// span's start). Here the lines are written once, by the core that fills
-// them. A record in the pool keeps its last span's values (attribute
-// strings, events, links) reachable until it is reused or the pool is
-// emptied by the garbage collector (two cycles at most).
+// newRecord returns a record to fill: start sets every field it does not
+// zero itself.
 func newRecord() *record {
-	r := records.Get().(*record)
+	return records.Get().(*record)
+}
+
+// free returns r to the pool, zeroed but for attrBuf past the attributes
+// r used (already zero: zeroing all of it is what costs).
+func (r *record) free() {
 	if len(r.attrs) > len(r.attrBuf) {
 		clear(r.attrBuf[:]) // spilled to the heap: attrBuf was full
 	} else {
-		clear(r.attrs) // attrBuf past the attributes r used is already zero: zeroing all of it is what costs
+		clear(r.attrs)
 	}
-	r.end, r.attrs, r.droppedAttrs = time.Time{}, r.attrBuf[:0], 0
+	r.ReadOnlySpan, r.t, r.sc, r.parent, r.kind, r.name = nil, nil, trace.SpanContext{}, trace.SpanContext{}, 0, ""
+	r.start, r.end, r.attrs, r.droppedAttrs = time.Time{}, time.Time{}, r.attrBuf[:0], 0
 	r.events, r.droppedEvs, r.links, r.droppedLinks, r.children, r.status = nil, 0, nil, 0, 0, sdktrace.Status{}
 	r.next = nil
-	return r
-}
-
-// free returns r to the pool as it is (newRecord clears it).
-func (r *record) free() {
 	records.Put(r)
 }
 
