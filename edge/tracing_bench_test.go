@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -145,6 +146,17 @@ func overheadRounds(b *testing.B, s *stack, on *edgeTracer, child *simChild, bod
 		*wall += round(per)
 		*cpu += processCPU() - c0
 		*up += upCPU() - u0
+	}
+	// GENIEHIVE_TRACING_ONLY=off (or on) runs every round in that mode, for
+	// a CPU profile of one mode (-cpuprofile; compare the two with
+	// go tool pprof -diff_base): the other mode's figures are then the
+	// same mode's.
+	switch os.Getenv("GENIEHIVE_TRACING_ONLY") {
+	case "off":
+		on = nil
+	case "on":
+		both, timed0 := on, timed
+		timed = func(_ *edgeTracer, wall, cpu, up *time.Duration) { timed0(both, wall, cpu, up) }
 	}
 	b.ResetTimer()
 	for r := 0; r < rounds; r++ {
