@@ -148,6 +148,7 @@ func (e *edgeInst) decide(t testing.TB, model string) (*fleet.Snapshot, *policy.
 	e.mu.Unlock()
 	var d policy.Decision
 	in := policy.Input{SchemaVersion: 1, Operation: fleet.KindChat, Model: model, ModelKey: policies.NormalizeModel(model)}
+	in.Service = policies.FindService(snap, in.ModelKey)
 	if err := e.engine.Eval(context.Background(), &in, &d); err != nil {
 		t.Fatal(err)
 	}

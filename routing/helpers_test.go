@@ -57,6 +57,7 @@ func resolve(t testing.TB, snap *fleet.Snapshot, model string, op fleet.Kind) *p
 	}
 	var d policy.Decision
 	in := policy.Input{SchemaVersion: policy.SchemaVersion, Operation: op, Model: model, ModelKey: policies.NormalizeModel(model)}
+	in.Service = policies.FindService(snap, in.ModelKey) // as the edge does (its index)
 	if err := e.Eval(context.Background(), &in, &d); err != nil {
 		t.Fatal(err)
 	}
