@@ -32,6 +32,7 @@ func decodeNodeState(raw string, st *fleet.NodeState) error {
 	if raw != "" {
 		d := nodeDecoder{b: unsafe.Slice(unsafe.StringData(raw), len(raw)), s: raw}
 		if d.nodeState(st) {
+			compactStrings(st)
 			return nil
 		}
 		*st = fleet.NodeState{}
@@ -69,15 +70,16 @@ func (d *nodeDecoder) peek() byte {
 	return 0
 }
 
-// str reads a plain string (see raw) as a copy: the decoded state keeps
-// only its own strings, as with encoding/json, never the stored JSON
-// (up to MaxNodeStateBytes of it, much of it possibly padding).
+// str reads a plain string (see raw). The result shares the input until
+// compactStrings copies it: the decoded state keeps only its own strings,
+// as with encoding/json, never the stored JSON (up to MaxNodeStateBytes of
+// it, much of it possibly padding).
 func (d *nodeDecoder) str() (string, bool) {
 	s, ok := d.raw()
 	if !ok || s == "" {
 		return "", ok
 	}
-	return strings.Clone(s), true
+	return s, true
 }
 
 // raw reads a plain string: ASCII from 0x20, no escapes (else the caller
@@ -419,7 +421,7 @@ func (d *nodeDecoder) labels(dst *map[string]string) bool {
 		if !ok {
 			return false
 		}
-		m[strings.Clone(k)] = v
+		m[strings.Clone(k)] = strings.Clone(v)
 	}
 }
 
@@ -719,6 +721,95 @@ func (d *nodeDecoder) metrics(m *fleet.Metrics) bool {
 		}
 		if !ok {
 			return false
+		}
+	}
+}
+
+// compactStrings copies every string of a state the fast path decoded
+// (they share the stored JSON until then), but the host's labels (labels
+// copies those), into one allocation, and every list of strings (a
+// service's labels and APIs, an asset's tags and capabilities) into one
+// backing array, each list capped to its own elements (an append copies).
+// encoding/json makes an object of each: ~100 strings and 25 lists a node
+// of 5 services x 4 assets, which every GC of the edge marked again
+// (docs/CAPACITY.md, "Policy data at 10,000 nodes"); two objects now.
+// Strings are immutable and the node's whole state is replaced together,
+// so sharing one allocation changes nothing a reader can see.
+func compactStrings(st *fleet.NodeState) {
+	nb, nl := 0, 0
+	walkNodeStrings(st, func(s *string) { nb += len(*s) }, func(l *[]string) {
+		nl += len(*l)
+		for _, e := range *l {
+			nb += len(e)
+		}
+	})
+	var b strings.Builder
+	b.Grow(nb)
+	walkNodeStrings(st, func(s *string) { b.WriteString(*s) }, func(l *[]string) {
+		for _, e := range *l {
+			b.WriteString(e)
+		}
+	})
+	arena, off := b.String(), 0
+	take := func(s string) string {
+		n := len(s)
+		if n == 0 {
+			return ""
+		}
+		off += n
+		return arena[off-n : off]
+	}
+	backing := make([]string, 0, nl) // never grows: sub-slices stay in it
+	walkNodeStrings(st, func(s *string) { *s = take(*s) }, func(l *[]string) {
+		switch {
+		case *l == nil:
+		case len(*l) == 0:
+			*l = noStrings
+		default:
+			o := len(backing)
+			for _, e := range *l {
+				backing = append(backing, take(e))
+			}
+			*l = backing[o:len(backing):len(backing)]
+		}
+	})
+}
+
+// noStrings is every decoded empty list ([] in JSON: empty, not nil, as
+// encoding/json gives); its capacity is 0, so an append never writes it.
+var noStrings = []string{}
+
+// walkNodeStrings calls str on every string of st the fast path decodes
+// but the host's labels, and list on every list of strings, always in the
+// same order.
+func walkNodeStrings(st *fleet.NodeState, str func(*string), list func(*[]string)) {
+	h := &st.Host
+	str(&h.ID)
+	str(&h.Agent)
+	for i := range h.GPUs {
+		str(&h.GPUs[i].Name)
+	}
+	str(&st.Shape)
+	for i := range st.Services {
+		s := &st.Services[i]
+		str(&s.ID)
+		str(&s.HostID)
+		str(&s.Name)
+		str((*string)(&s.Kind))
+		str(&s.Protocol)
+		str(&s.Endpoint)
+		str(&s.HealthError)
+		str(&s.Swap)
+		list(&s.Labels)
+		list(&s.APIs)
+		for j := range s.Assets {
+			a := &s.Assets[j]
+			str(&a.Name)
+			str(&a.Family)
+			str(&a.ParameterSize)
+			str(&a.Quantization)
+			list(&a.Tags)
+			list(&a.Capabilities)
 		}
 	}
 }

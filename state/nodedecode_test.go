@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/geniehive/geniehive/fleet"
 )
@@ -196,4 +197,95 @@ func BenchmarkDecodeNodeState(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestDecodeNodeStateCompactsStrings: a state the fast path decoded keeps
+// none of the stored JSON (every string, found by reflection so a field
+// added later is checked too, lies outside raw), its strings but the
+// host's labels are one run of bytes and its lists of strings one array,
+// each list capped to its own elements, and it still equals what
+// encoding/json decodes.
+func TestDecodeNodeStateCompactsStrings(t *testing.T) {
+	b, _ := json.Marshal(fullNode())
+	raw := string(b)
+	var got, want fleet.NodeState
+	if err := decodeNodeState(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &want); err != nil || !sameState(want, got) {
+		t.Fatalf("got %+v\nwant %+v (%v)", got, want, err)
+	}
+	lo := uintptr(unsafe.Pointer(unsafe.StringData(raw)))
+	hi := lo + uintptr(len(raw))
+	strs := 0
+	var walk func(v reflect.Value)
+	walk = func(v reflect.Value) {
+		switch v.Kind() {
+		case reflect.String:
+			if v.Len() > 0 {
+				strs++
+				if p := uintptr(unsafe.Pointer(unsafe.StringData(v.String()))); p >= lo && p < hi {
+					t.Errorf("string %q shares the stored JSON", v.String())
+				}
+			}
+		case reflect.Struct:
+			for i := 0; i < v.NumField(); i++ {
+				walk(v.Field(i))
+			}
+		case reflect.Slice:
+			for i := 0; i < v.Len(); i++ {
+				walk(v.Index(i))
+			}
+		case reflect.Map:
+			for it := v.MapRange(); it.Next(); {
+				walk(it.Key())
+				walk(it.Value())
+			}
+		}
+	}
+	walk(reflect.ValueOf(got))
+	if strs < 20 {
+		t.Fatalf("walked %d strings: the state is not the full one", strs)
+	}
+	var next uintptr
+	walkNodeStrings(&got, func(s *string) {
+		if *s == "" {
+			return
+		}
+		p := uintptr(unsafe.Pointer(unsafe.StringData(*s)))
+		if next != 0 && p != next {
+			t.Errorf("string %q is not next to the previous one", *s)
+		}
+		next = p + uintptr(len(*s))
+	}, func(l *[]string) {
+		for _, e := range *l {
+			p := uintptr(unsafe.Pointer(unsafe.StringData(e)))
+			if next != 0 && p != next {
+				t.Errorf("list string %q is not next to the previous one", e)
+			}
+			next = p + uintptr(len(e))
+		}
+	})
+	var end uintptr
+	lists := 0
+	walkNodeStrings(&got, func(*string) {}, func(l *[]string) {
+		if len(*l) == 0 {
+			if *l != nil && cap(*l) != 0 {
+				t.Errorf("an empty list has room: an append would write the shared array")
+			}
+			return
+		}
+		lists++
+		if cap(*l) != len(*l) {
+			t.Errorf("list %q has capacity %d: an append would write the next list", *l, cap(*l))
+		}
+		p := uintptr(unsafe.Pointer(&(*l)[0]))
+		if end != 0 && p != end {
+			t.Errorf("list %q is not in the previous list's array", *l)
+		}
+		end = p + uintptr(len(*l))*unsafe.Sizeof("")
+	})
+	if lists < 3 {
+		t.Fatalf("walked %d lists: the state is not the full one", lists)
+	}
 }
