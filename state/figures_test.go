@@ -24,14 +24,7 @@ func TestMetricsEventSharesContainers(t *testing.T) {
 	w, _ := runWatcher(t, prefix)
 	var b, ob state.Beats
 	st, other := gpuNode("mc", 3), gpuNode("mo", 2)
-	for _, x := range []struct {
-		st *fleet.NodeState
-		b  *state.Beats
-	}{{st, &b}, {other, &ob}} {
-		if err := s.WriteBeat(ctx, x.st, time.Minute, x.b); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeBeats(t, s, nodeBeat{st, &b}, nodeBeat{other, &ob})
 	waitUntil(t, func() bool { snap := w.Current(); return snap.Hosts["mc"] != nil && snap.Hosts["mo"] != nil })
 	snap0 := w.Current()
 	b0 := w.Stats().Build()

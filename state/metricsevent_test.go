@@ -300,14 +300,7 @@ func TestHostileMetricsEvents(t *testing.T) {
 	w, cmds := runWatcher(t, prefix)
 	var ba, bb state.Beats
 	a, bn := gpuNode("ha", 2), gpuNode("hb", 2)
-	for _, x := range []struct {
-		st *fleet.NodeState
-		b  *state.Beats
-	}{{a, &ba}, {bn, &bb}} {
-		if err := s.WriteBeat(ctx, x.st, time.Minute, x.b); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeBeats(t, s, nodeBeat{a, &ba}, nodeBeat{bn, &bb})
 	waitUntil(t, func() bool { return w.Current().Hosts["ha"] != nil && w.Current().Hosts["hb"] != nil })
 	before := w.Current()
 	// The figures live in cells the snapshots share: keep what they were.
@@ -520,5 +513,21 @@ func TestMetricsPatchMatchesFullBuild(t *testing.T) {
 	}
 	if b1 := w.Stats().Build(); b1.ViewsBuilt != b0.ViewsBuilt || b1.ViewsReused-b0.ViewsReused != 7 {
 		t.Fatalf("resync after metrics events: %d views built, %d reused (want 0, 7)", b1.ViewsBuilt-b0.ViewsBuilt, b1.ViewsReused-b0.ViewsReused)
+	}
+}
+
+// nodeBeat is a node's state and the Beats its heartbeats go through.
+type nodeBeat struct {
+	st *fleet.NodeState
+	b  *state.Beats
+}
+
+// writeBeats writes one heartbeat (TTL one minute) of each node.
+func writeBeats(t *testing.T, s *state.Store, nodes ...nodeBeat) {
+	t.Helper()
+	for _, n := range nodes {
+		if err := s.WriteBeat(context.Background(), n.st, time.Minute, n.b); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
