@@ -183,10 +183,19 @@ run_topologies() {
   trap 'bash scripts/redis-topology.sh stop; cleanup' EXIT
   eval "$env"
   local t0=$SECONDS
-  log "go test on the Redis Cluster: $GENIEHIVE_TEST_REDIS_CLUSTER"
-  GENIEHIVE_TEST_REDIS=$GENIEHIVE_TEST_REDIS_CLUSTER go test -timeout 20m "$@" "${redis_packages[@]}"
-  log "go test on the Sentinel group: $GENIEHIVE_TEST_REDIS_SENTINEL"
-  GENIEHIVE_TEST_REDIS=$GENIEHIVE_TEST_REDIS_SENTINEL go test -timeout 20m "$@" "${redis_packages[@]}"
+  # The tests that fail a master over change the topology every package
+  # shares; packages run in parallel, so they run on their own afterwards,
+  # or another package's tests would meet a failover they do not expect
+  # (seen: edge/TestModelsRetrieve during replica's Sentinel failover).
+  local failover='^(TestSentinelFailoverUnderLoad|TestClusterFailoverUnderLoad|TestWatcherAcrossClusterFailover)$'
+  local topo url
+  for topo in Cluster Sentinel; do
+    if [ "$topo" = Cluster ]; then url=$GENIEHIVE_TEST_REDIS_CLUSTER; else url=$GENIEHIVE_TEST_REDIS_SENTINEL; fi
+    log "go test on the Redis $topo: $url"
+    GENIEHIVE_TEST_REDIS=$url go test -timeout 20m -skip "$failover" "$@" "${redis_packages[@]}"
+    log "go test on the Redis $topo, failover tests alone"
+    GENIEHIVE_TEST_REDIS=$url go test -timeout 20m -run "$failover" "$@" ./state ./edge/replica
+  done
   log "Cluster and Sentinel runs took $((SECONDS - t0))s"
   bash scripts/redis-topology.sh stop
 }
