@@ -21,12 +21,7 @@ func BenchmarkEdgeVsDirect(b *testing.B) {
 	s := newStack(b, func(c *Config, _ *Deps) { f := false; c.AccessLog = &f })
 	s.chat.Update(func(bh *sim.Behavior) { bh.Latency, bh.TTFT, bh.ChunkInterval, bh.Chunks = 0, 0, 0, 8 })
 	for _, stream := range []bool{false, true} {
-		name := "nonstream"
-		body := []byte(`{"model":"llama3.1:8b","messages":[{"role":"user","content":"hi"}]}`)
-		if stream {
-			name = "stream"
-			body = []byte(`{"model":"llama3.1:8b","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
-		}
+		name, body := benchChat(stream)
 		for _, target := range []struct{ name, url string }{{"direct", s.chat.URL()}, {"edge", s.url}} {
 			b.Run(name+"/"+target.name, func(b *testing.B) {
 				hc := &fasthttp.Client{MaxConnsPerHost: 256}
@@ -68,4 +63,13 @@ func BenchmarkEdgeVsDirect(b *testing.B) {
 			})
 		}
 	}
+}
+
+// benchChat is the benchmarks' chat request to llama3.1:8b, streamed or
+// not, and its sub-benchmark name.
+func benchChat(stream bool) (name string, body []byte) {
+	if stream {
+		return "stream", []byte(`{"model":"llama3.1:8b","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	}
+	return "nonstream", []byte(`{"model":"llama3.1:8b","messages":[{"role":"user","content":"hi"}]}`)
 }

@@ -97,12 +97,7 @@ func BenchmarkTracingOverhead(b *testing.B) {
 		b.Run(up.name, func(b *testing.B) {
 			point(b, up.url)
 			for _, stream := range []bool{false, true} {
-				name := "nonstream"
-				body := []byte(`{"model":"llama3.1:8b","messages":[{"role":"user","content":"hi"}]}`)
-				if stream {
-					name = "stream"
-					body = []byte(`{"model":"llama3.1:8b","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
-				}
+				name, body := benchChat(stream)
 				b.Run(name, func(b *testing.B) {
 					overheadRounds(b, s, on, up.child, body, clients, rounds)
 				})

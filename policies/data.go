@@ -43,7 +43,7 @@ func BuildData(snap *fleet.Snapshot) *policy.Data {
 	}
 	assets := map[string]*acc{}
 	for _, se := range snap.Services {
-		if se == nil || (!snap.BuiltAt.IsZero() && !se.Live(snap.BuiltAt)) {
+		if !liveAtBuild(snap, se) {
 			continue
 		}
 		for i := range se.Assets {
@@ -112,7 +112,7 @@ func BuildServiceIndex(snap *fleet.Snapshot) ServiceIndex {
 	}
 	ix := make(ServiceIndex, len(snap.Services))
 	for _, se := range snap.Services {
-		if se == nil || (!snap.BuiltAt.IsZero() && !se.Live(snap.BuiltAt)) {
+		if !liveAtBuild(snap, se) {
 			continue
 		}
 		ix[strings.ToLower(se.ID)] = &policy.ServiceData{ID: se.ID, Kind: se.Kind}
@@ -127,7 +127,7 @@ func FindService(snap *fleet.Snapshot, key string) *policy.ServiceData {
 		return nil
 	}
 	for _, se := range snap.Services {
-		if se == nil || (!snap.BuiltAt.IsZero() && !se.Live(snap.BuiltAt)) || len(se.ID) != len(key) || strings.ToLower(se.ID) != key {
+		if !liveAtBuild(snap, se) || len(se.ID) != len(key) || strings.ToLower(se.ID) != key {
 			continue
 		}
 		return &policy.ServiceData{ID: se.ID, Kind: se.Kind}
@@ -242,4 +242,10 @@ func contains(s []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// liveAtBuild: se's heartbeat is live at snap.BuiltAt (any service of a
+// snapshot without a build time): the services the policy sees.
+func liveAtBuild(snap *fleet.Snapshot, se *fleet.ServiceEntry) bool {
+	return se != nil && (snap.BuiltAt.IsZero() || se.Live(snap.BuiltAt))
 }
