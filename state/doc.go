@@ -127,7 +127,11 @@
 //     pick compares services of different nodes reported at different
 //     times anyway, and nothing structural (which services exist, their
 //     assets, health, cooldowns) moves in a cell;
-//   - a deadline only moves forward within a cell (each event renews it);
+//   - a node's deadline only moves forward, within a cell and from one
+//     view of the node to the next, while the node keeps its TTL
+//     (holdDeadline: a metrics event estimates it from its arrival, a read
+//     from the key's PTTL, and the later estimate is kept); a node that
+//     changes its TTL gets the new record's deadline;
 //   - the scored ranking of a wide asset (routing/rank.go) is rebuilt at
 //     most every rankRefresh while only figures move, re-scoring only the
 //     services whose node's Figures pointer changed.

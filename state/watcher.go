@@ -206,7 +206,11 @@ func (w *Watcher) refreshLocked(ctx context.Context) error {
 	// removed by its "down" event already); one that died expires at its
 	// own deadline.
 	for id, n := range prev.nodes {
-		if _, ok := nm[id]; !ok && !gone[id] && now.Before(n.Deadline) && !w.gate.isRefused(id) {
+		if cur, ok := nm[id]; ok {
+			if holdDeadline(&n, &cur) {
+				nm[id] = cur
+			}
+		} else if !gone[id] && now.Before(n.Deadline) && !w.gate.isRefused(id) {
 			nm[id] = n
 		}
 	}
@@ -601,6 +605,7 @@ func (w *Watcher) applyEvents(ctx context.Context, batch map[string]bool, metric
 	figured := 0
 	for id, rec := range patched {
 		if v := w.views[id]; v != nil && m.nodes != nil && sameFigureShape(v, &rec) {
+			holdDeadline(&v.rec, &rec)
 			m.nodes[id] = rec
 			v.rec = rec
 			v.cell.Store(figuresOf(&rec))
@@ -631,6 +636,9 @@ func (w *Watcher) applyEvents(ctx context.Context, batch map[string]bool, metric
 		for id, u := range nodes {
 			prev, had := nm[id]
 			if u.found {
+				if had {
+					holdDeadline(&prev, &u.rec)
+				}
 				// An event that brings nothing new (delivered twice, or
 				// late: a Cluster forwards messages between shards
 				// asynchronously) leaves the node's view as it was.
@@ -813,4 +821,23 @@ func (w *Watcher) patchMetrics(batch map[string]bool, metrics map[string]string,
 		}
 	}
 	return out
+}
+
+// holdDeadline keeps a node's deadline from moving back between two of its
+// records, and reports whether it changed next. The deadline is an
+// estimate: a metrics event sets it from the time the event arrived
+// (state/metricsevent.go), a read from the key's PTTL (nodevalidate.go),
+// and the first runs late by the event's delivery, so a read that follows
+// a metrics event would otherwise put the deadline back by that much (a
+// Cluster delivers events late, and a burst of beats can be read after the
+// event of an earlier one). While the node keeps its TTL its key's real
+// expiry only moves forward (every write sets it to now + TTL), so the
+// later of the two estimates is kept; a node that changed its TTL gets the
+// new record's deadline, earlier or not.
+func holdDeadline(prev, next *NodeRecord) bool {
+	if prev.State.TTLSeconds == next.State.TTLSeconds && next.Deadline.Before(prev.Deadline) {
+		next.Deadline = prev.Deadline
+		return true
+	}
+	return false
 }
