@@ -42,6 +42,9 @@ type Agent struct {
 	lastErr  map[string]string        // last health error per service (for change logs)
 	warned   map[string]bool
 	tokens   map[string]tokenMark // last generated-token counter per service
+	// steady: per service, the last successful health check and how many
+	// have timed out in a row since (held.go)
+	steady map[string]*steadyProbe
 
 	capsMu sync.Mutex
 	caps   map[string][]string // Ollama model capabilities by endpoint, name and digest
@@ -72,7 +75,7 @@ func New(cfg Config, store *state.Store, o Options) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, store: store, log: o.Logger, hc: o.HTTPClient, gpus: o.GPUs,
-		started: time.Now(), lastGood: map[string][]fleet.Asset{}, lastErr: map[string]string{}, warned: map[string]bool{}, tokens: map[string]tokenMark{}, caps: map[string][]string{},
+		started: time.Now(), lastGood: map[string][]fleet.Asset{}, lastErr: map[string]string{}, warned: map[string]bool{}, tokens: map[string]tokenMark{}, steady: map[string]*steadyProbe{}, caps: map[string][]string{},
 		swaps: map[string]swapTarget{}, loading: map[string]string{}, kick: make(chan struct{}, 1)}
 	if a.log == nil {
 		a.log = slog.Default()
@@ -149,6 +152,7 @@ func (a *Agent) Collect(ctx context.Context) fleet.NodeState {
 	for i := range a.cfg.Services {
 		sc, p := &a.cfg.Services[i], &probes[i]
 		id := a.cfg.ServiceID(sc.Name)
+		a.holdThroughTimeoutLocked(id, p)
 		svc := fleet.Service{ID: id, HostID: a.cfg.HostID, Name: sc.Name, Kind: sc.Kind,
 			Protocol: sc.Protocol, Endpoint: sc.Endpoint, MaxConcurrency: sc.MaxConcurrency,
 			Healthy: p.err == nil, Labels: sc.Labels, APIs: p.apis, Swap: p.swap}

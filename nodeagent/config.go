@@ -32,6 +32,11 @@ const (
 	DefaultInterval         = 5 * time.Second
 	DefaultTTL              = 15 * time.Second
 	DefaultDiscoveryTimeout = 3 * time.Second
+	// DefaultUnhealthyAfterTimeouts: a service whose health check times
+	// out is reported unhealthy at the second timeout in a row.
+	DefaultUnhealthyAfterTimeouts = 2
+	// MaxUnhealthyAfterTimeouts bounds UnhealthyAfterTimeouts.
+	MaxUnhealthyAfterTimeouts = 10
 )
 
 // Config is a node agent's configuration (YAML, flags, GENIEHIVE_* env).
@@ -53,6 +58,17 @@ type Config struct {
 	// DiscoveryTimeout bounds one service's discovery and health check
 	// (default 3s, never more than Interval).
 	DiscoveryTimeout time.Duration `yaml:"discovery_timeout"`
+	// UnhealthyAfterTimeouts is how many health checks in a row must time
+	// out before a service that answered is reported unhealthy (default
+	// 2, 1 to 10). Until then a beat reports what the last good check
+	// found: a slow answer once (an upstream busy generating, a starved
+	// host, a DNS lookup that timed out) is not a dead server, and
+	// flapping it out of routing for one beat fails requests the edge
+	// could have served. Any other failure (connection refused, an HTTP
+	// error, an answer that does not decode) marks the service unhealthy
+	// at once; so does a timeout of a service that was not healthy. 1
+	// reports every timeout at once.
+	UnhealthyAfterTimeouts int `yaml:"unhealthy_after_timeouts"`
 	// NvidiaSMI is the nvidia-smi command: "" finds it on PATH (no GPU
 	// figures when absent), "off" disables it.
 	NvidiaSMI string `yaml:"nvidia_smi"`
@@ -140,6 +156,12 @@ func (c *Config) Validate() error {
 	}
 	if c.DiscoveryTimeout > c.Interval {
 		c.DiscoveryTimeout = c.Interval
+	}
+	if c.UnhealthyAfterTimeouts == 0 {
+		c.UnhealthyAfterTimeouts = DefaultUnhealthyAfterTimeouts
+	}
+	if c.UnhealthyAfterTimeouts < 1 || c.UnhealthyAfterTimeouts > MaxUnhealthyAfterTimeouts {
+		bad("unhealthy_after_timeouts %d: must be 1 to %d (1: a service is unhealthy at its first timed-out health check)", c.UnhealthyAfterTimeouts, MaxUnhealthyAfterTimeouts)
 	}
 	switch {
 	case c.Interval < 100*time.Millisecond:

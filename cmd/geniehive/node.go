@@ -69,7 +69,7 @@ func runNode(args []string) error {
 	}
 	var s nodeSettings
 	fs := cli.NewFlagSet(nodeCmd)
-	fs.StringVar(&s.ConfigPath, "config", "", "YAML config file (keys: host_id, labels, redis_url, redis_username, redis_password, prefix, heartbeat_interval, heartbeat_ttl, discovery_timeout, nvidia_smi, log_level, services)")
+	fs.StringVar(&s.ConfigPath, "config", "", "YAML config file (keys: host_id, labels, redis_url, redis_username, redis_password, prefix, heartbeat_interval, heartbeat_ttl, discovery_timeout, unhealthy_after_timeouts, nvidia_smi, log_level, services)")
 	fs.StringVar(&s.HostID, "host-id", "", "this host's id; services become <host-id>/<name> (default: the hostname)")
 	fs.Var(labelsFlag{&s.Labels}, "labels", "host labels as k=v,k2=v2 (e.g. zone=lab,gpu=4090)")
 	fs.StringVar(&s.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL: redis://, rediss://, redis+sentinel://s1:p?master_name=NAME&addr=s2:p, redis+cluster://h1:p?addr=h2:p (rediss+ for TLS)")
@@ -79,6 +79,7 @@ func runNode(args []string) error {
 	fs.DurationVar(&s.Interval, "heartbeat-interval", nodeagent.DefaultInterval, "time between heartbeats (discovery runs on each)")
 	fs.DurationVar(&s.TTL, "heartbeat-ttl", nodeagent.DefaultTTL, "lifetime of the heartbeat key: the host is dropped this long after its last beat; must exceed the interval, whole seconds")
 	fs.DurationVar(&s.DiscoveryTimeout, "discovery-timeout", nodeagent.DefaultDiscoveryTimeout, "time allowed for one service's health check and discovery (capped at the interval)")
+	fs.IntVar(&s.UnhealthyAfterTimeouts, "unhealthy-after-timeouts", nodeagent.DefaultUnhealthyAfterTimeouts, "health checks in a row that must time out before a service that answered is reported unhealthy (1-10; any other failure counts at once)")
 	fs.StringVar(&s.NvidiaSMI, "nvidia-smi", "", "path to nvidia-smi for host GPU/VRAM figures; empty: look on PATH; \"off\": disable")
 	fs.Var(&serviceFlag{dst: &s.FlagServices}, "service", "add a service as name:kind:protocol:endpoint (repeatable)")
 	fs.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
