@@ -130,10 +130,30 @@ func HealthPath(protocol string) string {
 	return "/v1/models"
 }
 
-// ProbeAll probes every live service once and stores the results.
+// probeFlush is how long a probe result may wait to be written with
+// others of its round (ProbeAll).
+const probeFlush = 250 * time.Millisecond
+
+// probeOut is one probe's result on its way to the writer.
+type probeOut struct {
+	id  string
+	res fleet.ProbeResult
+}
+
+// ProbeAll probes every live service once and stores the results. They are
+// written in batches (every probeFlush, every state.MaxProbesPerWrite
+// results, and at the round's end), each one write and one health event:
+// an event per service would make every edge re-read the fleet's probes
+// and cooldowns once per service, O(services²) a round.
 func (p *Prober) ProbeAll(ctx context.Context) {
 	snap := p.snap()
 	now := time.Now()
+	out := make(chan probeOut, p.o.Parallel)
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		p.storeProbes(ctx, out)
+	}()
 	sem := make(chan struct{}, p.o.Parallel)
 	var wg sync.WaitGroup
 	for _, svc := range snap.Services {
@@ -148,13 +168,44 @@ func (p *Prober) ProbeAll(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if err := p.s.PutProbe(ctx, svc.ID, res); err != nil {
-				p.o.Logger.Warn("store probe", "service", svc.ID, "err", err)
-			}
+			out <- probeOut{svc.ID, res}
 		}(svc)
 	}
 	wg.Wait()
+	close(out)
+	<-written
 	p.rounds.Add(1)
+}
+
+// storeProbes writes the results read from in until it is closed.
+func (p *Prober) storeProbes(ctx context.Context, in <-chan probeOut) {
+	pending := map[string]fleet.ProbeResult{}
+	t := time.NewTicker(probeFlush)
+	defer t.Stop()
+	flush := func() {
+		if len(pending) == 0 || ctx.Err() != nil {
+			return
+		}
+		if err := p.s.PutProbes(ctx, pending); err != nil {
+			p.o.Logger.Warn("store probes", "results", len(pending), "err", err)
+		}
+		clear(pending)
+	}
+	for {
+		select {
+		case r, ok := <-in:
+			if !ok {
+				flush()
+				return
+			}
+			pending[r.id] = r.res
+			if len(pending) >= state.MaxProbesPerWrite {
+				flush()
+			}
+		case <-t.C:
+			flush()
+		}
+	}
 }
 
 func (p *Prober) probe(ctx context.Context, svc *fleet.ServiceEntry) fleet.ProbeResult {

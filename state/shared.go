@@ -96,12 +96,32 @@ func (s *Store) Cooldowns(ctx context.Context, services []string) (map[string]ti
 	return out, nil
 }
 
-// PutProbe records an active health probe result for a service.
-func (s *Store) PutProbe(ctx context.Context, service string, r fleet.ProbeResult) error {
-	b, _ := json.Marshal(r)
+// MaxProbesPerWrite bounds the results one PutProbes call writes.
+const MaxProbesPerWrite = 1000
+
+// PutProbes records active health probe results (service id -> result)
+// in one write and announces them with one health event, at most
+// MaxProbesPerWrite of them. A health event makes every edge re-read the
+// fleet's probes and cooldowns (O(services)), so a probing round announces
+// its results in a few writes, never one per service.
+//
+// # Errors
+// Redis errors; more than MaxProbesPerWrite results.
+func (s *Store) PutProbes(ctx context.Context, results map[string]fleet.ProbeResult) error {
+	if len(results) == 0 {
+		return nil
+	}
+	if len(results) > MaxProbesPerWrite {
+		return fmt.Errorf("%d probe results in one write (at most %d)", len(results), MaxProbesPerWrite)
+	}
+	args := make([]any, 0, 2*len(results))
+	for id, r := range results {
+		b, _ := json.Marshal(r)
+		args = append(args, id, b)
+	}
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, s.kProbe, service, b)
-		p.Publish(ctx, s.Channel(EventHealth), service)
+		p.HSet(ctx, s.kProbe, args...)
+		p.Publish(ctx, s.Channel(EventHealth), "probes")
 		return nil
 	})
 	return err
