@@ -77,39 +77,14 @@ func (p *Prober) Leader() bool { return p.leader.Load() }
 func (p *Prober) Rounds() int64 { return p.rounds.Load() }
 
 // Run polls the lease every Lease/5 and, while holding it, probes every
-// Interval, until ctx is done. It does not release the lease (a crash does
-// not either); call Release on a graceful stop.
+// Interval, until ctx is done (state.RunLeased). It does not release the
+// lease (a crash does not either); call Release on a graceful stop.
 func (p *Prober) Run(ctx context.Context) {
 	if p.o.Interval <= 0 {
 		return
 	}
-	poll := p.o.Lease / 5
-	if poll > p.o.Interval {
-		poll = p.o.Interval
-	}
-	t := time.NewTicker(poll)
-	defer t.Stop()
-	var last time.Time
-	for {
-		ok, err := p.s.AcquireLease(ctx, ProbeLease, p.o.ID, p.o.Lease)
-		if err != nil && ctx.Err() == nil {
-			p.o.Logger.Warn("probe lease", "err", err)
-		}
-		was := p.leader.Swap(ok && err == nil)
-		if ok && !was {
-			p.o.Logger.Info("probe lease taken", "edge", p.o.ID)
-		}
-		if ok && err == nil && time.Since(last) >= p.o.Interval {
-			last = time.Now()
-			p.ProbeAll(ctx)
-		}
-		select {
-		case <-ctx.Done():
-			p.leader.Store(false)
-			return
-		case <-t.C:
-		}
-	}
+	p.s.RunLeased(ctx, state.LeasedLoop{Name: ProbeLease, Holder: p.o.ID, Lease: p.o.Lease, Interval: p.o.Interval,
+		Logger: p.o.Logger, Leader: &p.leader}, p.ProbeAll)
 }
 
 // Release gives the lease up (graceful stop) so another replica takes over

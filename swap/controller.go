@@ -162,34 +162,15 @@ func (c *Controller) Rounds() int64 { return c.rounds.Load() }
 // stop lets another edge take over at once.
 func (c *Controller) Run(ctx context.Context) {
 	st := c.o.Settings
-	t := time.NewTicker(min(st.Lease/5, st.Interval))
-	defer t.Stop()
-	var last time.Time
-	for {
-		ok, err := c.s.AcquireLease(ctx, state.SwapLease, c.o.ID, st.Lease)
-		if err != nil && ctx.Err() == nil {
-			c.o.Logger.Warn("swap lease", "err", err)
+	c.s.RunLeased(ctx, state.LeasedLoop{Name: state.SwapLease, Holder: c.o.ID, Lease: st.Lease, Interval: st.Interval,
+		Logger: c.o.Logger, Leader: &c.leader}, func(ctx context.Context) {
+		rctx, cancel := context.WithTimeout(ctx, st.Lease)
+		if err := c.Round(rctx); err != nil && ctx.Err() == nil {
+			c.noteErr(err)
 		}
-		was := c.leader.Swap(ok && err == nil)
-		if ok && err == nil && !was {
-			c.o.Logger.Info("swap controller lease taken", "edge", c.o.ID)
-		}
-		if ok && err == nil && time.Since(last) >= st.Interval {
-			last = time.Now()
-			rctx, cancel := context.WithTimeout(ctx, st.Lease)
-			if err := c.Round(rctx); err != nil && ctx.Err() == nil {
-				c.noteErr(err)
-			}
-			cancel()
-			c.rounds.Add(1)
-		}
-		select {
-		case <-ctx.Done():
-			c.leader.Store(false)
-			return
-		case <-t.C:
-		}
-	}
+		cancel()
+		c.rounds.Add(1)
+	})
 }
 
 func (c *Controller) noteErr(err error) {
