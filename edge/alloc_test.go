@@ -146,7 +146,8 @@ func TestSwapHotPathAllocations(t *testing.T) {
 // request path (tracing.go) is a nil check: nothing is allocated. With
 // tracing on (the edge's provider, tracing.New, records reused as with
 // an OTLP exporter) the same hooks allocate nothing either: the spans'
-// handles are the exchange's (tracing.Spans), the client's traceparent is
+// handles and records are a pooled block's (tracing.Spans, released at
+// traceEnd and reused once exported), the client's traceparent is
 // read into a span context, not a context (extractTraceparent), and the
 // server span has no context.
 func TestTracingOffAllocs(t *testing.T) {
