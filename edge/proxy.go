@@ -76,7 +76,7 @@ type exchange struct {
 	// OpenTelemetry (tracing.go): nil unless the Server traces.
 	tr                       *edgeTracer
 	tctx                     context.Context // carries span (a tracer other than tracing.Provider's)
-	spans                    *tracing.Spans  // the span handles of the request (tracing.Provider's), new for each traced request
+	spans                    *tracing.Spans  // the span handles and records of the request (from the provider's pool), released at traceEnd
 	span                     trace.Span      // the server span
 	relay                    trace.Span      // the stream relay's span, while it runs
 	attemptSvc, attemptAsset string          // the current upstream.attempt's candidate
@@ -629,8 +629,9 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, c *routing.Candi
 	}
 	fasthttp.ReleaseResponse(resp)
 	x.ttft = time.Since(x.upStart)
-	x.tokens, x.gen = answerTiming(rb, x.ttft)
-	x.traceUsage(rb)
+	var ct int
+	x.tokens, x.gen, ct = answerTiming(rb, x.ttft)
+	x.traceUsage(rb, ct)
 	if x.dreq != nil && !x.native {
 		if strip && bytes.Contains(rb, []byte(`"reasoning`)) {
 			sb := getBuf()
@@ -713,7 +714,12 @@ func intAfter(b, key []byte) int {
 	if i < 0 {
 		return 0
 	}
-	i = rawjson.SkipWS(b, i+len(key))
+	return intAt(b, i+len(key))
+}
+
+// intAt reads the non-negative integer at b[i:], after white space.
+func intAt(b []byte, i int) int {
+	i = rawjson.SkipWS(b, i)
 	j := i
 	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
 		j++
@@ -727,15 +733,20 @@ func intAfter(b, key []byte) int {
 // Metrics; llama.cpp's timings.predicted_n and predicted_ms,
 // tools/server/server-task.cpp), else the usage's completion_tokens over
 // the whole exchange (a non-streamed body arrives whole: time to its first
-// byte says nothing about generation).
-func answerTiming(b []byte, exchange time.Duration) (int, time.Duration) {
+// byte says nothing about generation). ct is where it found the usage's
+// completion_tokens key (-1: it did not read it), for traceUsage.
+func answerTiming(b []byte, exchange time.Duration) (n int, d time.Duration, ct int) {
 	if n, d := intAfter(b, evalCountKey), intAfter(b, evalDurationKey); n > 0 && d > 0 {
-		return n, time.Duration(d)
+		return n, time.Duration(d), -1
 	}
 	if n, ms := intAfter(b, predictedNKey), intAfter(b, predictedMSKey); n > 0 && ms > 0 {
-		return n, time.Duration(ms) * time.Millisecond
+		return n, time.Duration(ms) * time.Millisecond, -1
 	}
-	return completionTokens(b), exchange
+	ct = bytes.Index(b, completionTokensKey)
+	if ct < 0 {
+		return 0, exchange, -1
+	}
+	return intAt(b, ct+len(completionTokensKey)), exchange, ct
 }
 
 // rewrite returns the body to send to candidate c: the client's body when

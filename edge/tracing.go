@@ -51,7 +51,7 @@ import (
 // The server span keeps to 8 attributes on a success: a span record
 // (internal/tracing) holds 8 in place; past them they go to the heap.
 // With the edge's provider (tracing.SpanStarter) a request's span handles
-// come from its exchange's tracing.Spans block, no span has a context
+// and records come from a pooled tracing.Spans block, no span has a context
 // (a child names its parent), and the client's traceparent is read into
 // a span context (extractTraceparent): a traced request allocates nothing
 // (TestTracingOffAllocs). Another provider gets the trace API's calls.
@@ -220,15 +220,14 @@ func (x *exchange) traceStart(ctx *fasthttp.RequestCtx) {
 		name = "POST" // not an inference route (serveInference serves none other)
 	}
 	if tr.leaf != nil {
-		// The handles come from a block of this request's own; the server
-		// span starts when the exchange began (a clock read already taken)
-		// and needs no context: its children name it as their parent. The
-		// block is new for every traced request, not kept with the pooled
-		// exchange: a reused block would hand a span's handle to the next
-		// request's span, so a handle kept past its request by mistake (a
-		// goroutine outliving the exchange) would write into another
-		// request's trace. One allocation per traced request buys that.
-		x.spans = new(tracing.Spans)
+		// The handles, and the spans' records, come from a block of the
+		// provider's pool, released at traceEnd and reused once its spans
+		// are exported; the server span starts when the exchange began (a
+		// clock read already taken) and needs no context: its children name
+		// it as their parent. A handle kept past its request by mistake (a
+		// goroutine outliving the exchange) does nothing once its slot of
+		// the block serves another request (tracing.Spans' generations).
+		x.spans = tr.leaf.NewSpans()
 		var parent trace.Span
 		if sc := extractTraceparent(&ctx.Request.Header); sc.IsValid() {
 			parent = x.spans.Remote(sc)
@@ -397,14 +396,28 @@ func (x *exchange) endSpan(sp trace.Span, a []attribute.KeyValue, err error, end
 }
 
 // traceUsage keeps the usage a whole answer reports, for the server span.
-func (x *exchange) traceUsage(rb []byte) {
+// ct is where answerTiming found the first completion_tokens key (-1:
+// it did not look, or found none): then the count is read there, and
+// prompt_tokens is looked for from the "usage" key before it (a scan back
+// over the usage object's few bytes) instead of from the answer's start
+// (a scan of all the content before it: the usage comes last).
+func (x *exchange) traceUsage(rb []byte, ct int) {
 	if x.span == nil {
 		return
 	}
-	if x.inTokens = intAfter(rb, promptTokensKey); x.inTokens == 0 {
+	pt := rb
+	if ct >= 0 {
+		x.outTokens = intAt(rb, ct+len(completionTokensKey))
+		if u := bytes.LastIndex(rb[:ct], usageKey); u >= 0 {
+			pt = rb[u:]
+		}
+	} else {
+		x.outTokens = completionTokens(rb)
+	}
+	if x.inTokens = intAfter(pt, promptTokensKey); x.inTokens == 0 {
 		x.inTokens = intAfter(rb, inputTokensKey)
 	}
-	if x.outTokens = completionTokens(rb); x.outTokens == 0 {
+	if x.outTokens == 0 {
 		x.outTokens = intAfter(rb, outputTokensKey)
 	}
 }
@@ -480,7 +493,10 @@ func (x *exchange) traceEnd(st int, end time.Time) {
 		code = codes.Error
 	}
 	tracing.Finish(sp, a, code, x.errCode, now)
-	x.span, x.tctx, x.tr, x.troute = nil, nil, nil, ""
+	if x.spans != nil {
+		x.spans.Release()
+	}
+	x.span, x.tctx, x.tr, x.troute, x.spans = nil, nil, nil, "", nil
 }
 
 // endAt ends sp at t (zero: now).

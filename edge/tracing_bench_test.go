@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"sync"
@@ -220,7 +221,7 @@ func BenchmarkTracingHooks(b *testing.B) {
 		x.tracePlan(x.child("routing.plan"), &x.plan, nil)
 		x.traceAttempt(x.attemptSpan(c, 1, req, time.Time{}), 200, nil)
 		x.relay = x.child("stream.relay")
-		x.traceUsage(answer)
+		x.traceUsage(answer, bytes.Index(answer, completionTokensKey))
 		x.traceEnd(200, time.Time{})
 	}
 }

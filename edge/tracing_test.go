@@ -488,3 +488,42 @@ func TestExtractMatchesSDK(t *testing.T) {
 		}
 	}
 }
+
+// traceUsage, given where answerTiming found completion_tokens, reads the
+// usage a whole answer reports as scanning the whole answer for each key
+// does (the server span's gen_ai.usage.* attributes), for the dialects'
+// answers: OpenAI's (usage last, either key first), Anthropic's and the
+// Responses API's (input/output_tokens), Ollama's native (no usage), and
+// an answer whose content mentions the keys (escaped: no match).
+func TestTraceUsageFromTiming(t *testing.T) {
+	bodies := []string{
+		`{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":12,"completion_tokens":34,"total_tokens":46}}`,
+		`{"choices":[],"usage":{"completion_tokens":7,"prompt_tokens":5}}`,
+		`{"choices":[],"usage":{"completion_tokens": 7}}`,
+		`{"content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":3,"output_tokens":9}}`,
+		`{"output":[],"usage":{"input_tokens":4,"input_tokens_details":{},"output_tokens":8}}`,
+		`{"message":{"content":"hi"},"eval_count":21,"eval_duration":1000,"prompt_eval_count":4}`,
+		`{"choices":[{"message":{"content":"say \"prompt_tokens\": 99 and \"usage\""}}],"usage":{"prompt_tokens":1,"completion_tokens":2}}`,
+		`{"timings":{"predicted_n":5,"predicted_ms":10},"usage":{"prompt_tokens":6,"completion_tokens":5}}`,
+		`{}`,
+	}
+	for _, b := range bodies {
+		rb := []byte(b)
+		_, _, ct := answerTiming(rb, time.Second)
+		x := &exchange{span: noopSpan}
+		x.traceUsage(rb, ct)
+		in := intAfter(rb, promptTokensKey)
+		if in == 0 {
+			in = intAfter(rb, inputTokensKey)
+		}
+		out := completionTokens(rb)
+		if out == 0 {
+			out = intAfter(rb, outputTokensKey)
+		}
+		if x.inTokens != in || x.outTokens != out {
+			t.Errorf("%s: usage %d in, %d out; want %d, %d", b, x.inTokens, x.outTokens, in, out)
+		}
+	}
+}
+
+var noopSpan = trace.SpanFromContext(context.Background())

@@ -21,6 +21,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/embedded"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Provider is a span recorder behind the OpenTelemetry trace API
@@ -73,6 +74,8 @@ type Provider struct {
 	once    sync.Once
 
 	tracers sync.Map // scope key -> *tracer
+
+	blocks sync.Pool // *Spans, NewSpans's, back when released and exported
 }
 
 // Options configures a Provider; zero fields take the SDK's defaults.
@@ -245,7 +248,7 @@ func (p *Provider) enqueueAll(rs []*record) {
 // drop lets go of a record the queue did not take.
 func (p *Provider) drop(r *record) {
 	if p.recycle {
-		r.free()
+		r.release()
 	}
 }
 
@@ -313,7 +316,7 @@ func (p *Provider) export(batch []sdktrace.ReadOnlySpan) []sdktrace.ReadOnlySpan
 	cancel()
 	if p.recycle {
 		for _, r := range batch {
-			r.(*record).free()
+			r.(*record).release()
 		}
 	}
 	clear(batch)
@@ -411,40 +414,159 @@ func (t *tracer) StartSpan(ctx context.Context, name string, opts ...trace.SpanS
 type SpanStarter interface {
 	StartSpan(ctx context.Context, name string, opts ...trace.SpanStartOption) trace.Span
 	StartIn(b *Spans, ctx context.Context, parent trace.Span, name string, at time.Time, c *trace.SpanConfig) trace.Span
+	NewSpans() *Spans
 }
 
-// Spans is a block of span handles for one request, kept by the caller
-// in its pooled per-request object (the edge's exchange) so that a span
-// costs no handle allocation: StartIn takes its handles from the block
-// (past its size, from the heap), Reset readies it for the next request.
-// The block also keeps the first span's start (with its monotonic
-// reading): every later timestamp of the request is that start plus the
-// monotonic time elapsed, one clock read where time.Now takes two (wall
-// and monotonic), the same meaning (what the SDK reports is the wall
-// clock; a duration is the monotonic one either way).
+// Spans is a block of span handles for one request, so that a span costs
+// no handle allocation: StartIn takes its handles from the block (past
+// its size, from the heap). The block also keeps the first span's start
+// (with its monotonic reading): every later timestamp of the request is
+// that start plus the monotonic time elapsed, one clock read where
+// time.Now takes two (wall and monotonic), the same meaning (what the SDK
+// reports is the wall clock; a duration is the monotonic one either way).
 //
-// The contract: a caller holds no handle of the block past Reset. A
-// handle lets go of its record at End, as a heap one does, so a late
-// call on an ended span (before Reset) writes nothing; after Reset the
-// handle may be another span's, which is why the caller must have
-// dropped it.
+// A block comes either from a provider's pool (NewSpans; the edge takes
+// one per traced request and Releases it with its exchange) or is the
+// caller's own (a zero Spans, readied for another request by Reset). A
+// pooled block also holds its spans' records: they are exported from the
+// block, and the block goes back to the pool once it is released and
+// every record of it is exported (or dropped), so a traced request
+// allocates nothing, and the export goroutine writes one counter per
+// record instead of clearing and pooling each record (whose cache lines
+// the request's core then had to fetch back).
+//
+// A handle is a pointer to one of its slot's generation tags (*tag), not
+// to the slot: a slot hands out the next tag each time it is used, and a
+// call through a tag other than the slot's current one does nothing, so a
+// handle kept past its request by mistake (a goroutine outliving it) does
+// not write into a later request's span, unless the slot has been used a
+// multiple of genWindow times since. A handle lets go of its record at
+// End, as a heap one does, so a late call on an ended span writes nothing.
 //
 // The block queues a request's spans for export together: a span of the
 // block that ends while the block's first span (the request's root) is
 // still open waits in the block, and goes to the export queue with the
-// first span when it ends (or at Reset), under one lock instead of one
-// per span. So ForceFlush does not export such a span before its root
-// ends; a root never ended (and never Reset) takes its waiting children
+// first span when it ends (or at Reset or Release), under one lock
+// instead of one per span. So ForceFlush does not export such a span
+// before its root ends; a root never ended takes its waiting children
 // with it, as an unended span is never exported.
 type Spans struct {
 	base   time.Time
 	n      int
-	h      [SpansPerBlock]span
+	pool   *Provider // the provider whose pool the block is from; nil: the caller's own
+	made   int32     // records of the block handed out since NewSpans
+	refs   atomic.Int32
 	remote nonRecording // Remote's
 
 	mu   sync.Mutex
 	open *Provider // h[0]'s while it is open (ended spans of its wait); nil once ended
 	held *record   // the ended, sampled spans waiting for h[0]'s end, linked by next
+
+	h   [SpansPerBlock]slot
+	rec [SpansPerBlock]record // h[i]'s records, when pooled
+}
+
+// genWindow is how many generations a slot's handles tell apart.
+const genWindow = 32
+
+// slot is a block's span and its generation tags: tags[gen] is the
+// handle of its current span.
+type slot struct {
+	span
+	gen  uint8
+	tags [genWindow]tag
+}
+
+// tag is a block span's handle: its embedded value is its slot (so the
+// handle is one pointer, as trace.Span's interface holds without an
+// allocation), and it is the slot's current span's only while it is
+// the slot's tags[gen].
+type tag struct {
+	embedded.Span // *slot
+}
+
+// live returns the span t is the handle of, nil when the slot has been
+// used again since.
+func (t *tag) live() *span {
+	sl := t.Span.(*slot)
+	if t != &sl.tags[sl.gen] {
+		return nil
+	}
+	return &sl.span
+}
+
+// spanOf returns the recording span sp is a handle of: nil when sp is
+// another implementation's, a non-recording span, or a stale handle.
+func spanOf(sp trace.Span) *span {
+	switch s := sp.(type) {
+	case *span:
+		return s
+	case *tag:
+		return s.live()
+	}
+	return nil
+}
+
+func (t *tag) SetAttributes(kv ...attribute.KeyValue) {
+	if s := t.live(); s != nil {
+		s.SetAttributes(kv...)
+	}
+}
+func (t *tag) SetStatus(code codes.Code, description string) {
+	if s := t.live(); s != nil {
+		s.SetStatus(code, description)
+	}
+}
+func (t *tag) SetName(name string) {
+	if s := t.live(); s != nil {
+		s.SetName(name)
+	}
+}
+func (t *tag) IsRecording() bool {
+	s := t.live()
+	return s != nil && s.IsRecording()
+}
+func (t *tag) AddEvent(name string, opts ...trace.EventOption) {
+	if s := t.live(); s != nil {
+		s.AddEvent(name, opts...)
+	}
+}
+func (t *tag) AddLink(l trace.Link) {
+	if s := t.live(); s != nil {
+		s.AddLink(l)
+	}
+}
+func (t *tag) RecordError(err error, opts ...trace.EventOption) {
+	if s := t.live(); s != nil {
+		s.RecordError(err, opts...)
+	}
+}
+
+// End is span.End's (recover must be called by the deferred method itself).
+func (t *tag) End(opts ...trace.SpanEndOption) {
+	s := t.live()
+	if recovered := recover(); recovered != nil {
+		defer panic(recovered)
+		if s != nil {
+			s.endPanic(recovered, opts)
+		}
+		return
+	}
+	if s != nil {
+		s.endWith(time.Time{}, opts)
+	}
+}
+func (t *tag) SpanContext() trace.SpanContext {
+	if s := t.live(); s != nil {
+		return s.sc
+	}
+	return trace.SpanContext{}
+}
+func (t *tag) TracerProvider() trace.TracerProvider {
+	if s := t.live(); s != nil {
+		return s.p
+	}
+	return noopProvider{}
 }
 
 // Remote returns a span standing for a remote parent, sc (a client's
@@ -458,16 +580,60 @@ func (b *Spans) Remote(sc trace.SpanContext) trace.Span {
 
 // SpansPerBlock is how many spans a Spans block holds: the edge's five
 // (four for an answer not streamed) and one failover attempt; a further
-// attempt's handle comes from the heap. Six handles keep the block, the
-// one allocation of a traced request, in the 896-byte size class (eight:
-// 1152).
+// attempt's handle comes from the heap.
 const SpansPerBlock = 6
 
-// Reset readies b for another request. A span of b not ended by then is
-// never exported (as a span never ended is not).
+// NewSpans returns a block from the provider's pool, for one request,
+// to give back with Release. When the exporter keeps the spans it is
+// given (not Provider's recycling), the block is a new one, never reused.
+func (t *tracer) NewSpans() *Spans { return t.p.NewSpans() }
+
+// NewSpans: see tracer.NewSpans.
+func (p *Provider) NewSpans() *Spans {
+	if !p.recycle {
+		return new(Spans)
+	}
+	b, _ := p.blocks.Get().(*Spans)
+	if b == nil {
+		return &Spans{pool: p}
+	}
+	b.n, b.made, b.base, b.remote = 0, 0, time.Time{}, nonRecording{}
+	return b
+}
+
+// Release gives a block from NewSpans back: queued, its spans still
+// waiting for its first one (as Reset does), and back in the pool once
+// every record of it is exported. The caller's handles of it do nothing
+// once their slots are used again.
+func (b *Spans) Release() {
+	b.mu.Lock()
+	r, p := b.held, b.open
+	b.held, b.open = nil, nil
+	b.mu.Unlock()
+	if r != nil {
+		var rs [SpansPerBlock]*record
+		p.enqueueAll(r.list(rs[:0]))
+	}
+	if b.pool != nil && b.refs.Add(b.made) == 0 {
+		b.pool.blocks.Put(b)
+	}
+}
+
+// done counts a record of b exported, dropped or not sampled: the last
+// one of a released block puts it back in the pool (refs: minus the
+// records done until Release adds those made).
+func (b *Spans) done() {
+	if b.refs.Add(-1) == 0 {
+		b.pool.blocks.Put(b)
+	}
+}
+
+// Reset readies a caller's own block (not NewSpans's) for another
+// request. A span of b not ended by then is never exported (as a span
+// never ended is not).
 func (b *Spans) Reset() {
 	for i := range b.h[:b.n] {
-		s := &b.h[i]
+		s := &b.h[i].span
 		s.mu.Lock()
 		s.r, s.p, s.sc, s.b = nil, nil, trace.SpanContext{}, nil
 		s.children.Store(0)
@@ -510,19 +676,40 @@ func (b *Spans) Now() time.Time {
 	return b.base.Add(time.Since(b.base))
 }
 
-func (b *Spans) handle(p *Provider) *span {
+// take returns a span for p to record into, its handle, and its record:
+// from b while it has room (the record too when b is pooled), else from
+// the heap (and the record pool).
+func (b *Spans) take(p *Provider) (*span, trace.Span, *record) {
 	if b == nil || b.n == len(b.h) {
-		return new(span)
+		s := new(span)
+		return s, s, newRecord()
 	}
-	s := &b.h[b.n]
-	if b.n == 0 {
+	i := b.n
+	sl := &b.h[i]
+	if i == 0 {
 		b.mu.Lock()
 		b.open = p
 		b.mu.Unlock()
 	}
 	b.n++
-	s.b = b
-	return s
+	if sl.tags[0].Span == nil { // the slot's first use
+		for g := range sl.tags {
+			sl.tags[g].Span = sl
+		}
+	}
+	sl.b = b
+	sl.children.Store(0)
+	sl.gen = (sl.gen + 1) % genWindow
+	var r *record
+	if b.pool != nil {
+		r = &b.rec[i]
+		r.reuse()
+		r.blk = b
+		b.made++
+	} else {
+		r = newRecord()
+	}
+	return &sl.span, &sl.tags[sl.gen], r
 }
 
 // queue queues r, s's record, ended, when s is of a block: held in it
@@ -535,7 +722,7 @@ func (s *span) queue(r *record) bool {
 		return false
 	}
 	b.mu.Lock()
-	if s == &b.h[0] && b.open != nil {
+	if s == &b.h[0].span && b.open != nil {
 		held := b.held
 		b.held, b.open = nil, nil
 		b.mu.Unlock()
@@ -544,7 +731,7 @@ func (s *span) queue(r *record) bool {
 		if s.sc.IsSampled() {
 			q = append(q, r) // at most SpansPerBlock-1 held (h[1:]): no growth; the last: its shard takes them all
 		} else if s.p.recycle {
-			r.free()
+			r.release()
 		}
 		if len(q) > 0 {
 			s.p.enqueueAll(q)
@@ -564,8 +751,11 @@ func (s *span) queue(r *record) bool {
 // read for both), without an end option's allocation when sp is one of
 // Provider's.
 func EndAt(sp trace.Span, t time.Time) {
-	if s, ok := sp.(*span); ok {
+	if s := spanOf(sp); s != nil {
 		s.end(t)
+		return
+	}
+	if _, ok := sp.(*tag); ok { // stale
 		return
 	}
 	sp.End(trace.WithTimestamp(t))
@@ -633,9 +823,9 @@ func (t *tracer) startAt(ctx context.Context, ps trace.Span, b *Spans, name stri
 	if start.IsZero() {
 		start = time.Now()
 	}
-	r := newRecord()
+	s, h, r := b.take(t.p)
 	r.t, r.name, r.sc, r.parent, r.kind, r.start = t, name, sc, psc, trace.ValidateSpanKind(c.SpanKind()), start
-	if parent, ok := ps.(*span); ok {
+	if parent := spanOf(ps); parent != nil {
 		parent.children.Add(1)
 	}
 	for _, l := range c.Links() {
@@ -643,9 +833,8 @@ func (t *tracer) startAt(ctx context.Context, ps trace.Span, b *Spans, name stri
 	}
 	r.setAttributes(sr.Attributes)
 	r.setAttributes(c.Attributes())
-	s := b.handle(t.p)
 	s.sc, s.p, s.r = sc, t.p, r
-	return s
+	return h
 }
 
 // span is the recording span a caller holds: its span context and, until
@@ -688,6 +877,7 @@ type record struct {
 	children     int
 	status       sdktrace.Status
 	next         *record // the next of a block's waiting spans (Spans.held)
+	blk          *Spans  // the pooled block the record is in; nil: the record pool's
 }
 
 var _ sdktrace.ReadOnlySpan = (*record)(nil)
@@ -717,6 +907,30 @@ func (r *record) free() {
 	r.events, r.droppedEvs, r.links, r.droppedLinks, r.children, r.status = nil, 0, nil, 0, 0, sdktrace.Status{}
 	r.next = nil
 	records.Put(r)
+}
+
+// reuse readies a pooled block's record for its next span (start sets
+// what it does not), on the request's goroutine, not the export one. The
+// previous span's attributes are not cleared, only overwritten by the
+// next span's (clearing them is a write barrier per pointer while the GC
+// marks): those past the next span's count stay reachable while the block
+// is pooled, which sync.Pool bounds to two GC cycles.
+func (r *record) reuse() {
+	r.attrs, r.droppedAttrs = r.attrBuf[:0], 0
+	if r.events != nil || r.links != nil {
+		r.events, r.links = nil, nil
+	}
+	r.droppedEvs, r.droppedLinks, r.status = 0, 0, sdktrace.Status{}
+}
+
+// release lets go of an exported (or dropped, or unsampled) record: back
+// to its pooled block, or cleared into the record pool.
+func (r *record) release() {
+	if r.blk != nil {
+		r.blk.done()
+		return
+	}
+	r.free()
 }
 
 // SetAttributes adds kv, replacing an attribute of the same key (the
@@ -883,13 +1097,24 @@ func typeStr(i any) string {
 // for export when sampled. Deferred, it records a panic under way as an
 // "exception" event, as the SDK's does, and lets the panic go on.
 func (s *span) End(opts ...trace.SpanEndOption) {
-	var et time.Time
 	if recovered := recover(); recovered != nil {
-		et = time.Now() // the end, before the event
 		defer panic(recovered)
-		s.AddEvent("exception", trace.WithAttributes(attribute.String("exception.type", typeStr(recovered)),
-			attribute.String("exception.message", fmt.Sprint(recovered))))
+		s.endPanic(recovered, opts)
+		return
 	}
+	s.endWith(time.Time{}, opts)
+}
+
+// endPanic ends s while recovered is under way, with its "exception" event.
+func (s *span) endPanic(recovered any, opts []trace.SpanEndOption) {
+	et := time.Now() // the end, before the event
+	s.AddEvent("exception", trace.WithAttributes(attribute.String("exception.type", typeStr(recovered)),
+		attribute.String("exception.message", fmt.Sprint(recovered))))
+	s.endWith(et, opts)
+}
+
+// endWith ends s at et (zero: now), or at opts' timestamp when it has one.
+func (s *span) endWith(et time.Time, opts []trace.SpanEndOption) {
 	if len(opts) > 0 {
 		if c := trace.NewSpanEndConfig(opts...); !c.Timestamp().IsZero() {
 			et = c.Timestamp()
@@ -913,8 +1138,11 @@ func (s *span) end(et time.Time) {
 // (when code is not Unset) and an End at t (zero: now) do, for
 // Provider's spans under one lock instead of three, with no end option.
 func Finish(sp trace.Span, kv []attribute.KeyValue, code codes.Code, desc string, t time.Time) {
-	s, ok := sp.(*span)
-	if !ok {
+	s := spanOf(sp)
+	if s == nil {
+		if _, ok := sp.(*tag); ok { // stale: does nothing
+			return
+		}
 		// A copy: kv stays the caller's (it may be on its stack).
 		sp.SetAttributes(append([]attribute.KeyValue(nil), kv...)...)
 		if code != codes.Unset {
@@ -958,7 +1186,7 @@ func (s *span) finish(r *record, et time.Time) {
 	if s.sc.IsSampled() {
 		s.p.enqueue(r)
 	} else if s.p.recycle {
-		r.free()
+		r.release()
 	}
 }
 
@@ -987,6 +1215,9 @@ func (r *record) ChildSpanCount() int                         { return r.childre
 
 //nolint:staticcheck // part of ReadOnlySpan
 func (r *record) InstrumentationLibrary() instrumentation.Library { return r.t.scope }
+
+// noopProvider is a stale handle's TracerProvider.
+type noopProvider = noop.TracerProvider
 
 // nonRecording is a span the sampler dropped: it carries its span context
 // (propagated to children and upstreams) and records nothing.

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unsafe"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -395,8 +394,8 @@ func TestSpansBlock(t *testing.T) {
 		t.Fatalf("a request of three spans in a block allocates %v", n)
 	}
 	root, c1, c2 := req()
-	rs, r1, r2 := root.(*span), c1.(*span), c2.(*span)
-	if rs.b != &b || r1.b != &b || r2.b != &b {
+	rs, r1, r2 := spanOf(root), spanOf(c1), spanOf(c2)
+	if rs == nil || r1 == nil || r2 == nil || rs.b != &b || r1.b != &b || r2.b != &b {
 		t.Fatal("handles not from the block")
 	}
 	if r1.r != nil || c1.IsRecording() {
@@ -533,10 +532,108 @@ func TestShutdownLosesNoBlockSpan(t *testing.T) {
 	})
 }
 
-// A Spans block, allocated for every traced request, stays in the
-// 896-byte size class (SpansPerBlock).
-func TestSpansBlockSize(t *testing.T) {
-	if n := unsafe.Sizeof(Spans{}); n > 896 {
-		t.Fatalf("Spans is %d bytes: past the 896-byte size class", n)
+// A pooled block (NewSpans) goes back to its pool once released and its
+// spans exported, records and all: a request of spans from it allocates
+// nothing; its spans export as a heap block's do; and a handle kept past
+// its request does nothing once its slot serves the next one.
+func TestSpansPooled(t *testing.T) {
+	exp := &copyingExporter{got: map[string]string{}}
+	tp := NewProvider(exp, Options{})
+	defer tp.Shutdown(context.Background())
+	tr := tp.Tracer("t").(*tracer)
+	req := func() (*Spans, trace.Span) {
+		b := tr.NewSpans()
+		root := tr.StartIn(b, context.Background(), nil, "root", time.Time{}, &cfg0)
+		c1 := tr.StartIn(b, context.Background(), root, "c1", time.Time{}, &cfg0)
+		c1.SetAttributes(nameAttr...)
+		c1.End()
+		EndAt(root, b.Now())
+		b.Release()
+		return b, c1
+	}
+	for range 1000 {
+		req()
+	}
+	tp.ForceFlush(context.Background())
+	if n := testing.AllocsPerRun(100, func() { req() }); n != 0 && !raceEnabled {
+		t.Fatalf("a request of two spans of a pooled block allocates %v", n)
+	}
+	tp.ForceFlush(context.Background())
+	exp.mu.Lock()
+	got := exp.got["c1"]
+	exp.mu.Unlock()
+	if want := fmt.Sprint(nameAttr); got != want {
+		t.Fatalf("c1 exported with %s, want %s", got, want)
+	}
+
+	// A stale handle: its slot used again (a pooled block taken again, or
+	// here, deterministically, a caller's own block Reset).
+	var b Spans
+	root := tr.StartIn(&b, context.Background(), nil, "root1", time.Time{}, &cfg0)
+	stale := tr.StartIn(&b, context.Background(), root, "c1", time.Time{}, &cfg0)
+	stale.End()
+	root.End()
+	b.Reset()
+	root = tr.StartIn(&b, context.Background(), nil, "root2", time.Time{}, &cfg0)
+	c := tr.StartIn(&b, context.Background(), root, "c2", time.Time{}, &cfg0)
+	if spanOf(c) != &b.h[1].span {
+		t.Fatal("the next request's span is not in the stale handle's slot")
+	}
+	if stale.SpanContext().IsValid() || stale.IsRecording() {
+		t.Fatal("a stale handle reads its slot's next span")
+	}
+	stale.SetName("stale")
+	stale.SetAttributes(lateAttr...)
+	stale.End()
+	Finish(stale, lateAttr, codes.Error, "stale", time.Time{})
+	EndAt(stale, time.Time{})
+	if !c.IsRecording() {
+		t.Fatal("a stale handle's End ended its slot's next span")
+	}
+	c.End()
+	root.End()
+	tp.ForceFlush(context.Background())
+	exp.mu.Lock()
+	_, renamed := exp.got["stale"]
+	got = exp.got["c2"]
+	exp.mu.Unlock()
+	if renamed || got != "[]" {
+		t.Fatalf("a stale handle wrote into its slot's next span: renamed %v, c2's attributes %s", renamed, got)
+	}
+}
+
+// A released block whose spans wait for export is not handed out again
+// (its records are what the exporter will read), and its records keep
+// their spans until exported.
+func TestSpansPooledWaitsForExport(t *testing.T) {
+	exp := &copyingExporter{got: map[string]string{}}
+	tp := NewProvider(exp, Options{})
+	defer tp.Shutdown(context.Background())
+	tr := tp.Tracer("t").(*tracer)
+	b := tr.NewSpans()
+	root := tr.StartIn(b, context.Background(), nil, "root", time.Time{}, &cfg0)
+	c := tr.StartIn(b, context.Background(), root, "c1", time.Time{}, &cfg0)
+	Finish(c, nameAttr, codes.Unset, "", time.Time{})
+	root.End()
+	b.Release() // queued, not exported: the export goroutine waits for a fuller queue or 5 s
+	var taken []*Spans
+	for range 50 {
+		b2 := tr.NewSpans()
+		if b2 == b {
+			t.Fatal("a released block was handed out again before its spans were exported")
+		}
+		r := tr.StartIn(b2, context.Background(), nil, "other", time.Time{}, &cfg0)
+		Finish(tr.StartIn(b2, context.Background(), r, "c1", time.Time{}, &cfg0), lateAttr, codes.Unset, "", time.Time{})
+		taken = append(taken, b2)
+	}
+	tp.ForceFlush(context.Background()) // b's spans first: the others' roots are open
+	exp.mu.Lock()
+	got := exp.got["c1"]
+	exp.mu.Unlock()
+	if want := fmt.Sprint(nameAttr); got != want {
+		t.Fatalf("c1 exported with %s, want %s", got, want)
+	}
+	for _, b2 := range taken {
+		b2.Release()
 	}
 }
