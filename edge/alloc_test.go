@@ -120,8 +120,8 @@ func TestSwapHotPathAllocations(t *testing.T) {
 	u.Begin("n1/o", "m1")
 	u.End("n1/o", "m1")
 	svcs := []*fleet.ServiceEntry{
-		{Service: fleet.Service{ID: "n1/o", Kind: fleet.KindChat, Healthy: true, Swap: fleet.SwapOllama, Assets: []fleet.Asset{{Name: "m1"}}}, Deadline: time.Now().Add(time.Hour)},
-		{Service: fleet.Service{ID: "n2/o", Kind: fleet.KindChat, Healthy: true, Swap: fleet.SwapOllama, Assets: []fleet.Asset{{Name: "m1", Loaded: true}}}, Deadline: time.Now().Add(time.Hour)},
+		{Service: &fleet.Service{ID: "n1/o", Kind: fleet.KindChat, Healthy: true, Swap: fleet.SwapOllama, Assets: []fleet.Asset{{Name: "m1"}}}, Deadline: time.Now().Add(time.Hour)},
+		{Service: &fleet.Service{ID: "n2/o", Kind: fleet.KindChat, Healthy: true, Swap: fleet.SwapOllama, Assets: []fleet.Asset{{Name: "m1", Loaded: true}}}, Deadline: time.Now().Add(time.Hour)},
 	}
 	snap := &fleet.Snapshot{Services: svcs, AssetServices: map[string][]*fleet.ServiceEntry{"m1": svcs}}
 	dec := &policy.Decision{Targets: []policy.Target{{Kind: policy.TargetAsset, Name: "m1", Operation: fleet.KindChat}}}
@@ -157,7 +157,7 @@ func TestTracingOffAllocs(t *testing.T) {
 	rc.Request.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
-	c := &routing.Candidate{Service: &fleet.ServiceEntry{Service: fleet.Service{ID: "gpu1/chat", HostID: "gpu1"}}, Asset: "qwen3:8b"}
+	c := &routing.Candidate{Service: &fleet.ServiceEntry{Service: &fleet.Service{ID: "gpu1/chat", HostID: "gpu1"}}, Asset: "qwen3:8b"}
 	answer := []byte(`{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34}}`)
 	hooks := func(s *Server) func() {
 		x := new(exchange) // reused, as the Server's pool does (acquireExchange)

@@ -21,7 +21,7 @@ func bigSnapshot(nSvc, perSvc int) *fleet.Snapshot {
 		AssetServices: map[string][]*fleet.ServiceEntry{}, Catalog: &fleet.Catalog{}}
 	for s := 0; s < nSvc; s++ {
 		name := "svc" + strconv.Itoa(s)
-		e := &fleet.ServiceEntry{Service: fleet.Service{ID: "big/" + name, HostID: "big", Name: name, Kind: fleet.KindChat,
+		e := &fleet.ServiceEntry{Service: &fleet.Service{ID: "big/" + name, HostID: "big", Name: name, Kind: fleet.KindChat,
 			Healthy: true}, Deadline: now.Add(time.Minute)}
 		for a := 0; a < perSvc; a++ {
 			e.Assets = append(e.Assets, fleet.Asset{Name: name + "-model-" + strconv.Itoa(a), Loaded: true})

@@ -200,7 +200,7 @@ func BenchmarkTracingHooks(b *testing.B) {
 	rc.Request.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
-	c := &routing.Candidate{Service: &fleet.ServiceEntry{Service: fleet.Service{ID: "gpu1/chat", HostID: "gpu1"}}, Asset: "qwen3:8b"}
+	c := &routing.Candidate{Service: &fleet.ServiceEntry{Service: &fleet.Service{ID: "gpu1/chat", HostID: "gpu1"}}, Asset: "qwen3:8b"}
 	answer := []byte(`{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34}}`)
 	b.Setenv("OTEL_TRACES_SAMPLER", "always_on")
 	tp, err := tracing.New("geniehive-edge", discardExporter{})

@@ -124,7 +124,7 @@ func (h *HostEntry) Current() Host {
 // Current returns the service with its latest metrics (a copy, for reports
 // and JSON).
 func (s *ServiceEntry) Current() Service {
-	c := s.Service
+	c := *s.Service
 	c.Metrics = *s.Metrics()
 	return c
 }

@@ -67,7 +67,7 @@ func TestCatalogValidate(t *testing.T) {
 
 func TestServiceEntryRoutable(t *testing.T) {
 	now := time.Unix(1000, 0)
-	e := &ServiceEntry{Service: Service{Healthy: true}, Deadline: now.Add(time.Second)}
+	e := &ServiceEntry{Service: &Service{Healthy: true}, Deadline: now.Add(time.Second)}
 	if !e.Routable(now) {
 		t.Fatal("live healthy entry not routable")
 	}

@@ -28,7 +28,11 @@ type HostEntry struct {
 // Metrics() (which shadows the embedded Service.Metrics, so se.Metrics.X
 // does not compile) and Expiry() (figures.go).
 type ServiceEntry struct {
-	Service
+	// Service is the service as its node reported it, shared with the
+	// watcher's copy of the node's state (never nil; read-only): an entry
+	// holds one pointer instead of a second copy of the service's
+	// pointer-bearing fields for the garbage collector to mark.
+	*Service
 	// Deadline is when the node's heartbeat key expired as of the report
 	// the entry was built from; Expiry() is the current one.
 	Deadline time.Time

@@ -111,11 +111,15 @@ func BuildServiceIndex(snap *fleet.Snapshot) ServiceIndex {
 		return ServiceIndex{}
 	}
 	ix := make(ServiceIndex, len(snap.Services))
+	// One array for every entry (appends within its capacity never move
+	// it): one object for the GC instead of one per service.
+	all := make([]policy.ServiceData, 0, len(snap.Services))
 	for _, se := range snap.Services {
 		if !liveAtBuild(snap, se) {
 			continue
 		}
-		ix[strings.ToLower(se.ID)] = &policy.ServiceData{ID: se.ID, Kind: se.Kind}
+		all = append(all, policy.ServiceData{ID: se.ID, Kind: se.Kind})
+		ix[strings.ToLower(se.ID)] = &all[len(all)-1]
 	}
 	return ix
 }

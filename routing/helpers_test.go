@@ -16,7 +16,7 @@ var farFuture = time.Now().Add(time.Hour)
 // svc builds a live, healthy service on host h offering assets.
 func svc(h, name string, kind fleet.Kind, assets ...fleet.Asset) *fleet.ServiceEntry {
 	return &fleet.ServiceEntry{
-		Service: fleet.Service{ID: h + "/" + name, HostID: h, Name: name, Kind: kind, Healthy: true,
+		Service: &fleet.Service{ID: h + "/" + name, HostID: h, Name: name, Kind: kind, Healthy: true,
 			Endpoint: "http://" + h + ".invalid", Assets: assets},
 		Deadline: farFuture,
 	}

@@ -248,30 +248,28 @@ func applyMetricsEvent(payload string, held NodeRecord, had bool, now time.Time)
 		return held, metricsRefused, "metrics event does not list the node's services"
 	}
 	st := held.State
-	st.Services = make([]fleet.Service, len(held.State.Services))
-	copy(st.Services, held.State.Services)
+	fig := &fleet.Figures{Metrics: make([]fleet.Metrics, len(st.Services))}
 	for i := range st.Services {
 		s := &st.Services[i]
 		if name := t.next(); t.bad || name != s.Name {
 			return held, metricsRefused, "metrics event names a service the node's state does not hold at its place"
 		}
-		m := fleet.Metrics{LoadedModelCount: int(t.count(32)), VRAMUsedBytes: t.count(64), VRAMTotalBytes: t.count(64),
+		fig.Metrics[i] = fleet.Metrics{LoadedModelCount: int(t.count(32)), VRAMUsedBytes: t.count(64), VRAMTotalBytes: t.count(64),
 			QueueDepth: int(t.count(32)), InFlight: int(t.count(32)), LatencyMS: t.figure(), TokensPerSecond: t.figure()}
 		if t.bad {
 			return held, metricsRefused, "service " + s.ID + ": a metrics figure is not a non-negative number of its type"
 		}
-		s.Metrics = m
 	}
 	g := t.count(32)
 	if t.bad || g != int64(len(held.State.Host.GPUs)) {
 		return held, metricsRefused, "metrics event does not list the node's GPUs"
 	}
 	if g > 0 {
-		st.Host.GPUs = make([]fleet.GPU, g)
-		copy(st.Host.GPUs, held.State.Host.GPUs)
-		for i := range st.Host.GPUs {
-			st.Host.GPUs[i].VRAMUsedBytes = t.count(64)
-			st.Host.GPUs[i].UtilPercent = int(t.count(32))
+		fig.GPUs = make([]fleet.GPU, g)
+		copy(fig.GPUs, held.State.Host.GPUs)
+		for i := range fig.GPUs {
+			fig.GPUs[i].VRAMUsedBytes = t.count(64)
+			fig.GPUs[i].UtilPercent = int(t.count(32))
 		}
 		if t.bad {
 			return held, metricsRefused, "a GPU figure is not a non-negative integer"
@@ -280,7 +278,9 @@ func applyMetricsEvent(payload string, held NodeRecord, had bool, now time.Time)
 	if t.s != "" {
 		return held, metricsRefused, "trailing data in metrics event"
 	}
-	st.Host.UpdatedAt = time.Unix(0, updated).UTC()
-	rec := NodeRecord{State: st, Deadline: now.Add(min(time.Duration(st.TTLSeconds)*time.Second, MaxNodeTTL)), nodeSum: sum | 1}
+	fig.UpdatedAt = time.Unix(0, updated).UTC()
+	// The services and the state are shared with held (immutable): only
+	// the figures are new (NodeRecord.fig).
+	rec := NodeRecord{State: st, Deadline: now.Add(min(time.Duration(st.TTLSeconds)*time.Second, MaxNodeTTL)), nodeSum: sum | 1, fig: fig}
 	return rec, metricsApplied, ""
 }

@@ -531,3 +531,72 @@ func writeBeats(t *testing.T, s *state.Store, nodes ...nodeBeat) {
 		}
 	}
 }
+
+// TestUpEventOfSameShapeMovesFiguresOnly: a whole state read for an "up"
+// event that differs from the node's view in volatile fields only is
+// stored in the node's cell (no view built, the same entries, no
+// container copied, DataVersion kept), and shows what a full build of
+// the same Redis shows; one that changes anything else builds the view.
+func TestUpEventOfSameShapeMovesFiguresOnly(t *testing.T) {
+	c, prefix := testredis.New(t)
+	s := state.New(c, prefix)
+	ctx := context.Background()
+	w, _ := runWatcher(t, prefix)
+	st := gpuNode("u1", 3)
+	move(st, 1)
+	if err := s.WriteHeartbeat(ctx, st, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool { return w.Current().ByID["u1/s2"] != nil })
+	snap0, b0 := w.Current(), w.Stats().Build()
+	for round := 2; round < 5; round++ {
+		move(st, round)
+		if err := s.WriteHeartbeat(ctx, st, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		want := st.Services[2].Metrics
+		waitUntil(t, func() bool { return *w.Current().ByID["u1/s2"].Metrics() == want })
+	}
+	snap1, b1 := w.Current(), w.Stats().Build()
+	if b1.ViewsBuilt != b0.ViewsBuilt || b1.Figures == b0.Figures || b1.DataVersion != b0.DataVersion {
+		t.Fatalf("same-shape up events: %d views built, %d figures snapshots, data version %d -> %d (want 0, >0, same)",
+			b1.ViewsBuilt-b0.ViewsBuilt, b1.Figures-b0.Figures, b0.DataVersion, b1.DataVersion)
+	}
+	if snap1.ByID["u1/s2"] != snap0.ByID["u1/s2"] || snap1.Hosts["u1"] != snap0.Hosts["u1"] {
+		t.Fatal("same-shape up events replaced the node's entries")
+	}
+	fresh := state.NewWatcher(state.New(c, prefix), state.WatcherOptions{Resync: time.Hour})
+	if err := fresh.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := fresh.Current()
+	if g, h := snap1.Hosts["u1"], want.Hosts["u1"]; !reflect.DeepEqual(utc(g.Current()), utc(h.Current())) {
+		t.Fatalf("host:\n got %+v\nwant %+v", g.Current(), h.Current())
+	}
+	for _, e := range want.Services {
+		if g := snap1.ByID[e.ID]; g == nil || !reflect.DeepEqual(g.Current(), e.Current()) {
+			t.Fatalf("service %s:\n got %+v\nwant %+v", e.ID, g.Current(), e.Current())
+		}
+	}
+	// A resync recognises the stored bytes the last read named.
+	if err := w.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b2 := w.Stats().Build(); b2.ViewsBuilt != b1.ViewsBuilt {
+		t.Fatalf("resync after same-shape up events built %d views", b2.ViewsBuilt-b1.ViewsBuilt)
+	}
+	// Anything else is a new view.
+	st.Services[1].Assets[0].Loaded = !st.Services[1].Assets[0].Loaded
+	move(st, 9)
+	if err := s.WriteHeartbeat(ctx, st, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	loaded := st.Services[1].Assets[0].Loaded
+	waitUntil(t, func() bool { return w.Current().ByID["u1/s1"].Assets[0].Loaded == loaded })
+	if b3 := w.Stats().Build(); b3.ViewsBuilt == b1.ViewsBuilt {
+		t.Fatal("a change of shape built no view")
+	}
+	if e := w.Current().ByID["u1/s2"]; *e.Metrics() != st.Services[2].Metrics {
+		t.Fatalf("metrics after a change of shape: %+v, want %+v", *e.Metrics(), st.Services[2].Metrics)
+	}
+}

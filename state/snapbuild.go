@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"hash/maphash"
 	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -51,14 +52,37 @@ type nodeView struct {
 // HostEntry.UpdatedAt/GPUs/Expiry; what consistency that gives them is in
 // fleet/figures.go.
 
-// figuresOf returns the figures of a node's record.
+// figuresOf returns the figures of a node's record: a metrics event's
+// (NodeRecord.fig, shared: its arrays are immutable) or its state's.
 func figuresOf(n *NodeRecord) *fleet.Figures {
+	if n.fig != nil {
+		if n.fig.Deadline.Equal(n.Deadline) {
+			return n.fig // set by storeFigures
+		}
+		f := *n.fig
+		f.Deadline = n.Deadline
+		return &f
+	}
 	f := &fleet.Figures{Deadline: n.Deadline, UpdatedAt: n.State.Host.UpdatedAt, GPUs: n.State.Host.GPUs}
 	f.Metrics = make([]fleet.Metrics, len(n.State.Services))
 	for i := range n.State.Services {
 		f.Metrics[i] = n.State.Services[i].Metrics
 	}
 	return f
+}
+
+// storeFigures holds rec, a record of v's node that moves figures only
+// (its state is v's, or shares its shape: sameFigureShape), in the model
+// and the view, and stores its figures in the view's cell.
+func storeFigures(m *model, v *nodeView, id string, rec NodeRecord) {
+	holdDeadline(&v.rec, &rec)
+	if rec.fig != nil {
+		// Not yet stored anywhere: the cell shares it (figuresOf).
+		rec.fig.Deadline = rec.Deadline
+	}
+	m.nodes[id] = rec
+	v.rec = rec
+	v.cell.Store(figuresOf(&rec))
 }
 
 // sameFigureShape reports whether a metrics-patched record rec may be
@@ -75,6 +99,64 @@ func sameFigureShape(v *nodeView, rec *NodeRecord) bool {
 		}
 	}
 	return true
+}
+
+// sameShape reports whether two states of a node differ in their
+// volatile fields alone (VolatileFields: the services' Metrics, the
+// host's UpdatedAt, each GPU's used VRAM and utilisation), compared field
+// by field, not by the Shape the node claims: a whole state read for an
+// "up" event that passes it only moves figures, so it goes through the
+// node's cell as a metrics event does (sameShapeRecord) and builds no
+// view. Nil and empty lists differ (they encode differently).
+func sameShape(a, b *fleet.NodeState) bool {
+	if a.TTLSeconds != b.TTLSeconds || a.Shape != b.Shape || len(a.Services) != len(b.Services) {
+		return false
+	}
+	ha, hb := &a.Host, &b.Host
+	if ha.ID != hb.ID || ha.Agent != hb.Agent || !ha.StartedAt.Equal(hb.StartedAt) || (ha.Labels == nil) != (hb.Labels == nil) ||
+		!maps.Equal(ha.Labels, hb.Labels) || (ha.GPUs == nil) != (hb.GPUs == nil) || len(ha.GPUs) != len(hb.GPUs) {
+		return false
+	}
+	for i := range ha.GPUs {
+		g, h := ha.GPUs[i], hb.GPUs[i]
+		g.VRAMUsedBytes, g.UtilPercent = h.VRAMUsedBytes, h.UtilPercent
+		if g != h {
+			return false
+		}
+	}
+	for i := range a.Services {
+		s, t := &a.Services[i], &b.Services[i]
+		if s.ID != t.ID || s.HostID != t.HostID || s.Name != t.Name || s.Kind != t.Kind || s.Protocol != t.Protocol || s.Endpoint != t.Endpoint ||
+			s.MaxConcurrency != t.MaxConcurrency || s.Healthy != t.Healthy || s.HealthError != t.HealthError || s.Swap != t.Swap ||
+			!sameStrings(s.Labels, t.Labels) || !sameStrings(s.APIs, t.APIs) || (s.Assets == nil) != (t.Assets == nil) || len(s.Assets) != len(t.Assets) {
+			return false
+		}
+		for j := range s.Assets {
+			x, y := &s.Assets[j], &t.Assets[j]
+			if x.Name != y.Name || x.Family != y.Family || x.ParameterSize != y.ParameterSize || x.Quantization != y.Quantization ||
+				x.ContextLength != y.ContextLength || x.Loaded != y.Loaded || x.Loading != y.Loading || x.SizeVRAM != y.SizeVRAM ||
+				x.Size != y.Size || x.Thinking != y.Thinking || !sameStrings(x.Tags, y.Tags) || !sameStrings(x.Capabilities, y.Capabilities) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func sameStrings(a, b []string) bool { return (a == nil) == (b == nil) && slices.Equal(a, b) }
+
+// sameShapeRecord returns, for rec (a node's whole state, just read) of
+// the same shape as held (sameShape), the record to hold instead: held's
+// state (whose services the node's entries embed) with rec's figures,
+// deadline and stored bytes' sum, so the state just decoded is not
+// retained beside the one the entries hold.
+func sameShapeRecord(held, rec *NodeRecord) NodeRecord {
+	st := &rec.State
+	f := &fleet.Figures{UpdatedAt: st.Host.UpdatedAt, GPUs: st.Host.GPUs, Metrics: make([]fleet.Metrics, len(st.Services))}
+	for i := range st.Services {
+		f.Metrics[i] = st.Services[i].Metrics
+	}
+	return NodeRecord{State: held.State, Deadline: rec.Deadline, sum: rec.sum, nodeSum: rec.nodeSum, fig: f}
 }
 
 // shapeSeed is one seed for the process: shapes are only compared within it.
@@ -129,12 +211,26 @@ func rawSum(raw string) uint64 { return maphash.String(rawSeed, raw) | 1 }
 // health figures of the model.
 func buildView(id string, n NodeRecord, m *model) *nodeView {
 	cell := fleet.NewNodeCell(figuresOf(&n))
-	v := &nodeView{rec: n, host: &fleet.HostEntry{Host: n.State.Host, Deadline: n.Deadline, Cell: cell}, shape: nodeShape(id, &n.State), cell: cell}
-	for i, svc := range n.State.Services {
+	// The view, its host entry and its service entries are replaced
+	// together: two allocations (the entries in one array, the list of
+	// pointers to them) instead of one per entry.
+	vh := &struct {
+		v nodeView
+		h fleet.HostEntry
+	}{v: nodeView{rec: n, shape: nodeShape(id, &n.State), cell: cell}, h: fleet.HostEntry{Host: n.State.Host, Deadline: n.Deadline, Cell: cell}}
+	v := &vh.v
+	v.host = &vh.h
+	ents := make([]fleet.ServiceEntry, 0, len(n.State.Services))
+	v.svcs = make([]*fleet.ServiceEntry, 0, len(n.State.Services))
+	for i := range n.State.Services {
+		// The entry points into the record's services (immutable, shared
+		// by the records that keep this state: storeFigures).
+		svc := &n.State.Services[i]
 		if svc.HostID != id {
 			continue
 		}
-		e := &fleet.ServiceEntry{Service: svc, Deadline: n.Deadline, Cell: cell, CellIndex: i}
+		ents = append(ents, fleet.ServiceEntry{Service: svc, Deadline: n.Deadline, Cell: cell, CellIndex: i})
+		e := &ents[len(ents)-1]
 		if t, ok := m.cooldowns[svc.ID]; ok {
 			e.CooldownUntil = t
 		}

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
+	"runtime/metrics"
+	"runtime/pprof"
 	"strconv"
 	"testing"
 	"time"
@@ -51,6 +54,25 @@ func benchNode(i, queue int) *fleet.NodeState {
 		for k := 0; k < 4; k++ {
 			sv.Assets = append(sv.Assets, fleet.Asset{Name: "model-" + strconv.Itoa((i*20+j*4+k)%50) + ":8b", Family: "llama",
 				ParameterSize: "8B", Quantization: "Q4_K_M", ContextLength: 32768, Loaded: k == 0, SizeVRAM: 5 << 30})
+		}
+		st.Services = append(st.Services, sv)
+	}
+	return st
+}
+
+// simNode is node i as `geniehive loadtest fleet` writes it (5 services
+// x 4 assets of 50 models, a zone label, a GPU, APIs and capabilities).
+func simNode(i int) *fleet.NodeState {
+	id := fmt.Sprintf("bn-%05d", i)
+	st := &fleet.NodeState{Host: fleet.Host{ID: id, Agent: "bench", StartedAt: time.Now(), UpdatedAt: time.Now(),
+		Labels: map[string]string{"zone": "zone-" + strconv.Itoa(i%4)}, GPUs: []fleet.GPU{{Index: 0, Name: "NVIDIA GeForce RTX 4090", VRAMTotalBytes: 24 << 30}}}}
+	for j := 0; j < 5; j++ {
+		name := "svc-" + strconv.Itoa(j)
+		sv := fleet.Service{ID: id + "/" + name, HostID: id, Name: name, Kind: fleet.KindChat, Protocol: fleet.ProtocolOllama,
+			Endpoint: "http://127.0.0.1:9", Healthy: true, MaxConcurrency: 4, APIs: []string{fleet.APIChat}}
+		for k := 0; k < 4; k++ {
+			sv.Assets = append(sv.Assets, fleet.Asset{Name: "model-" + strconv.Itoa((i*20+j*4+k)%50) + ":8b", Family: "llama", ParameterSize: "8B",
+				Quantization: "Q4_K_M", ContextLength: 32768, Loaded: k == 0, SizeVRAM: 5 << 30, Capabilities: []string{fleet.CapCompletion, fleet.CapTools}})
 		}
 		st.Services = append(st.Services, sv)
 	}
@@ -207,4 +229,89 @@ func BenchmarkApplyBatch(b *testing.B) {
 			b.Fatalf("metrics events: %d applied, %d refused, %d stale", w.stats.MetricsApplied.Load(), w.stats.MetricsRefused.Load(), w.stats.MetricsStale.Load())
 		}
 	})
+}
+
+// heapNow returns, after a full GC, the scannable heap (bytes the GC
+// marks through), the live heap, the live objects and the bytes allocated
+// so far (runtime/metrics).
+func heapNow() (scan, live, objects, allocs uint64) {
+	runtime.GC()
+	s := []metrics.Sample{{Name: "/gc/scan/heap:bytes"}, {Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/objects:objects"}, {Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64(), s[3].Value.Uint64()
+}
+
+// BenchmarkFleetHeap: what a watcher holding a 1,000-node fleet (5
+// services x 4 assets) retains for the garbage collector to mark, per
+// node, after every node sent one metrics event (the steady state: 11 of
+// a node's 12 heartbeats are metrics events), and what one interval of
+// churn (each node's heartbeat once: every 12th an "up" event, read and
+// rebuilt, the others metrics events, in batches of 10) allocates per
+// heartbeat. The edge's GC cost follows scan-B/node: its mark walks
+// every pointer-bearing word the snapshot, the views and the model hold.
+func BenchmarkFleetHeap(b *testing.B) {
+	const n = 1000
+	s := benchFleet(b, 0)
+	ctx := context.Background()
+	b.Cleanup(func() {
+		for i := 0; i < n; i++ {
+			_ = s.RemoveNode(ctx, fmt.Sprintf("bn-%05d", i))
+		}
+	})
+	for i := 0; i < n; i++ {
+		if err := s.WriteHeartbeat(ctx, simNode(i), time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
+	evs := map[string]string{}
+	var scan, live, objs, churn float64
+	for i := 0; i < b.N; i++ {
+		runtime.GC()
+		scan0, live0, objs0, _ := heapNow()
+		w := NewWatcher(s, WatcherOptions{Resync: time.Hour, Logger: quiet})
+		if err := w.Refresh(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if len(evs) == 0 {
+			for id, ev := range metricsEvents(w, n, n) {
+				evs[EventNode+id] = ev
+			}
+		}
+		w.applyEvents(ctx, map[string]bool{}, evs)
+		scan1, live1, objs1, alloc1 := heapNow()
+		if p := os.Getenv("FLEETHEAP_PROFILE"); p != "" && i == 0 {
+			f, err := os.Create(p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_ = pprof.Lookup("heap").WriteTo(f, 0)
+			f.Close()
+		}
+		for j := 0; j < n; j += 10 {
+			batch, ms := map[string]bool{}, map[string]string{}
+			for k := j; k < j+10; k++ {
+				ev := EventNode + fmt.Sprintf("bn-%05d", k)
+				if k%12 == 11 {
+					batch[ev] = true
+				} else {
+					ms[ev] = evs[ev]
+				}
+			}
+			w.applyEvents(ctx, batch, ms)
+		}
+		_, _, _, alloc2 := heapNow()
+		if len(w.Current().Services) != 5*n || w.stats.MetricsRefused.Load()+w.stats.MetricsStale.Load() != 0 {
+			b.Fatalf("%d services, %d metrics events refused or stale", len(w.Current().Services), w.stats.MetricsRefused.Load()+w.stats.MetricsStale.Load())
+		}
+		runtime.KeepAlive(w)
+		scan += float64(scan1) - float64(scan0)
+		live += float64(live1) - float64(live0)
+		objs += float64(objs1) - float64(objs0)
+		churn += float64(alloc2 - alloc1)
+	}
+	d := float64(b.N) * n
+	b.ReportMetric(scan/d, "scan-B/node")
+	b.ReportMetric(live/d, "live-B/node")
+	b.ReportMetric(objs/d, "objects/node")
+	b.ReportMetric(churn/d, "churn-B/beat")
 }

@@ -63,13 +63,19 @@ func TestNodeEventTouchesOnlyThatNode(t *testing.T) {
 	before := w.Current()
 	b0 := w.Stats().Build()
 
-	// A metrics-only heartbeat of n07.
+	// A heartbeat of n07 that moves a field the policy data does not
+	// read (one that moves metrics alone builds no view at all:
+	// TestUpEventOfSameShapeMovesFiguresOnly).
 	st := fleetNode("n07", 3)
 	st.Services[1].Metrics.QueueDepth = 5
+	st.Services[1].MaxConcurrency = 7
 	if err := s.WriteHeartbeat(ctx, st, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() bool { e := w.Current().ByID["n07/s1"]; return e != nil && e.Metrics().QueueDepth == 5 })
+	waitFor(t, 5*time.Second, func() bool {
+		e := w.Current().ByID["n07/s1"]
+		return e != nil && e.Metrics().QueueDepth == 5 && e.MaxConcurrency == 7
+	})
 	after := w.Current()
 	b1 := w.Stats().Build()
 	if b1.IndexRebuilds != b0.IndexRebuilds || b1.FullBuilds != b0.FullBuilds {
@@ -79,7 +85,7 @@ func TestNodeEventTouchesOnlyThatNode(t *testing.T) {
 		t.Fatalf("one node changed, %d node views built (before %+v, after %+v)", got, b0, b1)
 	}
 	if after.DataVersion != before.DataVersion {
-		t.Fatalf("metrics-only heartbeat changed DataVersion %d -> %d", before.DataVersion, after.DataVersion)
+		t.Fatalf("a heartbeat that moves no policy data changed DataVersion %d -> %d", before.DataVersion, after.DataVersion)
 	}
 	if len(after.Services) != len(before.Services) || len(after.ByID) != len(before.ByID) || len(after.Hosts) != nodes {
 		t.Fatalf("sizes changed: services %d->%d, byID %d->%d, hosts %d", len(before.Services), len(after.Services), len(before.ByID), len(after.ByID), len(after.Hosts))

@@ -339,6 +339,14 @@ type NodeRecord struct {
 	// the FNV-1a 64 (|1) of the bytes the node says it stored with those
 	// figures; 0 for a record decoded from Redis.
 	nodeSum uint64
+	// fig, for a record a metrics event patched (or a whole state of
+	// the view's shape, sameShapeRecord), holds its figures (Metrics,
+	// UpdatedAt, GPUs; Deadline set when stored, storeFigures): State
+	// keeps the volatile fields of the report it was decoded from and
+	// shares its services with it, so a metrics event retains and
+	// allocates only its figures, not a copy of the node's services
+	// (figuresOf reads fig first). nil for a record decoded from Redis.
+	fig *fleet.Figures
 }
 
 // sameBytes reports whether raw, a node's stored state, is what rec was

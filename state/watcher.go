@@ -605,14 +605,24 @@ func (w *Watcher) applyEvents(ctx context.Context, batch map[string]bool, metric
 	figured := 0
 	for id, rec := range patched {
 		if v := w.views[id]; v != nil && m.nodes != nil && sameFigureShape(v, &rec) {
-			holdDeadline(&v.rec, &rec)
-			m.nodes[id] = rec
-			v.rec = rec
-			v.cell.Store(figuresOf(&rec))
+			storeFigures(&m, v, id, rec)
 			figured++
 			continue
 		}
 		nodes[id] = nodeUpd{rec, true}
+	}
+	// So does a whole state read for an event whose fields other than
+	// the volatile ones are those of the node's view (an agent's "up"
+	// every FullEvery beats, or after a missed metrics event): the view's
+	// state is kept with the read record's figures.
+	for id, u := range nodes {
+		v := w.views[id]
+		if !u.found || v == nil || m.nodes == nil || !sameShape(&v.rec.State, &u.rec.State) {
+			continue
+		}
+		storeFigures(&m, v, id, sameShapeRecord(&v.rec, &u.rec))
+		figured++
+		delete(nodes, id)
 	}
 	if figured > 0 {
 		w.figVer++

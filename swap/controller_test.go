@@ -26,7 +26,7 @@ func TestRoundLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	svc := &fleet.ServiceEntry{Service: fleet.Service{ID: "n1/o", HostID: "n1", Name: "o", Kind: fleet.KindChat, Swap: fleet.SwapOllama, Healthy: true,
+	svc := &fleet.ServiceEntry{Service: &fleet.Service{ID: "n1/o", HostID: "n1", Name: "o", Kind: fleet.KindChat, Swap: fleet.SwapOllama, Healthy: true,
 		Metrics: fleet.Metrics{VRAMTotalBytes: 4 * gib, VRAMUsedBytes: 4 * gib},
 		Assets:  []fleet.Asset{{Name: "a", Loaded: true, SizeVRAM: 2 * gib}, {Name: "b", Loaded: true, SizeVRAM: 2 * gib}, {Name: "w", Size: 2 * gib}}},
 		Deadline: now.Add(time.Hour)}

@@ -19,7 +19,7 @@ func TestExplainLoadingFromHeartbeat(t *testing.T) {
 	dec := &policy.Decision{Targets: []policy.Target{{Kind: policy.TargetAsset, Name: "m", Operation: fleet.KindChat}}}
 	snapWith := func(loaded, loading bool, swp string) *fleet.Snapshot {
 		svc := func(id string, as fleet.Asset) *fleet.ServiceEntry {
-			return &fleet.ServiceEntry{Deadline: now.Add(time.Minute), Service: fleet.Service{ID: id, HostID: id[:2], Kind: fleet.KindChat,
+			return &fleet.ServiceEntry{Deadline: now.Add(time.Minute), Service: &fleet.Service{ID: id, HostID: id[:2], Kind: fleet.KindChat,
 				Healthy: true, Swap: swp, Assets: []fleet.Asset{as}}}
 		}
 		return &fleet.Snapshot{AssetServices: map[string][]*fleet.ServiceEntry{"m": {

@@ -20,7 +20,7 @@ func fleetSnapshot(nodes int) *fleet.Snapshot {
 	for i := 0; i < nodes; i++ {
 		id := fmt.Sprintf("fleet-%05d", i)
 		for j := 0; j < 5; j++ {
-			e := &fleet.ServiceEntry{Service: fleet.Service{ID: id + "/svc-" + strconv.Itoa(j), HostID: id, Kind: fleet.KindChat, Healthy: true},
+			e := &fleet.ServiceEntry{Service: &fleet.Service{ID: id + "/svc-" + strconv.Itoa(j), HostID: id, Kind: fleet.KindChat, Healthy: true},
 				Deadline: now.Add(time.Minute)}
 			for k := 0; k < 4; k++ {
 				e.Assets = append(e.Assets, fleet.Asset{Name: "model-" + strconv.Itoa((i*20+j*4+k)%50) + ":8b", Family: "llama"})

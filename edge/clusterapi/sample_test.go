@@ -27,7 +27,7 @@ func sampleFleet(t *testing.T) *fleet.Snapshot {
 	}
 	dl := time.Now().Add(time.Hour)
 	mk := func(host, name string, kind fleet.Kind, m fleet.Metrics, st fleet.ServiceStats, assets ...fleet.Asset) *fleet.ServiceEntry {
-		return &fleet.ServiceEntry{Service: fleet.Service{ID: host + "/" + name, HostID: host, Name: name, Kind: kind, Healthy: true,
+		return &fleet.ServiceEntry{Service: &fleet.Service{ID: host + "/" + name, HostID: host, Name: name, Kind: kind, Healthy: true,
 			Endpoint: "http://" + host + ":11434", Assets: assets, Metrics: m}, Stats: st, Deadline: dl}
 	}
 	svcs := []*fleet.ServiceEntry{

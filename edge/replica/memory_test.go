@@ -19,7 +19,7 @@ func TestPolicyMaxMemoryMiB(t *testing.T) {
 	now := time.Now()
 	snap := &fleet.Snapshot{Version: 1, BuiltAt: now, Catalog: &fleet.Catalog{}}
 	for i := 0; i < 1250; i++ {
-		e := &fleet.ServiceEntry{Service: fleet.Service{ID: "h/s" + strconv.Itoa(i), Kind: fleet.KindChat}, Deadline: now.Add(time.Minute)}
+		e := &fleet.ServiceEntry{Service: &fleet.Service{ID: "h/s" + strconv.Itoa(i), Kind: fleet.KindChat}, Deadline: now.Add(time.Minute)}
 		for k := 0; k < 4; k++ {
 			e.Assets = append(e.Assets, fleet.Asset{Name: "model-" + strconv.Itoa(i*4+k) + ":8b", Family: "llama"})
 		}

@@ -36,7 +36,7 @@ func Fleet() *fleet.Snapshot {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	live := now.Add(time.Minute)
 	svc := func(id string, kind fleet.Kind, deadline time.Time, assets ...fleet.Asset) *fleet.ServiceEntry {
-		return &fleet.ServiceEntry{Service: fleet.Service{ID: id, Kind: kind, Healthy: true, Assets: assets}, Deadline: deadline}
+		return &fleet.ServiceEntry{Service: &fleet.Service{ID: id, Kind: kind, Healthy: true, Assets: assets}, Deadline: deadline}
 	}
 	return &fleet.Snapshot{
 		Version: 7,
@@ -120,7 +120,7 @@ func Fleet() *fleet.Snapshot {
 // falls back to r1 (cut).
 func chainData() *policy.Data {
 	snap := &fleet.Snapshot{
-		Services: []*fleet.ServiceEntry{{Service: fleet.Service{ID: "h/s", Kind: fleet.KindChat, Assets: []fleet.Asset{{Name: "m1"}, {Name: "m9"}}}}},
+		Services: []*fleet.ServiceEntry{{Service: &fleet.Service{ID: "h/s", Kind: fleet.KindChat, Assets: []fleet.Asset{{Name: "m1"}, {Name: "m9"}}}}},
 		Catalog:  &fleet.Catalog{},
 	}
 	for i := 0; i <= 10; i++ {
