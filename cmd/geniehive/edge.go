@@ -16,6 +16,7 @@ import (
 	"github.com/geniehive/geniehive/edge/replica"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/cli"
+	"github.com/geniehive/geniehive/internal/gcfloor"
 	"github.com/geniehive/geniehive/internal/tracing"
 )
 
@@ -79,6 +80,7 @@ var edgeSettings = []cli.Setting{
 	{Flag: "policy-prepare-timeout", Key: "policy.prepare_timeout", Help: "policy.prepare_timeout: budget to test, compile and smoke-test a new bundle, off the request path (default 30s)"},
 	{Flag: "policy-max-memory-mib", Key: "policy.max_memory_mib", Help: "policy.max_memory_mib: cap on each Wasm policy instance's memory, which holds the policy data (default 16 for wasm, 64 for module; raise it for fleets of thousands of distinct assets)"},
 	{Flag: "policy-retry-interval", Key: "policy.retry_interval", Help: "policy.retry_interval: first retry after a transient reload failure, doubling up to 30s (default 1s)"},
+	{Flag: "gc-headroom-mib", Key: "gc_headroom_mib", Help: "gc_headroom_mib: least heap growth in MiB between garbage collections, so a small heap is not collected (and the fleet snapshot marked) every few MB allocated; memory grows by up to this much (default 64; 0 = GOGC's pace; GOGC=off disables it)"},
 	{Flag: "key", List: true, Help: "a CLIENT-scope key secret (repeatable, or comma-separated); added to the file's keys: (prefer keys in the file, as sha256, or in Redis)"},
 	{Flag: "pprof", Help: "serve net/http/pprof on this address (e.g. 127.0.0.1:6060; off by default; loopback only unless you mean it)"},
 }
@@ -116,6 +118,9 @@ func runEdge(args []string) error {
 	log := newLogger(cfg.Edge.LogLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg.GCHeadroomMiB > 0 && !gcfloor.Set(uint64(cfg.GCHeadroomMiB)<<20) {
+		log.Info("GOGC=off: gc_headroom_mib has nothing to do")
+	}
 	if p := layers.Extra["pprof"]; len(p) > 0 {
 		addr := p[len(p)-1]
 		stopPprof, err := startPprof(addr, log)

@@ -21,7 +21,18 @@ type Config struct {
 	Edge    edge.Config    `yaml:",squash"`
 	Routing routing.Config `yaml:"routing"`
 	Policy  PolicyConfig   `yaml:"policy"`
+	// GCHeadroomMiB is the least heap growth, in MiB, between two garbage
+	// collections (internal/gcfloor): an edge's live heap is mostly its
+	// fleet snapshot, which every collection marks, so a small heap
+	// collected at GOGC's pace (every 100% of live) spends its requests'
+	// CPU marking the fleet over and over. 0 leaves GOGC's pace alone;
+	// `geniehive edge` defaults to DefaultGCHeadroomMiB. At most 4096.
+	// The edge's memory grows by up to this much; GOMEMLIMIT still caps it.
+	GCHeadroomMiB int `yaml:"gc_headroom_mib"`
 }
+
+// DefaultGCHeadroomMiB is gc_headroom_mib for `geniehive edge` (Defaults).
+const DefaultGCHeadroomMiB = 64
 
 // PolicyConfig is the policy: section.
 type PolicyConfig struct {
@@ -67,7 +78,7 @@ const DefaultShutdownDelay = 5 * time.Second
 // cli.Load): values whose zero means something else (a zero shutdown delay
 // is "stop at once") live here rather than in Provision.
 func Defaults() map[string]any {
-	return map[string]any{"timeouts.shutdown_delay": DefaultShutdownDelay.String()}
+	return map[string]any{"timeouts.shutdown_delay": DefaultShutdownDelay.String(), "gc_headroom_mib": DefaultGCHeadroomMiB}
 }
 
 // Provision fills the documented defaults of every section.
@@ -101,7 +112,7 @@ func (c *Config) Provision() error {
 // # Errors
 // An unregistered policy engine, a negative policy.eval_timeout,
 // policy.prepare_timeout or policy.retry_interval, a policy.max_memory_mib
-// outside 0..4096.
+// or gc_headroom_mib outside 0..4096.
 func (c *Config) Validate() error {
 	var errs []error
 	if _, ok := lookupEngine(c.Policy.Engine); !ok {
@@ -115,6 +126,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Policy.RetryInterval < 0 {
 		errs = append(errs, errors.New("policy.retry_interval: negative"))
+	}
+	if c.GCHeadroomMiB < 0 || c.GCHeadroomMiB > 4096 {
+		errs = append(errs, fmt.Errorf("gc_headroom_mib %d: want 0 (GOGC's pace) to 4096", c.GCHeadroomMiB))
 	}
 	if c.Policy.MaxMemoryMiB < 0 || c.Policy.MaxMemoryMiB > 4096 {
 		errs = append(errs, fmt.Errorf("policy.max_memory_mib %d: want 0 (the engine's default) to 4096", c.Policy.MaxMemoryMiB))
