@@ -72,11 +72,11 @@ func TestProbeRoundBatched(t *testing.T) {
 			ep = downURL
 		}
 		snap.Services = append(snap.Services, &fleet.ServiceEntry{
-			Service:  fleet.Service{ID: "h" + strconv.Itoa(i) + "/s", Endpoint: ep, Protocol: fleet.ProtocolOpenAI},
+			Service:  &fleet.Service{ID: "h" + strconv.Itoa(i) + "/s", Endpoint: ep, Protocol: fleet.ProtocolOpenAI},
 			Deadline: now.Add(time.Minute)})
 	}
 	// Not live: never probed.
-	snap.Services = append(snap.Services, &fleet.ServiceEntry{Service: fleet.Service{ID: "gone/s", Endpoint: up.URL}, Deadline: now.Add(-time.Second)})
+	snap.Services = append(snap.Services, &fleet.ServiceEntry{Service: &fleet.Service{ID: "gone/s", Endpoint: up.URL}, Deadline: now.Add(-time.Second)})
 	p := NewProber(s, func() *fleet.Snapshot { return snap }, ProberOptions{ID: "e1", Interval: time.Second, Timeout: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	ctx := context.Background()
 	start := time.Now()
