@@ -559,9 +559,20 @@ func TestSwapPolicyPushLive(t *testing.T) {
 	if !sv.Enabled || sv.Controller == "" || len(sv.Data) == 0 || len(sv.Data) > 5 || sv.Data[0].Model != "m3:latest" {
 		t.Fatalf("GET /v1/cluster/swaps: %+v", sv)
 	}
-	if v := match(t, h.edges[1], "m3:latest"); v.State != "loaded" {
-		t.Fatalf("routes/match for a loaded model: %+v", v)
-	}
+	// The outcome is logged by the controller's edge when its snapshot
+	// shows the model loaded; the other edge applies the same heartbeat
+	// on its own, a moment earlier or later (seen: still "loading" there
+	// right after the log said done).
+	var m3 swap.View
+	defer func() {
+		if t.Failed() {
+			t.Logf("edge 1's last routes/match for m3: %+v", m3)
+		}
+	}()
+	h.waitFor("m3 loaded in edge 1's routes/match", 10*time.Second, func() bool {
+		m3 = match(t, h.edges[1], "m3:latest")
+		return m3.State == "loaded"
+	})
 	h.checkInvariants()
 }
 
