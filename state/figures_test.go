@@ -26,8 +26,23 @@ func TestMetricsEventSharesContainers(t *testing.T) {
 	st, other := gpuNode("mc", 3), gpuNode("mo", 2)
 	writeBeats(t, s, nodeBeat{st, &b}, nodeBeat{other, &ob})
 	waitUntil(t, func() bool { snap := w.Current(); return snap.Hosts["mc"] != nil && snap.Hosts["mo"] != nil })
+	// Quiesce: the nodes may have become visible through the watcher's
+	// first resync, with their "up" events still on the way (a Cluster
+	// forwards messages between shards asynchronously; seen in CI: a late
+	// event shared a batch with a metrics event, which then published
+	// through the ordinary path). A node's events arrive in order, so once
+	// a later metrics event of each node is visible nothing of the set-up
+	// is in flight.
+	move(st, 1)
+	move(other, 1)
+	writeBeats(t, s, nodeBeat{st, &b}, nodeBeat{other, &ob})
+	waitUntil(t, func() bool {
+		snap := w.Current()
+		return *snap.ByID["mc/s2"].Metrics() == st.Services[2].Metrics && *snap.ByID["mo/s1"].Metrics() == other.Services[1].Metrics
+	})
 	snap0 := w.Current()
 	b0 := w.Stats().Build()
+	m0 := w.Stats().MetricsApplied.Load()
 	for i := 1; i <= 4; i++ {
 		move(st, 10*i)
 		if err := s.WriteBeat(ctx, st, time.Minute, &b); err != nil {
@@ -38,8 +53,8 @@ func TestMetricsEventSharesContainers(t *testing.T) {
 	}
 	snap1 := w.Current()
 	b1 := w.Stats().Build()
-	if w.Stats().MetricsApplied.Load() < 4 || b1.Figures-b0.Figures < 4 {
-		t.Fatalf("%d metrics events applied, %d figure snapshots: want 4 of each", w.Stats().MetricsApplied.Load(), b1.Figures-b0.Figures)
+	if w.Stats().MetricsApplied.Load()-m0 < 4 || b1.Figures-b0.Figures < 4 {
+		t.Fatalf("%d metrics events applied, %d figure snapshots: want 4 of each", w.Stats().MetricsApplied.Load()-m0, b1.Figures-b0.Figures)
 	}
 	if b1.ViewsBuilt != b0.ViewsBuilt || b1.IndexRebuilds != b0.IndexRebuilds || b1.Incremental != b0.Incremental || b1.FullBuilds != b0.FullBuilds {
 		t.Fatalf("metrics events built: %+v -> %+v", b0, b1)
