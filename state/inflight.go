@@ -314,16 +314,24 @@ func (f *Inflight) refresh(ctx context.Context) {
 		}
 		return nil
 	})
-	if err != nil && len(open) > 0 {
-		// As for a failed Flush: a refresh whose answer was lost may
-		// re-add the lease of a request that ends meanwhile.
-		until := now.Add(f.ttl)
-		f.mu.Lock()
-		for seq, svc := range open {
+	if len(open) == 0 {
+		return
+	}
+	// A refresh re-adds the leases of the requests open when it began. One
+	// that ended meanwhile may have its removal (Flush, on another
+	// connection) run first and this add after it: with Redis restarting
+	// or slow, the two connections' commands reach it in either order, and
+	// the lease would then count until its deadline, refreshed by no one
+	// (seen once in chaos/TestRedisRestart). Such leases are orphans, and
+	// so are all of them when the answer was lost (as for a failed Flush).
+	until := now.Add(f.ttl)
+	f.mu.Lock()
+	for seq, svc := range open {
+		if _, still := f.open[seq]; err != nil || !still {
 			f.addOrphanLocked(svc, seq, until)
 		}
-		f.mu.Unlock()
 	}
+	f.mu.Unlock()
 }
 
 // InflightCounts returns the live in-flight count of each service, summed
