@@ -162,12 +162,12 @@ func TestTracingOffAllocs(t *testing.T) {
 	hooks := func(s *Server) func() {
 		x := new(exchange) // reused, as the Server's pool does (acquireExchange)
 		return func() {
-			*x = exchange{s: s, endpoint: endpointChat, op: fleet.KindChat, model: "qwen3:8b", asset: "qwen3:8b", attempts: 1, spans: x.spans}
+			*x = exchange{s: s, endpoint: endpointChat, op: fleet.KindChat, model: "qwen3:8b", asset: "qwen3:8b", attempts: 1}
 			x.traceStart(&rc)
-			x.traceEval(x.child("policy.evaluate"), "go", nil, time.Time{})
-			x.tracePlan(x.child("routing.plan"), &x.plan, nil)
+			x.traceEval(x.child("policy.evaluate", spanEval), "go", nil, time.Time{})
+			x.tracePlan(x.child("routing.plan", spanPlan), &x.plan, nil)
 			x.traceAttempt(x.attemptSpan(c, 1, req, time.Time{}), 200, nil)
-			x.relay = x.child("stream.relay")
+			x.relay = x.child("stream.relay", spanRelay)
 			x.traceUsage(answer, bytes.Index(answer, completionTokensKey))
 			x.traceEnd(200, time.Time{})
 		}

@@ -14,12 +14,10 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/geniehive/geniehive/edge/dialect"
 	"github.com/geniehive/geniehive/fleet"
 	"github.com/geniehive/geniehive/internal/rawjson"
-	"github.com/geniehive/geniehive/internal/tracing"
 	"github.com/geniehive/geniehive/policies"
 	"github.com/geniehive/geniehive/policy"
 	"github.com/geniehive/geniehive/routing"
@@ -73,16 +71,10 @@ type exchange struct {
 	leased bool
 	plan   routing.Plan
 
-	// OpenTelemetry (tracing.go): nil unless the Server traces.
-	tr                       *edgeTracer
-	tctx                     context.Context // carries span (a tracer other than tracing.Provider's)
-	spans                    *tracing.Spans  // the span handles and records of the request (from the provider's pool), released at traceEnd
-	span                     trace.Span      // the server span
-	relay                    trace.Span      // the stream relay's span, while it runs
-	attemptSvc, attemptAsset string          // the current upstream.attempt's candidate
-	attemptN                 int
-	inTokens, outTokens      int    // usage the answer reported
-	troute                   string // the server span's http.route
+	// OpenTelemetry (tracing.go): rt is nil unless the Server traces.
+	rt                  *reqTrace // the request's spans, until traceEnd hands them to the export queue
+	relay               int       // the stream relay's span in rt while it runs (0: none)
+	inTokens, outTokens int       // usage the answer reported
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
@@ -373,7 +365,7 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx, x *exchange, body []byte) erro
 	x.snap = s.watcher.Current()
 	e := s.Engine()
 	t0 := time.Now()
-	sp := x.childAt("policy.evaluate", t0) // the span's times are the metric's
+	sp := x.childAt("policy.evaluate", spanEval, t0) // the span's times are the metric's
 	err := e.Eval(ctx, in, &x.dec)
 	el := time.Since(t0)
 	s.met.evalLatency(e.Name()).Observe(el.Seconds())
@@ -428,7 +420,7 @@ func (s *Server) plan(ctx *fasthttp.RequestCtx, x *exchange, body []byte, mp *mu
 			return err
 		}
 	}
-	sp := x.child("routing.plan")
+	sp := x.child("routing.plan", spanPlan)
 	plan, err := s.router.Plan(ctx, x.snap, &x.dec, &x.rf)
 	x.tracePlan(sp, &plan, err)
 	if err != nil {

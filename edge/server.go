@@ -28,8 +28,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/geniehive/geniehive/internal/tracing"
 	"github.com/valyala/fasthttp"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/geniehive/geniehive/edge/console"
 	"github.com/geniehive/geniehive/edge/dialect"
@@ -66,9 +66,11 @@ type Deps struct {
 	Cluster ClusterHandler
 	Logger  *slog.Logger
 	// TracerProvider, when set, traces every proxied request
-	// (tracing.go; internal/tracing builds one from OTEL_* variables).
-	// Nil: no tracing, at no cost.
-	TracerProvider trace.TracerProvider
+	// (tracing.go; tracing.FromEnv builds one from OTEL_* variables).
+	// It is GenieHive's recorder, not any trace.TracerProvider: the edge
+	// records a request's spans as one tracing.Request. Nil: no tracing,
+	// at no cost.
+	TracerProvider *tracing.Provider
 }
 
 // Server is one edge replica.

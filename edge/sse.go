@@ -109,7 +109,7 @@ func (s *Server) startRelay(ctx *fasthttp.RequestCtx, x *exchange, resp *fasthtt
 			r.tr = x.dreq.Stream()
 		}
 	}
-	x.relay = x.child("stream.relay")
+	x.relay = x.child("stream.relay", spanRelay)
 	ctx.SetBodyStream(r, -1)
 }
 
@@ -378,7 +378,7 @@ func (r *relay) appendEvent(out, ev []byte) ([]byte, bool) {
 			x.ttft = time.Since(x.upStart)
 		}
 		x.tokens++
-		if x.span != nil {
+		if x.rt != nil {
 			x.traceStreamUsage(ev)
 		}
 	}

@@ -2,15 +2,13 @@ package edge
 
 import (
 	"bytes"
-	"context"
 	"encoding/hex"
+	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/geniehive/geniehive/edge/dialect"
@@ -48,70 +46,94 @@ import (
 //	                  gen_ai.request.model (the candidate's asset),
 //	                  http.response.status_code, error.type (failed)
 //
-// The server span keeps to 8 attributes on a success: a span record
-// (internal/tracing) holds 8 in place; past them they go to the heap.
-// With the edge's provider (tracing.SpanStarter) a request's span handles
-// and records come from a pooled tracing.Spans block, no span has a context
-// (a child names its parent), and the client's traceparent is read into
-// a span context (extractTraceparent): a traced request allocates nothing
-// (TestTracingOffAllocs). Another provider gets the trace API's calls.
-//
-// Off, the cost is one nil check per hook: no allocation
+// A request's spans are one tracing.Request (reqTrace, from a pool): the
+// request path writes each span's name, ID, times and a few values into
+// it, and the provider's export goroutine builds the attributes from them
+// (reqTrace.AppendAttributes) when it exports the spans; the client's
+// traceparent is read into a span context (extractTraceparent). A traced
+// request allocates nothing, and off each hook is one nil check
 // (TestTracingOffAllocs).
 
 // tracerName is the instrumentation scope of the edge's spans.
 const tracerName = "github.com/geniehive/geniehive/edge"
 
-// edgeTracer holds the tracer; a Server without one traces nothing.
-type edgeTracer struct {
-	t    trace.Tracer
-	leaf tracing.SpanStarter // t's, when it can open a span without a context; else nil
-	prop propagation.TraceContext
-}
+// edgeTracer is a Server's tracing: nil when it traces nothing.
+type edgeTracer struct{ q tracing.Requests }
 
-func newEdgeTracer(tp trace.TracerProvider) *edgeTracer {
+func newEdgeTracer(tp *tracing.Provider) *edgeTracer {
 	if tp == nil {
 		return nil
 	}
-	t := tp.Tracer(tracerName)
-	leaf, _ := t.(tracing.SpanStarter)
-	return &edgeTracer{t: t, leaf: leaf}
+	return &edgeTracer{q: tp.Requests(tracerName)}
 }
 
-// startLeaf opens a span with no children of its own under x's server
-// span: without the context it would come with when the tracer can
-// (tracing.Provider's; the context is an allocation per span).
-func (x *exchange) startLeaf(name string, at time.Time, opts []trace.SpanStartOption, c *trace.SpanConfig) trace.Span {
-	if x.tr.leaf != nil {
-		return x.tr.leaf.StartIn(x.spans, context.Background(), x.span, name, at, c)
-	}
-	_, sp := x.tr.t.Start(x.tctx, name, opts...)
-	return sp
+// The edge's spans, as reqTrace's spans are tagged (tracing.RequestSpan's
+// Tag), and what their S1, S2, I1 and I2 hold.
+const (
+	spanServer  uint8 = iota // the values are reqTrace's own fields
+	spanEval                 // S1 engine, S2 role, I1 denied (1)
+	spanPlan                 // S1 strategy, I1 candidates, I2 stream (1)
+	spanAttempt              // S1 service, S2 asset, I1 attempt, I2 HTTP status; error.type: the status' description
+	spanRelay                // none
+)
+
+// reqTrace is a request's spans (tracing.Request) and the server span's
+// values, from reqTraces; the export goroutine gives it back (Release)
+// once its spans are exported.
+type reqTrace struct {
+	tracing.Request
+	route, op, model, asset, errCode string
+	status, in, out                  int
 }
 
-// reqHeaders is the propagation carrier Extract reads a client's
-// traceparent from (the edge injects its own directly: injectTraceparent).
-type reqHeaders struct{ h *fasthttp.RequestHeader }
+var reqTraces = sync.Pool{New: func() any { return new(reqTrace) }}
 
-// Get returns the header's value. traceparent is returned as a view of the
-// header's bytes, not a copy: TraceContext.extract only decodes it into the
-// span context's arrays during the call (propagation/trace_context.go,
-// extractPart) and keeps nothing of it. Every other header (tracestate,
-// whose parsed members keep substrings of the value) is copied.
-func (c reqHeaders) Get(k string) string {
-	v := c.h.Peek(k)
-	if k == traceparentHeader && len(v) > 0 {
-		return unsafe.String(&v[0], len(v))
+// Release puts t back in the pool (tracing.RequestOwner).
+func (t *reqTrace) Release() { reqTraces.Put(t) }
+
+// AppendAttributes appends span i's attributes to a (tracing.RequestOwner;
+// on the export goroutine).
+func (t *reqTrace) AppendAttributes(r *tracing.Request, i int, a []attribute.KeyValue) []attribute.KeyValue {
+	s := r.Span(i)
+	switch s.Tag {
+	case spanServer:
+		a = append(a, attrMethod.String("POST"), attrRoute.String(t.route),
+			attrOperation.String(t.op), attrHTTPStatus.Int(t.status))
+		if t.model != "" {
+			a = append(a, attrReqModel.String(clipName(t.model)))
+		}
+		if t.asset != "" {
+			a = append(a, attrRespModel.String(t.asset))
+		}
+		if t.errCode != "" {
+			a = append(a, attrErrorType.String(t.errCode))
+		}
+		if t.in > 0 {
+			a = append(a, attrInputTokens.Int(t.in))
+		}
+		if t.out > 0 {
+			a = append(a, attrOutputTokens.Int(t.out))
+		}
+	case spanEval:
+		a = append(a, attrEngine.String(s.S1))
+		if s.I1 == 1 {
+			a = append(a, attrDenied.Bool(true))
+		} else if s.S2 != "" {
+			a = append(a, attrRole.String(s.S2))
+		}
+	case spanPlan:
+		a = append(a, attrStream.Bool(s.I2 == 1))
+		if s.S1 != "" {
+			a = append(a, attrStrategy.String(s.S1), attrCandidates.Int(int(s.I1)))
+		}
+	case spanAttempt:
+		a = append(a, attrAttempt.Int(int(s.I1)), attrService.String(s.S1),
+			attrReqModel.String(s.S2), attrHTTPStatus.Int(int(s.I2)))
+		if d := s.Description(); d != "" {
+			a = append(a, attrErrorType.String(d))
+		}
 	}
-	return string(v)
-}
-func (c reqHeaders) Set(k, v string) { c.h.Set(k, v) }
-func (c reqHeaders) Keys() []string {
-	var ks []string
-	for k := range c.h.All() {
-		ks = append(ks, string(k))
-	}
-	return ks
+	return a
 }
 
 const (
@@ -142,18 +164,6 @@ func injectTraceparent(sc trace.SpanContext, h *fasthttp.RequestHeader) {
 	b[53], b[54] = hexDigits[f>>4], hexDigits[f&0xf]
 	h.SetBytesV(traceparentHeader, b[:])
 }
-
-// The span start options, built once (a variadic option built per call is
-// an allocation per span).
-var (
-	startServer   = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
-	startInternal = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal)}
-	startClient   = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
-	// The same, applied (tracing.SpanStarter's StartIn takes them so).
-	cfgServer   = trace.NewSpanStartConfig(startServer...)
-	cfgInternal = trace.NewSpanStartConfig(startInternal...)
-	cfgClient   = trace.NewSpanStartConfig(startClient...)
-)
 
 // GenAI semantic-convention attribute keys
 // (https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-spans/) and
@@ -203,40 +213,24 @@ var spanNames = func() map[string]string {
 	return m
 }()
 
-// traceStart opens x's server span (no-op when tracing is off). Its
-// attributes, those known now included, are set at its end in one call
-// (traceEnd): the SDK's built-in samplers, the only ones OTEL_TRACES_SAMPLER
-// can name, do not read start attributes.
+// traceStart opens x's server span (no-op when tracing is off), started
+// when the exchange began (a clock read already taken).
 func (x *exchange) traceStart(ctx *fasthttp.RequestCtx) {
 	tr := x.s.tr.Load()
 	if tr == nil {
 		return
 	}
-	x.tr = tr
 	name, ok := spanNames[string(ctx.Path())]
+	route := ""
 	if ok {
-		x.troute = name[len("POST "):]
+		route = name[len("POST "):]
 	} else {
 		name = "POST" // not an inference route (serveInference serves none other)
 	}
-	if tr.leaf != nil {
-		// The handles, and the spans' records, come from a block of the
-		// provider's pool, released at traceEnd and reused once its spans
-		// are exported; the server span starts when the exchange began (a
-		// clock read already taken) and needs no context: its children name
-		// it as their parent. A handle kept past its request by mistake (a
-		// goroutine outliving the exchange) does nothing once its slot of
-		// the block serves another request (tracing.Spans' generations).
-		x.spans = tr.leaf.NewSpans()
-		var parent trace.Span
-		if sc := extractTraceparent(&ctx.Request.Header); sc.IsValid() {
-			parent = x.spans.Remote(sc)
-		}
-		x.span = tr.leaf.StartIn(x.spans, context.Background(), parent, name, x.start, &cfgServer)
-		return
-	}
-	parent := tr.prop.Extract(context.Background(), reqHeaders{&ctx.Request.Header})
-	x.tctx, x.span = tr.t.Start(parent, name, startServer...)
+	t := reqTraces.Get().(*reqTrace)
+	tr.q.Begin(&t.Request, t, extractTraceparent(&ctx.Request.Header), name, trace.SpanKindServer, x.start)
+	t.route = route
+	x.rt = t
 }
 
 // extractTraceparent reads a client's W3C traceparent (and tracestate) as
@@ -307,92 +301,86 @@ var hexRev = func() (t [256]byte) {
 	return t
 }()
 
-// child opens an internal child span of x's server span; nil when tracing
-// is off.
-func (x *exchange) child(name string) trace.Span { return x.childAt(name, time.Time{}) }
+// child opens an internal child span of x's server span, of the kind
+// tag says (spanEval, ...), and returns its index; -1 when tracing is off.
+func (x *exchange) child(name string, tag uint8) int { return x.childAt(name, tag, time.Time{}) }
 
 // childAt is child starting at at (zero: now), a time the caller already
 // read (one clock read fewer).
-func (x *exchange) childAt(name string, at time.Time) trace.Span {
-	if x.span == nil {
-		return nil
+func (x *exchange) childAt(name string, tag uint8, at time.Time) int {
+	if x.rt == nil {
+		return -1
 	}
-	return x.startLeaf(name, at, startInternal, &cfgInternal)
+	return x.rt.Open(name, trace.SpanKindInternal, tag, at)
 }
 
-// traceEval ends a policy.evaluate span at end (zero: now) with the engine
-// that decided and what it decided (a role the model resolved through, a
-// denial).
-func (x *exchange) traceEval(sp trace.Span, engine string, err error, end time.Time) {
-	if sp == nil {
+// traceEval ends the policy.evaluate span i at end (zero: now) with the
+// engine that decided and what it decided (a role the model resolved
+// through, a denial).
+func (x *exchange) traceEval(i int, engine string, err error, end time.Time) {
+	if i < 0 {
 		return
 	}
-	var buf [spanAttrs]attribute.KeyValue
-	a := append(buf[:0], attrEngine.String(engine))
+	s := x.rt.Span(i)
+	s.S1, s.S2, s.I1 = engine, "", 0
 	if x.dec.Deny != nil {
-		a = append(a, attrDenied.Bool(true))
-	} else if len(x.dec.Targets) > 0 && x.dec.Targets[0].Role != "" {
-		a = append(a, attrRole.String(x.dec.Targets[0].Role))
+		s.I1 = 1
+	} else if len(x.dec.Targets) > 0 {
+		s.S2 = x.dec.Targets[0].Role
 	}
-	x.endSpan(sp, a, err, end)
+	x.closeSpan(i, err, end)
 }
 
-// tracePlan ends a routing.plan span with the router's strategy and
+// tracePlan ends the routing.plan span i with the router's strategy and
 // candidate count (p: nil when planning failed).
-func (x *exchange) tracePlan(sp trace.Span, p *routing.Plan, err error) {
-	if sp == nil {
+func (x *exchange) tracePlan(i int, p *routing.Plan, err error) {
+	if i < 0 {
 		return
 	}
-	var buf [spanAttrs]attribute.KeyValue
-	a := append(buf[:0], attrStream.Bool(x.stream))
-	if p != nil && p.Strategy != "" {
-		a = append(a, attrStrategy.String(p.Strategy), attrCandidates.Int(len(p.Candidates)))
+	s := x.rt.Span(i)
+	s.S1, s.I1, s.I2 = "", 0, 0
+	if x.stream {
+		s.I2 = 1
 	}
-	x.endSpan(sp, a, err, time.Time{})
+	if p != nil && p.Strategy != "" {
+		s.S1, s.I1 = p.Strategy, int32(len(p.Candidates))
+	}
+	x.closeSpan(i, err, time.Time{})
 }
 
 // attemptSpan opens an upstream.attempt span for candidate c, number n,
-// starting at at (zero: now), and puts its traceparent on the upstream
-// request.
-func (x *exchange) attemptSpan(c *routing.Candidate, n int, req *fasthttp.Request, at time.Time) trace.Span {
-	if x.span == nil {
-		return nil
+// starting at at (zero: now), puts its traceparent on the upstream
+// request and returns its index (-1 when tracing is off).
+func (x *exchange) attemptSpan(c *routing.Candidate, n int, req *fasthttp.Request, at time.Time) int {
+	if x.rt == nil {
+		return -1
 	}
-	sp := x.startLeaf("upstream.attempt", at, startClient, &cfgClient)
-	injectTraceparent(sp.SpanContext(), &req.Header)
-	x.attemptSvc, x.attemptAsset, x.attemptN = c.Service.ID, c.Asset, n
-	return sp
+	i := x.rt.Open("upstream.attempt", trace.SpanKindClient, spanAttempt, at)
+	s := x.rt.Span(i)
+	s.S1, s.S2, s.I1, s.I2 = c.Service.ID, c.Asset, int32(n), 0
+	injectTraceparent(x.rt.SpanContext(i), &req.Header)
+	return i
 }
 
-// traceAttempt ends the upstream.attempt span of the candidate
-// attemptSpan was given: status is the upstream's HTTP status (0: none),
-// err the attempt's failure.
-func (x *exchange) traceAttempt(sp trace.Span, status int, err error) {
-	if sp == nil {
+// traceAttempt ends the upstream.attempt span i: status is the
+// upstream's HTTP status (0: none), err the attempt's failure (its class
+// is the span's error.type and status description).
+func (x *exchange) traceAttempt(i int, status int, err error) {
+	if i < 0 {
 		return
 	}
-	var buf [spanAttrs]attribute.KeyValue
-	a := append(buf[:0], attrAttempt.Int(x.attemptN), attrService.String(x.attemptSvc),
-		attrReqModel.String(x.attemptAsset), attrHTTPStatus.Int(status))
-	if err != nil {
-		a = append(a, attrErrorType.String(Classify(err).Code))
-	}
-	x.endSpan(sp, a, err, time.Time{})
+	x.rt.Span(i).I2 = int32(status)
+	x.closeSpan(i, err, time.Time{})
 }
 
-// spanAttrs is the most attributes a span of the edge's has (the server
-// span's on a failure with usage); they are built on the stack (no write
-// barriers, nothing to clear: the record copies them) and set in one call.
-const spanAttrs = 9
-
-// endSpan ends sp at end (zero: now) with the attributes a, and status
-// Error when err is not nil, in one call (tracing.Finish: one lock).
-func (x *exchange) endSpan(sp trace.Span, a []attribute.KeyValue, err error, end time.Time) {
-	code, desc := codes.Unset, ""
+// closeSpan ends span i at end (zero: now), with status Error and the
+// error's class when err is not nil.
+func (x *exchange) closeSpan(i int, err error, end time.Time) {
 	if err != nil {
-		code, desc = codes.Error, Classify(err).Code
+		x.rt.Close(i, codes.Error, Classify(err).Code, end)
+		return
 	}
-	tracing.Finish(sp, a, code, desc, end)
+	x.rt.Close(i, codes.Unset, "", end)
 }
 
 // traceUsage keeps the usage a whole answer reports, for the server span.
@@ -402,7 +390,7 @@ func (x *exchange) endSpan(sp trace.Span, a []attribute.KeyValue, err error, end
 // over the usage object's few bytes) instead of from the answer's start
 // (a scan of all the content before it: the usage comes last).
 func (x *exchange) traceUsage(rb []byte, ct int) {
-	if x.span == nil {
+	if x.rt == nil {
 		return
 	}
 	pt := rb
@@ -451,59 +439,25 @@ var (
 
 // traceEnd ends x's spans (the relay's, then the server span) at end
 // (zero: now) with what the request came to; st is the status the client
-// got. The attributes go in one call (the SDK copies them).
+// got. The request's spans then belong to the export queue.
 func (x *exchange) traceEnd(st int, end time.Time) {
-	if x.span == nil {
+	t := x.rt
+	if t == nil {
 		return
 	}
-	// The relay's span and the server span end at the same time: one
-	// clock read (by the block's clock) for both, none when the caller
-	// read the clock already.
-	var now time.Time
-	if x.spans != nil && x.tr.leaf != nil {
-		if now = end; now.IsZero() {
-			now = x.spans.Now()
-		}
+	x.rt = nil
+	if end.IsZero() {
+		end = t.Now() // one clock read for both spans
 	}
-	if x.relay != nil {
-		endAt(x.relay, now)
-		x.relay = nil
+	if x.relay > 0 {
+		t.Close(x.relay, codes.Unset, "", end)
+		x.relay = 0
 	}
-	sp := x.span
-	var buf [spanAttrs]attribute.KeyValue
-	a := append(buf[:0], attrMethod.String("POST"), attrRoute.String(x.troute),
-		attrOperation.String(genAIOperation(x.op, x.api)), attrHTTPStatus.Int(st))
-	if x.model != "" {
-		a = append(a, attrReqModel.String(clipName(x.model)))
-	}
-	if x.asset != "" {
-		a = append(a, attrRespModel.String(x.asset))
-	}
-	if x.errCode != "" {
-		a = append(a, attrErrorType.String(x.errCode))
-	}
-	if x.inTokens > 0 {
-		a = append(a, attrInputTokens.Int(x.inTokens))
-	}
-	if x.outTokens > 0 {
-		a = append(a, attrOutputTokens.Int(x.outTokens))
-	}
+	t.op, t.status, t.model, t.asset, t.errCode = genAIOperation(x.op, x.api), st, x.model, x.asset, x.errCode
+	t.in, t.out = x.inTokens, x.outTokens
 	code := codes.Unset
 	if st >= 500 {
 		code = codes.Error
 	}
-	tracing.Finish(sp, a, code, x.errCode, now)
-	if x.spans != nil {
-		x.spans.Release()
-	}
-	x.span, x.tctx, x.tr, x.troute, x.spans = nil, nil, nil, "", nil
-}
-
-// endAt ends sp at t (zero: now).
-func endAt(sp trace.Span, t time.Time) {
-	if t.IsZero() {
-		sp.End()
-		return
-	}
-	tracing.EndAt(sp, t)
+	t.End(code, x.errCode, end)
 }

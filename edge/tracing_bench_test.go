@@ -214,13 +214,13 @@ func BenchmarkTracingHooks(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		*x = exchange{s: &s, endpoint: endpointChat, op: fleet.KindChat, model: "qwen3:8b", asset: "qwen3:8b", attempts: 1,
-			service: "gpu1/chat", stream: true, spans: x.spans}
+			service: "gpu1/chat", stream: true}
 		x.plan.Strategy = "balanced"
 		x.traceStart(&rc)
-		x.traceEval(x.child("policy.evaluate"), "go", nil, time.Time{})
-		x.tracePlan(x.child("routing.plan"), &x.plan, nil)
+		x.traceEval(x.child("policy.evaluate", spanEval), "go", nil, time.Time{})
+		x.tracePlan(x.child("routing.plan", spanPlan), &x.plan, nil)
 		x.traceAttempt(x.attemptSpan(c, 1, req, time.Time{}), 200, nil)
-		x.relay = x.child("stream.relay")
+		x.relay = x.child("stream.relay", spanRelay)
 		x.traceUsage(answer, bytes.Index(answer, completionTokensKey))
 		x.traceEnd(200, time.Time{})
 	}

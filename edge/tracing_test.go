@@ -403,7 +403,7 @@ func TestInjectTraceparentMatchesSDK(t *testing.T) {
 		if !sc.IsValid() {
 			continue
 		}
-		back := trace.SpanContextFromContext(prop.Extract(context.Background(), reqHeaders{&req.Header}))
+		back := trace.SpanContextFromContext(prop.Extract(context.Background(), headerCarrier{&req.Header}))
 		wantBack := sc.WithTraceFlags(sc.TraceFlags() & (trace.FlagsSampled | trace.FlagsRandom)).WithRemote(true)
 		if !back.Equal(wantBack) {
 			t.Errorf("%d: read back %v, want %v", i, back, wantBack)
@@ -411,28 +411,18 @@ func TestInjectTraceparentMatchesSDK(t *testing.T) {
 	}
 }
 
-// The carrier reads a client's traceparent without copying it; what
-// Extract returns keeps nothing of the header's bytes: overwriting the
-// request's headers afterwards (fasthttp reuses them for the next request
-// on the connection) leaves the extracted span context, its tracestate
-// included, as it was.
-func TestExtractKeepsNoHeaderBytes(t *testing.T) {
-	var rc fasthttp.RequestCtx
-	rc.Request.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-	rc.Request.Header.Set("tracestate", "vendor=abc")
-	var prop propagation.TraceContext
-	sc := trace.SpanContextFromContext(prop.Extract(context.Background(), reqHeaders{&rc.Request.Header}))
-	if sc.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || sc.SpanID().String() != "00f067aa0ba902b7" ||
-		!sc.IsSampled() || sc.TraceState().String() != "vendor=abc" {
-		t.Fatalf("extracted %v (tracestate %q)", sc, sc.TraceState().String())
+// headerCarrier is a propagation carrier over a fasthttp request's
+// headers, for the SDK's propagator to read what the edge wrote.
+type headerCarrier struct{ h *fasthttp.RequestHeader }
+
+func (c headerCarrier) Get(k string) string { return string(c.h.Peek(k)) }
+func (c headerCarrier) Set(k, v string)     { c.h.Set(k, v) }
+func (c headerCarrier) Keys() []string {
+	var ks []string
+	for k := range c.h.All() {
+		ks = append(ks, string(k))
 	}
-	before := sc.TraceState().String()
-	// Same lengths: fasthttp rewrites the values in place.
-	rc.Request.Header.Set("traceparent", "00-ffffffffffffffffffffffffffffffff-ffffffffffffffff-00")
-	rc.Request.Header.Set("tracestate", "zzzzzz=zzz")
-	if sc.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || sc.TraceState().String() != before {
-		t.Fatalf("the extracted span context changed with the header: %v %q", sc, sc.TraceState().String())
-	}
+	return ks
 }
 
 // extractTraceparent reads what propagation.TraceContext's Extract reads,
@@ -472,7 +462,7 @@ func TestExtractMatchesSDK(t *testing.T) {
 		if c.ts != "" {
 			h.Set("tracestate", c.ts)
 		}
-		want := trace.SpanContextFromContext(prop.Extract(context.Background(), reqHeaders{&h}))
+		want := trace.SpanContextFromContext(prop.Extract(context.Background(), headerCarrier{&h}))
 		got := extractTraceparent(&h)
 		if !got.Equal(want) || got.IsRemote() != want.IsRemote() {
 			t.Errorf("traceparent %q tracestate %q: got %v, the SDK reads %v", c.tp, c.ts, got, want)
@@ -510,7 +500,7 @@ func TestTraceUsageFromTiming(t *testing.T) {
 	for _, b := range bodies {
 		rb := []byte(b)
 		_, _, ct := answerTiming(rb, time.Second)
-		x := &exchange{span: noopSpan}
+		x := &exchange{rt: new(reqTrace)} // traced: traceUsage reads
 		x.traceUsage(rb, ct)
 		in := intAfter(rb, promptTokensKey)
 		if in == 0 {
@@ -526,4 +516,3 @@ func TestTraceUsageFromTiming(t *testing.T) {
 	}
 }
 
-var noopSpan = trace.SpanFromContext(context.Background())

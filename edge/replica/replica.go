@@ -32,8 +32,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/geniehive/geniehive/internal/tracing"
 	"github.com/redis/go-redis/v9"
-	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/geniehive/geniehive/edge"
@@ -62,7 +62,7 @@ type Options struct {
 	Ready func(addr string)
 	// TracerProvider, when set, traces every proxied request (see
 	// edge.Deps.TracerProvider); nil: no tracing.
-	TracerProvider trace.TracerProvider
+	TracerProvider *tracing.Provider
 }
 
 // Replica is one running edge.

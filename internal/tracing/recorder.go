@@ -21,7 +21,6 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/embedded"
-	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Provider is a span recorder behind the OpenTelemetry trace API
@@ -39,8 +38,9 @@ import (
 // object that is itself the sdktrace.ReadOnlySpan the exporter reads (no
 // snapshot), draws IDs from math/rand/v2's per-thread generator, and
 // queues ended spans in sharded, mutex-guarded buffers (no channel send,
-// little contention; a request's spans, from one Spans block, in one
-// lock) that one goroutine drains into export batches.
+// little contention) that one goroutine drains into export batches. A
+// caller that knows its spans' shape records them cheaper still, as one
+// Request (request.go), which the export goroutine expands into spans.
 //
 // # What it keeps of the SDK
 // The samplers (any sdktrace.Sampler; FromEnv reads OTEL_TRACES_SAMPLER
@@ -75,7 +75,12 @@ type Provider struct {
 
 	tracers sync.Map // scope key -> *tracer
 
-	blocks sync.Pool // *Spans, NewSpans's, back when released and exported
+	// The export goroutine's: a shard's items while it exports them, and
+	// the records Requests are expanded into (xrecs[:xn] in the batch
+	// under way; reused after its export when recycle).
+	taken []item
+	xrecs []*record
+	xn    int
 }
 
 // Options configures a Provider; zero fields take the SDK's defaults.
@@ -107,8 +112,15 @@ const (
 // not share a cache line.
 type shard struct {
 	mu    sync.Mutex
-	spans []sdktrace.ReadOnlySpan // cap: the shard's share of MaxQueueSize
+	items []item // cap: the shard's share of MaxQueueSize, in spans
+	spans int    // the spans of items (a Request's count as many as it has)
 	_     [64]byte
+}
+
+// item is an ended span (r) or an ended Request (q) waiting for export.
+type item struct {
+	r *record
+	q *Request
 }
 
 // The samplers Provider decides for itself, as they would (the default
@@ -185,8 +197,9 @@ func NewProvider(exp sdktrace.SpanExporter, o Options) *Provider {
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	for i := range p.shards {
-		p.shards[i].spans = make([]sdktrace.ReadOnlySpan, 0, per)
+		p.shards[i].items = make([]item, 0, per)
 	}
+	p.taken = make([]item, 0, per)
 	go p.run()
 	return p
 }
@@ -210,46 +223,44 @@ func (p *Provider) Dropped() uint64 { return p.dropped.Load() }
 // enqueue queues an ended, sampled span for export, or drops it (and
 // counts it) when its shard is full or the provider shut down.
 func (p *Provider) enqueue(r *record) {
-	rs := [1]*record{r}
-	p.enqueueAll(rs[:])
-}
-
-// enqueueAll queues ended, sampled spans (a request's, one lock for all)
-// in one shard, as many as it has room for, and drops the rest (counted).
-// stopped is read under the shard's lock: Shutdown sets it before the
-// last drain locks each shard, so a span is either queued before that
-// drain takes its shard (and exported) or sees stopped (and is counted
-// dropped), never queued after it and lost.
-func (p *Provider) enqueueAll(rs []*record) {
-	sh := &p.shards[uint64(rs[len(rs)-1].sc.SpanID()[7])&p.mask]
-	sh.mu.Lock()
-	stopped, n, k := p.stopped.Load(), len(sh.spans), 0
-	if !stopped {
-		k = min(len(rs), cap(sh.spans)-n)
-	}
-	for _, r := range rs[:k] {
-		sh.spans = append(sh.spans, r)
-	}
-	half := n < cap(sh.spans)/2 && n+k >= cap(sh.spans)/2
-	full := k < len(rs) && !stopped
-	sh.mu.Unlock()
-	if k < len(rs) {
-		p.dropped.Add(uint64(len(rs) - k))
-		for _, r := range rs[k:] {
-			p.drop(r)
-		}
-	}
-	// Half a shard queued: time to export, before spans are dropped.
-	if half || full {
-		p.wake()
-	}
-}
-
-// drop lets go of a record the queue did not take.
-func (p *Provider) drop(r *record) {
-	if p.recycle {
+	if !p.queue(item{r: r}, uint64(r.sc.SpanID()[7]), 1) && p.recycle {
 		r.release()
 	}
+}
+
+// enqueueRequest queues an ended, sampled Request for export, or drops
+// its spans (and counts them) and gives it back to its owner.
+func (p *Provider) enqueueRequest(r *Request) {
+	if !p.queue(item{q: r}, uint64(r.spans[0].id[7]), r.spanCount()) {
+		r.owner.Release()
+	}
+}
+
+// queue puts it, n spans, in the shard key picks when the shard has room
+// for them, and reports whether it did; else the spans are counted
+// dropped. stopped is read under the shard's lock: Shutdown sets it
+// before the last drain locks each shard, so a span is either queued
+// before that drain takes its shard (and exported) or sees stopped (and
+// is counted dropped), never queued after it and lost.
+func (p *Provider) queue(it item, key uint64, n int) bool {
+	sh := &p.shards[key&p.mask]
+	sh.mu.Lock()
+	stopped, had, room := p.stopped.Load(), sh.spans, cap(sh.items)
+	ok := !stopped && had+n <= room
+	if ok {
+		sh.items = append(sh.items, it)
+		sh.spans += n
+	}
+	sh.mu.Unlock()
+	if !ok {
+		p.dropped.Add(uint64(n))
+	}
+	// Half a shard queued (or a full one): time to export, before spans
+	// are dropped.
+	if (ok && had < room/2 && had+n >= room/2) || (!ok && !stopped) {
+		p.wake()
+	}
+	return ok
 }
 
 func (p *Provider) wake() {
@@ -283,24 +294,28 @@ func (p *Provider) run() {
 	}
 }
 
-// drain exports every queued span in batches of at most MaxExportBatchSize.
+// drain exports every queued span in batches of at most
+// MaxExportBatchSize: each shard's items taken at once (the shard's lock
+// held for a copy), Requests expanded into spans as they come.
 func (p *Provider) drain(batch []sdktrace.ReadOnlySpan) []sdktrace.ReadOnlySpan {
-	for more := true; more; {
-		more = false
-		for i := range p.shards {
-			sh := &p.shards[i]
-			sh.mu.Lock()
-			k := copy(batch[len(batch):cap(batch)], sh.spans)
-			batch = batch[:len(batch)+k]
-			rest := copy(sh.spans, sh.spans[k:])
-			clear(sh.spans[rest:])
-			sh.spans = sh.spans[:rest]
-			sh.mu.Unlock()
+	for i := range p.shards {
+		sh := &p.shards[i]
+		sh.mu.Lock()
+		p.taken = append(p.taken[:0], sh.items...)
+		clear(sh.items)
+		sh.items, sh.spans = sh.items[:0], 0
+		sh.mu.Unlock()
+		for _, it := range p.taken {
+			if it.q != nil {
+				batch = p.expand(it.q, batch)
+				continue
+			}
+			batch = append(batch, it.r)
 			if len(batch) == cap(batch) {
 				batch = p.export(batch)
-				more = more || rest > 0
 			}
 		}
+		clear(p.taken)
 	}
 	if len(batch) > 0 {
 		batch = p.export(batch)
@@ -308,6 +323,9 @@ func (p *Provider) drain(batch []sdktrace.ReadOnlySpan) []sdktrace.ReadOnlySpan 
 	return batch
 }
 
+// export hands batch to the exporter, then lets go of its spans: the API's
+// records back to their pool, the expanded ones to be reused (when the
+// exporter keeps nothing of them).
 func (p *Provider) export(batch []sdktrace.ReadOnlySpan) []sdktrace.ReadOnlySpan {
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	if err := p.exp.ExportSpans(ctx, batch); err != nil {
@@ -316,16 +334,17 @@ func (p *Provider) export(batch []sdktrace.ReadOnlySpan) []sdktrace.ReadOnlySpan
 	cancel()
 	if p.recycle {
 		for _, r := range batch {
-			r.(*record).release()
+			if r := r.(*record); !r.expanded {
+				r.release()
+			}
 		}
+		p.xn = 0
 	}
 	clear(batch)
 	return batch[:0]
 }
 
-// ForceFlush exports every span ended before it was called, but for a
-// Spans block's spans still waiting for the block's first span to end
-// (see Spans).
+// ForceFlush exports every span (and Request) ended before it was called.
 func (p *Provider) ForceFlush(ctx context.Context) error {
 	reply := make(chan struct{})
 	select {
@@ -381,9 +400,15 @@ func newIDs(tid trace.TraceID) (trace.TraceID, trace.SpanID) {
 		binary.BigEndian.PutUint64(tid[8:], rand.Uint64())
 	}
 	for !sid.IsValid() {
-		binary.BigEndian.PutUint64(sid[:], rand.Uint64()) // one store, not eight
+		sid = newSpanID()
 	}
 	return tid, sid
+}
+
+// newSpanID returns a random span ID (zero once in 2^64: callers loop).
+func newSpanID() (sid trace.SpanID) {
+	binary.BigEndian.PutUint64(sid[:], rand.Uint64()) // one store, not eight
+	return sid
 }
 
 // Start opens a span, the child of ctx's span when it has one, as the
@@ -398,403 +423,8 @@ func (t *tracer) Start(ctx context.Context, name string, opts ...trace.SpanStart
 	return trace.ContextWithSpan(ctx, sp), sp
 }
 
-// StartSpan is Start without the returned context, for a span that has
-// no children: the context costs an allocation per span.
-func (t *tracer) StartSpan(ctx context.Context, name string, opts ...trace.SpanStartOption) trace.Span {
-	c := trace.NewSpanStartConfig(opts...)
-	if c.NewRoot() {
-		ctx = trace.ContextWithSpanContext(ctx, trace.SpanContext{})
-	}
-	return t.start(ctx, name, &c)
-}
-
-// SpanStarter is a tracer that can open a span without returning its
-// context, and with its handle from a caller's Spans block (Provider's
-// tracers are; the edge uses StartIn when its provider has it).
-type SpanStarter interface {
-	StartSpan(ctx context.Context, name string, opts ...trace.SpanStartOption) trace.Span
-	StartIn(b *Spans, ctx context.Context, parent trace.Span, name string, at time.Time, c *trace.SpanConfig) trace.Span
-	NewSpans() *Spans
-}
-
-// Spans is a block of span handles for one request, so that a span costs
-// no handle allocation: StartIn takes its handles from the block (past
-// its size, from the heap). The block also keeps the first span's start
-// (with its monotonic reading): every later timestamp of the request is
-// that start plus the monotonic time elapsed, one clock read where
-// time.Now takes two (wall and monotonic), the same meaning (what the SDK
-// reports is the wall clock; a duration is the monotonic one either way).
-//
-// A block comes either from a provider's pool (NewSpans; the edge takes
-// one per traced request and Releases it with its exchange) or is the
-// caller's own (a zero Spans, readied for another request by Reset). A
-// pooled block also holds its spans' records: they are exported from the
-// block, and the block goes back to the pool once it is released and
-// every record of it is exported (or dropped), so a traced request
-// allocates nothing, and the export goroutine writes one counter per
-// record instead of clearing and pooling each record (whose cache lines
-// the request's core then had to fetch back).
-//
-// A handle is a pointer to one of its slot's generation tags (*tag), not
-// to the slot: a slot hands out the next tag each time it is used, and a
-// call through a tag other than the slot's current one does nothing, so a
-// handle kept past its request by mistake (a goroutine outliving it) does
-// not write into a later request's span, unless the slot has been used a
-// multiple of genWindow times since. A handle lets go of its record at
-// End, as a heap one does, so a late call on an ended span writes nothing.
-//
-// The block queues a request's spans for export together: a span of the
-// block that ends while the block's first span (the request's root) is
-// still open waits in the block, and goes to the export queue with the
-// first span when it ends (or at Reset or Release), under one lock
-// instead of one per span. So ForceFlush does not export such a span
-// before its root ends; a root never ended takes its waiting children
-// with it, as an unended span is never exported.
-type Spans struct {
-	base   time.Time
-	n      int
-	pool   *Provider // the provider whose pool the block is from; nil: the caller's own
-	made   int32     // records of the block handed out since NewSpans
-	refs   atomic.Int32
-	remote nonRecording // Remote's
-
-	mu   sync.Mutex
-	open *Provider // h[0]'s while it is open (ended spans of its wait); nil once ended
-	held *record   // the ended, sampled spans waiting for h[0]'s end, linked by next
-
-	h   [SpansPerBlock]slot
-	rec [SpansPerBlock]record // h[i]'s records, when pooled
-}
-
-// genWindow is how many generations a slot's handles tell apart.
-const genWindow = 32
-
-// slot is a block's span and its generation tags: tags[gen] is the
-// handle of its current span.
-type slot struct {
-	span
-	gen  uint8
-	tags [genWindow]tag
-}
-
-// tag is a block span's handle: its embedded value is its slot (so the
-// handle is one pointer, as trace.Span's interface holds without an
-// allocation), and it is the slot's current span's only while it is
-// the slot's tags[gen].
-type tag struct {
-	embedded.Span // *slot
-}
-
-// live returns the span t is the handle of, nil when the slot has been
-// used again since.
-func (t *tag) live() *span {
-	sl := t.Span.(*slot)
-	if t != &sl.tags[sl.gen] {
-		return nil
-	}
-	return &sl.span
-}
-
-// spanOf returns the recording span sp is a handle of: nil when sp is
-// another implementation's, a non-recording span, or a stale handle.
-func spanOf(sp trace.Span) *span {
-	switch s := sp.(type) {
-	case *span:
-		return s
-	case *tag:
-		return s.live()
-	}
-	return nil
-}
-
-func (t *tag) SetAttributes(kv ...attribute.KeyValue) {
-	if s := t.live(); s != nil {
-		s.SetAttributes(kv...)
-	}
-}
-func (t *tag) SetStatus(code codes.Code, description string) {
-	if s := t.live(); s != nil {
-		s.SetStatus(code, description)
-	}
-}
-func (t *tag) SetName(name string) {
-	if s := t.live(); s != nil {
-		s.SetName(name)
-	}
-}
-func (t *tag) IsRecording() bool {
-	s := t.live()
-	return s != nil && s.IsRecording()
-}
-func (t *tag) AddEvent(name string, opts ...trace.EventOption) {
-	if s := t.live(); s != nil {
-		s.AddEvent(name, opts...)
-	}
-}
-func (t *tag) AddLink(l trace.Link) {
-	if s := t.live(); s != nil {
-		s.AddLink(l)
-	}
-}
-func (t *tag) RecordError(err error, opts ...trace.EventOption) {
-	if s := t.live(); s != nil {
-		s.RecordError(err, opts...)
-	}
-}
-
-// End is span.End's (recover must be called by the deferred method itself).
-func (t *tag) End(opts ...trace.SpanEndOption) {
-	s := t.live()
-	if recovered := recover(); recovered != nil {
-		defer panic(recovered)
-		if s != nil {
-			s.endPanic(recovered, opts)
-		}
-		return
-	}
-	if s != nil {
-		s.endWith(time.Time{}, opts)
-	}
-}
-func (t *tag) SpanContext() trace.SpanContext {
-	if s := t.live(); s != nil {
-		return s.sc
-	}
-	return trace.SpanContext{}
-}
-func (t *tag) TracerProvider() trace.TracerProvider {
-	if s := t.live(); s != nil {
-		return s.p
-	}
-	return noopProvider{}
-}
-
-// Remote returns a span standing for a remote parent, sc (a client's
-// traceparent), to pass StartIn as parent: what
-// trace.ContextWithRemoteSpanContext would carry, without the context
-// (two allocations). It is b's until the next Remote or Reset.
-func (b *Spans) Remote(sc trace.SpanContext) trace.Span {
-	b.remote = nonRecording{sc: sc.WithRemote(true)}
-	return &b.remote
-}
-
-// SpansPerBlock is how many spans a Spans block holds: the edge's five
-// (four for an answer not streamed) and one failover attempt; a further
-// attempt's handle comes from the heap.
-const SpansPerBlock = 6
-
-// NewSpans returns a block from the provider's pool, for one request,
-// to give back with Release. When the exporter keeps the spans it is
-// given (not Provider's recycling), the block is a new one, never reused.
-func (t *tracer) NewSpans() *Spans { return t.p.NewSpans() }
-
-// NewSpans: see tracer.NewSpans.
-func (p *Provider) NewSpans() *Spans {
-	if !p.recycle {
-		return new(Spans)
-	}
-	b, _ := p.blocks.Get().(*Spans)
-	if b == nil {
-		return &Spans{pool: p}
-	}
-	b.n, b.made, b.base, b.remote = 0, 0, time.Time{}, nonRecording{}
-	return b
-}
-
-// Release gives a block from NewSpans back: queued, its spans still
-// waiting for its first one (as Reset does), and back in the pool once
-// every record of it is exported. The caller's handles of it do nothing
-// once their slots are used again.
-func (b *Spans) Release() {
-	b.mu.Lock()
-	r, p := b.held, b.open
-	b.held, b.open = nil, nil
-	b.mu.Unlock()
-	if r != nil {
-		var rs [SpansPerBlock]*record
-		p.enqueueAll(r.list(rs[:0]))
-	}
-	if b.pool != nil && b.refs.Add(b.made) == 0 {
-		b.pool.blocks.Put(b)
-	}
-}
-
-// done counts a record of b exported, dropped or not sampled: the last
-// one of a released block puts it back in the pool (refs: minus the
-// records done until Release adds those made).
-func (b *Spans) done() {
-	if b.refs.Add(-1) == 0 {
-		b.pool.blocks.Put(b)
-	}
-}
-
-// Reset readies a caller's own block (not NewSpans's) for another
-// request. A span of b not ended by then is never exported (as a span
-// never ended is not).
-func (b *Spans) Reset() {
-	for i := range b.h[:b.n] {
-		s := &b.h[i].span
-		s.mu.Lock()
-		s.r, s.p, s.sc, s.b = nil, nil, trace.SpanContext{}, nil
-		s.children.Store(0)
-		s.mu.Unlock()
-	}
-	b.n, b.base, b.remote = 0, time.Time{}, nonRecording{}
-	b.mu.Lock()
-	r, p := b.held, b.open
-	b.held, b.open = nil, nil
-	b.mu.Unlock()
-	if r != nil { // ended: queued, though their first span was not
-		var rs [SpansPerBlock]*record
-		p.enqueueAll(r.list(rs[:0]))
-	}
-}
-
-// list appends r and the records linked after it to rs, unlinking them
-// (past cap(rs), each further record is queued alone).
-func (r *record) list(rs []*record) []*record {
-	for r != nil {
-		next := r.next
-		r.next = nil
-		if len(rs) == cap(rs) {
-			r.t.p.enqueue(r)
-		} else {
-			rs = append(rs, r)
-		}
-		r = next
-	}
-	return rs
-}
-
-// Now returns the current time for a span of b: its first span's start
-// plus the monotonic time elapsed (time.Now for the first).
-func (b *Spans) Now() time.Time {
-	if b.base.IsZero() {
-		b.base = time.Now()
-		return b.base
-	}
-	return b.base.Add(time.Since(b.base))
-}
-
-// take returns a span for p to record into, its handle, and its record:
-// from b while it has room (the record too when b is pooled), else from
-// the heap (and the record pool).
-func (b *Spans) take(p *Provider) (*span, trace.Span, *record) {
-	if b == nil || b.n == len(b.h) {
-		s := new(span)
-		return s, s, newRecord()
-	}
-	i := b.n
-	sl := &b.h[i]
-	if i == 0 {
-		b.mu.Lock()
-		b.open = p
-		b.mu.Unlock()
-	}
-	b.n++
-	if sl.tags[0].Span == nil { // the slot's first use
-		for g := range sl.tags {
-			sl.tags[g].Span = sl
-		}
-	}
-	sl.b = b
-	sl.children.Store(0)
-	sl.gen = (sl.gen + 1) % genWindow
-	var r *record
-	if b.pool != nil {
-		r = &b.rec[i]
-		r.reuse()
-		r.blk = b
-		b.made++
-	} else {
-		r = newRecord()
-	}
-	return &sl.span, &sl.tags[sl.gen], r
-}
-
-// queue queues r, s's record, ended, when s is of a block: held in it
-// while the block's first span is open, or with the spans held when s is
-// the first; false when s is not of a block, or the block's first span
-// has ended (or is another provider's): the caller queues r.
-func (s *span) queue(r *record) bool {
-	b := s.b
-	if b == nil {
-		return false
-	}
-	b.mu.Lock()
-	if s == &b.h[0].span && b.open != nil {
-		held := b.held
-		b.held, b.open = nil, nil
-		b.mu.Unlock()
-		var rs [SpansPerBlock]*record
-		q := held.list(rs[:0])
-		if s.sc.IsSampled() {
-			q = append(q, r) // at most SpansPerBlock-1 held (h[1:]): no growth; the last: its shard takes them all
-		} else if s.p.recycle {
-			r.release()
-		}
-		if len(q) > 0 {
-			s.p.enqueueAll(q)
-		}
-		return true
-	}
-	if b.open == s.p && s.sc.IsSampled() {
-		r.next, b.held = b.held, r
-		b.mu.Unlock()
-		return true
-	}
-	b.mu.Unlock()
-	return false
-}
-
-// EndAt ends sp at t: for spans ending at the same moment (one clock
-// read for both), without an end option's allocation when sp is one of
-// Provider's.
-func EndAt(sp trace.Span, t time.Time) {
-	if s := spanOf(sp); s != nil {
-		s.end(t)
-		return
-	}
-	if _, ok := sp.(*tag); ok { // stale
-		return
-	}
-	sp.End(trace.WithTimestamp(t))
-}
-
-// StartIn opens a span as StartSpan does, its handle from b (nil: from
-// the heap), the child of parent when it is not nil (else of ctx's span:
-// then a child needs no context of its parent's), starting at at (zero:
-// now, by b's clock), configured by c (trace.NewSpanStartConfig's, built
-// once by the caller: applying options per span is a tenth of a span's
-// cost).
-func (t *tracer) StartIn(b *Spans, ctx context.Context, parent trace.Span, name string, at time.Time, c *trace.SpanConfig) trace.Span {
-	if c.NewRoot() {
-		ctx, parent = trace.ContextWithSpanContext(ctx, trace.SpanContext{}), nil
-	}
-	if parent == nil {
-		parent = trace.SpanFromContext(ctx)
-	} else if t.p.sampling == otherSampler {
-		ctx = trace.ContextWithSpan(ctx, parent) // the sampler reads the parent from ctx
-	}
-	start := c.Timestamp()
-	if start.IsZero() {
-		start = at
-	}
-	if b != nil {
-		if start.IsZero() {
-			start = b.Now()
-		} else if b.base.IsZero() {
-			b.base = start
-		}
-	}
-	return t.startAt(ctx, parent, b, name, c, start)
-}
-
 func (t *tracer) start(ctx context.Context, name string, c *trace.SpanConfig) trace.Span {
-	return t.startAt(ctx, trace.SpanFromContext(ctx), nil, name, c, c.Timestamp())
-}
-
-func (t *tracer) startAt(ctx context.Context, ps trace.Span, b *Spans, name string, c *trace.SpanConfig, start time.Time) trace.Span {
+	ps := trace.SpanFromContext(ctx)
 	psc := ps.SpanContext()
 	tid, sid := newIDs(psc.TraceID())
 	var sr sdktrace.SamplingResult
@@ -820,12 +450,13 @@ func (t *tracer) startAt(ctx context.Context, ps trace.Span, b *Spans, name stri
 	if sr.Decision == sdktrace.Drop {
 		return &nonRecording{sc: sc, p: t.p}
 	}
+	start := c.Timestamp()
 	if start.IsZero() {
 		start = time.Now()
 	}
-	s, h, r := b.take(t.p)
+	s, r := new(span), newRecord()
 	r.t, r.name, r.sc, r.parent, r.kind, r.start = t, name, sc, psc, trace.ValidateSpanKind(c.SpanKind()), start
-	if parent := spanOf(ps); parent != nil {
+	if parent, ok := ps.(*span); ok {
 		parent.children.Add(1)
 	}
 	for _, l := range c.Links() {
@@ -834,7 +465,7 @@ func (t *tracer) startAt(ctx context.Context, ps trace.Span, b *Spans, name stri
 	r.setAttributes(sr.Attributes)
 	r.setAttributes(c.Attributes())
 	s.sc, s.p, s.r = sc, t.p, r
-	return h
+	return s
 }
 
 // span is the recording span a caller holds: its span context and, until
@@ -849,7 +480,6 @@ type span struct {
 	children atomic.Int32 // for ChildSpanCount, set at End
 	mu       sync.Mutex
 	r        *record // nil once ended
-	b        *Spans  // the block the handle is in; nil: from the heap
 }
 
 var _ trace.Span = (*span)(nil)
@@ -876,8 +506,7 @@ type record struct {
 	droppedLinks int
 	children     int
 	status       sdktrace.Status
-	next         *record // the next of a block's waiting spans (Spans.held)
-	blk          *Spans  // the pooled block the record is in; nil: the record pool's
+	expanded     bool // a Request's span (Provider.expand): the export goroutine's, not the pool's
 }
 
 var _ sdktrace.ReadOnlySpan = (*record)(nil)
@@ -905,33 +534,12 @@ func (r *record) free() {
 	r.ReadOnlySpan, r.t, r.sc, r.parent, r.kind, r.name = nil, nil, trace.SpanContext{}, trace.SpanContext{}, 0, ""
 	r.start, r.end, r.attrs, r.droppedAttrs = time.Time{}, time.Time{}, r.attrBuf[:0], 0
 	r.events, r.droppedEvs, r.links, r.droppedLinks, r.children, r.status = nil, 0, nil, 0, 0, sdktrace.Status{}
-	r.next = nil
 	records.Put(r)
 }
 
-// reuse readies a pooled block's record for its next span (start sets
-// what it does not), on the request's goroutine, not the export one. The
-// previous span's attributes are not cleared, only overwritten by the
-// next span's (clearing them is a write barrier per pointer while the GC
-// marks): those past the next span's count stay reachable while the block
-// is pooled, which sync.Pool bounds to two GC cycles.
-func (r *record) reuse() {
-	r.attrs, r.droppedAttrs = r.attrBuf[:0], 0
-	if r.events != nil || r.links != nil {
-		r.events, r.links = nil, nil
-	}
-	r.droppedEvs, r.droppedLinks, r.status = 0, 0, sdktrace.Status{}
-}
-
-// release lets go of an exported (or dropped, or unsampled) record: back
-// to its pooled block, or cleared into the record pool.
-func (r *record) release() {
-	if r.blk != nil {
-		r.blk.done()
-		return
-	}
-	r.free()
-}
+// release lets go of an exported (or dropped, or unsampled) record,
+// cleared into the record pool.
+func (r *record) release() { r.free() }
 
 // SetAttributes adds kv, replacing an attribute of the same key (the
 // last value wins, as in the SDK); invalid ones and those past the limit
@@ -1134,55 +742,12 @@ func (s *span) end(et time.Time) {
 	}
 }
 
-// Finish does what sp.SetAttributes(kv...), sp.SetStatus(code, desc)
-// (when code is not Unset) and an End at t (zero: now) do, for
-// Provider's spans under one lock instead of three, with no end option.
-func Finish(sp trace.Span, kv []attribute.KeyValue, code codes.Code, desc string, t time.Time) {
-	s := spanOf(sp)
-	if s == nil {
-		if _, ok := sp.(*tag); ok { // stale: does nothing
-			return
-		}
-		// A copy: kv stays the caller's (it may be on its stack).
-		sp.SetAttributes(append([]attribute.KeyValue(nil), kv...)...)
-		if code != codes.Unset {
-			sp.SetStatus(code, desc)
-		}
-		if t.IsZero() {
-			sp.End()
-		} else {
-			sp.End(trace.WithTimestamp(t))
-		}
-		return
-	}
-	s.mu.Lock()
-	r := s.r
-	s.r = nil
-	if r != nil {
-		r.setAttributes(kv)
-		if code != codes.Unset {
-			r.setStatus(code, desc)
-		}
-	}
-	s.mu.Unlock()
-	if r != nil {
-		s.finish(r, t)
-	}
-}
-
 // finish ends s, whose record r it has just let go of, at et (zero: now).
 func (s *span) finish(r *record, et time.Time) {
 	if et.IsZero() {
-		if s.b != nil {
-			et = s.b.Now()
-		} else {
-			et = time.Now()
-		}
+		et = time.Now()
 	}
 	r.end, r.children = et, int(s.children.Load())
-	if s.queue(r) {
-		return
-	}
 	if s.sc.IsSampled() {
 		s.p.enqueue(r)
 	} else if s.p.recycle {
@@ -1215,9 +780,6 @@ func (r *record) ChildSpanCount() int                         { return r.childre
 
 //nolint:staticcheck // part of ReadOnlySpan
 func (r *record) InstrumentationLibrary() instrumentation.Library { return r.t.scope }
-
-// noopProvider is a stale handle's TracerProvider.
-type noopProvider = noop.TracerProvider
 
 // nonRecording is a span the sampler dropped: it carries its span context
 // (propagated to children and upstreams) and records nothing.

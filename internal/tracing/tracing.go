@@ -46,7 +46,6 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // FromEnv returns the tracer provider the environment asks for, and the
@@ -56,7 +55,7 @@ import (
 // An unknown exporter or protocol, or an exporter that cannot be built
 // (a malformed endpoint): the caller refuses to start rather than run
 // without the traces it was told to send.
-func FromEnv(ctx context.Context, service string) (trace.TracerProvider, func(context.Context) error, error) {
+func FromEnv(ctx context.Context, service string) (*Provider, func(context.Context) error, error) {
 	if strings.EqualFold(os.Getenv("OTEL_SDK_DISABLED"), "true") {
 		return nil, nil, nil
 	}
