@@ -515,4 +515,3 @@ func TestTraceUsageFromTiming(t *testing.T) {
 		}
 	}
 }
-
