@@ -415,7 +415,7 @@ func (x *exchange) traceUsage(rb []byte, ct int) {
 // usage on their last chunk, Anthropic's message_start (input) and
 // message_delta (output), the Responses API's response.completed.
 func (x *exchange) traceStreamUsage(ev []byte) {
-	if !bytes.Contains(ev, usageKey) {
+	if !hasUsageKey(ev) {
 		return
 	}
 	if n := intAfter(ev, promptTokensKey); n > 0 {
@@ -430,7 +430,25 @@ func (x *exchange) traceStreamUsage(ev []byte) {
 	}
 }
 
+// hasUsageKey reports whether ev holds `"usage"`, found from its 'u':
+// bytes.Index stops at each byte equal to the needle's first, and in an
+// event of JSON every key and string starts with '"', far more often than
+// a 'u' comes (every stream event is scanned so when tracing is on).
+func hasUsageKey(ev []byte) bool {
+	for i := 1; i < len(ev); i++ {
+		j := bytes.Index(ev[i:], usageTail)
+		if j < 0 {
+			return false
+		}
+		if i += j; ev[i-1] == '"' {
+			return true
+		}
+	}
+	return false
+}
+
 var (
+	usageTail       = usageKey[1:]
 	usageKey        = []byte(`"usage"`)
 	promptTokensKey = []byte(`"prompt_tokens":`)
 	inputTokensKey  = []byte(`"input_tokens":`)

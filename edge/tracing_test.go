@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -512,6 +513,27 @@ func TestTraceUsageFromTiming(t *testing.T) {
 		}
 		if x.inTokens != in || x.outTokens != out {
 			t.Errorf("%s: usage %d in, %d out; want %d, %d", b, x.inTokens, x.outTokens, in, out)
+		}
+	}
+}
+
+// hasUsageKey finds `"usage"` where bytes.Contains does, in stream events
+// of each dialect and in text that has "usage" without the key's quote.
+func TestHasUsageKey(t *testing.T) {
+	for _, ev := range []string{
+		`{"id":"c","object":"chat.completion.chunk","choices":[{"delta":{"content":"use usage"}}]}`,
+		`{"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5}}`,
+		`{"type":"message_start","message":{"usage":{"input_tokens":3,"output_tokens":1}}}`,
+		`{"type":"response.completed","response":{"usage":{"input_tokens":4,"output_tokens":8}}}`,
+		`usage":{}`,
+		`"usage"`,
+		`x"usag`,
+		`{"content":"usage\" here"}`,
+		``,
+		`u`,
+	} {
+		if got, want := hasUsageKey([]byte(ev)), bytes.Contains([]byte(ev), usageKey); got != want {
+			t.Errorf("%s: hasUsageKey %v, bytes.Contains %v", ev, got, want)
 		}
 	}
 }

@@ -208,8 +208,7 @@ func (p *Provider) expand(r *Request, batch []sdktrace.ReadOnlySpan) []sdktrace.
 		rec.t, rec.name, rec.kind = r.t, s.Name, trace.SpanKind(s.kind)
 		rec.start, rec.end = r.base.Add(s.start), r.base.Add(s.end)
 		rec.status = sdktrace.Status{Code: codes.Code(s.code), Description: s.desc}
-		rec.droppedAttrs, rec.droppedEvs, rec.droppedLinks, rec.events, rec.links = 0, 0, 0, nil, nil
-		rec.attrs = rec.attrBuf[:0]
+		rec.droppedAttrs, rec.attrs = 0, rec.attrBuf[:0] // events, links: never set on an expanded record
 		if i == 0 {
 			rec.sc, rec.parent, rec.children = r.sc, r.parent, children
 			if len(r.extra) > 0 {
