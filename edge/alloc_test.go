@@ -145,11 +145,10 @@ func TestSwapHotPathAllocations(t *testing.T) {
 // TestTracingOffAllocs: with no TracerProvider every tracing hook of the
 // request path (tracing.go) is a nil check: nothing is allocated. With
 // tracing on (the edge's provider, tracing.New, records reused as with
-// an OTLP exporter) the same hooks allocate nothing either: the spans'
-// handles and records are a pooled block's (tracing.Spans, released at
-// traceEnd and reused once exported), the client's traceparent is
-// read into a span context, not a context (extractTraceparent), and the
-// server span has no context.
+// an OTLP exporter) the same hooks allocate nothing either: a request's
+// spans are one pooled tracing.Request (reqTrace, back in its pool once
+// exported), and the client's traceparent is read into a span context,
+// not a context (extractTraceparent).
 func TestTracingOffAllocs(t *testing.T) {
 	var rc fasthttp.RequestCtx
 	rc.Request.Header.SetMethod("POST")
@@ -193,7 +192,7 @@ func TestTracingOffAllocs(t *testing.T) {
 	}
 	tp.ForceFlush(context.Background())
 	if n := testing.AllocsPerRun(100, hooks(&on)); n > 0 {
-		t.Fatalf("tracing on: the hooks allocate %v per request, want none (the request's block of spans is pooled)", n)
+		t.Fatalf("tracing on: the hooks allocate %v per request, want none (the request's tracing.Request is pooled)", n)
 	} else {
 		t.Logf("tracing on (always sampled, batch export): %v allocations per request", n)
 	}

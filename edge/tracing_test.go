@@ -152,7 +152,7 @@ func TestTracingSpanTree(t *testing.T) {
 			(stream && len(byName["stream.relay"]) != 1) {
 			t.Fatalf("stream=%v: children %v, want %v", stream, names(spans), wantKids)
 		}
-		// The times, from the request's one clock (tracing.Spans): every
+		// The times, from the request's one clock (tracing.Request): every
 		// child within the server span, each step after the one before,
 		// the relay ending with the server span.
 		for _, sp := range spans {

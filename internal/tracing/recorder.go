@@ -65,6 +65,7 @@ type Provider struct {
 
 	shards  []shard
 	mask    uint64
+	wakeAt  int // spans in a shard that wake the export goroutine: its share of a batch
 	kick    chan struct{}
 	flush   chan chan struct{}
 	stop    chan struct{}
@@ -200,6 +201,12 @@ func NewProvider(exp sdktrace.SpanExporter, o Options) *Provider {
 		p.shards[i].items = make([]item, 0, per)
 	}
 	p.taken = make([]item, 0, per)
+	// The export goroutine is woken when a shard holds its share of a
+	// batch (the shards fill evenly: about a batch is queued then), as the
+	// SDK's batch processor exports once a batch is queued; at most half
+	// a shard, so that a burst into one shard is exported before the
+	// shard is full.
+	p.wakeAt = max(1, min(per/2, o.MaxExportBatchSize/n))
 	go p.run()
 	return p
 }
@@ -255,9 +262,8 @@ func (p *Provider) queue(it item, key uint64, n int) bool {
 	if !ok {
 		p.dropped.Add(uint64(n))
 	}
-	// Half a shard queued (or a full one): time to export, before spans
-	// are dropped.
-	if (ok && had < room/2 && had+n >= room/2) || (!ok && !stopped) {
+	// A shard's share of a batch queued (or a full shard): time to export.
+	if (ok && had < p.wakeAt && had+n >= p.wakeAt) || (!ok && !stopped) {
 		p.wake()
 	}
 	return ok
@@ -270,7 +276,7 @@ func (p *Provider) wake() {
 	}
 }
 
-// run exports the queue when told (a shard half full, ForceFlush,
+// run exports the queue when told (a shard holding its share of a batch, ForceFlush,
 // Shutdown) or ScheduleDelay after its last export.
 func (p *Provider) run() {
 	defer close(p.done)

@@ -353,3 +353,46 @@ func TestRequestPastItsSpans(t *testing.T) {
 		}
 	}
 }
+
+// signalExporter counts what it is given and signals each export.
+type signalExporter struct {
+	n    atomic.Int64
+	sent chan struct{}
+}
+
+func (e *signalExporter) CopiesSpans() bool { return true }
+func (e *signalExporter) ExportSpans(_ context.Context, ss []sdktrace.ReadOnlySpan) error {
+	e.n.Add(int64(len(ss)))
+	select {
+	case e.sent <- struct{}{}:
+	default:
+	}
+	return nil
+}
+func (e *signalExporter) Shutdown(context.Context) error { return nil }
+
+// Once about a batch of spans is queued the export goroutine exports it,
+// without waiting for ScheduleDelay (here an hour): 600 spans over the
+// shards put at least 600/shards, more than a shard's share of a
+// 512-span batch, in one of them (by pigeonhole). Woken only at half a
+// shard (its 256 spans' 128, the earlier rule) they would wait the hour.
+func TestBatchExportedOnceQueued(t *testing.T) {
+	exp := &signalExporter{sent: make(chan struct{}, 1)}
+	p := NewProvider(exp, Options{ScheduleDelay: time.Hour})
+	defer p.Shutdown(context.Background())
+	if len(p.shards)*(512/len(p.shards)) != 512 || 600/len(p.shards) < p.wakeAt {
+		t.Fatalf("%d shards, woken at %d spans: the pigeonhole does not hold", len(p.shards), p.wakeAt)
+	}
+	q := p.Requests("s")
+	for range 300 { // 600 spans
+		o := &testOwner{attrs: make([][]attribute.KeyValue, 2)}
+		q.Begin(&o.Request, o, trace.SpanContext{}, "r", trace.SpanKindServer, time.Time{})
+		o.Close(o.Open("c", trace.SpanKindInternal, 0, time.Time{}), codes.Unset, "", time.Time{})
+		o.End(codes.Unset, "", time.Time{})
+	}
+	select {
+	case <-exp.sent:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("600 spans queued, ScheduleDelay an hour: nothing exported after 30 s (%d shards, woken at %d)", len(p.shards), p.wakeAt)
+	}
+}
