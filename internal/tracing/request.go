@@ -30,7 +30,8 @@ import (
 // goroutine (RequestOwner.AppendAttributes), into records the export
 // goroutine owns: each becomes the sdktrace.ReadOnlySpan the exporter
 // reads, as the API's spans do, so an exporter sees the same spans either
-// way (TestRequestMatchesAPI).
+// way (TestRequestMatchesSDK: the same spans through the SDK's own
+// provider and as a Request export the same).
 //
 // # Sampling
 // The request's spans follow span 0's decision, taken at Begin as the
