@@ -238,7 +238,7 @@ func (p *Provider) enqueue(r *record) {
 // enqueueRequest queues an ended, sampled Request for export, or drops
 // its spans (and counts them) and gives it back to its owner.
 func (p *Provider) enqueueRequest(r *Request) {
-	if !p.queue(item{q: r}, uint64(r.spans[0].id[7]), r.spanCount()) {
+	if !p.queue(item{q: r}, uint64(r.spans[0].id[7]), len(r.spans)) {
 		r.owner.Release()
 	}
 }
@@ -433,26 +433,9 @@ func (t *tracer) start(ctx context.Context, name string, c *trace.SpanConfig) tr
 	ps := trace.SpanFromContext(ctx)
 	psc := ps.SpanContext()
 	tid, sid := newIDs(psc.TraceID())
-	var sr sdktrace.SamplingResult
-	switch t.p.sampling {
-	case alwaysOn: // what AlwaysSample().ShouldSample returns
-		sr = sdktrace.SamplingResult{Decision: sdktrace.RecordAndSample, Tracestate: psc.TraceState()}
-	case parentOrOn: // ParentBased(AlwaysSample())'s
-		sr = sdktrace.SamplingResult{Decision: sdktrace.RecordAndSample, Tracestate: psc.TraceState()}
-		if psc.IsValid() && !psc.IsSampled() {
-			sr.Decision = sdktrace.Drop
-		}
-	default:
-		sr = t.p.sampler.ShouldSample(sdktrace.SamplingParameters{ParentContext: ctx, TraceID: tid, Name: name,
-			Kind: c.SpanKind(), Attributes: c.Attributes(), Links: c.Links()})
-	}
-	scc := trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceState: sr.Tracestate}
-	if sr.Decision == sdktrace.RecordAndSample {
-		scc.TraceFlags = psc.TraceFlags() | trace.FlagsSampled
-	} else {
-		scc.TraceFlags = psc.TraceFlags() &^ trace.FlagsSampled
-	}
-	sc := trace.NewSpanContext(scc)
+	sr, flags := t.p.decide(ctx, psc, sdktrace.SamplingParameters{TraceID: tid, Name: name,
+		Kind: c.SpanKind(), Attributes: c.Attributes(), Links: c.Links()})
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags, TraceState: sr.Tracestate})
 	if sr.Decision == sdktrace.Drop {
 		return &nonRecording{sc: sc, p: t.p}
 	}
@@ -472,6 +455,37 @@ func (t *tracer) start(ctx context.Context, name string, c *trace.SpanConfig) tr
 	r.setAttributes(c.Attributes())
 	s.sc, s.p, s.r = sc, t.p, r
 	return s
+}
+
+// decide is the sampler's decision for a span whose parent is psc, and
+// the span's trace flags (psc's, sampled or not as decided). The default
+// sampler and always_on are decided in place, as they would decide (the
+// SDK's ShouldSample looks the parent up in the context again); another
+// sampler is asked with sp, its ParentContext ctx, or, when ctx is nil, a
+// context of psc as a remote parent (built only then).
+func (p *Provider) decide(ctx context.Context, psc trace.SpanContext, sp sdktrace.SamplingParameters) (sdktrace.SamplingResult, trace.TraceFlags) {
+	sr := sdktrace.SamplingResult{Decision: sdktrace.RecordAndSample, Tracestate: psc.TraceState()}
+	switch p.sampling {
+	case alwaysOn: // what AlwaysSample().ShouldSample returns
+	case parentOrOn: // ParentBased(AlwaysSample())'s
+		if psc.IsValid() && !psc.IsSampled() {
+			sr.Decision = sdktrace.Drop
+		}
+	default:
+		if ctx == nil {
+			ctx = context.Background()
+			if psc.IsValid() {
+				ctx = trace.ContextWithRemoteSpanContext(ctx, psc)
+			}
+		}
+		sp.ParentContext = ctx
+		sr = p.sampler.ShouldSample(sp)
+	}
+	flags := psc.TraceFlags() &^ trace.FlagsSampled
+	if sr.Decision == sdktrace.RecordAndSample {
+		flags |= trace.FlagsSampled
+	}
+	return sr, flags
 }
 
 // span is the recording span a caller holds: its span context and, until

@@ -1,7 +1,6 @@
 package tracing
 
 import (
-	"context"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -102,26 +101,8 @@ func (p *Provider) Requests(name string) Requests { return Requests{p.Tracer(nam
 // parent when it is valid (a client's traceparent, remote). Every field
 // of r is set; nothing of an earlier request is kept.
 func (q Requests) Begin(r *Request, owner RequestOwner, parent trace.SpanContext, name string, kind trace.SpanKind, start time.Time) {
-	p := q.t.p
 	tid, sid := newIDs(parent.TraceID())
-	sr := sdktrace.SamplingResult{Decision: sdktrace.RecordAndSample, Tracestate: parent.TraceState()}
-	switch p.sampling {
-	case alwaysOn:
-	case parentOrOn:
-		if parent.IsValid() && !parent.IsSampled() {
-			sr.Decision = sdktrace.Drop
-		}
-	default:
-		ctx := context.Background()
-		if parent.IsValid() {
-			ctx = trace.ContextWithRemoteSpanContext(ctx, parent)
-		}
-		sr = p.sampler.ShouldSample(sdktrace.SamplingParameters{ParentContext: ctx, TraceID: tid, Name: name, Kind: kind})
-	}
-	flags := parent.TraceFlags() &^ trace.FlagsSampled
-	if sr.Decision == sdktrace.RecordAndSample {
-		flags |= trace.FlagsSampled
-	}
+	sr, flags := q.t.p.decide(nil, parent, sdktrace.SamplingParameters{TraceID: tid, Name: name, Kind: kind})
 	if start.IsZero() {
 		start = time.Now()
 	}
@@ -245,6 +226,3 @@ func (p *Provider) nextRecord() *record {
 	p.xn++
 	return r
 }
-
-// spanCount is how many spans r takes in the export queue.
-func (r *Request) spanCount() int { return len(r.spans) }
